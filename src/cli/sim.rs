@@ -1,0 +1,110 @@
+//! `fluidtalk-runner sim`: the simulator on a socket until Ctrl-C or SIGTERM.
+
+use crate::exit::{Exit, ExitWith, Failure};
+use crate::fluidtalk::ApiKey;
+use crate::sim::{SimConfig, Simulator};
+use anyhow::Context;
+use clap::Args;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on; port 0 picks a free port. The bound URL is the first line printed.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    listen: SocketAddr,
+    /// Tokens for new conversations (default: unlimited); then 402.
+    #[arg(long)]
+    tokens: Option<u64>,
+    /// Seal a conversation after N follow-ups; the next call gets 400.
+    #[arg(long, value_name = "N")]
+    seal_after: Option<u32>,
+    /// Answer `ignored` for this target (repeatable).
+    #[arg(long, value_name = "TARGET")]
+    ignore: Vec<String>,
+    /// Delay every API request by this much (e.g. 50ms).
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// Answer this share of API requests (0 to 1) with a 500.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    fail_rate: f64,
+    /// Seed for --fail-rate, so runs repeat.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Require exactly this key (default: any non-empty key). Also FLUIDTALK_SIM_API_KEY.
+    #[arg(long, env = "FLUIDTALK_SIM_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+pub async fn run(args: SimArgs) -> Result<(), Failure> {
+    let api_key = args
+        .api_key
+        .map(ApiKey::new)
+        .transpose()
+        .context("--api-key")
+        .exit_with(Exit::Config)?;
+    let config = SimConfig {
+        tokens: args.tokens,
+        seal_after: args.seal_after,
+        ignore: args.ignore.into_iter().collect(),
+        latency: args.latency,
+        fail_rate: args.fail_rate,
+        seed: args.seed,
+        api_key,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("while binding the simulator to {}", args.listen))
+        .exit_with(Exit::Config)?;
+    let addr = listener
+        .local_addr()
+        .context("while reading the bound address")
+        .exit_with(Exit::Failure)?;
+    // The first line is the base URL, so scripts can read it even with --listen ...:0.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "http://{addr}")
+        .and_then(|()| out.flush())
+        .context("while printing the bound address")
+        .exit_with(Exit::Failure)?;
+    drop(out);
+    tracing::info!(%addr, "simulator listening");
+    Simulator::new(config)
+        .serve(listener, shutdown_signal())
+        .await
+        .context("while serving")
+        .exit_with(Exit::Failure)?;
+    tracing::info!("simulator stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
