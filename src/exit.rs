@@ -21,6 +21,8 @@ pub enum Exit {
     Api = 4,
     /// The API refused the key (401/403): nothing can succeed until it is fixed.
     Unauthorized = 5,
+    /// The lead database could not be opened, migrated or used.
+    Database = 6,
 }
 
 impl Exit {

@@ -10,6 +10,10 @@
 //! `main.rs` only parses the command line, sets up tracing and calls `cli::run`.
 
 pub mod cli;
+pub mod config;
 pub mod exit;
 pub mod fluidtalk;
+pub mod import;
+pub mod lead;
 pub mod sim;
+pub mod store;

@@ -3,10 +3,14 @@
 
 mod api;
 mod demo;
+mod leads;
 mod sim;
+mod store_access;
 
+use crate::config::{CONFIG_ENV, ConfigPath};
 use crate::exit::Failure;
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,9 +20,12 @@ use clap::{Parser, Subcommand};
     long_about = "Runs outreach campaigns on the FluidTalk Handshake API.\n\n\
                   The API key is read from FLUIDTALK_API_KEY and never printed or stored.",
     after_help = "Exit codes: 0 ok, 1 unexpected failure, 2 usage, 3 bad setting or input, \
-                  4 API error or unreachable, 5 API key refused (401/403)."
+                  4 API error or unreachable, 5 API key refused (401/403), 6 database error."
 )]
 pub struct Cli {
+    /// The campaign file (default ./jobs.toml, if it exists).
+    #[arg(long, global = true, env = CONFIG_ENV, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,6 +38,15 @@ pub enum Command {
     Api(api::ApiArgs),
     /// Run a FluidTalk-compatible simulator (for demos and tests; needs no key).
     Sim(sim::SimArgs),
+    /// The lead database: import, list, inspect, record replies, block.
+    Leads(leads::LeadsArgs),
+    /// Text the persona produced, waiting to be delivered on the platform.
+    Outbox {
+        #[command(subcommand)]
+        command: leads::OutboxCommand,
+    },
+    /// Create or upgrade the lead database's schema (also done by every command that uses it).
+    Migrate,
 }
 
 /// Runs the parsed command.
@@ -39,6 +55,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Demo => demo::run().await,
         Command::Api(args) => api::run(args).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Leads(args) => leads::run(&ConfigPath::new(cli.config), args.command).await,
+        Command::Outbox { command } => {
+            leads::run_outbox(&ConfigPath::new(cli.config), command).await
+        }
+        Command::Migrate => {
+            let config = ConfigPath::new(cli.config);
+            let store = store_access::open_store(&config).await?;
+            let url = crate::config::database_url(&config)
+                .map(|u| crate::store::redact_url(&u))
+                .unwrap_or_default();
+            println!("{} database at {url} is up to date", store.backend());
+            Ok(())
+        }
     }
 }
 
@@ -48,5 +77,6 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
     match cli.command {
         Command::Api(_) | Command::Demo => "warn",
         Command::Sim(_) => "info",
+        Command::Leads(_) | Command::Outbox { .. } | Command::Migrate => "warn",
     }
 }

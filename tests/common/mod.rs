@@ -2,6 +2,8 @@
 //! bodies, and the built binary.
 #![allow(dead_code)]
 
+pub mod db;
+
 use fluidtalk_runner::fluidtalk::{ApiKey, Client, ClientConfig};
 use fluidtalk_runner::sim::{SimConfig, Simulator};
 use std::time::Duration;

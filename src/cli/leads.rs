@@ -1,0 +1,503 @@
+//! `fluidtalk-runner leads ...` and `outbox ...`: the lead database from the command line.
+
+use super::store_access::{open_store, store_failure};
+use crate::config::ConfigPath;
+use crate::exit::{Exit, ExitWith, Failure};
+use crate::import::{self, Rejection, Rows};
+use crate::lead::LeadState;
+use crate::store::{ImportCounts, Lead, LeadFilter, Store, UserAction};
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// Rows per import batch: one transaction and a handful of statements each.
+const IMPORT_BATCH: usize = 1000;
+/// Rejections kept for the JSON report; all are printed to stderr as they are found.
+const REJECTIONS_LISTED: usize = 1000;
+
+#[derive(Debug, Subcommand)]
+pub enum LeadsCommand {
+    /// Import leads from a .csv (with a header row) or .jsonl file; upserts by target.
+    Import {
+        file: PathBuf,
+        /// Keep nothing from the file if any row is rejected (and exit 3).
+        #[arg(long)]
+        strict: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add one lead, or update the given fields of an existing one.
+    Add {
+        target: String,
+        #[arg(long)]
+        own_username: Option<String>,
+        /// The lead's IANA time zone (e.g. Europe/Berlin), for send windows.
+        #[arg(long)]
+        timezone: Option<String>,
+        /// A profile image URL or local path, sent with the opener.
+        #[arg(long)]
+        profile_image: Option<String>,
+        /// A tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List leads, oldest first.
+    List {
+        #[arg(long)]
+        state: Option<LeadState>,
+        #[arg(long)]
+        tag: Option<String>,
+        /// At most this many (default 1000; 0 for all).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a lead and its attempts, newest first.
+    Show {
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The lead wrote back: reset the quiet clock and the follow-up count.
+    Replied {
+        target: String,
+        /// When (RFC 3339; default now).
+        #[arg(long, value_parser = parse_time)]
+        at: Option<DateTime<Utc>>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a lead do-not-contact.
+    Block {
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a block.
+    Unblock {
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work a failed or needs_review lead again.
+    Retry {
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a platform event for event-trigger jobs (adds the lead if unknown).
+    Event {
+        target: String,
+        #[arg(value_name = "TYPE")]
+        event_type: String,
+        /// The event's context, a JSON object (sent as entry_context).
+        #[arg(long, value_name = "JSON")]
+        context: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Text waiting to be delivered on the platform (with --all, delivered text too).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark rows as delivered.
+    Ack {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LeadsArgs {
+    #[command(subcommand)]
+    pub command: LeadsCommand,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("{s:?} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)"))
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).exit_with(Exit::Failure)?;
+    println!("{text}");
+    Ok(())
+}
+
+fn show_time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(
+        || "-".to_string(),
+        |t| t.format("%Y-%m-%d %H:%M").to_string(),
+    )
+}
+
+fn print_lead(lead: &Lead) {
+    println!(
+        "{:<24} {:<12} follow-ups {:<2} last contact {:<16} last reply {:<16} next {}  {}",
+        lead.target,
+        lead.state,
+        lead.follow_ups_sent,
+        show_time(lead.last_contact_at),
+        show_time(lead.last_reply_at),
+        show_time(Some(lead.next_eligible_at)),
+        lead.tags.join(";"),
+    );
+}
+
+pub async fn run(config: &ConfigPath, command: LeadsCommand) -> Result<(), Failure> {
+    let store = open_store(config).await?;
+    let now = Utc::now();
+    match command {
+        LeadsCommand::Import { file, strict, json } => {
+            import(&*store, &file, strict, json, now).await
+        }
+        LeadsCommand::Add {
+            target,
+            own_username,
+            timezone,
+            profile_image,
+            tags,
+            json,
+        } => {
+            let input = import::check_input(&target, own_username, timezone, profile_image, tags)
+                .map_err(|why| anyhow!("{why}"))
+                .exit_with(Exit::Config)?;
+            let target = input.target.clone();
+            let mut session = store.begin_import(false).await.map_err(store_failure)?;
+            let counts = session
+                .upsert(vec![input], now)
+                .await
+                .map_err(store_failure)?;
+            session.finish(true).await.map_err(store_failure)?;
+            let lead = store
+                .get_lead(&target)
+                .await
+                .map_err(store_failure)?
+                .ok_or_else(|| anyhow!("lead {target:?} vanished after it was added"))
+                .exit_with(Exit::Failure)?;
+            if json {
+                print_json(&lead)
+            } else {
+                let verb = if counts.imported == 1 {
+                    "added"
+                } else {
+                    "updated"
+                };
+                println!("{verb} {}", lead.target);
+                Ok(())
+            }
+        }
+        LeadsCommand::List {
+            state,
+            tag,
+            limit,
+            json,
+        } => {
+            let filter = LeadFilter {
+                state,
+                tag,
+                limit: (limit > 0).then_some(limit),
+            };
+            let leads = store.list_leads(&filter).await.map_err(store_failure)?;
+            if json {
+                return print_json(&leads);
+            }
+            for lead in &leads {
+                print_lead(lead);
+            }
+            if leads.is_empty() {
+                eprintln!("no leads match");
+            }
+            Ok(())
+        }
+        LeadsCommand::Show { target, json } => {
+            let lead = store
+                .get_lead(&target)
+                .await
+                .map_err(store_failure)?
+                .ok_or_else(|| anyhow!("no lead with target {target:?}"))
+                .exit_with(Exit::Config)?;
+            let attempts = store.attempts_for(lead.id).await.map_err(store_failure)?;
+            if json {
+                return print_json(&serde_json::json!({ "lead": lead, "attempts": attempts }));
+            }
+            print_lead(&lead);
+            if let Some(e) = &lead.last_error {
+                println!("  last error: {e}");
+            }
+            for a in &attempts {
+                println!(
+                    "  #{:<6} {} {:<9} step {:<3} {:<12} {} {}",
+                    a.id,
+                    show_time(Some(a.started_at)),
+                    a.action.as_str(),
+                    a.step,
+                    a.status,
+                    a.http_status.map(|s| s.to_string()).unwrap_or_default(),
+                    a.error_detail.as_deref().unwrap_or(""),
+                );
+            }
+            if attempts.is_empty() {
+                println!("  no attempts yet");
+            }
+            Ok(())
+        }
+        LeadsCommand::Replied { target, at, json } => {
+            let lead = store
+                .record_reply(&target, at.unwrap_or(now), now)
+                .await
+                .map_err(store_failure)?;
+            done(&lead, json, "reply recorded for")
+        }
+        LeadsCommand::Block { target, json } => {
+            user_action(&*store, &target, UserAction::Block, now, json, "blocked").await
+        }
+        LeadsCommand::Unblock { target, json } => {
+            user_action(
+                &*store,
+                &target,
+                UserAction::Unblock,
+                now,
+                json,
+                "unblocked",
+            )
+            .await
+        }
+        LeadsCommand::Retry { target, json } => {
+            user_action(&*store, &target, UserAction::Retry, now, json, "will retry").await
+        }
+        LeadsCommand::Event {
+            target,
+            event_type,
+            context,
+            json,
+        } => {
+            let target = import::check_target(&target)
+                .map_err(|why| anyhow!("{why}"))
+                .exit_with(Exit::Config)?;
+            let event_type = event_type.trim().to_string();
+            if event_type.is_empty() {
+                return Err(anyhow!("the event TYPE is empty")).exit_with(Exit::Config);
+            }
+            let context = context
+                .map(
+                    |text| match serde_json::from_str::<serde_json::Value>(&text) {
+                        Ok(serde_json::Value::Object(map)) => {
+                            Ok(serde_json::Value::Object(map).to_string())
+                        }
+                        _ => Err(anyhow!(
+                            "--context must be a JSON object like '{{\"reaction\": \"🔥\"}}'"
+                        )),
+                    },
+                )
+                .transpose()
+                .exit_with(Exit::Config)?;
+            let event = store
+                .queue_event(&target, &event_type, context.as_deref(), now)
+                .await
+                .map_err(store_failure)?;
+            if json {
+                print_json(&event)
+            } else {
+                println!(
+                    "queued event #{} {} for {}",
+                    event.id, event.event_type, event.target
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+fn done(lead: &Lead, json: bool, verb: &str) -> Result<(), Failure> {
+    if json {
+        print_json(lead)
+    } else {
+        println!("{verb} {} (now {})", lead.target, lead.state);
+        Ok(())
+    }
+}
+
+async fn user_action(
+    store: &dyn Store,
+    target: &str,
+    action: UserAction,
+    now: DateTime<Utc>,
+    json: bool,
+    verb: &str,
+) -> Result<(), Failure> {
+    let lead = store
+        .apply_user_action(target, action, now)
+        .await
+        .map_err(store_failure)?;
+    done(&lead, json, verb)
+}
+
+#[derive(serde::Serialize)]
+struct ImportReport<'a> {
+    file: &'a Path,
+    #[serde(flatten)]
+    counts: ImportCounts,
+    rejected: u64,
+    kept: bool,
+    rejections: Vec<Rejection>,
+}
+
+async fn import(
+    store: &dyn Store,
+    path: &Path,
+    strict: bool,
+    json: bool,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let bar = if std::io::stderr().is_terminal() {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let bar = ProgressBar::new(size);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {wide_bar} {bytes}/{total_bytes} {per_sec} {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let reader_bar = bar.clone();
+    let mut rows =
+        Rows::open(path, move |f| Box::new(reader_bar.wrap_read(f))).exit_with(Exit::Config)?;
+    let mut session = store.begin_import(strict).await.map_err(store_failure)?;
+    let mut counts = ImportCounts::default();
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let mut rejected = 0u64;
+    let mut rejections = Vec::new();
+    let shown = path.display();
+    loop {
+        let row = match rows.next_row() {
+            Ok(row) => row,
+            Err(e) => {
+                bar.finish_and_clear();
+                // Batches already committed stay (not strict); a strict import keeps nothing.
+                let _ = session.finish(!strict).await;
+                return Err(e).exit_with(Exit::Config);
+            }
+        };
+        let Some((line, row)) = row else { break };
+        match row {
+            Ok(input) => {
+                // After a rejection a strict import only checks the rest of the file.
+                if strict && rejected > 0 {
+                    continue;
+                }
+                batch.push(input);
+                if batch.len() >= IMPORT_BATCH {
+                    counts += session
+                        .upsert(std::mem::take(&mut batch), now)
+                        .await
+                        .map_err(store_failure)?;
+                    bar.set_message(format!(
+                        "{} imported, {} updated",
+                        counts.imported, counts.updated
+                    ));
+                }
+            }
+            Err(reason) => {
+                rejected += 1;
+                bar.suspend(|| eprintln!("{shown}:{line}: {reason}"));
+                if rejections.len() < REJECTIONS_LISTED {
+                    rejections.push(Rejection { line, reason });
+                }
+            }
+        }
+    }
+    let keep = !(strict && rejected > 0);
+    if keep && !batch.is_empty() {
+        counts += session.upsert(batch, now).await.map_err(store_failure)?;
+    }
+    session.finish(keep).await.map_err(store_failure)?;
+    bar.finish_and_clear();
+    if !keep {
+        counts = ImportCounts::default();
+    }
+    if json {
+        print_json(&ImportReport {
+            file: path,
+            counts,
+            rejected,
+            kept: keep,
+            rejections,
+        })?;
+    } else {
+        println!(
+            "imported {}, updated {}, rejected {rejected}",
+            counts.imported, counts.updated
+        );
+    }
+    if keep {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "--strict: {rejected} row(s) of {shown} rejected, so nothing from it was kept"
+        ))
+        .exit_with(Exit::Config)
+    }
+}
+
+pub async fn run_outbox(config: &ConfigPath, command: OutboxCommand) -> Result<(), Failure> {
+    let store = open_store(config).await?;
+    match command {
+        OutboxCommand::List { all, json } => {
+            let items = store.outbox(all).await.map_err(store_failure)?;
+            if json {
+                return print_json(&items);
+            }
+            for item in &items {
+                let state = if item.acked_at.is_some() {
+                    "delivered"
+                } else {
+                    "pending"
+                };
+                println!(
+                    "#{:<6} {:<9} {:<24} {:<9} {:?}",
+                    item.id, state, item.target, item.action, item.message
+                );
+            }
+            if items.is_empty() {
+                eprintln!("the outbox is empty");
+            }
+            Ok(())
+        }
+        OutboxCommand::Ack { ids } => {
+            let acked = store
+                .ack_outbox(&ids, Utc::now())
+                .await
+                .map_err(store_failure)?;
+            let missed: Vec<String> = ids
+                .iter()
+                .filter(|id| !acked.contains(id))
+                .map(|id| id.to_string())
+                .collect();
+            println!("acked {}", acked.len());
+            if !missed.is_empty() {
+                eprintln!(
+                    "not pending (unknown or already acked): {}",
+                    missed.join(", ")
+                );
+            }
+            Ok(())
+        }
+    }
+}

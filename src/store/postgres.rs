@@ -1,0 +1,610 @@
+//! The PostgreSQL store, for several runners on one database.
+//!
+//! Batches travel as one JSON parameter unpacked with `jsonb_to_recordset`, so a batch
+//! costs one statement whatever its size. State changes lock the lead row (`FOR UPDATE`)
+//! and compare-and-set on the state read.
+
+use super::sqlite::user_event;
+use super::{
+    Action, Attempt, AttemptEnd, ImportCounts, ImportSession, Lead, LeadFilter, LeadInput,
+    NewAttempt, OutboxItem, QueuedEvent, Store, StoreError, UserAction, already_sent, in_tx,
+    lead_input_json, merge_batch, redact_url, ts,
+};
+use crate::lead::{self, LeadEvent, LeadState};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Postgres, Row, Transaction};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+macro_rules! lead_columns {
+    () => {
+        "id, target, own_username, state, timezone, profile_image, tags, created_at, \
+         updated_at, last_contact_at, last_reply_at, next_eligible_at, follow_ups_sent, \
+         transient_failures, session_id, last_error, lease_owner, lease_expires_at"
+    };
+}
+
+macro_rules! attempt_columns {
+    () => {
+        "id, lead_id, job, action, step, status, http_status, error_kind, error_detail, \
+         session_id, started_at, finished_at, runner_id"
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The pool, for tests that need to look under the store.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let has_table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&self.pool)
+                .await?;
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        if has_table.is_some() {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&self.pool)
+                    .await?;
+            if let Some(found) = found.filter(|f| *f > known) {
+                return Err(StoreError::SchemaTooNew { found, known });
+            }
+        }
+        MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+    }
+
+    async fn lead_in(
+        conn: &mut PgConnection,
+        target: &str,
+        lock: bool,
+    ) -> Result<Lead, StoreError> {
+        let sql = if lock {
+            concat!(
+                "SELECT ",
+                lead_columns!(),
+                " FROM leads WHERE target = $1 FOR UPDATE"
+            )
+        } else {
+            concat!("SELECT ", lead_columns!(), " FROM leads WHERE target = $1")
+        };
+        let row = sqlx::query(sql)
+            .bind(target)
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.map(|r| lead_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(target.to_string()))
+    }
+
+    async fn transition(
+        &self,
+        target: &str,
+        event: impl FnOnce(&Lead) -> LeadEvent,
+        now: DateTime<Utc>,
+        reply_at: Option<DateTime<Utc>>,
+    ) -> Result<Lead, StoreError> {
+        let tx = self.pool.begin().await?;
+        in_tx(tx, async |tx| {
+            let lead = Self::lead_in(tx, target, true).await?;
+            let event = event(&lead);
+            let to = lead::next(lead.state, event)?;
+            let done =
+                match event {
+                    LeadEvent::Replied => {
+                        sqlx::query(
+                            "UPDATE leads SET state = $1, follow_ups_sent = 0, updated_at = $2,
+                            last_reply_at = GREATEST(last_reply_at, $3)
+                         WHERE id = $4 AND state = $5",
+                        )
+                        .bind(to.as_str())
+                        .bind(now)
+                        .bind(reply_at.unwrap_or(now))
+                        .bind(lead.id)
+                        .bind(lead.state.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                    }
+                    LeadEvent::Retry { .. } | LeadEvent::Unblock { .. } => {
+                        let r = sqlx::query(
+                            "UPDATE leads SET state = $1, updated_at = $2, next_eligible_at = $2,
+                            transient_failures = 0, lease_owner = NULL, lease_expires_at = NULL
+                         WHERE id = $3 AND state = $4",
+                        )
+                        .bind(to.as_str())
+                        .bind(now)
+                        .bind(lead.id)
+                        .bind(lead.state.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "UPDATE attempts SET status = 'unknown', finished_at = $1
+                         WHERE lead_id = $2 AND status = 'in_flight'",
+                        )
+                        .bind(now)
+                        .bind(lead.id)
+                        .execute(&mut *tx)
+                        .await?;
+                        r
+                    }
+                    _ => sqlx::query(
+                        "UPDATE leads SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+                    )
+                    .bind(to.as_str())
+                    .bind(now)
+                    .bind(lead.id)
+                    .bind(lead.state.as_str())
+                    .execute(&mut *tx)
+                    .await?,
+                };
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(target.to_string()));
+            }
+            let lead = Self::lead_in(tx, target, false).await?;
+            Ok(lead)
+        })
+        .await
+    }
+}
+
+fn lead_from_row(r: &PgRow) -> Result<Lead, StoreError> {
+    let state: String = r.try_get("state")?;
+    let Json(tags): Json<Vec<String>> = r.try_get("tags")?;
+    Ok(Lead {
+        id: r.try_get("id")?,
+        target: r.try_get("target")?,
+        own_username: r.try_get("own_username")?,
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        timezone: r.try_get("timezone")?,
+        profile_image: r.try_get("profile_image")?,
+        tags,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        last_contact_at: r.try_get("last_contact_at")?,
+        last_reply_at: r.try_get("last_reply_at")?,
+        next_eligible_at: r.try_get("next_eligible_at")?,
+        follow_ups_sent: r.try_get("follow_ups_sent")?,
+        transient_failures: r.try_get("transient_failures")?,
+        session_id: r.try_get("session_id")?,
+        last_error: r.try_get("last_error")?,
+        lease_owner: r.try_get("lease_owner")?,
+        lease_expires_at: r.try_get("lease_expires_at")?,
+    })
+}
+
+fn attempt_from_row(r: &PgRow) -> Result<Attempt, StoreError> {
+    Ok(Attempt {
+        id: r.try_get("id")?,
+        lead_id: r.try_get("lead_id")?,
+        job: r.try_get("job")?,
+        action: Action::parse(&r.try_get::<String, _>("action")?)?,
+        step: r.try_get("step")?,
+        status: r.try_get("status")?,
+        http_status: r.try_get("http_status")?,
+        error_kind: r.try_get("error_kind")?,
+        error_detail: r.try_get("error_detail")?,
+        session_id: r.try_get("session_id")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        runner_id: r.try_get("runner_id")?,
+    })
+}
+
+fn outbox_from_row(r: &PgRow) -> Result<OutboxItem, StoreError> {
+    Ok(OutboxItem {
+        id: r.try_get("id")?,
+        lead_id: r.try_get("lead_id")?,
+        attempt_id: r.try_get("attempt_id")?,
+        target: r.try_get("target")?,
+        action: r.try_get("action")?,
+        message: r.try_get("message")?,
+        session_id: r.try_get("session_id")?,
+        created_at: r.try_get("created_at")?,
+        acked_at: r.try_get("acked_at")?,
+    })
+}
+
+fn event_from_row(r: &PgRow) -> Result<QueuedEvent, StoreError> {
+    Ok(QueuedEvent {
+        id: r.try_get("id")?,
+        lead_id: r.try_get("lead_id")?,
+        target: r.try_get("target")?,
+        event_type: r.try_get("event_type")?,
+        context: r.try_get("context")?,
+        state: r.try_get("state")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+async fn upsert_batch(
+    conn: &mut PgConnection,
+    rows: Vec<LeadInput>,
+    now: DateTime<Utc>,
+) -> Result<ImportCounts, StoreError> {
+    let (rows, duplicates) = merge_batch(rows);
+    let targets: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
+    let existing: HashSet<String> =
+        sqlx::query_scalar("SELECT target FROM leads WHERE target = ANY($1)")
+            .bind(&targets)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    let now_s = ts(now);
+    let (old, new): (Vec<&LeadInput>, Vec<&LeadInput>) =
+        rows.iter().partition(|r| existing.contains(&r.target));
+    if !new.is_empty() {
+        let json: Vec<_> = new.iter().map(|r| lead_input_json(r, &now_s, ts)).collect();
+        sqlx::query(
+            "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
+                                last_contact_at, last_reply_at, follow_ups_sent,
+                                created_at, updated_at, next_eligible_at)
+             SELECT x.target, x.own_username, x.timezone, x.profile_image,
+                    COALESCE(x.tags::jsonb, '[]'::jsonb), COALESCE(x.state, 'new'),
+                    x.last_contact_at, x.last_reply_at, COALESCE(x.follow_ups_sent, 0),
+                    $2, $2, $2
+             FROM jsonb_to_recordset($1::jsonb) AS x(target text, own_username text,
+                  timezone text, profile_image text, tags text, state text,
+                  last_contact_at timestamptz, last_reply_at timestamptz, follow_ups_sent int)",
+        )
+        .bind(serde_json::Value::Array(json).to_string())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !old.is_empty() {
+        let json: Vec<_> = old.iter().map(|r| lead_input_json(r, &now_s, ts)).collect();
+        sqlx::query(
+            "UPDATE leads SET
+                own_username  = COALESCE(x.own_username, leads.own_username),
+                timezone      = COALESCE(x.timezone, leads.timezone),
+                profile_image = COALESCE(x.profile_image, leads.profile_image),
+                tags          = COALESCE(x.tags::jsonb, leads.tags),
+                state           = CASE WHEN leads.state = 'new' THEN COALESCE(x.state, leads.state) ELSE leads.state END,
+                last_contact_at = CASE WHEN leads.state = 'new' THEN COALESCE(x.last_contact_at, leads.last_contact_at) ELSE leads.last_contact_at END,
+                last_reply_at   = CASE WHEN leads.state = 'new' THEN COALESCE(x.last_reply_at, leads.last_reply_at) ELSE leads.last_reply_at END,
+                follow_ups_sent = CASE WHEN leads.state = 'new' THEN COALESCE(x.follow_ups_sent, leads.follow_ups_sent) ELSE leads.follow_ups_sent END,
+                updated_at    = $2
+             FROM jsonb_to_recordset($1::jsonb) AS x(target text, own_username text,
+                  timezone text, profile_image text, tags text, state text,
+                  last_contact_at timestamptz, last_reply_at timestamptz, follow_ups_sent int)
+             WHERE leads.target = x.target",
+        )
+        .bind(serde_json::Value::Array(json).to_string())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(ImportCounts {
+        imported: new.len() as u64,
+        updated: old.len() as u64 + duplicates,
+    })
+}
+
+struct PgImport {
+    pool: PgPool,
+    atomic: bool,
+    tx: Option<Transaction<'static, Postgres>>,
+}
+
+#[async_trait]
+impl ImportSession for PgImport {
+    async fn upsert(
+        &mut self,
+        rows: Vec<LeadInput>,
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, StoreError> {
+        if !self.atomic {
+            let tx = self.pool.begin().await?;
+            return in_tx(tx, async |tx| upsert_batch(tx, rows, now).await).await;
+        }
+        // One transaction for the whole import: a failed batch rolls it all back, and the
+        // session refuses further batches instead of committing them one by one.
+        let Some(mut tx) = self.tx.take() else {
+            return Err(StoreError::ImportAborted);
+        };
+        match upsert_batch(&mut tx, rows, now).await {
+            Ok(counts) => {
+                self.tx = Some(tx);
+                Ok(counts)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish(self: Box<Self>, keep: bool) -> Result<(), StoreError> {
+        if self.atomic && self.tx.is_none() {
+            return Err(StoreError::ImportAborted);
+        }
+        if let Some(tx) = self.tx {
+            if keep {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn begin_import(&self, atomic: bool) -> Result<Box<dyn ImportSession>, StoreError> {
+        let tx = if atomic {
+            Some(self.pool.begin().await?)
+        } else {
+            None
+        };
+        Ok(Box::new(PgImport {
+            pool: self.pool.clone(),
+            atomic,
+            tx,
+        }))
+    }
+
+    async fn get_lead(&self, target: &str) -> Result<Option<Lead>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        match Self::lead_in(&mut conn, target, false).await {
+            Ok(lead) => Ok(Some(lead)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            lead_columns!(),
+            " FROM leads
+              WHERE ($1::text IS NULL OR state = $1)
+                AND ($2::text IS NULL OR tags ? $2)
+              ORDER BY id
+              LIMIT $3"
+        ))
+        .bind(filter.state.map(LeadState::as_str))
+        .bind(filter.tag.as_deref())
+        .bind(filter.limit.map(i64::from))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(lead_from_row).collect()
+    }
+
+    async fn attempts_for(&self, lead_id: i64) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts WHERE lead_id = $1 ORDER BY id DESC"
+        ))
+        .bind(lead_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    async fn count_by_state(&self) -> Result<BTreeMap<LeadState, u64>, StoreError> {
+        let mut counts: BTreeMap<LeadState, u64> = LeadState::ALL.iter().map(|s| (*s, 0)).collect();
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM leads GROUP BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        for (state, n) in rows {
+            let state: LeadState = state.parse().map_err(StoreError::Corrupt)?;
+            counts.insert(state, n.max(0) as u64);
+        }
+        Ok(counts)
+    }
+
+    async fn record_reply(
+        &self,
+        target: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Lead, StoreError> {
+        self.transition(target, |_| LeadEvent::Replied, now, Some(at))
+            .await
+    }
+
+    async fn apply_user_action(
+        &self,
+        target: &str,
+        action: UserAction,
+        now: DateTime<Utc>,
+    ) -> Result<Lead, StoreError> {
+        self.transition(target, |lead| user_event(action, lead), now, None)
+            .await
+    }
+
+    async fn queue_event(
+        &self,
+        target: &str,
+        event_type: &str,
+        context: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<QueuedEvent, StoreError> {
+        let tx = self.pool.begin().await?;
+        in_tx(tx, async |tx| {
+            sqlx::query(
+                "INSERT INTO leads (target, created_at, updated_at, next_eligible_at)
+                 VALUES ($1, $2, $2, $2) ON CONFLICT (target) DO NOTHING",
+            )
+            .bind(target)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(
+                "INSERT INTO events (lead_id, event_type, context, created_at)
+                 SELECT id, $2, $3, $4 FROM leads WHERE target = $1
+                 RETURNING id, lead_id, $1::text AS target, event_type, context, state, created_at",
+            )
+            .bind(target)
+            .bind(event_type)
+            .bind(context)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let event = event_from_row(&row)?;
+            Ok(event)
+        })
+        .await
+    }
+
+    async fn queued_events(
+        &self,
+        event_type: Option<&str>,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
+             FROM events e JOIN leads l ON l.id = e.lead_id
+             WHERE e.state = 'queued' AND ($1::text IS NULL OR e.event_type = $1)
+             ORDER BY e.id",
+        )
+        .bind(event_type)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn start_attempts(&self, attempts: &[NewAttempt]) -> Result<Vec<i64>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json: Vec<_> = attempts
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "lead_id": a.lead_id, "job": a.job, "action": a.action.as_str(),
+                    "step": a.step, "runner_id": a.runner_id, "started_at": ts(a.started_at),
+                })
+            })
+            .collect();
+        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+            "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+             SELECT x.lead_id, x.job, x.action, x.step, 'in_flight', x.started_at, x.runner_id
+             FROM jsonb_to_recordset($1::jsonb) AS x(lead_id bigint, job text, action text,
+                  step bigint, started_at timestamptz, runner_id text)
+             RETURNING id, lead_id, action, step",
+        )
+        .bind(serde_json::Value::Array(json).to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| already_sent(e, attempts))?;
+        attempts
+            .iter()
+            .map(|a| {
+                rows.iter()
+                    .find(|(_, lead, action, step)| {
+                        *lead == a.lead_id && action == a.action.as_str() && *step == a.step
+                    })
+                    .map(|r| r.0)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("an inserted attempt was not returned".into())
+                    })
+            })
+            .collect()
+    }
+
+    async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<(), StoreError> {
+        if ends.is_empty() {
+            return Ok(());
+        }
+        let json: Vec<_> = ends
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.attempt_id, "status": e.status, "http_status": e.http_status,
+                    "error_kind": e.error_kind, "error_detail": e.error_detail,
+                    "session_id": e.session_id, "finished_at": ts(e.finished_at),
+                    "message": e.message.as_deref().filter(|m| !m.is_empty()),
+                })
+            })
+            .collect();
+        let payload = serde_json::Value::Array(json).to_string();
+        let tx = self.pool.begin().await?;
+        in_tx(tx, async |tx| {
+            sqlx::query(
+                "UPDATE attempts SET status = x.status, http_status = x.http_status,
+                        error_kind = x.error_kind, error_detail = x.error_detail,
+                        session_id = x.session_id, finished_at = x.finished_at
+                 FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, status text, http_status int,
+                      error_kind text, error_detail text, session_id text, finished_at timestamptz)
+                 WHERE attempts.id = x.id",
+            )
+            .bind(&payload)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
+                 SELECT a.lead_id, a.id, l.target, a.action, x.message, x.session_id, x.finished_at
+                 FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, message text, session_id text,
+                      finished_at timestamptz)
+                 JOIN attempts a ON a.id = x.id
+                 JOIN leads l ON l.id = a.lead_id
+                 WHERE x.message IS NOT NULL",
+            )
+            .bind(&payload)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, lead_id, attempt_id, target, action, message, session_id, created_at, acked_at
+             FROM outbox WHERE $1 OR acked_at IS NULL ORDER BY id",
+        )
+        .bind(include_acked)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn ack_outbox(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        let mut acked: Vec<i64> = sqlx::query_scalar(
+            "UPDATE outbox SET acked_at = $2
+             WHERE acked_at IS NULL AND id = ANY($1)
+             RETURNING id",
+        )
+        .bind(ids)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        acked.sort_unstable();
+        Ok(acked)
+    }
+}

@@ -1,0 +1,661 @@
+//! The SQLite store: the zero-set-up default, one file with WAL and a busy timeout.
+//!
+//! Timestamps are stored as fixed-width UTC text (`2026-11-24T09:00:00.000000Z`), so text
+//! order is time order. Writes that read first run in `BEGIN IMMEDIATE` transactions, which
+//! take the write lock up front instead of failing to upgrade a read lock later.
+
+use super::{
+    Action, Attempt, AttemptEnd, ImportCounts, ImportSession, Lead, LeadFilter, LeadInput,
+    NewAttempt, OutboxItem, QueuedEvent, Store, StoreError, UserAction, already_sent, in_tx,
+    lead_input_json, merge_batch, redact_url, ts,
+};
+use crate::lead::{self, LeadEvent, LeadState};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+macro_rules! lead_columns {
+    () => {
+        "id, target, own_username, state, timezone, profile_image, tags, created_at, \
+         updated_at, last_contact_at, last_reply_at, next_eligible_at, follow_ups_sent, \
+         transient_failures, session_id, last_error, lease_owner, lease_expires_at"
+    };
+}
+
+macro_rules! attempt_columns {
+    () => {
+        "id, lead_id, job, action, step, status, http_status, error_kind, error_detail, \
+         session_id, started_at, finished_at, runner_id"
+    };
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+fn opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    s.as_deref().map(parse_ts).transpose()
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl {
+                url: redact_url(url),
+                why: e.to_string(),
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let has_table: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        if has_table.is_some() {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&self.pool)
+                    .await?;
+            if let Some(found) = found.filter(|f| *f > known) {
+                return Err(StoreError::SchemaTooNew { found, known });
+            }
+        }
+        MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+    }
+
+    async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn lead_in(conn: &mut SqliteConnection, target: &str) -> Result<Lead, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            lead_columns!(),
+            " FROM leads WHERE target = ?"
+        ))
+        .bind(target)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(|r| lead_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(target.to_string()))
+    }
+
+    /// Moves `target` by `event`, checking the state did not change since it was read.
+    async fn transition(
+        &self,
+        target: &str,
+        event: impl FnOnce(&Lead) -> LeadEvent,
+        now: DateTime<Utc>,
+        reply_at: Option<DateTime<Utc>>,
+    ) -> Result<Lead, StoreError> {
+        let tx = self.begin_immediate().await?;
+        in_tx(tx, async |tx| {
+            let lead = Self::lead_in(tx, target).await?;
+            let event = event(&lead);
+            let to = lead::next(lead.state, event)?;
+            let now_s = ts(now);
+            let done =
+                match event {
+                    LeadEvent::Replied => {
+                        let at = ts(reply_at.unwrap_or(now));
+                        sqlx::query(
+                            "UPDATE leads SET state = ?1, follow_ups_sent = 0, updated_at = ?2,
+                            last_reply_at = CASE WHEN last_reply_at IS NULL OR last_reply_at < ?3
+                                                 THEN ?3 ELSE last_reply_at END
+                         WHERE id = ?4 AND state = ?5",
+                        )
+                        .bind(to.as_str())
+                        .bind(&now_s)
+                        .bind(&at)
+                        .bind(lead.id)
+                        .bind(lead.state.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                    }
+                    LeadEvent::Retry { .. } | LeadEvent::Unblock { .. } => {
+                        // Eligible at once, with a fresh retry budget.
+                        let r = sqlx::query(
+                            "UPDATE leads SET state = ?1, updated_at = ?2, next_eligible_at = ?2,
+                            transient_failures = 0, lease_owner = NULL, lease_expires_at = NULL
+                         WHERE id = ?3 AND state = ?4",
+                        )
+                        .bind(to.as_str())
+                        .bind(&now_s)
+                        .bind(lead.id)
+                        .bind(lead.state.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                        // A person chose to work the lead again: an attempt whose outcome was never
+                        // known no longer holds its step, so the step may be sent once more.
+                        sqlx::query(
+                            "UPDATE attempts SET status = 'unknown', finished_at = ?1
+                         WHERE lead_id = ?2 AND status = 'in_flight'",
+                        )
+                        .bind(&now_s)
+                        .bind(lead.id)
+                        .execute(&mut *tx)
+                        .await?;
+                        r
+                    }
+                    _ => sqlx::query(
+                        "UPDATE leads SET state = ?1, updated_at = ?2 WHERE id = ?3 AND state = ?4",
+                    )
+                    .bind(to.as_str())
+                    .bind(&now_s)
+                    .bind(lead.id)
+                    .bind(lead.state.as_str())
+                    .execute(&mut *tx)
+                    .await?,
+                };
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(target.to_string()));
+            }
+            let lead = Self::lead_in(tx, target).await?;
+            Ok(lead)
+        })
+        .await
+    }
+}
+
+fn lead_from_row(r: &SqliteRow) -> Result<Lead, StoreError> {
+    let state: String = r.try_get("state")?;
+    let tags: String = r.try_get("tags")?;
+    Ok(Lead {
+        id: r.try_get("id")?,
+        target: r.try_get("target")?,
+        own_username: r.try_get("own_username")?,
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        timezone: r.try_get("timezone")?,
+        profile_image: r.try_get("profile_image")?,
+        tags: serde_json::from_str(&tags)
+            .map_err(|e| StoreError::Corrupt(format!("tags {tags:?}: {e}")))?,
+        created_at: parse_ts(&r.try_get::<String, _>("created_at")?)?,
+        updated_at: parse_ts(&r.try_get::<String, _>("updated_at")?)?,
+        last_contact_at: opt_ts(r.try_get("last_contact_at")?)?,
+        last_reply_at: opt_ts(r.try_get("last_reply_at")?)?,
+        next_eligible_at: parse_ts(&r.try_get::<String, _>("next_eligible_at")?)?,
+        follow_ups_sent: r.try_get("follow_ups_sent")?,
+        transient_failures: r.try_get("transient_failures")?,
+        session_id: r.try_get("session_id")?,
+        last_error: r.try_get("last_error")?,
+        lease_owner: r.try_get("lease_owner")?,
+        lease_expires_at: opt_ts(r.try_get("lease_expires_at")?)?,
+    })
+}
+
+fn attempt_from_row(r: &SqliteRow) -> Result<Attempt, StoreError> {
+    Ok(Attempt {
+        id: r.try_get("id")?,
+        lead_id: r.try_get("lead_id")?,
+        job: r.try_get("job")?,
+        action: Action::parse(&r.try_get::<String, _>("action")?)?,
+        step: r.try_get("step")?,
+        status: r.try_get("status")?,
+        http_status: r.try_get("http_status")?,
+        error_kind: r.try_get("error_kind")?,
+        error_detail: r.try_get("error_detail")?,
+        session_id: r.try_get("session_id")?,
+        started_at: parse_ts(&r.try_get::<String, _>("started_at")?)?,
+        finished_at: opt_ts(r.try_get("finished_at")?)?,
+        runner_id: r.try_get("runner_id")?,
+    })
+}
+
+fn outbox_from_row(r: &SqliteRow) -> Result<OutboxItem, StoreError> {
+    Ok(OutboxItem {
+        id: r.try_get("id")?,
+        lead_id: r.try_get("lead_id")?,
+        attempt_id: r.try_get("attempt_id")?,
+        target: r.try_get("target")?,
+        action: r.try_get("action")?,
+        message: r.try_get("message")?,
+        session_id: r.try_get("session_id")?,
+        created_at: parse_ts(&r.try_get::<String, _>("created_at")?)?,
+        acked_at: opt_ts(r.try_get("acked_at")?)?,
+    })
+}
+
+fn event_from_row(r: &SqliteRow) -> Result<QueuedEvent, StoreError> {
+    Ok(QueuedEvent {
+        id: r.try_get("id")?,
+        lead_id: r.try_get("lead_id")?,
+        target: r.try_get("target")?,
+        event_type: r.try_get("event_type")?,
+        context: r.try_get("context")?,
+        state: r.try_get("state")?,
+        created_at: parse_ts(&r.try_get::<String, _>("created_at")?)?,
+    })
+}
+
+/// Upserts one merged batch inside `conn`'s transaction: one statement to learn which
+/// targets exist, one to insert the new, one to update the rest.
+async fn upsert_batch(
+    conn: &mut SqliteConnection,
+    rows: Vec<LeadInput>,
+    now: DateTime<Utc>,
+) -> Result<ImportCounts, StoreError> {
+    let (rows, duplicates) = merge_batch(rows);
+    let targets: Vec<&str> = rows.iter().map(|r| r.target.as_str()).collect();
+    let targets_json = serde_json::to_string(&targets).unwrap_or_else(|_| "[]".into());
+    let existing: HashSet<String> = sqlx::query_scalar(
+        "SELECT target FROM leads WHERE target IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(&targets_json)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let now_s = ts(now);
+    let (old, new): (Vec<&LeadInput>, Vec<&LeadInput>) =
+        rows.iter().partition(|r| existing.contains(&r.target));
+    if !new.is_empty() {
+        let json: Vec<_> = new.iter().map(|r| lead_input_json(r, &now_s, ts)).collect();
+        sqlx::query(
+            "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
+                                last_contact_at, last_reply_at, follow_ups_sent,
+                                created_at, updated_at, next_eligible_at)
+             SELECT json_extract(value, '$.target'), json_extract(value, '$.own_username'),
+                    json_extract(value, '$.timezone'), json_extract(value, '$.profile_image'),
+                    COALESCE(json_extract(value, '$.tags'), '[]'),
+                    COALESCE(json_extract(value, '$.state'), 'new'),
+                    json_extract(value, '$.last_contact_at'), json_extract(value, '$.last_reply_at'),
+                    COALESCE(json_extract(value, '$.follow_ups_sent'), 0),
+                    ?2, ?2, ?2
+             FROM json_each(?1)",
+        )
+        .bind(serde_json::Value::Array(json).to_string())
+        .bind(&now_s)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !old.is_empty() {
+        let json: Vec<_> = old.iter().map(|r| lead_input_json(r, &now_s, ts)).collect();
+        // The campaign columns apply only while the runner has not worked the lead.
+        sqlx::query(
+            "UPDATE leads SET
+                own_username  = COALESCE(x.own_username, leads.own_username),
+                timezone      = COALESCE(x.timezone, leads.timezone),
+                profile_image = COALESCE(x.profile_image, leads.profile_image),
+                tags          = COALESCE(x.tags, leads.tags),
+                state           = CASE WHEN leads.state = 'new' THEN COALESCE(x.state, leads.state) ELSE leads.state END,
+                last_contact_at = CASE WHEN leads.state = 'new' THEN COALESCE(x.last_contact_at, leads.last_contact_at) ELSE leads.last_contact_at END,
+                last_reply_at   = CASE WHEN leads.state = 'new' THEN COALESCE(x.last_reply_at, leads.last_reply_at) ELSE leads.last_reply_at END,
+                follow_ups_sent = CASE WHEN leads.state = 'new' THEN COALESCE(x.follow_ups_sent, leads.follow_ups_sent) ELSE leads.follow_ups_sent END,
+                updated_at    = ?2
+             FROM (SELECT json_extract(value, '$.target') AS target,
+                          json_extract(value, '$.own_username') AS own_username,
+                          json_extract(value, '$.timezone') AS timezone,
+                          json_extract(value, '$.profile_image') AS profile_image,
+                          json_extract(value, '$.tags') AS tags,
+                          json_extract(value, '$.state') AS state,
+                          json_extract(value, '$.last_contact_at') AS last_contact_at,
+                          json_extract(value, '$.last_reply_at') AS last_reply_at,
+                          json_extract(value, '$.follow_ups_sent') AS follow_ups_sent
+                   FROM json_each(?1)) AS x
+             WHERE leads.target = x.target",
+        )
+        .bind(serde_json::Value::Array(json).to_string())
+        .bind(&now_s)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(ImportCounts {
+        imported: new.len() as u64,
+        updated: old.len() as u64 + duplicates,
+    })
+}
+
+struct SqliteImport {
+    store: SqliteStore,
+    atomic: bool,
+    tx: Option<Transaction<'static, Sqlite>>,
+}
+
+#[async_trait]
+impl ImportSession for SqliteImport {
+    async fn upsert(
+        &mut self,
+        rows: Vec<LeadInput>,
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, StoreError> {
+        if !self.atomic {
+            let tx = self.store.begin_immediate().await?;
+            return in_tx(tx, async |tx| upsert_batch(tx, rows, now).await).await;
+        }
+        // One transaction for the whole import: a failed batch rolls it all back, and the
+        // session refuses further batches instead of committing them one by one.
+        let Some(mut tx) = self.tx.take() else {
+            return Err(StoreError::ImportAborted);
+        };
+        match upsert_batch(&mut tx, rows, now).await {
+            Ok(counts) => {
+                self.tx = Some(tx);
+                Ok(counts)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish(self: Box<Self>, keep: bool) -> Result<(), StoreError> {
+        if self.atomic && self.tx.is_none() {
+            return Err(StoreError::ImportAborted);
+        }
+        if let Some(tx) = self.tx {
+            if keep {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn begin_import(&self, atomic: bool) -> Result<Box<dyn ImportSession>, StoreError> {
+        let tx = if atomic {
+            Some(self.begin_immediate().await?)
+        } else {
+            None
+        };
+        Ok(Box::new(SqliteImport {
+            store: self.clone(),
+            atomic,
+            tx,
+        }))
+    }
+
+    async fn get_lead(&self, target: &str) -> Result<Option<Lead>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        match Self::lead_in(&mut conn, target).await {
+            Ok(lead) => Ok(Some(lead)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            lead_columns!(),
+            " FROM leads
+              WHERE (?1 IS NULL OR state = ?1)
+                AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(leads.tags) WHERE value = ?2))
+              ORDER BY id
+              LIMIT ?3"
+        ))
+        .bind(filter.state.map(LeadState::as_str))
+        .bind(filter.tag.as_deref())
+        .bind(filter.limit.map_or(-1, i64::from))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(lead_from_row).collect()
+    }
+
+    async fn attempts_for(&self, lead_id: i64) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts WHERE lead_id = ? ORDER BY id DESC"
+        ))
+        .bind(lead_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    async fn count_by_state(&self) -> Result<BTreeMap<LeadState, u64>, StoreError> {
+        let mut counts: BTreeMap<LeadState, u64> = LeadState::ALL.iter().map(|s| (*s, 0)).collect();
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM leads GROUP BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        for (state, n) in rows {
+            let state: LeadState = state.parse().map_err(StoreError::Corrupt)?;
+            counts.insert(state, n.max(0) as u64);
+        }
+        Ok(counts)
+    }
+
+    async fn record_reply(
+        &self,
+        target: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Lead, StoreError> {
+        self.transition(target, |_| LeadEvent::Replied, now, Some(at))
+            .await
+    }
+
+    async fn apply_user_action(
+        &self,
+        target: &str,
+        action: UserAction,
+        now: DateTime<Utc>,
+    ) -> Result<Lead, StoreError> {
+        self.transition(target, |lead| user_event(action, lead), now, None)
+            .await
+    }
+
+    async fn queue_event(
+        &self,
+        target: &str,
+        event_type: &str,
+        context: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<QueuedEvent, StoreError> {
+        let now_s = ts(now);
+        let tx = self.begin_immediate().await?;
+        in_tx(tx, async |tx| {
+            sqlx::query(
+                "INSERT INTO leads (target, created_at, updated_at, next_eligible_at)
+                 VALUES (?1, ?2, ?2, ?2) ON CONFLICT (target) DO NOTHING",
+            )
+            .bind(target)
+            .bind(&now_s)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(
+                "INSERT INTO events (lead_id, event_type, context, created_at)
+                 SELECT id, ?2, ?3, ?4 FROM leads WHERE target = ?1
+                 RETURNING id, lead_id, ?1 AS target, event_type, context, state, created_at",
+            )
+            .bind(target)
+            .bind(event_type)
+            .bind(context)
+            .bind(&now_s)
+            .fetch_one(&mut *tx)
+            .await?;
+            let event = event_from_row(&row)?;
+            Ok(event)
+        })
+        .await
+    }
+
+    async fn queued_events(
+        &self,
+        event_type: Option<&str>,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
+             FROM events e JOIN leads l ON l.id = e.lead_id
+             WHERE e.state = 'queued' AND (?1 IS NULL OR e.event_type = ?1)
+             ORDER BY e.id",
+        )
+        .bind(event_type)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn start_attempts(&self, attempts: &[NewAttempt]) -> Result<Vec<i64>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json: Vec<_> = attempts
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "lead_id": a.lead_id, "job": a.job, "action": a.action.as_str(),
+                    "step": a.step, "runner_id": a.runner_id, "started_at": ts(a.started_at),
+                })
+            })
+            .collect();
+        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+            "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+             SELECT json_extract(value, '$.lead_id'), json_extract(value, '$.job'),
+                    json_extract(value, '$.action'), json_extract(value, '$.step'), 'in_flight',
+                    json_extract(value, '$.started_at'), json_extract(value, '$.runner_id')
+             FROM json_each(?1)
+             RETURNING id, lead_id, action, step",
+        )
+        .bind(serde_json::Value::Array(json).to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| already_sent(e, attempts))?;
+        // RETURNING order is not promised: map back to the input order.
+        attempts
+            .iter()
+            .map(|a| {
+                rows.iter()
+                    .find(|(_, lead, action, step)| {
+                        *lead == a.lead_id && action == a.action.as_str() && *step == a.step
+                    })
+                    .map(|r| r.0)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("an inserted attempt was not returned".into())
+                    })
+            })
+            .collect()
+    }
+
+    async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<(), StoreError> {
+        if ends.is_empty() {
+            return Ok(());
+        }
+        let json: Vec<_> = ends
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.attempt_id, "status": e.status, "http_status": e.http_status,
+                    "error_kind": e.error_kind, "error_detail": e.error_detail,
+                    "session_id": e.session_id, "finished_at": ts(e.finished_at),
+                    "message": e.message.as_deref().filter(|m| !m.is_empty()),
+                })
+            })
+            .collect();
+        let payload = serde_json::Value::Array(json).to_string();
+        let tx = self.begin_immediate().await?;
+        in_tx(tx, async |tx| {
+            sqlx::query(
+                "UPDATE attempts SET status = x.status, http_status = x.http_status,
+                        error_kind = x.error_kind, error_detail = x.error_detail,
+                        session_id = x.session_id, finished_at = x.finished_at
+                 FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.status') AS status,
+                              json_extract(value, '$.http_status') AS http_status,
+                              json_extract(value, '$.error_kind') AS error_kind,
+                              json_extract(value, '$.error_detail') AS error_detail,
+                              json_extract(value, '$.session_id') AS session_id,
+                              json_extract(value, '$.finished_at') AS finished_at
+                       FROM json_each(?1)) AS x
+                 WHERE attempts.id = x.id",
+            )
+            .bind(&payload)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
+                 SELECT a.lead_id, a.id, l.target, a.action, json_extract(j.value, '$.message'),
+                        json_extract(j.value, '$.session_id'), json_extract(j.value, '$.finished_at')
+                 FROM json_each(?1) j
+                 JOIN attempts a ON a.id = json_extract(j.value, '$.id')
+                 JOIN leads l ON l.id = a.lead_id
+                 WHERE json_extract(j.value, '$.message') IS NOT NULL",
+            )
+            .bind(&payload)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, lead_id, attempt_id, target, action, message, session_id, created_at, acked_at
+             FROM outbox WHERE ?1 OR acked_at IS NULL ORDER BY id",
+        )
+        .bind(include_acked)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn ack_outbox(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        let mut acked: Vec<i64> = sqlx::query_scalar(
+            "UPDATE outbox SET acked_at = ?2
+             WHERE acked_at IS NULL AND id IN (SELECT value FROM json_each(?1))
+             RETURNING id",
+        )
+        .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+        .bind(ts(now))
+        .fetch_all(&self.pool)
+        .await?;
+        acked.sort_unstable();
+        Ok(acked)
+    }
+}
+
+/// The lifecycle event for a person's action on `lead`.
+pub(super) fn user_event(action: UserAction, lead: &Lead) -> LeadEvent {
+    let contacted = lead.last_contact_at.is_some();
+    match action {
+        UserAction::Block => LeadEvent::Block,
+        UserAction::Unblock => LeadEvent::Unblock { contacted },
+        UserAction::Retry => LeadEvent::Retry { contacted },
+    }
+}

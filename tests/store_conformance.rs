@@ -1,0 +1,594 @@
+//! One conformance suite for the `Store` trait, run against SQLite and PostgreSQL alike.
+//! Each test gets a fresh database (a SQLite file, or a PostgreSQL schema of its own).
+
+mod common;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::db::TestDb;
+use fluidtalk_runner::lead::LeadState;
+use fluidtalk_runner::store::{
+    Action, AttemptEnd, LeadFilter, LeadInput, NewAttempt, StoreError, UserAction,
+};
+
+fn t(h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, h, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn lead(target: &str) -> LeadInput {
+    LeadInput {
+        target: target.into(),
+        ..Default::default()
+    }
+}
+
+async fn import(db: &TestDb, rows: Vec<LeadInput>, now: DateTime<Utc>) -> (u64, u64) {
+    let mut s = db.store.begin_import(false).await.expect("begin import");
+    let c = s.upsert(rows, now).await.expect("upsert");
+    s.finish(true).await.expect("finish");
+    (c.imported, c.updated)
+}
+
+async fn get(db: &TestDb, target: &str) -> fluidtalk_runner::store::Lead {
+    db.store
+        .get_lead(target)
+        .await
+        .expect("get lead")
+        .unwrap_or_else(|| panic!("lead {target} exists"))
+}
+
+fn attempt(lead_id: i64, action: Action, step: i64) -> NewAttempt {
+    NewAttempt {
+        lead_id,
+        job: "openers".into(),
+        action,
+        step,
+        runner_id: "runner-a".into(),
+        started_at: t(10),
+    }
+}
+
+fn end(attempt_id: i64, status: &str, message: Option<&str>) -> AttemptEnd {
+    AttemptEnd {
+        attempt_id,
+        status: status.into(),
+        http_status: Some(200),
+        error_kind: None,
+        error_detail: None,
+        session_id: Some("sess-1".into()),
+        finished_at: t(11),
+        message: message.map(str::to_string),
+    }
+}
+
+async fn a_new_lead_takes_the_defaults_and_an_update_changes_only_given_fields(db: TestDb) {
+    let first = LeadInput {
+        target: "@ana".into(),
+        own_username: Some("@me".into()),
+        timezone: Some("Europe/Berlin".into()),
+        tags: Some(vec!["vip".into(), "spring".into()]),
+        ..Default::default()
+    };
+    assert_eq!(import(&db, vec![first], t(9)).await, (1, 0));
+    let ana = get(&db, "@ana").await;
+    assert_eq!(ana.state, LeadState::New);
+    assert_eq!(ana.follow_ups_sent, 0);
+    assert_eq!(ana.created_at, t(9));
+    assert_eq!(ana.next_eligible_at, t(9));
+    assert_eq!(ana.tags, vec!["vip", "spring"]);
+
+    let update = LeadInput {
+        target: "@ana".into(),
+        profile_image: Some("https://cdn/p.jpg".into()),
+        ..Default::default()
+    };
+    assert_eq!(import(&db, vec![update], t(10)).await, (0, 1));
+    let ana = get(&db, "@ana").await;
+    assert_eq!(ana.profile_image.as_deref(), Some("https://cdn/p.jpg"));
+    assert_eq!(ana.own_username.as_deref(), Some("@me"), "kept");
+    assert_eq!(ana.timezone.as_deref(), Some("Europe/Berlin"), "kept");
+    assert_eq!(ana.tags, vec!["vip", "spring"], "kept");
+    assert_eq!(ana.created_at, t(9));
+    assert_eq!(ana.updated_at, t(10));
+}
+
+async fn duplicate_targets_in_one_batch_merge_and_count_as_updates(db: TestDb) {
+    let rows = vec![
+        LeadInput {
+            tags: Some(vec!["a".into()]),
+            ..lead("@x")
+        },
+        lead("@y"),
+        LeadInput {
+            timezone: Some("Asia/Tokyo".into()),
+            ..lead("@x")
+        },
+    ];
+    assert_eq!(import(&db, rows, t(9)).await, (2, 1));
+    let x = get(&db, "@x").await;
+    assert_eq!(x.tags, vec!["a"]);
+    assert_eq!(x.timezone.as_deref(), Some("Asia/Tokyo"));
+}
+
+async fn an_import_moves_an_existing_campaign_in_but_never_moves_a_worked_lead_back(db: TestDb) {
+    let contacted = LeadInput {
+        state: Some(LeadState::Contacted),
+        last_contact_at: Some(
+            Utc.with_ymd_and_hms(2026, 11, 20, 9, 30, 0)
+                .single()
+                .expect("t"),
+        ),
+        follow_ups_sent: Some(1),
+        ..lead("@old")
+    };
+    import(&db, vec![contacted], t(9)).await;
+    let old = get(&db, "@old").await;
+    assert_eq!(old.state, LeadState::Contacted);
+    assert_eq!(old.follow_ups_sent, 1);
+    assert_eq!(
+        old.last_contact_at.map(|t| t.to_rfc3339()).as_deref(),
+        Some("2026-11-20T09:30:00+00:00")
+    );
+
+    let back = LeadInput {
+        state: Some(LeadState::New),
+        follow_ups_sent: Some(0),
+        ..lead("@old")
+    };
+    import(&db, vec![back], t(10)).await;
+    let old = get(&db, "@old").await;
+    assert_eq!(
+        old.state,
+        LeadState::Contacted,
+        "a contacted lead is not reset by an import"
+    );
+    assert_eq!(old.follow_ups_sent, 1);
+}
+
+async fn an_atomic_import_that_is_not_kept_leaves_nothing(db: TestDb) {
+    import(&db, vec![lead("@kept")], t(9)).await;
+    let mut s = db.store.begin_import(true).await.expect("begin");
+    s.upsert(vec![lead("@a"), lead("@b")], t(10))
+        .await
+        .expect("batch 1");
+    s.upsert(
+        vec![LeadInput {
+            tags: Some(vec!["t".into()]),
+            ..lead("@kept")
+        }],
+        t(10),
+    )
+    .await
+    .expect("batch 2");
+    s.finish(false).await.expect("roll back");
+    let all = db
+        .store
+        .list_leads(&LeadFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 1);
+    assert!(all[0].tags.is_empty());
+    assert_eq!(all[0].updated_at, t(9));
+}
+
+async fn list_filters_by_state_and_tag_in_id_order_with_a_limit(db: TestDb) {
+    let rows = (0..5)
+        .map(|i| LeadInput {
+            tags: Some(if i % 2 == 0 {
+                vec!["even".into()]
+            } else {
+                vec!["odd".into(), "x".into()]
+            }),
+            ..lead(&format!("@l{i}"))
+        })
+        .collect();
+    import(&db, rows, t(9)).await;
+    db.store
+        .apply_user_action("@l2", UserAction::Block, t(10))
+        .await
+        .expect("block");
+    let f = |state, tag: Option<&str>, limit| LeadFilter {
+        state,
+        tag: tag.map(str::to_string),
+        limit,
+    };
+    let targets =
+        |v: Vec<fluidtalk_runner::store::Lead>| v.into_iter().map(|l| l.target).collect::<Vec<_>>();
+    assert_eq!(
+        targets(
+            db.store
+                .list_leads(&f(None, Some("even"), None))
+                .await
+                .expect("list")
+        ),
+        ["@l0", "@l2", "@l4"]
+    );
+    assert_eq!(
+        targets(
+            db.store
+                .list_leads(&f(Some(LeadState::New), Some("even"), None))
+                .await
+                .expect("list")
+        ),
+        ["@l0", "@l4"]
+    );
+    assert_eq!(
+        targets(
+            db.store
+                .list_leads(&f(Some(LeadState::Blocked), None, None))
+                .await
+                .expect("list")
+        ),
+        ["@l2"]
+    );
+    assert_eq!(
+        targets(
+            db.store
+                .list_leads(&f(None, None, Some(2)))
+                .await
+                .expect("list")
+        ),
+        ["@l0", "@l1"]
+    );
+    assert!(
+        db.store
+            .list_leads(&f(None, Some("nope"), None))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+async fn a_reply_resets_the_quiet_clock_and_the_follow_up_count(db: TestDb) {
+    let c = LeadInput {
+        state: Some(LeadState::Contacted),
+        last_contact_at: Some(t(1)),
+        follow_ups_sent: Some(2),
+        ..lead("@c")
+    };
+    import(&db, vec![c, lead("@e")], t(2)).await;
+    let c = db
+        .store
+        .record_reply("@c", t(5), t(6))
+        .await
+        .expect("reply");
+    assert_eq!(c.state, LeadState::Contacted);
+    assert_eq!(c.follow_ups_sent, 0);
+    assert_eq!(c.last_reply_at, Some(t(5)));
+    // An older reply does not move the clock back.
+    let c = db
+        .store
+        .record_reply("@c", t(3), t(7))
+        .await
+        .expect("reply");
+    assert_eq!(c.last_reply_at, Some(t(5)));
+
+    db.exec("UPDATE leads SET state = 'exhausted', follow_ups_sent = 3 WHERE target = '@e'")
+        .await;
+    let e = db
+        .store
+        .record_reply("@e", t(8), t(8))
+        .await
+        .expect("reply");
+    assert_eq!(
+        e.state,
+        LeadState::Contacted,
+        "an exhausted lead is worked again"
+    );
+    assert_eq!(e.follow_ups_sent, 0);
+
+    let err = db
+        .store
+        .record_reply("@nobody", t(8), t(8))
+        .await
+        .expect_err("unknown");
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+async fn block_and_unblock_follow_the_lifecycle(db: TestDb) {
+    let c = LeadInput {
+        state: Some(LeadState::Contacted),
+        last_contact_at: Some(t(1)),
+        ..lead("@c")
+    };
+    import(&db, vec![lead("@n"), c], t(2)).await;
+    assert_eq!(
+        db.store
+            .apply_user_action("@n", UserAction::Block, t(3))
+            .await
+            .expect("block")
+            .state,
+        LeadState::Blocked
+    );
+    let err = db
+        .store
+        .apply_user_action("@n", UserAction::Block, t(3))
+        .await
+        .expect_err("twice");
+    assert!(matches!(err, StoreError::Refused(_)), "{err}");
+    assert_eq!(
+        db.store
+            .apply_user_action("@n", UserAction::Unblock, t(4))
+            .await
+            .expect("unblock")
+            .state,
+        LeadState::New
+    );
+    let err = db
+        .store
+        .apply_user_action("@n", UserAction::Unblock, t(4))
+        .await
+        .expect_err("not blocked");
+    assert!(err.to_string().contains("it is not blocked"), "{err}");
+
+    db.store
+        .apply_user_action("@c", UserAction::Block, t(5))
+        .await
+        .expect("block");
+    let c = db
+        .store
+        .apply_user_action("@c", UserAction::Unblock, t(6))
+        .await
+        .expect("unblock");
+    assert_eq!(
+        c.state,
+        LeadState::Contacted,
+        "a contacted lead goes back to contacted"
+    );
+    assert_eq!(c.next_eligible_at, t(6));
+    let err = db
+        .store
+        .apply_user_action("@c", UserAction::Retry, t(6))
+        .await
+        .expect_err("not failed");
+    assert!(matches!(err, StoreError::Refused(_)), "{err}");
+}
+
+async fn the_database_refuses_a_second_send_of_the_same_step(db: TestDb) {
+    import(&db, vec![lead("@a"), lead("@b")], t(9)).await;
+    let a = get(&db, "@a").await.id;
+    let b = get(&db, "@b").await.id;
+    let ids = db
+        .store
+        .start_attempts(&[attempt(a, Action::Opener, 0), attempt(b, Action::Opener, 0)])
+        .await
+        .expect("start");
+    assert_eq!(ids.len(), 2);
+    let err = db
+        .store
+        .start_attempts(&[attempt(a, Action::Opener, 0)])
+        .await
+        .expect_err("in flight");
+    assert!(matches!(err, StoreError::AlreadySent { .. }), "{err}");
+    // All or none: a batch with one refused attempt writes none.
+    let c = {
+        import(&db, vec![lead("@c")], t(9)).await;
+        get(&db, "@c").await.id
+    };
+    let err = db
+        .store
+        .start_attempts(&[attempt(c, Action::Opener, 0), attempt(b, Action::Opener, 0)])
+        .await
+        .expect_err("b in flight");
+    assert!(matches!(err, StoreError::AlreadySent { .. }));
+    assert!(db.store.attempts_for(c).await.expect("attempts").is_empty());
+
+    db.store
+        .finish_attempts(&[end(ids[0], "sent", Some("hi")), end(ids[1], "retry", None)])
+        .await
+        .expect("finish");
+    let err = db
+        .store
+        .start_attempts(&[attempt(a, Action::Opener, 0)])
+        .await
+        .expect_err("sent");
+    assert!(matches!(err, StoreError::AlreadySent { .. }));
+    // A step that failed transiently may be tried again; another step is another send.
+    db.store
+        .start_attempts(&[attempt(b, Action::Opener, 0)])
+        .await
+        .expect("retry after a transient failure");
+    db.store
+        .start_attempts(&[attempt(a, Action::FollowUp, 1)])
+        .await
+        .expect("the next step");
+    let history = db.store.attempts_for(a).await.expect("attempts");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].action, Action::FollowUp, "newest first");
+    assert_eq!(history[1].status, "sent");
+    assert_eq!(history[1].session_id.as_deref(), Some("sess-1"));
+}
+
+async fn retry_of_a_needs_review_lead_frees_its_unknown_step(db: TestDb) {
+    import(&db, vec![lead("@r")], t(9)).await;
+    let r = get(&db, "@r").await.id;
+    db.store
+        .start_attempts(&[attempt(r, Action::Opener, 0)])
+        .await
+        .expect("start");
+    db.exec("UPDATE leads SET state = 'needs_review' WHERE target = '@r'")
+        .await;
+    let lead = db
+        .store
+        .apply_user_action("@r", UserAction::Retry, t(12))
+        .await
+        .expect("retry");
+    assert_eq!(lead.state, LeadState::New);
+    assert_eq!(lead.next_eligible_at, t(12));
+    assert_eq!(
+        db.store.attempts_for(r).await.expect("attempts")[0].status,
+        "unknown"
+    );
+    db.store
+        .start_attempts(&[attempt(r, Action::Opener, 0)])
+        .await
+        .expect("the step may be sent again");
+}
+
+async fn text_from_finished_attempts_waits_in_the_outbox_until_acked(db: TestDb) {
+    import(&db, vec![lead("@a"), lead("@b")], t(9)).await;
+    let a = get(&db, "@a").await.id;
+    let b = get(&db, "@b").await.id;
+    let ids = db
+        .store
+        .start_attempts(&[attempt(a, Action::Opener, 0), attempt(b, Action::Opener, 0)])
+        .await
+        .expect("start");
+    db.store
+        .finish_attempts(&[
+            end(ids[0], "sent", Some("Hi @a!")),
+            end(ids[1], "continued", Some("")),
+        ])
+        .await
+        .expect("finish");
+    let pending = db.store.outbox(false).await.expect("outbox");
+    assert_eq!(pending.len(), 1, "empty text is nothing to deliver");
+    assert_eq!(
+        (
+            pending[0].target.as_str(),
+            pending[0].message.as_str(),
+            pending[0].action.as_str()
+        ),
+        ("@a", "Hi @a!", "opener")
+    );
+    assert_eq!(pending[0].attempt_id, ids[0]);
+    let acked = db
+        .store
+        .ack_outbox(&[pending[0].id, 999_999], t(12))
+        .await
+        .expect("ack");
+    assert_eq!(acked, vec![pending[0].id]);
+    assert!(
+        db.store
+            .ack_outbox(&[pending[0].id], t(13))
+            .await
+            .expect("ack")
+            .is_empty(),
+        "acked once"
+    );
+    assert!(db.store.outbox(false).await.expect("outbox").is_empty());
+    let all = db.store.outbox(true).await.expect("outbox");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].acked_at, Some(t(12)));
+}
+
+async fn a_queued_event_adds_an_unknown_lead_and_keeps_its_context_text(db: TestDb) {
+    let ctx = r#"{"zeta":1,"alpha":"🔥"}"#;
+    let ev = db
+        .store
+        .queue_event("@fan", "story_reaction", Some(ctx), t(9))
+        .await
+        .expect("queue");
+    assert_eq!(ev.target, "@fan");
+    assert_eq!(ev.state, "queued");
+    assert_eq!(get(&db, "@fan").await.state, LeadState::New);
+    db.store
+        .queue_event("@fan", "follow", None, t(10))
+        .await
+        .expect("queue");
+    let queued = db
+        .store
+        .queued_events(Some("story_reaction"))
+        .await
+        .expect("queued");
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        queued[0].context.as_deref(),
+        Some(ctx),
+        "key order and text kept"
+    );
+    assert_eq!(db.store.queued_events(None).await.expect("queued").len(), 2);
+}
+
+async fn counts_cover_every_state(db: TestDb) {
+    import(&db, vec![lead("@a"), lead("@b")], t(9)).await;
+    db.store
+        .apply_user_action("@b", UserAction::Block, t(9))
+        .await
+        .expect("block");
+    let counts = db.store.count_by_state().await.expect("counts");
+    assert_eq!(counts.len(), LeadState::ALL.len());
+    assert_eq!(counts[&LeadState::New], 1);
+    assert_eq!(counts[&LeadState::Blocked], 1);
+    assert_eq!(counts[&LeadState::Done], 0);
+}
+
+async fn times_are_stored_as_the_same_instant_in_utc(db: TestDb) {
+    let local =
+        chrono::DateTime::parse_from_rfc3339("2026-03-29T02:30:00.123456+05:30").expect("t");
+    let c = LeadInput {
+        state: Some(LeadState::Contacted),
+        last_contact_at: Some(local.with_timezone(&Utc)),
+        ..lead("@tz")
+    };
+    import(&db, vec![c], t(9) + Duration::microseconds(7)).await;
+    let got = get(&db, "@tz").await;
+    assert_eq!(got.last_contact_at, Some(local.with_timezone(&Utc)));
+    assert_eq!(got.created_at, t(9) + Duration::microseconds(7));
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::common::db::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = super::common::db::postgres().await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_new_lead_takes_the_defaults_and_an_update_changes_only_given_fields,
+    duplicate_targets_in_one_batch_merge_and_count_as_updates,
+    an_import_moves_an_existing_campaign_in_but_never_moves_a_worked_lead_back,
+    an_atomic_import_that_is_not_kept_leaves_nothing,
+    list_filters_by_state_and_tag_in_id_order_with_a_limit,
+    a_reply_resets_the_quiet_clock_and_the_follow_up_count,
+    block_and_unblock_follow_the_lifecycle,
+    the_database_refuses_a_second_send_of_the_same_step,
+    retry_of_a_needs_review_lead_frees_its_unknown_step,
+    text_from_finished_attempts_waits_in_the_outbox_until_acked,
+    a_queued_event_adds_an_unknown_lead_and_keeps_its_context_text,
+    counts_cover_every_state,
+    times_are_stored_as_the_same_instant_in_utc,
+    a_schema_newer_than_the_binary_is_refused,
+);
+
+async fn a_schema_newer_than_the_binary_is_refused(db: TestDb) {
+    db.exec(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99990101000000, 'from the future', TRUE, '', 0)",
+    )
+    .await;
+    let err = fluidtalk_runner::store::open(&db.url)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 99990101000000,
+                known: 1
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("upgrade fluidtalk-runner"),
+        "{err}"
+    );
+}
