@@ -13,10 +13,11 @@ use super::{
 use crate::lead::{self, LeadEvent, LeadState};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Connection, Postgres, Row, Transaction};
 use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
 use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -44,15 +45,30 @@ pub struct PgStore {
 impl PgStore {
     /// Connects and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
+            url: redact_url(url),
+            why: e.to_string(),
+        })?;
+        let connect_error = |source| StoreError::Connect {
+            url: redact_url(url),
+            source,
+        };
+        // One plain connection first: a pool retries a refused connection until its
+        // acquire timeout, which makes a wrong URL look like a hang.
+        let probe = tokio::time::timeout(
+            Duration::from_secs(15),
+            PgConnection::connect_with(&options),
+        )
+        .await
+        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+        .map_err(connect_error)?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(options)
             .await
-            .map_err(|source| StoreError::Connect {
-                url: redact_url(url),
-                source,
-            })?;
+            .map_err(connect_error)?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
