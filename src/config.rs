@@ -81,7 +81,7 @@ fn database_url_in(path: &Path, text: Option<&str>) -> Result<Option<String>, Co
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::Syntax {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: syntax_message(text, &e),
         })?;
     let key_error = |key, expected: &str| ConfigError::Key {
         path: path.to_path_buf(),
@@ -105,6 +105,20 @@ fn database_url_in(path: &Path, text: Option<&str>) -> Result<Option<String>, Co
             path: path.to_path_buf(),
             message: "database must be a table: [database]".into(),
         }),
+    }
+}
+
+/// A TOML error as "line L, column C: what". toml's own text quotes the offending source
+/// line, which may be the database URL with its password: it is not used.
+pub(crate) fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_string(),
     }
 }
 
@@ -137,7 +151,18 @@ mod tests {
         );
         let err =
             database_url_in(Path::new("camp.toml"), Some("[database\n")).expect_err("refused");
-        assert!(err.to_string().starts_with("camp.toml: "), "{err}");
-        assert!(err.to_string().contains("line 1"), "{err}");
+        assert!(
+            err.to_string().starts_with("camp.toml: line 1, column"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_does_not_quote_the_line_with_the_password() {
+        let text = "[database]\nurl = \"postgres://app:s3cret@db/leads\n";
+        let err = database_url_in(Path::new("jobs.toml"), Some(text)).expect_err("refused");
+        let shown = err.to_string();
+        assert!(shown.starts_with("jobs.toml: line 2, column"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

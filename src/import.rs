@@ -97,7 +97,8 @@ enum RowsInner {
         record: csv::StringRecord,
     },
     Jsonl {
-        lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>,
+        reader: BufReader<Box<dyn Read + Send>>,
+        buf: Vec<u8>,
         line: u64,
     },
 }
@@ -136,7 +137,8 @@ impl Rows {
                 }
             }
             Format::Jsonl => RowsInner::Jsonl {
-                lines: BufReader::new(reader).lines(),
+                reader: BufReader::new(reader),
+                buf: Vec::new(),
                 line: 0,
             },
         };
@@ -172,7 +174,7 @@ impl Rows {
                 }
                 let line = record.position().map_or(0, |p| p.line());
                 // A blank line (only its `\r`, or spaces) is no row at all.
-                if record.len() == 1 && record[0].trim().is_empty() && columns.len() > 1 {
+                if record.len() == 1 && record[0].trim().is_empty() {
                     continue;
                 }
                 if record.len() != columns.len() {
@@ -194,19 +196,26 @@ impl Rows {
                 }
                 return Ok(Some((line, check(raw))));
             },
-            RowsInner::Jsonl { lines, line } => loop {
-                let Some(text) = lines.next() else {
+            RowsInner::Jsonl { reader, buf, line } => loop {
+                buf.clear();
+                let read = reader
+                    .read_until(b'\n', buf)
+                    .map_err(|source| FileError::Io {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                if read == 0 {
                     return Ok(None);
-                };
+                }
                 *line += 1;
-                let text = text.map_err(|source| FileError::Io {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                // Bytes that are not UTF-8 reject their line, not the file.
+                let Ok(text) = std::str::from_utf8(buf) else {
+                    return Ok(Some((*line, Err("the line is not valid UTF-8".into()))));
+                };
                 let text = if *line == 1 {
                     text.trim_start_matches('\u{feff}')
                 } else {
-                    text.as_str()
+                    text
                 };
                 if text.trim().is_empty() {
                     continue;

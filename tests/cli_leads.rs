@@ -5,7 +5,7 @@ mod common;
 
 use chrono::Utc;
 use common::bin;
-use fluidtalk_runner::store::{self, Action, AttemptEnd, NewAttempt};
+use fluidtalk_runner::store::{self, Action, AttemptEnd, AttemptStatus, NewAttempt};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
@@ -337,7 +337,7 @@ async fn the_outbox_lists_pending_text_and_acks_it_once() {
     store
         .finish_attempts(&[AttemptEnd {
             attempt_id: ids[0],
-            status: "sent".into(),
+            status: AttemptStatus::Sent,
             http_status: Some(200),
             error_kind: None,
             error_detail: None,
@@ -471,4 +471,34 @@ async fn the_same_commands_work_on_postgresql() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = run(&["migrate"]);
     assert!(text(&out.stdout).starts_with("postgres database at"));
+}
+
+#[test]
+fn a_jsonl_line_that_is_not_utf8_is_rejected_alone_and_blank_crlf_lines_are_skipped() {
+    let env = Env::sqlite();
+    let path = env.file(
+        "mixed.jsonl",
+        b"{\"target\": \"@ok1\"}\n{\"target\": \"@bad\xff\"}\n{\"target\": \"@ok2\"}\n",
+    );
+    let out = env.run(&["leads", "import", &path]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "imported 2, updated 0, rejected 1"
+    );
+    assert!(
+        text(&out.stderr).contains(":2: the line is not valid UTF-8"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A one-column CRLF file with a blank line: the blank line is no row.
+    let path = env.file("one.csv", b"target\r\n@c1\r\n\r\n@c2\r\n");
+    let out = env.run(&["leads", "import", &path, "--strict"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "imported 2, updated 0, rejected 0"
+    );
+    assert_eq!(env.targets(), ["@ok1", "@ok2", "@c1", "@c2"]);
 }

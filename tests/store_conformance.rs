@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::db::TestDb;
 use fluidtalk_runner::lead::LeadState;
 use fluidtalk_runner::store::{
-    Action, AttemptEnd, LeadFilter, LeadInput, NewAttempt, StoreError, UserAction,
+    Action, AttemptEnd, AttemptStatus, LeadFilter, LeadInput, NewAttempt, StoreError, UserAction,
 };
 
 fn t(h: u32) -> DateTime<Utc> {
@@ -49,10 +49,10 @@ fn attempt(lead_id: i64, action: Action, step: i64) -> NewAttempt {
     }
 }
 
-fn end(attempt_id: i64, status: &str, message: Option<&str>) -> AttemptEnd {
+fn end(attempt_id: i64, status: AttemptStatus, message: Option<&str>) -> AttemptEnd {
     AttemptEnd {
         attempt_id,
-        status: status.into(),
+        status,
         http_status: Some(200),
         error_kind: None,
         error_detail: None,
@@ -371,11 +371,17 @@ async fn the_database_refuses_a_second_send_of_the_same_step(db: TestDb) {
         .start_attempts(&[attempt(c, Action::Opener, 0), attempt(b, Action::Opener, 0)])
         .await
         .expect_err("b in flight");
-    assert!(matches!(err, StoreError::AlreadySent { .. }));
+    assert!(
+        matches!(err, StoreError::AlreadySent { lead_id, .. } if lead_id == b),
+        "the error names the lead whose step is taken: {err}"
+    );
     assert!(db.store.attempts_for(c).await.expect("attempts").is_empty());
 
     db.store
-        .finish_attempts(&[end(ids[0], "sent", Some("hi")), end(ids[1], "retry", None)])
+        .finish_attempts(&[
+            end(ids[0], AttemptStatus::Sent, Some("hi")),
+            end(ids[1], AttemptStatus::TransientError, None),
+        ])
         .await
         .expect("finish");
     let err = db
@@ -396,7 +402,7 @@ async fn the_database_refuses_a_second_send_of_the_same_step(db: TestDb) {
     let history = db.store.attempts_for(a).await.expect("attempts");
     assert_eq!(history.len(), 2);
     assert_eq!(history[0].action, Action::FollowUp, "newest first");
-    assert_eq!(history[1].status, "sent");
+    assert_eq!(history[1].status, AttemptStatus::Sent);
     assert_eq!(history[1].session_id.as_deref(), Some("sess-1"));
 }
 
@@ -418,7 +424,7 @@ async fn retry_of_a_needs_review_lead_frees_its_unknown_step(db: TestDb) {
     assert_eq!(lead.next_eligible_at, t(12));
     assert_eq!(
         db.store.attempts_for(r).await.expect("attempts")[0].status,
-        "unknown"
+        AttemptStatus::Unknown
     );
     db.store
         .start_attempts(&[attempt(r, Action::Opener, 0)])
@@ -437,8 +443,8 @@ async fn text_from_finished_attempts_waits_in_the_outbox_until_acked(db: TestDb)
         .expect("start");
     db.store
         .finish_attempts(&[
-            end(ids[0], "sent", Some("Hi @a!")),
-            end(ids[1], "continued", Some("")),
+            end(ids[0], AttemptStatus::Sent, Some("Hi @a!")),
+            end(ids[1], AttemptStatus::Continued, Some("")),
         ])
         .await
         .expect("finish");
@@ -528,6 +534,129 @@ async fn times_are_stored_as_the_same_instant_in_utc(db: TestDb) {
     assert_eq!(got.created_at, t(9) + Duration::microseconds(7));
 }
 
+async fn unblocking_a_lead_does_not_free_a_step_still_in_flight(db: TestDb) {
+    import(&db, vec![lead("@u")], t(9)).await;
+    let u = get(&db, "@u").await.id;
+    let ids = db
+        .store
+        .start_attempts(&[attempt(u, Action::Opener, 0)])
+        .await
+        .expect("start");
+    db.store
+        .apply_user_action("@u", UserAction::Block, t(10))
+        .await
+        .expect("block");
+    db.store
+        .apply_user_action("@u", UserAction::Unblock, t(10))
+        .await
+        .expect("unblock");
+    let err = db
+        .store
+        .start_attempts(&[attempt(u, Action::Opener, 0)])
+        .await
+        .expect_err("still in flight");
+    assert!(matches!(err, StoreError::AlreadySent { .. }), "{err}");
+    // The call in flight still lands.
+    let finished = db
+        .store
+        .finish_attempts(&[end(ids[0], AttemptStatus::Sent, Some("hi"))])
+        .await
+        .expect("finish");
+    assert_eq!(finished, ids);
+}
+
+async fn a_late_or_repeated_answer_changes_nothing(db: TestDb) {
+    import(&db, vec![lead("@l"), lead("@m")], t(9)).await;
+    let l = get(&db, "@l").await.id;
+    let m = get(&db, "@m").await.id;
+    let ids = db
+        .store
+        .start_attempts(&[attempt(l, Action::Opener, 0), attempt(m, Action::Opener, 0)])
+        .await
+        .expect("start");
+    // @l's outcome is given up on and retried by a person; then its answer arrives late.
+    db.exec("UPDATE leads SET state = 'needs_review' WHERE target = '@l'")
+        .await;
+    db.store
+        .apply_user_action("@l", UserAction::Retry, t(10))
+        .await
+        .expect("retry");
+    let batch = [
+        end(ids[0], AttemptStatus::Sent, Some("late")),
+        end(ids[1], AttemptStatus::Sent, Some("on time")),
+    ];
+    let finished = db.store.finish_attempts(&batch).await.expect("finish");
+    assert_eq!(
+        finished,
+        vec![ids[1]],
+        "only the attempt still in flight is finished"
+    );
+    assert_eq!(
+        db.store.attempts_for(l).await.expect("attempts")[0].status,
+        AttemptStatus::Unknown
+    );
+    // The same answers again: nothing finished, nothing added, no error.
+    assert!(
+        db.store
+            .finish_attempts(&batch)
+            .await
+            .expect("finish again")
+            .is_empty()
+    );
+    let outbox = db.store.outbox(true).await.expect("outbox");
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].message, "on time");
+}
+
+async fn an_import_leaves_a_lead_that_has_attempts_as_it_is(db: TestDb) {
+    import(&db, vec![lead("@w")], t(9)).await;
+    let w = get(&db, "@w").await.id;
+    db.store
+        .start_attempts(&[attempt(w, Action::Opener, 0)])
+        .await
+        .expect("start");
+    let row = LeadInput {
+        state: Some(LeadState::Contacted),
+        last_contact_at: Some(t(1)),
+        follow_ups_sent: Some(2),
+        tags: Some(vec!["re-imported".into()]),
+        ..lead("@w")
+    };
+    import(&db, vec![row], t(10)).await;
+    let w = get(&db, "@w").await;
+    assert_eq!(w.state, LeadState::New, "the runner owns this lead now");
+    assert_eq!(w.last_contact_at, None);
+    assert_eq!(w.follow_ups_sent, 0);
+    assert_eq!(
+        w.tags,
+        vec!["re-imported"],
+        "descriptive fields still update"
+    );
+}
+
+async fn nul_characters_in_answers_are_stored_the_same_on_both_backends(db: TestDb) {
+    import(&db, vec![lead("@z")], t(9)).await;
+    let z = get(&db, "@z").await.id;
+    let ids = db
+        .store
+        .start_attempts(&[attempt(z, Action::Opener, 0)])
+        .await
+        .expect("start");
+    let mut e = end(ids[0], AttemptStatus::Sent, Some("hi\0there"));
+    e.error_detail = Some("odd\0detail".into());
+    db.store.finish_attempts(&[e]).await.expect("finish");
+    assert_eq!(
+        db.store.outbox(false).await.expect("outbox")[0].message,
+        "hi\u{fffd}there"
+    );
+    assert_eq!(
+        db.store.attempts_for(z).await.expect("attempts")[0]
+            .error_detail
+            .as_deref(),
+        Some("odd\u{fffd}detail")
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -566,6 +695,10 @@ conformance!(
     counts_cover_every_state,
     times_are_stored_as_the_same_instant_in_utc,
     a_schema_newer_than_the_binary_is_refused,
+    unblocking_a_lead_does_not_free_a_step_still_in_flight,
+    a_late_or_repeated_answer_changes_nothing,
+    an_import_leaves_a_lead_that_has_attempts_as_it_is,
+    nul_characters_in_answers_are_stored_the_same_on_both_backends,
 );
 
 async fn a_schema_newer_than_the_binary_is_refused(db: TestDb) {

@@ -246,7 +246,7 @@ pub async fn run(config: &ConfigPath, command: LeadsCommand) -> Result<(), Failu
                     show_time(Some(a.started_at)),
                     a.action.as_str(),
                     a.step,
-                    a.status,
+                    a.status.as_str(),
                     a.http_status.map(|s| s.to_string()).unwrap_or_default(),
                     a.error_detail.as_deref().unwrap_or(""),
                 );
@@ -357,6 +357,99 @@ struct ImportReport<'a> {
     rejections: Vec<Rejection>,
 }
 
+/// What one pass over a lead file found.
+struct Pass {
+    counts: ImportCounts,
+    rejected: u64,
+    rejections: Vec<Rejection>,
+}
+
+/// Reads `path` once, checking every row; with a `session`, writes the good rows in
+/// batches. A read failure of the file itself ends the pass after the rows read so far
+/// are written.
+async fn pass(
+    path: &Path,
+    mut session: Option<&mut Box<dyn crate::store::ImportSession>>,
+    now: DateTime<Utc>,
+    bar: &ProgressBar,
+) -> Result<Pass, (Pass, Failure)> {
+    let mut result = Pass {
+        counts: ImportCounts::default(),
+        rejected: 0,
+        rejections: Vec::new(),
+    };
+    let reader_bar = bar.clone();
+    let mut rows = match Rows::open(path, move |f| Box::new(reader_bar.wrap_read(f))) {
+        Ok(rows) => rows,
+        Err(e) => {
+            return Err((
+                result,
+                Failure {
+                    exit: Exit::Config,
+                    error: e.into(),
+                },
+            ));
+        }
+    };
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let shown = path.display();
+    let mut file_error = None;
+    loop {
+        let (line, row) = match rows.next_row() {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) => {
+                file_error = Some(e);
+                break;
+            }
+        };
+        match row {
+            Ok(input) => {
+                if session.is_some() {
+                    batch.push(input);
+                }
+            }
+            Err(reason) => {
+                result.rejected += 1;
+                bar.suspend(|| eprintln!("{shown}:{line}: {reason}"));
+                if result.rejections.len() < REJECTIONS_LISTED {
+                    result.rejections.push(Rejection { line, reason });
+                }
+            }
+        }
+        if batch.len() >= IMPORT_BATCH || (file_error.is_some() && !batch.is_empty()) {
+            if let Some(s) = session.as_mut() {
+                match s.upsert(std::mem::take(&mut batch), now).await {
+                    Ok(c) => result.counts += c,
+                    Err(e) => return Err((result, store_failure(e))),
+                }
+            }
+            bar.set_message(format!(
+                "{} imported, {} updated",
+                result.counts.imported, result.counts.updated
+            ));
+        }
+    }
+    if let Some(s) = session.as_mut()
+        && !batch.is_empty()
+    {
+        match s.upsert(batch, now).await {
+            Ok(c) => result.counts += c,
+            Err(e) => return Err((result, store_failure(e))),
+        }
+    }
+    match file_error {
+        Some(e) => Err((
+            result,
+            Failure {
+                exit: Exit::Config,
+                error: e.into(),
+            },
+        )),
+        None => Ok(result),
+    }
+}
+
 async fn import(
     store: &dyn Store,
     path: &Path,
@@ -364,7 +457,10 @@ async fn import(
     json: bool,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = || {
+        if !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let bar = ProgressBar::new(size);
         if let Ok(style) = ProgressStyle::with_template(
@@ -373,86 +469,58 @@ async fn import(
             bar.set_style(style);
         }
         bar
-    } else {
-        ProgressBar::hidden()
     };
-    let reader_bar = bar.clone();
-    let mut rows =
-        Rows::open(path, move |f| Box::new(reader_bar.wrap_read(f))).exit_with(Exit::Config)?;
-    let mut session = store.begin_import(strict).await.map_err(store_failure)?;
-    let mut counts = ImportCounts::default();
-    let mut batch = Vec::with_capacity(IMPORT_BATCH);
-    let mut rejected = 0u64;
-    let mut rejections = Vec::new();
-    let shown = path.display();
-    loop {
-        let row = match rows.next_row() {
-            Ok(row) => row,
-            Err(e) => {
-                bar.finish_and_clear();
-                // Batches already committed stay (not strict); a strict import keeps nothing.
-                let _ = session.finish(!strict).await;
-                return Err(e).exit_with(Exit::Config);
-            }
-        };
-        let Some((line, row)) = row else { break };
-        match row {
-            Ok(input) => {
-                // After a rejection a strict import only checks the rest of the file.
-                if strict && rejected > 0 {
-                    continue;
-                }
-                batch.push(input);
-                if batch.len() >= IMPORT_BATCH {
-                    counts += session
-                        .upsert(std::mem::take(&mut batch), now)
-                        .await
-                        .map_err(store_failure)?;
-                    bar.set_message(format!(
-                        "{} imported, {} updated",
-                        counts.imported, counts.updated
-                    ));
-                }
-            }
-            Err(reason) => {
-                rejected += 1;
-                bar.suspend(|| eprintln!("{shown}:{line}: {reason}"));
-                if rejections.len() < REJECTIONS_LISTED {
-                    rejections.push(Rejection { line, reason });
-                }
-            }
+    let report = |pass: &Pass, kept: bool| -> Result<(), Failure> {
+        if json {
+            print_json(&ImportReport {
+                file: path,
+                counts: pass.counts,
+                rejected: pass.rejected,
+                kept,
+                rejections: pass.rejections.clone(),
+            })
+        } else {
+            println!(
+                "imported {}, updated {}, rejected {}",
+                pass.counts.imported, pass.counts.updated, pass.rejected
+            );
+            Ok(())
+        }
+    };
+    if strict {
+        // Check the whole file before writing anything, so no lock is held while reading
+        // and a rejected file leaves the database as it was.
+        let checking = bar();
+        let checked = pass(path, None, now, &checking).await;
+        checking.finish_and_clear();
+        let checked = checked.map_err(|(_, failure)| failure)?;
+        if checked.rejected > 0 {
+            report(&checked, false)?;
+            return Err(anyhow!(
+                "--strict: {} row(s) of {} rejected, so nothing from it was kept",
+                checked.rejected,
+                path.display()
+            ))
+            .exit_with(Exit::Config);
         }
     }
-    let keep = !(strict && rejected > 0);
-    if keep && !batch.is_empty() {
-        counts += session.upsert(batch, now).await.map_err(store_failure)?;
-    }
-    session.finish(keep).await.map_err(store_failure)?;
-    bar.finish_and_clear();
-    if !keep {
-        counts = ImportCounts::default();
-    }
-    if json {
-        print_json(&ImportReport {
-            file: path,
-            counts,
-            rejected,
-            kept: keep,
-            rejections,
-        })?;
-    } else {
-        println!(
-            "imported {}, updated {}, rejected {rejected}",
-            counts.imported, counts.updated
-        );
-    }
-    if keep {
-        Ok(())
-    } else {
-        Err(anyhow!(
-            "--strict: {rejected} row(s) of {shown} rejected, so nothing from it was kept"
-        ))
-        .exit_with(Exit::Config)
+    let mut session = store.begin_import(strict).await.map_err(store_failure)?;
+    let writing = bar();
+    let written = pass(path, Some(&mut session), now, &writing).await;
+    writing.finish_and_clear();
+    match written {
+        Ok(done) => {
+            session.finish(true).await.map_err(store_failure)?;
+            report(&done, true)
+        }
+        Err((partial, failure)) => {
+            // Not strict: the batches written stay, and the report says how far it got.
+            let _ = session.finish(!strict).await;
+            if !strict {
+                report(&partial, true)?;
+            }
+            Err(failure)
+        }
     }
 }
 

@@ -9,13 +9,21 @@
 //! compare-and-set on the state read, so a user's `block` and a runner's result can never
 //! silently overwrite each other.
 
+/// SQL: the lead has never been worked, so an import may still set its campaign fields.
+macro_rules! untouched {
+    () => {
+        "(leads.state = 'new' AND leads.last_contact_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id))"
+    };
+}
+
 mod postgres;
 mod sqlite;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::lead::{LeadState, Refused};
+use crate::lead::{LeadEvent, LeadState, Refused};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -53,6 +61,78 @@ impl Action {
             "event" => Ok(Action::Event),
             other => Err(StoreError::Corrupt(format!("unknown action {other:?}"))),
         }
+    }
+}
+
+/// Where an attempt stands. `in_flight` until its call returns; the rest are outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    /// Recorded before the call; the call has not returned (yet).
+    InFlight,
+    /// Answered with text to deliver.
+    Sent,
+    /// Answered `continued`: the lead was already in conversation.
+    Continued,
+    /// Answered `ignored`: another account owns the lead.
+    Ignored,
+    /// 400: the conversation is DONE.
+    Sealed,
+    /// 404: no conversation yet.
+    NoConversation,
+    /// 402: out of tokens; the lead is not charged for it.
+    OutOfTokens,
+    /// 401/403.
+    Unauthorized,
+    /// 429.
+    RateLimited,
+    /// 5xx, network error or timeout: may be tried again.
+    TransientError,
+    /// A permanent error.
+    Failed,
+    /// The outcome will never be known (found in flight after a crash, then retried by a
+    /// person): the step is free again.
+    Unknown,
+}
+
+impl AttemptStatus {
+    pub const ALL: [AttemptStatus; 12] = [
+        AttemptStatus::InFlight,
+        AttemptStatus::Sent,
+        AttemptStatus::Continued,
+        AttemptStatus::Ignored,
+        AttemptStatus::Sealed,
+        AttemptStatus::NoConversation,
+        AttemptStatus::OutOfTokens,
+        AttemptStatus::Unauthorized,
+        AttemptStatus::RateLimited,
+        AttemptStatus::TransientError,
+        AttemptStatus::Failed,
+        AttemptStatus::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::InFlight => "in_flight",
+            AttemptStatus::Sent => "sent",
+            AttemptStatus::Continued => "continued",
+            AttemptStatus::Ignored => "ignored",
+            AttemptStatus::Sealed => "sealed",
+            AttemptStatus::NoConversation => "no_conversation",
+            AttemptStatus::OutOfTokens => "out_of_tokens",
+            AttemptStatus::Unauthorized => "unauthorized",
+            AttemptStatus::RateLimited => "rate_limited",
+            AttemptStatus::TransientError => "transient_error",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::Unknown => "unknown",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        AttemptStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown attempt status {s:?}")))
     }
 }
 
@@ -108,10 +188,18 @@ impl LeadInput {
         take(&mut self.timezone, later.timezone);
         take(&mut self.profile_image, later.profile_image);
         take(&mut self.tags, later.tags);
-        take(&mut self.state, later.state);
-        take(&mut self.last_contact_at, later.last_contact_at);
-        take(&mut self.last_reply_at, later.last_reply_at);
-        take(&mut self.follow_ups_sent, later.follow_ups_sent);
+        // The campaign fields were checked together, row by row: a later row that gives
+        // any of them replaces them as a group, so the merge is always one checked row's.
+        if later.state.is_some()
+            || later.last_contact_at.is_some()
+            || later.last_reply_at.is_some()
+            || later.follow_ups_sent.is_some()
+        {
+            self.state = later.state;
+            self.last_contact_at = later.last_contact_at;
+            self.last_reply_at = later.last_reply_at;
+            self.follow_ups_sent = later.follow_ups_sent;
+        }
     }
 }
 
@@ -132,8 +220,7 @@ pub struct Attempt {
     pub job: String,
     pub action: Action,
     pub step: i64,
-    /// `in_flight` until the call returns, then its outcome.
-    pub status: String,
+    pub status: AttemptStatus,
     pub http_status: Option<i32>,
     pub error_kind: Option<String>,
     pub error_detail: Option<String>,
@@ -158,7 +245,7 @@ pub struct NewAttempt {
 #[derive(Debug, Clone)]
 pub struct AttemptEnd {
     pub attempt_id: i64,
-    pub status: String,
+    pub status: AttemptStatus,
     pub http_status: Option<i32>,
     pub error_kind: Option<String>,
     pub error_detail: Option<String>,
@@ -226,7 +313,7 @@ pub enum StoreError {
     Refused(#[from] Refused),
     #[error("lead {0:?} changed while it was being updated; nothing was written, try again")]
     Conflict(String),
-    #[error("{action} step {step} of lead {lead_id} is already in flight or sent")]
+    #[error("{action} step {step} of lead {lead_id} is already in flight or answered")]
     AlreadySent {
         lead_id: i64,
         action: &'static str,
@@ -301,8 +388,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records attempts as in flight, all or none, before their calls are made. A step
     /// already in flight or sent is refused (`AlreadySent`) by the database's unique index.
     async fn start_attempts(&self, attempts: &[NewAttempt]) -> Result<Vec<i64>, StoreError>;
-    /// Records how attempts ended; those with a message get an outbox row.
-    async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<(), StoreError>;
+    /// Records how attempts ended; those with a message get an outbox row. Only attempts
+    /// still `in_flight` are finished (a late answer for an attempt a person has since
+    /// retried changes nothing); returns the ids finished.
+    async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError>;
 
     /// Outbox rows not yet acknowledged (or all with `include_acked`), oldest first.
     async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError>;
@@ -337,16 +426,67 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
-/// The URL with any password replaced, for messages.
-pub fn redact_url(url: &str) -> String {
-    // scheme://user:password@host/...
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
-        && let Some((user, _password)) = userinfo.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
+/// The lifecycle event for a person's action on `lead`.
+fn user_event(action: UserAction, lead: &Lead) -> LeadEvent {
+    let contacted = lead.last_contact_at.is_some();
+    match action {
+        UserAction::Block => LeadEvent::Block,
+        UserAction::Unblock => LeadEvent::Unblock { contacted },
+        UserAction::Retry => LeadEvent::Retry { contacted },
     }
-    url.to_string()
+}
+
+/// Leads per state from `(state, count)` rows, with every state present.
+fn counts_by_state(rows: Vec<(String, i64)>) -> Result<BTreeMap<LeadState, u64>, StoreError> {
+    let mut counts: BTreeMap<LeadState, u64> = LeadState::ALL.iter().map(|s| (*s, 0)).collect();
+    for (state, n) in rows {
+        let state: LeadState = state.parse().map_err(StoreError::Corrupt)?;
+        counts.insert(state, n.max(0) as u64);
+    }
+    Ok(counts)
+}
+
+/// The URL with any password (in the user part or a `password` query parameter) replaced,
+/// for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            if parsed
+                .query_pairs()
+                .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+            {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k.eq_ignore_ascii_case("password") {
+                            "***".into()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
+        }
+        // Not a URL we can read: show nothing after the scheme that could be a secret.
+        Err(_) => match url.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') || rest.contains('?') => {
+                format!("{scheme}://***")
+            }
+            _ => url.to_string(),
+        },
+    }
+}
+
+/// Text bound into a statement: PostgreSQL text and jsonb cannot hold NUL, so it becomes
+/// U+FFFD on both backends alike.
+pub(crate) fn clean(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
 }
 
 /// Runs `work` in `tx` and ends the transaction explicitly: commit on success, rollback on
@@ -397,39 +537,102 @@ fn merge_batch(rows: Vec<LeadInput>) -> (Vec<LeadInput>, u64) {
     (order, duplicates)
 }
 
-/// Maps a unique-index violation on `attempts_once` to `AlreadySent`.
-fn already_sent(err: sqlx::Error, attempts: &[NewAttempt]) -> StoreError {
-    if let sqlx::Error::Database(db) = &err
-        && db.is_unique_violation()
-    {
-        let first = attempts.first();
-        return StoreError::AlreadySent {
-            lead_id: first.map_or(0, |a| a.lead_id),
-            action: first.map_or("?", |a| a.action.as_str()),
-            step: first.map_or(0, |a| a.step),
-        };
-    }
-    StoreError::Db(err)
+/// Whether `err` is the unique index refusing an attempt.
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-/// The row for an attempt batch or import batch, as JSON for `json_each` / `jsonb_to_recordset`.
-fn lead_input_json(
-    row: &LeadInput,
-    now: &str,
-    ts: impl Fn(DateTime<Utc>) -> String,
-) -> serde_json::Value {
+/// The `AlreadySent` error for the attempt of `attempts` that conflicts: one the database
+/// already holds (`held`), else one repeated within the batch itself.
+fn already_sent(attempts: &[NewAttempt], held: &[(i64, String, i64)]) -> StoreError {
+    let key = |a: &NewAttempt| (a.lead_id, a.action.as_str().to_string(), a.step);
+    let conflict = attempts
+        .iter()
+        .find(|a| held.contains(&key(a)))
+        .or_else(|| {
+            attempts
+                .iter()
+                .enumerate()
+                .find(|(i, a)| attempts[..*i].iter().any(|b| key(b) == key(a)))
+                .map(|(_, a)| a)
+        });
+    match conflict {
+        Some(a) => StoreError::AlreadySent {
+            lead_id: a.lead_id,
+            action: a.action.as_str(),
+            step: a.step,
+        },
+        None => StoreError::Corrupt("the attempts index refused a batch without a conflict".into()),
+    }
+}
+
+/// The JSON batch for `start_attempts`.
+fn attempts_json(attempts: &[NewAttempt]) -> String {
+    let rows: Vec<_> = attempts
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "lead_id": a.lead_id, "job": clean(&a.job), "action": a.action.as_str(),
+                "step": a.step, "runner_id": clean(&a.runner_id), "started_at": ts(a.started_at),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// The JSON batch for `finish_attempts`.
+fn ends_json(ends: &[AttemptEnd]) -> String {
+    let rows: Vec<_> = ends
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "id": e.attempt_id, "status": e.status.as_str(), "http_status": e.http_status,
+                "error_kind": e.error_kind.as_deref().map(clean),
+                "error_detail": e.error_detail.as_deref().map(clean),
+                "session_id": e.session_id.as_deref().map(clean),
+                "finished_at": ts(e.finished_at),
+                "message": e.message.as_deref().filter(|m| !m.is_empty()).map(clean),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// Ids returned by a batch insert, in the order of `attempts` (RETURNING promises none).
+fn ids_in_order(
+    attempts: &[NewAttempt],
+    rows: &[(i64, i64, String, i64)],
+) -> Result<Vec<i64>, StoreError> {
+    attempts
+        .iter()
+        .map(|a| {
+            rows.iter()
+                .find(|(_, lead, action, step)| {
+                    *lead == a.lead_id && action == a.action.as_str() && *step == a.step
+                })
+                .map(|r| r.0)
+                .ok_or_else(|| StoreError::Corrupt("an inserted attempt was not returned".into()))
+        })
+        .collect()
+}
+
+/// An import row as JSON, for `json_each` / `jsonb_to_recordset`.
+fn lead_input_json(row: &LeadInput) -> serde_json::Value {
     serde_json::json!({
         "target": row.target,
         "own_username": row.own_username,
         "timezone": row.timezone,
         "profile_image": row.profile_image,
-        "tags": row.tags.as_ref().map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into())),
+        "tags": row.tags.as_ref().map(|t| serde_json::Value::from(t.clone()).to_string()),
         "state": row.state.map(LeadState::as_str),
-        "last_contact_at": row.last_contact_at.map(&ts),
-        "last_reply_at": row.last_reply_at.map(&ts),
+        "last_contact_at": row.last_contact_at.map(ts),
+        "last_reply_at": row.last_reply_at.map(ts),
         "follow_ups_sent": row.follow_ups_sent,
-        "now": now,
     })
+}
+
+fn rows_json<'a>(rows: impl Iterator<Item = &'a LeadInput>) -> String {
+    serde_json::Value::Array(rows.map(lead_input_json).collect()).to_string()
 }
 
 #[cfg(test)]
@@ -442,11 +645,67 @@ mod tests {
             redact_url("postgres://app:s3cret@db:5432/leads"),
             "postgres://app:***@db:5432/leads"
         );
+        // The password may itself hold an `@`: the host starts after the last one.
+        let shown = redact_url("postgres://app:p@ss@db/x");
+        assert!(!shown.contains("p@ss") && !shown.contains("ss@"), "{shown}");
+        let shown = redact_url("postgres://db/x?user=app&password=s3cret&sslmode=require");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("sslmode=require"),
+            "{shown}"
+        );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
         assert_eq!(
             redact_url("postgres://postgres@h/db"),
             "postgres://postgres@h/db"
         );
+        assert_eq!(redact_url("postgres://a:b c@[bad"), "postgres://***");
+    }
+
+    #[test]
+    fn a_later_row_replaces_the_campaign_fields_as_a_group() {
+        let mut contacted = LeadInput {
+            target: "@a".into(),
+            state: Some(LeadState::Contacted),
+            last_contact_at: Some(Utc::now()),
+            follow_ups_sent: Some(2),
+            ..Default::default()
+        };
+        contacted.merge(LeadInput {
+            target: "@a".into(),
+            state: Some(LeadState::New),
+            ..Default::default()
+        });
+        assert_eq!(contacted.state, Some(LeadState::New));
+        assert_eq!(contacted.last_contact_at, None);
+        assert_eq!(contacted.follow_ups_sent, None);
+    }
+
+    #[test]
+    fn nul_cannot_reach_the_database() {
+        assert_eq!(clean("a\0b"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn already_sent_names_the_conflicting_attempt() {
+        let a = |lead_id, step| NewAttempt {
+            lead_id,
+            job: "j".into(),
+            action: Action::Opener,
+            step,
+            runner_id: "r".into(),
+            started_at: Utc::now(),
+        };
+        let batch = [a(1, 0), a(2, 0), a(3, 0)];
+        let held = [(2, "opener".to_string(), 0)];
+        assert!(matches!(
+            already_sent(&batch, &held),
+            StoreError::AlreadySent { lead_id: 2, .. }
+        ));
+        let repeated = [a(1, 0), a(5, 0), a(5, 0)];
+        assert!(matches!(
+            already_sent(&repeated, &[]),
+            StoreError::AlreadySent { lead_id: 5, .. }
+        ));
     }
 
     #[test]

@@ -4,11 +4,11 @@
 //! costs one statement whatever its size. State changes lock the lead row (`FOR UPDATE`)
 //! and compare-and-set on the state read.
 
-use super::sqlite::user_event;
 use super::{
-    Action, Attempt, AttemptEnd, ImportCounts, ImportSession, Lead, LeadFilter, LeadInput,
-    NewAttempt, OutboxItem, QueuedEvent, Store, StoreError, UserAction, already_sent, in_tx,
-    lead_input_json, merge_batch, redact_url, ts,
+    Action, Attempt, AttemptEnd, AttemptStatus, ImportCounts, ImportSession, Lead, LeadFilter,
+    LeadInput, NewAttempt, OutboxItem, QueuedEvent, Store, StoreError, UserAction, already_sent,
+    attempts_json, counts_by_state, ends_json, ids_in_order, in_tx, is_unique_violation,
+    merge_batch, redact_url, rows_json, user_event,
 };
 use crate::lead::{self, LeadEvent, LeadState};
 use async_trait::async_trait;
@@ -160,14 +160,18 @@ impl PgStore {
                         .bind(lead.state.as_str())
                         .execute(&mut *tx)
                         .await?;
-                        sqlx::query(
-                            "UPDATE attempts SET status = 'unknown', finished_at = $1
-                         WHERE lead_id = $2 AND status = 'in_flight'",
-                        )
-                        .bind(now)
-                        .bind(lead.id)
-                        .execute(&mut *tx)
-                        .await?;
+                        // Only a person's retry of a lead whose outcome is unknown frees its
+                        // step: an unblocked lead's call may still be in flight.
+                        if lead.state == LeadState::NeedsReview {
+                            sqlx::query(
+                                "UPDATE attempts SET status = 'unknown', finished_at = $1
+                                 WHERE lead_id = $2 AND status = 'in_flight'",
+                            )
+                            .bind(now)
+                            .bind(lead.id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
                         r
                     }
                     _ => sqlx::query(
@@ -222,7 +226,7 @@ fn attempt_from_row(r: &PgRow) -> Result<Attempt, StoreError> {
         job: r.try_get("job")?,
         action: Action::parse(&r.try_get::<String, _>("action")?)?,
         step: r.try_get("step")?,
-        status: r.try_get("status")?,
+        status: AttemptStatus::parse(&r.try_get::<String, _>("status")?)?,
         http_status: r.try_get("http_status")?,
         error_kind: r.try_get("error_kind")?,
         error_detail: r.try_get("error_detail")?,
@@ -259,68 +263,63 @@ fn event_from_row(r: &PgRow) -> Result<QueuedEvent, StoreError> {
     })
 }
 
+/// Upserts one merged batch: one statement inserts the new targets (skipping any that
+/// exist, even one another session added a moment ago), one updates the rest.
 async fn upsert_batch(
     conn: &mut PgConnection,
     rows: Vec<LeadInput>,
     now: DateTime<Utc>,
 ) -> Result<ImportCounts, StoreError> {
     let (rows, duplicates) = merge_batch(rows);
-    let targets: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
-    let existing: HashSet<String> =
-        sqlx::query_scalar("SELECT target FROM leads WHERE target = ANY($1)")
-            .bind(&targets)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
-    let now_s = ts(now);
-    let (old, new): (Vec<&LeadInput>, Vec<&LeadInput>) =
-        rows.iter().partition(|r| existing.contains(&r.target));
-    if !new.is_empty() {
-        let json: Vec<_> = new.iter().map(|r| lead_input_json(r, &now_s, ts)).collect();
-        sqlx::query(
-            "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
-                                last_contact_at, last_reply_at, follow_ups_sent,
-                                created_at, updated_at, next_eligible_at)
-             SELECT x.target, x.own_username, x.timezone, x.profile_image,
-                    COALESCE(x.tags::jsonb, '[]'::jsonb), COALESCE(x.state, 'new'),
-                    x.last_contact_at, x.last_reply_at, COALESCE(x.follow_ups_sent, 0),
-                    $2, $2, $2
-             FROM jsonb_to_recordset($1::jsonb) AS x(target text, own_username text,
-                  timezone text, profile_image text, tags text, state text,
-                  last_contact_at timestamptz, last_reply_at timestamptz, follow_ups_sent int)",
-        )
-        .bind(serde_json::Value::Array(json).to_string())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !old.is_empty() {
-        let json: Vec<_> = old.iter().map(|r| lead_input_json(r, &now_s, ts)).collect();
-        sqlx::query(
+    let inserted: HashSet<String> = sqlx::query_scalar(
+        "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
+                            last_contact_at, last_reply_at, follow_ups_sent,
+                            created_at, updated_at, next_eligible_at)
+         SELECT x.target, x.own_username, x.timezone, x.profile_image,
+                COALESCE(x.tags::jsonb, '[]'::jsonb), COALESCE(x.state, 'new'),
+                x.last_contact_at, x.last_reply_at, COALESCE(x.follow_ups_sent, 0),
+                $2, $2, $2
+         FROM jsonb_to_recordset($1::jsonb) AS x(target text, own_username text,
+              timezone text, profile_image text, tags text, state text,
+              last_contact_at timestamptz, last_reply_at timestamptz, follow_ups_sent int)
+         ON CONFLICT (target) DO NOTHING
+         RETURNING target",
+    )
+    .bind(rows_json(rows.iter()))
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let existing: Vec<&LeadInput> = rows
+        .iter()
+        .filter(|r| !inserted.contains(&r.target))
+        .collect();
+    if !existing.is_empty() {
+        sqlx::query(concat!(
             "UPDATE leads SET
                 own_username  = COALESCE(x.own_username, leads.own_username),
                 timezone      = COALESCE(x.timezone, leads.timezone),
                 profile_image = COALESCE(x.profile_image, leads.profile_image),
                 tags          = COALESCE(x.tags::jsonb, leads.tags),
-                state           = CASE WHEN leads.state = 'new' THEN COALESCE(x.state, leads.state) ELSE leads.state END,
-                last_contact_at = CASE WHEN leads.state = 'new' THEN COALESCE(x.last_contact_at, leads.last_contact_at) ELSE leads.last_contact_at END,
-                last_reply_at   = CASE WHEN leads.state = 'new' THEN COALESCE(x.last_reply_at, leads.last_reply_at) ELSE leads.last_reply_at END,
-                follow_ups_sent = CASE WHEN leads.state = 'new' THEN COALESCE(x.follow_ups_sent, leads.follow_ups_sent) ELSE leads.follow_ups_sent END,
+                state           = CASE WHEN ", untouched!(), " THEN COALESCE(x.state, leads.state) ELSE leads.state END,
+                last_contact_at = CASE WHEN ", untouched!(), " THEN COALESCE(x.last_contact_at, leads.last_contact_at) ELSE leads.last_contact_at END,
+                last_reply_at   = CASE WHEN ", untouched!(), " THEN COALESCE(x.last_reply_at, leads.last_reply_at) ELSE leads.last_reply_at END,
+                follow_ups_sent = CASE WHEN ", untouched!(), " THEN COALESCE(x.follow_ups_sent, leads.follow_ups_sent) ELSE leads.follow_ups_sent END,
                 updated_at    = $2
              FROM jsonb_to_recordset($1::jsonb) AS x(target text, own_username text,
                   timezone text, profile_image text, tags text, state text,
                   last_contact_at timestamptz, last_reply_at timestamptz, follow_ups_sent int)
-             WHERE leads.target = x.target",
-        )
-        .bind(serde_json::Value::Array(json).to_string())
+             WHERE leads.target = x.target"
+        ))
+        .bind(rows_json(existing.iter().copied()))
         .bind(now)
         .execute(&mut *conn)
         .await?;
     }
     Ok(ImportCounts {
-        imported: new.len() as u64,
-        updated: old.len() as u64 + duplicates,
+        imported: inserted.len() as u64,
+        updated: existing.len() as u64 + duplicates,
     })
 }
 
@@ -432,16 +431,11 @@ impl Store for PgStore {
     }
 
     async fn count_by_state(&self) -> Result<BTreeMap<LeadState, u64>, StoreError> {
-        let mut counts: BTreeMap<LeadState, u64> = LeadState::ALL.iter().map(|s| (*s, 0)).collect();
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, COUNT(*) FROM leads GROUP BY state")
                 .fetch_all(&self.pool)
                 .await?;
-        for (state, n) in rows {
-            let state: LeadState = state.parse().map_err(StoreError::Corrupt)?;
-            counts.insert(state, n.max(0) as u64);
-        }
-        Ok(counts)
+        counts_by_state(rows)
     }
 
     async fn record_reply(
@@ -518,69 +512,53 @@ impl Store for PgStore {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
-        let json: Vec<_> = attempts
-            .iter()
-            .map(|a| {
-                serde_json::json!({
-                    "lead_id": a.lead_id, "job": a.job, "action": a.action.as_str(),
-                    "step": a.step, "runner_id": a.runner_id, "started_at": ts(a.started_at),
-                })
-            })
-            .collect();
-        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        let payload = attempts_json(attempts);
+        let inserted: Result<Vec<(i64, i64, String, i64)>, sqlx::Error> = sqlx::query_as(
             "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
              SELECT x.lead_id, x.job, x.action, x.step, 'in_flight', x.started_at, x.runner_id
              FROM jsonb_to_recordset($1::jsonb) AS x(lead_id bigint, job text, action text,
                   step bigint, started_at timestamptz, runner_id text)
              RETURNING id, lead_id, action, step",
         )
-        .bind(serde_json::Value::Array(json).to_string())
+        .bind(&payload)
         .fetch_all(&self.pool)
-        .await
-        .map_err(|e| already_sent(e, attempts))?;
-        attempts
-            .iter()
-            .map(|a| {
-                rows.iter()
-                    .find(|(_, lead, action, step)| {
-                        *lead == a.lead_id && action == a.action.as_str() && *step == a.step
-                    })
-                    .map(|r| r.0)
-                    .ok_or_else(|| {
-                        StoreError::Corrupt("an inserted attempt was not returned".into())
-                    })
-            })
-            .collect()
+        .await;
+        match inserted {
+            Ok(rows) => ids_in_order(attempts, &rows),
+            Err(e) if is_unique_violation(&e) => {
+                let held: Vec<(i64, String, i64)> = sqlx::query_as(
+                    "SELECT a.lead_id, a.action, a.step FROM attempts a
+                     JOIN jsonb_to_recordset($1::jsonb) AS x(lead_id bigint, action text, step bigint)
+                       ON a.lead_id = x.lead_id AND a.action = x.action AND a.step = x.step
+                     WHERE a.status IN ('in_flight', 'sent', 'continued')",
+                )
+                .bind(&payload)
+                .fetch_all(&self.pool)
+                .await?;
+                Err(already_sent(attempts, &held))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
-    async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<(), StoreError> {
+    async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError> {
         if ends.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let json: Vec<_> = ends
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "id": e.attempt_id, "status": e.status, "http_status": e.http_status,
-                    "error_kind": e.error_kind, "error_detail": e.error_detail,
-                    "session_id": e.session_id, "finished_at": ts(e.finished_at),
-                    "message": e.message.as_deref().filter(|m| !m.is_empty()),
-                })
-            })
-            .collect();
-        let payload = serde_json::Value::Array(json).to_string();
+        let payload = ends_json(ends);
         let tx = self.pool.begin().await?;
         in_tx(tx, async |tx| {
-            sqlx::query(
+            let finished: Vec<i64> = sqlx::query_scalar(
                 "UPDATE attempts SET status = x.status, http_status = x.http_status,
                         error_kind = x.error_kind, error_detail = x.error_detail,
                         session_id = x.session_id, finished_at = x.finished_at
                  FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, status text, http_status int,
                       error_kind text, error_detail text, session_id text, finished_at timestamptz)
-                 WHERE attempts.id = x.id",
+                 WHERE attempts.id = x.id AND attempts.status = 'in_flight'
+                 RETURNING attempts.id",
             )
             .bind(&payload)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
             sqlx::query(
                 "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
@@ -589,12 +567,13 @@ impl Store for PgStore {
                       finished_at timestamptz)
                  JOIN attempts a ON a.id = x.id
                  JOIN leads l ON l.id = a.lead_id
-                 WHERE x.message IS NOT NULL",
+                 WHERE x.message IS NOT NULL AND a.id = ANY($2)",
             )
             .bind(&payload)
+            .bind(&finished)
             .execute(&mut *tx)
             .await?;
-            Ok(())
+            Ok(finished)
         })
         .await
     }

@@ -5,9 +5,10 @@
 //! take the write lock up front instead of failing to upgrade a read lock later.
 
 use super::{
-    Action, Attempt, AttemptEnd, ImportCounts, ImportSession, Lead, LeadFilter, LeadInput,
-    NewAttempt, OutboxItem, QueuedEvent, Store, StoreError, UserAction, already_sent, in_tx,
-    lead_input_json, merge_batch, redact_url, ts,
+    Action, Attempt, AttemptEnd, AttemptStatus, ImportCounts, ImportSession, Lead, LeadFilter,
+    LeadInput, NewAttempt, OutboxItem, QueuedEvent, Store, StoreError, UserAction, already_sent,
+    attempts_json, counts_by_state, ends_json, ids_in_order, in_tx, is_unique_violation,
+    merge_batch, redact_url, rows_json, ts, user_event,
 };
 use crate::lead::{self, LeadEvent, LeadState};
 use async_trait::async_trait;
@@ -161,16 +162,18 @@ impl SqliteStore {
                         .bind(lead.state.as_str())
                         .execute(&mut *tx)
                         .await?;
-                        // A person chose to work the lead again: an attempt whose outcome was never
-                        // known no longer holds its step, so the step may be sent once more.
-                        sqlx::query(
-                            "UPDATE attempts SET status = 'unknown', finished_at = ?1
-                         WHERE lead_id = ?2 AND status = 'in_flight'",
-                        )
-                        .bind(&now_s)
-                        .bind(lead.id)
-                        .execute(&mut *tx)
-                        .await?;
+                        // Only a person's retry of a lead whose outcome is unknown frees its
+                        // step: an unblocked lead's call may still be in flight.
+                        if lead.state == LeadState::NeedsReview {
+                            sqlx::query(
+                                "UPDATE attempts SET status = 'unknown', finished_at = ?1
+                                 WHERE lead_id = ?2 AND status = 'in_flight'",
+                            )
+                            .bind(&now_s)
+                            .bind(lead.id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
                         r
                     }
                     _ => sqlx::query(
@@ -226,7 +229,7 @@ fn attempt_from_row(r: &SqliteRow) -> Result<Attempt, StoreError> {
         job: r.try_get("job")?,
         action: Action::parse(&r.try_get::<String, _>("action")?)?,
         step: r.try_get("step")?,
-        status: r.try_get("status")?,
+        status: AttemptStatus::parse(&r.try_get::<String, _>("status")?)?,
         http_status: r.try_get("http_status")?,
         error_kind: r.try_get("error_kind")?,
         error_detail: r.try_get("error_detail")?,
@@ -263,60 +266,52 @@ fn event_from_row(r: &SqliteRow) -> Result<QueuedEvent, StoreError> {
     })
 }
 
-/// Upserts one merged batch inside `conn`'s transaction: one statement to learn which
-/// targets exist, one to insert the new, one to update the rest.
+/// Upserts one merged batch inside `conn`'s transaction: one statement inserts the targets
+/// that are new (skipping those that exist, even ones added a moment ago), one updates the
+/// rest.
 async fn upsert_batch(
     conn: &mut SqliteConnection,
     rows: Vec<LeadInput>,
     now: DateTime<Utc>,
 ) -> Result<ImportCounts, StoreError> {
     let (rows, duplicates) = merge_batch(rows);
-    let targets: Vec<&str> = rows.iter().map(|r| r.target.as_str()).collect();
-    let targets_json = serde_json::to_string(&targets).unwrap_or_else(|_| "[]".into());
-    let existing: HashSet<String> = sqlx::query_scalar(
-        "SELECT target FROM leads WHERE target IN (SELECT value FROM json_each(?1))",
+    let now_s = ts(now);
+    let inserted: HashSet<String> = sqlx::query_scalar(
+        "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
+                            last_contact_at, last_reply_at, follow_ups_sent,
+                            created_at, updated_at, next_eligible_at)
+         SELECT json_extract(value, '$.target'), json_extract(value, '$.own_username'),
+                json_extract(value, '$.timezone'), json_extract(value, '$.profile_image'),
+                COALESCE(json_extract(value, '$.tags'), '[]'),
+                COALESCE(json_extract(value, '$.state'), 'new'),
+                json_extract(value, '$.last_contact_at'), json_extract(value, '$.last_reply_at'),
+                COALESCE(json_extract(value, '$.follow_ups_sent'), 0),
+                ?2, ?2, ?2
+         FROM json_each(?1) WHERE true
+         ON CONFLICT (target) DO NOTHING
+         RETURNING target",
     )
-    .bind(&targets_json)
+    .bind(rows_json(rows.iter()))
+    .bind(&now_s)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .collect();
-    let now_s = ts(now);
-    let (old, new): (Vec<&LeadInput>, Vec<&LeadInput>) =
-        rows.iter().partition(|r| existing.contains(&r.target));
-    if !new.is_empty() {
-        let json: Vec<_> = new.iter().map(|r| lead_input_json(r, &now_s, ts)).collect();
-        sqlx::query(
-            "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
-                                last_contact_at, last_reply_at, follow_ups_sent,
-                                created_at, updated_at, next_eligible_at)
-             SELECT json_extract(value, '$.target'), json_extract(value, '$.own_username'),
-                    json_extract(value, '$.timezone'), json_extract(value, '$.profile_image'),
-                    COALESCE(json_extract(value, '$.tags'), '[]'),
-                    COALESCE(json_extract(value, '$.state'), 'new'),
-                    json_extract(value, '$.last_contact_at'), json_extract(value, '$.last_reply_at'),
-                    COALESCE(json_extract(value, '$.follow_ups_sent'), 0),
-                    ?2, ?2, ?2
-             FROM json_each(?1)",
-        )
-        .bind(serde_json::Value::Array(json).to_string())
-        .bind(&now_s)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !old.is_empty() {
-        let json: Vec<_> = old.iter().map(|r| lead_input_json(r, &now_s, ts)).collect();
-        // The campaign columns apply only while the runner has not worked the lead.
-        sqlx::query(
+    let existing: Vec<&LeadInput> = rows
+        .iter()
+        .filter(|r| !inserted.contains(&r.target))
+        .collect();
+    if !existing.is_empty() {
+        sqlx::query(concat!(
             "UPDATE leads SET
                 own_username  = COALESCE(x.own_username, leads.own_username),
                 timezone      = COALESCE(x.timezone, leads.timezone),
                 profile_image = COALESCE(x.profile_image, leads.profile_image),
                 tags          = COALESCE(x.tags, leads.tags),
-                state           = CASE WHEN leads.state = 'new' THEN COALESCE(x.state, leads.state) ELSE leads.state END,
-                last_contact_at = CASE WHEN leads.state = 'new' THEN COALESCE(x.last_contact_at, leads.last_contact_at) ELSE leads.last_contact_at END,
-                last_reply_at   = CASE WHEN leads.state = 'new' THEN COALESCE(x.last_reply_at, leads.last_reply_at) ELSE leads.last_reply_at END,
-                follow_ups_sent = CASE WHEN leads.state = 'new' THEN COALESCE(x.follow_ups_sent, leads.follow_ups_sent) ELSE leads.follow_ups_sent END,
+                state           = CASE WHEN ", untouched!(), " THEN COALESCE(x.state, leads.state) ELSE leads.state END,
+                last_contact_at = CASE WHEN ", untouched!(), " THEN COALESCE(x.last_contact_at, leads.last_contact_at) ELSE leads.last_contact_at END,
+                last_reply_at   = CASE WHEN ", untouched!(), " THEN COALESCE(x.last_reply_at, leads.last_reply_at) ELSE leads.last_reply_at END,
+                follow_ups_sent = CASE WHEN ", untouched!(), " THEN COALESCE(x.follow_ups_sent, leads.follow_ups_sent) ELSE leads.follow_ups_sent END,
                 updated_at    = ?2
              FROM (SELECT json_extract(value, '$.target') AS target,
                           json_extract(value, '$.own_username') AS own_username,
@@ -328,16 +323,16 @@ async fn upsert_batch(
                           json_extract(value, '$.last_reply_at') AS last_reply_at,
                           json_extract(value, '$.follow_ups_sent') AS follow_ups_sent
                    FROM json_each(?1)) AS x
-             WHERE leads.target = x.target",
-        )
-        .bind(serde_json::Value::Array(json).to_string())
+             WHERE leads.target = x.target"
+        ))
+        .bind(rows_json(existing.iter().copied()))
         .bind(&now_s)
         .execute(&mut *conn)
         .await?;
     }
     Ok(ImportCounts {
-        imported: new.len() as u64,
-        updated: old.len() as u64 + duplicates,
+        imported: inserted.len() as u64,
+        updated: existing.len() as u64 + duplicates,
     })
 }
 
@@ -449,16 +444,11 @@ impl Store for SqliteStore {
     }
 
     async fn count_by_state(&self) -> Result<BTreeMap<LeadState, u64>, StoreError> {
-        let mut counts: BTreeMap<LeadState, u64> = LeadState::ALL.iter().map(|s| (*s, 0)).collect();
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, COUNT(*) FROM leads GROUP BY state")
                 .fetch_all(&self.pool)
                 .await?;
-        for (state, n) in rows {
-            let state: LeadState = state.parse().map_err(StoreError::Corrupt)?;
-            counts.insert(state, n.max(0) as u64);
-        }
-        Ok(counts)
+        counts_by_state(rows)
     }
 
     async fn record_reply(
@@ -536,16 +526,8 @@ impl Store for SqliteStore {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
-        let json: Vec<_> = attempts
-            .iter()
-            .map(|a| {
-                serde_json::json!({
-                    "lead_id": a.lead_id, "job": a.job, "action": a.action.as_str(),
-                    "step": a.step, "runner_id": a.runner_id, "started_at": ts(a.started_at),
-                })
-            })
-            .collect();
-        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        let payload = attempts_json(attempts);
+        let inserted: Result<Vec<(i64, i64, String, i64)>, sqlx::Error> = sqlx::query_as(
             "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
              SELECT json_extract(value, '$.lead_id'), json_extract(value, '$.job'),
                     json_extract(value, '$.action'), json_extract(value, '$.step'), 'in_flight',
@@ -553,45 +535,38 @@ impl Store for SqliteStore {
              FROM json_each(?1)
              RETURNING id, lead_id, action, step",
         )
-        .bind(serde_json::Value::Array(json).to_string())
+        .bind(&payload)
         .fetch_all(&self.pool)
-        .await
-        .map_err(|e| already_sent(e, attempts))?;
-        // RETURNING order is not promised: map back to the input order.
-        attempts
-            .iter()
-            .map(|a| {
-                rows.iter()
-                    .find(|(_, lead, action, step)| {
-                        *lead == a.lead_id && action == a.action.as_str() && *step == a.step
-                    })
-                    .map(|r| r.0)
-                    .ok_or_else(|| {
-                        StoreError::Corrupt("an inserted attempt was not returned".into())
-                    })
-            })
-            .collect()
+        .await;
+        match inserted {
+            Ok(rows) => ids_in_order(attempts, &rows),
+            Err(e) if is_unique_violation(&e) => {
+                let held: Vec<(i64, String, i64)> = sqlx::query_as(
+                    "SELECT a.lead_id, a.action, a.step FROM attempts a
+                     JOIN json_each(?1) j
+                       ON a.lead_id = json_extract(j.value, '$.lead_id')
+                      AND a.action = json_extract(j.value, '$.action')
+                      AND a.step = json_extract(j.value, '$.step')
+                     WHERE a.status IN ('in_flight', 'sent', 'continued')",
+                )
+                .bind(&payload)
+                .fetch_all(&self.pool)
+                .await?;
+                Err(already_sent(attempts, &held))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
-    async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<(), StoreError> {
+    async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError> {
         if ends.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let json: Vec<_> = ends
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "id": e.attempt_id, "status": e.status, "http_status": e.http_status,
-                    "error_kind": e.error_kind, "error_detail": e.error_detail,
-                    "session_id": e.session_id, "finished_at": ts(e.finished_at),
-                    "message": e.message.as_deref().filter(|m| !m.is_empty()),
-                })
-            })
-            .collect();
-        let payload = serde_json::Value::Array(json).to_string();
+        let payload = ends_json(ends);
         let tx = self.begin_immediate().await?;
         in_tx(tx, async |tx| {
-            sqlx::query(
+            // Only attempts still in flight: one retried by a person meanwhile stays as is.
+            let finished: Vec<i64> = sqlx::query_scalar(
                 "UPDATE attempts SET status = x.status, http_status = x.http_status,
                         error_kind = x.error_kind, error_detail = x.error_detail,
                         session_id = x.session_id, finished_at = x.finished_at
@@ -602,10 +577,11 @@ impl Store for SqliteStore {
                               json_extract(value, '$.session_id') AS session_id,
                               json_extract(value, '$.finished_at') AS finished_at
                        FROM json_each(?1)) AS x
-                 WHERE attempts.id = x.id",
+                 WHERE attempts.id = x.id AND attempts.status = 'in_flight'
+                 RETURNING attempts.id",
             )
             .bind(&payload)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
             sqlx::query(
                 "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
@@ -614,12 +590,14 @@ impl Store for SqliteStore {
                  FROM json_each(?1) j
                  JOIN attempts a ON a.id = json_extract(j.value, '$.id')
                  JOIN leads l ON l.id = a.lead_id
-                 WHERE json_extract(j.value, '$.message') IS NOT NULL",
+                 WHERE json_extract(j.value, '$.message') IS NOT NULL
+                   AND a.id IN (SELECT value FROM json_each(?2))",
             )
             .bind(&payload)
+            .bind(serde_json::Value::from(finished.clone()).to_string())
             .execute(&mut *tx)
             .await?;
-            Ok(())
+            Ok(finished)
         })
         .await
     }
@@ -647,15 +625,5 @@ impl Store for SqliteStore {
         .await?;
         acked.sort_unstable();
         Ok(acked)
-    }
-}
-
-/// The lifecycle event for a person's action on `lead`.
-pub(super) fn user_event(action: UserAction, lead: &Lead) -> LeadEvent {
-    let contacted = lead.last_contact_at.is_some();
-    match action {
-        UserAction::Block => LeadEvent::Block,
-        UserAction::Unblock => LeadEvent::Unblock { contacted },
-        UserAction::Retry => LeadEvent::Retry { contacted },
     }
 }
