@@ -1,8 +1,10 @@
-//! `jobs.toml`: where settings come from.
+//! `jobs.toml`: the campaign file, parsed once into checked, typed values.
 //!
-//! Today the lead database commands read only `[database] url` from it (the runner's
-//! typed, fully checked configuration arrives with `check`/`run`/`daemon`). Precedence for
-//! the database: `DATABASE_URL`, then `[database] url`, then `sqlite://fluidtalk-runner.db`.
+//! Unknown keys are errors, and every error names the file, the line and the key and says
+//! what was expected (a bad cron expression is quoted back). The API key is never in this
+//! file. Precedence for the database: `DATABASE_URL`, then `[database] url`, then
+//! `sqlite://fluidtalk-runner.db`; for the API: `FLUIDTALK_BASE_URL`, then
+//! `[fluidtalk] base_url`, then the production URL.
 
 use crate::store::DEFAULT_DATABASE_URL;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,15 @@ pub enum ConfigError {
         key: &'static str,
         expected: String,
     },
+    #[error("{path}: line {line}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
 }
 
 /// Which configuration file to read: the one named (flag or environment), which must
@@ -64,50 +75,6 @@ impl ConfigPath {
     }
 }
 
-/// The lead database's URL.
-pub fn database_url(config: &ConfigPath) -> Result<String, ConfigError> {
-    if let Ok(url) = std::env::var("DATABASE_URL")
-        && !url.trim().is_empty()
-    {
-        return Ok(url.trim().to_string());
-    }
-    Ok(database_url_in(&config.path, config.read()?.as_deref())?
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()))
-}
-
-fn database_url_in(path: &Path, text: Option<&str>) -> Result<Option<String>, ConfigError> {
-    let Some(text) = text else { return Ok(None) };
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: syntax_message(text, &e),
-        })?;
-    let key_error = |key, expected: &str| ConfigError::Key {
-        path: path.to_path_buf(),
-        table: "database",
-        key,
-        expected: expected.to_string(),
-    };
-    match table.get("database") {
-        None => Ok(None),
-        Some(toml::Value::Table(db)) => match db.get("url") {
-            None => Ok(None),
-            Some(toml::Value::String(url)) if !url.trim().is_empty() => {
-                Ok(Some(url.trim().to_string()))
-            }
-            Some(_) => Err(key_error(
-                "url",
-                "expected a database URL string like \"sqlite://fluidtalk-runner.db\" or \"postgres://user@host/db\"",
-            )),
-        },
-        Some(_) => Err(ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: "database must be a table: [database]".into(),
-        }),
-    }
-}
-
 /// A TOML error as "line L, column C: what". toml's own text quotes the offending source
 /// line, which may be the database URL with its password: it is not used.
 pub(crate) fn syntax_message(text: &str, e: &toml::de::Error) -> String {
@@ -122,47 +89,837 @@ pub(crate) fn syntax_message(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The typed configuration.
+
+use crate::schedule::Schedule;
+use chrono::{NaiveTime, Weekday};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The whole campaign file, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub fluidtalk: ApiSettings,
+    /// `[database] url`, if given (the environment may still override it).
+    pub database_url: Option<String>,
+    pub limits: Limits,
+    pub backoff: Backoff,
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub base_url: String,
+    /// The sender for leads that name none.
+    pub own_username: Option<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// API calls in flight, all jobs together.
+    pub concurrency: usize,
+    /// Sustained API calls per second, all jobs together.
+    pub per_second: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Pause after a 402; doubles on each further 402 up to `out_of_tokens_max`.
+    pub out_of_tokens: Duration,
+    pub out_of_tokens_max: Duration,
+    /// Transient errors: exponential back-off with jitter from this ...
+    pub retry_base: Duration,
+    /// ... up to this.
+    pub retry_max: Duration,
+    /// Transient failures before a lead is `failed`.
+    pub max_attempts: u32,
+}
+
+/// What a job does with an attempt found in flight after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnknown {
+    /// The lead goes to `needs_review`; nothing is re-sent (the default).
+    Review,
+    /// Send the step once more (the engine may answer `continued` with no text).
+    Retry,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub schedule: Schedule,
+    /// The zone of the schedule, the daily cap's day and the default send window.
+    pub timezone: Tz,
+    /// Leads claimed per batch.
+    pub batch_size: u32,
+    /// At most this many calls in one run.
+    pub max_per_run: Option<u32>,
+    pub on_unknown: OnUnknown,
+    pub kind: JobKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum JobKind {
+    Opener {
+        /// New conversations per day (in the job's zone).
+        daily_cap: Option<u32>,
+        send_window: Option<SendWindow>,
+    },
+    FollowUp {
+        /// Quiet time before follow-up 1, 2, ...; the last value repeats.
+        quiet_after: Vec<Duration>,
+        max_follow_ups: u32,
+        send_window: Option<SendWindow>,
+    },
+    Event {
+        event_type: String,
+        send_window: Option<SendWindow>,
+    },
+}
+
+impl JobKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobKind::Opener { .. } => "opener",
+            JobKind::FollowUp { .. } => "follow_up",
+            JobKind::Event { .. } => "event",
+        }
+    }
+
+    pub fn send_window(&self) -> Option<&SendWindow> {
+        match self {
+            JobKind::Opener { send_window, .. }
+            | JobKind::FollowUp { send_window, .. }
+            | JobKind::Event { send_window, .. } => send_window.as_ref(),
+        }
+    }
+}
+
+/// Days and hours in which a job may send, in the lead's zone (else the job's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendWindow {
+    /// Monday first.
+    pub days: [bool; 7],
+    pub from: NaiveTime,
+    pub to: NaiveTime,
+}
+
+impl SendWindow {
+    /// Whether a local day and time is inside the window (`from` included, `to` not).
+    pub fn contains(&self, day: Weekday, time: NaiveTime) -> bool {
+        self.days[day.num_days_from_monday() as usize] && time >= self.from && time < self.to
+    }
+}
+
+impl Job {
+    /// The quiet time before follow-up `step` (1-based); the last value repeats.
+    pub fn quiet_before(&self, step: u32) -> Option<Duration> {
+        match &self.kind {
+            JobKind::FollowUp { quiet_after, .. } => {
+                let i = (step.max(1) as usize - 1).min(quiet_after.len().saturating_sub(1));
+                quiet_after.get(i).copied()
+            }
+            _ => None,
+        }
+    }
+}
+
+// The file as written, before checking. Every table refuses unknown keys.
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    fluidtalk: RawApi,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    backoff: RawBackoff,
+    #[serde(default, rename = "job")]
+    jobs: Vec<RawJob>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    base_url: Option<Spanned<String>>,
+    own_username: Option<String>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    concurrency: Option<Spanned<i64>>,
+    per_second: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBackoff {
+    out_of_tokens: Option<Spanned<String>>,
+    out_of_tokens_max: Option<Spanned<String>>,
+    retry_base: Option<Spanned<String>>,
+    retry_max: Option<Spanned<String>>,
+    max_attempts: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    schedule: Spanned<String>,
+    timezone: Option<Spanned<String>>,
+    batch_size: Option<Spanned<i64>>,
+    max_per_run: Option<Spanned<i64>>,
+    on_unknown: Option<Spanned<String>>,
+    daily_cap: Option<Spanned<i64>>,
+    send_window: Option<Spanned<RawWindow>>,
+    quiet_after: Option<Spanned<QuietAfter>>,
+    max_follow_ups: Option<Spanned<i64>>,
+    event_type: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QuietAfter {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    days: Option<String>,
+    from: String,
+    to: String,
+}
+
+/// Turns byte offsets into line numbers and builds errors that name the key.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self.line(span.start),
+            key: key.into(),
+            message: message.into(),
+        })
+    }
+
+    /// Keys that belong to other kinds of job are mistakes, not options to ignore.
+    fn not_for<T>(
+        &self,
+        field: &Option<Spanned<T>>,
+        key: String,
+        kind: &str,
+    ) -> Result<(), ConfigError> {
+        match field {
+            Some(v) => self.err(v.span(), key, format!("does not apply to a {kind} job")),
+            None => Ok(()),
+        }
+    }
+
+    fn duration(&self, v: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
+        match humantime::parse_duration(v.get_ref().trim()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => self.err(v.span(), key, "must be longer than zero"),
+            Err(_) => self.err(
+                v.span(),
+                key,
+                format!(
+                    "{:?} is not a duration; expected e.g. \"30s\", \"15m\", \"6h\", \"3d\"",
+                    v.get_ref()
+                ),
+            ),
+        }
+    }
+
+    fn opt_duration(
+        &self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        v.as_ref().map_or(Ok(default), |v| self.duration(v, key))
+    }
+
+    fn count(&self, v: &Spanned<i64>, key: &str, min: i64, max: i64) -> Result<u32, ConfigError> {
+        let n = *v.get_ref();
+        if (min..=max).contains(&n) {
+            Ok(n as u32)
+        } else {
+            self.err(
+                v.span(),
+                key,
+                format!("{n} is out of range; expected a whole number from {min} to {max}"),
+            )
+        }
+    }
+
+    fn timezone(&self, v: &Spanned<String>, key: &str) -> Result<Tz, ConfigError> {
+        v.get_ref().trim().parse::<Tz>().or_else(|_| {
+            self.err(
+                v.span(),
+                key,
+                format!(
+                    "unknown time zone {:?}; expected an IANA name such as \"Europe/Berlin\"",
+                    v.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn window(&self, v: &Spanned<RawWindow>, key: &str) -> Result<SendWindow, ConfigError> {
+        let w = v.get_ref();
+        let days = match &w.days {
+            None => [true; 7],
+            Some(text) => {
+                parse_days(text).or_else(|why| self.err(v.span(), format!("{key}.days"), why))?
+            }
+        };
+        let time = |t: &str, k: &str| {
+            NaiveTime::parse_from_str(t.trim(), "%H:%M").or_else(|_| {
+                self.err(
+                    v.span(),
+                    format!("{key}.{k}"),
+                    format!("{t:?} is not a time; expected HH:MM, e.g. \"09:00\""),
+                )
+            })
+        };
+        let from = time(&w.from, "from")?;
+        let to = time(&w.to, "to")?;
+        if from >= to {
+            return self.err(
+                v.span(),
+                key,
+                format!(
+                    "from {} must be before to {} (a window does not cross midnight)",
+                    w.from, w.to
+                ),
+            );
+        }
+        Ok(SendWindow { days, from, to })
+    }
+}
+
+/// `mon-fri`, `sat,sun`, `mon-wed,fri`, `daily`.
+fn parse_days(text: &str) -> Result<[bool; 7], String> {
+    let expected = "expected days like \"mon-fri\", \"sat,sun\" or \"daily\"";
+    let day = |s: &str| -> Result<usize, String> {
+        s.trim()
+            .parse::<Weekday>()
+            .map(|d| d.num_days_from_monday() as usize)
+            .map_err(|_| format!("{s:?} is not a day; {expected}"))
+    };
+    let text = text.trim().to_ascii_lowercase();
+    if text == "daily" || text == "*" {
+        return Ok([true; 7]);
+    }
+    let mut days = [false; 7];
+    for part in text.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (day(a)?, day(b)?);
+                let mut d = a;
+                loop {
+                    days[d] = true;
+                    if d == b {
+                        break;
+                    }
+                    d = (d + 1) % 7;
+                }
+            }
+            None => days[day(part)?] = true,
+        }
+    }
+    Ok(days)
+}
+
+impl Config {
+    /// The lead database: `DATABASE_URL`, else `[database] url`, else the default file.
+    pub fn database_url(&self) -> String {
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => url.trim().to_string(),
+            _ => self
+                .database_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+        }
+    }
+
+    /// The API: `FLUIDTALK_BASE_URL`, else `[fluidtalk] base_url`, else production.
+    pub fn base_url(&self) -> String {
+        match std::env::var("FLUIDTALK_BASE_URL") {
+            Ok(url) if !url.trim().is_empty() => url.trim().to_string(),
+            _ => self.fluidtalk.base_url.clone(),
+        }
+    }
+}
+
+/// Reads and checks the campaign file. A missing default file gives the defaults and no
+/// jobs; a missing named file is an error.
+pub fn load(config: &ConfigPath) -> Result<Config, ConfigError> {
+    let text = config.read()?.unwrap_or_default();
+    parse(&config.path, &text)
+}
+
+/// Checks campaign text read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: syntax_message(text, &e),
+    })?;
+    let c = Checker { path, text };
+    let api = &raw.fluidtalk;
+    let base_url = match &api.base_url {
+        Some(v) if url::Url::parse(v.get_ref()).is_err() => {
+            return c.err(
+                v.span(),
+                "[fluidtalk] base_url",
+                format!("{:?} is not a URL", v.get_ref()),
+            );
+        }
+        Some(v) => v.get_ref().clone(),
+        None => crate::fluidtalk::DEFAULT_BASE_URL.to_string(),
+    };
+    let fluidtalk = ApiSettings {
+        base_url,
+        own_username: api.own_username.clone().filter(|u| !u.trim().is_empty()),
+        timeout: c.opt_duration(
+            &api.timeout,
+            "[fluidtalk] timeout",
+            crate::fluidtalk::DEFAULT_TIMEOUT,
+        )?,
+    };
+    let database_url = match &raw.database.url {
+        Some(v) if v.get_ref().trim().is_empty() => {
+            return c.err(
+                v.span(),
+                "[database] url",
+                "is empty; expected e.g. \"sqlite://fluidtalk-runner.db\"",
+            );
+        }
+        Some(v) => Some(v.get_ref().trim().to_string()),
+        None => None,
+    };
+    let limits = Limits {
+        concurrency: raw
+            .limits
+            .concurrency
+            .as_ref()
+            .map_or(Ok(8), |v| c.count(v, "[limits] concurrency", 1, 1024))?
+            as usize,
+        per_second: match &raw.limits.per_second {
+            Some(v) if !(*v.get_ref() > 0.0 && v.get_ref().is_finite()) => {
+                return c.err(
+                    v.span(),
+                    "[limits] per_second",
+                    format!("{} must be a number above 0", v.get_ref()),
+                );
+            }
+            Some(v) => *v.get_ref(),
+            None => 5.0,
+        },
+    };
+    let b = &raw.backoff;
+    let backoff = Backoff {
+        out_of_tokens: c.opt_duration(
+            &b.out_of_tokens,
+            "[backoff] out_of_tokens",
+            Duration::from_secs(15 * 60),
+        )?,
+        out_of_tokens_max: c.opt_duration(
+            &b.out_of_tokens_max,
+            "[backoff] out_of_tokens_max",
+            Duration::from_secs(6 * 3600),
+        )?,
+        retry_base: c.opt_duration(
+            &b.retry_base,
+            "[backoff] retry_base",
+            Duration::from_secs(30),
+        )?,
+        retry_max: c.opt_duration(
+            &b.retry_max,
+            "[backoff] retry_max",
+            Duration::from_secs(3600),
+        )?,
+        max_attempts: b
+            .max_attempts
+            .as_ref()
+            .map_or(Ok(5), |v| c.count(v, "[backoff] max_attempts", 1, 100))?,
+    };
+    if backoff.out_of_tokens_max < backoff.out_of_tokens {
+        let span = b.out_of_tokens_max.as_ref().map_or(0..0, |v| v.span());
+        return c.err(
+            span,
+            "[backoff] out_of_tokens_max",
+            "must not be shorter than out_of_tokens",
+        );
+    }
+    if backoff.retry_max < backoff.retry_base {
+        let span = b.retry_max.as_ref().map_or(0..0, |v| v.span());
+        return c.err(
+            span,
+            "[backoff] retry_max",
+            "must not be shorter than retry_base",
+        );
+    }
+    let mut jobs: Vec<Job> = Vec::with_capacity(raw.jobs.len());
+    for rj in &raw.jobs {
+        let job = check_job(&c, rj)?;
+        if jobs.iter().any(|j| j.name == job.name) {
+            return c.err(
+                rj.name.span(),
+                format!("[[job]] {:?} name", job.name),
+                "is used by an earlier job; job names must be unique",
+            );
+        }
+        jobs.push(job);
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        fluidtalk,
+        database_url,
+        limits,
+        backoff,
+        jobs,
+    })
+}
+
+fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
+    let name = rj.name.get_ref().trim().to_string();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        return c.err(
+            rj.name.span(),
+            "[[job]] name",
+            format!(
+                "{:?} is not a job name; use letters, digits, - and _",
+                rj.name.get_ref()
+            ),
+        );
+    }
+    let key = |k: &str| format!("[[job]] {name:?} {k}");
+    let timezone = match &rj.timezone {
+        Some(v) => c.timezone(v, &key("timezone"))?,
+        None => Tz::UTC,
+    };
+    let schedule = Schedule::parse(rj.schedule.get_ref().trim(), timezone)
+        .or_else(|why| c.err(rj.schedule.span(), key("schedule"), why))?;
+    let kind_text = rj.kind.get_ref().trim();
+    let send_window = rj
+        .send_window
+        .as_ref()
+        .map(|w| c.window(w, &key("send_window")))
+        .transpose()?;
+    let kind = match kind_text {
+        "opener" => {
+            c.not_for(&rj.quiet_after, key("quiet_after"), kind_text)?;
+            c.not_for(&rj.max_follow_ups, key("max_follow_ups"), kind_text)?;
+            c.not_for(&rj.event_type, key("event_type"), kind_text)?;
+            JobKind::Opener {
+                daily_cap: rj
+                    .daily_cap
+                    .as_ref()
+                    .map(|v| c.count(v, &key("daily_cap"), 1, 1_000_000))
+                    .transpose()?,
+                send_window,
+            }
+        }
+        "follow_up" => {
+            c.not_for(&rj.daily_cap, key("daily_cap"), kind_text)?;
+            c.not_for(&rj.event_type, key("event_type"), kind_text)?;
+            let Some(q) = &rj.quiet_after else {
+                return c.err(
+                    rj.kind.span(),
+                    key("quiet_after"),
+                    "is required for a follow_up job, e.g. [\"24h\", \"3d\", \"7d\"]",
+                );
+            };
+            let texts = match q.get_ref() {
+                QuietAfter::One(t) => vec![t.clone()],
+                QuietAfter::Many(v) => v.clone(),
+            };
+            if texts.is_empty() {
+                return c.err(
+                    q.span(),
+                    key("quiet_after"),
+                    "is empty; give one duration or a list",
+                );
+            }
+            let mut quiet_after = Vec::with_capacity(texts.len());
+            for t in texts {
+                quiet_after.push(c.duration(&Spanned::new(q.span(), t), &key("quiet_after"))?);
+            }
+            let max_follow_ups = match &rj.max_follow_ups {
+                Some(v) => c.count(v, &key("max_follow_ups"), 1, 100)?,
+                None => quiet_after.len() as u32,
+            };
+            JobKind::FollowUp {
+                quiet_after,
+                max_follow_ups,
+                send_window,
+            }
+        }
+        "event" => {
+            c.not_for(&rj.daily_cap, key("daily_cap"), kind_text)?;
+            c.not_for(&rj.quiet_after, key("quiet_after"), kind_text)?;
+            c.not_for(&rj.max_follow_ups, key("max_follow_ups"), kind_text)?;
+            let Some(t) = rj
+                .event_type
+                .as_ref()
+                .filter(|t| !t.get_ref().trim().is_empty())
+            else {
+                return c.err(
+                    rj.kind.span(),
+                    key("event_type"),
+                    "is required for an event job, e.g. \"story_reaction\"",
+                );
+            };
+            JobKind::Event {
+                event_type: t.get_ref().trim().to_string(),
+                send_window,
+            }
+        }
+        other => {
+            return c.err(
+                rj.kind.span(),
+                key("kind"),
+                format!(
+                    "{other:?} is not a job kind; expected \"opener\", \"follow_up\" or \"event\""
+                ),
+            );
+        }
+    };
+    let on_unknown = match rj
+        .on_unknown
+        .as_ref()
+        .map(|v| (v.get_ref().trim(), v.span()))
+    {
+        None | Some(("review", _)) => OnUnknown::Review,
+        Some(("retry", _)) => OnUnknown::Retry,
+        Some((other, span)) => {
+            return c.err(
+                span,
+                key("on_unknown"),
+                format!("{other:?}; expected \"review\" or \"retry\""),
+            );
+        }
+    };
+    Ok(Job {
+        batch_size: rj
+            .batch_size
+            .as_ref()
+            .map_or(Ok(50), |v| c.count(v, &key("batch_size"), 1, 10_000))?,
+        max_per_run: rj
+            .max_per_run
+            .as_ref()
+            .map(|v| c.count(v, &key("max_per_run"), 1, 10_000_000))
+            .transpose()?,
+        name,
+        schedule,
+        timezone,
+        on_unknown,
+        kind,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_database_url_comes_from_the_database_table() {
-        let p = Path::new("jobs.toml");
-        assert_eq!(
-            database_url_in(p, Some("[database]\nurl = \"postgres://x@h/db\"\n")).expect("ok"),
-            Some("postgres://x@h/db".to_string())
-        );
-        assert_eq!(
-            database_url_in(p, Some("[limits]\nconcurrency = 2\n")).expect("ok"),
-            None
-        );
-        assert_eq!(database_url_in(p, None).expect("ok"), None);
+    fn check(text: &str) -> Result<Config, String> {
+        parse(Path::new("jobs.toml"), text).map_err(|e| e.to_string())
     }
 
     #[test]
-    fn a_wrong_url_value_names_the_file_and_key() {
-        let err = database_url_in(Path::new("camp.toml"), Some("[database]\nurl = 5\n"))
-            .expect_err("refused");
-        assert!(
-            err.to_string()
-                .starts_with("camp.toml: [database] url: expected"),
-            "{err}"
+    fn the_example_in_the_repository_parses_as_written() {
+        let text = include_str!("../jobs.toml");
+        let c = check(text).expect("the example parses");
+        assert_eq!(c.jobs.len(), 3);
+        assert_eq!(c.limits.concurrency, 8);
+        assert_eq!(c.backoff.out_of_tokens, Duration::from_secs(900));
+        let fu = &c.jobs[1];
+        assert_eq!(fu.quiet_before(1), Some(Duration::from_secs(86_400)));
+        assert_eq!(fu.quiet_before(3), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(
+            fu.quiet_before(9),
+            Some(Duration::from_secs(7 * 86_400)),
+            "the last repeats"
         );
-        let err =
-            database_url_in(Path::new("camp.toml"), Some("[database\n")).expect_err("refused");
-        assert!(
-            err.to_string().starts_with("camp.toml: line 1, column"),
-            "{err}"
+        let JobKind::Opener {
+            daily_cap,
+            send_window,
+        } = &c.jobs[0].kind
+        else {
+            panic!("the first job is the opener")
+        };
+        assert_eq!(*daily_cap, Some(200));
+        let w = send_window.as_ref().expect("a window");
+        assert!(w.contains(Weekday::Mon, NaiveTime::from_hms_opt(9, 0, 0).expect("t")));
+        assert!(!w.contains(Weekday::Mon, NaiveTime::from_hms_opt(18, 0, 0).expect("t")));
+        assert!(!w.contains(Weekday::Sat, NaiveTime::from_hms_opt(12, 0, 0).expect("t")));
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let c = check("").expect("empty is fine");
+        assert!(c.jobs.is_empty());
+        assert_eq!(c.fluidtalk.timeout, Duration::from_secs(60));
+        assert_eq!(c.backoff.max_attempts, 5);
+        assert_eq!(c.database_url, None);
+    }
+
+    /// One test per kind of mistake: each error names the file, the line and the key.
+    #[test]
+    fn each_kind_of_mistake_names_file_line_and_key() {
+        let job = |extra: &str| {
+            format!("[[job]]\nname = \"j\"\nkind = \"opener\"\nschedule = \"0 0 * * * *\"\n{extra}")
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (
+                "[limits]\nconcurrancy = 4\n".into(),
+                "jobs.toml: line 2, column 1: unknown field `concurrancy`",
+            ),
+            ("[limts]\n".into(), "unknown field `limts`"),
+            ("[limits]\nconcurrency = \"many\"\n".into(), "line 2"),
+            (
+                "[limits]\nconcurrency = 0\n".into(),
+                "jobs.toml: line 2: [limits] concurrency: 0 is out of range",
+            ),
+            (
+                "[limits]\nper_second = -1.0\n".into(),
+                "[limits] per_second: -1 must be a number above 0",
+            ),
+            (
+                "[backoff]\nretry_base = \"soon\"\n".into(),
+                "jobs.toml: line 2: [backoff] retry_base: \"soon\" is not a duration",
+            ),
+            (
+                "[backoff]\nout_of_tokens = \"1h\"\nout_of_tokens_max = \"5m\"\n".into(),
+                "out_of_tokens_max: must not be shorter",
+            ),
+            (
+                "[fluidtalk]\nbase_url = \"not a url\"\n".into(),
+                "[fluidtalk] base_url: \"not a url\" is not a URL",
+            ),
+            ("[database]\nurl = 42\n".into(), "jobs.toml: line 2"),
+            (
+                job("").replace("0 0 * * * *", "*/15 * * * *"),
+                "jobs.toml: line 4: [[job]] \"j\" schedule: \"*/15 * * * *\" has 5 fields",
+            ),
+            (
+                job("").replace("0 0 * * * *", "0 0 25 * * *"),
+                "schedule: \"0 0 25 * * *\" is not a valid cron expression",
+            ),
+            (
+                job("timezone = \"Mars/Base\"\n"),
+                "jobs.toml: line 5: [[job]] \"j\" timezone: unknown time zone \"Mars/Base\"",
+            ),
+            (
+                job("").replace("opener", "blast"),
+                "kind: \"blast\" is not a job kind",
+            ),
+            (
+                job("quiet_after = \"1d\"\n"),
+                "quiet_after: does not apply to a opener job",
+            ),
+            (job("batch_size = 0\n"), "batch_size: 0 is out of range"),
+            (
+                job("send_window = { days = \"mon-fry\", from = \"09:00\", to = \"18:00\" }\n"),
+                "send_window.days: \"fry\" is not a day",
+            ),
+            (
+                job("send_window = { from = \"18:00\", to = \"09:00\" }\n"),
+                "must be before to",
+            ),
+            (
+                job("send_window = { from = \"9am\", to = \"18:00\" }\n"),
+                "send_window.from: \"9am\" is not a time",
+            ),
+            (job("on_unknown = \"resend\"\n"), "on_unknown: \"resend\""),
+            (job("colour = \"red\"\n"), "unknown field `colour`"),
+            (
+                job("").replace("kind = \"opener\"", "kind = \"follow_up\""),
+                "quiet_after: is required for a follow_up job",
+            ),
+            (
+                job("").replace("kind = \"opener\"", "kind = \"event\""),
+                "event_type: is required for an event job",
+            ),
+            (
+                format!("{}{}", job(""), job("")),
+                "jobs.toml: line 6: [[job]] \"j\" name: is used by an earlier job",
+            ),
+            (
+                job("").replace("name = \"j\"", "name = \"my job\""),
+                "name: \"my job\" is not a job name",
+            ),
+            ("[[job]]\nname = \"x\"\n".into(), "missing field"),
+        ];
+        for (text, want) in cases {
+            let err = check(&text).expect_err(&format!("refused:\n{text}"));
+            assert!(err.contains(want), "for\n{text}\ngot: {err}\nwant: {want}");
+            assert!(err.starts_with("jobs.toml: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn days_read_like_people_write_them() {
+        assert_eq!(
+            parse_days("mon-fri"),
+            Ok([true, true, true, true, true, false, false])
         );
+        assert_eq!(
+            parse_days("sat,sun"),
+            Ok([false, false, false, false, false, true, true])
+        );
+        assert_eq!(
+            parse_days("fri-mon"),
+            Ok([true, false, false, false, true, true, true])
+        );
+        assert_eq!(parse_days("Daily"), Ok([true; 7]));
     }
 
     #[test]
     fn a_syntax_error_does_not_quote_the_line_with_the_password() {
-        let text = "[database]\nurl = \"postgres://app:s3cret@db/leads\n";
-        let err = database_url_in(Path::new("jobs.toml"), Some(text)).expect_err("refused");
-        let shown = err.to_string();
-        assert!(shown.starts_with("jobs.toml: line 2, column"), "{shown}");
-        assert!(!shown.contains("s3cret"), "{shown}");
+        let err =
+            check("[database]\nurl = \"postgres://app:s3cret@db/leads\n").expect_err("refused");
+        assert!(err.starts_with("jobs.toml: line 2, column"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 }

@@ -15,5 +15,6 @@ pub mod exit;
 pub mod fluidtalk;
 pub mod import;
 pub mod lead;
+pub mod schedule;
 pub mod sim;
 pub mod store;

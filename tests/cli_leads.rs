@@ -423,7 +423,8 @@ fn the_database_url_comes_from_the_environment_then_jobs_toml_then_the_default()
         .expect("run");
     assert_eq!(out.status.code(), Some(3));
     assert!(
-        text(&out.stderr).contains("bad.toml: [database] url: expected a database URL"),
+        text(&out.stderr)
+            .contains("bad.toml: line 2, column 7: invalid type: integer `42`, expected a string"),
         "{}",
         text(&out.stderr)
     );

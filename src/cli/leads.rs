@@ -1,7 +1,7 @@
 //! `fluidtalk-runner leads ...` and `outbox ...`: the lead database from the command line.
 
 use super::store_access::{open_store, store_failure};
-use crate::config::ConfigPath;
+use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::import::{self, Rejection, Rows};
 use crate::lead::LeadState;
@@ -158,7 +158,7 @@ fn print_lead(lead: &Lead) {
     );
 }
 
-pub async fn run(config: &ConfigPath, command: LeadsCommand) -> Result<(), Failure> {
+pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> {
     let store = open_store(config).await?;
     let now = Utc::now();
     match command {
@@ -524,7 +524,7 @@ async fn import(
     }
 }
 
-pub async fn run_outbox(config: &ConfigPath, command: OutboxCommand) -> Result<(), Failure> {
+pub async fn run_outbox(config: &Config, command: OutboxCommand) -> Result<(), Failure> {
     let store = open_store(config).await?;
     match command {
         OutboxCommand::List { all, json } => {

@@ -2,13 +2,14 @@
 //! arguments into the library's typed values, calls the library, and prints.
 
 mod api;
+mod check;
 mod demo;
 mod leads;
 mod sim;
 mod store_access;
 
 use crate::config::{CONFIG_ENV, ConfigPath};
-use crate::exit::Failure;
+use crate::exit::{ExitWith, Failure};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -47,6 +48,8 @@ pub enum Command {
     },
     /// Create or upgrade the lead database's schema (also done by every command that uses it).
     Migrate,
+    /// Check the campaign file and print each job's next five fire times in its time zone.
+    Check,
 }
 
 /// Runs the parsed command.
@@ -55,20 +58,22 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Demo => demo::run().await,
         Command::Api(args) => api::run(args).await,
         Command::Sim(args) => sim::run(args).await,
-        Command::Leads(args) => leads::run(&ConfigPath::new(cli.config), args.command).await,
-        Command::Outbox { command } => {
-            leads::run_outbox(&ConfigPath::new(cli.config), command).await
-        }
+        Command::Leads(args) => leads::run(&load(cli.config)?, args.command).await,
+        Command::Outbox { command } => leads::run_outbox(&load(cli.config)?, command).await,
         Command::Migrate => {
-            let config = ConfigPath::new(cli.config);
+            let config = load(cli.config)?;
             let store = store_access::open_store(&config).await?;
-            let url = crate::config::database_url(&config)
-                .map(|u| crate::store::redact_url(&u))
-                .unwrap_or_default();
+            let url = crate::store::redact_url(&config.database_url());
             println!("{} database at {url} is up to date", store.backend());
             Ok(())
         }
+        Command::Check => check::run(&load(cli.config)?),
     }
+}
+
+/// The campaign file, checked; a mistake in it is a configuration error (exit 3).
+fn load(named: Option<PathBuf>) -> Result<crate::config::Config, Failure> {
+    crate::config::load(&ConfigPath::new(named)).exit_with(crate::exit::Exit::Config)
 }
 
 /// The process's `tracing` default for a command: quiet for one-shot calls whose stdout
@@ -77,6 +82,6 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
     match cli.command {
         Command::Api(_) | Command::Demo => "warn",
         Command::Sim(_) => "info",
-        Command::Leads(_) | Command::Outbox { .. } | Command::Migrate => "warn",
+        Command::Leads(_) | Command::Outbox { .. } | Command::Migrate | Command::Check => "warn",
     }
 }

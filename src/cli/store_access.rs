@@ -1,13 +1,13 @@
 //! Opening the lead database for a command, and the exit code of a store error.
 
-use crate::config::{self, ConfigPath};
-use crate::exit::{Exit, ExitWith, Failure};
+use crate::config::Config;
+use crate::exit::{Exit, Failure};
 use crate::store::{self, Store, StoreError};
 use std::sync::Arc;
 
 /// Opens (and migrates) the database the configuration names.
-pub async fn open_store(config: &ConfigPath) -> Result<Arc<dyn Store>, Failure> {
-    let url = config::database_url(config).exit_with(Exit::Config)?;
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
+    let url = config.database_url();
     let store = store::open(&url).await.map_err(store_failure)?;
     tracing::debug!(backend = store.backend(), url = %store::redact_url(&url), "database open");
     Ok(store)

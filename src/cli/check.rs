@@ -1,0 +1,78 @@
+//! `fluidtalk-runner check`: the campaign file as the runner reads it, and when each job
+//! fires next.
+
+use crate::config::{Config, JobKind, SendWindow};
+use crate::exit::Failure;
+use crate::store::redact_url;
+use chrono::Utc;
+
+fn window(w: Option<&SendWindow>) -> String {
+    let Some(w) = w else {
+        return "any time".into();
+    };
+    let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let days: Vec<&str> = names
+        .iter()
+        .zip(w.days)
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect();
+    format!(
+        "{} {}-{} (the lead's zone if known)",
+        days.join(","),
+        w.from.format("%H:%M"),
+        w.to.format("%H:%M")
+    )
+}
+
+pub fn run(config: &Config) -> Result<(), Failure> {
+    let now = Utc::now();
+    println!("{}: ok", config.path.display());
+    println!("  database   {}", redact_url(&config.database_url()));
+    println!(
+        "  api        {} (timeout {}; key from FLUIDTALK_API_KEY)",
+        config.base_url(),
+        humantime::format_duration(config.fluidtalk.timeout)
+    );
+    println!(
+        "  limits     {} in flight, {}/s",
+        config.limits.concurrency, config.limits.per_second
+    );
+    if config.jobs.is_empty() {
+        println!("  no [[job]] defined: `run` and `daemon` have nothing to do");
+    }
+    for job in &config.jobs {
+        let what = match &job.kind {
+            JobKind::Opener { daily_cap, .. } => format!(
+                "opener, daily cap {}",
+                daily_cap.map_or("none".into(), |c| c.to_string())
+            ),
+            JobKind::FollowUp {
+                quiet_after,
+                max_follow_ups,
+                ..
+            } => format!(
+                "follow_up, quiet after {}, at most {max_follow_ups}",
+                quiet_after
+                    .iter()
+                    .map(|d| humantime::format_duration(*d).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            JobKind::Event { event_type, .. } => format!("event {event_type:?}"),
+        };
+        println!("\njob {:?}: {what}", job.name);
+        println!(
+            "  schedule   {:?} in {}, batches of {}",
+            job.schedule.text(),
+            job.timezone,
+            job.batch_size
+        );
+        println!("  window     {}", window(job.kind.send_window()));
+        println!("  next fires");
+        for t in job.schedule.upcoming(now, 5) {
+            println!("    {}", t.format("%a %Y-%m-%d %H:%M:%S %Z"));
+        }
+    }
+    Ok(())
+}
