@@ -10,11 +10,13 @@
 //! `main.rs` only parses the command line, sets up tracing and calls `cli::run`.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod exit;
 pub mod fluidtalk;
 pub mod import;
 pub mod lead;
+pub mod policy;
 pub mod schedule;
 pub mod sim;
 pub mod store;

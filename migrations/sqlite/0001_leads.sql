@@ -36,7 +36,7 @@ CREATE TABLE attempts (
     step         INTEGER NOT NULL,
     status       TEXT    NOT NULL CHECK (status IN ('in_flight','sent','continued',
                  'ignored','sealed','no_conversation','out_of_tokens','unauthorized','rate_limited',
-                 'transient_error','failed','unknown')),
+                 'transient_error','failed','unknown','cancelled')),
     http_status  INTEGER,
     error_kind   TEXT,
     error_detail TEXT,

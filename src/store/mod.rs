@@ -93,10 +93,12 @@ pub enum AttemptStatus {
     /// The outcome will never be known (found in flight after a crash, then retried by a
     /// person): the step is free again.
     Unknown,
+    /// Recorded in flight but never called (the run stopped first, e.g. on a 402).
+    Cancelled,
 }
 
 impl AttemptStatus {
-    pub const ALL: [AttemptStatus; 12] = [
+    pub const ALL: [AttemptStatus; 13] = [
         AttemptStatus::InFlight,
         AttemptStatus::Sent,
         AttemptStatus::Continued,
@@ -109,6 +111,7 @@ impl AttemptStatus {
         AttemptStatus::TransientError,
         AttemptStatus::Failed,
         AttemptStatus::Unknown,
+        AttemptStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +128,7 @@ impl AttemptStatus {
             AttemptStatus::TransientError => "transient_error",
             AttemptStatus::Failed => "failed",
             AttemptStatus::Unknown => "unknown",
+            AttemptStatus::Cancelled => "cancelled",
         }
     }
 

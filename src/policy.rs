@@ -1,0 +1,419 @@
+//! What one API answer means for the attempt, the lead and the account: a pure,
+//! table-driven function (`decide`), with a unit test for every row.
+//!
+//! | answer | attempt | lead | account |
+//! |---|---|---|---|
+//! | `ignored` | ignored | → `ignored` | |
+//! | opener `continued` | continued | → `contacted`, nothing to send | |
+//! | opener / event / follow-up with text | sent | → `contacted` (+1 follow-up), text to the outbox | |
+//! | 400 | sealed | → `done` | |
+//! | 404 on a follow-up | no_conversation | → `new`, for the opener job | |
+//! | 402 | out_of_tokens | not charged, stays due | pause new conversations (a follow-up's 402 pauses follow-ups too) |
+//! | 401 / 403 | unauthorized | not charged | stop all calls |
+//! | 429 | rate_limited | not charged | hold the job for `Retry-After` |
+//! | 5xx, refused connection | transient_error | retry with back-off; `failed` after `max_attempts` | |
+//! | timeout, dropped connection, unreadable 2xx | unknown | `needs_review` (or one retry with `on_unknown = "retry"`) | |
+//! | other status, unreadable local image | failed | → `failed` | |
+
+use crate::config::{Backoff, OnUnknown};
+use crate::fluidtalk::{ActionResult, ErrorKind};
+use crate::lead::LeadEvent;
+use crate::store::{Action, AttemptStatus};
+use backon::BackoffBuilder;
+use std::time::Duration;
+
+/// One call's answer, as the policy needs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    Answered(&'a ActionResult),
+    Failed {
+        kind: ErrorKind,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// What the lead was like before the call.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub action: Action,
+    /// Transient failures already counted for the lead.
+    pub transient_failures: i32,
+    pub backoff: &'a Backoff,
+    pub on_unknown: OnUnknown,
+}
+
+/// What happens to the lead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LeadEffect {
+    /// A lifecycle event (see `lead::next`).
+    Event(LeadEvent),
+    /// Nothing is charged to the lead: it stays due as it was.
+    Release,
+    /// A transient failure: count it and try again after this delay.
+    RetryAfter(Duration),
+}
+
+/// What happens to the account or the job.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AccountEffect {
+    /// 402 on an opener or event: start no new conversations for a while.
+    PauseNewConversations,
+    /// 402 on a follow-up: pause follow-ups (and new conversations) for a while.
+    PauseFollowUps,
+    /// 401/403: no call can succeed until the key is fixed.
+    Unauthorized,
+    /// 429: hold the job, for `Retry-After` if the server sent one.
+    RateLimited(Option<Duration>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub status: AttemptStatus,
+    pub lead: LeadEffect,
+    /// Whether the answer's text goes to the outbox (only if there is text).
+    pub deliver: bool,
+    pub account: Option<AccountEffect>,
+}
+
+impl Decision {
+    fn new(status: AttemptStatus, lead: LeadEffect) -> Self {
+        Decision {
+            status,
+            lead,
+            deliver: false,
+            account: None,
+        }
+    }
+}
+
+/// The exponential back-off before transient retry number `failures + 1`: from
+/// `retry_base`, doubling, capped at `retry_max`, with jitter (up to one more delay) so a
+/// burst of failures does not come back as a burst.
+pub fn retry_delay(backoff: &Backoff, failures: u32) -> Duration {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(backoff.retry_base)
+        .with_max_delay(backoff.retry_max)
+        .with_factor(2.0)
+        .with_jitter()
+        .with_max_times(failures as usize + 1)
+        .build()
+        .nth(failures as usize)
+        .unwrap_or(backoff.retry_max)
+        .min(backoff.retry_max * 2)
+}
+
+/// The pause after the `strikes`-th 402 in a row: `out_of_tokens`, doubling, up to the max.
+pub fn out_of_tokens_pause(backoff: &Backoff, strikes: u32) -> Duration {
+    let doublings = strikes.saturating_sub(1).min(20);
+    backoff
+        .out_of_tokens
+        .saturating_mul(1 << doublings)
+        .min(backoff.out_of_tokens_max)
+}
+
+/// How long a 401 stops calls before the key is tried again.
+pub const UNAUTHORIZED_PROBE: Duration = Duration::from_secs(3600);
+
+pub fn decide(ctx: &Context<'_>, outcome: Outcome<'_>) -> Decision {
+    use AttemptStatus as S;
+    match outcome {
+        Outcome::Answered(r) if r.ignored => {
+            Decision::new(S::Ignored, LeadEffect::Event(LeadEvent::Ignored))
+        }
+        Outcome::Answered(r) => {
+            let (status, event) = match (ctx.action, r.continued) {
+                (Action::Opener, true) => (S::Continued, LeadEvent::OpenerContinued),
+                (Action::Opener, false) => (S::Sent, LeadEvent::OpenerSent),
+                (Action::Event, true) => (S::Continued, LeadEvent::EventSent),
+                (Action::Event, false) => (S::Sent, LeadEvent::EventSent),
+                (Action::FollowUp, _) => (S::Sent, LeadEvent::FollowUpSent),
+            };
+            Decision {
+                deliver: !r.message.is_empty(),
+                ..Decision::new(status, LeadEffect::Event(event))
+            }
+        }
+        Outcome::Failed { kind, retry_after } => match kind {
+            ErrorKind::Sealed => Decision::new(S::Sealed, LeadEffect::Event(LeadEvent::Sealed)),
+            ErrorKind::NoConversation if ctx.action == Action::FollowUp => Decision::new(
+                S::NoConversation,
+                LeadEffect::Event(LeadEvent::NoConversation),
+            ),
+            ErrorKind::OutOfTokens => Decision {
+                account: Some(if ctx.action == Action::FollowUp {
+                    AccountEffect::PauseFollowUps
+                } else {
+                    AccountEffect::PauseNewConversations
+                }),
+                ..Decision::new(S::OutOfTokens, LeadEffect::Release)
+            },
+            ErrorKind::Unauthorized => Decision {
+                account: Some(AccountEffect::Unauthorized),
+                ..Decision::new(S::Unauthorized, LeadEffect::Release)
+            },
+            ErrorKind::RateLimited => Decision {
+                account: Some(AccountEffect::RateLimited(retry_after)),
+                ..Decision::new(S::RateLimited, LeadEffect::Release)
+            },
+            ErrorKind::Server | ErrorKind::Connect => {
+                Decision::new(S::TransientError, transient(ctx))
+            }
+            ErrorKind::Timeout | ErrorKind::Network | ErrorKind::Decode => {
+                // The engine may have acted: a repeat could open a second conversation or
+                // come back `continued` with the first answer's text lost. Only a job that
+                // opted in retries, once.
+                let lead = match ctx.on_unknown {
+                    OnUnknown::Retry if ctx.transient_failures == 0 => transient(ctx),
+                    _ => LeadEffect::Event(LeadEvent::OutcomeUnknown),
+                };
+                Decision::new(S::Unknown, lead)
+            }
+            // 404 on an opener or event, 422 and the like, an unreadable local image:
+            // repeating the same call cannot help.
+            _ => Decision::new(S::Failed, LeadEffect::Event(LeadEvent::Failed)),
+        },
+    }
+}
+
+fn transient(ctx: &Context<'_>) -> LeadEffect {
+    let failures = ctx.transient_failures.max(0) as u32 + 1;
+    if failures >= ctx.backoff.max_attempts {
+        LeadEffect::Event(LeadEvent::Failed)
+    } else {
+        LeadEffect::RetryAfter(retry_delay(ctx.backoff, failures - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AttemptStatus as S;
+
+    fn backoff() -> Backoff {
+        Backoff {
+            out_of_tokens: Duration::from_secs(900),
+            out_of_tokens_max: Duration::from_secs(6 * 3600),
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(3600),
+            max_attempts: 5,
+        }
+    }
+
+    fn answer(message: &str, ignored: bool, continued: bool) -> ActionResult {
+        ActionResult {
+            session_id: Some("s".into()),
+            message: message.into(),
+            ignored,
+            ignore_reason: None,
+            continued,
+            continued_reason: continued.then(|| "conversation_already_active".into()),
+        }
+    }
+
+    fn decide_with(
+        action: Action,
+        failures: i32,
+        on_unknown: OnUnknown,
+        outcome: Outcome<'_>,
+    ) -> Decision {
+        let b = backoff();
+        decide(
+            &Context {
+                action,
+                transient_failures: failures,
+                backoff: &b,
+                on_unknown,
+            },
+            outcome,
+        )
+    }
+
+    fn d(action: Action, outcome: Outcome<'_>) -> Decision {
+        decide_with(action, 0, OnUnknown::Review, outcome)
+    }
+
+    fn err(kind: ErrorKind) -> Outcome<'static> {
+        Outcome::Failed {
+            kind,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn an_ignored_answer_ends_the_lead_as_ignored_with_nothing_to_send() {
+        for action in [Action::Opener, Action::Event, Action::FollowUp] {
+            let a = answer("", true, false);
+            let got = d(action, Outcome::Answered(&a));
+            assert_eq!(
+                got,
+                Decision::new(S::Ignored, LeadEffect::Event(LeadEvent::Ignored)),
+                "{action:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_continued_opener_makes_the_lead_contacted_with_nothing_to_send() {
+        let a = answer("", false, true);
+        let got = d(Action::Opener, Outcome::Answered(&a));
+        assert_eq!(
+            got,
+            Decision::new(S::Continued, LeadEffect::Event(LeadEvent::OpenerContinued))
+        );
+    }
+
+    #[test]
+    fn an_answered_opener_is_sent_and_its_text_delivered() {
+        let a = answer("Hi!", false, false);
+        let got = d(Action::Opener, Outcome::Answered(&a));
+        assert_eq!(got.status, S::Sent);
+        assert_eq!(got.lead, LeadEffect::Event(LeadEvent::OpenerSent));
+        assert!(got.deliver);
+    }
+
+    #[test]
+    fn an_answered_event_delivers_its_text_whether_new_or_continued() {
+        for continued in [false, true] {
+            let a = answer("Saw your story!", false, continued);
+            let got = d(Action::Event, Outcome::Answered(&a));
+            assert_eq!(got.lead, LeadEffect::Event(LeadEvent::EventSent));
+            assert!(got.deliver);
+            assert_eq!(got.status, if continued { S::Continued } else { S::Sent });
+        }
+    }
+
+    #[test]
+    fn an_answered_follow_up_is_sent_and_delivered() {
+        let a = answer("Still there?", false, false);
+        let got = d(Action::FollowUp, Outcome::Answered(&a));
+        assert_eq!(got.lead, LeadEffect::Event(LeadEvent::FollowUpSent));
+        assert!(got.deliver);
+    }
+
+    #[test]
+    fn sealed_ends_the_lead_as_done() {
+        for action in [Action::Opener, Action::Event, Action::FollowUp] {
+            assert_eq!(
+                d(action, err(ErrorKind::Sealed)),
+                Decision::new(S::Sealed, LeadEffect::Event(LeadEvent::Sealed))
+            );
+        }
+    }
+
+    #[test]
+    fn no_conversation_on_a_follow_up_sends_the_lead_back_for_an_opener() {
+        let got = d(Action::FollowUp, err(ErrorKind::NoConversation));
+        assert_eq!(
+            got,
+            Decision::new(
+                S::NoConversation,
+                LeadEffect::Event(LeadEvent::NoConversation)
+            )
+        );
+        // On an opener it makes no sense and is final.
+        assert_eq!(
+            d(Action::Opener, err(ErrorKind::NoConversation)).lead,
+            LeadEffect::Event(LeadEvent::Failed)
+        );
+    }
+
+    #[test]
+    fn out_of_tokens_pauses_new_conversations_and_does_not_charge_the_lead() {
+        for action in [Action::Opener, Action::Event] {
+            let got = d(action, err(ErrorKind::OutOfTokens));
+            assert_eq!(got.status, S::OutOfTokens);
+            assert_eq!(got.lead, LeadEffect::Release);
+            assert_eq!(got.account, Some(AccountEffect::PauseNewConversations));
+        }
+        assert_eq!(
+            d(Action::FollowUp, err(ErrorKind::OutOfTokens)).account,
+            Some(AccountEffect::PauseFollowUps)
+        );
+    }
+
+    #[test]
+    fn unauthorized_stops_everything_and_charges_nothing() {
+        let got = d(Action::Opener, err(ErrorKind::Unauthorized));
+        assert_eq!(got.lead, LeadEffect::Release);
+        assert_eq!(got.account, Some(AccountEffect::Unauthorized));
+    }
+
+    #[test]
+    fn rate_limited_holds_the_job_for_retry_after() {
+        let got = d(
+            Action::FollowUp,
+            Outcome::Failed {
+                kind: ErrorKind::RateLimited,
+                retry_after: Some(Duration::from_secs(12)),
+            },
+        );
+        assert_eq!(got.status, S::RateLimited);
+        assert_eq!(got.lead, LeadEffect::Release);
+        assert_eq!(
+            got.account,
+            Some(AccountEffect::RateLimited(Some(Duration::from_secs(12))))
+        );
+    }
+
+    #[test]
+    fn server_errors_and_refused_connections_retry_with_growing_back_off_then_fail() {
+        for kind in [ErrorKind::Server, ErrorKind::Connect] {
+            let first = decide_with(Action::Opener, 0, OnUnknown::Review, err(kind));
+            assert_eq!(first.status, S::TransientError);
+            let LeadEffect::RetryAfter(d0) = first.lead else {
+                panic!("retries: {first:?}")
+            };
+            assert!(
+                d0 >= Duration::from_secs(30) && d0 <= Duration::from_secs(60),
+                "{d0:?}"
+            );
+            let LeadEffect::RetryAfter(d2) =
+                decide_with(Action::Opener, 2, OnUnknown::Review, err(kind)).lead
+            else {
+                panic!("retries")
+            };
+            assert!(
+                d2 >= Duration::from_secs(120) && d2 <= Duration::from_secs(240),
+                "{d2:?}"
+            );
+            // The fifth transient failure (max_attempts = 5) ends the lead as failed.
+            let last = decide_with(Action::Opener, 4, OnUnknown::Review, err(kind));
+            assert_eq!(last.lead, LeadEffect::Event(LeadEvent::Failed));
+        }
+    }
+
+    #[test]
+    fn an_unknown_outcome_goes_to_review_unless_the_job_opts_into_one_retry() {
+        for kind in [ErrorKind::Timeout, ErrorKind::Network, ErrorKind::Decode] {
+            let got = d(Action::Opener, err(kind));
+            assert_eq!(
+                got,
+                Decision::new(S::Unknown, LeadEffect::Event(LeadEvent::OutcomeUnknown)),
+                "{kind:?}"
+            );
+            let once = decide_with(Action::Opener, 0, OnUnknown::Retry, err(kind));
+            assert!(matches!(once.lead, LeadEffect::RetryAfter(_)), "{once:?}");
+            let twice = decide_with(Action::Opener, 1, OnUnknown::Retry, err(kind));
+            assert_eq!(twice.lead, LeadEffect::Event(LeadEvent::OutcomeUnknown));
+        }
+    }
+
+    #[test]
+    fn other_errors_and_unreadable_images_fail_the_lead() {
+        for kind in [ErrorKind::Other, ErrorKind::LocalFile] {
+            assert_eq!(
+                d(Action::Event, err(kind)),
+                Decision::new(S::Failed, LeadEffect::Event(LeadEvent::Failed))
+            );
+        }
+    }
+
+    #[test]
+    fn the_out_of_tokens_pause_doubles_up_to_its_maximum() {
+        let b = backoff();
+        let minutes: Vec<u64> = (1..=7)
+            .map(|s| out_of_tokens_pause(&b, s).as_secs() / 60)
+            .collect();
+        assert_eq!(minutes, [15, 30, 60, 120, 240, 360, 360]);
+    }
+}
