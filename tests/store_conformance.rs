@@ -715,8 +715,9 @@ async fn a_schema_newer_than_the_binary_is_refused(db: TestDb) {
             err,
             StoreError::SchemaTooNew {
                 found: 99990101000000,
-                known: 1
-            }
+                known,
+            } if (2..99990101000000).contains(&known)
+
         ),
         "{err}"
     );

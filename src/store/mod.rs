@@ -286,6 +286,131 @@ pub struct QueuedEvent {
     pub created_at: DateTime<Utc>,
 }
 
+/// Which due leads a job wants.
+#[derive(Debug, Clone)]
+pub enum Due {
+    /// `new` leads, eligible now.
+    Opener,
+    /// `contacted` leads with fewer than `max` follow-ups whose quiet time (since the later
+    /// of last contact and last reply) reached the cutoff for their next step:
+    /// `cutoffs[n]` is `now - quiet_before(n + 1)`.
+    FollowUp {
+        cutoffs: Vec<DateTime<Utc>>,
+        max: u32,
+    },
+}
+
+/// A page of due leads: oldest first, after the cursor.
+#[derive(Debug, Clone)]
+pub struct DueQuery {
+    pub due: Due,
+    pub now: DateTime<Utc>,
+    pub limit: u32,
+    /// The sort key and id of the last lead of the previous page.
+    pub after: Option<(DateTime<Utc>, i64)>,
+}
+
+/// A lead that is due, with the time it is ordered by (eligible, or quiet since).
+#[derive(Debug, Clone)]
+pub struct DueLead {
+    pub lead: Lead,
+    pub since: DateTime<Utc>,
+}
+
+/// A queued event whose lead can be worked, oldest first.
+#[derive(Debug, Clone)]
+pub struct DueEvent {
+    pub event: QueuedEvent,
+    pub lead: Lead,
+}
+
+/// How one call's outcome changes its lead and attempt, written with the rest of a batch.
+#[derive(Debug, Clone)]
+pub struct LeadResult {
+    pub lead_id: i64,
+    /// The state the lead had when it was claimed; the new state is written only if it
+    /// still has it (a person may have blocked the lead meanwhile).
+    pub from_state: LeadState,
+    pub to_state: LeadState,
+    pub runner_id: String,
+    pub attempt: Option<AttemptEnd>,
+    /// Set `last_contact_at` to the attempt's end.
+    pub contacted: bool,
+    /// Add one to `follow_ups_sent`.
+    pub follow_up_sent: bool,
+    /// Start the follow-up count again (a lead sent back to `new`).
+    pub reset_follow_ups: bool,
+    pub transient_failures: i32,
+    pub next_eligible_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// The queued event this call answered, and its new state (`sent`, `failed`, ...).
+    pub event: Option<(i64, &'static str)>,
+}
+
+/// What a pause stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseScope {
+    /// Openers and events (402).
+    NewConversations,
+    /// Follow-ups (402 on a follow-up).
+    FollowUps,
+    /// Every call (401).
+    All,
+}
+
+impl PauseScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseScope::NewConversations => "new_conversations",
+            PauseScope::FollowUps => "follow_ups",
+            PauseScope::All => "all",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "new_conversations" => Ok(PauseScope::NewConversations),
+            "follow_ups" => Ok(PauseScope::FollowUps),
+            "all" => Ok(PauseScope::All),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown pause scope {other:?}"
+            ))),
+        }
+    }
+}
+
+/// An account pause every runner honours.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pause {
+    pub scope: PauseScope,
+    pub until: DateTime<Utc>,
+    pub reason: String,
+    /// How many times in a row it was set (a 402 pause doubles each time).
+    pub strikes: i32,
+    pub set_at: DateTime<Utc>,
+    pub set_by: Option<String>,
+}
+
+/// A job run, for `status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRun {
+    pub id: i64,
+    pub job: String,
+    pub runner_id: String,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub summary: Option<serde_json::Value>,
+}
+
+/// An attempt left in flight by a runner whose lease expired: its outcome is unknown.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub lead: Lead,
+    pub attempt: Attempt,
+}
+
 /// A change a person asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserAction {
@@ -396,6 +521,98 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// still `in_flight` are finished (a late answer for an attempt a person has since
     /// retried changes nothing); returns the ids finished.
     async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError>;
+
+    /// Due leads, read only: the same selection a claim makes (dry runs use this).
+    async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError>;
+    /// Leases leads picked from `due_leads` to `runner` until `lease_until`, if they are
+    /// still workable and not leased by another runner; returns those it leased.
+    async fn claim_leads(
+        &self,
+        ids: &[i64],
+        runner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Lead>, StoreError>;
+    /// Gives leases back without changing the leads.
+    async fn release_leads(&self, ids: &[i64], runner: &str) -> Result<(), StoreError>;
+    /// Queued events of `event_type` whose lead can be worked now, oldest first, after
+    /// event id `after`.
+    async fn due_events(
+        &self,
+        event_type: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+        after: i64,
+    ) -> Result<Vec<DueEvent>, StoreError>;
+    /// Marks queued events whose lead will never be worked again (`done`, `ignored`,
+    /// `blocked`, `failed`) as dropped; returns how many.
+    async fn drop_dead_events(
+        &self,
+        event_type: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Contacted leads quiet past the last follow-up (`cutoff`) with `max` follow-ups sent
+    /// become `exhausted` (or, with `dry`, are only counted); returns how many.
+    async fn exhaust(
+        &self,
+        max: u32,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+        dry: bool,
+    ) -> Result<u64, StoreError>;
+    /// Writes a batch of call outcomes: attempts, leads, outbox rows and events, in one
+    /// transaction.
+    async fn record_results(
+        &self,
+        results: &[LeadResult],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Leads whose lease expired while an attempt was in flight (a runner died mid-call).
+    async fn orphans(&self, now: DateTime<Utc>) -> Result<Vec<Orphan>, StoreError>;
+    /// Clears expired leases that hold no attempt in flight.
+    async fn clear_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Calls of `job` started since `since` that count against a daily cap.
+    async fn count_started_since(&self, job: &str, since: DateTime<Utc>)
+    -> Result<u64, StoreError>;
+
+    /// Every pause row (expired ones included; compare `until` with now).
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
+    /// Sets or extends a pause: `length(strikes)` gives its length for the number of times
+    /// in a row it has now been set.
+    async fn set_pause(
+        &self,
+        scope: PauseScope,
+        reason: &str,
+        runner: &str,
+        now: DateTime<Utc>,
+        length: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
+    ) -> Result<Pause, StoreError>;
+    /// Lifts a pause (credits came back, the key works).
+    async fn clear_pause(&self, scope: PauseScope) -> Result<(), StoreError>;
+
+    /// Claims cron tick (`job`, `scheduled_at`) for `runner`; false if another runner has it.
+    async fn claim_tick(
+        &self,
+        job: &str,
+        scheduled_at: DateTime<Utc>,
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    async fn start_run(
+        &self,
+        job: &str,
+        runner: &str,
+        scheduled_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        summary: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The latest run of each job.
+    async fn last_runs(&self) -> Result<Vec<JobRun>, StoreError>;
 
     /// Outbox rows not yet acknowledged (or all with `include_acked`), oldest first.
     async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError>;
@@ -597,6 +814,42 @@ fn ends_json(ends: &[AttemptEnd]) -> String {
                 "finished_at": ts(e.finished_at),
                 "message": e.message.as_deref().filter(|m| !m.is_empty()).map(clean),
             })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// The JSON batch for `record_results`' lead updates.
+fn results_json(results: &[LeadResult], now: DateTime<Utc>) -> String {
+    let rows: Vec<_> = results
+        .iter()
+        .map(|r| {
+            let ended = r.attempt.as_ref().map_or(now, |a| a.finished_at);
+            serde_json::json!({
+                "id": r.lead_id,
+                "from_state": r.from_state.as_str(),
+                "to_state": r.to_state.as_str(),
+                "runner": clean(&r.runner_id),
+                "contacted_at": r.contacted.then(|| ts(ended)),
+                "follow_up_inc": i32::from(r.follow_up_sent),
+                "reset_follow_ups": r.reset_follow_ups,
+                "transient_failures": r.transient_failures,
+                "next_eligible_at": r.next_eligible_at.map(ts),
+                "session_id": r.attempt.as_ref().and_then(|a| a.session_id.as_deref()).map(clean),
+                "last_error": r.last_error.as_deref().map(clean),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// The JSON batch for `record_results`' event updates.
+fn events_json(results: &[LeadResult]) -> String {
+    let rows: Vec<_> = results
+        .iter()
+        .filter_map(|r| {
+            r.event
+                .map(|(id, state)| serde_json::json!({"id": id, "state": state}))
         })
         .collect();
     serde_json::Value::Array(rows).to_string()

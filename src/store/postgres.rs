@@ -5,10 +5,11 @@
 //! and compare-and-set on the state read.
 
 use super::{
-    Action, Attempt, AttemptEnd, AttemptStatus, ImportCounts, ImportSession, Lead, LeadFilter,
-    LeadInput, NewAttempt, OutboxItem, QueuedEvent, Store, StoreError, UserAction, already_sent,
-    attempts_json, counts_by_state, ends_json, ids_in_order, in_tx, is_unique_violation,
-    merge_batch, redact_url, rows_json, user_event,
+    Action, Attempt, AttemptEnd, AttemptStatus, Due, DueEvent, DueLead, DueQuery, ImportCounts,
+    ImportSession, JobRun, Lead, LeadFilter, LeadInput, LeadResult, NewAttempt, Orphan, OutboxItem,
+    Pause, PauseScope, QueuedEvent, Store, StoreError, UserAction, already_sent, attempts_json,
+    clean, counts_by_state, ends_json, events_json, ids_in_order, in_tx, is_unique_violation,
+    merge_batch, redact_url, results_json, rows_json, user_event,
 };
 use crate::lead::{self, LeadEvent, LeadState};
 use async_trait::async_trait;
@@ -323,6 +324,40 @@ async fn upsert_batch(
     })
 }
 
+/// Finishes attempts still in flight and writes their outbox rows; returns the ids finished.
+async fn finish_in(conn: &mut PgConnection, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let payload = ends_json(ends);
+    let finished: Vec<i64> = sqlx::query_scalar(
+        "UPDATE attempts SET status = x.status, http_status = x.http_status,
+                error_kind = x.error_kind, error_detail = x.error_detail,
+                session_id = x.session_id, finished_at = x.finished_at
+         FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, status text, http_status int,
+              error_kind text, error_detail text, session_id text, finished_at timestamptz)
+         WHERE attempts.id = x.id AND attempts.status = 'in_flight'
+         RETURNING attempts.id",
+    )
+    .bind(&payload)
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
+         SELECT a.lead_id, a.id, l.target, a.action, x.message, x.session_id, x.finished_at
+         FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, message text, session_id text,
+              finished_at timestamptz)
+         JOIN attempts a ON a.id = x.id
+         JOIN leads l ON l.id = a.lead_id
+         WHERE x.message IS NOT NULL AND a.id = ANY($2)",
+    )
+    .bind(&payload)
+    .bind(&finished)
+    .execute(&mut *conn)
+    .await?;
+    Ok(finished)
+}
+
 struct PgImport {
     pool: PgPool,
     atomic: bool,
@@ -545,37 +580,461 @@ impl Store for PgStore {
         if ends.is_empty() {
             return Ok(Vec::new());
         }
-        let payload = ends_json(ends);
+        let tx = self.pool.begin().await?;
+        in_tx(tx, async |tx| finish_in(tx, ends).await).await
+    }
+
+    async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError> {
+        let (after_t, after_id) = q.after.map_or((None, 0), |(t, id)| (Some(t), id));
+        let rows = match &q.due {
+            Due::Opener => sqlx::query(concat!(
+                "SELECT ", lead_columns!(), ", next_eligible_at AS since FROM leads
+                 WHERE state = 'new' AND next_eligible_at <= $1
+                   AND (lease_owner IS NULL OR lease_expires_at <= $1)
+                   AND ($2::timestamptz IS NULL OR (next_eligible_at, id) > ($2, $3))
+                 ORDER BY next_eligible_at, id LIMIT $4"
+            ))
+            .bind(q.now)
+            .bind(after_t)
+            .bind(after_id)
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?,
+            Due::FollowUp { cutoffs, max } => sqlx::query(concat!(
+                "SELECT ", lead_columns!(), ", GREATEST(last_contact_at, last_reply_at) AS since
+                 FROM leads
+                 WHERE state = 'contacted' AND follow_ups_sent < $5 AND next_eligible_at <= $1
+                   AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
+                   AND (lease_owner IS NULL OR lease_expires_at <= $1)
+                   AND GREATEST(last_contact_at, last_reply_at) <= ($6::timestamptz[])[follow_ups_sent + 1]
+                   AND ($2::timestamptz IS NULL
+                        OR (GREATEST(last_contact_at, last_reply_at), id) > ($2, $3))
+                 ORDER BY since, id LIMIT $4"
+            ))
+            .bind(q.now)
+            .bind(after_t)
+            .bind(after_id)
+            .bind(i64::from(q.limit))
+            .bind(i64::from(*max))
+            .bind(cutoffs)
+            .fetch_all(&self.pool)
+            .await?,
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(DueLead {
+                    lead: lead_from_row(r)?,
+                    since: r.try_get("since")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_leads(
+        &self,
+        ids: &[i64],
+        runner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Lead>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement; rows another runner is claiming right now are skipped, not waited on.
+        let rows = sqlx::query(concat!(
+            "UPDATE leads SET lease_owner = $2, lease_expires_at = $4
+             WHERE id IN (SELECT id FROM leads
+                          WHERE id = ANY($1) AND state IN ('new', 'contacted', 'exhausted')
+                            AND (lease_owner IS NULL OR lease_expires_at <= $3)
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING ",
+            lead_columns!()
+        ))
+        .bind(ids)
+        .bind(runner)
+        .bind(now)
+        .bind(lease_until)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut leads = rows
+            .iter()
+            .map(lead_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        leads.sort_by_key(|l| ids.iter().position(|id| *id == l.id));
+        Ok(leads)
+    }
+
+    async fn release_leads(&self, ids: &[i64], runner: &str) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = ANY($1) AND lease_owner = $2",
+        )
+        .bind(ids)
+        .bind(runner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn due_events(
+        &self,
+        event_type: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+        after: i64,
+    ) -> Result<Vec<DueEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
+             FROM events e JOIN leads l ON l.id = e.lead_id
+             WHERE e.state = 'queued' AND e.event_type = $1 AND e.id > $3
+               AND e.id = (SELECT MIN(e2.id) FROM events e2
+                           WHERE e2.lead_id = e.lead_id AND e2.state = 'queued'
+                             AND e2.event_type = e.event_type)
+               AND l.state IN ('new', 'contacted', 'exhausted') AND l.next_eligible_at <= $2
+               AND (l.lease_owner IS NULL OR l.lease_expires_at <= $2)
+             ORDER BY e.id LIMIT $4",
+        )
+        .bind(event_type)
+        .bind(now)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<i64> = events.iter().map(|e| e.lead_id).collect();
+        let leads = sqlx::query(concat!(
+            "SELECT ",
+            lead_columns!(),
+            " FROM leads WHERE id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(lead_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(events
+            .into_iter()
+            .filter_map(|event| {
+                let lead = leads.iter().find(|l| l.id == event.lead_id)?.clone();
+                Some(DueEvent { event, lead })
+            })
+            .collect())
+    }
+
+    async fn drop_dead_events(
+        &self,
+        event_type: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE events SET state = 'dropped', processed_at = $2
+             WHERE state = 'queued' AND event_type = $1
+               AND lead_id IN (SELECT id FROM leads
+                               WHERE state IN ('done', 'ignored', 'blocked', 'failed'))",
+        )
+        .bind(event_type)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn exhaust(
+        &self,
+        max: u32,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+        dry: bool,
+    ) -> Result<u64, StoreError> {
+        if dry {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM leads
+                 WHERE state = 'contacted' AND follow_ups_sent >= $1
+                   AND GREATEST(last_contact_at, last_reply_at) <= $2
+                   AND (lease_owner IS NULL OR lease_expires_at <= $3)",
+            )
+            .bind(i64::from(max))
+            .bind(cutoff)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+            return Ok(n.max(0) as u64);
+        }
+        let done = sqlx::query(
+            "UPDATE leads SET state = 'exhausted', updated_at = $3
+             WHERE state = 'contacted' AND follow_ups_sent >= $1
+               AND GREATEST(last_contact_at, last_reply_at) <= $2
+               AND (lease_owner IS NULL OR lease_expires_at <= $3)",
+        )
+        .bind(i64::from(max))
+        .bind(cutoff)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn record_results(
+        &self,
+        results: &[LeadResult],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let ends: Vec<AttemptEnd> = results.iter().filter_map(|r| r.attempt.clone()).collect();
+        let leads = results_json(results, now);
+        let events = events_json(results);
         let tx = self.pool.begin().await?;
         in_tx(tx, async |tx| {
-            let finished: Vec<i64> = sqlx::query_scalar(
-                "UPDATE attempts SET status = x.status, http_status = x.http_status,
-                        error_kind = x.error_kind, error_detail = x.error_detail,
-                        session_id = x.session_id, finished_at = x.finished_at
-                 FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, status text, http_status int,
-                      error_kind text, error_detail text, session_id text, finished_at timestamptz)
-                 WHERE attempts.id = x.id AND attempts.status = 'in_flight'
-                 RETURNING attempts.id",
-            )
-            .bind(&payload)
-            .fetch_all(&mut *tx)
-            .await?;
+            finish_in(tx, &ends).await?;
             sqlx::query(
-                "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
-                 SELECT a.lead_id, a.id, l.target, a.action, x.message, x.session_id, x.finished_at
-                 FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, message text, session_id text,
-                      finished_at timestamptz)
-                 JOIN attempts a ON a.id = x.id
-                 JOIN leads l ON l.id = a.lead_id
-                 WHERE x.message IS NOT NULL AND a.id = ANY($2)",
+                "UPDATE leads SET
+                    state = CASE WHEN leads.state = x.from_state THEN x.to_state ELSE leads.state END,
+                    last_contact_at = COALESCE(x.contacted_at, leads.last_contact_at),
+                    follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
+                                           ELSE leads.follow_ups_sent + x.follow_up_inc END,
+                    transient_failures = x.transient_failures,
+                    next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
+                    session_id = COALESCE(x.session_id, leads.session_id),
+                    last_error = x.last_error,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $2
+                 FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, from_state text, to_state text,
+                      runner text, contacted_at timestamptz, follow_up_inc int,
+                      reset_follow_ups boolean, transient_failures int,
+                      next_eligible_at timestamptz, session_id text, last_error text)
+                 WHERE leads.id = x.id AND leads.lease_owner = x.runner",
             )
-            .bind(&payload)
-            .bind(&finished)
+            .bind(&leads)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
-            Ok(finished)
+            sqlx::query(
+                "UPDATE events SET state = x.state, processed_at = $2
+                 FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, state text)
+                 WHERE events.id = x.id",
+            )
+            .bind(&events)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
         })
         .await
+    }
+
+    async fn orphans(&self, now: DateTime<Utc>) -> Result<Vec<Orphan>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts
+             WHERE status = 'in_flight'
+               AND lead_id IN (SELECT id FROM leads
+                               WHERE lease_owner IS NOT NULL AND lease_expires_at <= $1)
+             ORDER BY id"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let attempt = attempt_from_row(r)?;
+            let lead = sqlx::query(concat!(
+                "SELECT ",
+                lead_columns!(),
+                " FROM leads WHERE id = $1"
+            ))
+            .bind(attempt.lead_id)
+            .fetch_one(&self.pool)
+            .await?;
+            out.push(Orphan {
+                lead: lead_from_row(&lead)?,
+                attempt,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn clear_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
+             WHERE lease_owner IS NOT NULL AND lease_expires_at <= $1
+               AND NOT EXISTS (SELECT 1 FROM attempts
+                               WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn count_started_since(
+        &self,
+        job: &str,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM attempts
+             WHERE job = $1 AND started_at >= $2 AND status IN ('in_flight', 'sent', 'continued')",
+        )
+        .bind(job)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT scope, until, reason, strikes, set_at, set_by FROM pauses ORDER BY scope",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Pause {
+                    scope: PauseScope::parse(&r.try_get::<String, _>("scope")?)?,
+                    until: r.try_get("until")?,
+                    reason: r.try_get("reason")?,
+                    strikes: r.try_get("strikes")?,
+                    set_at: r.try_get("set_at")?,
+                    set_by: r.try_get("set_by")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_pause(
+        &self,
+        scope: PauseScope,
+        reason: &str,
+        runner: &str,
+        now: DateTime<Utc>,
+        length: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
+    ) -> Result<Pause, StoreError> {
+        let tx = self.pool.begin().await?;
+        in_tx(tx, async |tx| {
+            // The row lock makes concurrent 402s from several runners count one by one.
+            sqlx::query("INSERT INTO pauses (scope, until, reason, strikes, set_at) VALUES ($1, $2, '', 0, $2)
+                         ON CONFLICT (scope) DO NOTHING")
+                .bind(scope.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let strikes: i32 = sqlx::query_scalar("SELECT strikes FROM pauses WHERE scope = $1 FOR UPDATE")
+                .bind(scope.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            let strikes = strikes.max(0) + 1;
+            let until = now + chrono::Duration::from_std(length(strikes as u32)).unwrap_or(chrono::Duration::hours(1));
+            sqlx::query(
+                "UPDATE pauses SET until = $2, reason = $3, strikes = $4, set_at = $5, set_by = $6
+                 WHERE scope = $1",
+            )
+            .bind(scope.as_str())
+            .bind(until)
+            .bind(clean(reason))
+            .bind(strikes)
+            .bind(now)
+            .bind(runner)
+            .execute(&mut *tx)
+            .await?;
+            Ok(Pause { scope, until, reason: clean(reason), strikes, set_at: now, set_by: Some(runner.to_string()) })
+        })
+        .await
+    }
+
+    async fn clear_pause(&self, scope: PauseScope) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pauses WHERE scope = $1")
+            .bind(scope.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_tick(
+        &self,
+        job: &str,
+        scheduled_at: DateTime<Utc>,
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO ticks (job, scheduled_at, runner_id, claimed_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (job, scheduled_at) DO NOTHING",
+        )
+        .bind(job)
+        .bind(scheduled_at)
+        .bind(runner)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn start_run(
+        &self,
+        job: &str,
+        runner: &str,
+        scheduled_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO job_runs (job, runner_id, scheduled_at, started_at) VALUES ($1, $2, $3, $4)
+             RETURNING id",
+        )
+        .bind(job)
+        .bind(runner)
+        .bind(scheduled_at)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        summary: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE job_runs SET finished_at = $2, summary = $3 WHERE id = $1")
+            .bind(run_id)
+            .bind(now)
+            .bind(summary.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn last_runs(&self) -> Result<Vec<JobRun>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, job, runner_id, scheduled_at, started_at, finished_at, summary FROM job_runs
+             WHERE id IN (SELECT MAX(id) FROM job_runs GROUP BY job) ORDER BY job",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobRun {
+                    id: r.try_get("id")?,
+                    job: r.try_get("job")?,
+                    runner_id: r.try_get("runner_id")?,
+                    scheduled_at: r.try_get("scheduled_at")?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    summary: r
+                        .try_get::<Option<String>, _>("summary")?
+                        .and_then(|t| serde_json::from_str(&t).ok()),
+                })
+            })
+            .collect()
     }
 
     async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError> {
