@@ -15,11 +15,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "jobs.toml";
 /// A problem with the configuration file; always names the file, and the key or line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
@@ -67,9 +66,9 @@ impl ConfigPath {
         match std::fs::read_to_string(&self.path) {
             Ok(text) => Ok(Some(text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.explicit => Ok(None),
-            Err(source) => Err(ConfigError::Io {
+            Err(cause) => Err(ConfigError::Io {
                 path: self.path.clone(),
-                source,
+                cause,
             }),
         }
     }

@@ -34,11 +34,10 @@ pub enum Format {
 /// A problem with the whole file.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: unknown file type: expected a .csv or .jsonl file")]
     UnknownFormat { path: PathBuf },
@@ -112,7 +111,7 @@ impl Rows {
         let format = Format::of(path)?;
         let file = std::fs::File::open(path).map_err(|source| FileError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         let reader = wrap(file);
         let inner = match format {
@@ -202,7 +201,7 @@ impl Rows {
                     .read_until(b'\n', buf)
                     .map_err(|source| FileError::Io {
                         path: self.path.clone(),
-                        source,
+                        cause: source,
                     })?;
                 if read == 0 {
                     return Ok(None);
@@ -231,7 +230,7 @@ fn csv_file_error(path: &Path, e: csv::Error) -> FileError {
     match e.into_kind() {
         csv::ErrorKind::Io(source) => FileError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         },
         other => FileError::Header {
             path: path.to_path_buf(),
@@ -248,6 +247,14 @@ fn header_columns(path: &Path, header: &csv::StringRecord) -> Result<Vec<usize>,
         line: 1,
         why,
     };
+    if header
+        .iter()
+        .all(|h| h.trim_start_matches('\u{feff}').trim().is_empty())
+    {
+        return Err(bad(
+            "the file is empty: expected a header row naming the columns, with \"target\"".into(),
+        ));
+    }
     let mut columns = Vec::with_capacity(header.len());
     for (i, name) in header.iter().enumerate() {
         let name = if i == 0 {

@@ -53,7 +53,8 @@ impl LeadState {
 
 impl fmt::Display for LeadState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, not `write_str`, so `{:<12}` aligns columns.
+        f.pad(self.as_str())
     }
 }
 

@@ -177,3 +177,64 @@ fn the_demo_shows_every_outcome_without_a_key() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
 }
+
+#[test]
+fn a_bad_base_url_or_zero_timeout_is_a_setting_error_and_nothing_is_sent() {
+    let out = api("notaurl", &["opener", "@a"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the base URL \"notaurl\" is not a URL"));
+    let out = api("http://127.0.0.1:9", &["--timeout", "0s", "opener", "@a"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be longer than zero"));
+}
+
+#[test]
+fn api_calls_go_to_the_campaign_files_base_url() {
+    let (_sim, url) = spawn_sim_process(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("jobs.toml"),
+        format!("[fluidtalk]\nbase_url = \"{url}\"\nown_username = \"@from_config\"\n"),
+    )
+    .expect("write");
+    let out = bin()
+        .args(["api", "opener", "@cfg"])
+        .current_dir(dir.path())
+        .env("FLUIDTALK_API_KEY", TEST_KEY)
+        .env_remove("FLUIDTALK_BASE_URL")
+        .env_remove("FLUIDTALK_RUNNER_CONFIG")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        json_out(&out)["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("@cfg"))
+    );
+}
+
+#[test]
+fn the_simulator_listens_on_a_host_name() {
+    let mut child = bin()
+        .args(["sim", "--listen", "localhost:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut first,
+    )
+    .expect("read");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        first.starts_with("http://127.0.0.1:") || first.starts_with("http://[::1]:"),
+        "{first}"
+    );
+}

@@ -503,3 +503,71 @@ fn a_jsonl_line_that_is_not_utf8_is_rejected_alone_and_blank_crlf_lines_are_skip
     );
     assert_eq!(env.targets(), ["@ok1", "@ok2", "@c1", "@c2"]);
 }
+
+#[test]
+fn a_do_not_contact_list_can_be_built_before_import_and_targets_without_at_get_a_hint() {
+    let env = Env::sqlite();
+    let blocked = env.json(&["leads", "block", "@never", "--json"]);
+    assert_eq!(blocked["state"], "blocked");
+    // Importing the same target later does not unblock it.
+    let path = env.file("l.csv", b"target,tags\n@never,x\n@ana,\n");
+    assert!(env.run(&["leads", "import", &path]).status.success());
+    assert_eq!(
+        env.json(&["leads", "show", "@never", "--json"])["lead"]["state"],
+        "blocked"
+    );
+    let out = env.run(&["leads", "show", "ana"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: no lead with target \"ana\" (did you mean \"@ana\"?)"
+    );
+    // Queued events show with their lead.
+    assert!(
+        env.run(&[
+            "leads",
+            "event",
+            "@ana",
+            "story_reaction",
+            "--context",
+            "{\"r\":1}"
+        ])
+        .status
+        .success()
+    );
+    let shown = env.json(&["leads", "show", "@ana", "--json"]);
+    assert_eq!(shown["queued_events"][0]["event_type"], "story_reaction");
+    let out = env.run(&["leads", "show", "@ana"]);
+    assert!(
+        text(&out.stdout).contains("queued event #1 story_reaction {\"r\":1}"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).starts_with("TARGET "), "a header row");
+}
+
+#[test]
+fn a_file_that_cannot_be_read_prints_no_summary_and_an_empty_file_says_so() {
+    let env = Env::sqlite();
+    let out = env.run(&["leads", "import", "nope.csv"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stdout).is_empty(),
+        "no summary: {}",
+        text(&out.stdout)
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.matches("No such file").count(),
+        1,
+        "the cause once: {stderr}"
+    );
+    let path = env.file("empty.csv", b"");
+    let out = env.run(&["leads", "import", &path]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("the file is empty"),
+        "{}",
+        text(&out.stderr)
+    );
+}

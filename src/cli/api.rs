@@ -16,12 +16,13 @@ pub const API_KEY_VAR: &str = "FLUIDTALK_API_KEY";
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// The API's base URL.
-    #[arg(long, env = "FLUIDTALK_BASE_URL", default_value = fluidtalk::DEFAULT_BASE_URL)]
-    base_url: String,
-    /// Give up on a call after this long (e.g. 60s, 2m).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
+    /// The API's base URL [default: [fluidtalk] base_url in the campaign file, else
+    /// https://api-talk.fluidvip.com].
+    #[arg(long, env = "FLUIDTALK_BASE_URL")]
+    base_url: Option<String>,
+    /// Give up on a call after this long, e.g. 60s or 2m [default: [fluidtalk] timeout, else 60s].
+    #[arg(long, value_parser = positive_duration)]
+    timeout: Option<Duration>,
     #[command(subcommand)]
     op: ApiOp,
 }
@@ -85,11 +86,21 @@ enum ApiOp {
     Upload { path: PathBuf },
 }
 
-pub async fn run(args: ApiArgs) -> Result<(), Failure> {
+/// A duration longer than zero.
+pub fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than zero".into()),
+        Err(e) => Err(format!("{e}; expected e.g. 30s, 2m")),
+    }
+}
+
+pub async fn run(args: ApiArgs, campaign: &crate::config::Config) -> Result<(), Failure> {
     let key = read_api_key().exit_with(Exit::Config)?;
     let mut config = ClientConfig::new(key);
-    config.base_url = args.base_url;
-    config.timeout = args.timeout;
+    config.base_url = args.base_url.unwrap_or_else(|| campaign.base_url());
+    config.timeout = args.timeout.unwrap_or(campaign.fluidtalk.timeout);
+    config.own_username = campaign.fluidtalk.own_username.clone();
     let client = Client::new(config).exit_with(Exit::Config)?;
     let printed = match args.op {
         ApiOp::Opener {
@@ -167,7 +178,7 @@ pub async fn run(args: ApiArgs) -> Result<(), Failure> {
             );
             let exit = match e.kind() {
                 ErrorKind::Unauthorized => Exit::Unauthorized,
-                ErrorKind::LocalFile => Exit::Config,
+                ErrorKind::LocalFile | ErrorKind::Setup => Exit::Config,
                 _ => Exit::Api,
             };
             Err(Failure {

@@ -141,13 +141,15 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
 fn show_time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
         || "-".to_string(),
-        |t| t.format("%Y-%m-%d %H:%M").to_string(),
+        |t| t.format("%Y-%m-%d %H:%MZ").to_string(),
     )
 }
 
+const LEAD_HEADER: &str = "TARGET                   STATE        FU  LAST CONTACT (UTC)  LAST REPLY (UTC)    NEXT ELIGIBLE (UTC) TAGS";
+
 fn print_lead(lead: &Lead) {
     println!(
-        "{:<24} {:<12} follow-ups {:<2} last contact {:<16} last reply {:<16} next {}  {}",
+        "{:<24} {:<12} {:<3} {:<19} {:<19} {:<19} {}",
         lead.target,
         lead.state,
         lead.follow_ups_sent,
@@ -156,6 +158,20 @@ fn print_lead(lead: &Lead) {
         show_time(Some(lead.next_eligible_at)),
         lead.tags.join(";"),
     );
+}
+
+/// "no lead with target" and, when the target lacks the `@` of a stored one, a hint.
+async fn not_found(store: &dyn Store, target: &str) -> Failure {
+    let mut message = format!("no lead with target {target:?}");
+    if !target.starts_with('@')
+        && let Ok(Some(lead)) = store.get_lead(&format!("@{target}")).await
+    {
+        message.push_str(&format!(" (did you mean {:?}?)", lead.target));
+    }
+    Failure {
+        exit: Exit::Config,
+        error: anyhow!(message),
+    }
 }
 
 pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> {
@@ -216,6 +232,9 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             if json {
                 return print_json(&leads);
             }
+            if !leads.is_empty() {
+                println!("{LEAD_HEADER}");
+            }
             for lead in &leads {
                 print_lead(lead);
             }
@@ -225,17 +244,32 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             Ok(())
         }
         LeadsCommand::Show { target, json } => {
-            let lead = store
-                .get_lead(&target)
+            let Some(lead) = store.get_lead(&target).await.map_err(store_failure)? else {
+                return Err(not_found(&*store, &target).await);
+            };
+            let attempts = store.attempts_for(lead.id).await.map_err(store_failure)?;
+            let events: Vec<_> = store
+                .queued_events(None)
                 .await
                 .map_err(store_failure)?
-                .ok_or_else(|| anyhow!("no lead with target {target:?}"))
-                .exit_with(Exit::Config)?;
-            let attempts = store.attempts_for(lead.id).await.map_err(store_failure)?;
+                .into_iter()
+                .filter(|e| e.lead_id == lead.id)
+                .collect();
             if json {
-                return print_json(&serde_json::json!({ "lead": lead, "attempts": attempts }));
+                return print_json(
+                    &serde_json::json!({ "lead": lead, "attempts": attempts, "queued_events": events }),
+                );
             }
+            println!("{LEAD_HEADER}");
             print_lead(&lead);
+            for e in &events {
+                println!(
+                    "  queued event #{} {} {}",
+                    e.id,
+                    e.event_type,
+                    e.context.as_deref().unwrap_or("")
+                );
+            }
             if let Some(e) = &lead.last_error {
                 println!("  last error: {e}");
             }
@@ -257,13 +291,37 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             Ok(())
         }
         LeadsCommand::Replied { target, at, json } => {
-            let lead = store
-                .record_reply(&target, at.unwrap_or(now), now)
-                .await
-                .map_err(store_failure)?;
+            let lead = match store.record_reply(&target, at.unwrap_or(now), now).await {
+                Ok(lead) => lead,
+                Err(crate::store::StoreError::NotFound(_)) => {
+                    return Err(not_found(&*store, &target).await);
+                }
+                Err(e) => return Err(store_failure(e)),
+            };
             done(&lead, json, "reply recorded for")
         }
         LeadsCommand::Block { target, json } => {
+            // A do-not-contact list may name people not imported yet: add them, blocked.
+            let target = import::check_target(&target)
+                .map_err(|why| anyhow!("{why}"))
+                .exit_with(Exit::Config)?;
+            if store
+                .get_lead(&target)
+                .await
+                .map_err(store_failure)?
+                .is_none()
+            {
+                let mut session = store.begin_import(false).await.map_err(store_failure)?;
+                let input = crate::store::LeadInput {
+                    target: target.clone(),
+                    ..Default::default()
+                };
+                session
+                    .upsert(vec![input], now)
+                    .await
+                    .map_err(store_failure)?;
+                session.finish(true).await.map_err(store_failure)?;
+            }
             user_action(&*store, &target, UserAction::Block, now, json, "blocked").await
         }
         LeadsCommand::Unblock { target, json } => {
@@ -340,10 +398,11 @@ async fn user_action(
     json: bool,
     verb: &str,
 ) -> Result<(), Failure> {
-    let lead = store
-        .apply_user_action(target, action, now)
-        .await
-        .map_err(store_failure)?;
+    let lead = match store.apply_user_action(target, action, now).await {
+        Ok(lead) => lead,
+        Err(crate::store::StoreError::NotFound(_)) => return Err(not_found(store, target).await),
+        Err(e) => return Err(store_failure(e)),
+    };
     done(&lead, json, verb)
 }
 
@@ -372,7 +431,7 @@ async fn pass(
     mut session: Option<&mut Box<dyn crate::store::ImportSession>>,
     now: DateTime<Utc>,
     bar: &ProgressBar,
-) -> Result<Pass, (Pass, Failure)> {
+) -> Result<Pass, (Option<Pass>, Failure)> {
     let mut result = Pass {
         counts: ImportCounts::default(),
         rejected: 0,
@@ -381,14 +440,13 @@ async fn pass(
     let reader_bar = bar.clone();
     let mut rows = match Rows::open(path, move |f| Box::new(reader_bar.wrap_read(f))) {
         Ok(rows) => rows,
+        // Nothing was read: no summary, just the error.
         Err(e) => {
-            return Err((
-                result,
-                Failure {
-                    exit: Exit::Config,
-                    error: e.into(),
-                },
-            ));
+            let failure = Failure {
+                exit: Exit::Config,
+                error: e.into(),
+            };
+            return Err((None, failure));
         }
     };
     let mut batch = Vec::with_capacity(IMPORT_BATCH);
@@ -421,7 +479,7 @@ async fn pass(
             if let Some(s) = session.as_mut() {
                 match s.upsert(std::mem::take(&mut batch), now).await {
                     Ok(c) => result.counts += c,
-                    Err(e) => return Err((result, store_failure(e))),
+                    Err(e) => return Err((Some(result), store_failure(e))),
                 }
             }
             bar.set_message(format!(
@@ -435,12 +493,12 @@ async fn pass(
     {
         match s.upsert(batch, now).await {
             Ok(c) => result.counts += c,
-            Err(e) => return Err((result, store_failure(e))),
+            Err(e) => return Err((Some(result), store_failure(e))),
         }
     }
     match file_error {
         Some(e) => Err((
-            result,
+            Some(result),
             Failure {
                 exit: Exit::Config,
                 error: e.into(),
@@ -516,7 +574,7 @@ async fn import(
         Err((partial, failure)) => {
             // Not strict: the batches written stay, and the report says how far it got.
             let _ = session.finish(!strict).await;
-            if !strict {
+            if let Some(partial) = partial.filter(|_| !strict) {
                 report(&partial, true)?;
             }
             Err(failure)

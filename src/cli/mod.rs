@@ -56,7 +56,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Demo => demo::run().await,
-        Command::Api(args) => api::run(args).await,
+        Command::Api(args) => api::run(args, &load(cli.config)?).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Leads(args) => leads::run(&load(cli.config)?, args.command).await,
         Command::Outbox { command } => leads::run_outbox(&load(cli.config)?, command).await,

@@ -6,14 +6,14 @@ use crate::sim::{SimConfig, Simulator};
 use anyhow::Context;
 use clap::Args;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// Address to listen on; port 0 picks a free port. The bound URL is the first line printed.
+    /// Address to listen on (HOST:PORT); port 0 picks a free port. The bound URL is the
+    /// first line printed.
     #[arg(long, default_value = "127.0.0.1:8089")]
-    listen: SocketAddr,
+    listen: String,
     /// Tokens for new conversations (default: unlimited); then 402.
     #[arg(long)]
     tokens: Option<u64>,
@@ -62,7 +62,7 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         seed: args.seed,
         api_key,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(args.listen.as_str())
         .await
         .with_context(|| format!("while binding the simulator to {}", args.listen))
         .exit_with(Exit::Config)?;

@@ -38,6 +38,9 @@ pub enum ErrorKind {
     LocalFile,
     /// Any other status (422 validation errors, 405, ...).
     Other,
+    /// The client could not be set up (a base URL that is not http(s), a key that cannot be
+    /// sent): nothing was sent, and nothing will work until the setting is fixed.
+    Setup,
 }
 
 /// How a caller should react to an error; see `ErrorKind::class`.
@@ -56,7 +59,9 @@ impl ErrorKind {
     /// The reaction the API contract asks for.
     pub fn class(self) -> ErrorClass {
         match self {
-            ErrorKind::Unauthorized | ErrorKind::OutOfTokens => ErrorClass::AccountPause,
+            ErrorKind::Unauthorized | ErrorKind::OutOfTokens | ErrorKind::Setup => {
+                ErrorClass::AccountPause
+            }
             ErrorKind::Sealed
             | ErrorKind::NoConversation
             | ErrorKind::LocalFile
@@ -123,12 +128,13 @@ impl Error {
         &self.body
     }
 
-    /// The body's `detail` as text (a string as is, anything else as JSON).
+    /// The body's `detail` as text (a string as is, anything else as JSON); for a failure
+    /// with no such body (network, local file), what went wrong.
     pub fn detail(&self) -> String {
         match self.body.get("detail") {
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
-            None => self.body.to_string(),
+            None => self.message.clone(),
         }
     }
 
@@ -241,9 +247,19 @@ fn httpdate_parse(value: &str) -> Option<std::time::SystemTime> {
 }
 
 impl Error {
+    pub(crate) fn invalid_base_url(url: &str, why: &str) -> Self {
+        Self {
+            kind: ErrorKind::Setup,
+            status: None,
+            body: Value::Null,
+            retry_after: None,
+            message: format!("the base URL {url:?} {why}"),
+        }
+    }
+
     pub(crate) fn invalid_key() -> Self {
         Self {
-            kind: ErrorKind::Unauthorized,
+            kind: ErrorKind::Setup,
             status: None,
             body: Value::Null,
             retry_after: None,

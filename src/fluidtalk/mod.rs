@@ -77,6 +77,17 @@ impl Client {
     /// cannot start.
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
         install_crypto_provider();
+        let base_url = config.base_url.trim_end_matches('/').to_string();
+        match url::Url::parse(&base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+            Ok(_) => return Err(Error::invalid_base_url(&base_url, "is not an http(s) URL")),
+            Err(e) => {
+                return Err(Error::invalid_base_url(
+                    &base_url,
+                    &format!("is not a URL ({e})"),
+                ));
+            }
+        }
         let mut key_header = reqwest::header::HeaderValue::from_str(config.api_key.expose())
             .map_err(|_| Error::invalid_key())?;
         // Keeps the value out of `Debug` output of the header map, here and in hyper.
@@ -90,7 +101,7 @@ impl Client {
         Ok(Self {
             http,
             key_header,
-            base_url: config.base_url.trim_end_matches('/').to_string(),
+            base_url,
             own_username: config.own_username.filter(|u| !u.is_empty()),
         })
     }

@@ -455,20 +455,24 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("bad database URL {url}: {why}")]
     BadUrl { url: String, why: String },
-    #[error("cannot open the database at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    #[error("cannot open the database at {url}: {cause}")]
+    Connect { url: String, cause: sqlx::Error },
     #[error("migrating the database failed: {0}")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error("the import was rolled back after an earlier error; nothing from it was kept")]
     ImportAborted,
     #[error("stored data is not as expected: {0}")]
     Corrupt(String),
+}
+
+// By hand rather than `#[from]`, which would also make the sqlx error the source: the
+// message already shows it, and `{:#}` would print it twice.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
 }
 
 /// The lead database.

@@ -50,9 +50,9 @@ impl PgStore {
             url: redact_url(url),
             why: e.to_string(),
         })?;
-        let connect_error = |source| StoreError::Connect {
+        let connect_error = |cause| StoreError::Connect {
             url: redact_url(url),
-            source,
+            cause,
         };
         // One plain connection first: a pool retries a refused connection until its
         // acquire timeout, which makes a wrong URL look like a hang.

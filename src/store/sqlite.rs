@@ -79,9 +79,9 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Connect {
+            .map_err(|cause| StoreError::Connect {
                 url: redact_url(url),
-                source,
+                cause,
             })?;
         let store = Self { pool };
         store.migrate().await?;
