@@ -12,10 +12,12 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dispatch;
 pub mod exit;
 pub mod fluidtalk;
 pub mod import;
 pub mod lead;
+pub mod plan;
 pub mod policy;
 pub mod schedule;
 pub mod sim;

@@ -14,7 +14,8 @@ CREATE TABLE leads (
     last_contact_at    TIMESTAMPTZ,
     last_reply_at      TIMESTAMPTZ,
     next_eligible_at   TIMESTAMPTZ NOT NULL,
-    follow_ups_sent    INTEGER     NOT NULL DEFAULT 0,
+    follow_ups_sent    INTEGER     NOT NULL DEFAULT 0,   -- since the last reply
+    follow_ups_total   INTEGER     NOT NULL DEFAULT 0,   -- ever: numbers follow-up steps
     transient_failures INTEGER     NOT NULL DEFAULT 0,
     session_id         TEXT,
     last_error         TEXT,

@@ -126,7 +126,7 @@ pub struct LeadsArgs {
     pub command: LeadsCommand,
 }
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| format!("{s:?} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)"))

@@ -5,6 +5,7 @@ mod api;
 mod check;
 mod demo;
 mod leads;
+mod run;
 mod sim;
 mod store_access;
 
@@ -50,6 +51,8 @@ pub enum Command {
     Migrate,
     /// Check the campaign file and print each job's next five fire times in its time zone.
     Check,
+    /// Run jobs once, now (all, or those named); --dry-run previews without acting.
+    Run(run::RunArgs),
 }
 
 /// Runs the parsed command.
@@ -68,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Check => check::run(&load(cli.config)?),
+        Command::Run(args) => run::run(&load(cli.config)?, args).await,
     }
 }
 
@@ -82,6 +86,10 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
     match cli.command {
         Command::Api(_) | Command::Demo => "warn",
         Command::Sim(_) => "info",
-        Command::Leads(_) | Command::Outbox { .. } | Command::Migrate | Command::Check => "warn",
+        Command::Leads(_)
+        | Command::Outbox { .. }
+        | Command::Migrate
+        | Command::Check
+        | Command::Run(_) => "warn",
     }
 }

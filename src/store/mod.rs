@@ -155,7 +155,11 @@ pub struct Lead {
     pub last_contact_at: Option<DateTime<Utc>>,
     pub last_reply_at: Option<DateTime<Utc>>,
     pub next_eligible_at: DateTime<Utc>,
+    /// Follow-ups since the last reply (the quiet schedule's position).
     pub follow_ups_sent: i32,
+    /// Follow-ups over the lead's life: the next one is step `follow_ups_total + 1`, so a
+    /// reply that restarts the schedule never makes two follow-ups share a step.
+    pub follow_ups_total: i32,
     pub transient_failures: i32,
     pub session_id: Option<String>,
     pub last_error: Option<String>,
@@ -461,6 +465,11 @@ pub enum StoreError {
     Migrate(sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Db(sqlx::Error),
+    #[error(
+        "the database's schema (version {found}) is older than this fluidtalk-runner's ({known}): \
+         run `fluidtalk-runner migrate` first"
+    )]
+    SchemaBehind { found: i64, known: i64 },
     #[error("the import was rolled back after an earlier error; nothing from it was kept")]
     ImportAborted,
     #[error("stored data is not as expected: {0}")]
@@ -669,6 +678,21 @@ fn counts_by_state(rows: Vec<(String, i64)>) -> Result<BTreeMap<LeadState, u64>,
         counts.insert(state, n.max(0) as u64);
     }
     Ok(counts)
+}
+
+/// Opens the store at `url` for reading only: no migration, no file created, nothing
+/// written (dry runs). The schema must be the binary's own.
+pub async fn open_read_only(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open_read_only(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open_read_only(url).await?))
+    } else {
+        Err(StoreError::BadUrl {
+            url: redact_url(url),
+            why: "expected sqlite://PATH or postgres://USER@HOST/DB".into(),
+        })
+    }
 }
 
 /// The URL with any password (in the user part or a `password` query parameter) replaced,

@@ -27,7 +27,7 @@ macro_rules! lead_columns {
     () => {
         "id, target, own_username, state, timezone, profile_image, tags, created_at, \
          updated_at, last_contact_at, last_reply_at, next_eligible_at, follow_ups_sent, \
-         transient_failures, session_id, last_error, lease_owner, lease_expires_at"
+         follow_ups_total, transient_failures, session_id, last_error, lease_owner, lease_expires_at"
     };
 }
 
@@ -73,6 +73,34 @@ impl PgStore {
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Connects without migrating (dry runs write nothing).
+    pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
+            url: redact_url(url),
+            why: e.to_string(),
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_with(options)
+            .await
+            .map_err(|cause| StoreError::Connect {
+                url: redact_url(url),
+                cause,
+            })?;
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(None);
+        match found.unwrap_or(0) {
+            f if f > known => Err(StoreError::SchemaTooNew { found: f, known }),
+            f if f < known => Err(StoreError::SchemaBehind { found: f, known }),
+            _ => Ok(Self { pool }),
+        }
     }
 
     /// The pool, for tests that need to look under the store.
@@ -212,6 +240,7 @@ fn lead_from_row(r: &PgRow) -> Result<Lead, StoreError> {
         last_reply_at: r.try_get("last_reply_at")?,
         next_eligible_at: r.try_get("next_eligible_at")?,
         follow_ups_sent: r.try_get("follow_ups_sent")?,
+        follow_ups_total: r.try_get("follow_ups_total")?,
         transient_failures: r.try_get("transient_failures")?,
         session_id: r.try_get("session_id")?,
         last_error: r.try_get("last_error")?,
@@ -274,11 +303,12 @@ async fn upsert_batch(
     let (rows, duplicates) = merge_batch(rows);
     let inserted: HashSet<String> = sqlx::query_scalar(
         "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
-                            last_contact_at, last_reply_at, follow_ups_sent,
+                            last_contact_at, last_reply_at, follow_ups_sent, follow_ups_total,
                             created_at, updated_at, next_eligible_at)
          SELECT x.target, x.own_username, x.timezone, x.profile_image,
                 COALESCE(x.tags::jsonb, '[]'::jsonb), COALESCE(x.state, 'new'),
                 x.last_contact_at, x.last_reply_at, COALESCE(x.follow_ups_sent, 0),
+                COALESCE(x.follow_ups_sent, 0),
                 $2, $2, $2
          FROM jsonb_to_recordset($1::jsonb) AS x(target text, own_username text,
               timezone text, profile_image text, tags text, state text,
@@ -307,6 +337,7 @@ async fn upsert_batch(
                 last_contact_at = CASE WHEN ", untouched!(), " THEN COALESCE(x.last_contact_at, leads.last_contact_at) ELSE leads.last_contact_at END,
                 last_reply_at   = CASE WHEN ", untouched!(), " THEN COALESCE(x.last_reply_at, leads.last_reply_at) ELSE leads.last_reply_at END,
                 follow_ups_sent = CASE WHEN ", untouched!(), " THEN COALESCE(x.follow_ups_sent, leads.follow_ups_sent) ELSE leads.follow_ups_sent END,
+                follow_ups_total = CASE WHEN ", untouched!(), " THEN COALESCE(x.follow_ups_sent, leads.follow_ups_total) ELSE leads.follow_ups_total END,
                 updated_at    = $2
              FROM jsonb_to_recordset($1::jsonb) AS x(target text, own_username text,
                   timezone text, profile_image text, tags text, state text,
@@ -590,6 +621,7 @@ impl Store for PgStore {
             Due::Opener => sqlx::query(concat!(
                 "SELECT ", lead_columns!(), ", next_eligible_at AS since FROM leads
                  WHERE state = 'new' AND next_eligible_at <= $1
+                   AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
                    AND (lease_owner IS NULL OR lease_expires_at <= $1)
                    AND ($2::timestamptz IS NULL OR (next_eligible_at, id) > ($2, $3))
                  ORDER BY next_eligible_at, id LIMIT $4"
@@ -801,6 +833,7 @@ impl Store for PgStore {
                     last_contact_at = COALESCE(x.contacted_at, leads.last_contact_at),
                     follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
                                            ELSE leads.follow_ups_sent + x.follow_up_inc END,
+                    follow_ups_total = leads.follow_ups_total + x.follow_up_inc,
                     transient_failures = x.transient_failures,
                     next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
                     session_id = COALESCE(x.session_id, leads.session_id),

@@ -29,7 +29,7 @@ macro_rules! lead_columns {
     () => {
         "id, target, own_username, state, timezone, profile_image, tags, created_at, \
          updated_at, last_contact_at, last_reply_at, next_eligible_at, follow_ups_sent, \
-         transient_failures, session_id, last_error, lease_owner, lease_expires_at"
+         follow_ups_total, transient_failures, session_id, last_error, lease_owner, lease_expires_at"
     };
 }
 
@@ -86,6 +86,45 @@ impl SqliteStore {
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Opens an existing database file read-only, without migrating.
+    pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl {
+                url: redact_url(url),
+                why: e.to_string(),
+            })?
+            .read_only(true)
+            .create_if_missing(false)
+            // Keep whatever journal mode the file has: changing it would write.
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(|cause| StoreError::Connect {
+                url: redact_url(url),
+                cause,
+            })?;
+        let store = Self { pool };
+        store.check_schema().await?;
+        Ok(store)
+    }
+
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(None);
+        match found.unwrap_or(0) {
+            f if f > known => Err(StoreError::SchemaTooNew { found: f, known }),
+            f if f < known => Err(StoreError::SchemaBehind { found: f, known }),
+            _ => Ok(()),
+        }
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -222,6 +261,7 @@ fn lead_from_row(r: &SqliteRow) -> Result<Lead, StoreError> {
         last_reply_at: opt_ts(r.try_get("last_reply_at")?)?,
         next_eligible_at: parse_ts(&r.try_get::<String, _>("next_eligible_at")?)?,
         follow_ups_sent: r.try_get("follow_ups_sent")?,
+        follow_ups_total: r.try_get("follow_ups_total")?,
         transient_failures: r.try_get("transient_failures")?,
         session_id: r.try_get("session_id")?,
         last_error: r.try_get("last_error")?,
@@ -286,13 +326,14 @@ async fn upsert_batch(
     let now_s = ts(now);
     let inserted: HashSet<String> = sqlx::query_scalar(
         "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
-                            last_contact_at, last_reply_at, follow_ups_sent,
+                            last_contact_at, last_reply_at, follow_ups_sent, follow_ups_total,
                             created_at, updated_at, next_eligible_at)
          SELECT json_extract(value, '$.target'), json_extract(value, '$.own_username'),
                 json_extract(value, '$.timezone'), json_extract(value, '$.profile_image'),
                 COALESCE(json_extract(value, '$.tags'), '[]'),
                 COALESCE(json_extract(value, '$.state'), 'new'),
                 json_extract(value, '$.last_contact_at'), json_extract(value, '$.last_reply_at'),
+                COALESCE(json_extract(value, '$.follow_ups_sent'), 0),
                 COALESCE(json_extract(value, '$.follow_ups_sent'), 0),
                 ?2, ?2, ?2
          FROM json_each(?1) WHERE true
@@ -320,6 +361,7 @@ async fn upsert_batch(
                 last_contact_at = CASE WHEN ", untouched!(), " THEN COALESCE(x.last_contact_at, leads.last_contact_at) ELSE leads.last_contact_at END,
                 last_reply_at   = CASE WHEN ", untouched!(), " THEN COALESCE(x.last_reply_at, leads.last_reply_at) ELSE leads.last_reply_at END,
                 follow_ups_sent = CASE WHEN ", untouched!(), " THEN COALESCE(x.follow_ups_sent, leads.follow_ups_sent) ELSE leads.follow_ups_sent END,
+                follow_ups_total = CASE WHEN ", untouched!(), " THEN COALESCE(x.follow_ups_sent, leads.follow_ups_total) ELSE leads.follow_ups_total END,
                 updated_at    = ?2
              FROM (SELECT json_extract(value, '$.target') AS target,
                           json_extract(value, '$.own_username') AS own_username,
@@ -628,6 +670,7 @@ impl Store for SqliteStore {
                     lead_columns!(),
                     ", next_eligible_at AS since FROM leads
                  WHERE state = 'new' AND next_eligible_at <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
                    AND (lease_owner IS NULL OR lease_expires_at <= ?1)
                    AND (?2 IS NULL OR (next_eligible_at, id) > (?2, ?3))
                  ORDER BY next_eligible_at, id LIMIT ?4"
@@ -854,6 +897,7 @@ impl Store for SqliteStore {
                     last_contact_at = COALESCE(x.contacted_at, leads.last_contact_at),
                     follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
                                            ELSE leads.follow_ups_sent + x.follow_up_inc END,
+                    follow_ups_total = leads.follow_ups_total + x.follow_up_inc,
                     transient_failures = x.transient_failures,
                     next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
                     session_id = COALESCE(x.session_id, leads.session_id),

@@ -1,0 +1,751 @@
+//! Runs a job's plan against the API: claim, record in flight, call, record the results.
+//!
+//! Per batch: the planner's leads are claimed as leases (one statement), their attempts
+//! written in flight (one statement) *before* any call, the calls made under the shared
+//! concurrency and rate limits, each answer turned into a decision by `policy::decide`, and
+//! the whole batch's outcomes written in one transaction. A 402 stops this runner from
+//! starting further conversation-starting calls at once (calls already in flight finish),
+//! and is stored as a pause every runner honours; a 401 stops every call.
+
+use crate::clock::Clock;
+use crate::config::{Config, Job, JobKind};
+use crate::fluidtalk::{
+    ActionResult, Client, Error as ApiError, EventRequest, FollowUpRequest, ImageFile,
+    OpenerRequest,
+};
+use crate::lead::{self, LeadEvent};
+use crate::plan::{self, Cursor, PlannedCall};
+use crate::policy::{self, AccountEffect, Context, LeadEffect, Outcome};
+use crate::store::{
+    Action, AttemptEnd, AttemptStatus, LeadResult, NewAttempt, Pause, PauseScope, Store, StoreError,
+};
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Serialize;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// What a run did, per outcome.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub calls: u64,
+    pub sent: u64,
+    pub continued: u64,
+    pub ignored: u64,
+    pub sealed: u64,
+    /// Follow-ups answered 404: back to `new` for an opener.
+    pub reopened: u64,
+    /// Calls answered 402.
+    pub paused: u64,
+    /// Transient failures to be retried later.
+    pub retried: u64,
+    pub failed: u64,
+    /// Unknown outcomes sent to `needs_review`.
+    pub review: u64,
+    pub rate_limited: u64,
+    pub unauthorized: u64,
+    /// Recorded in flight but not called (the run stopped first).
+    pub cancelled: u64,
+    /// Leads that became `exhausted` (follow-up jobs).
+    pub exhausted: u64,
+    /// Queued events dropped because their lead will not be worked.
+    pub dropped: u64,
+    /// Due leads passed over for their send window.
+    pub outside_window: u64,
+    /// Attempts found in flight from a runner that died.
+    pub recovered: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, o: &Summary) {
+        macro_rules! sum { ($($f:ident),*) => { $( self.$f += o.$f; )* } }
+        sum!(
+            calls,
+            sent,
+            continued,
+            ignored,
+            sealed,
+            reopened,
+            paused,
+            retried,
+            failed,
+            review,
+            rate_limited,
+            unauthorized,
+            cancelled,
+            exhausted,
+            dropped,
+            outside_window,
+            recovered
+        );
+    }
+}
+
+/// Why a run ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the API refused the key (401/403): fix FLUIDTALK_API_KEY; calls are paused until {until}"
+    )]
+    Unauthorized { until: DateTime<Utc> },
+}
+
+/// Runs jobs for one runner: shares the client, the limits and the stop flags.
+pub struct Dispatcher {
+    pub store: Arc<dyn Store>,
+    pub client: Client,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub runner_id: String,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    slots: Arc<Semaphore>,
+    /// Set on shutdown: take no new leads.
+    pub shutdown: Arc<AtomicBool>,
+    /// Shows progress (a bar on a terminal), one tick per call.
+    pub progress: Option<indicatif::ProgressBar>,
+}
+
+/// How a batch ends the job's run.
+enum BatchEnd {
+    /// Go on with the next batch.
+    Continue,
+    /// This job stops for this run (out of tokens, a long 429 hold).
+    StopJob,
+}
+
+/// The stop flags one batch's calls share.
+#[derive(Default)]
+struct Stops {
+    new_conversations: AtomicBool,
+    follow_ups: AtomicBool,
+    all: AtomicBool,
+}
+
+fn pause_blocks(pause: &Pause, kind: &JobKind, now: DateTime<Utc>) -> bool {
+    pause.until > now
+        && match pause.scope {
+            PauseScope::All => true,
+            PauseScope::NewConversations => !matches!(kind, JobKind::FollowUp { .. }),
+            PauseScope::FollowUps => matches!(kind, JobKind::FollowUp { .. }),
+        }
+}
+
+/// The pause, if any, that stops `job` at `now`.
+pub fn blocking_pause<'a>(pauses: &'a [Pause], job: &Job, now: DateTime<Utc>) -> Option<&'a Pause> {
+    pauses.iter().find(|p| pause_blocks(p, &job.kind, now))
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        client: Client,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        runner_id: String,
+    ) -> Self {
+        let per_second = config.limits.per_second.max(0.001);
+        let burst =
+            NonZeroU32::new(per_second.ceil().clamp(1.0, 1000.0) as u32).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(Duration::from_secs_f64(1.0 / per_second))
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        Dispatcher {
+            limiter: Arc::new(RateLimiter::direct(quota)),
+            slots: Arc::new(Semaphore::new(config.limits.concurrency.max(1))),
+            store,
+            client,
+            config,
+            clock,
+            runner_id,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            progress: None,
+        }
+    }
+
+    /// A second handle on the same store, client, limits and stop flags.
+    pub fn shallow(&self) -> Dispatcher {
+        Dispatcher {
+            store: self.store.clone(),
+            client: self.client.clone(),
+            config: self.config.clone(),
+            clock: self.clock.clone(),
+            runner_id: self.runner_id.clone(),
+            limiter: self.limiter.clone(),
+            slots: self.slots.clone(),
+            shutdown: self.shutdown.clone(),
+            progress: self.progress.clone(),
+        }
+    }
+
+    /// How long a claim lasts: every call of a batch may take the full timeout, the
+    /// batch's calls `concurrency` at a time, plus a margin.
+    fn lease(&self, job: &Job) -> chrono::Duration {
+        let rounds = job
+            .batch_size
+            .div_ceil(self.config.limits.concurrency.max(1) as u32)
+            .max(1);
+        let d = self.config.fluidtalk.timeout * rounds + Duration::from_secs(60);
+        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
+    }
+
+    /// Settles attempts left in flight by runners that died: their outcome is unknown.
+    pub async fn recover(&self, summary: &mut Summary) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let orphans = self.store.orphans(now).await?;
+        let mut results = Vec::with_capacity(orphans.len());
+        for o in orphans {
+            let job = self.config.jobs.iter().find(|j| j.name == o.attempt.job);
+            let retry = job.is_some_and(|j| j.on_unknown == crate::config::OnUnknown::Retry)
+                && o.lead.transient_failures == 0;
+            let (to_state, failures) = if retry {
+                (o.lead.state, o.lead.transient_failures + 1)
+            } else {
+                (
+                    lead::next(o.lead.state, LeadEvent::OutcomeUnknown).unwrap_or(o.lead.state),
+                    o.lead.transient_failures,
+                )
+            };
+            tracing::warn!(target = %o.lead.target, job = %o.attempt.job, action = o.attempt.action.as_str(),
+                retry, "an attempt was left in flight by a runner that stopped; its outcome is unknown");
+            results.push(LeadResult {
+                lead_id: o.lead.id,
+                from_state: o.lead.state,
+                to_state,
+                runner_id: o.lead.lease_owner.clone().unwrap_or_default(),
+                attempt: Some(AttemptEnd {
+                    attempt_id: o.attempt.id,
+                    status: AttemptStatus::Unknown,
+                    http_status: None,
+                    error_kind: Some("unknown".into()),
+                    error_detail: Some(format!(
+                        "runner {} stopped mid-call; the engine may or may not have answered",
+                        o.attempt.runner_id
+                    )),
+                    session_id: None,
+                    finished_at: now,
+                    message: None,
+                }),
+                contacted: false,
+                follow_up_sent: false,
+                reset_follow_ups: false,
+                transient_failures: failures,
+                next_eligible_at: None,
+                last_error: Some("outcome unknown: the runner stopped mid-call".into()),
+                event: None,
+            });
+            summary.recovered += 1;
+        }
+        self.store.record_results(&results, now).await?;
+        self.store.clear_expired_leases(now).await?;
+        Ok(())
+    }
+
+    /// Runs `job` once: works through every due lead until none is due or a cap, window,
+    /// pause or shutdown stops it.
+    pub async fn run_job(
+        &self,
+        job: &Job,
+        scheduled_at: Option<DateTime<Utc>>,
+    ) -> Result<Summary, RunError> {
+        let span = tracing::info_span!("job", job = %job.name, kind = job.kind.name());
+        let _enter = span.enter();
+        let mut summary = Summary::default();
+        self.recover(&mut summary).await?;
+        let started = self.clock.now();
+        let run_id = self
+            .store
+            .start_run(&job.name, &self.runner_id, scheduled_at, started)
+            .await?;
+        let result = self.work(job, &mut summary).await;
+        let mut record = serde_json::to_value(&summary).unwrap_or_default();
+        if let Err(e) = &result {
+            record["error"] = serde_json::Value::String(e.to_string());
+        }
+        self.store
+            .finish_run(run_id, &record, self.clock.now())
+            .await?;
+        tracing::info!(?summary, "job run finished");
+        result.map(|()| summary)
+    }
+
+    async fn work(&self, job: &Job, summary: &mut Summary) -> Result<(), RunError> {
+        let now = self.clock.now();
+        match &job.kind {
+            JobKind::FollowUp { max_follow_ups, .. } => {
+                let quiet = job.quiet_before(*max_follow_ups).unwrap_or_default();
+                let cutoff = now - chrono::Duration::from_std(quiet).unwrap_or_default();
+                summary.exhausted += self
+                    .store
+                    .exhaust(*max_follow_ups, cutoff, now, false)
+                    .await?;
+            }
+            JobKind::Event { event_type, .. } => {
+                summary.dropped += self.store.drop_dead_events(event_type, now).await?;
+            }
+            JobKind::Opener { .. } => {}
+        }
+        let mut cursor = Cursor::default();
+        loop {
+            if self.shutdown.load(Ordering::SeqCst) {
+                tracing::info!("shutting down: no new leads");
+                break;
+            }
+            let now = self.clock.now();
+            let pauses = self.store.pauses().await?;
+            if let Some(p) = blocking_pause(&pauses, job, now) {
+                tracing::warn!(scope = p.scope.as_str(), until = %p.until, reason = %p.reason, "paused");
+                if p.scope == PauseScope::All {
+                    return Err(RunError::Unauthorized { until: p.until });
+                }
+                break;
+            }
+            let left = plan::remaining(&*self.store, job, now, &cursor).await?;
+            let limit = left.min(job.batch_size);
+            let batch = plan::next_batch(&*self.store, job, now, limit, &mut cursor).await?;
+            summary.outside_window = u64::from(cursor.outside_window);
+            if batch.is_empty() {
+                break;
+            }
+            match self.run_batch(job, batch, summary).await? {
+                BatchEnd::Continue => {}
+                BatchEnd::StopJob => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims, records and calls one batch. Returns an error that must stop everything.
+    async fn run_batch(
+        &self,
+        job: &Job,
+        batch: Vec<PlannedCall>,
+        summary: &mut Summary,
+    ) -> Result<BatchEnd, RunError> {
+        let now = self.clock.now();
+        let ids: Vec<i64> = batch.iter().map(|c| c.lead.id).collect();
+        let claimed = self
+            .store
+            .claim_leads(&ids, &self.runner_id, now, now + self.lease(job))
+            .await?;
+        // Only what this runner now holds; another runner may have taken the rest.
+        let calls: Vec<PlannedCall> = batch
+            .into_iter()
+            .filter_map(|mut c| {
+                let lead = claimed.iter().find(|l| l.id == c.lead.id)?;
+                c.lead = lead.clone();
+                Some(c)
+            })
+            .collect();
+        if calls.is_empty() {
+            return Ok(BatchEnd::Continue);
+        }
+        let attempts: Vec<NewAttempt> = calls
+            .iter()
+            .map(|c| NewAttempt {
+                lead_id: c.lead.id,
+                job: job.name.clone(),
+                action: c.action,
+                step: c.step,
+                runner_id: self.runner_id.clone(),
+                started_at: now,
+            })
+            .collect();
+        let attempt_ids = match self.store.start_attempts(&attempts).await {
+            Ok(ids) => ids,
+            Err(e @ StoreError::AlreadySent { .. }) => {
+                // Never send twice: the database refused; give the leads back untouched.
+                tracing::error!(error = %e, "a step of this batch is already in flight or answered; batch skipped");
+                self.store
+                    .release_leads(
+                        &claimed.iter().map(|l| l.id).collect::<Vec<_>>(),
+                        &self.runner_id,
+                    )
+                    .await?;
+                return Ok(BatchEnd::Continue);
+            }
+            Err(e) => {
+                self.store
+                    .release_leads(
+                        &claimed.iter().map(|l| l.id).collect::<Vec<_>>(),
+                        &self.runner_id,
+                    )
+                    .await?;
+                return Err(e.into());
+            }
+        };
+
+        let stops = Arc::new(Stops::default());
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, call) in calls.iter().enumerate() {
+            let client = self.client.clone();
+            let slots = self.slots.clone();
+            let limiter = self.limiter.clone();
+            let stops = stops.clone();
+            let shutdown = self.shutdown.clone();
+            let call = call.clone();
+            let sender = call
+                .lead
+                .own_username
+                .clone()
+                .or_else(|| self.config.fluidtalk.own_username.clone());
+            tasks.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                limiter.until_ready().await;
+                let stopped = stops.all.load(Ordering::SeqCst)
+                    || (call.action != Action::FollowUp
+                        && stops.new_conversations.load(Ordering::SeqCst))
+                    || (call.action == Action::FollowUp && stops.follow_ups.load(Ordering::SeqCst))
+                    || shutdown.load(Ordering::SeqCst);
+                if stopped {
+                    return (i, None);
+                }
+                let result = make_call(&client, &call, sender).await;
+                if let Err(e) = &result {
+                    match e.kind() {
+                        crate::fluidtalk::ErrorKind::OutOfTokens => {
+                            stops.new_conversations.store(true, Ordering::SeqCst);
+                            if call.action == Action::FollowUp {
+                                stops.follow_ups.store(true, Ordering::SeqCst);
+                            }
+                        }
+                        crate::fluidtalk::ErrorKind::Unauthorized => {
+                            stops.all.store(true, Ordering::SeqCst)
+                        }
+                        _ => {}
+                    }
+                }
+                (i, Some(result))
+            });
+        }
+        let mut answers: Vec<Option<Result<ActionResult, ApiError>>> =
+            (0..calls.len()).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((i, answer)) = joined {
+                if let Some(bar) = &self.progress {
+                    bar.inc(1);
+                }
+                answers[i] = answer;
+            }
+        }
+
+        let finished = self.clock.now();
+        let mut results = Vec::with_capacity(calls.len());
+        let mut effects: Vec<(AccountEffect, String)> = Vec::new();
+        let mut succeeded = [false; 2]; // [new conversation, follow-up]
+        for ((call, attempt_id), answer) in calls.iter().zip(&attempt_ids).zip(answers) {
+            let (result, effect) = self.settle(job, call, *attempt_id, answer, finished, summary);
+            if let Some(e) = effect {
+                effects.push(e);
+            }
+            if matches!(
+                result.attempt.as_ref().map(|a| a.status),
+                Some(AttemptStatus::Sent | AttemptStatus::Continued)
+            ) {
+                succeeded[usize::from(call.action == Action::FollowUp)] = true;
+            }
+            results.push(result);
+        }
+        self.store.record_results(&results, finished).await?;
+
+        // Account effects, once each per batch, stored so every runner honours them.
+        let backoff = self.config.backoff;
+        let mut end = BatchEnd::Continue;
+        let mut unauthorized = None;
+        let mut done: Vec<&'static str> = Vec::new();
+        for (effect, reason) in effects {
+            let key = match effect {
+                AccountEffect::PauseNewConversations => "new",
+                AccountEffect::PauseFollowUps => "follow",
+                AccountEffect::Unauthorized => "auth",
+                AccountEffect::RateLimited(_) => "rate",
+            };
+            if done.contains(&key) {
+                continue;
+            }
+            done.push(key);
+            match effect {
+                AccountEffect::PauseNewConversations | AccountEffect::PauseFollowUps => {
+                    let len = move |s: u32| policy::out_of_tokens_pause(&backoff, s);
+                    let p = self
+                        .store
+                        .set_pause(
+                            PauseScope::NewConversations,
+                            &reason,
+                            &self.runner_id,
+                            finished,
+                            &len,
+                        )
+                        .await?;
+                    if effect == AccountEffect::PauseFollowUps {
+                        self.store
+                            .set_pause(
+                                PauseScope::FollowUps,
+                                &reason,
+                                &self.runner_id,
+                                finished,
+                                &len,
+                            )
+                            .await?;
+                    }
+                    tracing::warn!(until = %p.until, strikes = p.strikes, "out of tokens: new conversations paused");
+                    let follow_up_job = matches!(job.kind, JobKind::FollowUp { .. });
+                    if !follow_up_job || effect == AccountEffect::PauseFollowUps {
+                        end = BatchEnd::StopJob;
+                    }
+                }
+                AccountEffect::Unauthorized => {
+                    let p = self
+                        .store
+                        .set_pause(PauseScope::All, &reason, &self.runner_id, finished, &|_| {
+                            policy::UNAUTHORIZED_PROBE
+                        })
+                        .await?;
+                    tracing::error!(until = %p.until, "THE API REFUSED THE KEY (401/403): every call stops until it is fixed");
+                    unauthorized = Some(RunError::Unauthorized { until: p.until });
+                }
+                AccountEffect::RateLimited(after) => {
+                    let wait = after.unwrap_or(backoff.retry_base);
+                    tracing::warn!(?wait, "rate limited (429): holding the job");
+                    if wait > Duration::from_secs(60) {
+                        // Too long to hold a run open: the next tick picks the leads up.
+                        end = BatchEnd::StopJob;
+                    } else {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        if succeeded[0] || succeeded[1] {
+            let pauses = self.store.pauses().await?;
+            for p in pauses
+                .iter()
+                .filter(|p| p.until <= finished || p.scope == PauseScope::All)
+            {
+                let lift = match p.scope {
+                    PauseScope::NewConversations => succeeded[0],
+                    PauseScope::FollowUps => succeeded[1],
+                    PauseScope::All => true,
+                };
+                if lift {
+                    self.store.clear_pause(p.scope).await?;
+                }
+            }
+        }
+        match unauthorized {
+            Some(e) => Err(e),
+            None => Ok(end),
+        }
+    }
+
+    /// Turns one call's answer into the lead's result and the account effect, if any.
+    fn settle(
+        &self,
+        job: &Job,
+        call: &PlannedCall,
+        attempt_id: i64,
+        answer: Option<Result<ActionResult, ApiError>>,
+        now: DateTime<Utc>,
+        summary: &mut Summary,
+    ) -> (LeadResult, Option<(AccountEffect, String)>) {
+        let lead = &call.lead;
+        let mut result = LeadResult {
+            lead_id: lead.id,
+            from_state: lead.state,
+            to_state: lead.state,
+            runner_id: self.runner_id.clone(),
+            attempt: None,
+            contacted: false,
+            follow_up_sent: false,
+            reset_follow_ups: false,
+            transient_failures: lead.transient_failures,
+            next_eligible_at: None,
+            last_error: lead.last_error.clone(),
+            event: None,
+        };
+        let Some(answer) = answer else {
+            summary.cancelled += 1;
+            result.attempt = Some(AttemptEnd {
+                attempt_id,
+                status: AttemptStatus::Cancelled,
+                http_status: None,
+                error_kind: None,
+                error_detail: Some("not called: the run stopped first".into()),
+                session_id: None,
+                finished_at: now,
+                message: None,
+            });
+            return (result, None);
+        };
+        summary.calls += 1;
+        let ctx = Context {
+            action: call.action,
+            transient_failures: lead.transient_failures,
+            backoff: &self.config.backoff,
+            on_unknown: job.on_unknown,
+        };
+        let outcome = match &answer {
+            Ok(r) => Outcome::Answered(r),
+            Err(e) => Outcome::Failed {
+                kind: e.kind(),
+                retry_after: e.retry_after(),
+            },
+        };
+        let decision = policy::decide(&ctx, outcome);
+        let (ok, err) = match &answer {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e)),
+        };
+        result.attempt = Some(AttemptEnd {
+            attempt_id,
+            status: decision.status,
+            http_status: err
+                .and_then(|e| e.status())
+                .map(i32::from)
+                .or(ok.map(|_| 200)),
+            error_kind: err.map(|e| {
+                serde_json::to_value(e.kind())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            }),
+            error_detail: err.map(|e| e.detail()),
+            session_id: ok.and_then(|r| r.session_id.clone()),
+            finished_at: now,
+            message: ok.filter(|_| decision.deliver).map(|r| r.message.clone()),
+        });
+        match decision.status {
+            AttemptStatus::Sent => summary.sent += 1,
+            AttemptStatus::Continued => summary.continued += 1,
+            AttemptStatus::Ignored => summary.ignored += 1,
+            AttemptStatus::Sealed => summary.sealed += 1,
+            AttemptStatus::NoConversation => summary.reopened += 1,
+            AttemptStatus::OutOfTokens => summary.paused += 1,
+            AttemptStatus::RateLimited => summary.rate_limited += 1,
+            AttemptStatus::Unauthorized => summary.unauthorized += 1,
+            _ => {}
+        }
+        match decision.lead {
+            LeadEffect::Event(ev) => {
+                match lead::next(lead.state, ev) {
+                    Ok(to) => result.to_state = to,
+                    Err(refused) => {
+                        tracing::warn!(target = %lead.target, %refused, "lifecycle refused a change; state kept")
+                    }
+                }
+                result.contacted = matches!(
+                    ev,
+                    LeadEvent::OpenerSent
+                        | LeadEvent::OpenerContinued
+                        | LeadEvent::EventSent
+                        | LeadEvent::FollowUpSent
+                );
+                result.follow_up_sent = ev == LeadEvent::FollowUpSent;
+                result.reset_follow_ups = ev == LeadEvent::NoConversation;
+                if ev == LeadEvent::NoConversation {
+                    result.next_eligible_at = Some(now);
+                }
+                if result.contacted {
+                    result.transient_failures = 0;
+                    result.last_error = None;
+                } else {
+                    result.last_error = err.map(|e| e.to_string());
+                }
+                match ev {
+                    LeadEvent::Failed => {
+                        summary.failed += 1;
+                        if matches!(decision.status, AttemptStatus::TransientError) {
+                            result.transient_failures += 1;
+                        }
+                    }
+                    LeadEvent::OutcomeUnknown => summary.review += 1,
+                    _ => {}
+                }
+                if let Some((event_id, _, _)) = &call.event {
+                    let state = match ev {
+                        LeadEvent::Failed | LeadEvent::Sealed | LeadEvent::OutcomeUnknown => {
+                            "failed"
+                        }
+                        _ => "sent",
+                    };
+                    result.event = Some((*event_id, state));
+                }
+            }
+            LeadEffect::Release => {}
+            LeadEffect::RetryAfter(delay) => {
+                summary.retried += 1;
+                result.transient_failures += 1;
+                result.next_eligible_at =
+                    Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
+                result.last_error = err.map(|e| e.to_string());
+            }
+        }
+        let effect = decision
+            .account
+            .map(|a| (a, err.map(|e| e.to_string()).unwrap_or_default()));
+        (result, effect)
+    }
+}
+
+/// The API call for a planned call.
+async fn make_call(
+    client: &Client,
+    call: &PlannedCall,
+    sender: Option<String>,
+) -> Result<ActionResult, ApiError> {
+    let lead = &call.lead;
+    let target = lead.target.clone();
+    match call.action {
+        Action::Opener => {
+            let (image_url, image_file) = match lead.profile_image.as_deref() {
+                Some(i) if i.starts_with("http://") || i.starts_with("https://") => {
+                    (Some(i.to_string()), None)
+                }
+                Some(i) => (None, Some(ImageFile::Path(i.into()))),
+                None => (None, None),
+            };
+            client
+                .ai_opener(&OpenerRequest {
+                    target,
+                    own_username: sender,
+                    image_url,
+                    image_file,
+                })
+                .await
+        }
+        Action::FollowUp => {
+            client
+                .follow_up(&FollowUpRequest {
+                    target,
+                    own_username: sender,
+                })
+                .await
+        }
+        Action::Event => {
+            let (event_type, context) = call
+                .event
+                .as_ref()
+                .map(|(_, t, c)| {
+                    (
+                        t.clone(),
+                        c.as_deref().and_then(|c| serde_json::from_str(c).ok()),
+                    )
+                })
+                .unwrap_or_default();
+            client
+                .event_trigger(&EventRequest {
+                    target,
+                    event_type,
+                    context,
+                    own_username: sender,
+                    image_url: None,
+                    image_file: None,
+                })
+                .await
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Which leads are due for a job at time T, and why. One planner serves dry and live runs:
+//! a dry run prints what `next_batch` returns; a live run claims exactly those leads.
+//!
+//! Selection is a database query (state, eligibility, quiet time, lease) plus checks in
+//! Rust that SQL cannot do portably: the send window in each lead's own time zone, the
+//! daily cap in the job's zone, and `max_per_run`. Oldest eligible first; pages are read
+//! with a cursor, so leads skipped for their window are not read again in the same run.
+
+use crate::config::{Job, JobKind};
+use crate::store::{Action, Due, DueQuery, Lead, Store, StoreError};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+/// One call the job would make.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedCall {
+    pub job: String,
+    pub target: String,
+    /// `opener`, `follow_up` or `event`.
+    pub action: Action,
+    /// 0 for an opener, the follow-up's number, or the queued event's id.
+    pub step: i64,
+    /// Why the lead is due, in words.
+    pub reason: String,
+    #[serde(skip)]
+    pub lead: Lead,
+    #[serde(skip)]
+    pub event: Option<(i64, String, Option<String>)>,
+}
+
+/// Where a paged selection stands.
+#[derive(Debug, Clone, Default)]
+pub struct Cursor {
+    lead: Option<(DateTime<Utc>, i64)>,
+    event: i64,
+    /// A dry run's cursor: its planned calls are not in the database, so they count
+    /// against the daily cap here.
+    dry: bool,
+    /// Calls planned so far in this run (for `max_per_run` and the daily cap).
+    pub planned: u32,
+    /// Due leads passed over because they are outside their send window.
+    pub outside_window: u32,
+}
+
+/// The start of the day containing `now` in `tz`, as UTC (for daily caps).
+pub fn day_start(now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+    let local = now.with_timezone(&tz).date_naive();
+    let midnight = local.and_hms_opt(0, 0, 0).unwrap_or_default();
+    tz.from_local_datetime(&midnight)
+        .earliest()
+        .map_or(now, |t| t.with_timezone(&Utc))
+}
+
+/// Whether the lead may be written to at `now`: its zone if known, else the job's.
+fn in_window(job: &Job, lead: &Lead, now: DateTime<Utc>) -> bool {
+    let Some(window) = job.kind.send_window() else {
+        return true;
+    };
+    let tz = lead
+        .timezone
+        .as_deref()
+        .and_then(|z| z.parse::<Tz>().ok())
+        .unwrap_or(job.timezone);
+    let local = now.with_timezone(&tz);
+    window.contains(local.weekday(), local.time())
+}
+
+fn hours(d: chrono::Duration) -> String {
+    let h = d.num_minutes() as f64 / 60.0;
+    if h >= 48.0 {
+        format!("{:.1}d", h / 24.0)
+    } else {
+        format!("{h:.1}h")
+    }
+}
+
+/// How many more calls this run may make, given `max_per_run` and the daily cap.
+pub async fn remaining(
+    store: &dyn Store,
+    job: &Job,
+    now: DateTime<Utc>,
+    cursor: &Cursor,
+) -> Result<u32, StoreError> {
+    let mut left = job
+        .max_per_run
+        .map_or(u32::MAX, |m| m.saturating_sub(cursor.planned));
+    if let JobKind::Opener {
+        daily_cap: Some(cap),
+        ..
+    } = &job.kind
+    {
+        let used = store
+            .count_started_since(&job.name, day_start(now, job.timezone))
+            .await?;
+        // Calls planned in a dry run are not in the database yet.
+        let used = used
+            + if cursor.dry {
+                u64::from(cursor.planned)
+            } else {
+                0
+            };
+        left = left.min(cap.saturating_sub(used.min(u64::from(u32::MAX)) as u32));
+    }
+    Ok(left)
+}
+
+/// Marks a cursor as a dry run's (see `remaining`).
+pub fn dry_cursor() -> Cursor {
+    Cursor {
+        dry: true,
+        ..Cursor::default()
+    }
+}
+
+/// The next batch of calls for `job` at `now`, at most `limit`, after `cursor` (which it
+/// advances). An empty batch means nothing more is due in this run.
+pub async fn next_batch(
+    store: &dyn Store,
+    job: &Job,
+    now: DateTime<Utc>,
+    limit: u32,
+    cursor: &mut Cursor,
+) -> Result<Vec<PlannedCall>, StoreError> {
+    let mut calls = Vec::new();
+    if limit == 0 {
+        return Ok(calls);
+    }
+    // Read pages until the batch is full or nothing is left (window skips shrink a page).
+    loop {
+        let page = (limit - calls.len() as u32).max(1).max(job.batch_size);
+        let found = match &job.kind {
+            JobKind::Event { event_type, .. } => {
+                let due = store
+                    .due_events(event_type, now, page, cursor.event)
+                    .await?;
+                let n = due.len();
+                for d in due {
+                    cursor.event = d.event.id;
+                    if !in_window(job, &d.lead, now) {
+                        cursor.outside_window += 1;
+                        continue;
+                    }
+                    calls.push(PlannedCall {
+                        job: job.name.clone(),
+                        target: d.lead.target.clone(),
+                        action: Action::Event,
+                        step: d.event.id,
+                        reason: format!(
+                            "queued {} event #{} from {}",
+                            d.event.event_type,
+                            d.event.id,
+                            d.event.created_at.format("%Y-%m-%d %H:%M UTC")
+                        ),
+                        event: Some((
+                            d.event.id,
+                            d.event.event_type.clone(),
+                            d.event.context.clone(),
+                        )),
+                        lead: d.lead,
+                    });
+                    if calls.len() as u32 >= limit {
+                        break;
+                    }
+                }
+                n
+            }
+            JobKind::Opener { .. } | JobKind::FollowUp { .. } => {
+                let due = match &job.kind {
+                    JobKind::FollowUp { max_follow_ups, .. } => Due::FollowUp {
+                        cutoffs: (1..=*max_follow_ups)
+                            .map(|step| {
+                                let quiet = job.quiet_before(step).unwrap_or_default();
+                                now - chrono::Duration::from_std(quiet).unwrap_or_default()
+                            })
+                            .collect(),
+                        max: *max_follow_ups,
+                    },
+                    _ => Due::Opener,
+                };
+                let q = DueQuery {
+                    due,
+                    now,
+                    limit: page,
+                    after: cursor.lead,
+                };
+                let due = store.due_leads(&q).await?;
+                let n = due.len();
+                for d in due {
+                    cursor.lead = Some((d.since, d.lead.id));
+                    if !in_window(job, &d.lead, now) {
+                        cursor.outside_window += 1;
+                        continue;
+                    }
+                    let (action, step, reason) = match &job.kind {
+                        JobKind::FollowUp { .. } => {
+                            let nth = d.lead.follow_ups_sent + 1;
+                            let quiet = job.quiet_before(nth as u32).unwrap_or_default();
+                            (
+                                Action::FollowUp,
+                                i64::from(d.lead.follow_ups_total) + 1,
+                                format!(
+                                    "quiet {} since {} (follow-up {nth} is due after {})",
+                                    hours(now - d.since),
+                                    d.since.format("%Y-%m-%d %H:%M UTC"),
+                                    humantime::format_duration(quiet)
+                                ),
+                            )
+                        }
+                        _ => (
+                            Action::Opener,
+                            0,
+                            format!(
+                                "new lead, eligible since {}",
+                                d.since.format("%Y-%m-%d %H:%M UTC")
+                            ),
+                        ),
+                    };
+                    calls.push(PlannedCall {
+                        job: job.name.clone(),
+                        target: d.lead.target.clone(),
+                        action,
+                        step,
+                        reason,
+                        event: None,
+                        lead: d.lead,
+                    });
+                    if calls.len() as u32 >= limit {
+                        break;
+                    }
+                }
+                n
+            }
+        };
+        if calls.len() as u32 >= limit || found < page as usize {
+            break;
+        }
+    }
+    cursor.planned += calls.len() as u32;
+    Ok(calls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_starts_at_local_midnight() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 24, 22, 30, 0)
+            .single()
+            .expect("t");
+        // 23:30 in Berlin: the day began at 23:00 UTC the evening before.
+        assert_eq!(
+            day_start(now, chrono_tz::Europe::Berlin),
+            Utc.with_ymd_and_hms(2026, 11, 23, 23, 0, 0)
+                .single()
+                .expect("t")
+        );
+        // 07:30 next day in Tokyo.
+        assert_eq!(
+            day_start(now, chrono_tz::Asia::Tokyo),
+            Utc.with_ymd_and_hms(2026, 11, 24, 15, 0, 0)
+                .single()
+                .expect("t")
+        );
+    }
+}

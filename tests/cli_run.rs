@@ -1,0 +1,241 @@
+//! `fluidtalk-runner run` as a user runs it: a dry run touches nothing and predicts the
+//! live run exactly; a refused key ends with its own exit code.
+
+mod common;
+
+use common::{TEST_KEY, bin, spawn_sim_process};
+use serde_json::Value;
+use std::path::Path;
+
+fn setup(dir: &Path, url: &str) {
+    std::fs::write(
+        dir.join("jobs.toml"),
+        format!(
+            "[fluidtalk]\nbase_url = \"{url}\"\n\n[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\nbatch_size = 4\n\n\
+             [[job]]\nname = \"reactions\"\nkind = \"event\"\nevent_type = \"story_reaction\"\nschedule = \"*/30 * * * * *\"\n"
+        ),
+    )
+    .expect("write jobs.toml");
+    let leads: String = (0..10).map(|i| format!("@lead{i}\n")).collect();
+    std::fs::write(dir.join("leads.csv"), format!("target\n{leads}")).expect("write leads");
+    let ok = bin()
+        .args(["leads", "import", "leads.csv"])
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("import");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let ok = bin()
+        .args([
+            "leads",
+            "event",
+            "@fan",
+            "story_reaction",
+            "--context",
+            "{\"r\": 1}",
+        ])
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("event");
+    assert!(ok.status.success());
+}
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    // The database and its write-ahead log; SQLite's shared-memory index (-shm) is a cache
+    // of the log's layout that readers may rebuild, not stored data.
+    ["fluidtalk-runner.db", "fluidtalk-runner.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::read(dir.join(f)).ok().map(|b| (f.to_string(), b)))
+        .collect()
+}
+
+#[test]
+fn a_dry_run_writes_nothing_and_the_live_run_makes_exactly_the_planned_calls() {
+    let (_sim, url) = spawn_sim_process(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    setup(dir.path(), &url);
+    let before = files(dir.path());
+    assert!(!before.is_empty());
+
+    let out = bin()
+        .args(["run", "--dry-run", "--json"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("FLUIDTALK_API_KEY")
+        .output()
+        .expect("dry run");
+    assert!(
+        out.status.success(),
+        "a dry run needs no key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    let plan = plan.as_array().expect("an array").clone();
+    assert_eq!(plan.len(), 11, "10 openers and 1 event");
+    for call in &plan {
+        for key in ["job", "target", "action", "step", "reason"] {
+            assert!(call.get(key).is_some(), "{key} in {call}");
+        }
+    }
+    assert_eq!(files(dir.path()), before, "the database is byte-identical");
+    let out = bin()
+        .args(["run", "--dry-run"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("dry run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("openers: 10 call(s)") && text.contains("new lead, eligible since"),
+        "{text}"
+    );
+    assert_eq!(files(dir.path()), before);
+
+    let out = bin()
+        .args(["run"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("FLUIDTALK_API_KEY", TEST_KEY)
+        .output()
+        .expect("live run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("openers: sent 10"));
+    let log: Value = reqwest::blocking_get(&format!("{url}/_sim/log"));
+    let made: Vec<(String, String)> = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or("").to_string(),
+                e["target"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let planned: Vec<(String, String)> = plan
+        .iter()
+        .map(|c| {
+            let action = match c["action"].as_str() {
+                Some("opener") => "OUTREACH",
+                Some("event") => "ENTRY_POINT",
+                _ => "FOLLOW_UP",
+            };
+            (
+                action.to_string(),
+                c["target"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let mut made_sorted = made.clone();
+    made_sorted.sort();
+    let mut planned_sorted = planned.clone();
+    planned_sorted.sort();
+    assert_eq!(
+        made_sorted, planned_sorted,
+        "the live run made exactly the planned calls"
+    );
+    // And a dry run now plans nothing.
+    let out = bin()
+        .args(["run", "--dry-run", "--json"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("dry");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).expect("json"),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn a_refused_key_ends_the_run_with_exit_5_and_at_previews_another_instant() {
+    let (_sim, url) = spawn_sim_process(&["--api-key", "ft_sk_the_right_one"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    setup(dir.path(), &url);
+    let out = bin()
+        .args(["run", "openers"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("FLUIDTALK_API_KEY", TEST_KEY)
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the API refused the key"));
+    // The pause shows in a dry run; --at an hour and a minute later, it has passed.
+    let out = bin()
+        .args(["run", "--dry-run"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("dry");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("note: paused (all)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(61)).to_rfc3339();
+    let out = bin()
+        .args(["run", "--dry-run", "--at", &later])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("dry");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("openers: 10 call(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // --at is for dry runs only; an unknown job is named.
+    let out = bin()
+        .args(["run", "--at", &later])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin()
+        .args(["run", "nope", "--dry-run"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job named \"nope\""));
+}
+
+mod reqwest {
+    /// A GET from a plain thread (the tests here are synchronous).
+    pub fn blocking_get(url: &str) -> serde_json::Value {
+        let url = url.to_string();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                fluidtalk_runner::fluidtalk::install_crypto_provider();
+                ::reqwest::get(&url)
+                    .await
+                    .expect("get")
+                    .json::<serde_json::Value>()
+                    .await
+                    .expect("json")
+            })
+        })
+        .join()
+        .expect("thread")
+    }
+}
