@@ -29,7 +29,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// What a run did, per outcome.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Summary {
     pub calls: u64,
     pub sent: u64,

@@ -175,6 +175,28 @@ fn a_refused_key_ends_the_run_with_exit_5_and_at_previews_another_instant() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("the API refused the key"));
+    // status says so loudly, and as JSON.
+    let out = bin()
+        .args(["status"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("!!! THE API REFUSED THE KEY"), "{text}");
+    assert!(text.contains("leads: new 11"), "{text}");
+    assert!(text.contains("job openers: last run"), "{text}");
+    let out = bin()
+        .args(["status", "--json"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("status");
+    let status: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(status["pauses"][0]["scope"], "all");
+    assert_eq!(status["leads"]["new"], 11);
+    assert!(status["jobs"][0]["next_fire"].is_string());
+    assert_eq!(status["jobs"][0]["last_run"]["job"], "openers");
     // The pause shows in a dry run; --at an hour and a minute later, it has passed.
     let out = bin()
         .args(["run", "--dry-run"])

@@ -7,6 +7,7 @@ mod demo;
 mod leads;
 mod run;
 mod sim;
+mod status;
 mod store_access;
 
 use crate::config::{CONFIG_ENV, ConfigPath};
@@ -53,6 +54,8 @@ pub enum Command {
     Check,
     /// Run jobs once, now (all, or those named); --dry-run previews without acting.
     Run(run::RunArgs),
+    /// Leads per state, active pauses, each job's last run and next fire time.
+    Status(status::StatusArgs),
 }
 
 /// Runs the parsed command.
@@ -72,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Check => check::run(&load(cli.config)?),
         Command::Run(args) => run::run(&load(cli.config)?, args).await,
+        Command::Status(args) => status::run(&load(cli.config)?, args).await,
     }
 }
 
@@ -90,6 +94,7 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         | Command::Outbox { .. }
         | Command::Migrate
         | Command::Check
-        | Command::Run(_) => "warn",
+        | Command::Run(_)
+        | Command::Status(_) => "warn",
     }
 }

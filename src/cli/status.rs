@@ -1,0 +1,105 @@
+//! `fluidtalk-runner status [--json]`: leads per state, active pauses, and each job's last
+//! run and next fire time.
+
+use super::store_access::{open_store, store_failure};
+use crate::config::Config;
+use crate::exit::{Exit, ExitWith, Failure};
+use crate::store::PauseScope;
+use chrono::Utc;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
+    let store = open_store(config).await?;
+    let now = Utc::now();
+    let counts = store.count_by_state().await.map_err(store_failure)?;
+    let pauses: Vec<_> = store
+        .pauses()
+        .await
+        .map_err(store_failure)?
+        .into_iter()
+        .filter(|p| p.until > now)
+        .collect();
+    let runs = store.last_runs().await.map_err(store_failure)?;
+    let jobs: Vec<serde_json::Value> = config
+        .jobs
+        .iter()
+        .map(|j| {
+            let last = runs.iter().find(|r| r.job == j.name);
+            serde_json::json!({
+                "name": j.name,
+                "kind": j.kind.name(),
+                "schedule": j.schedule.text(),
+                "timezone": j.timezone.name(),
+                "next_fire": j.schedule.next_after(now),
+                "last_run": last,
+            })
+        })
+        .collect();
+    if args.json {
+        let value = serde_json::json!({
+            "leads": counts.iter().map(|(s, n)| (s.as_str().to_string(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
+            "pauses": pauses,
+            "jobs": jobs,
+        });
+        let text = serde_json::to_string_pretty(&value).exit_with(Exit::Failure)?;
+        println!("{text}");
+        return Ok(());
+    }
+    if let Some(p) = pauses.iter().find(|p| p.scope == PauseScope::All) {
+        println!(
+            "!!! THE API REFUSED THE KEY: every call is paused until {} ({}). Fix FLUIDTALK_API_KEY.",
+            p.until.format("%Y-%m-%d %H:%M UTC"),
+            p.reason
+        );
+    }
+    let leads: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    println!("leads: {}", leads.join(", "));
+    if pauses.is_empty() {
+        println!("pauses: none");
+    }
+    for p in &pauses {
+        println!(
+            "pause: {} until {} (strike {}): {}",
+            p.scope.as_str(),
+            p.until.format("%Y-%m-%d %H:%M UTC"),
+            p.strikes,
+            p.reason
+        );
+    }
+    for (j, job) in config.jobs.iter().zip(&jobs) {
+        let last = runs.iter().find(|r| r.job == j.name);
+        let last_text = match last {
+            Some(r) => format!(
+                "last run {} by {}: {}",
+                r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                r.runner_id,
+                r.summary
+                    .as_ref()
+                    .and_then(
+                        |s| serde_json::from_value::<crate::dispatch::Summary>(s.clone()).ok()
+                    )
+                    .map(|s| super::run::describe(&s))
+                    .unwrap_or_else(|| "still running or stopped".into())
+            ),
+            None => "never run".into(),
+        };
+        let next = j
+            .schedule
+            .next_after(now)
+            .map(|t| {
+                t.with_timezone(&j.timezone)
+                    .format("%Y-%m-%d %H:%M:%S %Z")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "-".into());
+        let _ = job;
+        println!("job {}: {last_text}; next {next}", j.name);
+    }
+    Ok(())
+}
