@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod dispatch;
 pub mod exit;
 pub mod fluidtalk;

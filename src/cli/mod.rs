@@ -3,6 +3,7 @@
 
 mod api;
 mod check;
+mod daemon;
 mod demo;
 mod leads;
 mod run;
@@ -56,6 +57,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Leads per state, active pauses, each job's last run and next fire time.
     Status(status::StatusArgs),
+    /// Run every job on its schedule until SIGTERM or Ctrl-C.
+    Daemon(daemon::DaemonArgs),
 }
 
 /// Runs the parsed command.
@@ -76,7 +79,22 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check => check::run(&load(cli.config)?),
         Command::Run(args) => run::run(&load(cli.config)?, args).await,
         Command::Status(args) => status::run(&load(cli.config)?, args).await,
+        Command::Daemon(args) => daemon::run(&load(cli.config)?, args).await,
     }
+}
+
+/// The dry-run plan of one job, for the daemon's dry-run ticks.
+pub async fn plan_for_daemon(
+    store: &dyn crate::store::Store,
+    job: &crate::config::Job,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<crate::plan::PlannedCall>, crate::store::StoreError> {
+    Ok(run::plan_job(store, job, now).await?.calls)
+}
+
+/// A run's counts in words.
+pub fn describe_summary(s: &crate::dispatch::Summary) -> String {
+    run::describe(s)
 }
 
 /// The campaign file, checked; a mistake in it is a configuration error (exit 3).
@@ -89,7 +107,7 @@ fn load(named: Option<PathBuf>) -> Result<crate::config::Config, Failure> {
 pub fn default_log_level(cli: &Cli) -> &'static str {
     match cli.command {
         Command::Api(_) | Command::Demo => "warn",
-        Command::Sim(_) => "info",
+        Command::Sim(_) | Command::Daemon(_) => "info",
         Command::Leads(_)
         | Command::Outbox { .. }
         | Command::Migrate

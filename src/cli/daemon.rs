@@ -1,0 +1,65 @@
+//! `fluidtalk-runner daemon [--dry-run]`: every job on its schedule until SIGTERM/Ctrl-C.
+
+use super::store_access::{open_store, store_failure};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::dispatch::Dispatcher;
+use crate::exit::{Exit, ExitWith, Failure};
+use crate::fluidtalk::{Client, ClientConfig};
+use anyhow::anyhow;
+use clap::Args;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Log each tick's plan instead of acting (no key needed, nothing written).
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
+    if config.jobs.is_empty() {
+        return Err(anyhow!(
+            "{}: no [[job]] is defined: nothing to run",
+            config.path.display()
+        ))
+        .exit_with(Exit::Config);
+    }
+    let runner_id = super::run::runner_id();
+    let clock = Arc::new(SystemClock);
+    let (store, dispatcher) = if args.dry_run {
+        let store = crate::store::open_read_only(&config.database_url())
+            .await
+            .map_err(store_failure)?;
+        (store, None)
+    } else {
+        let key = super::api::read_api_key().exit_with(Exit::Config)?;
+        let mut cc = ClientConfig::new(key);
+        cc.base_url = config.base_url();
+        cc.timeout = config.fluidtalk.timeout;
+        cc.own_username = config.fluidtalk.own_username.clone();
+        let client = Client::new(cc).exit_with(Exit::Config)?;
+        let store = open_store(config).await?;
+        let d = Dispatcher::new(
+            store.clone(),
+            client,
+            Arc::new(config.clone()),
+            clock.clone(),
+            runner_id.clone(),
+        );
+        (store, Some(d))
+    };
+    tracing::info!(runner = %runner_id, jobs = config.jobs.len(), dry_run = args.dry_run, "daemon starting");
+    let daemon = Arc::new(Daemon::new(config, store, dispatcher, clock, runner_id));
+    // Calls in flight may take the full API timeout; then their results are recorded.
+    let grace = config.fluidtalk.timeout + Duration::from_secs(5);
+    daemon
+        .serve(super::sim::shutdown_signal(), grace)
+        .await
+        .map_err(|e| anyhow!("the scheduler failed: {e}"))
+        .exit_with(Exit::Failure)?;
+    tracing::info!("daemon stopped");
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! The daemon: every job on its schedule, with an overlap guard and a graceful stop.
+//!
+//! tokio-cron-scheduler drives a heartbeat once a second (in UTC, so its frozen-offset bug,
+//! issue #107, cannot touch it); each heartbeat `poll`s the jobs, whose fire times come from
+//! `schedule::Schedule` in the job's real time zone, right across daylight-saving changes.
+//! A job never overlaps itself (a tick during its own run is skipped and logged). Each tick
+//! is claimed in the database (job, scheduled time), so of several runners exactly one runs
+//! it. Ticks missed while the daemon was down are not replayed: the next fire time is
+//! computed from now, and since selection is by lead state, the next tick catches up.
+
+use crate::clock::Clock;
+use crate::config::{Config, Job};
+use crate::dispatch::{Dispatcher, RunError};
+use crate::store::Store;
+use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What a poll did with one job's tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// The run started (live).
+    Started,
+    /// The job's previous run is still going: this tick is skipped.
+    SkippedOverlap,
+    /// Another runner claimed this tick.
+    TakenElsewhere,
+    /// Dry run: the plan was logged, with this many calls.
+    Planned(usize),
+}
+
+struct Slot {
+    job: Job,
+    next: Mutex<Option<DateTime<Utc>>>,
+    running: Arc<AtomicBool>,
+}
+
+pub struct Daemon {
+    store: Arc<dyn Store>,
+    /// `None` for a dry-run daemon, which only logs plans.
+    dispatcher: Option<Dispatcher>,
+    clock: Arc<dyn Clock>,
+    runner_id: String,
+    slots: Vec<Slot>,
+}
+
+impl Daemon {
+    /// Every job of `config`, each first firing at its next scheduled time after now.
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        dispatcher: Option<Dispatcher>,
+        clock: Arc<dyn Clock>,
+        runner_id: String,
+    ) -> Daemon {
+        let now = clock.now();
+        let slots = config
+            .jobs
+            .iter()
+            .map(|job| Slot {
+                next: Mutex::new(job.schedule.next_after(now)),
+                job: job.clone(),
+                running: Arc::new(AtomicBool::new(false)),
+            })
+            .collect();
+        Daemon {
+            store,
+            dispatcher,
+            clock,
+            runner_id,
+            slots,
+        }
+    }
+
+    /// Each job's next fire time.
+    pub fn next_fires(&self) -> Vec<(String, Option<DateTime<Utc>>)> {
+        self.slots
+            .iter()
+            .map(|s| {
+                (
+                    s.job.name.clone(),
+                    *s.next.lock().unwrap_or_else(|p| p.into_inner()),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether any job is running.
+    pub fn busy(&self) -> bool {
+        self.slots.iter().any(|s| s.running.load(Ordering::SeqCst))
+    }
+
+    /// Fires every job whose time has come. Returns what happened to each tick and, for
+    /// runs started, their task (tests await them; the daemon lets them run).
+    pub async fn poll(&self) -> Vec<(String, Tick, Option<tokio::task::JoinHandle<()>>)> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for slot in &self.slots {
+            let scheduled = {
+                let mut next = slot.next.lock().unwrap_or_else(|p| p.into_inner());
+                match *next {
+                    Some(t) if t <= now => {
+                        // Missed ticks are not replayed: the next one is after now.
+                        *next = slot.job.schedule.next_after(now);
+                        Some(t)
+                    }
+                    _ => None,
+                }
+            };
+            let Some(scheduled) = scheduled else { continue };
+            let job = &slot.job;
+            let Some(dispatcher) = &self.dispatcher else {
+                match crate::cli::plan_for_daemon(&*self.store, job, now).await {
+                    Ok(calls) => {
+                        tracing::info!(job = %job.name, %scheduled, calls = calls.len(), "tick (dry run): the plan");
+                        for c in &calls {
+                            tracing::info!(job = %job.name, target = %c.target, action = c.action.as_str(), step = c.step, reason = %c.reason, "would call");
+                        }
+                        out.push((job.name.clone(), Tick::Planned(calls.len()), None));
+                    }
+                    Err(e) => {
+                        tracing::error!(job = %job.name, error = %e, "could not plan the tick")
+                    }
+                }
+                continue;
+            };
+            if slot
+                .running
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                tracing::warn!(job = %job.name, %scheduled, "tick skipped: the job's previous run is still going");
+                out.push((job.name.clone(), Tick::SkippedOverlap, None));
+                continue;
+            }
+            match self
+                .store
+                .claim_tick(&job.name, scheduled, &self.runner_id, now)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    slot.running.store(false, Ordering::SeqCst);
+                    tracing::info!(job = %job.name, %scheduled, "tick run by another runner");
+                    out.push((job.name.clone(), Tick::TakenElsewhere, None));
+                    continue;
+                }
+                Err(e) => {
+                    slot.running.store(false, Ordering::SeqCst);
+                    tracing::error!(job = %job.name, error = %e, "could not claim the tick; the database may be down");
+                    continue;
+                }
+            }
+            let d = dispatcher.shallow();
+            let job = job.clone();
+            let running = slot.running.clone();
+            let handle = tokio::spawn(async move {
+                match d.run_job(&job, Some(scheduled)).await {
+                    Ok(s) => {
+                        tracing::info!(job = %job.name, summary = %crate::cli::describe_summary(&s), "run finished")
+                    }
+                    Err(RunError::Unauthorized { until }) => tracing::error!(
+                        job = %job.name, %until,
+                        "THE API REFUSED THE KEY (401/403): all calls paused; probing again at most once an hour"
+                    ),
+                    Err(e) => tracing::error!(job = %job.name, error = %e, "run failed"),
+                }
+                running.store(false, Ordering::SeqCst);
+            });
+            out.push((slot.job.name.clone(), Tick::Started, Some(handle)));
+        }
+        out
+    }
+
+    /// Runs until `shutdown` completes; then takes no new leads, lets calls in flight
+    /// finish within `grace`, and returns.
+    pub async fn serve(
+        self: Arc<Self>,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> Result<(), tokio_cron_scheduler::JobSchedulerError> {
+        use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
+        let mut scheduler = JobScheduler::new().await?;
+        let me = self.clone();
+        scheduler
+            .add(CronJob::new_async("* * * * * *", move |_, _| {
+                let me = me.clone();
+                Box::pin(async move {
+                    me.poll().await;
+                })
+            })?)
+            .await?;
+        scheduler.start().await?;
+        for (job, next) in self.next_fires() {
+            tracing::info!(%job, next = ?next, "scheduled");
+        }
+        shutdown.await;
+        tracing::info!("stopping: no new leads; calls in flight may finish");
+        if let Some(d) = &self.dispatcher {
+            d.shutdown.store(true, Ordering::SeqCst);
+        }
+        scheduler.shutdown().await?;
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.busy() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.busy() {
+            tracing::warn!(
+                "grace period over with a run still going; its leases expire and the next runner reviews them"
+            );
+        }
+        Ok(())
+    }
+}
