@@ -261,3 +261,123 @@ mod reqwest {
         .expect("thread")
     }
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_mid_call_leaves_attempts_in_flight_that_are_reviewed_never_resent() {
+    use fluidtalk_runner::clock::ManualClock;
+    use fluidtalk_runner::dispatch::Dispatcher;
+    use fluidtalk_runner::lead::LeadState;
+    use fluidtalk_runner::store::AttemptStatus;
+    use std::sync::Arc;
+
+    let (_sim, url) = spawn_sim_process(&["--latency", "2s"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    setup(dir.path(), &url);
+    let db_url = format!(
+        "sqlite://{}",
+        dir.path().join("fluidtalk-runner.db").display()
+    );
+    let mut child = bin()
+        .args(["run", "openers"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("FLUIDTALK_API_KEY", TEST_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the run");
+    let store = fluidtalk_runner::store::open(&db_url).await.expect("open");
+    // Wait (bounded) until the run has recorded its first batch in flight, then kill it.
+    let lead0 = store
+        .get_lead("@lead0")
+        .await
+        .expect("get")
+        .expect("exists");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store
+        .attempts_for(lead0.id)
+        .await
+        .expect("attempts")
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run recorded no attempt"
+        );
+        tokio::task::yield_now().await;
+    }
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().expect("wait");
+
+    let in_flight: Vec<_> = store.attempts_for(lead0.id).await.expect("attempts");
+    assert_eq!(
+        in_flight[0].status,
+        AttemptStatus::InFlight,
+        "killed mid-call"
+    );
+    let leased = store.list_leads(&Default::default()).await.expect("list");
+    let orphans: Vec<_> = leased
+        .iter()
+        .filter(|l| l.lease_owner.is_some())
+        .map(|l| l.target.clone())
+        .collect();
+    assert!(!orphans.is_empty());
+
+    // While the lease holds, another run leaves those leads alone.
+    let out = bin()
+        .args(["run", "openers", "--dry-run", "--json"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("dry");
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan");
+    for call in plan.as_array().expect("array") {
+        assert!(
+            !orphans.contains(&call["target"].as_str().unwrap_or("").to_string()),
+            "{call}"
+        );
+    }
+    // After the lease expires, the next run reviews them and calls none of them again.
+    let calls_before = reqwest::blocking_get(&format!("{url}/_sim/log"))
+        .as_array()
+        .map_or(0, Vec::len);
+    let text = std::fs::read_to_string(dir.path().join("jobs.toml")).expect("read");
+    let config = Arc::new(
+        fluidtalk_runner::config::parse(&dir.path().join("jobs.toml"), &text).expect("parse"),
+    );
+    let mut cc = fluidtalk_runner::fluidtalk::ClientConfig::new(
+        fluidtalk_runner::fluidtalk::ApiKey::new(TEST_KEY).expect("key"),
+    );
+    cc.base_url = url.clone();
+    let client = fluidtalk_runner::fluidtalk::Client::new(cc).expect("client");
+    let clock = Arc::new(ManualClock::new(
+        chrono::Utc::now() + chrono::Duration::hours(2),
+    ));
+    let d = Dispatcher::new(
+        store.clone(),
+        client,
+        config.clone(),
+        clock,
+        "recovering-runner".into(),
+    );
+    let summary = d.run_job(&config.jobs[0], None).await.expect("run");
+    assert_eq!(summary.recovered as usize, orphans.len(), "{summary:?}");
+    for t in &orphans {
+        assert_eq!(
+            store.get_lead(t).await.expect("get").expect("exists").state,
+            LeadState::NeedsReview,
+            "{t}"
+        );
+    }
+    let log = reqwest::blocking_get(&format!("{url}/_sim/log"));
+    let resent = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .skip(calls_before)
+        .filter(|e| orphans.contains(&e["target"].as_str().unwrap_or("").to_string()))
+        .count();
+    assert_eq!(resent, 0, "no orphaned lead was called again");
+}
