@@ -155,27 +155,38 @@ fn the_simulator_prints_its_bound_address_first_and_reports_a_taken_port() {
 }
 
 #[test]
-fn the_demo_shows_every_outcome_without_a_key() {
+fn the_demo_runs_a_whole_campaign_without_a_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
     let out = bin()
         .arg("demo")
+        .current_dir(dir.path())
         .env_remove("FLUIDTALK_API_KEY")
+        .env_remove("DATABASE_URL")
         .output()
         .expect("run the demo");
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
-        "opener     @alice   -> send",
-        "continued (conversation_already_active)",
-        "ignored (",
-        "FluidTalk 402: insufficient_tokens",
-        "FluidTalk 404",
-        "FluidTalk 400: This session is DONE",
-        "replies [",
-        "hosted at http://127.0.0.1:",
-        "10 requests",
+        "imported 7 sample leads",
+        "openers: sent 5, ignored 1, paused (402) 1",
+        "pause: new_conversations for 14m",
+        "follow-ups: sent 5",
+        "follow-ups: sealed",
+        "story-reactions: paused (402) 1",
+        "(strike 2)",
+        "leads: new 1, done 5, ignored 1",
+        "outbox: 10 message(s)",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "no log noise"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+        "nothing left in the working directory"
+    );
 }
 
 #[test]

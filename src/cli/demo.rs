@@ -1,16 +1,33 @@
-//! `fluidtalk-runner demo`: the built-in simulator on a free loopback port and the real
-//! client over HTTP, walking through every operation and every outcome a campaign meets.
-//! Needs no key and touches no database.
+//! `fluidtalk-runner demo`: a whole campaign in seconds, with no key: a sample leads file in
+//! a fresh SQLite database, the built-in simulator on a free loopback port, and the real
+//! runner. Days pass on an injected clock, so follow-ups happen without waiting.
 
+use super::run::describe;
+use crate::clock::{Clock, ManualClock};
+use crate::config;
+use crate::dispatch::Dispatcher;
 use crate::exit::{Exit, ExitWith, Failure};
-use crate::fluidtalk::{
-    ActionResult, ApiKey, ChatRequest, Client, ClientConfig, Error, EventRequest, FollowUpRequest,
-    ImageFile, OpenerRequest,
-};
+use crate::fluidtalk::{ApiKey, Client, ClientConfig};
+use crate::import::Rows;
 use crate::sim::{SimConfig, Simulator};
+use crate::store::{self, Store};
 use anyhow::Context;
+use std::sync::Arc;
+
+const LEADS: &str = include_str!("../../examples/demo-leads.csv");
+
+fn jobs(base_url: &str) -> String {
+    format!(
+        "[fluidtalk]\nbase_url = \"{base_url}\"\n\n\
+         [[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\nbatch_size = 3\n\n\
+         [[job]]\nname = \"follow-ups\"\nkind = \"follow_up\"\nschedule = \"0 0 * * * *\"\nquiet_after = [\"24h\", \"3d\"]\n\n\
+         [[job]]\nname = \"story-reactions\"\nkind = \"event\"\nevent_type = \"story_reaction\"\nschedule = \"*/30 * * * * *\"\n"
+    )
+}
 
 pub async fn run() -> Result<(), Failure> {
+    let dir = tempfile_dir().exit_with(Exit::Failure)?;
+    let db_url = format!("sqlite://{}", dir.join("demo.db").display());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("while starting the simulator")
@@ -19,97 +36,193 @@ pub async fn run() -> Result<(), Failure> {
         .local_addr()
         .context("while reading the simulator's address")
         .exit_with(Exit::Failure)?;
+    // Five tokens, so the campaign runs out; conversations seal after one follow-up.
     let sim = Simulator::new(SimConfig {
-        tokens: Some(2),
+        tokens: Some(5),
         seal_after: Some(1),
-        ignore: ["@taken".to_string()].into_iter().collect(),
+        ignore: ["@taken_by_team".to_string()].into_iter().collect(),
         ..SimConfig::default()
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(sim.clone().serve(listener, async {
         let _ = stopped.await;
     }));
+    let base_url = format!("http://{addr}");
+    let config = Arc::new(
+        config::parse(std::path::Path::new("demo-jobs.toml"), &jobs(&base_url))
+            .exit_with(Exit::Failure)?,
+    );
+    println!("FluidTalk simulator on {base_url} (5 tokens; conversations seal after 1 follow-up)");
+    println!("lead database {db_url}\n");
+
+    let store = store::open(&db_url)
+        .await
+        .map_err(super::store_access::store_failure)?;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    import_sample(&*store, clock.now()).await?;
     println!(
-        "simulator on http://{addr} (2 tokens, seals after 1 follow-up, @taken owned elsewhere)\n"
+        "imported {} sample leads (examples/demo-leads.csv)",
+        LEADS.lines().count() - 1
     );
 
     // The simulator accepts any non-empty key; this one is not a secret.
-    let key = ApiKey::new("ft_sk_demo").exit_with(Exit::Failure)?;
-    let mut config = ClientConfig::new(key);
-    config.base_url = format!("http://{addr}");
-    config.own_username = Some("@my_account".into());
-    let c = Client::new(config).exit_with(Exit::Failure)?;
-    let opener = |t: &str| OpenerRequest {
-        target: t.into(),
-        ..Default::default()
-    };
-    let follow = |t: &str| FollowUpRequest {
-        target: t.into(),
-        own_username: None,
+    let mut cc = ClientConfig::new(ApiKey::new("ft_sk_demo").exit_with(Exit::Failure)?);
+    cc.base_url = base_url;
+    let client = Client::new(cc).exit_with(Exit::Failure)?;
+    let d = Dispatcher::new(
+        store.clone(),
+        client,
+        config.clone(),
+        clock.clone(),
+        "demo".into(),
+    );
+    let job = |name: &str| config.jobs.iter().find(|j| j.name == name).cloned();
+
+    let step = |title: &str| println!("\n== {title}");
+    let run = async |name: &str| -> Result<(), Failure> {
+        let Some(j) = job(name) else { return Ok(()) };
+        match d.run_job(&j, None).await {
+            Ok(s) => println!("{name}: {}", describe(&s)),
+            Err(e) => println!("{name}: stopped: {e}"),
+        }
+        Ok(())
     };
 
-    show("opener", "@alice", c.ai_opener(&opener("@alice")).await);
-    show("opener", "@alice", c.ai_opener(&opener("@alice")).await);
-    show("opener", "@taken", c.ai_opener(&opener("@taken")).await);
-    let event = EventRequest {
-        target: "@carol".into(),
-        event_type: "story_reaction".into(),
-        context: serde_json::json!({"reaction": "🔥"}).as_object().cloned(),
-        ..Default::default()
-    };
-    show("event", "@carol", c.event_trigger(&event).await);
-    show("opener", "@dave", c.ai_opener(&opener("@dave")).await);
-    show("follow-up", "@bob", c.follow_up(&follow("@bob")).await);
-    show("follow-up", "@alice", c.follow_up(&follow("@alice")).await);
-    show("follow-up", "@alice", c.follow_up(&follow("@alice")).await);
-    let chat = ChatRequest {
-        target: "@carol".into(),
-        message: "haha thanks, who are you?".into(),
-        ..Default::default()
-    };
-    match c.inbound_chat(&chat).await {
-        Ok(r) => println!("{:<10} {:<8} -> replies {:?}", "chat", "@carol", r.replies),
-        Err(e) => println!("{:<10} {:<8} -> {e}", "chat", "@carol"),
+    step("day 1: the openers job (one lead is owned by a teammate's account)");
+    run("openers").await?;
+    show_pauses(&*store, clock.now()).await?;
+    store
+        .queue_event(
+            "@finn_photo",
+            "story_reaction",
+            Some(r#"{"reaction": "🔥"}"#),
+            clock.now(),
+        )
+        .await
+        .map_err(super::store_access::store_failure)?;
+    step("day 1: @finn_photo reacted to a story, but new conversations are paused");
+    run("story-reactions").await?;
+
+    clock.advance(chrono::Duration::hours(25));
+    step("day 2, 25 hours later: follow-up 1 to everyone still quiet");
+    run("follow-ups").await?;
+    store
+        .record_reply("@ben.codes", clock.now(), clock.now())
+        .await
+        .map_err(super::store_access::store_failure)?;
+    println!("(@ben.codes wrote back: his quiet clock and follow-up count reset)");
+
+    clock.advance(chrono::Duration::days(3) + chrono::Duration::hours(1));
+    step(
+        "day 5: the next follow-ups meet sealed conversations (400); the pause is over, credits are not",
+    );
+    run("follow-ups").await?;
+    run("story-reactions").await?;
+    show_pauses(&*store, clock.now()).await?;
+
+    step("where the campaign stands");
+    let counts = store
+        .count_by_state()
+        .await
+        .map_err(super::store_access::store_failure)?;
+    let line: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    println!("leads: {}", line.join(", "));
+    for lead in store
+        .list_leads(&Default::default())
+        .await
+        .map_err(super::store_access::store_failure)?
+    {
+        println!(
+            "  {:<16} {:<10} follow-ups {}",
+            lead.target, lead.state, lead.follow_ups_sent
+        );
     }
-    let image = ImageFile::Bytes {
-        filename: "profile.jpg".into(),
-        data: b"demo".to_vec(),
-    };
-    match c.upload_image(&image).await {
-        Ok(r) => println!(
-            "{:<10} {:<8} -> hosted at {}",
-            "upload",
-            "",
-            r.url.unwrap_or_default()
-        ),
-        Err(e) => println!("{:<10} {:<8} -> {e}", "upload", ""),
+    let outbox = store
+        .outbox(false)
+        .await
+        .map_err(super::store_access::store_failure)?;
+    println!(
+        "outbox: {} message(s) for the platform to deliver, e.g.",
+        outbox.len()
+    );
+    for item in outbox.iter().take(3) {
+        println!(
+            "  to {:<16} ({}) {:?}",
+            item.target, item.action, item.message
+        );
     }
     println!(
-        "\n{} requests; try it by hand: fluidtalk-runner sim, then fluidtalk-runner api --help",
+        "\n{} API calls. Next: fluidtalk-runner sim, jobs.toml, `leads import`, `run --dry-run`, `run`, `daemon`.",
         sim.snapshot().requests
     );
     let _ = stop.send(());
-    server
-        .await
-        .context("while stopping the simulator")
-        .exit_with(Exit::Failure)?
-        .context("while serving")
-        .exit_with(Exit::Failure)?;
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-fn show(op: &str, target: &str, result: Result<ActionResult, Error>) {
-    let what = match result {
-        Ok(r) if r.ignored => format!(
-            "ignored ({}): owned by another account, send nothing",
-            r.ignore_reason.unwrap_or_default()
-        ),
-        Ok(r) if r.continued && r.message.is_empty() => format!(
-            "continued ({}): already in conversation, nothing to send",
-            r.continued_reason.unwrap_or_default()
-        ),
-        Ok(r) => format!("send {:?}", r.message),
-        Err(e) => format!("{e} [{:?}]", e.kind()),
-    };
-    println!("{op:<10} {target:<8} -> {what}");
+async fn import_sample(
+    store: &dyn Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Failure> {
+    let dir = tempfile_dir().exit_with(Exit::Failure)?;
+    let path = dir.join("demo-leads.csv");
+    std::fs::write(&path, LEADS)
+        .context("while writing the sample leads")
+        .exit_with(Exit::Failure)?;
+    let mut rows = Rows::open(&path, |f| Box::new(f)).exit_with(Exit::Failure)?;
+    let mut batch = Vec::new();
+    while let Some((_, row)) = rows.next_row().exit_with(Exit::Failure)? {
+        if let Ok(lead) = row {
+            batch.push(lead);
+        }
+    }
+    let mut s = store
+        .begin_import(false)
+        .await
+        .map_err(super::store_access::store_failure)?;
+    s.upsert(batch, now - chrono::Duration::minutes(1))
+        .await
+        .map_err(super::store_access::store_failure)?;
+    s.finish(true)
+        .await
+        .map_err(super::store_access::store_failure)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn show_pauses(store: &dyn Store, now: chrono::DateTime<chrono::Utc>) -> Result<(), Failure> {
+    for p in store
+        .pauses()
+        .await
+        .map_err(super::store_access::store_failure)?
+    {
+        if p.until > now {
+            println!(
+                "pause: {} for {} (strike {}), stored so every runner honours it: {}",
+                p.scope.as_str(),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    (p.until - now).num_seconds().max(0) as u64
+                )),
+                p.strikes,
+                p.reason
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A fresh private directory under the system temp dir.
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "fluidtalk-demo-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
+    Ok(dir)
 }

@@ -106,7 +106,9 @@ fn load(named: Option<PathBuf>) -> Result<crate::config::Config, Failure> {
 /// is the result, informative for servers.
 pub fn default_log_level(cli: &Cli) -> &'static str {
     match cli.command {
-        Command::Api(_) | Command::Demo => "warn",
+        Command::Api(_) => "warn",
+        // The demo tells its own story on stdout.
+        Command::Demo => "error",
         Command::Sim(_) | Command::Daemon(_) => "info",
         Command::Leads(_)
         | Command::Outbox { .. }
