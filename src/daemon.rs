@@ -31,6 +31,14 @@ pub enum Tick {
     Planned(usize),
 }
 
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 struct Slot {
     job: Job,
     next: Mutex<Option<DateTime<Utc>>>,
@@ -157,6 +165,9 @@ impl Daemon {
             let job = job.clone();
             let running = slot.running.clone();
             let handle = tokio::spawn(async move {
+                // Cleared however the run ends, a panic included: else the job would be
+                // skipped as "still running" forever.
+                let _running = ClearOnDrop(running);
                 match d.run_job(&job, Some(scheduled)).await {
                     Ok(s) => {
                         tracing::info!(job = %job.name, summary = %crate::cli::describe_summary(&s), "run finished")
@@ -167,7 +178,6 @@ impl Daemon {
                     ),
                     Err(e) => tracing::error!(job = %job.name, error = %e, "run failed"),
                 }
-                running.store(false, Ordering::SeqCst);
             });
             out.push((slot.job.name.clone(), Tick::Started, Some(handle)));
         }

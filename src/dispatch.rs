@@ -24,7 +24,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -109,6 +109,7 @@ pub struct Dispatcher {
     pub shutdown: Arc<AtomicBool>,
     /// Shows progress (a bar on a terminal), one tick per call.
     pub progress: Option<indicatif::ProgressBar>,
+    holds: Arc<Holds>,
 }
 
 /// How a batch ends the job's run.
@@ -119,12 +120,53 @@ enum BatchEnd {
     StopJob,
 }
 
-/// The stop flags one batch's calls share.
+/// Until when (unix ms) this runner holds back calls, per pause scope: set the moment a
+/// 402 or 401 arrives, and from the stored pauses at each batch, so every job of the runner
+/// stops at once (other runners read the stored pause).
 #[derive(Default)]
-struct Stops {
-    new_conversations: AtomicBool,
-    follow_ups: AtomicBool,
-    all: AtomicBool,
+pub struct Holds {
+    new_conversations: AtomicI64,
+    follow_ups: AtomicI64,
+    all: AtomicI64,
+}
+
+impl Holds {
+    fn slot(&self, scope: PauseScope) -> &AtomicI64 {
+        match scope {
+            PauseScope::NewConversations => &self.new_conversations,
+            PauseScope::FollowUps => &self.follow_ups,
+            PauseScope::All => &self.all,
+        }
+    }
+
+    fn hold(&self, scope: PauseScope, until: DateTime<Utc>) {
+        self.slot(scope)
+            .fetch_max(until.timestamp_millis(), Ordering::SeqCst);
+    }
+
+    fn absorb(&self, pauses: &[Pause]) {
+        for p in pauses {
+            self.hold(p.scope, p.until);
+        }
+    }
+
+    fn held(&self, scope: PauseScope, now: DateTime<Utc>) -> bool {
+        self.slot(scope).load(Ordering::SeqCst) > now.timestamp_millis()
+    }
+
+    /// Whether a call of `action` must wait at `now`.
+    fn blocks(&self, action: Action, now: DateTime<Utc>) -> bool {
+        self.held(PauseScope::All, now)
+            || match action {
+                Action::FollowUp => self.held(PauseScope::FollowUps, now),
+                _ => self.held(PauseScope::NewConversations, now),
+            }
+    }
+
+    /// Forgets a hold whose stored pause was lifted.
+    fn release(&self, scope: PauseScope) {
+        self.slot(scope).store(0, Ordering::SeqCst);
+    }
 }
 
 fn pause_blocks(pause: &Pause, kind: &JobKind, now: DateTime<Utc>) -> bool {
@@ -165,6 +207,7 @@ impl Dispatcher {
             runner_id,
             shutdown: Arc::new(AtomicBool::new(false)),
             progress: None,
+            holds: Arc::new(Holds::default()),
         }
     }
 
@@ -180,6 +223,7 @@ impl Dispatcher {
             slots: self.slots.clone(),
             shutdown: self.shutdown.clone(),
             progress: self.progress.clone(),
+            holds: self.holds.clone(),
         }
     }
 
@@ -298,6 +342,7 @@ impl Dispatcher {
             }
             let now = self.clock.now();
             let pauses = self.store.pauses().await?;
+            self.holds.absorb(&pauses);
             if let Some(p) = blocking_pause(&pauses, job, now) {
                 tracing::warn!(scope = p.scope.as_str(), until = %p.until, reason = %p.reason, "paused");
                 if p.scope == PauseScope::All {
@@ -358,9 +403,40 @@ impl Dispatcher {
             .collect();
         let attempt_ids = match self.store.start_attempts(&attempts).await {
             Ok(ids) => ids,
-            Err(e @ StoreError::AlreadySent { .. }) => {
-                // Never send twice: the database refused; give the leads back untouched.
-                tracing::error!(error = %e, "a step of this batch is already in flight or answered; batch skipped");
+            Err(StoreError::AlreadySent {
+                lead_id,
+                action,
+                step,
+            }) => {
+                // Never send twice: the database refused one step. That lead goes to a
+                // person (`needs_review`); the rest of the batch is given back untouched and
+                // planned again, so one lead cannot hold up the others.
+                tracing::error!(
+                    lead_id,
+                    action,
+                    step,
+                    "a step is already in flight or answered: the lead needs review"
+                );
+                if let Some(lead) = claimed.iter().find(|l| l.id == lead_id) {
+                    let review = LeadResult {
+                        lead_id,
+                        from_state: lead.state,
+                        to_state: lead::next(lead.state, LeadEvent::OutcomeUnknown)
+                            .unwrap_or(lead.state),
+                        runner_id: self.runner_id.clone(),
+                        attempt: None,
+                        contacted: false,
+                        follow_up_sent: false,
+                        reset_follow_ups: false,
+                        transient_failures: lead.transient_failures,
+                        next_eligible_at: None,
+                        last_error: Some(format!(
+                            "{action} step {step} was already in flight or answered"
+                        )),
+                        event: None,
+                    };
+                    self.store.record_results(&[review], now).await?;
+                }
                 self.store
                     .release_leads(
                         &claimed.iter().map(|l| l.id).collect::<Vec<_>>(),
@@ -380,14 +456,24 @@ impl Dispatcher {
             }
         };
 
-        let stops = Arc::new(Stops::default());
+        // A call may start only while the lease still covers its whole timeout: a call
+        // queued behind other jobs' calls past that point is cancelled, never made late.
+        let lease_until = now + self.lease(job);
+        let timeout = chrono::Duration::from_std(self.config.fluidtalk.timeout)
+            .unwrap_or(chrono::Duration::minutes(1));
+        let start_deadline = lease_until - timeout - chrono::Duration::seconds(10);
+        let batch_started = now;
         let mut tasks = tokio::task::JoinSet::new();
         for (i, call) in calls.iter().enumerate() {
             let client = self.client.clone();
             let slots = self.slots.clone();
             let limiter = self.limiter.clone();
-            let stops = stops.clone();
+            let holds = self.holds.clone();
             let shutdown = self.shutdown.clone();
+            let clock = self.clock.clone();
+            let store = self.store.clone();
+            let runner = self.runner_id.clone();
+            let backoff = self.config.backoff;
             let call = call.clone();
             let sender = call
                 .lead
@@ -397,52 +483,65 @@ impl Dispatcher {
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 limiter.until_ready().await;
-                let stopped = stops.all.load(Ordering::SeqCst)
-                    || (call.action != Action::FollowUp
-                        && stops.new_conversations.load(Ordering::SeqCst))
-                    || (call.action == Action::FollowUp && stops.follow_ups.load(Ordering::SeqCst))
-                    || shutdown.load(Ordering::SeqCst);
-                if stopped {
+                let now = clock.now();
+                if now >= start_deadline || holds.blocks(call.action, now) || shutdown.load(Ordering::SeqCst) {
                     return (i, None);
                 }
                 let result = make_call(&client, &call, sender).await;
                 if let Err(e) = &result {
-                    match e.kind() {
-                        crate::fluidtalk::ErrorKind::OutOfTokens => {
-                            stops.new_conversations.store(true, Ordering::SeqCst);
-                            if call.action == Action::FollowUp {
-                                stops.follow_ups.store(true, Ordering::SeqCst);
+                    let now = clock.now();
+                    let (scopes, length): (&[PauseScope], Box<dyn Fn(u32) -> Duration + Send + Sync>) = match e.kind() {
+                        crate::fluidtalk::ErrorKind::OutOfTokens if call.action == Action::FollowUp => (
+                            &[PauseScope::NewConversations, PauseScope::FollowUps],
+                            Box::new(move |s| policy::out_of_tokens_pause(&backoff, s)),
+                        ),
+                        crate::fluidtalk::ErrorKind::OutOfTokens => (
+                            &[PauseScope::NewConversations],
+                            Box::new(move |s| policy::out_of_tokens_pause(&backoff, s)),
+                        ),
+                        crate::fluidtalk::ErrorKind::Unauthorized => (&[PauseScope::All], Box::new(|_| policy::UNAUTHORIZED_PROBE)),
+                        _ => (&[], Box::new(|_| Duration::ZERO)),
+                    };
+                    for scope in scopes {
+                        // The first such answer sets the stored pause (one strike per event,
+                        // not per call in flight); every later call of this runner sees the hold.
+                        if !holds.held(*scope, now) {
+                            holds.hold(*scope, now + chrono::Duration::from_std(length(1)).unwrap_or_default());
+                            match store.set_pause(*scope, &e.to_string(), &runner, now, &*length).await {
+                                Ok(p) => {
+                                    holds.hold(*scope, p.until);
+                                    tracing::warn!(scope = scope.as_str(), until = %p.until, strikes = p.strikes, "paused: {e}");
+                                }
+                                Err(db) => tracing::error!(error = %db, "could not store the pause; it holds in this runner"),
                             }
                         }
-                        crate::fluidtalk::ErrorKind::Unauthorized => {
-                            stops.all.store(true, Ordering::SeqCst)
-                        }
-                        _ => {}
                     }
                 }
                 (i, Some(result))
             });
         }
-        let mut answers: Vec<Option<Result<ActionResult, ApiError>>> =
+        // Outer None: the task never returned (it panicked); inner None: not called.
+        let mut answers: Vec<Option<Option<Result<ActionResult, ApiError>>>> =
             (0..calls.len()).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
-            if let Ok((i, answer)) = joined {
-                if let Some(bar) = &self.progress {
-                    bar.inc(1);
+            match joined {
+                Ok((i, answer)) => {
+                    if let Some(bar) = &self.progress {
+                        bar.inc(1);
+                    }
+                    answers[i] = Some(answer);
                 }
-                answers[i] = answer;
+                Err(e) => tracing::error!(error = %e, "a call task failed; its outcome is unknown"),
             }
         }
 
         let finished = self.clock.now();
         let mut results = Vec::with_capacity(calls.len());
-        let mut effects: Vec<(AccountEffect, String)> = Vec::new();
+        let mut effects: Vec<AccountEffect> = Vec::new();
         let mut succeeded = [false; 2]; // [new conversation, follow-up]
         for ((call, attempt_id), answer) in calls.iter().zip(&attempt_ids).zip(answers) {
             let (result, effect) = self.settle(job, call, *attempt_id, answer, finished, summary);
-            if let Some(e) = effect {
-                effects.push(e);
-            }
+            effects.extend(effect.map(|(e, _)| e));
             if matches!(
                 result.attempt.as_ref().map(|a| a.status),
                 Some(AttemptStatus::Sent | AttemptStatus::Continued)
@@ -451,96 +550,76 @@ impl Dispatcher {
             }
             results.push(result);
         }
-        self.store.record_results(&results, finished).await?;
+        self.record(&results, finished).await?;
 
-        // Account effects, once each per batch, stored so every runner honours them.
-        let backoff = self.config.backoff;
         let mut end = BatchEnd::Continue;
-        let mut unauthorized = None;
-        let mut done: Vec<&'static str> = Vec::new();
-        for (effect, reason) in effects {
-            let key = match effect {
-                AccountEffect::PauseNewConversations => "new",
-                AccountEffect::PauseFollowUps => "follow",
-                AccountEffect::Unauthorized => "auth",
-                AccountEffect::RateLimited(_) => "rate",
-            };
-            if done.contains(&key) {
-                continue;
-            }
-            done.push(key);
+        let follow_up_job = matches!(job.kind, JobKind::FollowUp { .. });
+        let mut wait: Option<Duration> = None;
+        for effect in &effects {
             match effect {
-                AccountEffect::PauseNewConversations | AccountEffect::PauseFollowUps => {
-                    let len = move |s: u32| policy::out_of_tokens_pause(&backoff, s);
-                    let p = self
-                        .store
-                        .set_pause(
-                            PauseScope::NewConversations,
-                            &reason,
-                            &self.runner_id,
-                            finished,
-                            &len,
-                        )
-                        .await?;
-                    if effect == AccountEffect::PauseFollowUps {
-                        self.store
-                            .set_pause(
-                                PauseScope::FollowUps,
-                                &reason,
-                                &self.runner_id,
-                                finished,
-                                &len,
-                            )
-                            .await?;
-                    }
-                    tracing::warn!(until = %p.until, strikes = p.strikes, "out of tokens: new conversations paused");
-                    let follow_up_job = matches!(job.kind, JobKind::FollowUp { .. });
-                    if !follow_up_job || effect == AccountEffect::PauseFollowUps {
-                        end = BatchEnd::StopJob;
-                    }
-                }
+                AccountEffect::PauseNewConversations if !follow_up_job => end = BatchEnd::StopJob,
+                AccountEffect::PauseFollowUps => end = BatchEnd::StopJob,
                 AccountEffect::Unauthorized => {
-                    let p = self
-                        .store
-                        .set_pause(PauseScope::All, &reason, &self.runner_id, finished, &|_| {
-                            policy::UNAUTHORIZED_PROBE
-                        })
-                        .await?;
-                    tracing::error!(until = %p.until, "THE API REFUSED THE KEY (401/403): every call stops until it is fixed");
-                    unauthorized = Some(RunError::Unauthorized { until: p.until });
+                    let until =
+                        DateTime::from_timestamp_millis(self.holds.all.load(Ordering::SeqCst))
+                            .unwrap_or(finished);
+                    tracing::error!(%until, "THE API REFUSED THE KEY (401/403): every call stops until it is fixed");
+                    return Err(RunError::Unauthorized { until });
                 }
                 AccountEffect::RateLimited(after) => {
-                    let wait = after.unwrap_or(backoff.retry_base);
-                    tracing::warn!(?wait, "rate limited (429): holding the job");
-                    if wait > Duration::from_secs(60) {
-                        // Too long to hold a run open: the next tick picks the leads up.
-                        end = BatchEnd::StopJob;
-                    } else {
-                        tokio::time::sleep(wait).await;
-                    }
+                    let w = after.unwrap_or(self.config.backoff.retry_base);
+                    wait = Some(wait.map_or(w, |x| x.max(w)));
+                }
+                _ => {}
+            }
+        }
+        if let Some(wait) = wait {
+            tracing::warn!(?wait, "rate limited (429): holding the job");
+            if wait > Duration::from_secs(60) {
+                // Too long to hold a run open: the next tick picks the leads up.
+                end = BatchEnd::StopJob;
+            } else {
+                let until = tokio::time::Instant::now() + wait;
+                while tokio::time::Instant::now() < until && !self.shutdown.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(100).min(wait)).await;
                 }
             }
         }
+        // A success lifts a pause that had already run out before this batch began: a pause
+        // set during the batch (a 401 among successes) stays.
         if succeeded[0] || succeeded[1] {
-            let pauses = self.store.pauses().await?;
-            for p in pauses
-                .iter()
-                .filter(|p| p.until <= finished || p.scope == PauseScope::All)
-            {
-                let lift = match p.scope {
-                    PauseScope::NewConversations => succeeded[0],
-                    PauseScope::FollowUps => succeeded[1],
-                    PauseScope::All => true,
-                };
+            for p in self.store.pauses().await? {
+                let lift = p.until <= batch_started
+                    && match p.scope {
+                        PauseScope::NewConversations => succeeded[0],
+                        PauseScope::FollowUps => succeeded[1],
+                        PauseScope::All => true,
+                    };
                 if lift {
                     self.store.clear_pause(p.scope).await?;
+                    self.holds.release(p.scope);
                 }
             }
         }
-        match unauthorized {
-            Some(e) => Err(e),
-            None => Ok(end),
+        Ok(end)
+    }
+
+    /// Writes a batch's results, trying again briefly: the answers exist only in memory
+    /// until this succeeds.
+    async fn record(&self, results: &[LeadResult], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut delay = Duration::from_millis(250);
+        for attempt in 1..=4 {
+            match self.store.record_results(results, now).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 4 => {
+                    tracing::warn!(error = %e, attempt, "could not record results; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
     }
 
     /// Turns one call's answer into the lead's result and the account effect, if any.
@@ -549,7 +628,7 @@ impl Dispatcher {
         job: &Job,
         call: &PlannedCall,
         attempt_id: i64,
-        answer: Option<Result<ActionResult, ApiError>>,
+        answer: Option<Option<Result<ActionResult, ApiError>>>,
         now: DateTime<Utc>,
         summary: &mut Summary,
     ) -> (LeadResult, Option<(AccountEffect, String)>) {
@@ -567,6 +646,23 @@ impl Dispatcher {
             next_eligible_at: None,
             last_error: lead.last_error.clone(),
             event: None,
+        };
+        let Some(answer) = answer else {
+            // The call's task died: it may or may not have reached the API.
+            summary.review += 1;
+            result.to_state =
+                lead::next(lead.state, LeadEvent::OutcomeUnknown).unwrap_or(lead.state);
+            result.attempt = Some(AttemptEnd {
+                attempt_id,
+                status: AttemptStatus::Unknown,
+                http_status: None,
+                error_kind: Some("unknown".into()),
+                error_detail: Some("the call's task failed; outcome unknown".into()),
+                session_id: None,
+                finished_at: now,
+                message: None,
+            });
+            return (result, None);
         };
         let Some(answer) = answer else {
             summary.cancelled += 1;

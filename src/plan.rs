@@ -19,7 +19,8 @@ pub struct PlannedCall {
     pub target: String,
     /// `opener`, `follow_up` or `event`.
     pub action: Action,
-    /// 0 for an opener, the follow-up's number, or the queued event's id.
+    /// An opener's step counts the lead's reopens (0 for its first), a follow-up's counts
+    /// follow-ups over the lead's life, an event's is the queued event's id.
     pub step: i64,
     /// Why the lead is due, in words.
     pub reason: String,
@@ -45,10 +46,16 @@ pub struct Cursor {
 
 /// The start of the day containing `now` in `tz`, as UTC (for daily caps).
 pub fn day_start(now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
-    let local = now.with_timezone(&tz).date_naive();
-    let midnight = local.and_hms_opt(0, 0, 0).unwrap_or_default();
-    tz.from_local_datetime(&midnight)
-        .earliest()
+    let midnight = now
+        .with_timezone(&tz)
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default();
+    // Where the clocks jump forward at midnight (America/Santiago, Asia/Beirut, ...) the
+    // day begins at the first local time that exists.
+    (0..=24 * 4)
+        .map(|q| midnight + chrono::Duration::minutes(15 * q))
+        .find_map(|t| tz.from_local_datetime(&t).earliest())
         .map_or(now, |t| t.with_timezone(&Utc))
 }
 
@@ -209,7 +216,7 @@ pub async fn next_batch(
                         }
                         _ => (
                             Action::Opener,
-                            0,
+                            i64::from(d.lead.reopens),
                             format!(
                                 "new lead, eligible since {}",
                                 d.since.format("%Y-%m-%d %H:%M UTC")
@@ -243,6 +250,21 @@ pub async fn next_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_day_without_a_midnight_starts_at_its_first_local_time() {
+        // Santiago's clocks jumped from 00:00 to 01:00 on 2026-09-06.
+        let now = Utc
+            .with_ymd_and_hms(2026, 9, 6, 15, 0, 0)
+            .single()
+            .expect("t");
+        let start = day_start(now, chrono_tz::America::Santiago);
+        let local = start.with_timezone(&chrono_tz::America::Santiago);
+        assert_eq!(
+            local.format("%Y-%m-%d %H:%M").to_string(),
+            "2026-09-06 01:00"
+        );
+    }
 
     #[test]
     fn a_day_starts_at_local_midnight() {

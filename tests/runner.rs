@@ -560,3 +560,67 @@ async fn an_attempt_left_in_flight_by_a_dead_runner_is_never_resent_on_its_own()
     assert_eq!(w.state("@orphan").await, LeadState::NeedsReview);
     assert!(w.calls("OUTREACH").is_empty(), "not re-sent");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lead_sent_back_to_new_gets_a_fresh_opener_step_and_blocks_no_one() {
+    let w = world(SimConfig::default(), &format!("{OPENERS}{FOLLOW_UPS}")).await;
+    // @back was opened long ago (its opener attempt is on record), but the engine has no
+    // conversation any more: its follow-up will answer 404.
+    w.add(vec![
+        LeadInput {
+            state: Some(LeadState::Contacted),
+            last_contact_at: Some(monday_10() - Duration::days(2)),
+            ..lead("@back")
+        },
+        lead("@n1"),
+        lead("@n2"),
+    ])
+    .await;
+    let back = w
+        .store
+        .get_lead("@back")
+        .await
+        .expect("get")
+        .expect("exists");
+    let old = w
+        .store
+        .start_attempts(&[fluidtalk_runner::store::NewAttempt {
+            lead_id: back.id,
+            job: "openers".into(),
+            action: fluidtalk_runner::store::Action::Opener,
+            step: 0,
+            runner_id: "long-ago".into(),
+            started_at: monday_10() - Duration::days(2),
+        }])
+        .await
+        .expect("start");
+    w.store
+        .finish_attempts(&[fluidtalk_runner::store::AttemptEnd {
+            attempt_id: old[0],
+            status: AttemptStatus::Sent,
+            http_status: Some(200),
+            error_kind: None,
+            error_detail: None,
+            session_id: None,
+            finished_at: monday_10() - Duration::days(2),
+            message: None,
+        }])
+        .await
+        .expect("finish");
+    assert_eq!(w.run("follow-ups").await.expect("run").reopened, 1);
+    let s = w.run("openers").await.expect("run");
+    assert_eq!(
+        s.sent, 3,
+        "@back gets its second opener, and @n1, @n2 are not held up: {s:?}"
+    );
+    let steps: Vec<i64> = w
+        .store
+        .attempts_for(back.id)
+        .await
+        .expect("attempts")
+        .iter()
+        .filter(|a| a.action == fluidtalk_runner::store::Action::Opener)
+        .map(|a| a.step)
+        .collect();
+    assert_eq!(steps, [1, 0], "the new opener is step 1");
+}

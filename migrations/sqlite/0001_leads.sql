@@ -17,6 +17,7 @@ CREATE TABLE leads (
     next_eligible_at   TEXT    NOT NULL,
     follow_ups_sent    INTEGER NOT NULL DEFAULT 0,   -- since the last reply
     follow_ups_total   INTEGER NOT NULL DEFAULT 0,   -- ever: numbers follow-up steps
+    reopens            INTEGER NOT NULL DEFAULT 0,   -- times sent back to new (404): numbers opener steps
     transient_failures INTEGER NOT NULL DEFAULT 0,
     session_id         TEXT,
     last_error         TEXT,

@@ -160,6 +160,9 @@ pub struct Lead {
     /// Follow-ups over the lead's life: the next one is step `follow_ups_total + 1`, so a
     /// reply that restarts the schedule never makes two follow-ups share a step.
     pub follow_ups_total: i32,
+    /// Times a follow-up found no conversation and sent the lead back to `new`: the next
+    /// opener is step `reopens`, so it never collides with an earlier opener's step.
+    pub reopens: i32,
     pub transient_failures: i32,
     pub session_id: Option<String>,
     pub last_error: Option<String>,
@@ -861,6 +864,7 @@ fn results_json(results: &[LeadResult], now: DateTime<Utc>) -> String {
                 "contacted_at": r.contacted.then(|| ts(ended)),
                 "follow_up_inc": i32::from(r.follow_up_sent),
                 "reset_follow_ups": r.reset_follow_ups,
+                "reopen_inc": i32::from(r.reset_follow_ups),
                 "transient_failures": r.transient_failures,
                 "next_eligible_at": r.next_eligible_at.map(ts),
                 "session_id": r.attempt.as_ref().and_then(|a| a.session_id.as_deref()).map(clean),

@@ -27,7 +27,7 @@ macro_rules! lead_columns {
     () => {
         "id, target, own_username, state, timezone, profile_image, tags, created_at, \
          updated_at, last_contact_at, last_reply_at, next_eligible_at, follow_ups_sent, \
-         follow_ups_total, transient_failures, session_id, last_error, lease_owner, lease_expires_at"
+         follow_ups_total, reopens, transient_failures, session_id, last_error, lease_owner, lease_expires_at"
     };
 }
 
@@ -77,10 +77,13 @@ impl PgStore {
 
     /// Connects without migrating (dry runs write nothing).
     pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
-            url: redact_url(url),
-            why: e.to_string(),
-        })?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl {
+                url: redact_url(url),
+                why: e.to_string(),
+            })?
+            // The server itself refuses writes on these connections.
+            .options([("default_transaction_read_only", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(15))
@@ -180,13 +183,17 @@ impl PgStore {
                     LeadEvent::Retry { .. } | LeadEvent::Unblock { .. } => {
                         let r = sqlx::query(
                             "UPDATE leads SET state = $1, updated_at = $2, next_eligible_at = $2,
-                            transient_failures = 0, lease_owner = NULL, lease_expires_at = NULL
+                            transient_failures = 0,
+                            lease_owner = CASE WHEN $5 THEN NULL ELSE lease_owner END,
+                            lease_expires_at = CASE WHEN $5 THEN NULL ELSE lease_expires_at END
                          WHERE id = $3 AND state = $4",
                         )
                         .bind(to.as_str())
                         .bind(now)
                         .bind(lead.id)
                         .bind(lead.state.as_str())
+                        // A retry starts afresh; an unblocked lead's call may still be in flight.
+                        .bind(matches!(event, LeadEvent::Retry { .. }))
                         .execute(&mut *tx)
                         .await?;
                         // Only a person's retry of a lead whose outcome is unknown frees its
@@ -241,6 +248,7 @@ fn lead_from_row(r: &PgRow) -> Result<Lead, StoreError> {
         next_eligible_at: r.try_get("next_eligible_at")?,
         follow_ups_sent: r.try_get("follow_ups_sent")?,
         follow_ups_total: r.try_get("follow_ups_total")?,
+        reopens: r.try_get("reopens")?,
         transient_failures: r.try_get("transient_failures")?,
         session_id: r.try_get("session_id")?,
         last_error: r.try_get("last_error")?,
@@ -622,6 +630,7 @@ impl Store for PgStore {
                 "SELECT ", lead_columns!(), ", next_eligible_at AS since FROM leads
                  WHERE state = 'new' AND next_eligible_at <= $1
                    AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
+                   AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
                    AND (lease_owner IS NULL OR lease_expires_at <= $1)
                    AND ($2::timestamptz IS NULL OR (next_eligible_at, id) > ($2, $3))
                  ORDER BY next_eligible_at, id LIMIT $4"
@@ -637,6 +646,7 @@ impl Store for PgStore {
                  FROM leads
                  WHERE state = 'contacted' AND follow_ups_sent < $5 AND next_eligible_at <= $1
                    AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
                    AND (lease_owner IS NULL OR lease_expires_at <= $1)
                    AND GREATEST(last_contact_at, last_reply_at) <= ($6::timestamptz[])[follow_ups_sent + 1]
                    AND ($2::timestamptz IS NULL
@@ -727,6 +737,7 @@ impl Store for PgStore {
                              AND e2.event_type = e.event_type)
                AND l.state IN ('new', 'contacted', 'exhausted') AND l.next_eligible_at <= $2
                AND (l.lease_owner IS NULL OR l.lease_expires_at <= $2)
+               AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = l.id AND attempts.status = 'in_flight')
              ORDER BY e.id LIMIT $4",
         )
         .bind(event_type)
@@ -834,6 +845,7 @@ impl Store for PgStore {
                     follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
                                            ELSE leads.follow_ups_sent + x.follow_up_inc END,
                     follow_ups_total = leads.follow_ups_total + x.follow_up_inc,
+                    reopens = leads.reopens + x.reopen_inc,
                     transient_failures = x.transient_failures,
                     next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
                     session_id = COALESCE(x.session_id, leads.session_id),
@@ -841,7 +853,7 @@ impl Store for PgStore {
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = $2
                  FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, from_state text, to_state text,
                       runner text, contacted_at timestamptz, follow_up_inc int,
-                      reset_follow_ups boolean, transient_failures int,
+                      reset_follow_ups boolean, reopen_inc int, transient_failures int,
                       next_eligible_at timestamptz, session_id text, last_error text)
                  WHERE leads.id = x.id AND leads.lease_owner = x.runner",
             )

@@ -29,7 +29,7 @@ macro_rules! lead_columns {
     () => {
         "id, target, own_username, state, timezone, profile_image, tags, created_at, \
          updated_at, last_contact_at, last_reply_at, next_eligible_at, follow_ups_sent, \
-         follow_ups_total, transient_failures, session_id, last_error, lease_owner, lease_expires_at"
+         follow_ups_total, reopens, transient_failures, session_id, last_error, lease_owner, lease_expires_at"
     };
 }
 
@@ -200,13 +200,17 @@ impl SqliteStore {
                         // Eligible at once, with a fresh retry budget.
                         let r = sqlx::query(
                             "UPDATE leads SET state = ?1, updated_at = ?2, next_eligible_at = ?2,
-                            transient_failures = 0, lease_owner = NULL, lease_expires_at = NULL
+                            transient_failures = 0,
+                            lease_owner = CASE WHEN ?5 THEN NULL ELSE lease_owner END,
+                            lease_expires_at = CASE WHEN ?5 THEN NULL ELSE lease_expires_at END
                          WHERE id = ?3 AND state = ?4",
                         )
                         .bind(to.as_str())
                         .bind(&now_s)
                         .bind(lead.id)
                         .bind(lead.state.as_str())
+                        // A retry starts afresh; an unblocked lead's call may still be in flight.
+                        .bind(matches!(event, LeadEvent::Retry { .. }))
                         .execute(&mut *tx)
                         .await?;
                         // Only a person's retry of a lead whose outcome is unknown frees its
@@ -262,6 +266,7 @@ fn lead_from_row(r: &SqliteRow) -> Result<Lead, StoreError> {
         next_eligible_at: parse_ts(&r.try_get::<String, _>("next_eligible_at")?)?,
         follow_ups_sent: r.try_get("follow_ups_sent")?,
         follow_ups_total: r.try_get("follow_ups_total")?,
+        reopens: r.try_get("reopens")?,
         transient_failures: r.try_get("transient_failures")?,
         session_id: r.try_get("session_id")?,
         last_error: r.try_get("last_error")?,
@@ -671,6 +676,7 @@ impl Store for SqliteStore {
                     ", next_eligible_at AS since FROM leads
                  WHERE state = 'new' AND next_eligible_at <= ?1
                    AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
+                   AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
                    AND (lease_owner IS NULL OR lease_expires_at <= ?1)
                    AND (?2 IS NULL OR (next_eligible_at, id) > (?2, ?3))
                  ORDER BY next_eligible_at, id LIMIT ?4"
@@ -692,6 +698,7 @@ impl Store for SqliteStore {
                     " AS since FROM leads
                      WHERE state = 'contacted' AND follow_ups_sent < ?5 AND next_eligible_at <= ?1
                        AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
                        AND (lease_owner IS NULL OR lease_expires_at <= ?1)
                        AND ",
                     quiet_since!(),
@@ -786,6 +793,7 @@ impl Store for SqliteStore {
                              AND e2.event_type = e.event_type)
                AND l.state IN ('new', 'contacted', 'exhausted') AND l.next_eligible_at <= ?2
                AND (l.lease_owner IS NULL OR l.lease_expires_at <= ?2)
+               AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = l.id AND attempts.status = 'in_flight')
              ORDER BY e.id LIMIT ?4",
         )
         .bind(event_type)
@@ -898,6 +906,7 @@ impl Store for SqliteStore {
                     follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
                                            ELSE leads.follow_ups_sent + x.follow_up_inc END,
                     follow_ups_total = leads.follow_ups_total + x.follow_up_inc,
+                    reopens = leads.reopens + x.reopen_inc,
                     transient_failures = x.transient_failures,
                     next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
                     session_id = COALESCE(x.session_id, leads.session_id),
@@ -910,6 +919,7 @@ impl Store for SqliteStore {
                               json_extract(value, '$.contacted_at') AS contacted_at,
                               json_extract(value, '$.follow_up_inc') AS follow_up_inc,
                               json_extract(value, '$.reset_follow_ups') AS reset_follow_ups,
+                              json_extract(value, '$.reopen_inc') AS reopen_inc,
                               json_extract(value, '$.transient_failures') AS transient_failures,
                               json_extract(value, '$.next_eligible_at') AS next_eligible_at,
                               json_extract(value, '$.session_id') AS session_id,
