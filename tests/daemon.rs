@@ -5,7 +5,7 @@ mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::{TEST_KEY, spawn_sim};
-use fluidtalk_runner::clock::ManualClock;
+use fluidtalk_runner::clock::{Clock, ManualClock};
 use fluidtalk_runner::config;
 use fluidtalk_runner::daemon::{Daemon, Tick};
 use fluidtalk_runner::dispatch::Dispatcher;
@@ -259,4 +259,46 @@ fn sigterm_takes_no_new_leads_lets_calls_in_flight_finish_and_exits_0() {
     for a in shown["attempts"].as_array().expect("attempts") {
         assert_ne!(a["status"], "in_flight");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_daemon_logs_each_ticks_plan_and_writes_nothing() {
+    let db = common::db::sqlite().await;
+    let mut s = db.store.begin_import(false).await.expect("import");
+    s.upsert(
+        vec![LeadInput {
+            target: "@p".into(),
+            ..Default::default()
+        }],
+        utc(2026, 11, 23, 9, 0, 0),
+    )
+    .await
+    .expect("upsert");
+    s.finish(true).await.expect("finish");
+    let text = "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\n";
+    let config = config::parse(std::path::Path::new("jobs.toml"), text).expect("parses");
+    let ro = fluidtalk_runner::store::open_read_only(&db.url)
+        .await
+        .expect("read-only");
+    let clock = Arc::new(ManualClock::new(utc(2026, 11, 23, 10, 0, 0)));
+    let d = Daemon::new(&config, ro, None, clock.clone(), "dry".into());
+    clock.set(utc(2026, 11, 23, 10, 15, 0));
+    assert_eq!(ticks(&d).await, [Tick::Planned(1)]);
+    let lead = db.store.get_lead("@p").await.expect("get").expect("exists");
+    assert!(
+        lead.lease_owner.is_none()
+            && db
+                .store
+                .attempts_for(lead.id)
+                .await
+                .expect("attempts")
+                .is_empty()
+    );
+    // A dry tick claims nothing: a live runner can still take it.
+    assert!(
+        db.store
+            .claim_tick("openers", utc(2026, 11, 23, 10, 15, 0), "x", clock.now())
+            .await
+            .expect("claim")
+    );
 }

@@ -624,3 +624,111 @@ async fn a_lead_sent_back_to_new_gets_a_fresh_opener_step_and_blocks_no_one() {
         .collect();
     assert_eq!(steps, [1, 0], "the new opener is step 1");
 }
+
+/// A runner pointed at a wiremock server instead of the simulator, for answers the
+/// simulator does not give (429) and to see exactly what was sent.
+async fn against(
+    server: &wiremock::MockServer,
+    jobs: &str,
+) -> (common::db::TestDb, Dispatcher, Arc<Config>) {
+    let db = common::db::sqlite().await;
+    let text = format!(
+        "[fluidtalk]\nbase_url = \"{}\"\n[limits]\nconcurrency = 2\nper_second = 1000.0\n{jobs}",
+        server.uri()
+    );
+    let config = Arc::new(config::parse(std::path::Path::new("jobs.toml"), &text).expect("config"));
+    let mut cc = ClientConfig::new(ApiKey::new(TEST_KEY).expect("key"));
+    cc.base_url = server.uri();
+    let d = Dispatcher::new(
+        db.store.clone(),
+        Client::new(cc).expect("client"),
+        config.clone(),
+        Arc::new(ManualClock::new(monday_10())),
+        "r".into(),
+    );
+    (db, d, config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leads_profile_image_goes_with_its_opener_by_url_or_as_the_file_part() {
+    let server = common::recorder(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!({"session_id": "s", "message": "hi"})),
+    )
+    .await;
+    let (db, d, config) = against(&server, OPENERS).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let face = dir.path().join("face.jpg");
+    std::fs::write(&face, b"jpeg!").expect("write");
+    let mut s = db.store.begin_import(false).await.expect("import");
+    s.upsert(
+        vec![
+            LeadInput {
+                profile_image: Some("https://cdn.example/u.jpg".into()),
+                ..lead("@by_url")
+            },
+            LeadInput {
+                profile_image: Some(face.display().to_string()),
+                ..lead("@by_file")
+            },
+        ],
+        monday_10() - Duration::minutes(1),
+    )
+    .await
+    .expect("upsert");
+    s.finish(true).await.expect("finish");
+    assert_eq!(d.run_job(&config.jobs[0], None).await.expect("run").sent, 2);
+    let seen = common::seen(&server).await;
+    let by_url = seen
+        .iter()
+        .find(|r| r.field("target").as_deref() == Some("@by_url"))
+        .expect("called");
+    assert_eq!(
+        by_url.field("image_url").as_deref(),
+        Some("https://cdn.example/u.jpg")
+    );
+    assert_eq!(by_url.content_type, "application/x-www-form-urlencoded");
+    let by_file = seen
+        .iter()
+        .find(|r| r.field("target").as_deref() == Some("@by_file"))
+        .expect("called");
+    assert_eq!(by_file.content_type, "multipart/form-data");
+    assert_eq!(by_file.files()[0].filename.as_deref(), Some("face.jpg"));
+    assert_eq!(by_file.files()[0].data, b"jpeg!");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_holds_the_job_for_retry_after_and_charges_no_lead() {
+    let server = common::recorder(
+        wiremock::ResponseTemplate::new(429)
+            .set_body_json(serde_json::json!({"detail": "slow down"}))
+            .insert_header("Retry-After", "1"),
+    )
+    .await;
+    let (db, d, config) = against(&server, OPENERS).await;
+    let mut s = db.store.begin_import(false).await.expect("import");
+    s.upsert(
+        (0..3).map(|i| lead(&format!("@r{i}"))).collect(),
+        monday_10() - Duration::minutes(1),
+    )
+    .await
+    .expect("upsert");
+    s.finish(true).await.expect("finish");
+    let started = std::time::Instant::now();
+    let summary = d.run_job(&config.jobs[0], None).await.expect("run");
+    assert!(summary.rate_limited >= 1, "{summary:?}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "the job waited Retry-After"
+    );
+    let counts = db.store.count_by_state().await.expect("counts");
+    assert_eq!(counts[&LeadState::New], 3, "nobody charged or failed");
+    let l = db
+        .store
+        .get_lead("@r0")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(l.transient_failures, 0);
+    assert!(l.lease_owner.is_none(), "released");
+}
