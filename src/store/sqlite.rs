@@ -419,14 +419,17 @@ async fn finish_in(
     .fetch_all(&mut *conn)
     .await?;
     sqlx::query(
+        // The batch is read once, as the outer loop (CROSS JOIN fixes SQLite's join order):
+        // driven from `attempts`, the planner re-parsed the whole batch for every attempt.
         "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
-         SELECT a.lead_id, a.id, l.target, a.action, json_extract(j.value, '$.message'),
-                json_extract(j.value, '$.session_id'), json_extract(j.value, '$.finished_at')
-         FROM json_each(?1) j
-         JOIN attempts a ON a.id = json_extract(j.value, '$.id')
-         JOIN leads l ON l.id = a.lead_id
-         WHERE json_extract(j.value, '$.message') IS NOT NULL
-           AND a.id IN (SELECT value FROM json_each(?2))",
+         SELECT a.lead_id, a.id, l.target, a.action, x.message, x.session_id, x.finished_at
+         FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.message') AS message,
+                      json_extract(value, '$.session_id') AS session_id,
+                      json_extract(value, '$.finished_at') AS finished_at
+               FROM json_each(?1)) AS x
+         CROSS JOIN attempts a ON a.id = x.id
+         CROSS JOIN leads l ON l.id = a.lead_id
+         WHERE x.message IS NOT NULL AND x.id IN (SELECT value FROM json_each(?2))",
     )
     .bind(&payload)
     .bind(serde_json::Value::from(finished.clone()).to_string())
