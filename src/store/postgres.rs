@@ -624,7 +624,10 @@ impl Store for PgStore {
     }
 
     async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError> {
-        let (after_t, after_id) = q.after.map_or((None, 0), |(t, id)| (Some(t), id));
+        // No cursor is the beginning of time, not NULL: `x IS NULL OR (a, id) > (x, y)` keeps
+        // the planner from using the (state, next_eligible_at, id) index.
+        let (after_t, after_id) = q.after.unwrap_or((DateTime::UNIX_EPOCH, 0));
+
         let rows = match &q.due {
             Due::Opener => sqlx::query(concat!(
                 "SELECT ", lead_columns!(), ", next_eligible_at AS since FROM leads
@@ -632,7 +635,7 @@ impl Store for PgStore {
                    AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
                    AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
                    AND (lease_owner IS NULL OR lease_expires_at <= $1)
-                   AND ($2::timestamptz IS NULL OR (next_eligible_at, id) > ($2, $3))
+                   AND (next_eligible_at, id) > ($2, $3)
                  ORDER BY next_eligible_at, id LIMIT $4"
             ))
             .bind(q.now)
@@ -649,8 +652,7 @@ impl Store for PgStore {
                    AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
                    AND (lease_owner IS NULL OR lease_expires_at <= $1)
                    AND GREATEST(last_contact_at, last_reply_at) <= ($6::timestamptz[])[follow_ups_sent + 1]
-                   AND ($2::timestamptz IS NULL
-                        OR (GREATEST(last_contact_at, last_reply_at), id) > ($2, $3))
+                   AND (GREATEST(last_contact_at, last_reply_at), id) > ($2, $3)
                  ORDER BY since, id LIMIT $4"
             ))
             .bind(q.now)

@@ -670,7 +670,10 @@ impl Store for SqliteStore {
 
     async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError> {
         let now = ts(q.now);
-        let (after_t, after_id) = q.after.map_or((None, 0), |(t, id)| (Some(ts(t)), id));
+        // No cursor is the beginning of time, not NULL: `x IS NULL OR (a, id) > (x, y)` keeps
+        // the planner from using the (state, next_eligible_at, id) index.
+        let (after_t, after_id) = q.after.unwrap_or((DateTime::UNIX_EPOCH, 0));
+        let after_t = ts(after_t);
         let rows = match &q.due {
             Due::Opener => {
                 sqlx::query(concat!(
@@ -681,7 +684,7 @@ impl Store for SqliteStore {
                    AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
                    AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
                    AND (lease_owner IS NULL OR lease_expires_at <= ?1)
-                   AND (?2 IS NULL OR (next_eligible_at, id) > (?2, ?3))
+                   AND (next_eligible_at, id) > (?2, ?3)
                  ORDER BY next_eligible_at, id LIMIT ?4"
                 ))
                 .bind(&now)
@@ -706,9 +709,9 @@ impl Store for SqliteStore {
                        AND ",
                     quiet_since!(),
                     " <= json_extract(?6, '$[' || follow_ups_sent || ']')
-                       AND (?2 IS NULL OR (",
+                       AND (",
                     quiet_since!(),
-                    ", id) > (?2, ?3))
+                    ", id) > (?2, ?3)
                      ORDER BY since, id LIMIT ?4"
                 ))
                 .bind(&now)
