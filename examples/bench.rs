@@ -66,6 +66,9 @@ async fn fresh(
             let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
             let s = store::open(&url).await.expect("open");
             import(&*s, n).await;
+            // A long-lived database has statistics (autovacuum); a fresh schema has none yet.
+            let raw = sqlx::PgPool::connect(&url).await.expect("postgres");
+            sqlx::query("ANALYZE").execute(&raw).await.expect("analyze");
             (s, Some((admin.to_string(), schema)), None)
         }
         _ => {
