@@ -77,14 +77,30 @@ impl ConfigPath {
 /// A TOML error as "line L, column C: what". toml's own text quotes the offending source
 /// line, which may be the database URL with its password: it is not used.
 pub(crate) fn syntax_message(text: &str, e: &toml::de::Error) -> String {
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            format!("line {line}, column {column}: {}", e.message())
-        }
-        None => e.message().to_string(),
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    // Name the key (never its value, which may be a password): the text before `=` on the
+    // error's line, under the last table header above it.
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let table = text
+        .lines()
+        .take(line)
+        .filter(|l| l.trim_start().starts_with('['))
+        .last()
+        .map(str::trim);
+    match (table, key) {
+        (Some(t), Some(k)) => format!("line {line}, column {column}: {t} {k}: {}", e.message()),
+        (None, Some(k)) => format!("line {line}, column {column}: {k}: {}", e.message()),
+        _ => format!("line {line}, column {column}: {}", e.message()),
     }
 }
 
@@ -344,7 +360,18 @@ impl Checker<'_> {
         kind: &str,
     ) -> Result<(), ConfigError> {
         match field {
-            Some(v) => self.err(v.span(), key, format!("does not apply to a {kind} job")),
+            Some(v) => {
+                let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                self.err(
+                    v.span(),
+                    key,
+                    format!("does not apply to {article} {kind} job"),
+                )
+            }
             None => Ok(()),
         }
     }
@@ -811,8 +838,12 @@ mod tests {
         };
         let cases: Vec<(String, &str)> = vec![
             (
+                "[fluidtalk]\ntimeout = 60\n".into(),
+                "jobs.toml: line 2, column 11: [fluidtalk] timeout: invalid type",
+            ),
+            (
                 "[limits]\nconcurrancy = 4\n".into(),
-                "jobs.toml: line 2, column 1: unknown field `concurrancy`",
+                "jobs.toml: line 2, column 1: [limits] concurrancy: unknown field `concurrancy`",
             ),
             ("[limts]\n".into(), "unknown field `limts`"),
             ("[limits]\nconcurrency = \"many\"\n".into(), "line 2"),
@@ -855,7 +886,7 @@ mod tests {
             ),
             (
                 job("quiet_after = \"1d\"\n"),
-                "quiet_after: does not apply to a opener job",
+                "quiet_after: does not apply to an opener job",
             ),
             (job("batch_size = 0\n"), "batch_size: 0 is out of range"),
             (

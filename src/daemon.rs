@@ -204,7 +204,8 @@ impl Daemon {
             .await?;
         scheduler.start().await?;
         for (job, next) in self.next_fires() {
-            tracing::info!(%job, next = ?next, "scheduled");
+            let next = next.map_or_else(|| "never".to_string(), |t| t.to_rfc3339());
+            tracing::info!(%job, %next, "scheduled");
         }
         shutdown.await;
         tracing::info!("stopping: no new leads; calls in flight may finish");

@@ -58,6 +58,8 @@ pub struct Summary {
     pub outside_window: u64,
     /// Attempts found in flight from a runner that died.
     pub recovered: u64,
+    /// Why the job could not work, if a pause held it.
+    pub held: Option<String>,
 }
 
 impl Summary {
@@ -82,6 +84,9 @@ impl Summary {
             outside_window,
             recovered
         );
+        if self.held.is_none() {
+            self.held = o.held.clone();
+        }
     }
 }
 
@@ -297,8 +302,20 @@ impl Dispatcher {
         job: &Job,
         scheduled_at: Option<DateTime<Utc>>,
     ) -> Result<Summary, RunError> {
+        use tracing::Instrument;
+        // Instrumented, not entered: an entered span would leak across awaits into other
+        // jobs' log lines.
         let span = tracing::info_span!("job", job = %job.name, kind = job.kind.name());
-        let _enter = span.enter();
+        self.run_job_in_span(job, scheduled_at)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_job_in_span(
+        &self,
+        job: &Job,
+        scheduled_at: Option<DateTime<Utc>>,
+    ) -> Result<Summary, RunError> {
         let mut summary = Summary::default();
         self.recover(&mut summary).await?;
         let started = self.clock.now();
@@ -314,7 +331,7 @@ impl Dispatcher {
         self.store
             .finish_run(run_id, &record, self.clock.now())
             .await?;
-        tracing::info!(?summary, "job run finished");
+        tracing::debug!(?summary, "job run finished");
         result.map(|()| summary)
     }
 
@@ -344,7 +361,12 @@ impl Dispatcher {
             let pauses = self.store.pauses().await?;
             self.holds.absorb(&pauses);
             if let Some(p) = blocking_pause(&pauses, job, now) {
-                tracing::warn!(scope = p.scope.as_str(), until = %p.until, reason = %p.reason, "paused");
+                tracing::info!(scope = p.scope.as_str(), until = %p.until, reason = %p.reason, "held by a pause");
+                summary.held = Some(format!(
+                    "held: {} paused until {}",
+                    p.scope.as_str().replace('_', " "),
+                    p.until.format("%Y-%m-%d %H:%M UTC")
+                ));
                 if p.scope == PauseScope::All {
                     return Err(RunError::Unauthorized { until: p.until });
                 }

@@ -8,7 +8,7 @@
 //! The parser settings are tokio-cron-scheduler's own: seconds required (6 fields, or 7 with
 //! a year) and day-of-month ANDed with day-of-week when both are restricted.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -52,12 +52,15 @@ impl Schedule {
         self.tz
     }
 
-    /// The first fire time strictly after `after`.
+    /// The first fire time strictly after `after`, in whole seconds: every runner must name
+    /// a tick by the same instant, whatever fraction of a second it started at.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let after = after.with_nanosecond(0).unwrap_or(after);
         self.cron
             .find_next_occurrence(&after.with_timezone(&self.tz), false)
             .ok()
             .map(|t| t.with_timezone(&Utc))
+            .map(|t| t.with_nanosecond(0).unwrap_or(t))
     }
 
     /// The next `n` fire times after `after`, in the schedule's zone.
@@ -119,6 +122,19 @@ mod tests {
                 "26 09:30 +0100"
             ]
         );
+    }
+
+    #[test]
+    fn fire_times_are_whole_seconds_whatever_the_fraction_of_now() {
+        let s = Schedule::parse("*/5 * * * * *", Tz::UTC).expect("parses");
+        let a = s
+            .next_after(utc(2026, 11, 24, 10, 0) + chrono::Duration::milliseconds(49))
+            .expect("next");
+        let b = s
+            .next_after(utc(2026, 11, 24, 10, 0) + chrono::Duration::milliseconds(917))
+            .expect("next");
+        assert_eq!(a, b);
+        assert_eq!(a, utc(2026, 11, 24, 10, 0) + chrono::Duration::seconds(5));
     }
 
     #[test]

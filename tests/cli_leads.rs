@@ -424,7 +424,7 @@ fn the_database_url_comes_from_the_environment_then_jobs_toml_then_the_default()
     assert_eq!(out.status.code(), Some(3));
     assert!(
         text(&out.stderr)
-            .contains("bad.toml: line 2, column 7: invalid type: integer `42`, expected a string"),
+            .contains("bad.toml: line 2, column 7: [database] url: invalid type: integer `42`, expected a string"),
         "{}",
         text(&out.stderr)
     );

@@ -150,11 +150,23 @@ async fn a_tick_during_the_jobs_own_run_is_skipped_and_missed_ticks_are_not_repl
 async fn two_runners_on_one_database_never_both_run_one_tick() {
     let jobs = "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\n";
     let start = utc(2026, 11, 23, 10, 0, 0);
-    let (a, clock_a, db, sim_a) =
-        daemon_at(start, jobs, SimConfig::default(), "runner-a", None).await;
+    let (a, clock_a, db, sim_a) = daemon_at(
+        start + chrono::Duration::milliseconds(49),
+        jobs,
+        SimConfig::default(),
+        "runner-a",
+        None,
+    )
+    .await;
     let db = db.expect("db");
-    let (b, clock_b, _, sim_b) =
-        daemon_at(start, jobs, SimConfig::default(), "runner-b", Some(&db)).await;
+    let (b, clock_b, _, sim_b) = daemon_at(
+        start + chrono::Duration::milliseconds(451),
+        jobs,
+        SimConfig::default(),
+        "runner-b",
+        Some(&db),
+    )
+    .await;
     let mut s = db.store.begin_import(false).await.expect("import");
     s.upsert(
         (0..5)
@@ -168,9 +180,10 @@ async fn two_runners_on_one_database_never_both_run_one_tick() {
     .await
     .expect("upsert");
     s.finish(true).await.expect("finish");
+    // The two runners started at different fractions of a second, as real ones do.
     let tick = utc(2026, 11, 23, 10, 15, 0);
-    clock_a.set(tick);
-    clock_b.set(tick);
+    clock_a.set(tick + chrono::Duration::milliseconds(313));
+    clock_b.set(tick + chrono::Duration::milliseconds(717));
     let ta = ticks(&a).await;
     let tb = ticks(&b).await;
     assert_eq!(ta, [Tick::Started]);

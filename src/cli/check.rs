@@ -35,8 +35,25 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         humantime::format_duration(config.fluidtalk.timeout)
     );
     println!(
+        "  sender     {}",
+        config
+            .fluidtalk
+            .own_username
+            .as_deref()
+            .unwrap_or("(each lead's own_username)")
+    );
+    println!(
         "  limits     {} in flight, {}/s",
         config.limits.concurrency, config.limits.per_second
+    );
+    let b = &config.backoff;
+    println!(
+        "  backoff    402: {} doubling to {}; transient: {} doubling to {}, {} attempts",
+        humantime::format_duration(b.out_of_tokens),
+        humantime::format_duration(b.out_of_tokens_max),
+        humantime::format_duration(b.retry_base),
+        humantime::format_duration(b.retry_max),
+        b.max_attempts
     );
     if config.jobs.is_empty() {
         println!("  no [[job]] defined: `run` and `daemon` have nothing to do");

@@ -109,7 +109,8 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         Command::Api(_) => "warn",
         // The demo tells its own story on stdout.
         Command::Demo => "error",
-        Command::Sim(_) | Command::Daemon(_) => "info",
+        // The scheduler's own start-up chatter is not the operator's business.
+        Command::Sim(_) | Command::Daemon(_) => "info,tokio_cron_scheduler=warn",
         Command::Leads(_)
         | Command::Outbox { .. }
         | Command::Migrate

@@ -134,9 +134,16 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
         Arc::new(SystemClock),
         runner_id(),
     );
-    let summary = run_jobs(&dispatcher, &jobs, args.json).await?;
+    let per_job = run_jobs(&dispatcher, &jobs, args.json).await?;
     if args.json {
-        let text = serde_json::to_string_pretty(&summary).exit_with(Exit::Failure)?;
+        let mut total = Summary::default();
+        let mut jobs = serde_json::Map::new();
+        for (name, s) in &per_job {
+            total.add(s);
+            jobs.insert(name.clone(), serde_json::to_value(s).unwrap_or_default());
+        }
+        let value = serde_json::json!({ "jobs": jobs, "total": total });
+        let text = serde_json::to_string_pretty(&value).exit_with(Exit::Failure)?;
         println!("{text}");
     }
     Ok(())
@@ -158,8 +165,8 @@ pub async fn run_jobs(
     dispatcher: &Dispatcher,
     jobs: &[&Job],
     quiet: bool,
-) -> Result<Summary, Failure> {
-    let mut total = Summary::default();
+) -> Result<Vec<(String, Summary)>, Failure> {
+    let mut per_job = Vec::new();
     for job in jobs {
         let bar = if std::io::stderr().is_terminal() && !quiet {
             let bar = indicatif::ProgressBar::new_spinner();
@@ -180,7 +187,7 @@ pub async fn run_jobs(
                 if !quiet {
                     println!("{}: {}", job.name, describe(&s));
                 }
-                total.add(&s);
+                per_job.push((job.name.clone(), s));
             }
             Err(RunError::Unauthorized { until }) => {
                 return Err(anyhow!(
@@ -191,7 +198,7 @@ pub async fn run_jobs(
             Err(RunError::Store(e)) => return Err(store_failure(e)),
         }
     }
-    Ok(total)
+    Ok(per_job)
 }
 
 /// "sent 3, continued 1, ..." with the counts that are not zero.
@@ -214,11 +221,14 @@ pub fn describe(s: &Summary) -> String {
         ("outside window", s.outside_window),
         ("recovered", s.recovered),
     ];
-    let parts: Vec<String> = fields
+    let mut parts: Vec<String> = fields
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
+    if let Some(held) = &s.held {
+        parts.push(held.clone());
+    }
     if parts.is_empty() {
         "nothing due".into()
     } else {
