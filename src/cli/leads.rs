@@ -275,14 +275,19 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             }
             for a in &attempts {
                 println!(
-                    "  #{:<6} {} {:<9} step {:<3} {:<12} {} {}",
+                    "  attempt #{:<6} {}  {:<9} step {:<4} {:<15} {:<4} {}",
                     a.id,
                     show_time(Some(a.started_at)),
                     a.action.as_str(),
                     a.step,
                     a.status.as_str(),
-                    a.http_status.map(|s| s.to_string()).unwrap_or_default(),
-                    a.error_detail.as_deref().unwrap_or(""),
+                    a.http_status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    a.error_detail
+                        .as_deref()
+                        .map(|d| format!("({d})"))
+                        .unwrap_or_default(),
                 );
             }
             if attempts.is_empty() {

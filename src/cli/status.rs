@@ -93,9 +93,12 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
             .schedule
             .next_after(now)
             .map(|t| {
-                t.with_timezone(&j.timezone)
-                    .format("%Y-%m-%d %H:%M:%S %Z")
-                    .to_string()
+                // UTC like the last run, with the job's local time beside it.
+                format!(
+                    "{} ({})",
+                    t.format("%Y-%m-%d %H:%M:%S UTC"),
+                    t.with_timezone(&j.timezone).format("%H:%M %Z")
+                )
             })
             .unwrap_or_else(|| "-".into());
         let _ = job;
