@@ -6,7 +6,6 @@ use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::dispatch::Dispatcher;
 use crate::exit::{Exit, ExitWith, Failure};
-use crate::fluidtalk::{Client, ClientConfig};
 use anyhow::anyhow;
 use clap::Args;
 use std::sync::Arc;
@@ -35,12 +34,7 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
             .map_err(store_failure)?;
         (store, None)
     } else {
-        let key = super::api::read_api_key().exit_with(Exit::Config)?;
-        let mut cc = ClientConfig::new(key);
-        cc.base_url = config.base_url();
-        cc.timeout = config.fluidtalk.timeout;
-        cc.own_username = config.fluidtalk.own_username.clone();
-        let client = Client::new(cc).exit_with(Exit::Config)?;
+        let client = super::run::campaign_client(config)?;
         let store = open_store(config).await?;
         let d = Dispatcher::new(
             store.clone(),

@@ -120,12 +120,7 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
     if args.dry_run {
         return dry_run(config, &jobs, args.at.unwrap_or_else(Utc::now), args.json).await;
     }
-    let key = super::api::read_api_key().exit_with(Exit::Config)?;
-    let mut client_config = ClientConfig::new(key);
-    client_config.base_url = config.base_url();
-    client_config.timeout = config.fluidtalk.timeout;
-    client_config.own_username = config.fluidtalk.own_username.clone();
-    let client = Client::new(client_config).exit_with(Exit::Config)?;
+    let client = campaign_client(config)?;
     let store = super::store_access::open_store(config).await?;
     let dispatcher = Dispatcher::new(
         store,
@@ -147,6 +142,17 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
         println!("{text}");
     }
     Ok(())
+}
+
+/// The API client a campaign uses: the key from `FLUIDTALK_API_KEY`, the base URL, timeout
+/// and default sender from the campaign file (`FLUIDTALK_BASE_URL` overriding).
+pub fn campaign_client(config: &Config) -> Result<Client, Failure> {
+    let key = super::api::read_api_key().exit_with(Exit::Config)?;
+    let mut client_config = ClientConfig::new(key);
+    client_config.base_url = config.base_url();
+    client_config.timeout = config.fluidtalk.timeout;
+    client_config.own_username = config.fluidtalk.own_username.clone();
+    Client::new(client_config).exit_with(Exit::Config)
 }
 
 /// A name for this process in leases and attempt rows: host and pid.

@@ -890,22 +890,29 @@ impl Store for PgStore {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let attempt = attempt_from_row(r)?;
-            let lead = sqlx::query(concat!(
-                "SELECT ",
-                lead_columns!(),
-                " FROM leads WHERE id = $1"
-            ))
-            .bind(attempt.lead_id)
-            .fetch_one(&self.pool)
-            .await?;
-            out.push(Orphan {
-                lead: lead_from_row(&lead)?,
-                attempt,
-            });
-        }
+        let attempts = rows
+            .iter()
+            .map(attempt_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<i64> = attempts.iter().map(|a| a.lead_id).collect();
+        let leads = sqlx::query(concat!(
+            "SELECT ",
+            lead_columns!(),
+            " FROM leads WHERE id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(lead_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let out: Vec<Orphan> = attempts
+            .into_iter()
+            .filter_map(|attempt| {
+                let lead = leads.iter().find(|l| l.id == attempt.lead_id)?.clone();
+                Some(Orphan { lead, attempt })
+            })
+            .collect();
         Ok(out)
     }
 

@@ -65,52 +65,48 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database file and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::BadUrl {
-                url: redact_url(url),
-                why: e.to_string(),
-            })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|cause| StoreError::Connect {
-                url: redact_url(url),
-                cause,
-            })?;
-        let store = Self { pool };
+        let store = Self::connect(url, 4, |o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+        })
+        .await?;
         store.migrate().await?;
         Ok(store)
     }
 
     /// Opens an existing database file read-only, without migrating.
     pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::BadUrl {
-                url: redact_url(url),
-                why: e.to_string(),
-            })?
-            .read_only(true)
-            .create_if_missing(false)
-            // Keep whatever journal mode the file has: changing it would write.
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(30));
+        let store = Self::connect(url, 2, |o| {
+            o.read_only(true)
+                .create_if_missing(false)
+                // The file is already in WAL mode; asking for another would write.
+                .journal_mode(SqliteJournalMode::Wal)
+        })
+        .await?;
+        store.check_schema().await?;
+        Ok(store)
+    }
+
+    async fn connect(
+        url: &str,
+        max_connections: u32,
+        options: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+    ) -> Result<Self, StoreError> {
+        let parsed = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
+            url: redact_url(url),
+            why: e.to_string(),
+        })?;
         let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
+            .max_connections(max_connections)
+            .connect_with(options(parsed.busy_timeout(Duration::from_secs(30))))
             .await
             .map_err(|cause| StoreError::Connect {
                 url: redact_url(url),
                 cause,
             })?;
-        let store = Self { pool };
-        store.check_schema().await?;
-        Ok(store)
+        Ok(Self { pool })
     }
 
     async fn check_schema(&self) -> Result<(), StoreError> {
@@ -964,22 +960,29 @@ impl Store for SqliteStore {
         .bind(ts(now))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let attempt = attempt_from_row(r)?;
-            let lead = sqlx::query(concat!(
-                "SELECT ",
-                lead_columns!(),
-                " FROM leads WHERE id = ?1"
-            ))
-            .bind(attempt.lead_id)
-            .fetch_one(&self.pool)
-            .await?;
-            out.push(Orphan {
-                lead: lead_from_row(&lead)?,
-                attempt,
-            });
-        }
+        let attempts = rows
+            .iter()
+            .map(attempt_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<i64> = attempts.iter().map(|a| a.lead_id).collect();
+        let leads = sqlx::query(concat!(
+            "SELECT ",
+            lead_columns!(),
+            " FROM leads WHERE id IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(serde_json::Value::from(ids).to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(lead_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let out: Vec<Orphan> = attempts
+            .into_iter()
+            .filter_map(|attempt| {
+                let lead = leads.iter().find(|l| l.id == attempt.lead_id)?.clone();
+                Some(Orphan { lead, attempt })
+            })
+            .collect();
         Ok(out)
     }
 
