@@ -601,9 +601,10 @@ impl Dispatcher {
                 // Too long to hold a run open: the next tick picks the leads up.
                 end = BatchEnd::StopJob;
             } else {
-                let until = tokio::time::Instant::now() + wait;
-                while tokio::time::Instant::now() < until && !self.shutdown.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(100).min(wait)).await;
+                // In slices, so a shutdown does not wait out the hold.
+                let until = self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                while self.clock.now() < until && !self.shutdown.load(Ordering::SeqCst) {
+                    self.clock.sleep(Duration::from_millis(100).min(wait)).await;
                 }
             }
         }
@@ -635,7 +636,7 @@ impl Dispatcher {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt < 4 => {
                     tracing::warn!(error = %e, attempt, "could not record results; trying again");
-                    tokio::time::sleep(delay).await;
+                    self.clock.sleep(delay).await;
                     delay *= 2;
                 }
                 Err(e) => return Err(e),

@@ -630,7 +630,12 @@ async fn a_lead_sent_back_to_new_gets_a_fresh_opener_step_and_blocks_no_one() {
 async fn against(
     server: &wiremock::MockServer,
     jobs: &str,
-) -> (common::db::TestDb, Dispatcher, Arc<Config>) {
+) -> (
+    common::db::TestDb,
+    Dispatcher,
+    Arc<Config>,
+    Arc<ManualClock>,
+) {
     let db = common::db::sqlite().await;
     let text = format!(
         "[fluidtalk]\nbase_url = \"{}\"\n[limits]\nconcurrency = 2\nper_second = 1000.0\n{jobs}",
@@ -639,14 +644,15 @@ async fn against(
     let config = Arc::new(config::parse(std::path::Path::new("jobs.toml"), &text).expect("config"));
     let mut cc = ClientConfig::new(ApiKey::new(TEST_KEY).expect("key"));
     cc.base_url = server.uri();
+    let clock = Arc::new(ManualClock::new(monday_10()));
     let d = Dispatcher::new(
         db.store.clone(),
         Client::new(cc).expect("client"),
         config.clone(),
-        Arc::new(ManualClock::new(monday_10())),
+        clock.clone(),
         "r".into(),
     );
-    (db, d, config)
+    (db, d, config, clock)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -656,7 +662,7 @@ async fn a_leads_profile_image_goes_with_its_opener_by_url_or_as_the_file_part()
             .set_body_json(serde_json::json!({"session_id": "s", "message": "hi"})),
     )
     .await;
-    let (db, d, config) = against(&server, OPENERS).await;
+    let (db, d, config, _clock) = against(&server, OPENERS).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let face = dir.path().join("face.jpg");
     std::fs::write(&face, b"jpeg!").expect("write");
@@ -705,7 +711,7 @@ async fn a_429_holds_the_job_for_retry_after_and_charges_no_lead() {
             .insert_header("Retry-After", "1"),
     )
     .await;
-    let (db, d, config) = against(&server, OPENERS).await;
+    let (db, d, config, clock) = against(&server, OPENERS).await;
     let mut s = db.store.begin_import(false).await.expect("import");
     s.upsert(
         (0..3).map(|i| lead(&format!("@r{i}"))).collect(),
@@ -714,12 +720,12 @@ async fn a_429_holds_the_job_for_retry_after_and_charges_no_lead() {
     .await
     .expect("upsert");
     s.finish(true).await.expect("finish");
-    let started = std::time::Instant::now();
+    let started = clock.now();
     let summary = d.run_job(&config.jobs[0], None).await.expect("run");
     assert!(summary.rate_limited >= 1, "{summary:?}");
     assert!(
-        started.elapsed() >= std::time::Duration::from_secs(1),
-        "the job waited Retry-After"
+        clock.now() - started >= Duration::seconds(1),
+        "the job waited Retry-After on the injected clock"
     );
     let counts = db.store.count_by_state().await.expect("counts");
     assert_eq!(counts[&LeadState::New], 3, "nobody charged or failed");
