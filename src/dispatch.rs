@@ -17,14 +17,15 @@ use crate::lead::{self, LeadEvent};
 use crate::plan::{self, Cursor, PlannedCall};
 use crate::policy::{self, AccountEffect, Context, LeadEffect, Outcome};
 use crate::store::{
-    Action, AttemptEnd, AttemptStatus, LeadResult, NewAttempt, Pause, PauseScope, Store, StoreError,
+    Action, AttemptEnd, AttemptStatus, DailyCap, LeadResult, NewAttempt, Pause, PauseScope, Store,
+    StoreError,
 };
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -115,7 +116,17 @@ pub struct Dispatcher {
     /// Shows progress (a bar on a terminal), one tick per call.
     pub progress: Option<indicatif::ProgressBar>,
     holds: Arc<Holds>,
+    /// Numbers this runner's claims: each batch's lease token is `runner_id/N`.
+    claims: Arc<AtomicU64>,
 }
+
+/// How long a runner keeps trying while the database is unreachable (restarting, its
+/// connections dropped, SQLite's file locked) before it gives up on the job's run.
+pub const DB_OUTAGE_BUDGET: Duration = Duration::from_secs(120);
+
+/// How often a runner re-reads the stored pauses while its calls are going out, so a 402
+/// another runner received stops this one's calls within about this long.
+const PAUSE_REFRESH: chrono::Duration = chrono::Duration::seconds(1);
 
 /// How a batch ends the job's run.
 enum BatchEnd {
@@ -133,6 +144,8 @@ pub struct Holds {
     new_conversations: AtomicI64,
     follow_ups: AtomicI64,
     all: AtomicI64,
+    /// When (unix ms) the stored pauses were last read.
+    refreshed: AtomicI64,
 }
 
 impl Holds {
@@ -166,6 +179,29 @@ impl Holds {
                 Action::FollowUp => self.held(PauseScope::FollowUps, now),
                 _ => self.held(PauseScope::NewConversations, now),
             }
+    }
+
+    /// Reads the stored pauses if they were last read more than `PAUSE_REFRESH` ago (one
+    /// task reads; the others go on). A read that fails keeps the holds as they are.
+    async fn refresh(&self, store: &dyn Store, now: DateTime<Utc>) {
+        let last = self.refreshed.load(Ordering::SeqCst);
+        let due = now.timestamp_millis() - last >= PAUSE_REFRESH.num_milliseconds();
+        if due
+            && self
+                .refreshed
+                .compare_exchange(
+                    last,
+                    now.timestamp_millis(),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok()
+        {
+            match store.pauses().await {
+                Ok(p) => self.absorb(&p),
+                Err(e) => tracing::debug!(error = %e, "could not re-read the pauses"),
+            }
+        }
     }
 
     /// Forgets a hold whose stored pause was lifted.
@@ -213,6 +249,7 @@ impl Dispatcher {
             shutdown: Arc::new(AtomicBool::new(false)),
             progress: None,
             holds: Arc::new(Holds::default()),
+            claims: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -229,6 +266,56 @@ impl Dispatcher {
             shutdown: self.shutdown.clone(),
             progress: self.progress.clone(),
             holds: self.holds.clone(),
+            claims: self.claims.clone(),
+        }
+    }
+
+    /// Runs a database operation, backing off and trying again while the database is
+    /// unreachable (see `StoreError::is_transient`), for up to `DB_OUTAGE_BUDGET`. Every
+    /// operation passed here is safe to repeat: reads, claims by lease token, writes that
+    /// only finish what is still in flight. With `until_shutdown`, a shutdown ends the
+    /// waiting (results in memory are written even then).
+    async fn db<T, F, Fut>(
+        &self,
+        what: &str,
+        until_shutdown: bool,
+        mut op: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        use backon::BackoffBuilder;
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let give_up =
+            self.clock.now() + chrono::Duration::from_std(DB_OUTAGE_BUDGET).unwrap_or_default();
+        let mut failures = 0u32;
+        loop {
+            match op().await {
+                Ok(v) => {
+                    if failures > 0 {
+                        tracing::info!(what, failures, "the database is back");
+                    }
+                    return Ok(v);
+                }
+                Err(e)
+                    if e.is_transient()
+                        && self.clock.now() < give_up
+                        && !(until_shutdown && self.shutdown.load(Ordering::SeqCst)) =>
+                {
+                    failures += 1;
+                    let wait = delays.next().unwrap_or(Duration::from_secs(10));
+                    tracing::warn!(what, error = %e, ?wait, failures, "the database is unreachable; backing off and trying again");
+                    self.clock.sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -246,7 +333,11 @@ impl Dispatcher {
     /// Settles attempts left in flight by runners that died: their outcome is unknown.
     pub async fn recover(&self, summary: &mut Summary) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let orphans = self.store.orphans(now).await?;
+        let orphans = self
+            .db("read attempts left in flight", true, || {
+                self.store.orphans(now)
+            })
+            .await?;
         let mut results = Vec::with_capacity(orphans.len());
         for o in orphans {
             let job = self.config.jobs.iter().find(|j| j.name == o.attempt.job);
@@ -290,8 +381,14 @@ impl Dispatcher {
             });
             summary.recovered += 1;
         }
-        self.store.record_results(&results, now).await?;
-        self.store.clear_expired_leases(now).await?;
+        self.db("record recovered attempts", false, || {
+            self.store.record_results(&results, now)
+        })
+        .await?;
+        self.db("clear expired leases", true, || {
+            self.store.clear_expired_leases(now)
+        })
+        .await?;
         Ok(())
     }
 
@@ -320,17 +417,21 @@ impl Dispatcher {
         self.recover(&mut summary).await?;
         let started = self.clock.now();
         let run_id = self
-            .store
-            .start_run(&job.name, &self.runner_id, scheduled_at, started)
+            .db("record the run", true, || {
+                self.store
+                    .start_run(&job.name, &self.runner_id, scheduled_at, started)
+            })
             .await?;
         let result = self.work(job, &mut summary).await;
         let mut record = serde_json::to_value(&summary).unwrap_or_default();
         if let Err(e) = &result {
             record["error"] = serde_json::Value::String(e.to_string());
         }
-        self.store
-            .finish_run(run_id, &record, self.clock.now())
-            .await?;
+        let finished = self.clock.now();
+        self.db("record the run's end", false, || {
+            self.store.finish_run(run_id, &record, finished)
+        })
+        .await?;
         tracing::debug!(?summary, "job run finished");
         result.map(|()| summary)
     }
@@ -342,12 +443,17 @@ impl Dispatcher {
                 let quiet = job.quiet_before(*max_follow_ups).unwrap_or_default();
                 let cutoff = now - chrono::Duration::from_std(quiet).unwrap_or_default();
                 summary.exhausted += self
-                    .store
-                    .exhaust(*max_follow_ups, cutoff, now, false)
+                    .db("mark exhausted leads", true, || {
+                        self.store.exhaust(*max_follow_ups, cutoff, now, false)
+                    })
                     .await?;
             }
             JobKind::Event { event_type, .. } => {
-                summary.dropped += self.store.drop_dead_events(event_type, now).await?;
+                summary.dropped += self
+                    .db("drop dead events", true, || {
+                        self.store.drop_dead_events(event_type, now)
+                    })
+                    .await?;
             }
             JobKind::Opener { .. } => {}
         }
@@ -358,7 +464,7 @@ impl Dispatcher {
                 break;
             }
             let now = self.clock.now();
-            let pauses = self.store.pauses().await?;
+            let pauses = self.db("read pauses", true, || self.store.pauses()).await?;
             self.holds.absorb(&pauses);
             if let Some(p) = blocking_pause(&pauses, job, now) {
                 tracing::info!(scope = p.scope.as_str(), until = %p.until, reason = %p.reason, "held by a pause");
@@ -372,9 +478,22 @@ impl Dispatcher {
                 }
                 break;
             }
-            let left = plan::remaining(&*self.store, job, now, &cursor).await?;
+            let left = self
+                .db("count today's calls", true, || {
+                    plan::remaining(&*self.store, job, now, &cursor)
+                })
+                .await?;
             let limit = left.min(job.batch_size);
-            let batch = plan::next_batch(&*self.store, job, now, limit, &mut cursor).await?;
+            let (batch, moved) = self
+                .db("plan a batch", true, || {
+                    let mut c = cursor.clone();
+                    async move {
+                        let b = plan::next_batch(&*self.store, job, now, limit, &mut c).await?;
+                        Ok((b, c))
+                    }
+                })
+                .await?;
+            cursor = moved;
             summary.outside_window = u64::from(cursor.outside_window);
             if batch.is_empty() {
                 break;
@@ -395,20 +514,34 @@ impl Dispatcher {
         summary: &mut Summary,
     ) -> Result<BatchEnd, RunError> {
         let now = self.clock.now();
+        let token = format!(
+            "{}/{}",
+            self.runner_id,
+            self.claims.fetch_add(1, Ordering::SeqCst) + 1
+        );
         let ids: Vec<i64> = batch.iter().map(|c| c.lead.id).collect();
+        let lease_until = now + self.lease(job);
         let claimed = self
-            .store
-            .claim_leads(&ids, &self.runner_id, now, now + self.lease(job))
+            .db("claim leads", true, || {
+                self.store.claim_leads(&ids, &token, now, lease_until)
+            })
             .await?;
-        // Only what this runner now holds; another runner may have taken the rest.
+        // Only what this runner now holds, and only if it is still as planned: another
+        // runner may have taken a lead, or worked it and let go, since the plan read it.
+        let mut stale = Vec::new();
         let calls: Vec<PlannedCall> = batch
             .into_iter()
             .filter_map(|mut c| {
                 let lead = claimed.iter().find(|l| l.id == c.lead.id)?;
+                if !unchanged(&c.lead, lead) {
+                    stale.push(lead.id);
+                    return None;
+                }
                 c.lead = lead.clone();
                 Some(c)
             })
             .collect();
+        self.release(&stale, &token).await?;
         if calls.is_empty() {
             return Ok(BatchEnd::Continue);
         }
@@ -419,11 +552,34 @@ impl Dispatcher {
                 job: job.name.clone(),
                 action: c.action,
                 step: c.step,
-                runner_id: self.runner_id.clone(),
+                runner_id: token.clone(),
                 started_at: now,
             })
             .collect();
-        let attempt_ids = match self.store.start_attempts(&attempts).await {
+        let cap = match &job.kind {
+            JobKind::Opener {
+                daily_cap: Some(limit),
+                ..
+            } => Some(DailyCap {
+                since: plan::day_start(now, job.timezone),
+                limit: *limit,
+            }),
+            _ => None,
+        };
+        let started = self
+            .db("record attempts in flight", true, || {
+                self.store.start_attempts_within(&attempts, cap)
+            })
+            .await;
+        let started = match started {
+            // The first try may have been written before its connection was lost.
+            Err(StoreError::AlreadySent { .. }) => match self.ours(&attempts).await? {
+                Some(ids) => Ok(ids),
+                None => started,
+            },
+            other => other,
+        };
+        let attempt_ids = match started {
             Ok(ids) => ids,
             Err(StoreError::AlreadySent {
                 lead_id,
@@ -439,13 +595,13 @@ impl Dispatcher {
                     step,
                     "a step is already in flight or answered: the lead needs review"
                 );
-                if let Some(lead) = claimed.iter().find(|l| l.id == lead_id) {
+                if let Some(lead) = calls.iter().map(|c| &c.lead).find(|l| l.id == lead_id) {
                     let review = LeadResult {
                         lead_id,
                         from_state: lead.state,
                         to_state: lead::next(lead.state, LeadEvent::OutcomeUnknown)
                             .unwrap_or(lead.state),
-                        runner_id: self.runner_id.clone(),
+                        runner_id: token.clone(),
                         attempt: None,
                         contacted: false,
                         follow_up_sent: false,
@@ -457,30 +613,42 @@ impl Dispatcher {
                         )),
                         event: None,
                     };
-                    self.store.record_results(&[review], now).await?;
+                    self.record(&[review], now).await?;
                 }
-                self.store
-                    .release_leads(
-                        &claimed.iter().map(|l| l.id).collect::<Vec<_>>(),
-                        &self.runner_id,
-                    )
-                    .await?;
+                let held: Vec<i64> = calls.iter().map(|c| c.lead.id).collect();
+                self.release(&held, &token).await?;
                 return Ok(BatchEnd::Continue);
             }
             Err(e) => {
-                self.store
-                    .release_leads(
-                        &claimed.iter().map(|l| l.id).collect::<Vec<_>>(),
-                        &self.runner_id,
-                    )
-                    .await?;
+                let held: Vec<i64> = calls.iter().map(|c| c.lead.id).collect();
+                // Best effort: if the database is gone, the leases run out on their own.
+                if let Err(release) = self.release(&held, &token).await {
+                    tracing::warn!(error = %release, "could not give the leases back; they expire on their own");
+                }
                 return Err(e.into());
             }
         };
+        // The daily cap, counted in the same transaction, may have let only the first few
+        // through: the rest are given back for another day.
+        let mut calls = calls;
+        if attempt_ids.len() < calls.len() {
+            let over: Vec<i64> = calls[attempt_ids.len()..]
+                .iter()
+                .map(|c| c.lead.id)
+                .collect();
+            tracing::info!(
+                left_for_later = over.len(),
+                "the daily cap was reached (counting every runner)"
+            );
+            self.release(&over, &token).await?;
+            calls.truncate(attempt_ids.len());
+        }
+        if calls.is_empty() {
+            return Ok(BatchEnd::StopJob);
+        }
 
         // A call may start only while the lease still covers its whole timeout: a call
         // queued behind other jobs' calls past that point is cancelled, never made late.
-        let lease_until = now + self.lease(job);
         let timeout = chrono::Duration::from_std(self.config.fluidtalk.timeout)
             .unwrap_or(chrono::Duration::minutes(1));
         let start_deadline = lease_until - timeout - chrono::Duration::seconds(10);
@@ -505,6 +673,7 @@ impl Dispatcher {
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 limiter.until_ready().await;
+                holds.refresh(&*store, clock.now()).await;
                 let now = clock.now();
                 if now >= start_deadline || holds.blocks(call.action, now) || shutdown.load(Ordering::SeqCst) {
                     return (i, None);
@@ -562,7 +731,9 @@ impl Dispatcher {
         let mut effects: Vec<AccountEffect> = Vec::new();
         let mut succeeded = [false; 2]; // [new conversation, follow-up]
         for ((call, attempt_id), answer) in calls.iter().zip(&attempt_ids).zip(answers) {
-            let (result, effect) = self.settle(job, call, *attempt_id, answer, finished, summary);
+            let (mut result, effect) =
+                self.settle(job, call, *attempt_id, answer, finished, summary);
+            result.runner_id = token.clone();
             effects.extend(effect.map(|(e, _)| e));
             if matches!(
                 result.attempt.as_ref().map(|a| a.status),
@@ -611,7 +782,7 @@ impl Dispatcher {
         // A success lifts a pause that had already run out before this batch began: a pause
         // set during the batch (a 401 among successes) stays.
         if succeeded[0] || succeeded[1] {
-            for p in self.store.pauses().await? {
+            for p in self.db("read pauses", true, || self.store.pauses()).await? {
                 let lift = p.until <= batch_started
                     && match p.scope {
                         PauseScope::NewConversations => succeeded[0],
@@ -619,7 +790,8 @@ impl Dispatcher {
                         PauseScope::All => true,
                     };
                 if lift {
-                    self.store.clear_pause(p.scope).await?;
+                    self.db("lift a pause", true, || self.store.clear_pause(p.scope))
+                        .await?;
                     self.holds.release(p.scope);
                 }
             }
@@ -627,22 +799,49 @@ impl Dispatcher {
         Ok(end)
     }
 
-    /// Writes a batch's results, trying again briefly: the answers exist only in memory
-    /// until this succeeds.
+    /// Writes a batch's results, trying again while the database is unreachable: the
+    /// answers exist only in memory until this succeeds. (Repeating it is safe: only
+    /// attempts still in flight and leads still leased to the token are written.)
     async fn record(&self, results: &[LeadResult], now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut delay = Duration::from_millis(250);
-        for attempt in 1..=4 {
-            match self.store.record_results(results, now).await {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt < 4 => {
-                    tracing::warn!(error = %e, attempt, "could not record results; trying again");
-                    self.clock.sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => return Err(e),
+        self.db("record results", false, || {
+            self.store.record_results(results, now)
+        })
+        .await
+    }
+
+    /// Gives back leases held by `token`.
+    async fn release(&self, ids: &[i64], token: &str) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.db("give leases back", false, || {
+            self.store.release_leads(ids, token)
+        })
+        .await
+    }
+
+    /// After a lost connection: the ids of `attempts` if an earlier try recorded them (in
+    /// flight under this claim's token), else `None`. The daily cap may have let only the
+    /// first few through, so the answer may be a prefix.
+    async fn ours(&self, attempts: &[NewAttempt]) -> Result<Option<Vec<i64>>, StoreError> {
+        let mut ids = Vec::new();
+        for a in attempts {
+            let held = self
+                .db("look up attempts", true, || {
+                    self.store.attempts_for(a.lead_id)
+                })
+                .await?;
+            match held.iter().find(|h| {
+                h.status == AttemptStatus::InFlight
+                    && h.runner_id == a.runner_id
+                    && h.action == a.action
+                    && h.step == a.step
+            }) {
+                Some(h) => ids.push(h.id),
+                None => break,
             }
         }
-        Ok(())
+        Ok((!ids.is_empty()).then_some(ids))
     }
 
     /// Turns one call's answer into the lead's result and the account effect, if any.
@@ -809,6 +1008,19 @@ impl Dispatcher {
             .map(|a| (a, err.map(|e| e.to_string()).unwrap_or_default()));
         (result, effect)
     }
+}
+
+/// Whether a lead just claimed is as the plan read it: same state, same step counters, no
+/// reply, contact or other change since. Otherwise another runner (or a person) got to it
+/// first, and the planned call would be the wrong one.
+fn unchanged(planned: &crate::store::Lead, now_held: &crate::store::Lead) -> bool {
+    planned.state == now_held.state
+        && planned.reopens == now_held.reopens
+        && planned.follow_ups_total == now_held.follow_ups_total
+        && planned.last_contact_at == now_held.last_contact_at
+        && planned.last_reply_at == now_held.last_reply_at
+        && planned.updated_at == now_held.updated_at
+        && planned.next_eligible_at == now_held.next_eligible_at
 }
 
 /// The API call for a planned call.

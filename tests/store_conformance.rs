@@ -7,7 +7,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::db::TestDb;
 use fluidtalk_runner::lead::LeadState;
 use fluidtalk_runner::store::{
-    Action, AttemptEnd, AttemptStatus, LeadFilter, LeadInput, NewAttempt, StoreError, UserAction,
+    Action, AttemptEnd, AttemptStatus, DailyCap, LeadFilter, LeadInput, NewAttempt, StoreError,
+    UserAction,
 };
 
 fn t(h: u32) -> DateTime<Utc> {
@@ -699,7 +700,172 @@ conformance!(
     a_late_or_repeated_answer_changes_nothing,
     an_import_leaves_a_lead_that_has_attempts_as_it_is,
     nul_characters_in_answers_are_stored_the_same_on_both_backends,
+    the_daily_cap_is_counted_and_taken_in_one_transaction,
+    concurrent_capped_starts_from_separate_connections_never_pass_the_cap,
+    a_claim_repeated_with_its_token_is_the_same_claim,
 );
+
+async fn the_daily_cap_is_counted_and_taken_in_one_transaction(db: TestDb) {
+    let targets: Vec<String> = (0..5).map(|i| format!("@cap{i}")).collect();
+    import(&db, targets.iter().map(|t| lead(t)).collect(), t(9)).await;
+    let mut ids = Vec::new();
+    for t in &targets {
+        ids.push(get(&db, t).await.id);
+    }
+    let cap = Some(DailyCap {
+        since: t(0),
+        limit: 3,
+    });
+    let first = db
+        .store
+        .start_attempts_within(
+            &[
+                attempt(ids[0], Action::Opener, 0),
+                attempt(ids[1], Action::Opener, 0),
+            ],
+            cap,
+        )
+        .await
+        .expect("start");
+    assert_eq!(first.len(), 2);
+    // Only one more fits: the front of the batch goes in, the rest is not recorded.
+    let second = db
+        .store
+        .start_attempts_within(
+            &[
+                attempt(ids[2], Action::Opener, 0),
+                attempt(ids[3], Action::Opener, 0),
+            ],
+            cap,
+        )
+        .await
+        .expect("start");
+    assert_eq!(second.len(), 1);
+    assert_eq!(db.store.attempts_for(ids[2]).await.expect("a").len(), 1);
+    assert!(db.store.attempts_for(ids[3]).await.expect("a").is_empty());
+    // A failed attempt frees its place; one from before `since` never counted.
+    db.store
+        .finish_attempts(&[end(first[0], AttemptStatus::TransientError, None)])
+        .await
+        .expect("finish");
+    let third = db
+        .store
+        .start_attempts_within(
+            &[
+                attempt(ids[4], Action::Opener, 0),
+                attempt(ids[3], Action::Opener, 0),
+            ],
+            cap,
+        )
+        .await
+        .expect("start");
+    assert_eq!(third.len(), 1, "one place was freed");
+    let next_day = Some(DailyCap {
+        since: t(11),
+        limit: 3,
+    });
+    let fourth = db
+        .store
+        .start_attempts_within(&[attempt(ids[3], Action::Opener, 0)], next_day)
+        .await
+        .expect("start");
+    assert_eq!(fourth.len(), 1, "a new day starts empty");
+    // Another job's attempts do not count.
+    let mut other = attempt(ids[0], Action::Opener, 1);
+    other.job = "other".into();
+    assert_eq!(
+        db.store
+            .start_attempts_within(&[other], cap)
+            .await
+            .expect("start")
+            .len(),
+        1
+    );
+}
+
+async fn concurrent_capped_starts_from_separate_connections_never_pass_the_cap(db: TestDb) {
+    let targets: Vec<String> = (0..60).map(|i| format!("@race{i}")).collect();
+    import(&db, targets.iter().map(|t| lead(t)).collect(), t(9)).await;
+    let mut ids = Vec::new();
+    for t in &targets {
+        ids.push(get(&db, t).await.id);
+    }
+    let cap = Some(DailyCap {
+        since: t(0),
+        limit: 25,
+    });
+    // Six store handles (six pools, as six runners would have), each starting ten at the
+    // same moment, in two rounds so each round's count can race the others' inserts.
+    let mut stores = Vec::new();
+    for _ in 0..6 {
+        stores.push(fluidtalk_runner::store::open(&db.url).await.expect("open"));
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(6));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (chunk, store) in ids.chunks(10).zip(stores) {
+        let batches: Vec<Vec<NewAttempt>> = chunk
+            .chunks(5)
+            .map(|c| c.iter().map(|id| attempt(*id, Action::Opener, 0)).collect())
+            .collect();
+        let barrier = barrier.clone();
+        tasks.spawn(async move {
+            let mut n = 0;
+            for batch in batches {
+                barrier.wait().await;
+                n += store
+                    .start_attempts_within(&batch, cap)
+                    .await
+                    .expect("start")
+                    .len();
+            }
+            n
+        });
+    }
+    let mut started = 0;
+    while let Some(n) = tasks.join_next().await {
+        started += n.expect("task");
+    }
+    assert_eq!(started, 25);
+    let mut recorded = 0;
+    for id in &ids {
+        recorded += db.store.attempts_for(*id).await.expect("a").len();
+    }
+    assert_eq!(recorded, 25);
+}
+
+async fn a_claim_repeated_with_its_token_is_the_same_claim(db: TestDb) {
+    import(&db, vec![lead("@x"), lead("@y")], t(9)).await;
+    let x = get(&db, "@x").await.id;
+    let y = get(&db, "@y").await.id;
+    let until = t(10) + Duration::minutes(5);
+    let first = db
+        .store
+        .claim_leads(&[x], "host-1/1", t(10), until)
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 1);
+    // The same token again (a retry after a lost answer) gets the same lead back ...
+    let again = db
+        .store
+        .claim_leads(&[x, y], "host-1/1", t(10), until)
+        .await
+        .expect("claim");
+    assert_eq!(again.iter().map(|l| l.id).collect::<Vec<_>>(), vec![x, y]);
+    // ... another token, even of the same process, does not.
+    let other = db
+        .store
+        .claim_leads(&[x, y], "host-1/2", t(10), until)
+        .await
+        .expect("claim");
+    assert!(other.is_empty());
+    // Until the lease runs out.
+    let late = db
+        .store
+        .claim_leads(&[x], "host-2/1", until, until + Duration::minutes(5))
+        .await
+        .expect("claim");
+    assert_eq!(late.len(), 1);
+}
 
 async fn a_schema_newer_than_the_binary_is_refused(db: TestDb) {
     db.exec(

@@ -479,6 +479,38 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether trying again later may succeed: the connection was lost or refused, the
+    /// server is restarting or shutting connections down, the pool ran dry, SQLite's file
+    /// stayed locked past the busy timeout, or PostgreSQL chose this transaction to abort
+    /// (serialization failure, deadlock). A runner backs off and goes on after these.
+    pub fn is_transient(&self) -> bool {
+        let e = match self {
+            StoreError::Db(e) | StoreError::Connect { cause: e, .. } => e,
+            _ => return false,
+        };
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: class 08 (connection exception), 57P01..57P03 (admin or crash
+                // shutdown, cannot connect now), 40001 and 40P01 (serialization, deadlock),
+                // 53300 (too many connections). SQLite: 5 and 6 (busy, locked) with their
+                // extended codes.
+                code.starts_with("08")
+                    || matches!(
+                        &*code,
+                        "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300"
+                    )
+                    || matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
+                        && db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+            }
+            _ => false,
+        }
+    }
+}
+
 // By hand rather than `#[from]`, which would also make the sqlx error the source: the
 // message already shows it, and `{:#}` would print it twice.
 impl From<sqlx::Error> for StoreError {
@@ -532,7 +564,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records attempts as in flight, all or none, before their calls are made. A step
     /// already in flight or sent is refused (`AlreadySent`) by the database's unique index.
-    async fn start_attempts(&self, attempts: &[NewAttempt]) -> Result<Vec<i64>, StoreError>;
+    async fn start_attempts(&self, attempts: &[NewAttempt]) -> Result<Vec<i64>, StoreError> {
+        self.start_attempts_within(attempts, None).await
+    }
+    /// `start_attempts` under a daily cap shared by every runner: in one transaction that
+    /// holds the job's cap lock (PostgreSQL: an advisory lock; SQLite: the write lock), it
+    /// counts the job's attempts started since `cap.since` and records only as many of
+    /// `attempts`, from the front, as the cap still allows. Returns the ids of those.
+    /// All attempts must be of one job.
+    async fn start_attempts_within(
+        &self,
+        attempts: &[NewAttempt],
+        cap: Option<DailyCap>,
+    ) -> Result<Vec<i64>, StoreError>;
     /// Records how attempts ended; those with a message get an outbox row. Only attempts
     /// still `in_flight` are finished (a late answer for an attempt a person has since
     /// retried changes nothing); returns the ids finished.
@@ -541,7 +585,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Due leads, read only: the same selection a claim makes (dry runs use this).
     async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError>;
     /// Leases leads picked from `due_leads` to `runner` until `lease_until`, if they are
-    /// still workable and not leased by another runner; returns those it leased.
+    /// still workable and not leased by another runner; returns those it leased. One
+    /// statement; on PostgreSQL rows another runner is claiming are skipped, not waited on.
+    /// `runner` is a lease token, unique per claim: claiming again with the same token
+    /// (after a lost connection) returns the same leads, so a retry is safe.
     async fn claim_leads(
         &self,
         ids: &[i64],
@@ -815,6 +862,21 @@ fn already_sent(attempts: &[NewAttempt], held: &[(i64, String, i64)]) -> StoreEr
             step: a.step,
         },
         None => StoreError::Corrupt("the attempts index refused a batch without a conflict".into()),
+    }
+}
+
+/// A job's daily cap: at most `limit` attempts started since `since` (in flight or sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyCap {
+    pub since: DateTime<Utc>,
+    pub limit: u32,
+}
+
+/// How many of `wanted` attempts a cap with `used` already taken lets through.
+fn cap_allows(cap: Option<DailyCap>, used: i64, wanted: usize) -> usize {
+    match cap {
+        None => wanted,
+        Some(cap) => (i64::from(cap.limit) - used).clamp(0, wanted as i64) as usize,
     }
 }
 

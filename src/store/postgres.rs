@@ -5,11 +5,12 @@
 //! and compare-and-set on the state read.
 
 use super::{
-    Action, Attempt, AttemptEnd, AttemptStatus, Due, DueEvent, DueLead, DueQuery, ImportCounts,
-    ImportSession, JobRun, Lead, LeadFilter, LeadInput, LeadResult, NewAttempt, Orphan, OutboxItem,
-    Pause, PauseScope, QueuedEvent, Store, StoreError, UserAction, already_sent, attempts_json,
-    clean, counts_by_state, ends_json, events_json, ids_in_order, in_tx, is_unique_violation,
-    merge_batch, redact_url, results_json, rows_json, user_event,
+    Action, Attempt, AttemptEnd, AttemptStatus, DailyCap, Due, DueEvent, DueLead, DueQuery,
+    ImportCounts, ImportSession, JobRun, Lead, LeadFilter, LeadInput, LeadResult, NewAttempt,
+    Orphan, OutboxItem, Pause, PauseScope, QueuedEvent, Store, StoreError, UserAction,
+    already_sent, attempts_json, cap_allows, clean, counts_by_state, ends_json, events_json,
+    ids_in_order, in_tx, is_unique_violation, merge_batch, redact_url, results_json, rows_json,
+    user_event,
 };
 use crate::lead::{self, LeadEvent, LeadState};
 use async_trait::async_trait;
@@ -66,7 +67,7 @@ impl PgStore {
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
             .map_err(connect_error)?;
@@ -364,6 +365,22 @@ async fn upsert_batch(
 }
 
 /// Finishes attempts still in flight and writes their outbox rows; returns the ids finished.
+/// A job's attempts started since `since` that count against its daily cap.
+async fn count_started_in(
+    conn: &mut PgConnection,
+    job: &str,
+    since: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM attempts
+         WHERE job = $1 AND started_at >= $2 AND status IN ('in_flight', 'sent', 'continued')",
+    )
+    .bind(job)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
 async fn finish_in(conn: &mut PgConnection, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError> {
     if ends.is_empty() {
         return Ok(Vec::new());
@@ -582,36 +599,60 @@ impl Store for PgStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    async fn start_attempts(&self, attempts: &[NewAttempt]) -> Result<Vec<i64>, StoreError> {
+    async fn start_attempts_within(
+        &self,
+        attempts: &[NewAttempt],
+        cap: Option<DailyCap>,
+    ) -> Result<Vec<i64>, StoreError> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
-        let payload = attempts_json(attempts);
-        let inserted: Result<Vec<(i64, i64, String, i64)>, sqlx::Error> = sqlx::query_as(
-            "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
-             SELECT x.lead_id, x.job, x.action, x.step, 'in_flight', x.started_at, x.runner_id
-             FROM jsonb_to_recordset($1::jsonb) AS x(lead_id bigint, job text, action text,
-                  step bigint, started_at timestamptz, runner_id text)
-             RETURNING id, lead_id, action, step",
-        )
-        .bind(&payload)
-        .fetch_all(&self.pool)
+        let tx = self.pool.begin().await?;
+        let started = in_tx(tx, async |tx| {
+            let used = match cap {
+                None => 0,
+                Some(cap) => {
+                    // Runners count and add to a job's day one at a time: the lock is the
+                    // transaction's, held until the attempts are committed, so N runners
+                    // together never pass the cap.
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                        .bind(format!("fluidtalk-runner daily cap: {}", attempts[0].job))
+                        .execute(&mut *tx)
+                        .await?;
+                    count_started_in(tx, &attempts[0].job, cap.since).await?
+                }
+            };
+            let chosen = &attempts[..cap_allows(cap, used, attempts.len())];
+            if chosen.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+                 SELECT x.lead_id, x.job, x.action, x.step, 'in_flight', x.started_at, x.runner_id
+                 FROM jsonb_to_recordset($1::jsonb) AS x(lead_id bigint, job text, action text,
+                      step bigint, started_at timestamptz, runner_id text)
+                 RETURNING id, lead_id, action, step",
+            )
+            .bind(attempts_json(chosen))
+            .fetch_all(&mut *tx)
+            .await?;
+            ids_in_order(chosen, &rows)
+        })
         .await;
-        match inserted {
-            Ok(rows) => ids_in_order(attempts, &rows),
-            Err(e) if is_unique_violation(&e) => {
+        match started {
+            Err(StoreError::Db(e)) if is_unique_violation(&e) => {
                 let held: Vec<(i64, String, i64)> = sqlx::query_as(
                     "SELECT a.lead_id, a.action, a.step FROM attempts a
                      JOIN jsonb_to_recordset($1::jsonb) AS x(lead_id bigint, action text, step bigint)
                        ON a.lead_id = x.lead_id AND a.action = x.action AND a.step = x.step
                      WHERE a.status IN ('in_flight', 'sent', 'continued')",
                 )
-                .bind(&payload)
+                .bind(attempts_json(attempts))
                 .fetch_all(&self.pool)
                 .await?;
                 Err(already_sent(attempts, &held))
             }
-            Err(e) => Err(e.into()),
+            other => other,
         }
     }
 
@@ -689,7 +730,7 @@ impl Store for PgStore {
             "UPDATE leads SET lease_owner = $2, lease_expires_at = $4
              WHERE id IN (SELECT id FROM leads
                           WHERE id = ANY($1) AND state IN ('new', 'contacted', 'exhausted')
-                            AND (lease_owner IS NULL OR lease_expires_at <= $3)
+                            AND (lease_owner IS NULL OR lease_expires_at <= $3 OR lease_owner = $2)
                           FOR UPDATE SKIP LOCKED)
              RETURNING ",
             lead_columns!()
@@ -934,15 +975,8 @@ impl Store for PgStore {
         job: &str,
         since: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM attempts
-             WHERE job = $1 AND started_at >= $2 AND status IN ('in_flight', 'sent', 'continued')",
-        )
-        .bind(job)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n.max(0) as u64)
+        let mut conn = self.pool.acquire().await?;
+        Ok(count_started_in(&mut conn, job, since).await?.max(0) as u64)
     }
 
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {

@@ -5,11 +5,12 @@
 //! take the write lock up front instead of failing to upgrade a read lock later.
 
 use super::{
-    Action, Attempt, AttemptEnd, AttemptStatus, Due, DueEvent, DueLead, DueQuery, ImportCounts,
-    ImportSession, JobRun, Lead, LeadFilter, LeadInput, LeadResult, NewAttempt, Orphan, OutboxItem,
-    Pause, PauseScope, QueuedEvent, Store, StoreError, UserAction, already_sent, attempts_json,
-    clean, counts_by_state, ends_json, events_json, ids_in_order, in_tx, is_unique_violation,
-    merge_batch, redact_url, results_json, rows_json, ts, user_event,
+    Action, Attempt, AttemptEnd, AttemptStatus, DailyCap, Due, DueEvent, DueLead, DueQuery,
+    ImportCounts, ImportSession, JobRun, Lead, LeadFilter, LeadInput, LeadResult, NewAttempt,
+    Orphan, OutboxItem, Pause, PauseScope, QueuedEvent, Store, StoreError, UserAction,
+    already_sent, attempts_json, cap_allows, clean, counts_by_state, ends_json, events_json,
+    ids_in_order, in_tx, is_unique_violation, merge_batch, redact_url, results_json, rows_json, ts,
+    user_event,
 };
 use crate::lead::{self, LeadEvent, LeadState};
 use async_trait::async_trait;
@@ -388,6 +389,22 @@ async fn upsert_batch(
 }
 
 /// Finishes attempts still in flight and writes their outbox rows; returns the ids finished.
+/// A job's attempts started since `since` that count against its daily cap.
+async fn count_started_in(
+    conn: &mut SqliteConnection,
+    job: &str,
+    since: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM attempts
+         WHERE job = ?1 AND started_at >= ?2 AND status IN ('in_flight', 'sent', 'continued')",
+    )
+    .bind(job)
+    .bind(ts(since))
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
 async fn finish_in(
     conn: &mut SqliteConnection,
     ends: &[AttemptEnd],
@@ -620,25 +637,41 @@ impl Store for SqliteStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    async fn start_attempts(&self, attempts: &[NewAttempt]) -> Result<Vec<i64>, StoreError> {
+    async fn start_attempts_within(
+        &self,
+        attempts: &[NewAttempt],
+        cap: Option<DailyCap>,
+    ) -> Result<Vec<i64>, StoreError> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
-        let payload = attempts_json(attempts);
-        let inserted: Result<Vec<(i64, i64, String, i64)>, sqlx::Error> = sqlx::query_as(
-            "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
-             SELECT json_extract(value, '$.lead_id'), json_extract(value, '$.job'),
-                    json_extract(value, '$.action'), json_extract(value, '$.step'), 'in_flight',
-                    json_extract(value, '$.started_at'), json_extract(value, '$.runner_id')
-             FROM json_each(?1)
-             RETURNING id, lead_id, action, step",
-        )
-        .bind(&payload)
-        .fetch_all(&self.pool)
+        // The write lock, taken up front, makes count-then-insert atomic across processes.
+        let tx = self.begin_immediate().await?;
+        let started = in_tx(tx, async |tx| {
+            let used = match cap {
+                None => 0,
+                Some(cap) => count_started_in(tx, &attempts[0].job, cap.since).await?,
+            };
+            let chosen = &attempts[..cap_allows(cap, used, attempts.len())];
+            if chosen.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+                 SELECT json_extract(value, '$.lead_id'), json_extract(value, '$.job'),
+                        json_extract(value, '$.action'), json_extract(value, '$.step'), 'in_flight',
+                        json_extract(value, '$.started_at'), json_extract(value, '$.runner_id')
+                 FROM json_each(?1)
+                 RETURNING id, lead_id, action, step",
+            )
+            .bind(attempts_json(chosen))
+            .fetch_all(&mut *tx)
+            .await?;
+            ids_in_order(chosen, &rows)
+        })
         .await;
-        match inserted {
-            Ok(rows) => ids_in_order(attempts, &rows),
-            Err(e) if is_unique_violation(&e) => {
+        match started {
+            Err(StoreError::Db(e)) if is_unique_violation(&e) => {
                 let held: Vec<(i64, String, i64)> = sqlx::query_as(
                     "SELECT a.lead_id, a.action, a.step FROM attempts a
                      JOIN json_each(?1) j
@@ -647,12 +680,12 @@ impl Store for SqliteStore {
                       AND a.step = json_extract(j.value, '$.step')
                      WHERE a.status IN ('in_flight', 'sent', 'continued')",
                 )
-                .bind(&payload)
+                .bind(attempts_json(attempts))
                 .fetch_all(&self.pool)
                 .await?;
                 Err(already_sent(attempts, &held))
             }
-            Err(e) => Err(e.into()),
+            other => other,
         }
     }
 
@@ -744,7 +777,7 @@ impl Store for SqliteStore {
             "UPDATE leads SET lease_owner = ?2, lease_expires_at = ?4
              WHERE id IN (SELECT value FROM json_each(?1))
                AND state IN ('new', 'contacted', 'exhausted')
-               AND (lease_owner IS NULL OR lease_expires_at <= ?3)
+               AND (lease_owner IS NULL OR lease_expires_at <= ?3 OR lease_owner = ?2)
              RETURNING ",
             lead_columns!()
         ))
@@ -1004,15 +1037,8 @@ impl Store for SqliteStore {
         job: &str,
         since: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM attempts
-             WHERE job = ?1 AND started_at >= ?2 AND status IN ('in_flight', 'sent', 'continued')",
-        )
-        .bind(job)
-        .bind(ts(since))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n.max(0) as u64)
+        let mut conn = self.pool.acquire().await?;
+        Ok(count_started_in(&mut conn, job, since).await?.max(0) as u64)
     }
 
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
