@@ -27,6 +27,45 @@ impl Clock for SystemClock {
     }
 }
 
+/// The machine's clock moved by a fixed offset: how the fault tests run a real process
+/// "two hours later" (to let leases run out) without waiting, and how clock skew between
+/// runners is reproduced. Set from `FLUIDTALK_CLOCK_OFFSET` (see `from_env`).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock(pub chrono::Duration);
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.0
+    }
+
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+/// The environment variable that moves a runner's clock: a duration such as `2h` or `-90s`.
+pub const OFFSET_ENV: &str = "FLUIDTALK_CLOCK_OFFSET";
+
+/// The runner's clock: the machine's, moved by `FLUIDTALK_CLOCK_OFFSET` if that is set.
+pub fn from_env() -> Result<std::sync::Arc<dyn Clock>, String> {
+    match std::env::var(OFFSET_ENV) {
+        Err(_) => Ok(std::sync::Arc::new(SystemClock)),
+        Ok(v) => {
+            let (sign, text) = match v.trim().strip_prefix('-') {
+                Some(rest) => (-1, rest),
+                None => (1, v.trim().trim_start_matches('+')),
+            };
+            let d = humantime::parse_duration(text)
+                .ok()
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .ok_or_else(|| {
+                    format!("{OFFSET_ENV}={v:?}: expected a duration such as 2h, 90s or -15m")
+                })?;
+            Ok(std::sync::Arc::new(OffsetClock(d * sign)))
+        }
+    }
+}
+
 /// A clock that stands still until told to move (tests, and `run --at` previews).
 #[derive(Debug)]
 pub struct ManualClock(Mutex<DateTime<Utc>>);

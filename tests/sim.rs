@@ -253,3 +253,110 @@ async fn latency_delays_each_answer() {
     client(&url).ai_opener(&opener("@a")).await.expect("opens");
     assert!(started.elapsed() >= std::time::Duration::from_millis(150));
 }
+
+#[tokio::test]
+async fn rate_limit_bursts_answer_429_with_retry_after_and_act_on_nothing() {
+    let (url, sim) = spawn_sim(SimConfig {
+        rate_limit: "2/5:3".parse().ok(),
+        ..Default::default()
+    })
+    .await;
+    let c = client(&url);
+    let mut kinds = Vec::new();
+    for i in 0..10 {
+        match c.ai_opener(&opener(&format!("@r{i}"))).await {
+            Ok(_) => kinds.push("ok".to_string()),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::RateLimited, "{e}");
+                assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(3)));
+                kinds.push("429".to_string());
+            }
+        }
+    }
+    assert_eq!(
+        kinds,
+        [
+            "429", "429", "ok", "ok", "ok", "429", "429", "ok", "ok", "ok"
+        ]
+    );
+    assert_eq!(sim.snapshot().conversations, 6, "a 429 opens nothing");
+    let log = sim.log();
+    assert_eq!(
+        log[0].target, "@r0",
+        "refused requests are logged with their target"
+    );
+    assert_eq!(log[0].status, 429);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_acts_but_leaves_the_caller_without_an_answer() {
+    let (url, sim) = spawn_sim(SimConfig {
+        drop_rate: 1.0,
+        ..Default::default()
+    })
+    .await;
+    let e = client(&url)
+        .ai_opener(&opener("@d"))
+        .await
+        .expect_err("no answer");
+    assert!(
+        e.kind().outcome_unknown(),
+        "{e:?} must count as an unknown outcome"
+    );
+    assert_eq!(sim.snapshot().conversations, 1, "the simulator acted first");
+    let log = sim.log();
+    assert!(log[0].dropped);
+    assert_eq!((log[0].target.as_str(), log[0].status), ("@d", 200));
+}
+
+#[tokio::test]
+async fn latency_range_and_token_refills_are_controllable() {
+    let (url, sim) = spawn_sim(SimConfig {
+        tokens: Some(0),
+        latency: std::time::Duration::from_millis(5),
+        latency_max: Some(std::time::Duration::from_millis(30)),
+        ..Default::default()
+    })
+    .await;
+    let c = client(&url);
+    let started = std::time::Instant::now();
+    let e = c.ai_opener(&opener("@t")).await.expect_err("no tokens");
+    assert_eq!(e.kind(), ErrorKind::OutOfTokens);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(5));
+    let refill: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/_sim/tokens"))
+        .json(&serde_json::json!({"tokens": 1}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(refill["tokens_left"], 1);
+    c.ai_opener(&opener("@t")).await.expect("a token again");
+    assert_eq!(sim.snapshot().tokens_left, Some(0));
+    let bad = reqwest::Client::new()
+        .post(format!("{url}/_sim/tokens"))
+        .json(&serde_json::json!({"tokens": "many"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(bad.status(), 422);
+}
+
+#[test]
+fn rate_limit_bursts_parse_and_refuse_nonsense() {
+    use fluidtalk_runner::sim::RateLimitBursts;
+    assert_eq!(
+        "20/200:1".parse::<RateLimitBursts>(),
+        Ok(RateLimitBursts {
+            burst: 20,
+            every: 200,
+            retry_after: 1
+        })
+    );
+    for bad in ["20", "20/200", "300/200:1", "1/0:1", "a/b:c"] {
+        let e = bad.parse::<RateLimitBursts>().expect_err(bad);
+        assert!(e.contains(bad), "{e}");
+    }
+}

@@ -1,7 +1,6 @@
 //! `fluidtalk-runner daemon [--dry-run]`: every job on its schedule until SIGTERM/Ctrl-C.
 
 use super::store_access::{open_store, store_failure};
-use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::dispatch::Dispatcher;
@@ -27,7 +26,9 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
         .exit_with(Exit::Config);
     }
     let runner_id = super::run::runner_id();
-    let clock = Arc::new(SystemClock);
+    let clock = crate::clock::from_env()
+        .map_err(|e| anyhow!(e))
+        .exit_with(Exit::Usage)?;
     let (store, dispatcher) = if args.dry_run {
         let store = crate::store::open_read_only(&config.database_url())
             .await

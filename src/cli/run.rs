@@ -2,7 +2,7 @@
 //! when none are named), once, now.
 
 use super::store_access::store_failure;
-use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::clock::{Clock, ManualClock};
 use crate::config::{Config, Job, JobKind};
 use crate::dispatch::{self, Dispatcher, RunError, Summary};
 use crate::exit::{Exit, ExitWith, Failure};
@@ -120,15 +120,12 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
     if args.dry_run {
         return dry_run(config, &jobs, args.at.unwrap_or_else(Utc::now), args.json).await;
     }
+    let clock = crate::clock::from_env()
+        .map_err(|e| anyhow!(e))
+        .exit_with(Exit::Usage)?;
     let client = campaign_client(config)?;
     let store = super::store_access::open_store(config).await?;
-    let dispatcher = Dispatcher::new(
-        store,
-        client,
-        Arc::new(config.clone()),
-        Arc::new(SystemClock),
-        runner_id(),
-    );
+    let dispatcher = Dispatcher::new(store, client, Arc::new(config.clone()), clock, runner_id());
     let per_job = run_jobs(&dispatcher, &jobs, args.json).await?;
     if args.json {
         let mut total = Summary::default();

@@ -26,10 +26,20 @@ pub struct SimArgs {
     /// Delay every API request by this much (e.g. 50ms).
     #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
     latency: Duration,
+    /// With this, each request's delay is drawn between --latency and this (e.g. 20ms).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    latency_max: Option<Duration>,
     /// Answer this share of API requests (0 to 1) with a 500.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     fail_rate: f64,
-    /// Seed for --fail-rate, so runs repeat.
+    /// Drop the connection of this share of API requests (0 to 1), after acting on them.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    drop_rate: f64,
+    /// 429 bursts: of every EVERY requests the first BURST get a 429 with
+    /// `Retry-After: SECONDS` (e.g. 20/200:1).
+    #[arg(long, value_name = "BURST/EVERY:SECONDS")]
+    rate_limit: Option<crate::sim::RateLimitBursts>,
+    /// Seed for --fail-rate, --drop-rate and --latency-max, so runs repeat.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Require exactly this key (default: any non-empty key). Also FLUIDTALK_SIM_API_KEY.
@@ -58,7 +68,10 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         seal_after: args.seal_after,
         ignore: args.ignore.into_iter().collect(),
         latency: args.latency,
+        latency_max: args.latency_max,
         fail_rate: args.fail_rate,
+        drop_rate: args.drop_rate,
+        rate_limit: args.rate_limit,
         seed: args.seed,
         api_key,
     };

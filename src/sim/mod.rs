@@ -4,8 +4,10 @@
 //! conversations in memory keyed by target, spends a token for each new conversation,
 //! answers `continued` to an opener for an active conversation, 404 to a follow-up with no
 //! conversation, seals a conversation after `seal_after` follow-ups (then 400), answers
-//! `ignored` for configured targets, and can add latency and seeded random 500s. Every
-//! request it answers is kept in a log (`GET /_sim/log`) so tests can count what was sent.
+//! `ignored` for configured targets, and injects faults: latency (fixed or a seeded random
+//! range), seeded random 500s, 429 bursts with `Retry-After`, and dropped connections
+//! (after acting, so the caller cannot know what happened). Every request is kept in a log
+//! (`GET /_sim/log`) so tests can count what was sent; `POST /_sim/tokens` sets the balance.
 
 mod state;
 
@@ -38,11 +40,50 @@ pub struct SimConfig {
     pub ignore: HashSet<String>,
     /// Added to every API request.
     pub latency: Duration,
+    /// With this, each request's latency is drawn between `latency` and this.
+    pub latency_max: Option<Duration>,
     /// Share of API requests answered with a 500, drawn from `seed`.
     pub fail_rate: f64,
+    /// Share of API requests whose connection is dropped after the simulator has acted on
+    /// them (a message may have gone out; the caller gets no answer), drawn from `seed`.
+    pub drop_rate: f64,
+    /// Bursts of 429s: of every `every` requests, the first `burst` are refused.
+    pub rate_limit: Option<RateLimitBursts>,
     pub seed: u64,
     /// The only key accepted; `None` accepts any non-empty key.
     pub api_key: Option<ApiKey>,
+}
+
+/// 429 bursts: requests are numbered from 0; those with `n % every < burst` get a 429 with
+/// `Retry-After: retry_after` (seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitBursts {
+    pub every: u64,
+    pub burst: u64,
+    pub retry_after: u64,
+}
+
+impl std::str::FromStr for RateLimitBursts {
+    type Err = String;
+
+    /// `BURST/EVERY:RETRY_AFTER`, e.g. `20/200:1`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?}: expected BURST/EVERY:RETRY_AFTER_SECONDS, e.g. 20/200:1");
+        let (burst, rest) = s.split_once('/').ok_or_else(bad)?;
+        let (every, retry_after) = rest.split_once(':').ok_or_else(bad)?;
+        let n = |v: &str| v.trim().parse::<u64>().map_err(|_| bad());
+        let (burst, every, retry_after) = (n(burst)?, n(every)?, n(retry_after)?);
+        if every == 0 || burst > every {
+            return Err(format!(
+                "{s:?}: BURST must be at most EVERY, and EVERY above 0"
+            ));
+        }
+        Ok(Self {
+            every,
+            burst,
+            retry_after,
+        })
+    }
 }
 
 impl Default for SimConfig {
@@ -52,7 +93,10 @@ impl Default for SimConfig {
             seal_after: None,
             ignore: HashSet::new(),
             latency: Duration::ZERO,
+            latency_max: None,
             fail_rate: 0.0,
+            drop_rate: 0.0,
+            rate_limit: None,
             seed: 0,
             api_key: None,
         }
@@ -92,6 +136,7 @@ impl Simulator {
             .route(PATH_UPLOAD, post(upload))
             .route("/_sim/log", get(log))
             .route("/_sim/state", get(snapshot))
+            .route("/_sim/tokens", post(set_tokens))
             .with_state(self.clone())
     }
 
@@ -128,35 +173,88 @@ impl Simulator {
         Ok(())
     }
 
-    /// The path every API request takes: latency, key check, fault injection, form
-    /// decoding, then `work`; whatever the answer, it is logged.
+    /// The path every API request takes: latency, key check, form decoding, fault
+    /// injection, then `work`; whatever the answer, it is logged.
     async fn call(
         &self,
         path: &str,
         req: Request,
         work: impl FnOnce(&mut SimState, &SimConfig, &Fields, &mut Logged) -> Result<Reply, Reply>,
     ) -> Response {
-        let mut logged = Logged::default();
-        let reply = async {
-            if !self.config.latency.is_zero() {
-                tokio::time::sleep(self.config.latency).await;
+        let mut logged = Logged {
+            action: match path {
+                PATH_CHAT => "CHAT".into(),
+                PATH_UPLOAD => "UPLOAD".into(),
+                _ => String::new(),
+            },
+            target: String::new(),
+        };
+        let config = &self.config;
+        let latency = match config.latency_max {
+            Some(max) if max > config.latency => {
+                let share = self.lock().draw();
+                config.latency + (max - config.latency).mul_f64(share)
             }
+            _ => config.latency,
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let mut dropped = false;
+        let reply = async {
             self.check_key(req.headers())?;
-            if self.config.fail_rate > 0.0 && self.lock().draw() < self.config.fail_rate {
+            let fields = read_fields(req).await?;
+            logged.action = fields.get("action").unwrap_or(&logged.action).to_string();
+            logged.target = fields.get("target").unwrap_or_default().to_string();
+            if let Some(limit) = config.rate_limit {
+                let n = self.lock().log.len() as u64;
+                if n % limit.every < limit.burst {
+                    return Err(Reply::detail(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Too Many Requests",
+                    ));
+                }
+            }
+            if config.fail_rate > 0.0 && self.lock().draw() < config.fail_rate {
                 return Err(Reply::detail(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "simulated server error",
                 ));
             }
-            let fields = read_fields(req).await?;
-            work(&mut self.lock(), &self.config, &fields, &mut logged)
+            dropped = config.drop_rate > 0.0 && self.lock().draw() < config.drop_rate;
+            work(&mut self.lock(), config, &fields, &mut logged)
         }
         .await
         .unwrap_or_else(|rejected| rejected);
-        self.lock()
-            .record(path, &logged.action, &logged.target, reply.status.as_u16());
-        reply.into_response()
+        self.lock().record(
+            path,
+            &logged.action,
+            &logged.target,
+            reply.status.as_u16(),
+            dropped,
+        );
+        if dropped {
+            return dropped_connection();
+        }
+        match (reply.status, config.rate_limit) {
+            (StatusCode::TOO_MANY_REQUESTS, Some(limit)) => {
+                state::too_many_requests(limit.retry_after)
+            }
+            _ => reply.into_response(),
+        }
     }
+}
+
+/// A response whose body fails before its first byte: the server closes the connection
+/// without an answer, as a crashed worker or a cut network would.
+fn dropped_connection() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "simulated dropped connection",
+        ))
+    });
+    Response::new(axum::body::Body::from_stream(failing))
 }
 
 /// What the request log says about a call.
@@ -325,4 +423,23 @@ async fn log(State(sim): State<Simulator>) -> axum::Json<Vec<LogEntry>> {
 
 async fn snapshot(State(sim): State<Simulator>) -> axum::Json<SimSnapshot> {
     axum::Json(sim.snapshot())
+}
+
+/// `POST /_sim/tokens` with `{"tokens": N}` (or `null` for unlimited): sets the balance.
+async fn set_tokens(
+    State(sim): State<Simulator>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> Response {
+    match body.get("tokens") {
+        Some(Value::Null) => sim.lock().set_tokens(None),
+        Some(v) if v.as_u64().is_some() => sim.lock().set_tokens(v.as_u64()),
+        _ => {
+            return Reply::detail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "expected {\"tokens\": N} or {\"tokens\": null}",
+            )
+            .into_response();
+        }
+    }
+    axum::Json(sim.snapshot()).into_response()
 }

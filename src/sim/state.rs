@@ -18,6 +18,10 @@ pub struct LogEntry {
     pub action: String,
     pub target: String,
     pub status: u16,
+    /// The simulator dropped the connection instead of sending this answer (it had
+    /// already acted on the request).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
 }
 
 /// What the simulator holds, for tests and the `/_sim/state` endpoint.
@@ -57,6 +61,16 @@ pub(super) struct SimState {
 pub(super) struct Reply {
     pub(super) status: StatusCode,
     pub(super) body: serde_json::Value,
+}
+
+/// A 429 as a rate limiter in front of the API sends it, with `Retry-After` in seconds.
+pub(super) fn too_many_requests(retry_after: u64) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(axum::http::header::RETRY_AFTER, retry_after.to_string())],
+        Json(json!({ "detail": "Too Many Requests" })),
+    )
+        .into_response()
 }
 
 impl Reply {
@@ -107,7 +121,14 @@ impl SimState {
         self.uploads
     }
 
-    pub(super) fn record(&mut self, path: &str, action: &str, target: &str, status: u16) {
+    pub(super) fn record(
+        &mut self,
+        path: &str,
+        action: &str,
+        target: &str,
+        status: u16,
+        dropped: bool,
+    ) {
         let seq = self.log.len() as u64 + 1;
         self.log.push(LogEntry {
             seq,
@@ -115,7 +136,13 @@ impl SimState {
             action: action.to_string(),
             target: target.to_string(),
             status,
+            dropped,
         });
+    }
+
+    /// Sets the token balance (`None`: unlimited), as a team buying more tokens would.
+    pub(super) fn set_tokens(&mut self, tokens: Option<u64>) {
+        self.tokens = tokens;
     }
 
     pub(super) fn snapshot(&self) -> SimSnapshot {
