@@ -72,8 +72,19 @@ impl PgStore {
             .await
             .map_err(connect_error)?;
         let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
+        // A connection dropped under the schema check (the server restarting, a
+        // connection killer) is tried again a few times; anything else is reported at once.
+        let mut tries = 0;
+        loop {
+            match store.migrate().await {
+                Err(e) if e.is_transient() && tries < 5 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, tries, "the database dropped the connection while checking the schema; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                other => break other.map(|()| store),
+            }
+        }
     }
 
     /// Connects without migrating (dry runs write nothing).
@@ -1009,17 +1020,30 @@ impl Store for PgStore {
     ) -> Result<Pause, StoreError> {
         let tx = self.pool.begin().await?;
         in_tx(tx, async |tx| {
-            // The row lock makes concurrent 402s from several runners count one by one.
+            // The row lock makes concurrent 402s from several runners settle one by one.
             sqlx::query("INSERT INTO pauses (scope, until, reason, strikes, set_at) VALUES ($1, $2, '', 0, $2)
                          ON CONFLICT (scope) DO NOTHING")
                 .bind(scope.as_str())
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            let strikes: i32 = sqlx::query_scalar("SELECT strikes FROM pauses WHERE scope = $1 FOR UPDATE")
+            let held = sqlx::query("SELECT until, reason, strikes, set_at, set_by FROM pauses WHERE scope = $1 FOR UPDATE")
                 .bind(scope.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
+            let (held_until, strikes): (DateTime<Utc>, i32) = (held.try_get("until")?, held.try_get("strikes")?);
+            // A pause in force already answers this 402 (another runner, or a call already
+            // in flight, heard the same news): it is not a further strike.
+            if strikes > 0 && held_until > now {
+                return Ok(Pause {
+                    scope,
+                    until: held_until,
+                    reason: held.try_get("reason")?,
+                    strikes,
+                    set_at: held.try_get("set_at")?,
+                    set_by: held.try_get("set_by")?,
+                });
+            }
             let strikes = strikes.max(0) + 1;
             let until = now + chrono::Duration::from_std(length(strikes as u32)).unwrap_or(chrono::Duration::hours(1));
             sqlx::query(

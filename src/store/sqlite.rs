@@ -1071,12 +1071,30 @@ impl Store for SqliteStore {
     ) -> Result<Pause, StoreError> {
         let tx = self.begin_immediate().await?;
         in_tx(tx, async |tx| {
-            let strikes: Option<i32> =
-                sqlx::query_scalar("SELECT strikes FROM pauses WHERE scope = ?1")
-                    .bind(scope.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let strikes = strikes.unwrap_or(0).max(0) + 1;
+            let held = sqlx::query(
+                "SELECT until, reason, strikes, set_at, set_by FROM pauses WHERE scope = ?1",
+            )
+            .bind(scope.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let mut strikes = 0;
+            if let Some(held) = held {
+                strikes = held.try_get::<i32, _>("strikes")?.max(0);
+                let until = parse_ts(&held.try_get::<String, _>("until")?)?;
+                // A pause in force already answers this 402 (another runner, or a call
+                // already in flight, heard the same news): it is not a further strike.
+                if until > now {
+                    return Ok(Pause {
+                        scope,
+                        until,
+                        reason: held.try_get("reason")?,
+                        strikes,
+                        set_at: parse_ts(&held.try_get::<String, _>("set_at")?)?,
+                        set_by: held.try_get("set_by")?,
+                    });
+                }
+            }
+            let strikes = strikes + 1;
             let until = now
                 + chrono::Duration::from_std(length(strikes as u32))
                     .unwrap_or(chrono::Duration::hours(1));
