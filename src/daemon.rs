@@ -27,6 +27,8 @@ pub enum Tick {
     SkippedOverlap,
     /// Another runner claimed this tick.
     TakenElsewhere,
+    /// The database was unreachable: the tick is tried again on the next heartbeat.
+    Retrying,
     /// Dry run: the plan was logged, with this many calls.
     Planned(usize),
 }
@@ -157,7 +159,18 @@ impl Daemon {
                 }
                 Err(e) => {
                     slot.running.store(false, Ordering::SeqCst);
-                    tracing::error!(job = %job.name, error = %e, "could not claim the tick; the database may be down");
+                    let late = now - scheduled;
+                    if e.is_transient()
+                        && late.to_std().unwrap_or_default() < crate::dispatch::DB_OUTAGE_BUDGET
+                    {
+                        // Try this tick again on the next heartbeat, while it is recent:
+                        // a database that drops a connection costs a second, not a tick.
+                        *slot.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(scheduled);
+                        tracing::warn!(job = %job.name, %scheduled, error = %e, "could not claim the tick: the database is unreachable; trying again");
+                        out.push((job.name.clone(), Tick::Retrying, None));
+                    } else {
+                        tracing::error!(job = %job.name, %scheduled, error = %e, "could not claim the tick; it is skipped");
+                    }
                     continue;
                 }
             }

@@ -192,6 +192,75 @@ async fn two_runners_on_one_database_never_both_run_one_tick() {
     assert!(sim_b.log().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tick_whose_claim_loses_its_connection_is_tried_again_on_the_next_heartbeat() {
+    let Some(mut db) = common::db::postgres().await else {
+        return;
+    };
+    // The daemon's connections are tagged, so the test can find and terminate them.
+    let own = sqlx::PgPool::connect(&db.url).await.expect("own pool");
+    let app = format!("ftr-daemon-{}", std::process::id());
+    db.store = fluidtalk_runner::store::open(&format!("{}&application_name={app}", db.url))
+        .await
+        .expect("tagged store");
+    let jobs = "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\n";
+    let start = utc(2026, 11, 23, 10, 0, 0);
+    let (d, clock, _, sim) =
+        daemon_at(start, jobs, SimConfig::default(), "runner-a", Some(&db)).await;
+    let mut s = db.store.begin_import(false).await.expect("import");
+    s.upsert(
+        (0..3)
+            .map(|i| LeadInput {
+                target: format!("@t{i}"),
+                ..Default::default()
+            })
+            .collect(),
+        start,
+    )
+    .await
+    .expect("upsert");
+    s.finish(true).await.expect("finish");
+    clock.set(utc(2026, 11, 23, 10, 15, 0) + chrono::Duration::milliseconds(200));
+
+    // The tick's claim waits on a lock, and its connection is terminated while it waits.
+    let mut tx = own.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE ticks IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .expect("lock");
+    let d = Arc::new(d);
+    let first = tokio::spawn({
+        let d = d.clone();
+        async move { ticks(&d).await }
+    });
+    let mut killed = 0i64;
+    for _ in 0..500 {
+        killed = sqlx::query_scalar(
+            "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(&app)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("terminate");
+        if killed > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tx.commit().await.expect("unlock");
+    assert_eq!(killed, 1, "the claim was waiting, and was cut off");
+    assert_eq!(first.await.expect("poll"), [Tick::Retrying]);
+    assert!(sim.log().is_empty());
+
+    // The next heartbeat claims it (on a new connection) and runs it, once.
+    clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(ticks(&d).await, [Tick::Started]);
+    assert_eq!(sim.log().len(), 3);
+    clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(ticks(&d).await, [], "the tick ran once");
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_takes_no_new_leads_lets_calls_in_flight_finish_and_exits_0() {
