@@ -82,7 +82,6 @@ impl Campaign {
             .current_dir(self.dir.path())
             .env("DATABASE_URL", &self.db.url)
             .env("FLUIDTALK_API_KEY", TEST_KEY)
-            .env("RUST_LOG", "info")
             .env_remove("FLUIDTALK_BASE_URL")
             .env_remove("FLUIDTALK_CLOCK_OFFSET")
             .kill_on_drop(true)
