@@ -376,6 +376,27 @@ async fn upsert_batch(
 }
 
 /// Finishes attempts still in flight and writes their outbox rows; returns the ids finished.
+/// Records `attempts` in flight (one statement); their ids in the same order.
+async fn insert_attempts(
+    conn: &mut PgConnection,
+    attempts: &[NewAttempt],
+) -> Result<Vec<i64>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+         SELECT x.lead_id, x.job, x.action, x.step, 'in_flight', x.started_at, x.runner_id
+         FROM jsonb_to_recordset($1::jsonb) AS x(lead_id bigint, job text, action text,
+              step bigint, started_at timestamptz, runner_id text)
+         RETURNING id, lead_id, action, step",
+    )
+    .bind(attempts_json(attempts))
+    .fetch_all(&mut *conn)
+    .await?;
+    ids_in_order(attempts, &rows)
+}
+
 /// A job's attempts started since `since` that count against its daily cap.
 async fn count_started_in(
     conn: &mut PgConnection,
@@ -618,11 +639,12 @@ impl Store for PgStore {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
-        let tx = self.pool.begin().await?;
-        let started = in_tx(tx, async |tx| {
-            let used = match cap {
-                None => 0,
-                Some(cap) => {
+        let started = match cap {
+            // One statement, one round trip: the common case stays as cheap as it was.
+            None => insert_attempts(&mut *self.pool.acquire().await?, attempts).await,
+            Some(cap) => {
+                let tx = self.pool.begin().await?;
+                in_tx(tx, async |tx| {
                     // Runners count and add to a job's day one at a time: the lock is the
                     // transaction's, held until the attempts are committed, so N runners
                     // together never pass the cap.
@@ -630,26 +652,13 @@ impl Store for PgStore {
                         .bind(format!("fluidtalk-runner daily cap: {}", attempts[0].job))
                         .execute(&mut *tx)
                         .await?;
-                    count_started_in(tx, &attempts[0].job, cap.since).await?
-                }
-            };
-            let chosen = &attempts[..cap_allows(cap, used, attempts.len())];
-            if chosen.is_empty() {
-                return Ok(Vec::new());
+                    let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
+                    let chosen = &attempts[..cap_allows(Some(cap), used, attempts.len())];
+                    insert_attempts(tx, chosen).await
+                })
+                .await
             }
-            let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
-                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
-                 SELECT x.lead_id, x.job, x.action, x.step, 'in_flight', x.started_at, x.runner_id
-                 FROM jsonb_to_recordset($1::jsonb) AS x(lead_id bigint, job text, action text,
-                      step bigint, started_at timestamptz, runner_id text)
-                 RETURNING id, lead_id, action, step",
-            )
-            .bind(attempts_json(chosen))
-            .fetch_all(&mut *tx)
-            .await?;
-            ids_in_order(chosen, &rows)
-        })
-        .await;
+        };
         match started {
             Err(StoreError::Db(e)) if is_unique_violation(&e) => {
                 let held: Vec<(i64, String, i64)> = sqlx::query_as(

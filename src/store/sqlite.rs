@@ -389,6 +389,28 @@ async fn upsert_batch(
 }
 
 /// Finishes attempts still in flight and writes their outbox rows; returns the ids finished.
+/// Records `attempts` in flight (one statement); their ids in the same order.
+async fn insert_attempts(
+    conn: &mut SqliteConnection,
+    attempts: &[NewAttempt],
+) -> Result<Vec<i64>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+         SELECT json_extract(value, '$.lead_id'), json_extract(value, '$.job'),
+                json_extract(value, '$.action'), json_extract(value, '$.step'), 'in_flight',
+                json_extract(value, '$.started_at'), json_extract(value, '$.runner_id')
+         FROM json_each(?1)
+         RETURNING id, lead_id, action, step",
+    )
+    .bind(attempts_json(attempts))
+    .fetch_all(&mut *conn)
+    .await?;
+    ids_in_order(attempts, &rows)
+}
+
 /// A job's attempts started since `since` that count against its daily cap.
 async fn count_started_in(
     conn: &mut SqliteConnection,
@@ -645,31 +667,20 @@ impl Store for SqliteStore {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
-        // The write lock, taken up front, makes count-then-insert atomic across processes.
-        let tx = self.begin_immediate().await?;
-        let started = in_tx(tx, async |tx| {
-            let used = match cap {
-                None => 0,
-                Some(cap) => count_started_in(tx, &attempts[0].job, cap.since).await?,
-            };
-            let chosen = &attempts[..cap_allows(cap, used, attempts.len())];
-            if chosen.is_empty() {
-                return Ok(Vec::new());
+        let started = match cap {
+            None => insert_attempts(&mut *self.pool.acquire().await?, attempts).await,
+            Some(cap) => {
+                // The write lock, taken up front, makes count-then-insert atomic across
+                // processes.
+                let tx = self.begin_immediate().await?;
+                in_tx(tx, async |tx| {
+                    let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
+                    let chosen = &attempts[..cap_allows(Some(cap), used, attempts.len())];
+                    insert_attempts(tx, chosen).await
+                })
+                .await
             }
-            let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
-                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
-                 SELECT json_extract(value, '$.lead_id'), json_extract(value, '$.job'),
-                        json_extract(value, '$.action'), json_extract(value, '$.step'), 'in_flight',
-                        json_extract(value, '$.started_at'), json_extract(value, '$.runner_id')
-                 FROM json_each(?1)
-                 RETURNING id, lead_id, action, step",
-            )
-            .bind(attempts_json(chosen))
-            .fetch_all(&mut *tx)
-            .await?;
-            ids_in_order(chosen, &rows)
-        })
-        .await;
+        };
         match started {
             Err(StoreError::Db(e)) if is_unique_violation(&e) => {
                 let held: Vec<(i64, String, i64)> = sqlx::query_as(
