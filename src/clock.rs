@@ -61,6 +61,11 @@ pub fn from_env() -> Result<std::sync::Arc<dyn Clock>, String> {
                 .ok_or_else(|| {
                     format!("{OFFSET_ENV}={v:?}: expected a duration such as 2h, 90s or -15m")
                 })?;
+            tracing::warn!(
+                offset = %v,
+                "{OFFSET_ENV} is set: this runner's clock is moved; leases and pauses shared with \
+                 other runners are judged by it (for tests; never in production)"
+            );
             Ok(std::sync::Arc::new(OffsetClock(d * sign)))
         }
     }

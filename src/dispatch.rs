@@ -124,6 +124,16 @@ pub struct Dispatcher {
 /// connections dropped, SQLite's file locked) before it gives up on the job's run.
 pub const DB_OUTAGE_BUDGET: Duration = Duration::from_secs(120);
 
+/// How long one database operation of the runner may take before it counts as unreachable.
+const DB_STATEMENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Added to every lease beyond its calls and `DB_OUTAGE_BUDGET`.
+const LEASE_MARGIN: Duration = Duration::from_secs(60);
+
+/// The clock skew between hosts that leases tolerate: a live runner writes its results at
+/// the latest this long before its lease ends.
+pub const SKEW: Duration = Duration::from_secs(30);
+
 /// How often a runner re-reads the stored pauses while its calls are going out, so a 402
 /// another runner received stops this one's calls within about this long.
 const PAUSE_REFRESH: chrono::Duration = chrono::Duration::seconds(1);
@@ -297,7 +307,12 @@ impl Dispatcher {
             self.clock.now() + chrono::Duration::from_std(DB_OUTAGE_BUDGET).unwrap_or_default();
         let mut failures = 0u32;
         loop {
-            match op().await {
+            // A server that stops answering (a host gone without closing its sockets)
+            // counts as unreachable too, not as a wait without end.
+            let tried = tokio::time::timeout(DB_STATEMENT_LIMIT, op())
+                .await
+                .unwrap_or(Err(StoreError::Unresponsive(DB_STATEMENT_LIMIT)));
+            match tried {
                 Ok(v) => {
                     if failures > 0 {
                         tracing::info!(what, failures, "the database is back");
@@ -320,13 +335,14 @@ impl Dispatcher {
     }
 
     /// How long a claim lasts: every call of a batch may take the full timeout, the
-    /// batch's calls `concurrency` at a time, plus a margin.
+    /// batch's calls `concurrency` at a time, then the results may wait out a database
+    /// outage (`DB_OUTAGE_BUDGET`), plus a margin for clock skew between hosts.
     fn lease(&self, job: &Job) -> chrono::Duration {
         let rounds = job
             .batch_size
             .div_ceil(self.config.limits.concurrency.max(1) as u32)
             .max(1);
-        let d = self.config.fluidtalk.timeout * rounds + Duration::from_secs(60);
+        let d = self.config.fluidtalk.timeout * rounds + DB_OUTAGE_BUDGET + LEASE_MARGIN;
         chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
     }
 
@@ -541,7 +557,7 @@ impl Dispatcher {
                 Some(c)
             })
             .collect();
-        self.release(&stale, &token).await?;
+        self.release(&stale, &token).await;
         if calls.is_empty() {
             return Ok(BatchEnd::Continue);
         }
@@ -566,9 +582,19 @@ impl Dispatcher {
             }),
             _ => None,
         };
+        let mut tries = 0;
         let started = self
             .db("record attempts in flight", true, || {
-                self.store.start_attempts_within(&attempts, cap)
+                tries += 1;
+                let retry = tries > 1;
+                let attempts = &attempts;
+                async move {
+                    // A try whose answer was lost may have been written: use that one.
+                    if retry && let Some(ids) = self.ours(attempts).await? {
+                        return Ok(ids);
+                    }
+                    self.store.start_attempts_within(attempts, cap).await
+                }
             })
             .await;
         let started = match started {
@@ -616,15 +642,12 @@ impl Dispatcher {
                     self.record(&[review], now).await?;
                 }
                 let held: Vec<i64> = calls.iter().map(|c| c.lead.id).collect();
-                self.release(&held, &token).await?;
+                self.release(&held, &token).await;
                 return Ok(BatchEnd::Continue);
             }
             Err(e) => {
                 let held: Vec<i64> = calls.iter().map(|c| c.lead.id).collect();
-                // Best effort: if the database is gone, the leases run out on their own.
-                if let Err(release) = self.release(&held, &token).await {
-                    tracing::warn!(error = %release, "could not give the leases back; they expire on their own");
-                }
+                self.release(&held, &token).await;
                 return Err(e.into());
             }
         };
@@ -640,7 +663,7 @@ impl Dispatcher {
                 left_for_later = over.len(),
                 "the daily cap was reached (counting every runner)"
             );
-            self.release(&over, &token).await?;
+            self.release(&over, &token).await;
             calls.truncate(attempt_ids.len());
         }
         if calls.is_empty() {
@@ -651,7 +674,10 @@ impl Dispatcher {
         // queued behind other jobs' calls past that point is cancelled, never made late.
         let timeout = chrono::Duration::from_std(self.config.fluidtalk.timeout)
             .unwrap_or(chrono::Duration::minutes(1));
-        let start_deadline = lease_until - timeout - chrono::Duration::seconds(10);
+        // ... and while a database outage after it could still be waited out in time.
+        let start_deadline = lease_until
+            - timeout
+            - chrono::Duration::from_std(DB_OUTAGE_BUDGET + SKEW).unwrap_or_default();
         let batch_started = now;
         let mut tasks = tokio::task::JoinSet::new();
         for (i, call) in calls.iter().enumerate() {
@@ -790,8 +816,10 @@ impl Dispatcher {
                         PauseScope::All => true,
                     };
                 if lift {
-                    self.db("lift a pause", true, || self.store.clear_pause(p.scope))
-                        .await?;
+                    self.db("lift a pause", true, || {
+                        self.store.clear_pause(p.scope, batch_started)
+                    })
+                    .await?;
                     self.holds.release(p.scope);
                 }
             }
@@ -809,15 +837,21 @@ impl Dispatcher {
         .await
     }
 
-    /// Gives back leases held by `token`.
-    async fn release(&self, ids: &[i64], token: &str) -> Result<(), StoreError> {
+    /// Gives back leases held by `token`, for leads not called. Best effort: a lease not
+    /// given back runs out on its own.
+    async fn release(&self, ids: &[i64], token: &str) {
         if ids.is_empty() {
-            return Ok(());
+            return;
         }
-        self.db("give leases back", false, || {
-            self.store.release_leads(ids, token)
-        })
-        .await
+        let now = self.clock.now();
+        if let Err(e) = self
+            .db("give leases back", false, || {
+                self.store.release_leads(ids, token, now)
+            })
+            .await
+        {
+            tracing::warn!(error = %e, "could not give leases back; they run out on their own");
+        }
     }
 
     /// After a lost connection: the ids of `attempts` if an earlier try recorded them (in
@@ -826,11 +860,7 @@ impl Dispatcher {
     async fn ours(&self, attempts: &[NewAttempt]) -> Result<Option<Vec<i64>>, StoreError> {
         let mut ids = Vec::new();
         for a in attempts {
-            let held = self
-                .db("look up attempts", true, || {
-                    self.store.attempts_for(a.lead_id)
-                })
-                .await?;
+            let held = self.store.attempts_for(a.lead_id).await?;
             match held.iter().find(|h| {
                 h.status == AttemptStatus::InFlight
                     && h.runner_id == a.runner_id

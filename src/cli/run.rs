@@ -160,7 +160,11 @@ pub fn runner_id() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "runner".into());
-    format!("{host}-{}", std::process::id())
+    // A per-process random part: host and pid alone repeat across containers (every one
+    // pid 1, hostnames set alike), and two runners must never share lease tokens.
+    use std::hash::BuildHasher;
+    let nonce = std::collections::hash_map::RandomState::new().hash_one(std::process::id()) as u16;
+    format!("{host}-{}-{nonce:04x}", std::process::id())
 }
 
 /// Runs each job once, with a progress bar on a terminal; prints a summary per job.

@@ -477,6 +477,8 @@ pub enum StoreError {
     ImportAborted,
     #[error("stored data is not as expected: {0}")]
     Corrupt(String),
+    #[error("the database did not answer within {0:?}")]
+    Unresponsive(std::time::Duration),
 }
 
 impl StoreError {
@@ -487,6 +489,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         let e = match self {
             StoreError::Db(e) | StoreError::Connect { cause: e, .. } => e,
+            StoreError::Unresponsive(_) => return true,
             _ => return false,
         };
         match e {
@@ -597,7 +600,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<Lead>, StoreError>;
     /// Gives leases back without changing the leads.
-    async fn release_leads(&self, ids: &[i64], runner: &str) -> Result<(), StoreError>;
+    /// Only for leads not yet called: their in-flight attempts under this token (recorded
+    /// by a try whose answer was lost) become `cancelled` in the same transaction.
+    async fn release_leads(
+        &self,
+        ids: &[i64],
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Queued events of `event_type` whose lead can be worked now, oldest first, after
     /// event id `after`.
     async fn due_events(
@@ -651,7 +661,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         length: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
     ) -> Result<Pause, StoreError>;
     /// Lifts a pause (credits came back, the key works).
-    async fn clear_pause(&self, scope: PauseScope) -> Result<(), StoreError>;
+    /// Lifts a pause, only if it had ended by `ended_by` (a pause another runner set or
+    /// extended since is kept).
+    async fn clear_pause(
+        &self,
+        scope: PauseScope,
+        ended_by: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Claims cron tick (`job`, `scheduled_at`) for `runner`; false if another runner has it.
     async fn claim_tick(

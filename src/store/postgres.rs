@@ -405,7 +405,8 @@ async fn count_started_in(
 ) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT COUNT(*) FROM attempts
-         WHERE job = $1 AND started_at >= $2 AND status IN ('in_flight', 'sent', 'continued')",
+         WHERE job = $1 AND started_at >= $2
+           AND status IN ('in_flight', 'sent', 'continued', 'unknown')",
     )
     .bind(job)
     .bind(since)
@@ -769,19 +770,38 @@ impl Store for PgStore {
         Ok(leads)
     }
 
-    async fn release_leads(&self, ids: &[i64], runner: &str) -> Result<(), StoreError> {
+    async fn release_leads(
+        &self,
+        ids: &[i64],
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
-             WHERE id = ANY($1) AND lease_owner = $2",
-        )
-        .bind(ids)
-        .bind(runner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let tx = self.pool.begin().await?;
+        in_tx(tx, async |tx| {
+            sqlx::query(
+                "UPDATE attempts SET status = 'cancelled', finished_at = $3,
+                        error_detail = 'not called: the lead was given back'
+                 WHERE lead_id = ANY($1) AND runner_id = $2 AND status = 'in_flight'",
+            )
+            .bind(ids)
+            .bind(runner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = ANY($1) AND lease_owner = $2",
+            )
+            .bind(ids)
+            .bind(runner)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn due_events(
@@ -1072,9 +1092,14 @@ impl Store for PgStore {
         .await
     }
 
-    async fn clear_pause(&self, scope: PauseScope) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM pauses WHERE scope = $1")
+    async fn clear_pause(
+        &self,
+        scope: PauseScope,
+        ended_by: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pauses WHERE scope = $1 AND until <= $2")
             .bind(scope.as_str())
+            .bind(ended_by)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -1087,17 +1112,23 @@ impl Store for PgStore {
         runner: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO ticks (job, scheduled_at, runner_id, claimed_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (job, scheduled_at) DO NOTHING",
+        // The owner either way: a claim retried after its answer was lost finds its own row.
+        let owner: String = sqlx::query_scalar(
+            "WITH ins AS (
+                 INSERT INTO ticks (job, scheduled_at, runner_id, claimed_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (job, scheduled_at) DO NOTHING RETURNING runner_id)
+             SELECT runner_id FROM ins
+             UNION ALL
+             SELECT runner_id FROM ticks WHERE job = $1 AND scheduled_at = $2
+             LIMIT 1",
         )
         .bind(job)
         .bind(scheduled_at)
         .bind(runner)
         .bind(now)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(owner == runner)
     }
 
     async fn start_run(

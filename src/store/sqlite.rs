@@ -419,7 +419,8 @@ async fn count_started_in(
 ) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT COUNT(*) FROM attempts
-         WHERE job = ?1 AND started_at >= ?2 AND status IN ('in_flight', 'sent', 'continued')",
+         WHERE job = ?1 AND started_at >= ?2
+           AND status IN ('in_flight', 'sent', 'continued', 'unknown')",
     )
     .bind(job)
     .bind(ts(since))
@@ -806,19 +807,40 @@ impl Store for SqliteStore {
         Ok(leads)
     }
 
-    async fn release_leads(&self, ids: &[i64], runner: &str) -> Result<(), StoreError> {
+    async fn release_leads(
+        &self,
+        ids: &[i64],
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
-             WHERE id IN (SELECT value FROM json_each(?1)) AND lease_owner = ?2",
-        )
-        .bind(serde_json::Value::from(ids.to_vec()).to_string())
-        .bind(runner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let ids = serde_json::Value::from(ids.to_vec()).to_string();
+        let tx = self.begin_immediate().await?;
+        in_tx(tx, async |tx| {
+            sqlx::query(
+                "UPDATE attempts SET status = 'cancelled', finished_at = ?3,
+                        error_detail = 'not called: the lead was given back'
+                 WHERE lead_id IN (SELECT value FROM json_each(?1)) AND runner_id = ?2
+                   AND status = 'in_flight'",
+            )
+            .bind(&ids)
+            .bind(runner)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND lease_owner = ?2",
+            )
+            .bind(&ids)
+            .bind(runner)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn due_events(
@@ -1135,9 +1157,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn clear_pause(&self, scope: PauseScope) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM pauses WHERE scope = ?1")
+    async fn clear_pause(
+        &self,
+        scope: PauseScope,
+        ended_by: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pauses WHERE scope = ?1 AND until <= ?2")
             .bind(scope.as_str())
+            .bind(ts(ended_by))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -1160,7 +1187,17 @@ impl Store for SqliteStore {
         .bind(ts(now))
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // A claim retried after its answer was lost finds its own row.
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT runner_id FROM ticks WHERE job = ?1 AND scheduled_at = ?2")
+                .bind(job)
+                .bind(ts(scheduled_at))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(owner.as_deref() == Some(runner))
     }
 
     async fn start_run(
