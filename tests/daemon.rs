@@ -62,6 +62,24 @@ async fn daemon_at(
     (daemon, clock, owned, simulator)
 }
 
+/// New leads with these targets, imported at `at`.
+async fn import<T: AsRef<str>>(db: &common::db::TestDb, targets: &[T], at: DateTime<Utc>) {
+    let mut s = db.store.begin_import(false).await.expect("import");
+    s.upsert(
+        targets
+            .iter()
+            .map(|t| LeadInput {
+                target: t.as_ref().into(),
+                ..Default::default()
+            })
+            .collect(),
+        at,
+    )
+    .await
+    .expect("upsert");
+    s.finish(true).await.expect("finish");
+}
+
 async fn ticks(d: &Daemon) -> Vec<Tick> {
     let mut out = Vec::new();
     for (_, tick, handle) in d.poll().await {
@@ -113,17 +131,7 @@ async fn a_tick_during_the_jobs_own_run_is_skipped_and_missed_ticks_are_not_repl
     let (d, clock, db, simulator) =
         daemon_at(utc(2026, 11, 23, 10, 0, 0), jobs, sim, "r1", None).await;
     let db = db.expect("own db");
-    let mut s = db.store.begin_import(false).await.expect("import");
-    s.upsert(
-        vec![LeadInput {
-            target: "@slow".into(),
-            ..Default::default()
-        }],
-        utc(2026, 11, 23, 9, 0, 0),
-    )
-    .await
-    .expect("upsert");
-    s.finish(true).await.expect("finish");
+    import(&db, &["@slow"], utc(2026, 11, 23, 9, 0, 0)).await;
 
     clock.set(utc(2026, 11, 23, 10, 0, 1));
     let first = d.poll().await;
@@ -167,19 +175,12 @@ async fn two_runners_on_one_database_never_both_run_one_tick() {
         Some(&db),
     )
     .await;
-    let mut s = db.store.begin_import(false).await.expect("import");
-    s.upsert(
-        (0..5)
-            .map(|i| LeadInput {
-                target: format!("@t{i}"),
-                ..Default::default()
-            })
-            .collect(),
+    import(
+        &db,
+        &(0..5).map(|i| format!("@t{i}")).collect::<Vec<_>>(),
         start,
     )
-    .await
-    .expect("upsert");
-    s.finish(true).await.expect("finish");
+    .await;
     // The two runners started at different fractions of a second, as real ones do.
     let tick = utc(2026, 11, 23, 10, 15, 0);
     clock_a.set(tick + chrono::Duration::milliseconds(313));
@@ -207,19 +208,12 @@ async fn a_tick_whose_claim_loses_its_connection_is_tried_again_on_the_next_hear
     let start = utc(2026, 11, 23, 10, 0, 0);
     let (d, clock, _, sim) =
         daemon_at(start, jobs, SimConfig::default(), "runner-a", Some(&db)).await;
-    let mut s = db.store.begin_import(false).await.expect("import");
-    s.upsert(
-        (0..3)
-            .map(|i| LeadInput {
-                target: format!("@t{i}"),
-                ..Default::default()
-            })
-            .collect(),
+    import(
+        &db,
+        &(0..3).map(|i| format!("@t{i}")).collect::<Vec<_>>(),
         start,
     )
-    .await
-    .expect("upsert");
-    s.finish(true).await.expect("finish");
+    .await;
     clock.set(utc(2026, 11, 23, 10, 15, 0) + chrono::Duration::milliseconds(200));
 
     // The tick's claim waits on a lock, and its connection is terminated while it waits.
@@ -240,7 +234,8 @@ async fn a_tick_whose_claim_loses_its_connection_is_tried_again_on_the_next_hear
              WHERE application_name = $1 AND wait_event_type = 'Lock'",
         )
         .bind(&app)
-        .fetch_one(&mut *tx)
+        // Another connection: a transaction keeps its first view of pg_stat_activity.
+        .fetch_one(&own)
         .await
         .expect("terminate");
         if killed > 0 {
@@ -346,17 +341,7 @@ fn sigterm_takes_no_new_leads_lets_calls_in_flight_finish_and_exits_0() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_daemon_logs_each_ticks_plan_and_writes_nothing() {
     let db = common::db::sqlite().await;
-    let mut s = db.store.begin_import(false).await.expect("import");
-    s.upsert(
-        vec![LeadInput {
-            target: "@p".into(),
-            ..Default::default()
-        }],
-        utc(2026, 11, 23, 9, 0, 0),
-    )
-    .await
-    .expect("upsert");
-    s.finish(true).await.expect("finish");
+    import(&db, &["@p"], utc(2026, 11, 23, 9, 0, 0)).await;
     let text = "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\n";
     let config = config::parse(std::path::Path::new("jobs.toml"), text).expect("parses");
     let ro = fluidtalk_runner::store::open_read_only(&db.url)

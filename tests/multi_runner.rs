@@ -109,6 +109,18 @@ impl Campaign {
             .collect()
     }
 
+    /// Waits (bounded) until the simulator has seen `n` requests: the run is under way.
+    async fn wait_for_calls(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self.sim_log().await.len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the run never got going"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn sim_log(&self) -> Vec<LogEntry> {
         fluidtalk_runner::fluidtalk::install_crypto_provider();
         reqwest::get(format!("{}/_sim/log", self.sim_url))
@@ -281,14 +293,28 @@ async fn a_runner_killed_mid_run_leaves_its_calls_in_flight_for_review_and_nothi
     let mut runners = c.runners(3, &[]);
     let victim = runners.remove(0);
     let victim_pid = victim.id().expect("pid");
-    // Kill it once the run is well under way.
+    // Kill it once the run is well under way and it has calls in flight.
+    c.wait_for_calls(300).await;
+    let Raw::Postgres(pool) = &c.db.raw else {
+        unreachable!("a PostgreSQL test")
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while c.sim_log().await.len() < 300 {
+    loop {
+        let mine: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM attempts WHERE status = 'in_flight' AND runner_id LIKE $1",
+        )
+        .bind(format!("%-{victim_pid}-%"))
+        .fetch_one(pool)
+        .await
+        .expect("look");
+        if mine > 0 {
+            break;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the run never got going"
+            "the victim never had calls in flight"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // SIGKILL: no chance to record anything.
     unsafe { libc::kill(victim_pid as i32, libc::SIGKILL) };
@@ -380,40 +406,49 @@ async fn runners_ride_out_postgresql_terminating_their_connections() {
     let admin = sqlx::PgPool::connect(&own_url).await.expect("admin pool");
     let runners = c.runners(3, &[]);
     // Mid-run: once calls are going out.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while c.sim_log().await.len() < 100 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the run never got going"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.wait_for_calls(100).await;
     // Rounds of: lock the tables so the runners' next statements wait on live
     // connections, terminate every runner connection (those waiting fail mid-statement,
     // idle ones die in the pool), let go; between rounds, terminate idle ones now and then.
     let (mut terminated, mut mid_statement) = (0i64, 0i64);
-    for round in 0..6 {
+    for round in 0..6usize {
         let mut tx = admin.begin().await.expect("begin");
-        sqlx::query("LOCK TABLE leads, attempts IN ACCESS EXCLUSIVE MODE")
+        // One table: locking two could deadlock with a runner's transaction.
+        sqlx::query("LOCK TABLE leads IN ACCESS EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await
             .expect("lock");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Until a runner's statement is waiting on the lock (bounded). Read on other
+        // connections: a transaction keeps its first view of pg_stat_activity.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            )
+            .bind(&app)
+            .fetch_one(&admin)
+            .await
+            .expect("look");
+            if waiting > 0 || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let (n, active): (i64, i64) = sqlx::query_as(
             "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)),
                     COUNT(*) FILTER (WHERE state = 'active')
              FROM pg_stat_activity WHERE application_name = $1",
         )
         .bind(&app)
-        .fetch_one(&mut *tx)
+        .fetch_one(&admin)
         .await
         .expect("terminate");
         tx.commit().await.expect("unlock");
         terminated += n;
         mid_statement += active;
-        if round < 5 {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
+        // Let the runners make progress (reconnected) before the next round.
+        c.wait_for_calls(100 * (round + 2)).await;
     }
     assert!(
         terminated >= 6 && mid_statement >= 1,
@@ -631,14 +666,7 @@ async fn a_pause_stored_by_another_runner_stops_calls_within_about_a_second() {
     // the runner would make them all.
     let c = Campaign::new(db, 600, &["--latency", "40ms"], "batch_size = 500", "").await;
     let runner = c.runners(1, &[]).remove(0);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while c.sim_log().await.len() < 40 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the run never got going"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.wait_for_calls(40).await;
     // Another runner hears 402 and stores the pause.
     c.db.store
         .set_pause(

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Connection, Postgres, Row, Transaction};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -121,6 +121,25 @@ impl PgStore {
     /// The pool, for tests that need to look under the store.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The leads with these ids, by id (one query).
+    async fn leads_by_id(
+        &self,
+        ids: impl Iterator<Item = i64>,
+    ) -> Result<HashMap<i64, Lead>, StoreError> {
+        let ids: Vec<i64> = ids.collect();
+        sqlx::query(concat!(
+            "SELECT ",
+            lead_columns!(),
+            " FROM leads WHERE id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| lead_from_row(r).map(|l| (l.id, l)))
+        .collect()
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -833,22 +852,11 @@ impl Store for PgStore {
             .iter()
             .map(event_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let ids: Vec<i64> = events.iter().map(|e| e.lead_id).collect();
-        let leads = sqlx::query(concat!(
-            "SELECT ",
-            lead_columns!(),
-            " FROM leads WHERE id = ANY($1)"
-        ))
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(lead_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+        let leads = self.leads_by_id(events.iter().map(|e| e.lead_id)).await?;
         Ok(events
             .into_iter()
             .filter_map(|event| {
-                let lead = leads.iter().find(|l| l.id == event.lead_id)?.clone();
+                let lead = leads.get(&event.lead_id)?.clone();
                 Some(DueEvent { event, lead })
             })
             .collect())
@@ -975,22 +983,11 @@ impl Store for PgStore {
             .iter()
             .map(attempt_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let ids: Vec<i64> = attempts.iter().map(|a| a.lead_id).collect();
-        let leads = sqlx::query(concat!(
-            "SELECT ",
-            lead_columns!(),
-            " FROM leads WHERE id = ANY($1)"
-        ))
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(lead_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+        let leads = self.leads_by_id(attempts.iter().map(|a| a.lead_id)).await?;
         let out: Vec<Orphan> = attempts
             .into_iter()
             .filter_map(|attempt| {
-                let lead = leads.iter().find(|l| l.id == attempt.lead_id)?.clone();
+                let lead = leads.get(&attempt.lead_id)?.clone();
                 Some(Orphan { lead, attempt })
             })
             .collect();

@@ -20,7 +20,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -141,6 +141,25 @@ impl SqliteStore {
             }
         }
         MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+    }
+
+    /// The leads with these ids, by id (one query).
+    async fn leads_by_id(
+        &self,
+        ids: impl Iterator<Item = i64>,
+    ) -> Result<HashMap<i64, Lead>, StoreError> {
+        let ids = serde_json::Value::from(ids.collect::<Vec<i64>>()).to_string();
+        sqlx::query(concat!(
+            "SELECT ",
+            lead_columns!(),
+            " FROM leads WHERE id IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| lead_from_row(r).map(|l| (l.id, l)))
+        .collect()
     }
 
     async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -874,22 +893,11 @@ impl Store for SqliteStore {
             .iter()
             .map(event_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let ids: Vec<i64> = events.iter().map(|e| e.lead_id).collect();
-        let leads = sqlx::query(concat!(
-            "SELECT ",
-            lead_columns!(),
-            " FROM leads WHERE id IN (SELECT value FROM json_each(?1))"
-        ))
-        .bind(serde_json::Value::from(ids).to_string())
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(lead_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+        let leads = self.leads_by_id(events.iter().map(|e| e.lead_id)).await?;
         Ok(events
             .into_iter()
             .filter_map(|event| {
-                let lead = leads.iter().find(|l| l.id == event.lead_id)?.clone();
+                let lead = leads.get(&event.lead_id)?.clone();
                 Some(DueEvent { event, lead })
             })
             .collect())
@@ -1030,22 +1038,11 @@ impl Store for SqliteStore {
             .iter()
             .map(attempt_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let ids: Vec<i64> = attempts.iter().map(|a| a.lead_id).collect();
-        let leads = sqlx::query(concat!(
-            "SELECT ",
-            lead_columns!(),
-            " FROM leads WHERE id IN (SELECT value FROM json_each(?1))"
-        ))
-        .bind(serde_json::Value::from(ids).to_string())
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(lead_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+        let leads = self.leads_by_id(attempts.iter().map(|a| a.lead_id)).await?;
         let out: Vec<Orphan> = attempts
             .into_iter()
             .filter_map(|attempt| {
-                let lead = leads.iter().find(|l| l.id == attempt.lead_id)?.clone();
+                let lead = leads.get(&attempt.lead_id)?.clone();
                 Some(Orphan { lead, attempt })
             })
             .collect();
