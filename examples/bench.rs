@@ -1,5 +1,5 @@
 //! Throughput of the runner end to end: the built-in simulator on loopback (no latency, or
-//! a fixed latency), a real database, the real dispatcher. Prints a table.
+//! a fixed latency), a real database, the real runner. Prints a table.
 //!
 //!     cargo run --release --example bench                  # SQLite
 //!     TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
@@ -10,8 +10,8 @@
 
 use fluidtalk_runner::clock::SystemClock;
 use fluidtalk_runner::config;
-use fluidtalk_runner::dispatch::Dispatcher;
 use fluidtalk_runner::fluidtalk::{ApiKey, Client, ClientConfig};
+use fluidtalk_runner::runner::Runner;
 use fluidtalk_runner::sim::{SimConfig, Simulator};
 use fluidtalk_runner::store::{self, LeadInput, Store};
 use std::sync::Arc;
@@ -135,7 +135,7 @@ async fn one(
         Arc::new(config::parse(std::path::Path::new("bench.toml"), &text).expect("config"));
     let mut cc = ClientConfig::new(ApiKey::new("ft_sk_bench").expect("key"));
     cc.base_url = url;
-    let d = Dispatcher::new(
+    let d = Runner::new(
         store.clone(),
         Client::new(cc).expect("client"),
         config.clone(),

@@ -6,6 +6,23 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// `t + d`, saturating at the end of time instead of panicking: no setting or answer (a
+/// huge `Retry-After`, a pause of centuries) can make time arithmetic panic.
+pub fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `t - d`, saturating at the beginning of time.
+pub fn earlier(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 
@@ -99,5 +116,26 @@ impl Clock for ManualClock {
     fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         self.advance(chrono::Duration::from_std(d).unwrap_or_default());
         Box::pin(std::future::ready(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_arithmetic_saturates_instead_of_panicking() {
+        let now = Utc::now();
+        let huge = Duration::from_secs(u64::MAX);
+        assert_eq!(later(now, huge), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(earlier(now, huge), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(
+            later(now, Duration::from_secs(60)),
+            now + chrono::Duration::seconds(60)
+        );
+        assert_eq!(
+            earlier(now, Duration::from_secs(60)),
+            now - chrono::Duration::seconds(60)
+        );
     }
 }

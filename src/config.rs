@@ -132,6 +132,9 @@ pub struct ApiSettings {
     /// The sender for leads that name none.
     pub own_username: Option<String>,
     pub timeout: Duration,
+    /// The only folder local profile images are read from (relative paths in lead files
+    /// resolve inside it); `None`: local images are refused.
+    pub image_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -244,6 +247,62 @@ impl Job {
     }
 }
 
+// The range of every setting that has no natural one. Each bound keeps the runner's
+// arithmetic far from overflow and a typo from taking effect ("300000years" for a pause).
+const SECOND: Duration = Duration::from_secs(1);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+/// A year as humantime reads "1year" (365.25 days).
+const YEAR: Duration = Duration::from_secs(31_557_600);
+/// `[fluidtalk] timeout`: a call must be able to answer, and a stop waits this long.
+pub const TIMEOUT_RANGE: (Duration, Duration) = (SECOND, Duration::from_secs(600));
+/// `[backoff]` durations.
+pub const BACKOFF_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), DAY.saturating_mul(30));
+/// A follow-up job's `quiet_after` steps.
+pub const QUIET_RANGE: (Duration, Duration) = (Duration::from_secs(60), YEAR);
+/// `[limits] per_second`.
+pub const PER_SECOND_RANGE: (f64, f64) = (0.01, 100_000.0);
+
+/// A base URL the client can call: http or https, with a host.
+fn check_base_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let url = url::Url::parse(text).map_err(|e| {
+        format!("{text:?} is not a URL ({e}); expected e.g. \"https://api.fluidtalk.ai\"")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!(
+            "{text:?} is not an http(s) URL with a host; expected e.g. \"https://api.fluidtalk.ai\""
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
+/// A database URL the runner can open (the password is never shown back).
+pub fn check_database_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let shown = crate::store::redact_url(text);
+    if text.is_empty() {
+        return Err("is empty; expected e.g. \"sqlite://fluidtalk-runner.db\"".into());
+    }
+    let lower = text.to_ascii_lowercase();
+    if !(lower.starts_with("sqlite:")
+        || lower.starts_with("postgres://")
+        || lower.starts_with("postgresql://"))
+    {
+        return Err(format!(
+            "{shown:?} is not a database this runner can use; expected sqlite://PATH or \
+             postgres://USER@HOST/DB"
+        ));
+    }
+    if lower.contains(":memory:") || lower.contains("mode=memory") {
+        return Err(format!(
+            "{shown:?} is an in-memory database, which keeps nothing after the command ends; \
+             name a file, e.g. \"sqlite://fluidtalk-runner.db\""
+        ));
+    }
+    Ok(text.to_string())
+}
+
 // The file as written, before checking. Every table refuses unknown keys.
 
 #[derive(Deserialize, Default)]
@@ -267,6 +326,7 @@ struct RawApi {
     base_url: Option<Spanned<String>>,
     own_username: Option<String>,
     timeout: Option<Spanned<String>>,
+    image_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -376,10 +436,29 @@ impl Checker<'_> {
         }
     }
 
-    fn duration(&self, v: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
+    /// A duration within `range` (every duration setting has one, so no value can
+    /// overflow the time arithmetic it feeds).
+    fn duration(
+        &self,
+        v: &Spanned<String>,
+        key: &str,
+        range: (Duration, Duration),
+    ) -> Result<Duration, ConfigError> {
+        let (min, max) = range;
+        let shown = |d| humantime::format_duration(d).to_string();
         match humantime::parse_duration(v.get_ref().trim()) {
-            Ok(d) if !d.is_zero() => Ok(d),
-            Ok(_) => self.err(v.span(), key, "must be longer than zero"),
+            Ok(d) if d.is_zero() => self.err(v.span(), key, "must be longer than zero"),
+            Ok(d) if d < min || d > max => self.err(
+                v.span(),
+                key,
+                format!(
+                    "{:?} is out of range; expected from {} to {}",
+                    v.get_ref(),
+                    shown(min),
+                    shown(max)
+                ),
+            ),
+            Ok(d) => Ok(d),
             Err(_) => self.err(
                 v.span(),
                 key,
@@ -396,8 +475,10 @@ impl Checker<'_> {
         v: &Option<Spanned<String>>,
         key: &str,
         default: Duration,
+        range: (Duration, Duration),
     ) -> Result<Duration, ConfigError> {
-        v.as_ref().map_or(Ok(default), |v| self.duration(v, key))
+        v.as_ref()
+            .map_or(Ok(default), |v| self.duration(v, key, range))
     }
 
     fn count(&self, v: &Spanned<i64>, key: &str, min: i64, max: i64) -> Result<u32, ConfigError> {
@@ -410,6 +491,30 @@ impl Checker<'_> {
                 key,
                 format!("{n} is out of range; expected a whole number from {min} to {max}"),
             )
+        }
+    }
+
+    /// The image folder: relative to the campaign file's folder, and a folder that exists.
+    fn image_dir(&self, v: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+        let key = "[fluidtalk] image_dir";
+        let text = v.get_ref().trim();
+        if text.is_empty() {
+            return self.err(
+                v.span(),
+                key,
+                "is empty; expected a folder, e.g. \"images\"",
+            );
+        }
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let dir = base.join(text);
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => Ok(dir),
+            Ok(_) => self.err(v.span(), key, format!("{} is not a folder", dir.display())),
+            Err(e) => self.err(
+                v.span(),
+                key,
+                format!("{} cannot be used: {e}", dir.display()),
+            ),
         }
     }
 
@@ -529,15 +634,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let c = Checker { path, text };
     let api = &raw.fluidtalk;
     let base_url = match &api.base_url {
-        Some(v) if url::Url::parse(v.get_ref()).is_err() => {
-            return c.err(
-                v.span(),
-                "[fluidtalk] base_url",
-                format!("{:?} is not a URL", v.get_ref()),
-            );
-        }
-        Some(v) => v.get_ref().clone(),
+        Some(v) => match check_base_url(v.get_ref()) {
+            Ok(url) => url,
+            Err(why) => return c.err(v.span(), "[fluidtalk] base_url", why),
+        },
         None => crate::fluidtalk::DEFAULT_BASE_URL.to_string(),
+    };
+    let image_dir = match &api.image_dir {
+        Some(v) => Some(c.image_dir(v)?),
+        None => None,
     };
     let fluidtalk = ApiSettings {
         base_url,
@@ -546,17 +651,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             &api.timeout,
             "[fluidtalk] timeout",
             crate::fluidtalk::DEFAULT_TIMEOUT,
+            TIMEOUT_RANGE,
         )?,
+        image_dir,
     };
     let database_url = match &raw.database.url {
-        Some(v) if v.get_ref().trim().is_empty() => {
-            return c.err(
-                v.span(),
-                "[database] url",
-                "is empty; expected e.g. \"sqlite://fluidtalk-runner.db\"",
-            );
-        }
-        Some(v) => Some(v.get_ref().trim().to_string()),
+        Some(v) => match check_database_url(v.get_ref()) {
+            Ok(url) => Some(url),
+            Err(why) => return c.err(v.span(), "[database] url", why),
+        },
         None => None,
     };
     let limits = Limits {
@@ -567,11 +670,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             .map_or(Ok(8), |v| c.count(v, "[limits] concurrency", 1, 1024))?
             as usize,
         per_second: match &raw.limits.per_second {
-            Some(v) if !(*v.get_ref() > 0.0 && v.get_ref().is_finite()) => {
+            Some(v) if !(PER_SECOND_RANGE.0..=PER_SECOND_RANGE.1).contains(v.get_ref()) => {
                 return c.err(
                     v.span(),
                     "[limits] per_second",
-                    format!("{} must be a number above 0", v.get_ref()),
+                    format!(
+                        "{} is out of range; expected a number from {} to {}",
+                        v.get_ref(),
+                        PER_SECOND_RANGE.0,
+                        PER_SECOND_RANGE.1
+                    ),
                 );
             }
             Some(v) => *v.get_ref(),
@@ -584,21 +692,25 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             &b.out_of_tokens,
             "[backoff] out_of_tokens",
             Duration::from_secs(15 * 60),
+            BACKOFF_RANGE,
         )?,
         out_of_tokens_max: c.opt_duration(
             &b.out_of_tokens_max,
             "[backoff] out_of_tokens_max",
             Duration::from_secs(6 * 3600),
+            BACKOFF_RANGE,
         )?,
         retry_base: c.opt_duration(
             &b.retry_base,
             "[backoff] retry_base",
             Duration::from_secs(30),
+            BACKOFF_RANGE,
         )?,
         retry_max: c.opt_duration(
             &b.retry_max,
             "[backoff] retry_max",
             Duration::from_secs(3600),
+            BACKOFF_RANGE,
         )?,
         max_attempts: b
             .max_attempts
@@ -709,7 +821,11 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
             }
             let mut quiet_after = Vec::with_capacity(texts.len());
             for t in texts {
-                quiet_after.push(c.duration(&Spanned::new(q.span(), t), &key("quiet_after"))?);
+                quiet_after.push(c.duration(
+                    &Spanned::new(q.span(), t),
+                    &key("quiet_after"),
+                    QUIET_RANGE,
+                )?);
             }
             let max_follow_ups = match &rj.max_follow_ups {
                 Some(v) => c.count(v, &key("max_follow_ups"), 1, 100)?,
@@ -853,7 +969,51 @@ mod tests {
             ),
             (
                 "[limits]\nper_second = -1.0\n".into(),
-                "[limits] per_second: -1 must be a number above 0",
+                "[limits] per_second: -1 is out of range; expected a number from 0.01 to 100000",
+            ),
+            // Issue 9: every setting has a range, and no value of any setting can panic.
+            (
+                "[limits]\nper_second = 1e10\n".into(),
+                "jobs.toml: line 2: [limits] per_second: 10000000000 is out of range",
+            ),
+            (
+                "[backoff]\nout_of_tokens = \"300000years\"\n".into(),
+                "jobs.toml: line 2: [backoff] out_of_tokens: \"300000years\" is out of range; expected from 100ms to 30days",
+            ),
+            (
+                "[backoff]\nretry_base = \"1000000000years\"\n".into(),
+                "[backoff] retry_base: \"1000000000years\" is out of range",
+            ),
+            (
+                "[fluidtalk]\ntimeout = \"1ns\"\n".into(),
+                "jobs.toml: line 2: [fluidtalk] timeout: \"1ns\" is out of range; expected from 1s to 10m",
+            ),
+            (
+                "[fluidtalk]\ntimeout = \"5000years\"\n".into(),
+                "[fluidtalk] timeout: \"5000years\" is out of range",
+            ),
+            (
+                "[fluidtalk]\nbase_url = \"ftp://api.example\"\n".into(),
+                "[fluidtalk] base_url: \"ftp://api.example\" is not an http(s) URL with a host",
+            ),
+            (
+                "[database]\nurl = \"mysql://root@localhost/leads\"\n".into(),
+                "jobs.toml: line 2: [database] url: \"mysql://root@localhost/leads\" is not a database this runner can use",
+            ),
+            (
+                "[database]\nurl = \"sqlite::memory:\"\n".into(),
+                "[database] url: \"sqlite::memory:\" is an in-memory database",
+            ),
+            (
+                "[fluidtalk]\nimage_dir = \"no/such/folder\"\n".into(),
+                "jobs.toml: line 2: [fluidtalk] image_dir: no/such/folder cannot be used",
+            ),
+            (
+                job("").replace(
+                    "kind = \"opener\"",
+                    "kind = \"follow_up\"\nquiet_after = [\"1d\", \"90000years\"]",
+                ),
+                "quiet_after: \"90000years\" is out of range; expected from 1m to 1year",
             ),
             (
                 "[backoff]\nretry_base = \"soon\"\n".into(),

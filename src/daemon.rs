@@ -1,7 +1,8 @@
 //! The daemon: every job on its schedule, with an overlap guard and a graceful stop.
 //!
-//! tokio-cron-scheduler drives a heartbeat once a second (in UTC, so its frozen-offset bug,
-//! issue #107, cannot touch it); each heartbeat `poll`s the jobs, whose fire times come from
+//! tokio-cron-scheduler (the project's chosen scheduler) drives a heartbeat once a second,
+//! in UTC, so its frozen-offset bug (issue #107) cannot touch it; each heartbeat `poll`s the
+//! jobs, whose fire times come from
 //! `schedule::Schedule` in the job's real time zone, right across daylight-saving changes.
 //! A job never overlaps itself (a tick during its own run is skipped and logged). Each tick
 //! is claimed in the database (job, scheduled time), so of several runners exactly one runs
@@ -10,13 +11,14 @@
 
 use crate::clock::Clock;
 use crate::config::{Config, Job};
-use crate::dispatch::{Dispatcher, RunError};
+use crate::runner::{DB_OUTAGE_BUDGET, RunError, Runner};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::task::TaskTracker;
 
 /// What a poll did with one job's tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +52,12 @@ struct Slot {
 pub struct Daemon {
     store: Arc<dyn Store>,
     /// `None` for a dry-run daemon, which only logs plans.
-    dispatcher: Option<Dispatcher>,
+    runner: Option<Runner>,
     clock: Arc<dyn Clock>,
     runner_id: String,
     slots: Vec<Slot>,
+    /// The job runs started, so a stop can wait for them.
+    runs: TaskTracker,
 }
 
 impl Daemon {
@@ -61,7 +65,7 @@ impl Daemon {
     pub fn new(
         config: &Config,
         store: Arc<dyn Store>,
-        dispatcher: Option<Dispatcher>,
+        runner: Option<Runner>,
         clock: Arc<dyn Clock>,
         runner_id: String,
     ) -> Daemon {
@@ -77,10 +81,11 @@ impl Daemon {
             .collect();
         Daemon {
             store,
-            dispatcher,
+            runner,
             clock,
             runner_id,
             slots,
+            runs: TaskTracker::new(),
         }
     }
 
@@ -121,9 +126,10 @@ impl Daemon {
             };
             let Some(scheduled) = scheduled else { continue };
             let job = &slot.job;
-            let Some(dispatcher) = &self.dispatcher else {
-                match crate::cli::plan_for_daemon(&*self.store, job, now).await {
-                    Ok(calls) => {
+            let Some(runner) = &self.runner else {
+                match crate::plan::preview(&*self.store, job, now).await {
+                    Ok(plan) => {
+                        let calls = plan.calls;
                         tracing::info!(job = %job.name, %scheduled, calls = calls.len(), "tick (dry run): the plan");
                         for c in &calls {
                             tracing::info!(job = %job.name, target = %c.target, action = c.action.as_str(), step = c.step, reason = %c.reason, "would call");
@@ -160,9 +166,7 @@ impl Daemon {
                 Err(e) => {
                     slot.running.store(false, Ordering::SeqCst);
                     let late = now - scheduled;
-                    if e.is_transient()
-                        && late.to_std().unwrap_or_default() < crate::dispatch::DB_OUTAGE_BUDGET
-                    {
+                    if e.is_transient() && late.to_std().unwrap_or_default() < DB_OUTAGE_BUDGET {
                         // Try this tick again on the next heartbeat, while it is recent:
                         // a database that drops a connection costs a second, not a tick.
                         *slot.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(scheduled);
@@ -174,16 +178,16 @@ impl Daemon {
                     continue;
                 }
             }
-            let d = dispatcher.shallow();
+            let d = runner.clone();
             let job = job.clone();
             let running = slot.running.clone();
-            let handle = tokio::spawn(async move {
+            let handle = self.runs.spawn(async move {
                 // Cleared however the run ends, a panic included: else the job would be
                 // skipped as "still running" forever.
                 let _running = ClearOnDrop(running);
                 match d.run_job(&job, Some(scheduled)).await {
                     Ok(s) => {
-                        tracing::info!(job = %job.name, summary = %crate::cli::describe_summary(&s), "run finished")
+                        tracing::info!(job = %job.name, summary = %s.describe(), "run finished")
                     }
                     Err(RunError::Unauthorized { until }) => tracing::error!(
                         job = %job.name, %until,
@@ -197,13 +201,14 @@ impl Daemon {
         out
     }
 
-    /// Runs until `shutdown` completes; then takes no new leads, lets calls in flight
-    /// finish within `grace`, and returns.
+    /// Runs until `shutdown` completes; then starts no new call, gives back leads not yet
+    /// called, waits up to `grace` for calls in flight to finish and be recorded, and
+    /// returns whether every run ended in time.
     pub async fn serve(
         self: Arc<Self>,
         shutdown: impl Future<Output = ()>,
         grace: Duration,
-    ) -> Result<(), tokio_cron_scheduler::JobSchedulerError> {
+    ) -> Result<bool, tokio_cron_scheduler::JobSchedulerError> {
         use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
         let mut scheduler = JobScheduler::new().await?;
         let me = self.clone();
@@ -221,20 +226,18 @@ impl Daemon {
             tracing::info!(%job, %next, "scheduled");
         }
         shutdown.await;
-        tracing::info!("stopping: no new leads; calls in flight may finish");
-        if let Some(d) = &self.dispatcher {
-            d.shutdown.store(true, Ordering::SeqCst);
+        tracing::info!("stopping: no new calls; calls in flight finish and are recorded");
+        if let Some(r) = &self.runner {
+            r.stop_token().cancel();
         }
         scheduler.shutdown().await?;
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.busy() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if self.busy() {
+        self.runs.close();
+        let ended = tokio::time::timeout(grace, self.runs.wait()).await.is_ok();
+        if !ended {
             tracing::warn!(
-                "grace period over with a run still going; its leases expire and the next runner reviews them"
+                "grace period over with a run still going; its calls in flight go to review once their leases expire"
             );
         }
-        Ok(())
+        Ok(ended)
     }
 }

@@ -23,6 +23,9 @@ pub enum Exit {
     Unauthorized = 5,
     /// The lead database could not be opened, migrated or used.
     Database = 6,
+    /// Stopped by SIGTERM or Ctrl-C before the work was done. Every answer received was
+    /// recorded; leads not reached were given back and stay due.
+    Stopped = 7,
 }
 
 impl Exit {

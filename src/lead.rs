@@ -137,6 +137,90 @@ impl LeadEvent {
     }
 }
 
+impl LeadEvent {
+    /// The stored name of an event that can wait for a blocked lead (`leads.pending_event`).
+    pub fn pending_name(self) -> Option<&'static str> {
+        Some(match self {
+            LeadEvent::OpenerSent => "opener_sent",
+            LeadEvent::OpenerContinued => "opener_continued",
+            LeadEvent::EventSent => "event_sent",
+            LeadEvent::FollowUpSent => "follow_up_sent",
+            LeadEvent::Ignored => "ignored",
+            LeadEvent::Sealed => "sealed",
+            LeadEvent::NoConversation => "no_conversation",
+            LeadEvent::Failed => "failed",
+            LeadEvent::OutcomeUnknown => "outcome_unknown",
+            _ => return None,
+        })
+    }
+
+    /// The event stored under `name` by `pending_name`.
+    pub fn from_pending_name(name: &str) -> Option<LeadEvent> {
+        [
+            LeadEvent::OpenerSent,
+            LeadEvent::OpenerContinued,
+            LeadEvent::EventSent,
+            LeadEvent::FollowUpSent,
+            LeadEvent::Ignored,
+            LeadEvent::Sealed,
+            LeadEvent::NoConversation,
+            LeadEvent::Failed,
+            LeadEvent::OutcomeUnknown,
+        ]
+        .into_iter()
+        .find(|e| e.pending_name() == Some(name))
+    }
+
+    /// Whether the event ends the lead's work or hands it to a person: such a pending event
+    /// is never replaced by a later, milder one.
+    fn sticks(self) -> bool {
+        matches!(
+            self,
+            LeadEvent::OutcomeUnknown | LeadEvent::Sealed | LeadEvent::Ignored | LeadEvent::Failed
+        )
+    }
+}
+
+/// Where a runner's `event` leaves a lead that is in `state` *now*, and what then waits
+/// for it. A person may have changed the lead while its call was in flight: the answer is
+/// applied to the state the lead has, not the one it was claimed in. A blocked lead keeps
+/// the answer's effect pending, so unblocking it cannot pretend the call never happened
+/// (a lost answer makes it `needs_review`, a sealed one `done`).
+pub fn settle(
+    state: LeadState,
+    pending: Option<LeadEvent>,
+    event: LeadEvent,
+) -> (LeadState, Option<LeadEvent>) {
+    match next(state, event) {
+        Ok(to) => (to, pending),
+        Err(_) if state == LeadState::Blocked && event.pending_name().is_some() => {
+            let keep = pending.filter(|p| p.sticks());
+            (state, Some(keep.unwrap_or(event)))
+        }
+        Err(_) => (state, pending),
+    }
+}
+
+/// What a blocked lead remembers of the state it was blocked in: a lead that needed review
+/// or had failed returns to that when unblocked.
+pub fn pending_on_block(from: LeadState, pending: Option<LeadEvent>) -> Option<LeadEvent> {
+    pending.or(match from {
+        LeadState::NeedsReview => Some(LeadEvent::OutcomeUnknown),
+        LeadState::Failed => Some(LeadEvent::Failed),
+        _ => None,
+    })
+}
+
+/// The state an unblocked lead returns to: `new` or `contacted`, then whatever answer
+/// arrived while it was blocked.
+pub fn unblocked(contacted: bool, pending: Option<LeadEvent>) -> LeadState {
+    let base = next(LeadState::Blocked, LeadEvent::Unblock { contacted }).unwrap_or(LeadState::New);
+    match pending {
+        Some(ev) => next(base, ev).unwrap_or(base),
+        None => base,
+    }
+}
+
 /// The state after `event`, or why the lifecycle refuses it.
 pub fn next(from: LeadState, event: LeadEvent) -> Result<LeadState, Refused> {
     use LeadEvent as E;
@@ -313,5 +397,65 @@ mod tests {
         }
         let err = "sent".parse::<LeadState>().expect_err("unknown");
         assert!(err.contains("needs_review"), "{err}");
+    }
+
+    #[test]
+    fn an_answer_for_a_blocked_lead_waits_and_unblocking_applies_it() {
+        // A lost answer: unblocking makes the lead needs_review, never new again.
+        let (state, pending) = settle(S::Blocked, None, E::OutcomeUnknown);
+        assert_eq!((state, pending), (S::Blocked, Some(E::OutcomeUnknown)));
+        assert_eq!(unblocked(false, pending), S::NeedsReview);
+        // Sealed meanwhile: done.
+        let (_, pending) = settle(S::Blocked, None, E::Sealed);
+        assert_eq!(unblocked(false, pending), S::Done);
+        // Answered with text: the lead was contacted.
+        let (_, pending) = settle(S::Blocked, None, E::OpenerSent);
+        assert_eq!(unblocked(true, pending), S::Contacted);
+        // A milder later answer never replaces one a person must see.
+        let (_, pending) = settle(S::Blocked, Some(E::OutcomeUnknown), E::FollowUpSent);
+        assert_eq!(pending, Some(E::OutcomeUnknown));
+        // No pending answer: as before.
+        assert_eq!(unblocked(false, None), S::New);
+        assert_eq!(unblocked(true, None), S::Contacted);
+    }
+
+    #[test]
+    fn an_answer_applies_to_the_state_the_lead_has_now() {
+        // Replied to while its opener was in flight: contacted stays contacted.
+        assert_eq!(
+            settle(S::Contacted, None, E::OpenerSent),
+            (S::Contacted, None)
+        );
+        // ... and a seal still ends it.
+        assert_eq!(settle(S::Contacted, None, E::Sealed), (S::Done, None));
+        // A state only a person leaves is kept.
+        assert_eq!(
+            settle(S::NeedsReview, None, E::OpenerSent),
+            (S::NeedsReview, None)
+        );
+    }
+
+    #[test]
+    fn blocking_a_lead_under_review_remembers_it() {
+        let pending = pending_on_block(S::NeedsReview, None);
+        assert_eq!(unblocked(false, pending), S::NeedsReview);
+        assert_eq!(
+            unblocked(true, pending_on_block(S::Failed, None)),
+            S::Failed
+        );
+        assert_eq!(
+            unblocked(true, pending_on_block(S::Contacted, None)),
+            S::Contacted
+        );
+    }
+
+    #[test]
+    fn pending_names_round_trip() {
+        for e in EVENTS {
+            if let Some(name) = e.pending_name() {
+                assert_eq!(LeadEvent::from_pending_name(name), Some(e));
+            }
+        }
+        assert_eq!(LeadEvent::from_pending_name("block"), None);
     }
 }

@@ -12,6 +12,62 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+/// A dry run's view of one job: the calls it would make and what else would happen.
+#[derive(Debug, Default)]
+pub struct JobPlan {
+    pub calls: Vec<PlannedCall>,
+    pub notes: Vec<String>,
+}
+
+/// What `job` would do at `now`, read only: the same planner the live run uses.
+pub async fn preview(
+    store: &dyn Store,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> Result<JobPlan, StoreError> {
+    let mut out = JobPlan::default();
+    let pauses = store.pauses().await?;
+    if let Some(p) = crate::runner::blocking_pause(&pauses, job, now) {
+        out.notes.push(format!(
+            "paused ({}) until {}: {}",
+            p.scope.as_str(),
+            p.until.format("%Y-%m-%d %H:%M UTC"),
+            p.reason
+        ));
+        return Ok(out);
+    }
+    if let JobKind::FollowUp { max_follow_ups, .. } = &job.kind {
+        let quiet = job.quiet_before(*max_follow_ups).unwrap_or_default();
+        let cutoff = crate::clock::earlier(now, quiet);
+        let n = store.exhaust(*max_follow_ups, cutoff, now, true).await?;
+        if n > 0 {
+            out.notes.push(format!(
+                "{n} lead(s) quiet after the last follow-up would become exhausted"
+            ));
+        }
+    }
+    let mut cursor = dry_cursor();
+    loop {
+        let left = remaining(store, job, now, &cursor).await?;
+        let batch = next_batch(store, job, now, left.min(job.batch_size), &mut cursor).await?;
+        if batch.is_empty() {
+            if left == 0 {
+                out.notes
+                    .push("stops at the daily cap or max_per_run".into());
+            }
+            break;
+        }
+        out.calls.extend(batch);
+    }
+    if cursor.outside_window > 0 {
+        out.notes.push(format!(
+            "{} due lead(s) outside their send window now",
+            cursor.outside_window
+        ));
+    }
+    Ok(out)
+}
+
 /// One call the job would make.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedCall {
@@ -178,7 +234,7 @@ pub async fn next_batch(
                         cutoffs: (1..=*max_follow_ups)
                             .map(|step| {
                                 let quiet = job.quiet_before(step).unwrap_or_default();
-                                now - chrono::Duration::from_std(quiet).unwrap_or_default()
+                                crate::clock::earlier(now, quiet)
                             })
                             .collect(),
                         max: *max_follow_ups,

@@ -11,14 +11,14 @@
 //! | 402 | out_of_tokens | not charged, stays due | pause new conversations (a follow-up's 402 pauses follow-ups too) |
 //! | 401 / 403 | unauthorized | not charged | stop all calls |
 //! | 429 | rate_limited | not charged | hold the job for `Retry-After` |
-//! | 5xx, refused connection | transient_error | retry with back-off; `failed` after `max_attempts` | |
-//! | timeout, dropped connection, unreadable 2xx | unknown | `needs_review` (or one retry with `on_unknown = "retry"`) | |
+//! | 5xx but 502/504, refused connection | transient_error | retry with back-off; `failed` after `max_attempts` | |
+//! | timeout, dropped connection, unreadable 2xx, 502/504 | unknown | `needs_review` (or one retry with `on_unknown = "retry"`, a recorded release) | |
 //! | other status, unreadable local image | failed | → `failed` | |
 
 use crate::config::{Backoff, OnUnknown};
 use crate::fluidtalk::{ActionResult, ErrorKind};
 use crate::lead::LeadEvent;
-use crate::store::{Action, AttemptStatus};
+use crate::store::{Action, AttemptStatus, PauseScope};
 use backon::BackoffBuilder;
 use std::time::Duration;
 
@@ -66,6 +66,27 @@ pub enum AccountEffect {
     RateLimited(Option<Duration>),
 }
 
+impl AccountEffect {
+    /// The stored pauses this effect sets, each with its length for the number of times in
+    /// a row it has been set (`strikes`).
+    pub fn pauses(self) -> &'static [PauseScope] {
+        match self {
+            AccountEffect::PauseNewConversations => &[PauseScope::NewConversations],
+            AccountEffect::PauseFollowUps => &[PauseScope::NewConversations, PauseScope::FollowUps],
+            AccountEffect::Unauthorized => &[PauseScope::All],
+            AccountEffect::RateLimited(_) => &[],
+        }
+    }
+
+    /// How long the pause lasts after `strikes` of them in a row.
+    pub fn pause_length(self, backoff: &Backoff, strikes: u32) -> Duration {
+        match self {
+            AccountEffect::Unauthorized => UNAUTHORIZED_PROBE,
+            _ => out_of_tokens_pause(backoff, strikes),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decision {
     pub status: AttemptStatus,
@@ -99,7 +120,7 @@ pub fn retry_delay(backoff: &Backoff, failures: u32) -> Duration {
         .build()
         .nth(failures as usize)
         .unwrap_or(backoff.retry_max)
-        .min(backoff.retry_max * 2)
+        .min(backoff.retry_max.saturating_mul(2))
 }
 
 /// The pause after the `strikes`-th 402 in a row: `out_of_tokens`, doubling, up to the max.
@@ -113,6 +134,21 @@ pub fn out_of_tokens_pause(backoff: &Backoff, strikes: u32) -> Duration {
 
 /// How long a 401 stops calls before the key is tried again.
 pub const UNAUTHORIZED_PROBE: Duration = Duration::from_secs(3600);
+
+/// What an error means for the account or the job, if anything (the table's last column).
+pub fn account_effect(
+    kind: ErrorKind,
+    action: Action,
+    retry_after: Option<Duration>,
+) -> Option<AccountEffect> {
+    match kind {
+        ErrorKind::OutOfTokens if action == Action::FollowUp => Some(AccountEffect::PauseFollowUps),
+        ErrorKind::OutOfTokens => Some(AccountEffect::PauseNewConversations),
+        ErrorKind::Unauthorized => Some(AccountEffect::Unauthorized),
+        ErrorKind::RateLimited => Some(AccountEffect::RateLimited(retry_after)),
+        _ => None,
+    }
+}
 
 pub fn decide(ctx: &Context<'_>, outcome: Outcome<'_>) -> Decision {
     use AttemptStatus as S;
@@ -139,29 +175,24 @@ pub fn decide(ctx: &Context<'_>, outcome: Outcome<'_>) -> Decision {
                 S::NoConversation,
                 LeadEffect::Event(LeadEvent::NoConversation),
             ),
-            ErrorKind::OutOfTokens => Decision {
-                account: Some(if ctx.action == Action::FollowUp {
-                    AccountEffect::PauseFollowUps
-                } else {
-                    AccountEffect::PauseNewConversations
-                }),
-                ..Decision::new(S::OutOfTokens, LeadEffect::Release)
-            },
-            ErrorKind::Unauthorized => Decision {
-                account: Some(AccountEffect::Unauthorized),
-                ..Decision::new(S::Unauthorized, LeadEffect::Release)
-            },
-            ErrorKind::RateLimited => Decision {
-                account: Some(AccountEffect::RateLimited(retry_after)),
-                ..Decision::new(S::RateLimited, LeadEffect::Release)
+            ErrorKind::OutOfTokens | ErrorKind::Unauthorized | ErrorKind::RateLimited => Decision {
+                account: account_effect(kind, ctx.action, retry_after),
+                ..Decision::new(
+                    match kind {
+                        ErrorKind::OutOfTokens => S::OutOfTokens,
+                        ErrorKind::Unauthorized => S::Unauthorized,
+                        _ => S::RateLimited,
+                    },
+                    LeadEffect::Release,
+                )
             },
             ErrorKind::Server | ErrorKind::Connect => {
                 Decision::new(S::TransientError, transient(ctx))
             }
-            ErrorKind::Timeout | ErrorKind::Network | ErrorKind::Decode => {
+            ErrorKind::Timeout | ErrorKind::Network | ErrorKind::Decode | ErrorKind::Gateway => {
                 // The engine may have acted: a repeat could open a second conversation or
                 // come back `continued` with the first answer's text lost. Only a job that
-                // opted in retries, once.
+                // opted in retries, once (the runner records that as a release of the step).
                 let lead = match ctx.on_unknown {
                     OnUnknown::Retry if ctx.transient_failures == 0 => transient(ctx),
                     _ => LeadEffect::Event(LeadEvent::OutcomeUnknown),
@@ -395,6 +426,56 @@ mod tests {
             assert!(matches!(once.lead, LeadEffect::RetryAfter(_)), "{once:?}");
             let twice = decide_with(Action::Opener, 1, OnUnknown::Retry, err(kind));
             assert_eq!(twice.lead, LeadEffect::Event(LeadEvent::OutcomeUnknown));
+        }
+    }
+
+    #[test]
+    fn a_gateway_error_is_an_unknown_outcome_never_a_transient_retry() {
+        let got = d(Action::Opener, err(ErrorKind::Gateway));
+        assert_eq!(got.status, S::Unknown);
+        assert_eq!(got.lead, LeadEffect::Event(LeadEvent::OutcomeUnknown));
+    }
+
+    /// The client's classification and this table say the same thing (one classification).
+    #[test]
+    fn the_table_agrees_with_the_clients_error_classes() {
+        use crate::fluidtalk::ErrorClass;
+        let kinds = [
+            ErrorKind::Unauthorized,
+            ErrorKind::OutOfTokens,
+            ErrorKind::Sealed,
+            ErrorKind::NoConversation,
+            ErrorKind::RateLimited,
+            ErrorKind::Server,
+            ErrorKind::Gateway,
+            ErrorKind::Connect,
+            ErrorKind::Timeout,
+            ErrorKind::Network,
+            ErrorKind::Decode,
+            ErrorKind::LocalFile,
+            ErrorKind::Other,
+        ];
+        for kind in kinds {
+            // A follow-up, where every final class is final (404 included).
+            let got = d(Action::FollowUp, err(kind));
+            match kind.class() {
+                ErrorClass::Transient => {
+                    assert_eq!(got.status, S::TransientError, "{kind:?}");
+                    assert!(!got.status.holds_step(), "{kind:?}: the API did not act");
+                }
+                ErrorClass::AccountPause => {
+                    assert!(got.account.is_some(), "{kind:?}");
+                    assert_eq!(got.lead, LeadEffect::Release, "{kind:?}");
+                    assert!(!got.status.holds_step(), "{kind:?}: the API did not act");
+                }
+                ErrorClass::FinalForLead => {
+                    assert!(matches!(got.lead, LeadEffect::Event(_)), "{kind:?}")
+                }
+                ErrorClass::OutcomeUnknown => {
+                    assert_eq!(got.status, S::Unknown, "{kind:?}");
+                    assert!(got.status.holds_step(), "{kind:?}: never sent twice");
+                }
+            }
         }
     }
 

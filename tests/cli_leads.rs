@@ -344,6 +344,7 @@ async fn the_outbox_lists_pending_text_and_acks_it_once() {
             session_id: Some("s1".into()),
             finished_at: now,
             message: Some("Hi @a!".into()),
+            release: None,
         }])
         .await
         .expect("finish");

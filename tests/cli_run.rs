@@ -269,8 +269,8 @@ mod reqwest {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_killed_mid_call_leaves_attempts_in_flight_that_are_reviewed_never_resent() {
     use fluidtalk_runner::clock::ManualClock;
-    use fluidtalk_runner::dispatch::Dispatcher;
     use fluidtalk_runner::lead::LeadState;
+    use fluidtalk_runner::runner::Runner;
     use fluidtalk_runner::store::AttemptStatus;
     use std::sync::Arc;
 
@@ -358,7 +358,7 @@ async fn a_run_killed_mid_call_leaves_attempts_in_flight_that_are_reviewed_never
     let clock = Arc::new(ManualClock::new(
         chrono::Utc::now() + chrono::Duration::hours(2),
     ));
-    let d = Dispatcher::new(
+    let d = Runner::new(
         store.clone(),
         client,
         config.clone(),

@@ -65,7 +65,7 @@ async fn status_404_is_no_conversation() {
 async fn status_429_is_rate_limited_and_keeps_retry_after() {
     let e = follow_up_against(detail(429, "slow down").insert_header("Retry-After", "17")).await;
     assert_eq!(e.kind(), ErrorKind::RateLimited);
-    assert_eq!(e.class(), ErrorClass::Transient);
+    assert_eq!(e.class(), ErrorClass::AccountPause);
     assert_eq!(e.retry_after(), Some(Duration::from_secs(17)));
 
     let e = follow_up_against(detail(429, "slow down")).await;
@@ -74,11 +74,23 @@ async fn status_429_is_rate_limited_and_keeps_retry_after() {
 
 #[tokio::test]
 async fn status_5xx_is_a_transient_server_error() {
-    for status in [500, 502, 503] {
+    for status in [500, 503, 507] {
         let e = follow_up_against(detail(status, "boom")).await;
         assert_eq!(e.kind(), ErrorKind::Server, "status {status}");
         assert_eq!(e.class(), ErrorClass::Transient);
         assert!(!e.kind().outcome_unknown());
+    }
+}
+
+/// Issue 9: a gateway's 502/504 may come after the API acted, so it is never retried as
+/// transient (which could send the step twice).
+#[tokio::test]
+async fn a_gateway_502_or_504_is_an_unknown_outcome_not_a_transient_error() {
+    for status in [502, 504] {
+        let e = follow_up_against(detail(status, "upstream")).await;
+        assert_eq!(e.kind(), ErrorKind::Gateway, "status {status}");
+        assert_eq!(e.class(), ErrorClass::OutcomeUnknown);
+        assert!(e.kind().outcome_unknown());
     }
 }
 

@@ -8,8 +8,8 @@ use common::{TEST_KEY, spawn_sim};
 use fluidtalk_runner::clock::{Clock, ManualClock};
 use fluidtalk_runner::config;
 use fluidtalk_runner::daemon::{Daemon, Tick};
-use fluidtalk_runner::dispatch::Dispatcher;
 use fluidtalk_runner::fluidtalk::{ApiKey, Client, ClientConfig};
+use fluidtalk_runner::runner::Runner;
 use fluidtalk_runner::sim::SimConfig;
 use fluidtalk_runner::store::LeadInput;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ async fn daemon_at(
     cc.base_url = url;
     let client = Client::new(cc).expect("client");
     let clock = Arc::new(ManualClock::new(start));
-    let dispatcher = Dispatcher::new(
+    let dispatcher = Runner::new(
         store.clone(),
         client,
         config.clone(),

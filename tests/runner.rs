@@ -7,9 +7,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{TEST_KEY, spawn_sim};
 use fluidtalk_runner::clock::{Clock, ManualClock};
 use fluidtalk_runner::config::{self, Config};
-use fluidtalk_runner::dispatch::{Dispatcher, RunError, Summary};
 use fluidtalk_runner::fluidtalk::{ApiKey, Client, ClientConfig};
 use fluidtalk_runner::lead::LeadState;
+use fluidtalk_runner::runner::{RunError, Runner, Summary};
 use fluidtalk_runner::sim::{SimConfig, Simulator};
 use fluidtalk_runner::store::{AttemptStatus, LeadInput, PauseScope, Store};
 use std::sync::Arc;
@@ -52,8 +52,8 @@ async fn world(sim: SimConfig, jobs_toml: &str) -> World {
 }
 
 impl World {
-    fn dispatcher(&self) -> Dispatcher {
-        Dispatcher::new(
+    fn runner(&self) -> Runner {
+        Runner::new(
             self.store.clone(),
             self.client.clone(),
             self.config.clone(),
@@ -69,7 +69,7 @@ impl World {
             .iter()
             .find(|j| j.name == job)
             .expect("job exists");
-        self.dispatcher().run_job(job, None).await
+        self.runner().run_job(job, None).await
     }
 
     async fn add(&self, leads: Vec<LeadInput>) {
@@ -604,6 +604,7 @@ async fn a_lead_sent_back_to_new_gets_a_fresh_opener_step_and_blocks_no_one() {
             session_id: None,
             finished_at: monday_10() - Duration::days(2),
             message: None,
+            release: None,
         }])
         .await
         .expect("finish");
@@ -630,22 +631,26 @@ async fn a_lead_sent_back_to_new_gets_a_fresh_opener_step_and_blocks_no_one() {
 async fn against(
     server: &wiremock::MockServer,
     jobs: &str,
-) -> (
-    common::db::TestDb,
-    Dispatcher,
-    Arc<Config>,
-    Arc<ManualClock>,
-) {
+) -> (common::db::TestDb, Runner, Arc<Config>, Arc<ManualClock>) {
+    against_with(server, "", jobs).await
+}
+
+/// `against`, with more `[fluidtalk]` settings.
+async fn against_with(
+    server: &wiremock::MockServer,
+    fluidtalk: &str,
+    jobs: &str,
+) -> (common::db::TestDb, Runner, Arc<Config>, Arc<ManualClock>) {
     let db = common::db::sqlite().await;
     let text = format!(
-        "[fluidtalk]\nbase_url = \"{}\"\n[limits]\nconcurrency = 2\nper_second = 1000.0\n{jobs}",
+        "[fluidtalk]\nbase_url = \"{}\"\n{fluidtalk}\n[limits]\nconcurrency = 2\nper_second = 1000.0\n{jobs}",
         server.uri()
     );
     let config = Arc::new(config::parse(std::path::Path::new("jobs.toml"), &text).expect("config"));
     let mut cc = ClientConfig::new(ApiKey::new(TEST_KEY).expect("key"));
     cc.base_url = server.uri();
     let clock = Arc::new(ManualClock::new(monday_10()));
-    let d = Dispatcher::new(
+    let d = Runner::new(
         db.store.clone(),
         Client::new(cc).expect("client"),
         config.clone(),
@@ -662,10 +667,11 @@ async fn a_leads_profile_image_goes_with_its_opener_by_url_or_as_the_file_part()
             .set_body_json(serde_json::json!({"session_id": "s", "message": "hi"})),
     )
     .await;
-    let (db, d, config, _clock) = against(&server, OPENERS).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let face = dir.path().join("face.jpg");
     std::fs::write(&face, b"jpeg!").expect("write");
+    let images = format!("image_dir = \"{}\"", dir.path().display());
+    let (db, d, config, _clock) = against_with(&server, &images, OPENERS).await;
     let mut s = db.store.begin_import(false).await.expect("import");
     s.upsert(
         vec![
@@ -674,7 +680,7 @@ async fn a_leads_profile_image_goes_with_its_opener_by_url_or_as_the_file_part()
                 ..lead("@by_url")
             },
             LeadInput {
-                profile_image: Some(face.display().to_string()),
+                profile_image: Some("face.jpg".into()),
                 ..lead("@by_file")
             },
         ],

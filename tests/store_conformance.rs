@@ -60,6 +60,7 @@ fn end(attempt_id: i64, status: AttemptStatus, message: Option<&str>) -> Attempt
         session_id: Some("sess-1".into()),
         finished_at: t(11),
         message: message.map(str::to_string),
+        release: None,
     }
 }
 

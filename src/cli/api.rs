@@ -163,7 +163,7 @@ pub async fn run(args: ApiArgs, campaign: &crate::config::Config) -> Result<(), 
     };
     match printed {
         Ok(json) => {
-            println!("{json}");
+            outln!("{json}");
             Ok(())
         }
         Err(CallError::Api(e)) => {
@@ -172,7 +172,7 @@ pub async fn run(args: ApiArgs, campaign: &crate::config::Config) -> Result<(), 
             let shown = serde_json::json!({"error": {
                 "kind": e.kind(), "status": e.status(), "detail": e.detail(), "body": e.body(),
             }});
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&shown).unwrap_or_default()
             );

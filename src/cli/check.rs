@@ -27,14 +27,14 @@ fn window(w: Option<&SendWindow>) -> String {
 
 pub fn run(config: &Config) -> Result<(), Failure> {
     let now = Utc::now();
-    println!("{}: ok", config.path.display());
-    println!("  database   {}", redact_url(&config.database_url()));
-    println!(
+    outln!("{}: ok", config.path.display());
+    outln!("  database   {}", redact_url(&config.database_url()));
+    outln!(
         "  api        {} (timeout {}; key from FLUIDTALK_API_KEY)",
         config.base_url(),
         humantime::format_duration(config.fluidtalk.timeout)
     );
-    println!(
+    outln!(
         "  sender     {}",
         config
             .fluidtalk
@@ -42,12 +42,13 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             .as_deref()
             .unwrap_or("(each lead's own_username)")
     );
-    println!(
+    outln!(
         "  limits     {} in flight, {}/s",
-        config.limits.concurrency, config.limits.per_second
+        config.limits.concurrency,
+        config.limits.per_second
     );
     let b = &config.backoff;
-    println!(
+    outln!(
         "  backoff    402: {} doubling to {}; transient: {} doubling to {}, {} attempts",
         humantime::format_duration(b.out_of_tokens),
         humantime::format_duration(b.out_of_tokens_max),
@@ -56,7 +57,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         b.max_attempts
     );
     if config.jobs.is_empty() {
-        println!("  no [[job]] defined: `run` and `daemon` have nothing to do");
+        outln!("  no [[job]] defined: `run` and `daemon` have nothing to do");
     }
     for job in &config.jobs {
         let what = match &job.kind {
@@ -78,17 +79,17 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             ),
             JobKind::Event { event_type, .. } => format!("event {event_type:?}"),
         };
-        println!("\njob {:?}: {what}", job.name);
-        println!(
+        outln!("\njob {:?}: {what}", job.name);
+        outln!(
             "  schedule   {:?} in {}, batches of {}",
             job.schedule.text(),
             job.timezone,
             job.batch_size
         );
-        println!("  window     {}", window(job.kind.send_window()));
-        println!("  next fires");
+        outln!("  window     {}", window(job.kind.send_window()));
+        outln!("  next fires");
         for t in job.schedule.upcoming(now, 5) {
-            println!("    {}", t.format("%a %Y-%m-%d %H:%M:%S %Z"));
+            outln!("    {}", t.format("%a %Y-%m-%d %H:%M:%S %Z"));
         }
     }
     Ok(())

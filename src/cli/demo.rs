@@ -2,13 +2,12 @@
 //! a fresh SQLite database, the built-in simulator on a free loopback port, and the real
 //! runner. Days pass on an injected clock, so follow-ups happen without waiting.
 
-use super::run::describe;
 use crate::clock::{Clock, ManualClock};
 use crate::config;
-use crate::dispatch::Dispatcher;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::fluidtalk::{ApiKey, Client, ClientConfig};
 use crate::import::Rows;
+use crate::runner::Runner;
 use crate::sim::{SimConfig, Simulator};
 use crate::store::{self, Store};
 use anyhow::Context;
@@ -52,15 +51,15 @@ pub async fn run() -> Result<(), Failure> {
         config::parse(std::path::Path::new("demo-jobs.toml"), &jobs(&base_url))
             .exit_with(Exit::Failure)?,
     );
-    println!("FluidTalk simulator on {base_url} (5 tokens; conversations seal after 1 follow-up)");
-    println!("lead database {db_url}\n");
+    outln!("FluidTalk simulator on {base_url} (5 tokens; conversations seal after 1 follow-up)");
+    outln!("lead database {db_url}\n");
 
     let store = store::open(&db_url)
         .await
         .map_err(super::store_access::store_failure)?;
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     import_sample(&*store, clock.now()).await?;
-    println!(
+    outln!(
         "imported {} sample leads (examples/demo-leads.csv)",
         LEADS.lines().count() - 1
     );
@@ -69,7 +68,7 @@ pub async fn run() -> Result<(), Failure> {
     let mut cc = ClientConfig::new(ApiKey::new("ft_sk_demo").exit_with(Exit::Failure)?);
     cc.base_url = base_url;
     let client = Client::new(cc).exit_with(Exit::Failure)?;
-    let d = Dispatcher::new(
+    let d = Runner::new(
         store.clone(),
         client,
         config.clone(),
@@ -78,17 +77,17 @@ pub async fn run() -> Result<(), Failure> {
     );
     let job = |name: &str| config.jobs.iter().find(|j| j.name == name).cloned();
 
-    let step = |title: &str| println!("\n== {title}");
+    let step = |title: &str| super::out::line(&format!("\n== {title}"));
     let run = async |name: &str| -> Result<(), Failure> {
         let Some(j) = job(name) else { return Ok(()) };
         match d.run_job(&j, None).await {
-            Ok(s) => println!("{name}: {}", describe(&s)),
-            Err(e) => println!("{name}: stopped: {e}"),
+            Ok(s) => outln!("{name}: {}", s.describe()),
+            Err(e) => outln!("{name}: stopped: {e}"),
         }
         Ok(())
     };
 
-    step("day 1: the openers job (one lead is owned by a teammate's account)");
+    step("day 1: the openers job (one lead is owned by a teammate's account)")?;
     run("openers").await?;
     show_pauses(&*store, clock.now()).await?;
     store
@@ -100,27 +99,27 @@ pub async fn run() -> Result<(), Failure> {
         )
         .await
         .map_err(super::store_access::store_failure)?;
-    step("day 1: @finn_photo reacted to a story, but new conversations are paused");
+    step("day 1: @finn_photo reacted to a story, but new conversations are paused")?;
     run("story-reactions").await?;
 
     clock.advance(chrono::Duration::hours(25));
-    step("day 2, 25 hours later: follow-up 1 to everyone still quiet");
+    step("day 2, 25 hours later: follow-up 1 to everyone still quiet")?;
     run("follow-ups").await?;
     store
         .record_reply("@ben.codes", clock.now(), clock.now())
         .await
         .map_err(super::store_access::store_failure)?;
-    println!("(@ben.codes wrote back: his quiet clock and follow-up count reset)");
+    outln!("(@ben.codes wrote back: his quiet clock and follow-up count reset)");
 
     clock.advance(chrono::Duration::days(3) + chrono::Duration::hours(1));
     step(
         "day 5: the next follow-ups meet sealed conversations (400); the pause is over, credits are not",
-    );
+    )?;
     run("follow-ups").await?;
     run("story-reactions").await?;
     show_pauses(&*store, clock.now()).await?;
 
-    step("where the campaign stands");
+    step("where the campaign stands")?;
     let counts = store
         .count_by_state()
         .await
@@ -130,32 +129,36 @@ pub async fn run() -> Result<(), Failure> {
         .filter(|(_, n)| **n > 0)
         .map(|(s, n)| format!("{s} {n}"))
         .collect();
-    println!("leads: {}", line.join(", "));
+    outln!("leads: {}", line.join(", "));
     for lead in store
         .list_leads(&Default::default())
         .await
         .map_err(super::store_access::store_failure)?
     {
-        println!(
+        outln!(
             "  {:<16} {:<10} follow-ups {}",
-            lead.target, lead.state, lead.follow_ups_sent
+            lead.target,
+            lead.state,
+            lead.follow_ups_sent
         );
     }
     let outbox = store
         .outbox(false)
         .await
         .map_err(super::store_access::store_failure)?;
-    println!(
+    outln!(
         "outbox: {} message(s) for the platform to deliver, e.g.",
         outbox.len()
     );
     for item in outbox.iter().take(3) {
-        println!(
+        outln!(
             "  to {:<16} ({}) {:?}",
-            item.target, item.action, item.message
+            item.target,
+            item.action,
+            item.message
         );
     }
-    println!(
+    outln!(
         "\n{} API calls. Next: fluidtalk-runner sim, jobs.toml, `leads import`, `run --dry-run`, `run`, `daemon`.",
         sim.snapshot().requests
     );
@@ -202,7 +205,7 @@ async fn show_pauses(store: &dyn Store, now: chrono::DateTime<chrono::Utc>) -> R
         .map_err(super::store_access::store_failure)?
     {
         if p.until > now {
-            println!(
+            outln!(
                 "pause: {} for {} (strike {}), stored so every runner honours it: {}",
                 p.scope.as_str(),
                 humantime::format_duration(std::time::Duration::from_secs(

@@ -134,7 +134,7 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value).exit_with(Exit::Failure)?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -147,8 +147,8 @@ fn show_time(t: Option<DateTime<Utc>>) -> String {
 
 const LEAD_HEADER: &str = "TARGET                   STATE        FU  LAST CONTACT (UTC)  LAST REPLY (UTC)    NEXT ELIGIBLE (UTC) TAGS";
 
-fn print_lead(lead: &Lead) {
-    println!(
+fn print_lead(lead: &Lead) -> Result<(), Failure> {
+    outln!(
         "{:<24} {:<12} {:<3} {:<19} {:<19} {:<19} {}",
         lead.target,
         lead.state,
@@ -158,6 +158,7 @@ fn print_lead(lead: &Lead) {
         show_time(Some(lead.next_eligible_at)),
         lead.tags.join(";"),
     );
+    Ok(())
 }
 
 /// "no lead with target" and, when the target lacks the `@` of a stored one, a hint.
@@ -213,7 +214,7 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                 } else {
                     "updated"
                 };
-                println!("{verb} {}", lead.target);
+                outln!("{verb} {}", lead.target);
                 Ok(())
             }
         }
@@ -233,10 +234,10 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                 return print_json(&leads);
             }
             if !leads.is_empty() {
-                println!("{LEAD_HEADER}");
+                outln!("{LEAD_HEADER}");
             }
             for lead in &leads {
-                print_lead(lead);
+                print_lead(lead)?;
             }
             if leads.is_empty() {
                 eprintln!("no leads match");
@@ -260,10 +261,10 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                     &serde_json::json!({ "lead": lead, "attempts": attempts, "queued_events": events }),
                 );
             }
-            println!("{LEAD_HEADER}");
-            print_lead(&lead);
+            outln!("{LEAD_HEADER}");
+            print_lead(&lead)?;
             for e in &events {
-                println!(
+                outln!(
                     "  queued event #{} {} {}",
                     e.id,
                     e.event_type,
@@ -271,10 +272,10 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                 );
             }
             if let Some(e) = &lead.last_error {
-                println!("  last error: {e}");
+                outln!("  last error: {e}");
             }
             for a in &attempts {
-                println!(
+                outln!(
                     "  attempt #{:<6} {}  {:<9} step {:<4} {:<15} {:<4} {}",
                     a.id,
                     show_time(Some(a.started_at)),
@@ -291,7 +292,7 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                 );
             }
             if attempts.is_empty() {
-                println!("  no attempts yet");
+                outln!("  no attempts yet");
             }
             Ok(())
         }
@@ -376,9 +377,11 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             if json {
                 print_json(&event)
             } else {
-                println!(
+                outln!(
                     "queued event #{} {} for {}",
-                    event.id, event.event_type, event.target
+                    event.id,
+                    event.event_type,
+                    event.target
                 );
                 Ok(())
             }
@@ -390,7 +393,7 @@ fn done(lead: &Lead, json: bool, verb: &str) -> Result<(), Failure> {
     if json {
         print_json(lead)
     } else {
-        println!("{verb} {} (now {})", lead.target, lead.state);
+        outln!("{verb} {} (now {})", lead.target, lead.state);
         Ok(())
     }
 }
@@ -543,9 +546,11 @@ async fn import(
                 rejections: pass.rejections.clone(),
             })
         } else {
-            println!(
+            outln!(
                 "imported {}, updated {}, rejected {}",
-                pass.counts.imported, pass.counts.updated, pass.rejected
+                pass.counts.imported,
+                pass.counts.updated,
+                pass.rejected
             );
             Ok(())
         }
@@ -601,9 +606,13 @@ pub async fn run_outbox(config: &Config, command: OutboxCommand) -> Result<(), F
                 } else {
                     "pending"
                 };
-                println!(
+                outln!(
                     "#{:<6} {:<9} {:<24} {:<9} {:?}",
-                    item.id, state, item.target, item.action, item.message
+                    item.id,
+                    state,
+                    item.target,
+                    item.action,
+                    item.message
                 );
             }
             if items.is_empty() {
@@ -621,7 +630,7 @@ pub async fn run_outbox(config: &Config, command: OutboxCommand) -> Result<(), F
                 .filter(|id| !acked.contains(id))
                 .map(|id| id.to_string())
                 .collect();
-            println!("acked {}", acked.len());
+            outln!("acked {}", acked.len());
             if !missed.is_empty() {
                 eprintln!(
                     "not pending (unknown or already acked): {}",

@@ -1,12 +1,15 @@
 //! The command line: clap definitions and one flow per command. Thin: each flow turns
 //! arguments into the library's typed values, calls the library, and prints.
 
+#[macro_use]
+pub mod out;
 mod api;
 mod check;
 mod daemon;
 mod demo;
 mod leads;
 mod run;
+mod signals;
 mod sim;
 mod status;
 mod store_access;
@@ -24,7 +27,8 @@ use std::path::PathBuf;
     long_about = "Runs outreach campaigns on the FluidTalk Handshake API.\n\n\
                   The API key is read from FLUIDTALK_API_KEY and never printed or stored.",
     after_help = "Exit codes: 0 ok, 1 unexpected failure, 2 usage, 3 bad setting or input, \
-                  4 API error or unreachable, 5 API key refused (401/403), 6 database error."
+                  4 API error or unreachable, 5 API key refused (401/403), 6 database error, \
+                  7 stopped by SIGTERM/Ctrl-C (answers received were recorded)."
 )]
 pub struct Cli {
     /// The campaign file (default ./jobs.toml, if it exists).
@@ -73,7 +77,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let config = load(cli.config)?;
             let store = store_access::open_store(&config).await?;
             let url = crate::store::redact_url(&config.database_url());
-            println!("{} database at {url} is up to date", store.backend());
+            outln!("{} database at {url} is up to date", store.backend());
             Ok(())
         }
         Command::Check => check::run(&load(cli.config)?),
@@ -81,20 +85,6 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status(args) => status::run(&load(cli.config)?, args).await,
         Command::Daemon(args) => daemon::run(&load(cli.config)?, args).await,
     }
-}
-
-/// The dry-run plan of one job, for the daemon's dry-run ticks.
-pub async fn plan_for_daemon(
-    store: &dyn crate::store::Store,
-    job: &crate::config::Job,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<crate::plan::PlannedCall>, crate::store::StoreError> {
-    Ok(run::plan_job(store, job, now).await?.calls)
-}
-
-/// A run's counts in words.
-pub fn describe_summary(s: &crate::dispatch::Summary) -> String {
-    run::describe(s)
 }
 
 /// The campaign file, checked; a mistake in it is a configuration error (exit 3).

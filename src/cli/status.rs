@@ -48,23 +48,23 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
             "jobs": jobs,
         });
         let text = serde_json::to_string_pretty(&value).exit_with(Exit::Failure)?;
-        println!("{text}");
+        outln!("{text}");
         return Ok(());
     }
     if let Some(p) = pauses.iter().find(|p| p.scope == PauseScope::All) {
-        println!(
+        outln!(
             "!!! THE API REFUSED THE KEY: every call is paused until {} ({}). Fix FLUIDTALK_API_KEY.",
             p.until.format("%Y-%m-%d %H:%M UTC"),
             p.reason
         );
     }
     let leads: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
-    println!("leads: {}", leads.join(", "));
+    outln!("leads: {}", leads.join(", "));
     if pauses.is_empty() {
-        println!("pauses: none");
+        outln!("pauses: none");
     }
     for p in &pauses {
-        println!(
+        outln!(
             "pause: {} until {} (strike {}): {}",
             p.scope.as_str(),
             p.until.format("%Y-%m-%d %H:%M UTC"),
@@ -81,10 +81,8 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
                 r.runner_id,
                 r.summary
                     .as_ref()
-                    .and_then(
-                        |s| serde_json::from_value::<crate::dispatch::Summary>(s.clone()).ok()
-                    )
-                    .map(|s| super::run::describe(&s))
+                    .and_then(|s| serde_json::from_value::<crate::runner::Summary>(s.clone()).ok())
+                    .map(|s| s.describe())
                     .unwrap_or_else(|| "still running or stopped".into())
             ),
             None => "never run".into(),
@@ -102,7 +100,7 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
             })
             .unwrap_or_else(|| "-".into());
         let _ = job;
-        println!("job {}: {last_text}; next {next}", j.name);
+        outln!("job {}: {last_text}; next {next}", j.name);
     }
     Ok(())
 }

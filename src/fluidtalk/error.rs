@@ -24,8 +24,12 @@ pub enum ErrorKind {
     NoConversation,
     /// 429: too many requests; `retry_after` holds the server's `Retry-After`, if sent.
     RateLimited,
-    /// 5xx: the server failed.
+    /// 5xx other than 502 and 504: the API itself failed; it did not act.
     Server,
+    /// 502 or 504: a gateway in front of the API answered. The API behind it may have acted
+    /// before the gateway gave up (504 is a timeout; 502 may cut an answer short), so the
+    /// outcome is unknown, like a timeout's.
+    Gateway,
     /// The connection could not be made: the request was certainly not processed.
     Connect,
     /// No response within the timeout: the request may or may not have been processed.
@@ -43,45 +47,46 @@ pub enum ErrorKind {
     Setup,
 }
 
-/// How a caller should react to an error; see `ErrorKind::class`.
+/// How a caller should react to an error; see `ErrorKind::class`. The runner's outcome
+/// table (`policy::decide`) refines it per action and is tested to agree with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
-    /// Try again later, with back-off.
+    /// The API did not act: try again later, with back-off.
     Transient,
-    /// Stop a whole class of calls for the account (401 all calls, 402 new conversations).
+    /// Stop a whole class of calls for the account (401 all calls, 402 new conversations,
+    /// 429 for a while).
     AccountPause,
     /// Final for this lead: do not repeat this call for it.
     FinalForLead,
+    /// The API may have acted although no usable answer came back: do not repeat the call
+    /// without a person's (or a policy's) say-so, or it may be sent twice.
+    OutcomeUnknown,
 }
 
 impl ErrorKind {
     /// The reaction the API contract asks for.
     pub fn class(self) -> ErrorClass {
         match self {
-            ErrorKind::Unauthorized | ErrorKind::OutOfTokens | ErrorKind::Setup => {
-                ErrorClass::AccountPause
-            }
+            ErrorKind::Unauthorized
+            | ErrorKind::OutOfTokens
+            | ErrorKind::RateLimited
+            | ErrorKind::Setup => ErrorClass::AccountPause,
             ErrorKind::Sealed
             | ErrorKind::NoConversation
             | ErrorKind::LocalFile
             | ErrorKind::Other => ErrorClass::FinalForLead,
-            ErrorKind::RateLimited
-            | ErrorKind::Server
-            | ErrorKind::Connect
-            | ErrorKind::Timeout
-            | ErrorKind::Network
-            | ErrorKind::Decode => ErrorClass::Transient,
+            ErrorKind::Server | ErrorKind::Connect => ErrorClass::Transient,
+            ErrorKind::Timeout | ErrorKind::Network | ErrorKind::Decode | ErrorKind::Gateway => {
+                ErrorClass::OutcomeUnknown
+            }
         }
     }
 
     /// Whether the server may have acted on the request although we got no usable answer.
     /// A retry of such a call may repeat its effect (a second opener, a second token).
     pub fn outcome_unknown(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Timeout | ErrorKind::Network | ErrorKind::Decode
-        )
+        self.class() == ErrorClass::OutcomeUnknown
     }
 
     fn from_status(status: u16) -> Self {
@@ -91,6 +96,7 @@ impl ErrorKind {
             402 => ErrorKind::OutOfTokens,
             404 => ErrorKind::NoConversation,
             429 => ErrorKind::RateLimited,
+            502 | 504 => ErrorKind::Gateway,
             500..=599 => ErrorKind::Server,
             _ => ErrorKind::Other,
         }
@@ -204,6 +210,18 @@ impl Error {
         }
     }
 
+    /// A local image that may not or cannot be sent (outside the image folder, not a
+    /// regular file, too large, too slow to read): nothing was sent.
+    pub fn local_image(message: String) -> Self {
+        Self {
+            kind: ErrorKind::LocalFile,
+            status: None,
+            body: Value::Null,
+            retry_after: None,
+            message,
+        }
+    }
+
     pub(crate) fn local_file(path: &std::path::Path, err: &std::io::Error) -> Self {
         Self {
             kind: ErrorKind::LocalFile,
@@ -218,15 +236,18 @@ impl Error {
 /// Parses `Retry-After`: delay-seconds or an HTTP date.
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate_parse(value)?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate_parse(value)?
+            .duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO),
-    )
+    };
+    // A server may say anything; no wait is taken longer than a day.
+    Some(wait.min(MAX_RETRY_AFTER))
 }
+
+/// The longest `Retry-After` taken as given.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 fn httpdate_parse(value: &str) -> Option<std::time::SystemTime> {
     humantime::parse_rfc3339_weak(value).ok().or_else(|| {
@@ -284,7 +305,9 @@ mod tests {
             (404, ErrorKind::NoConversation),
             (429, ErrorKind::RateLimited),
             (500, ErrorKind::Server),
+            (502, ErrorKind::Gateway),
             (503, ErrorKind::Server),
+            (504, ErrorKind::Gateway),
             (422, ErrorKind::Other),
         ];
         for (status, kind) in cases {
@@ -301,7 +324,11 @@ mod tests {
             Some(Duration::ZERO)
         );
         let later = parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT").expect("a date");
-        assert!(later > Duration::from_secs(3600 * 24 * 365));
+        assert_eq!(later, MAX_RETRY_AFTER, "capped at a day");
+        assert_eq!(
+            parse_retry_after("99999999999999999"),
+            Some(MAX_RETRY_AFTER)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 

@@ -17,6 +17,15 @@ macro_rules! untouched {
     };
 }
 
+/// SQL: the attempt holds its step, so the step cannot be sent again (the same list as the
+/// `attempts_once` index of migration 0003 and `AttemptStatus::holds_step`).
+macro_rules! holds_step {
+    () => {
+        "status IN ('in_flight', 'sent', 'continued', 'ignored', 'sealed', 'failed', 'unknown')
+         AND released_at IS NULL"
+    };
+}
+
 mod postgres;
 mod sqlite;
 
@@ -27,11 +36,21 @@ use crate::lead::{LeadEvent, LeadState, Refused};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Where the lead database lives when nothing else says.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://fluidtalk-runner.db";
+
+/// The `error_kind` of an attempt found in flight after its runner's lease ran out: its
+/// outcome is unknown, but a late answer from that runner is still recorded over it.
+pub const RUNNER_LOST: &str = "runner_lost";
+
+/// Whether a SQLite URL asks for an in-memory database.
+fn memory_url(url: &str) -> bool {
+    let url = url.to_ascii_lowercase();
+    url.contains(":memory:") || url.contains("mode=memory")
+}
 
 /// The longest target accepted (platform handles are far shorter).
 pub const MAX_TARGET_LEN: usize = 255;
@@ -86,14 +105,15 @@ pub enum AttemptStatus {
     Unauthorized,
     /// 429.
     RateLimited,
-    /// 5xx, network error or timeout: may be tried again.
+    /// A 5xx other than 502/504, or a refused connection: the API did not act; may be
+    /// tried again.
     TransientError,
     /// A permanent error.
     Failed,
-    /// The outcome will never be known (found in flight after a crash, then retried by a
-    /// person): the step is free again.
+    /// The outcome will never be known: a timeout, a dropped connection, a 502/504, or
+    /// found in flight after its runner died. The step stays taken unless released.
     Unknown,
-    /// Recorded in flight but never called (the run stopped first, e.g. on a 402).
+    /// Recorded in flight but never called (the lead was given back first).
     Cancelled,
 }
 
@@ -132,6 +152,22 @@ impl AttemptStatus {
         }
     }
 
+    /// Whether an attempt with this status keeps its step from being sent again: it may
+    /// have reached the API and been acted on. Only answers that say the API did not act,
+    /// and attempts never called, leave the step free (a deliberate release aside).
+    pub fn holds_step(self) -> bool {
+        matches!(
+            self,
+            AttemptStatus::InFlight
+                | AttemptStatus::Sent
+                | AttemptStatus::Continued
+                | AttemptStatus::Ignored
+                | AttemptStatus::Sealed
+                | AttemptStatus::Failed
+                | AttemptStatus::Unknown
+        )
+    }
+
     fn parse(s: &str) -> Result<Self, StoreError> {
         AttemptStatus::ALL
             .into_iter()
@@ -168,6 +204,9 @@ pub struct Lead {
     pub last_error: Option<String>,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// An answer that arrived while the lead was blocked (a lead event's name, see
+    /// `LeadEvent::pending_name`): applied when the lead is unblocked.
+    pub pending_event: Option<String>,
 }
 
 /// A lead to add or update. `None` means "not given": a new lead takes the default, an
@@ -238,7 +277,12 @@ pub struct Attempt {
     pub session_id: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The lease token of the claim the attempt was made under.
     pub runner_id: String,
+    /// When the step was deliberately freed for another attempt, and by what (`leads
+    /// retry`, a job's `on_unknown = "retry"`).
+    pub released_at: Option<DateTime<Utc>>,
+    pub released_by: Option<String>,
 }
 
 /// An attempt about to be made.
@@ -264,6 +308,9 @@ pub struct AttemptEnd {
     pub finished_at: DateTime<Utc>,
     /// Text the persona produced: becomes an outbox row.
     pub message: Option<String>,
+    /// Frees the step for another attempt at once, saying why (a job's `on_unknown =
+    /// "retry"`): recorded as a deliberate release.
+    pub release: Option<String>,
 }
 
 /// Text for the platform to deliver.
@@ -332,26 +379,137 @@ pub struct DueEvent {
 }
 
 /// How one call's outcome changes its lead and attempt, written with the rest of a batch.
+///
+/// The result applies to the lead only if this write finishes its attempt (still in flight,
+/// or found lost by another runner and not yet released), or, without an attempt, if the
+/// lead is still leased to `token`: so a late or repeated write changes nothing. The event
+/// is applied to the state the lead has *then* (`lead::settle`): a person may have changed
+/// it meanwhile, and a blocked lead keeps the effect pending until it is unblocked.
 #[derive(Debug, Clone)]
 pub struct LeadResult {
     pub lead_id: i64,
-    /// The state the lead had when it was claimed; the new state is written only if it
-    /// still has it (a person may have blocked the lead meanwhile).
-    pub from_state: LeadState,
-    pub to_state: LeadState,
-    pub runner_id: String,
+    /// The lease token the lead was claimed with; its lease is given back.
+    pub token: String,
     pub attempt: Option<AttemptEnd>,
+    /// The lifecycle event, if the answer moves the lead.
+    pub event: Option<LeadEvent>,
     /// Set `last_contact_at` to the attempt's end.
     pub contacted: bool,
-    /// Add one to `follow_ups_sent`.
+    /// Add one to `follow_ups_sent` and `follow_ups_total`.
     pub follow_up_sent: bool,
-    /// Start the follow-up count again (a lead sent back to `new`).
-    pub reset_follow_ups: bool,
+    /// Start the follow-up count again and count a reopen (a lead sent back to `new`).
+    pub reopened: bool,
     pub transient_failures: i32,
     pub next_eligible_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     /// The queued event this call answered, and its new state (`sent`, `failed`, ...).
-    pub event: Option<(i64, &'static str)>,
+    pub queued_event: Option<(i64, &'static str)>,
+}
+
+impl LeadResult {
+    /// A result that changes nothing but gives the lease back.
+    pub fn new(lead: &Lead, token: &str) -> Self {
+        LeadResult {
+            lead_id: lead.id,
+            token: token.to_string(),
+            attempt: None,
+            event: None,
+            contacted: false,
+            follow_up_sent: false,
+            reopened: false,
+            transient_failures: lead.transient_failures,
+            next_eligible_at: None,
+            last_error: lead.last_error.clone(),
+            queued_event: None,
+        }
+    }
+}
+
+/// A lead as `record_results` finds it, locked, before writing.
+#[derive(Debug, Clone)]
+pub(crate) struct Current {
+    pub state: LeadState,
+    pub pending: Option<LeadEvent>,
+    pub lease_owner: Option<String>,
+}
+
+impl Current {
+    pub(crate) fn new(
+        state: &str,
+        pending: Option<String>,
+        lease_owner: Option<String>,
+    ) -> Result<Self, StoreError> {
+        Ok(Current {
+            state: state.parse().map_err(StoreError::Corrupt)?,
+            pending: pending.as_deref().and_then(LeadEvent::from_pending_name),
+            lease_owner,
+        })
+    }
+}
+
+/// The lead and queued-event updates of `record_results`, as two JSON batches (one row per
+/// lead): which results apply, and the state each lead ends in (see `LeadResult`).
+pub(crate) fn settle_json(
+    results: &[LeadResult],
+    mut current: HashMap<i64, Current>,
+    finished: &HashSet<i64>,
+    now: DateTime<Utc>,
+) -> (String, String) {
+    let mut rows: BTreeMap<i64, serde_json::Value> = BTreeMap::new();
+    let mut events = Vec::new();
+    for r in results {
+        let Some(cur) = current.get_mut(&r.lead_id) else {
+            continue;
+        };
+        let applies = match &r.attempt {
+            Some(a) => finished.contains(&a.attempt_id),
+            None => cur.lease_owner.as_deref() == Some(r.token.as_str()),
+        };
+        if applies && let Some(ev) = r.event {
+            (cur.state, cur.pending) = crate::lead::settle(cur.state, cur.pending, ev);
+        }
+        let ended = r.attempt.as_ref().map_or(now, |a| a.finished_at);
+        let row = rows.entry(r.lead_id).or_insert_with(|| {
+            serde_json::json!({
+                "id": r.lead_id, "token": clean(&r.token), "contacted_at": null,
+                "follow_up_inc": 0, "reset_follow_ups": false, "reopen_inc": 0,
+                "transient_failures": null, "next_eligible_at": null, "session_id": null,
+                "set_error": false, "last_error": null,
+            })
+        });
+        row["state"] = cur.state.as_str().into();
+        row["pending"] = cur.pending.and_then(LeadEvent::pending_name).into();
+        if !applies {
+            continue;
+        }
+        if r.contacted {
+            row["contacted_at"] = ts(ended).into();
+        }
+        if r.follow_up_sent {
+            row["follow_up_inc"] = (row["follow_up_inc"].as_i64().unwrap_or(0) + 1).into();
+        }
+        if r.reopened {
+            row["reset_follow_ups"] = true.into();
+            row["reopen_inc"] = (row["reopen_inc"].as_i64().unwrap_or(0) + 1).into();
+        }
+        row["transient_failures"] = r.transient_failures.into();
+        if let Some(t) = r.next_eligible_at {
+            row["next_eligible_at"] = ts(t).into();
+        }
+        if let Some(sid) = r.attempt.as_ref().and_then(|a| a.session_id.as_deref()) {
+            row["session_id"] = clean(sid).into();
+        }
+        row["set_error"] = true.into();
+        row["last_error"] = r.last_error.as_deref().map(clean).into();
+        if let Some((id, state)) = r.queued_event {
+            events.push(serde_json::json!({"id": id, "state": state}));
+        }
+    }
+    let rows: Vec<serde_json::Value> = rows.into_values().collect();
+    (
+        serde_json::Value::Array(rows).to_string(),
+        serde_json::Value::Array(events).to_string(),
+    )
 }
 
 /// What a pause stops.
@@ -477,6 +635,14 @@ pub enum StoreError {
     ImportAborted,
     #[error("stored data is not as expected: {0}")]
     Corrupt(String),
+    #[error(
+        "{what} {at} is in the future (more than 5 minutes ahead of this machine's clock); \
+         give the time it happened"
+    )]
+    InTheFuture {
+        what: &'static str,
+        at: DateTime<Utc>,
+    },
     #[error("the database did not answer within {0:?}")]
     Unresponsive(std::time::Duration),
 }
@@ -634,12 +800,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         dry: bool,
     ) -> Result<u64, StoreError>;
     /// Writes a batch of call outcomes: attempts, leads, outbox rows and events, in one
-    /// transaction.
+    /// transaction (see `LeadResult` for what applies). Returns the attempts it finished.
     async fn record_results(
         &self,
         results: &[LeadResult],
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Vec<i64>, StoreError>;
     /// Leads whose lease expired while an attempt was in flight (a runner died mid-call).
     async fn orphans(&self, now: DateTime<Utc>) -> Result<Vec<Orphan>, StoreError>;
     /// Clears expired leases that hold no attempt in flight.
@@ -660,7 +826,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
         length: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
     ) -> Result<Pause, StoreError>;
-    /// Lifts a pause (credits came back, the key works).
     /// Lifts a pause, only if it had ended by `ended_by` (a pause another runner set or
     /// extended since is kept).
     async fn clear_pause(
@@ -668,6 +833,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         scope: PauseScope,
         ended_by: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Lifts the stored pauses of `scopes` whatever their end (a person fixed the key or
+    /// bought tokens: `pause clear`); returns those lifted.
+    async fn lift_pauses(&self, scopes: &[PauseScope]) -> Result<Vec<Pause>, StoreError>;
+
+    /// Queued events per type, for `status` (which names types no job sends).
+    async fn queued_event_types(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Claims cron tick (`job`, `scheduled_at`) for `runner`; false if another runner has it.
     async fn claim_tick(
@@ -734,6 +906,41 @@ fn user_event(action: UserAction, lead: &Lead) -> LeadEvent {
         UserAction::Unblock => LeadEvent::Unblock { contacted },
         UserAction::Retry => LeadEvent::Retry { contacted },
     }
+}
+
+/// What a person's action does to `lead`: its new state and pending event. Checked by the
+/// lifecycle (`lead::next`); unblocking applies what arrived while the lead was blocked, and
+/// blocking remembers a review or failure to return to.
+fn user_change(action: UserAction, lead: &Lead) -> Result<(LeadState, Option<LeadEvent>), Refused> {
+    let event = user_event(action, lead);
+    let to = crate::lead::next(lead.state, event)?;
+    let pending = lead
+        .pending_event
+        .as_deref()
+        .and_then(LeadEvent::from_pending_name);
+    Ok(match action {
+        UserAction::Block => (to, crate::lead::pending_on_block(lead.state, pending)),
+        UserAction::Unblock => (
+            crate::lead::unblocked(lead.last_contact_at.is_some(), pending),
+            None,
+        ),
+        UserAction::Retry => (to, None),
+    })
+}
+
+/// How far ahead of the clock a time a person gives (a reply's time) may be: more is a
+/// mistake that would stall the lead, and is refused.
+pub const FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Refuses a reply time further in the future than `FUTURE_SKEW`.
+fn check_reply_time(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    if at > now + FUTURE_SKEW {
+        return Err(StoreError::InTheFuture {
+            what: "the reply time",
+            at,
+        });
+    }
+    Ok(())
 }
 
 /// Leads per state from `(state, count)` rows, with every state present.
@@ -922,44 +1129,8 @@ fn ends_json(ends: &[AttemptEnd]) -> String {
                 "session_id": e.session_id.as_deref().map(clean),
                 "finished_at": ts(e.finished_at),
                 "message": e.message.as_deref().filter(|m| !m.is_empty()).map(clean),
+                "released_by": e.release.as_deref().map(clean),
             })
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
-}
-
-/// The JSON batch for `record_results`' lead updates.
-fn results_json(results: &[LeadResult], now: DateTime<Utc>) -> String {
-    let rows: Vec<_> = results
-        .iter()
-        .map(|r| {
-            let ended = r.attempt.as_ref().map_or(now, |a| a.finished_at);
-            serde_json::json!({
-                "id": r.lead_id,
-                "from_state": r.from_state.as_str(),
-                "to_state": r.to_state.as_str(),
-                "runner": clean(&r.runner_id),
-                "contacted_at": r.contacted.then(|| ts(ended)),
-                "follow_up_inc": i32::from(r.follow_up_sent),
-                "reset_follow_ups": r.reset_follow_ups,
-                "reopen_inc": i32::from(r.reset_follow_ups),
-                "transient_failures": r.transient_failures,
-                "next_eligible_at": r.next_eligible_at.map(ts),
-                "session_id": r.attempt.as_ref().and_then(|a| a.session_id.as_deref()).map(clean),
-                "last_error": r.last_error.as_deref().map(clean),
-            })
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
-}
-
-/// The JSON batch for `record_results`' event updates.
-fn events_json(results: &[LeadResult]) -> String {
-    let rows: Vec<_> = results
-        .iter()
-        .filter_map(|r| {
-            r.event
-                .map(|(id, state)| serde_json::json!({"id": id, "state": state}))
         })
         .collect();
     serde_json::Value::Array(rows).to_string()

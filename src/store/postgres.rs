@@ -5,12 +5,12 @@
 //! and compare-and-set on the state read.
 
 use super::{
-    Action, Attempt, AttemptEnd, AttemptStatus, DailyCap, Due, DueEvent, DueLead, DueQuery,
-    ImportCounts, ImportSession, JobRun, Lead, LeadFilter, LeadInput, LeadResult, NewAttempt,
-    Orphan, OutboxItem, Pause, PauseScope, QueuedEvent, Store, StoreError, UserAction,
-    already_sent, attempts_json, cap_allows, clean, counts_by_state, ends_json, events_json,
-    ids_in_order, in_tx, is_unique_violation, merge_batch, redact_url, results_json, rows_json,
-    user_event,
+    Action, Attempt, AttemptEnd, AttemptStatus, Current, DailyCap, Due, DueEvent, DueLead,
+    DueQuery, FUTURE_SKEW, ImportCounts, ImportSession, JobRun, Lead, LeadFilter, LeadInput,
+    LeadResult, NewAttempt, Orphan, OutboxItem, Pause, PauseScope, QueuedEvent, RUNNER_LOST, Store,
+    StoreError, UserAction, already_sent, attempts_json, cap_allows, check_reply_time, clean,
+    counts_by_state, ends_json, ids_in_order, in_tx, is_unique_violation, merge_batch, redact_url,
+    rows_json, settle_json, user_change,
 };
 use crate::lead::{self, LeadEvent, LeadState};
 use async_trait::async_trait;
@@ -28,14 +28,15 @@ macro_rules! lead_columns {
     () => {
         "id, target, own_username, state, timezone, profile_image, tags, created_at, \
          updated_at, last_contact_at, last_reply_at, next_eligible_at, follow_ups_sent, \
-         follow_ups_total, reopens, transient_failures, session_id, last_error, lease_owner, lease_expires_at"
+         follow_ups_total, reopens, transient_failures, session_id, last_error, lease_owner, lease_expires_at, \
+         pending_event"
     };
 }
 
 macro_rules! attempt_columns {
     () => {
         "id, lead_id, job, action, step, status, http_status, error_kind, error_detail, \
-         session_id, started_at, finished_at, runner_id"
+         session_id, started_at, finished_at, runner_id, released_at, released_by"
     };
 }
 
@@ -183,82 +184,106 @@ impl PgStore {
             .ok_or_else(|| StoreError::NotFound(target.to_string()))
     }
 
-    async fn transition(
+    /// Applies a person's `action` to `target`, checking the lead did not change since it
+    /// was read. A retry deliberately frees the steps of the lead's lost or failed
+    /// attempts, recorded as such.
+    async fn user_transition(
         &self,
         target: &str,
-        event: impl FnOnce(&Lead) -> LeadEvent,
+        action: UserAction,
         now: DateTime<Utc>,
-        reply_at: Option<DateTime<Utc>>,
     ) -> Result<Lead, StoreError> {
         let tx = self.pool.begin().await?;
         in_tx(tx, async |tx| {
             let lead = Self::lead_in(tx, target, true).await?;
-            let event = event(&lead);
-            let to = lead::next(lead.state, event)?;
-            let done =
-                match event {
-                    LeadEvent::Replied => {
-                        sqlx::query(
-                            "UPDATE leads SET state = $1, follow_ups_sent = 0, updated_at = $2,
-                            last_reply_at = GREATEST(last_reply_at, $3)
-                         WHERE id = $4 AND state = $5",
-                        )
-                        .bind(to.as_str())
-                        .bind(now)
-                        .bind(reply_at.unwrap_or(now))
-                        .bind(lead.id)
-                        .bind(lead.state.as_str())
-                        .execute(&mut *tx)
-                        .await?
-                    }
-                    LeadEvent::Retry { .. } | LeadEvent::Unblock { .. } => {
-                        let r = sqlx::query(
-                            "UPDATE leads SET state = $1, updated_at = $2, next_eligible_at = $2,
-                            transient_failures = 0,
-                            lease_owner = CASE WHEN $5 THEN NULL ELSE lease_owner END,
-                            lease_expires_at = CASE WHEN $5 THEN NULL ELSE lease_expires_at END
-                         WHERE id = $3 AND state = $4",
-                        )
-                        .bind(to.as_str())
-                        .bind(now)
-                        .bind(lead.id)
-                        .bind(lead.state.as_str())
-                        // A retry starts afresh; an unblocked lead's call may still be in flight.
-                        .bind(matches!(event, LeadEvent::Retry { .. }))
-                        .execute(&mut *tx)
-                        .await?;
-                        // Only a person's retry of a lead whose outcome is unknown frees its
-                        // step: an unblocked lead's call may still be in flight.
-                        if lead.state == LeadState::NeedsReview {
-                            sqlx::query(
-                                "UPDATE attempts SET status = 'unknown', finished_at = $1
-                                 WHERE lead_id = $2 AND status = 'in_flight'",
-                            )
-                            .bind(now)
-                            .bind(lead.id)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        r
-                    }
-                    _ => sqlx::query(
-                        "UPDATE leads SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
-                    )
-                    .bind(to.as_str())
-                    .bind(now)
-                    .bind(lead.id)
-                    .bind(lead.state.as_str())
-                    .execute(&mut *tx)
-                    .await?,
-                };
+            let (to, pending) = user_change(action, &lead)?;
+            let done = sqlx::query(
+                // Retry and unblock make the lead eligible at once, with a fresh retry
+                // budget; a retry starts afresh, while an unblocked lead's call may still be
+                // in flight under its lease.
+                "UPDATE leads SET state = $1, pending_event = $2, updated_at = $3,
+                    next_eligible_at = CASE WHEN $6 THEN $3 ELSE next_eligible_at END,
+                    transient_failures = CASE WHEN $6 THEN 0 ELSE transient_failures END,
+                    lease_owner = CASE WHEN $7 THEN NULL ELSE lease_owner END,
+                    lease_expires_at = CASE WHEN $7 THEN NULL ELSE lease_expires_at END
+                 WHERE id = $4 AND state = $5",
+            )
+            .bind(to.as_str())
+            .bind(pending.and_then(LeadEvent::pending_name))
+            .bind(now)
+            .bind(lead.id)
+            .bind(lead.state.as_str())
+            .bind(action != UserAction::Block)
+            .bind(action == UserAction::Retry)
+            .execute(&mut *tx)
+            .await?;
             if done.rows_affected() != 1 {
                 return Err(StoreError::Conflict(target.to_string()));
             }
-            let lead = Self::lead_in(tx, target, false).await?;
-            Ok(lead)
+            if action == UserAction::Retry {
+                sqlx::query(
+                    "UPDATE attempts SET status = CASE WHEN status = 'in_flight' THEN 'unknown' ELSE status END,
+                        finished_at = COALESCE(finished_at, $1), released_at = $1,
+                        released_by = 'leads retry'
+                     WHERE lead_id = $2 AND released_at IS NULL
+                       AND status IN ('in_flight', 'unknown', 'failed')",
+                )
+                .bind(now)
+                .bind(lead.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Self::lead_in(tx, target, false).await
         })
         .await
     }
+
+    /// Records a reply at `at`: resets the quiet clock and the follow-up count. A stored
+    /// reply time later than `at` is kept, unless it lies in the future (a mistake, which
+    /// this corrects).
+    async fn reply(
+        &self,
+        target: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Lead, StoreError> {
+        check_reply_time(at, now)?;
+        let tx = self.pool.begin().await?;
+        in_tx(tx, async |tx| {
+            let lead = Self::lead_in(tx, target, true).await?;
+            let to = lead::next(lead.state, LeadEvent::Replied)?;
+            let done = sqlx::query(
+                "UPDATE leads SET state = $1, follow_ups_sent = 0, updated_at = $2,
+                    last_reply_at = CASE WHEN last_reply_at IS NULL OR last_reply_at < $3
+                                          OR last_reply_at > $6 THEN $3 ELSE last_reply_at END
+                 WHERE id = $4 AND state = $5",
+            )
+            .bind(to.as_str())
+            .bind(now)
+            .bind(at)
+            .bind(lead.id)
+            .bind(lead.state.as_str())
+            .bind(now + FUTURE_SKEW)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(target.to_string()));
+            }
+            Self::lead_in(tx, target, false).await
+        })
+        .await
+    }
+}
+
+fn pause_from_row(r: &PgRow) -> Result<Pause, StoreError> {
+    Ok(Pause {
+        scope: PauseScope::parse(&r.try_get::<String, _>("scope")?)?,
+        until: r.try_get("until")?,
+        reason: r.try_get("reason")?,
+        strikes: r.try_get("strikes")?,
+        set_at: r.try_get("set_at")?,
+        set_by: r.try_get("set_by")?,
+    })
 }
 
 fn lead_from_row(r: &PgRow) -> Result<Lead, StoreError> {
@@ -285,6 +310,7 @@ fn lead_from_row(r: &PgRow) -> Result<Lead, StoreError> {
         last_error: r.try_get("last_error")?,
         lease_owner: r.try_get("lease_owner")?,
         lease_expires_at: r.try_get("lease_expires_at")?,
+        pending_event: r.try_get("pending_event")?,
     })
 }
 
@@ -303,6 +329,8 @@ fn attempt_from_row(r: &PgRow) -> Result<Attempt, StoreError> {
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
         runner_id: r.try_get("runner_id")?,
+        released_at: r.try_get("released_at")?,
+        released_by: r.try_get("released_by")?,
     })
 }
 
@@ -438,16 +466,29 @@ async fn finish_in(conn: &mut PgConnection, ends: &[AttemptEnd]) -> Result<Vec<i
         return Ok(Vec::new());
     }
     let payload = ends_json(ends);
+    // Only attempts still in flight, or found lost by another runner and not yet released
+    // (a late answer is recorded as it is): a late or repeated write changes nothing else.
     let finished: Vec<i64> = sqlx::query_scalar(
         "UPDATE attempts SET status = x.status, http_status = x.http_status,
-                error_kind = x.error_kind, error_detail = x.error_detail,
-                session_id = x.session_id, finished_at = x.finished_at
+                error_kind = x.error_kind,
+                error_detail = CASE WHEN attempts.status = 'in_flight' THEN x.error_detail
+                    ELSE COALESCE(x.error_detail, 'answered after its runner was presumed lost') END,
+                session_id = x.session_id, finished_at = x.finished_at,
+                released_at = CASE WHEN x.released_by IS NULL THEN attempts.released_at
+                                   ELSE x.finished_at END,
+                released_by = COALESCE(x.released_by, attempts.released_by)
          FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, status text, http_status int,
-              error_kind text, error_detail text, session_id text, finished_at timestamptz)
-         WHERE attempts.id = x.id AND attempts.status = 'in_flight'
+              error_kind text, error_detail text, session_id text, finished_at timestamptz,
+              released_by text)
+         WHERE attempts.id = x.id
+           AND (attempts.status = 'in_flight'
+                OR (attempts.status = 'unknown' AND attempts.error_kind = $2
+                    AND attempts.released_at IS NULL
+                    AND x.status NOT IN ('in_flight', 'unknown', 'cancelled')))
          RETURNING attempts.id",
     )
     .bind(&payload)
+    .bind(RUNNER_LOST)
     .fetch_all(&mut *conn)
     .await?;
     sqlx::query(
@@ -587,8 +628,7 @@ impl Store for PgStore {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Lead, StoreError> {
-        self.transition(target, |_| LeadEvent::Replied, now, Some(at))
-            .await
+        self.reply(target, at, now).await
     }
 
     async fn apply_user_action(
@@ -597,8 +637,7 @@ impl Store for PgStore {
         action: UserAction,
         now: DateTime<Utc>,
     ) -> Result<Lead, StoreError> {
-        self.transition(target, |lead| user_event(action, lead), now, None)
-            .await
+        self.user_transition(target, action, now).await
     }
 
     async fn queue_event(
@@ -681,12 +720,13 @@ impl Store for PgStore {
         };
         match started {
             Err(StoreError::Db(e)) if is_unique_violation(&e) => {
-                let held: Vec<(i64, String, i64)> = sqlx::query_as(
+                let held: Vec<(i64, String, i64)> = sqlx::query_as(concat!(
                     "SELECT a.lead_id, a.action, a.step FROM attempts a
                      JOIN jsonb_to_recordset($1::jsonb) AS x(lead_id bigint, action text, step bigint)
                        ON a.lead_id = x.lead_id AND a.action = x.action AND a.step = x.step
-                     WHERE a.status IN ('in_flight', 'sent', 'continued')",
-                )
+                     WHERE a.",
+                    holds_step!()
+                ))
                 .bind(attempts_json(attempts))
                 .fetch_all(&self.pool)
                 .await?;
@@ -919,34 +959,51 @@ impl Store for PgStore {
         &self,
         results: &[LeadResult],
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<i64>, StoreError> {
         if results.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let ends: Vec<AttemptEnd> = results.iter().filter_map(|r| r.attempt.clone()).collect();
-        let leads = results_json(results, now);
-        let events = events_json(results);
+        let ids: Vec<i64> = results.iter().map(|r| r.lead_id).collect();
         let tx = self.pool.begin().await?;
         in_tx(tx, async |tx| {
-            finish_in(tx, &ends).await?;
+            let finished: HashSet<i64> = finish_in(tx, &ends).await?.into_iter().collect();
+            // Locked in id order (a person's block waits, and two writers cannot deadlock).
+            let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT id, state, pending_event, lease_owner FROM leads
+                 WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            let current = rows
+                .into_iter()
+                .map(|(id, state, pending, owner)| Ok((id, Current::new(&state, pending, owner)?)))
+                .collect::<Result<HashMap<_, _>, StoreError>>()?;
+            let (leads, events) = settle_json(results, current, &finished, now);
             sqlx::query(
                 "UPDATE leads SET
-                    state = CASE WHEN leads.state = x.from_state THEN x.to_state ELSE leads.state END,
+                    state = x.state, pending_event = x.pending,
                     last_contact_at = COALESCE(x.contacted_at, leads.last_contact_at),
                     follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
                                            ELSE leads.follow_ups_sent + x.follow_up_inc END,
                     follow_ups_total = leads.follow_ups_total + x.follow_up_inc,
                     reopens = leads.reopens + x.reopen_inc,
-                    transient_failures = x.transient_failures,
+                    transient_failures = COALESCE(x.transient_failures, leads.transient_failures),
                     next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
                     session_id = COALESCE(x.session_id, leads.session_id),
-                    last_error = x.last_error,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $2
-                 FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, from_state text, to_state text,
-                      runner text, contacted_at timestamptz, follow_up_inc int,
+                    last_error = CASE WHEN x.set_error THEN x.last_error ELSE leads.last_error END,
+                    lease_owner = CASE WHEN leads.lease_owner = x.token THEN NULL
+                                       ELSE leads.lease_owner END,
+                    lease_expires_at = CASE WHEN leads.lease_owner = x.token THEN NULL
+                                            ELSE leads.lease_expires_at END,
+                    updated_at = $2
+                 FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, token text, state text,
+                      pending text, contacted_at timestamptz, follow_up_inc int,
                       reset_follow_ups boolean, reopen_inc int, transient_failures int,
-                      next_eligible_at timestamptz, session_id text, last_error text)
-                 WHERE leads.id = x.id AND leads.lease_owner = x.runner",
+                      next_eligible_at timestamptz, session_id text, set_error boolean,
+                      last_error text)
+                 WHERE leads.id = x.id",
             )
             .bind(&leads)
             .bind(now)
@@ -961,7 +1018,9 @@ impl Store for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            Ok(())
+            let mut finished: Vec<i64> = finished.into_iter().collect();
+            finished.sort_unstable();
+            Ok(finished)
         })
         .await
     }
@@ -1022,18 +1081,7 @@ impl Store for PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Pause {
-                    scope: PauseScope::parse(&r.try_get::<String, _>("scope")?)?,
-                    until: r.try_get("until")?,
-                    reason: r.try_get("reason")?,
-                    strikes: r.try_get("strikes")?,
-                    set_at: r.try_get("set_at")?,
-                    set_by: r.try_get("set_by")?,
-                })
-            })
-            .collect()
+        rows.iter().map(pause_from_row).collect()
     }
 
     async fn set_pause(
@@ -1100,6 +1148,36 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn lift_pauses(&self, scopes: &[PauseScope]) -> Result<Vec<Pause>, StoreError> {
+        let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(
+            "DELETE FROM pauses WHERE scope = ANY($1)
+             RETURNING scope, until, reason, strikes, set_at, set_by",
+        )
+        .bind(&scopes)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut lifted = rows
+            .iter()
+            .map(pause_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        lifted.sort_by_key(|p| p.scope);
+        Ok(lifted)
+    }
+
+    async fn queued_event_types(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT event_type, COUNT(*) FROM events WHERE state = 'queued'
+             GROUP BY event_type ORDER BY event_type",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, n)| (t, n.max(0) as u64))
+            .collect())
     }
 
     async fn claim_tick(

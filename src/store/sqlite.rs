@@ -5,12 +5,12 @@
 //! take the write lock up front instead of failing to upgrade a read lock later.
 
 use super::{
-    Action, Attempt, AttemptEnd, AttemptStatus, DailyCap, Due, DueEvent, DueLead, DueQuery,
-    ImportCounts, ImportSession, JobRun, Lead, LeadFilter, LeadInput, LeadResult, NewAttempt,
-    Orphan, OutboxItem, Pause, PauseScope, QueuedEvent, Store, StoreError, UserAction,
-    already_sent, attempts_json, cap_allows, clean, counts_by_state, ends_json, events_json,
-    ids_in_order, in_tx, is_unique_violation, merge_batch, redact_url, results_json, rows_json, ts,
-    user_event,
+    Action, Attempt, AttemptEnd, AttemptStatus, Current, DailyCap, Due, DueEvent, DueLead,
+    DueQuery, FUTURE_SKEW, ImportCounts, ImportSession, JobRun, Lead, LeadFilter, LeadInput,
+    LeadResult, NewAttempt, Orphan, OutboxItem, Pause, PauseScope, QueuedEvent, RUNNER_LOST, Store,
+    StoreError, UserAction, already_sent, attempts_json, cap_allows, check_reply_time, clean,
+    counts_by_state, ends_json, ids_in_order, in_tx, is_unique_violation, memory_url, merge_batch,
+    redact_url, rows_json, settle_json, ts, user_change,
 };
 use crate::lead::{self, LeadEvent, LeadState};
 use async_trait::async_trait;
@@ -30,7 +30,8 @@ macro_rules! lead_columns {
     () => {
         "id, target, own_username, state, timezone, profile_image, tags, created_at, \
          updated_at, last_contact_at, last_reply_at, next_eligible_at, follow_ups_sent, \
-         follow_ups_total, reopens, transient_failures, session_id, last_error, lease_owner, lease_expires_at"
+         follow_ups_total, reopens, transient_failures, session_id, last_error, lease_owner, lease_expires_at, \
+         pending_event"
     };
 }
 
@@ -44,7 +45,7 @@ macro_rules! quiet_since {
 macro_rules! attempt_columns {
     () => {
         "id, lead_id, job, action, step, status, http_status, error_kind, error_detail, \
-         session_id, started_at, finished_at, runner_id"
+         session_id, started_at, finished_at, runner_id, released_at, released_by"
     };
 }
 
@@ -99,6 +100,16 @@ impl SqliteStore {
             url: redact_url(url),
             why: e.to_string(),
         })?;
+        // An in-memory or nameless database would report success and keep nothing.
+        let file = parsed.get_filename().to_string_lossy();
+        if memory_url(url) || file.is_empty() || file.starts_with("file:sqlx-in-memory") {
+            return Err(StoreError::BadUrl {
+                url: redact_url(url),
+                why: "an in-memory database keeps nothing after the command ends; \
+                      name a file, e.g. sqlite://fluidtalk-runner.db"
+                    .into(),
+            });
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .connect_with(options(parsed.busy_timeout(Duration::from_secs(30))))
@@ -180,84 +191,93 @@ impl SqliteStore {
             .ok_or_else(|| StoreError::NotFound(target.to_string()))
     }
 
-    /// Moves `target` by `event`, checking the state did not change since it was read.
-    async fn transition(
+    /// Applies a person's `action` to `target`, checking the lead did not change since it
+    /// was read. A retry deliberately frees the steps of the lead's lost or failed
+    /// attempts, recorded as such.
+    async fn user_transition(
         &self,
         target: &str,
-        event: impl FnOnce(&Lead) -> LeadEvent,
+        action: UserAction,
         now: DateTime<Utc>,
-        reply_at: Option<DateTime<Utc>>,
     ) -> Result<Lead, StoreError> {
         let tx = self.begin_immediate().await?;
         in_tx(tx, async |tx| {
             let lead = Self::lead_in(tx, target).await?;
-            let event = event(&lead);
-            let to = lead::next(lead.state, event)?;
+            let (to, pending) = user_change(action, &lead)?;
             let now_s = ts(now);
-            let done =
-                match event {
-                    LeadEvent::Replied => {
-                        let at = ts(reply_at.unwrap_or(now));
-                        sqlx::query(
-                            "UPDATE leads SET state = ?1, follow_ups_sent = 0, updated_at = ?2,
-                            last_reply_at = CASE WHEN last_reply_at IS NULL OR last_reply_at < ?3
-                                                 THEN ?3 ELSE last_reply_at END
-                         WHERE id = ?4 AND state = ?5",
-                        )
-                        .bind(to.as_str())
-                        .bind(&now_s)
-                        .bind(&at)
-                        .bind(lead.id)
-                        .bind(lead.state.as_str())
-                        .execute(&mut *tx)
-                        .await?
-                    }
-                    LeadEvent::Retry { .. } | LeadEvent::Unblock { .. } => {
-                        // Eligible at once, with a fresh retry budget.
-                        let r = sqlx::query(
-                            "UPDATE leads SET state = ?1, updated_at = ?2, next_eligible_at = ?2,
-                            transient_failures = 0,
-                            lease_owner = CASE WHEN ?5 THEN NULL ELSE lease_owner END,
-                            lease_expires_at = CASE WHEN ?5 THEN NULL ELSE lease_expires_at END
-                         WHERE id = ?3 AND state = ?4",
-                        )
-                        .bind(to.as_str())
-                        .bind(&now_s)
-                        .bind(lead.id)
-                        .bind(lead.state.as_str())
-                        // A retry starts afresh; an unblocked lead's call may still be in flight.
-                        .bind(matches!(event, LeadEvent::Retry { .. }))
-                        .execute(&mut *tx)
-                        .await?;
-                        // Only a person's retry of a lead whose outcome is unknown frees its
-                        // step: an unblocked lead's call may still be in flight.
-                        if lead.state == LeadState::NeedsReview {
-                            sqlx::query(
-                                "UPDATE attempts SET status = 'unknown', finished_at = ?1
-                                 WHERE lead_id = ?2 AND status = 'in_flight'",
-                            )
-                            .bind(&now_s)
-                            .bind(lead.id)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        r
-                    }
-                    _ => sqlx::query(
-                        "UPDATE leads SET state = ?1, updated_at = ?2 WHERE id = ?3 AND state = ?4",
-                    )
-                    .bind(to.as_str())
-                    .bind(&now_s)
-                    .bind(lead.id)
-                    .bind(lead.state.as_str())
-                    .execute(&mut *tx)
-                    .await?,
-                };
+            let done = sqlx::query(
+                // Retry and unblock make the lead eligible at once, with a fresh retry
+                // budget; a retry starts afresh, while an unblocked lead's call may still be
+                // in flight under its lease.
+                "UPDATE leads SET state = ?1, pending_event = ?2, updated_at = ?3,
+                    next_eligible_at = CASE WHEN ?6 THEN ?3 ELSE next_eligible_at END,
+                    transient_failures = CASE WHEN ?6 THEN 0 ELSE transient_failures END,
+                    lease_owner = CASE WHEN ?7 THEN NULL ELSE lease_owner END,
+                    lease_expires_at = CASE WHEN ?7 THEN NULL ELSE lease_expires_at END
+                 WHERE id = ?4 AND state = ?5",
+            )
+            .bind(to.as_str())
+            .bind(pending.and_then(LeadEvent::pending_name))
+            .bind(&now_s)
+            .bind(lead.id)
+            .bind(lead.state.as_str())
+            .bind(action != UserAction::Block)
+            .bind(action == UserAction::Retry)
+            .execute(&mut *tx)
+            .await?;
             if done.rows_affected() != 1 {
                 return Err(StoreError::Conflict(target.to_string()));
             }
+            if action == UserAction::Retry {
+                sqlx::query(
+                    "UPDATE attempts SET status = CASE WHEN status = 'in_flight' THEN 'unknown' ELSE status END,
+                        finished_at = COALESCE(finished_at, ?1), released_at = ?1,
+                        released_by = 'leads retry'
+                     WHERE lead_id = ?2 AND released_at IS NULL
+                       AND status IN ('in_flight', 'unknown', 'failed')",
+                )
+                .bind(&now_s)
+                .bind(lead.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Self::lead_in(tx, target).await
+        })
+        .await
+    }
+
+    /// Records a reply at `at`: resets the quiet clock and the follow-up count. A stored
+    /// reply time later than `at` is kept, unless it lies in the future (a mistake, which
+    /// this corrects).
+    async fn reply(
+        &self,
+        target: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Lead, StoreError> {
+        check_reply_time(at, now)?;
+        let tx = self.begin_immediate().await?;
+        in_tx(tx, async |tx| {
             let lead = Self::lead_in(tx, target).await?;
-            Ok(lead)
+            let to = lead::next(lead.state, LeadEvent::Replied)?;
+            let done = sqlx::query(
+                "UPDATE leads SET state = ?1, follow_ups_sent = 0, updated_at = ?2,
+                    last_reply_at = CASE WHEN last_reply_at IS NULL OR last_reply_at < ?3
+                                          OR last_reply_at > ?6 THEN ?3 ELSE last_reply_at END
+                 WHERE id = ?4 AND state = ?5",
+            )
+            .bind(to.as_str())
+            .bind(ts(now))
+            .bind(ts(at))
+            .bind(lead.id)
+            .bind(lead.state.as_str())
+            .bind(ts(now + FUTURE_SKEW))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(target.to_string()));
+            }
+            Self::lead_in(tx, target).await
         })
         .await
     }
@@ -288,6 +308,7 @@ fn lead_from_row(r: &SqliteRow) -> Result<Lead, StoreError> {
         last_error: r.try_get("last_error")?,
         lease_owner: r.try_get("lease_owner")?,
         lease_expires_at: opt_ts(r.try_get("lease_expires_at")?)?,
+        pending_event: r.try_get("pending_event")?,
     })
 }
 
@@ -306,6 +327,8 @@ fn attempt_from_row(r: &SqliteRow) -> Result<Attempt, StoreError> {
         started_at: parse_ts(&r.try_get::<String, _>("started_at")?)?,
         finished_at: opt_ts(r.try_get("finished_at")?)?,
         runner_id: r.try_get("runner_id")?,
+        released_at: opt_ts(r.try_get("released_at")?)?,
+        released_by: r.try_get("released_by")?,
     })
 }
 
@@ -320,6 +343,17 @@ fn outbox_from_row(r: &SqliteRow) -> Result<OutboxItem, StoreError> {
         session_id: r.try_get("session_id")?,
         created_at: parse_ts(&r.try_get::<String, _>("created_at")?)?,
         acked_at: opt_ts(r.try_get("acked_at")?)?,
+    })
+}
+
+fn pause_from_row(r: &SqliteRow) -> Result<Pause, StoreError> {
+    Ok(Pause {
+        scope: PauseScope::parse(&r.try_get::<String, _>("scope")?)?,
+        until: parse_ts(&r.try_get::<String, _>("until")?)?,
+        reason: r.try_get("reason")?,
+        strikes: r.try_get("strikes")?,
+        set_at: parse_ts(&r.try_get::<String, _>("set_at")?)?,
+        set_by: r.try_get("set_by")?,
     })
 }
 
@@ -455,22 +489,34 @@ async fn finish_in(
         return Ok(Vec::new());
     }
     let payload = ends_json(ends);
-    // Only attempts still in flight: one retried by a person meanwhile stays as is.
+    // Only attempts still in flight, or found lost by another runner and not yet released
+    // (a late answer is recorded as it is): a late or repeated write changes nothing else.
     let finished: Vec<i64> = sqlx::query_scalar(
         "UPDATE attempts SET status = x.status, http_status = x.http_status,
-                error_kind = x.error_kind, error_detail = x.error_detail,
-                session_id = x.session_id, finished_at = x.finished_at
+                error_kind = x.error_kind,
+                error_detail = CASE WHEN attempts.status = 'in_flight' THEN x.error_detail
+                    ELSE COALESCE(x.error_detail, 'answered after its runner was presumed lost') END,
+                session_id = x.session_id, finished_at = x.finished_at,
+                released_at = CASE WHEN x.released_by IS NULL THEN attempts.released_at
+                                   ELSE x.finished_at END,
+                released_by = COALESCE(x.released_by, attempts.released_by)
          FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.status') AS status,
                       json_extract(value, '$.http_status') AS http_status,
                       json_extract(value, '$.error_kind') AS error_kind,
                       json_extract(value, '$.error_detail') AS error_detail,
                       json_extract(value, '$.session_id') AS session_id,
-                      json_extract(value, '$.finished_at') AS finished_at
+                      json_extract(value, '$.finished_at') AS finished_at,
+                      json_extract(value, '$.released_by') AS released_by
                FROM json_each(?1)) AS x
-         WHERE attempts.id = x.id AND attempts.status = 'in_flight'
+         WHERE attempts.id = x.id
+           AND (attempts.status = 'in_flight'
+                OR (attempts.status = 'unknown' AND attempts.error_kind = ?2
+                    AND attempts.released_at IS NULL
+                    AND x.status NOT IN ('in_flight', 'unknown', 'cancelled')))
          RETURNING attempts.id",
     )
     .bind(&payload)
+    .bind(RUNNER_LOST)
     .fetch_all(&mut *conn)
     .await?;
     sqlx::query(
@@ -614,8 +660,7 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Lead, StoreError> {
-        self.transition(target, |_| LeadEvent::Replied, now, Some(at))
-            .await
+        self.reply(target, at, now).await
     }
 
     async fn apply_user_action(
@@ -624,8 +669,7 @@ impl Store for SqliteStore {
         action: UserAction,
         now: DateTime<Utc>,
     ) -> Result<Lead, StoreError> {
-        self.transition(target, |lead| user_event(action, lead), now, None)
-            .await
+        self.user_transition(target, action, now).await
     }
 
     async fn queue_event(
@@ -703,14 +747,15 @@ impl Store for SqliteStore {
         };
         match started {
             Err(StoreError::Db(e)) if is_unique_violation(&e) => {
-                let held: Vec<(i64, String, i64)> = sqlx::query_as(
+                let held: Vec<(i64, String, i64)> = sqlx::query_as(concat!(
                     "SELECT a.lead_id, a.action, a.step FROM attempts a
                      JOIN json_each(?1) j
                        ON a.lead_id = json_extract(j.value, '$.lead_id')
                       AND a.action = json_extract(j.value, '$.action')
                       AND a.step = json_extract(j.value, '$.step')
-                     WHERE a.status IN ('in_flight', 'sent', 'continued')",
-                )
+                     WHERE a.",
+                    holds_step!()
+                ))
                 .bind(attempts_json(attempts))
                 .fetch_all(&self.pool)
                 .await?;
@@ -964,34 +1009,49 @@ impl Store for SqliteStore {
         &self,
         results: &[LeadResult],
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<i64>, StoreError> {
         if results.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let ends: Vec<AttemptEnd> = results.iter().filter_map(|r| r.attempt.clone()).collect();
-        let leads = results_json(results, now);
-        let events = events_json(results);
-        let now = ts(now);
+        let ids = serde_json::Value::from(results.iter().map(|r| r.lead_id).collect::<Vec<_>>())
+            .to_string();
         let tx = self.begin_immediate().await?;
         in_tx(tx, async |tx| {
-            finish_in(tx, &ends).await?;
+            let finished: HashSet<i64> = finish_in(tx, &ends).await?.into_iter().collect();
+            let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT id, state, pending_event, lease_owner FROM leads
+                 WHERE id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            let current = rows
+                .into_iter()
+                .map(|(id, state, pending, owner)| Ok((id, Current::new(&state, pending, owner)?)))
+                .collect::<Result<HashMap<_, _>, StoreError>>()?;
+            let (leads, events) = settle_json(results, current, &finished, now);
             sqlx::query(
                 "UPDATE leads SET
-                    state = CASE WHEN leads.state = x.from_state THEN x.to_state ELSE leads.state END,
+                    state = x.state, pending_event = x.pending,
                     last_contact_at = COALESCE(x.contacted_at, leads.last_contact_at),
                     follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
                                            ELSE leads.follow_ups_sent + x.follow_up_inc END,
                     follow_ups_total = leads.follow_ups_total + x.follow_up_inc,
                     reopens = leads.reopens + x.reopen_inc,
-                    transient_failures = x.transient_failures,
+                    transient_failures = COALESCE(x.transient_failures, leads.transient_failures),
                     next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
                     session_id = COALESCE(x.session_id, leads.session_id),
-                    last_error = x.last_error,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2
+                    last_error = CASE WHEN x.set_error THEN x.last_error ELSE leads.last_error END,
+                    lease_owner = CASE WHEN leads.lease_owner = x.token THEN NULL
+                                       ELSE leads.lease_owner END,
+                    lease_expires_at = CASE WHEN leads.lease_owner = x.token THEN NULL
+                                            ELSE leads.lease_expires_at END,
+                    updated_at = ?2
                  FROM (SELECT json_extract(value, '$.id') AS id,
-                              json_extract(value, '$.from_state') AS from_state,
-                              json_extract(value, '$.to_state') AS to_state,
-                              json_extract(value, '$.runner') AS runner,
+                              json_extract(value, '$.token') AS token,
+                              json_extract(value, '$.state') AS state,
+                              json_extract(value, '$.pending') AS pending,
                               json_extract(value, '$.contacted_at') AS contacted_at,
                               json_extract(value, '$.follow_up_inc') AS follow_up_inc,
                               json_extract(value, '$.reset_follow_ups') AS reset_follow_ups,
@@ -999,12 +1059,13 @@ impl Store for SqliteStore {
                               json_extract(value, '$.transient_failures') AS transient_failures,
                               json_extract(value, '$.next_eligible_at') AS next_eligible_at,
                               json_extract(value, '$.session_id') AS session_id,
+                              json_extract(value, '$.set_error') AS set_error,
                               json_extract(value, '$.last_error') AS last_error
                        FROM json_each(?1)) AS x
-                 WHERE leads.id = x.id AND leads.lease_owner = x.runner",
+                 WHERE leads.id = x.id",
             )
             .bind(&leads)
-            .bind(&now)
+            .bind(ts(now))
             .execute(&mut *tx)
             .await?;
             sqlx::query(
@@ -1013,10 +1074,12 @@ impl Store for SqliteStore {
                  WHERE events.id = json_extract(j.value, '$.id')",
             )
             .bind(&events)
-            .bind(&now)
+            .bind(ts(now))
             .execute(&mut *tx)
             .await?;
-            Ok(())
+            let mut finished: Vec<i64> = finished.into_iter().collect();
+            finished.sort_unstable();
+            Ok(finished)
         })
         .await
     }
@@ -1077,18 +1140,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Pause {
-                    scope: PauseScope::parse(&r.try_get::<String, _>("scope")?)?,
-                    until: parse_ts(&r.try_get::<String, _>("until")?)?,
-                    reason: r.try_get("reason")?,
-                    strikes: r.try_get("strikes")?,
-                    set_at: parse_ts(&r.try_get::<String, _>("set_at")?)?,
-                    set_by: r.try_get("set_by")?,
-                })
-            })
-            .collect()
+        rows.iter().map(pause_from_row).collect()
     }
 
     async fn set_pause(
@@ -1165,6 +1217,36 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn lift_pauses(&self, scopes: &[PauseScope]) -> Result<Vec<Pause>, StoreError> {
+        let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(
+            "DELETE FROM pauses WHERE scope IN (SELECT value FROM json_each(?1))
+             RETURNING scope, until, reason, strikes, set_at, set_by",
+        )
+        .bind(serde_json::Value::from(scopes).to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut lifted = rows
+            .iter()
+            .map(pause_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        lifted.sort_by_key(|p| p.scope);
+        Ok(lifted)
+    }
+
+    async fn queued_event_types(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT event_type, COUNT(*) FROM events WHERE state = 'queued'
+             GROUP BY event_type ORDER BY event_type",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, n)| (t, n.max(0) as u64))
+            .collect())
     }
 
     async fn claim_tick(

@@ -1,0 +1,38 @@
+//! Standard output for the commands' results. A reader that goes away (`leads list |
+//! head -1`) ends the command quietly with exit 0 instead of a panic: `line` reports the
+//! closed pipe as a quiet `Failure` that `main` does not print.
+
+use crate::exit::{Exit, Failure};
+use std::io::Write;
+
+/// Prints one line (a `println!` that cannot panic).
+pub fn line(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(closed()),
+        Err(e) => Err(Failure {
+            exit: Exit::Failure,
+            error: anyhow::Error::new(e).context("while writing to standard output"),
+        }),
+    }
+}
+
+/// The quiet failure of a closed standard output.
+fn closed() -> Failure {
+    Failure {
+        exit: Exit::Success,
+        error: anyhow::anyhow!("standard output was closed"),
+    }
+}
+
+/// Whether `failure` is only the reader going away.
+pub fn is_closed(failure: &Failure) -> bool {
+    failure.exit == Exit::Success
+}
+
+/// `line` formatted, returning early from a command flow on failure.
+macro_rules! outln {
+    () => { $crate::cli::out::line("")? };
+    ($($arg:tt)*) => { $crate::cli::out::line(&format!($($arg)*))? };
+}

@@ -1,0 +1,139 @@
+//! Making one recorded call: the last check before it goes out, the API request, and the
+//! account's reaction the moment a 402 or 401 arrives.
+
+use super::holds::Holds;
+use super::image::{self, ProfileImage};
+use super::settle::CallOutcome;
+use crate::clock::Clock;
+use crate::config::Backoff;
+use crate::fluidtalk::{
+    ActionResult, Client, Error as ApiError, EventRequest, FollowUpRequest, OpenerRequest,
+};
+use crate::plan::PlannedCall;
+use crate::policy;
+use crate::store::{Action, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What every call of a runner shares.
+#[derive(Clone)]
+pub struct Caller {
+    pub client: Client,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub holds: Arc<Holds>,
+    pub stop: CancellationToken,
+    pub backoff: Backoff,
+    /// The campaign's default sender.
+    pub own_username: Option<String>,
+    /// Where local profile images may be read from.
+    pub image_dir: Option<PathBuf>,
+    /// The API timeout: also the budget for reading a local image.
+    pub timeout: Duration,
+    /// Names this runner in stored pauses.
+    pub runner_id: String,
+}
+
+impl Caller {
+    /// Makes `call` unless a stop or a pause came first (`NotCalled`). A 402 or 401 holds
+    /// this runner's calls at once and is stored as a pause for every runner (the first
+    /// one a strike; one heard while the pause is in force is not).
+    pub async fn call(&self, call: &PlannedCall) -> CallOutcome {
+        if self.stop.is_cancelled() || self.holds.blocks(call.action, self.clock.now()) {
+            return CallOutcome::NotCalled;
+        }
+        let answer = self.request(call).await;
+        if let Err(e) = &answer
+            && let Some(effect) = policy::account_effect(e.kind(), call.action, None)
+        {
+            let now = self.clock.now();
+            for &scope in effect.pauses() {
+                if self.holds.held(scope, now) {
+                    continue;
+                }
+                let first = crate::clock::later(now, effect.pause_length(&self.backoff, 1));
+                self.holds.hold(scope, first);
+                let backoff = self.backoff;
+                let length = move |strikes| effect.pause_length(&backoff, strikes);
+                match self
+                    .store
+                    .set_pause(scope, &e.to_string(), &self.runner_id, now, &length)
+                    .await
+                {
+                    Ok(p) => {
+                        self.holds.hold(scope, p.until);
+                        tracing::warn!(scope = scope.as_str(), until = %p.until, strikes = p.strikes, "paused: {e}");
+                    }
+                    Err(db) => {
+                        tracing::error!(error = %db, "could not store the pause; it holds in this runner")
+                    }
+                }
+            }
+        }
+        CallOutcome::Answered(answer)
+    }
+
+    async fn request(&self, call: &PlannedCall) -> Result<ActionResult, ApiError> {
+        let lead = &call.lead;
+        let target = lead.target.clone();
+        let sender = lead
+            .own_username
+            .clone()
+            .or_else(|| self.own_username.clone());
+        match call.action {
+            Action::Opener => {
+                let image = image::resolve(
+                    lead.profile_image.as_deref(),
+                    self.image_dir.as_deref(),
+                    self.timeout,
+                )
+                .await?;
+                let (image_url, image_file) = match image {
+                    ProfileImage::None => (None, None),
+                    ProfileImage::Url(u) => (Some(u), None),
+                    ProfileImage::File(f) => (None, Some(f)),
+                };
+                self.client
+                    .ai_opener(&OpenerRequest {
+                        target,
+                        own_username: sender,
+                        image_url,
+                        image_file,
+                    })
+                    .await
+            }
+            Action::FollowUp => {
+                self.client
+                    .follow_up(&FollowUpRequest {
+                        target,
+                        own_username: sender,
+                    })
+                    .await
+            }
+            Action::Event => {
+                let (event_type, context) = call
+                    .event
+                    .as_ref()
+                    .map(|(_, t, c)| {
+                        (
+                            t.clone(),
+                            c.as_deref().and_then(|c| serde_json::from_str(c).ok()),
+                        )
+                    })
+                    .unwrap_or_default();
+                self.client
+                    .event_trigger(&EventRequest {
+                        target,
+                        event_type,
+                        context,
+                        own_username: sender,
+                        image_url: None,
+                        image_file: None,
+                    })
+                    .await
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Claiming: the planner proposes the next batch of due leads (read only, as in a dry
+//! run); one statement leases them to this batch's token; the runner keeps only those it
+//! now holds that are exactly as planned, and gives the rest back.
+
+use super::RunError;
+use super::db::{DB_OUTAGE_BUDGET, OnStop};
+use super::holds::{blocking_pause, held_by};
+use super::window::{Claimed, Halt, JobRun};
+use crate::plan;
+use crate::store::{Lead, PauseScope};
+use std::sync::atomic::Ordering;
+
+impl JobRun<'_> {
+    /// Plans and claims the next batch, queueing the leads this runner now holds. Sets
+    /// `planned_all` when nothing more is due (or the cap or `max_per_run` is reached),
+    /// and halts the run when a stored pause holds the job.
+    pub(super) async fn claim_batch(&mut self) -> Result<(), RunError> {
+        let r = self.runner;
+        let now = r.clock.now();
+        let pauses =
+            r.db.run("read pauses", OnStop::GiveUp, || r.store.pauses())
+                .await?;
+        r.holds.absorb(&pauses);
+        if let Some(p) = blocking_pause(&pauses, self.job, now) {
+            tracing::info!(scope = p.scope.as_str(), until = %p.until, reason = %p.reason, "held by a pause");
+            self.summary.held = Some(held_by(p));
+            self.halt.get_or_insert(if p.scope == PauseScope::All {
+                Halt::Unauthorized
+            } else {
+                Halt::Paused
+            });
+            return Ok(());
+        }
+        let (job, cursor) = (self.job, &self.cursor);
+        let left =
+            r.db.run("count today's calls", OnStop::GiveUp, || {
+                plan::remaining(&*r.store, job, now, cursor)
+            })
+            .await?;
+        let limit = left.min(job.batch_size);
+        let (batch, moved) =
+            r.db.run("plan a batch", OnStop::GiveUp, || {
+                let mut cursor = cursor.clone();
+                async move {
+                    let batch = plan::next_batch(&*r.store, job, now, limit, &mut cursor).await?;
+                    Ok((batch, cursor))
+                }
+            })
+            .await?;
+        self.cursor = moved;
+        self.summary.outside_window = u64::from(self.cursor.outside_window);
+        if batch.is_empty() {
+            self.planned_all = true;
+            return Ok(());
+        }
+        let token = format!(
+            "{}/{}",
+            r.runner_id,
+            r.claims.fetch_add(1, Ordering::SeqCst) + 1
+        );
+        let lease_until = now + r.lease(self.job);
+        let ids: Vec<i64> = batch.iter().map(|c| c.lead.id).collect();
+        let claimed =
+            r.db.run("claim leads", OnStop::GiveUp, || {
+                r.store.claim_leads(&ids, &token, now, lease_until)
+            })
+            .await?;
+        let start_by = crate::clock::earlier(
+            lease_until,
+            r.config
+                .fluidtalk
+                .timeout
+                .saturating_add(DB_OUTAGE_BUDGET)
+                .saturating_add(super::SKEW),
+        );
+        // Only what this runner now holds, and only if it is still as planned: another
+        // runner may have taken a lead, or worked it and let go, since the plan read it.
+        let mut stale = Vec::new();
+        for mut call in batch {
+            let Some(lead) = claimed.iter().find(|l| l.id == call.lead.id) else {
+                continue;
+            };
+            let fresh = unchanged(&call.lead, lead);
+            call.lead = lead.clone();
+            let c = Claimed {
+                call,
+                token: token.clone(),
+                start_by,
+            };
+            if fresh {
+                self.queue.push_back(c);
+            } else {
+                stale.push(c);
+            }
+        }
+        self.give_back(stale).await;
+        Ok(())
+    }
+}
+
+/// Whether a lead just claimed is as the plan read it: same state, same step counters, no
+/// reply, contact or other change since. Otherwise another runner (or a person) got to it
+/// first, and the planned call would be the wrong one.
+fn unchanged(planned: &Lead, now_held: &Lead) -> bool {
+    planned.state == now_held.state
+        && planned.reopens == now_held.reopens
+        && planned.follow_ups_total == now_held.follow_ups_total
+        && planned.last_contact_at == now_held.last_contact_at
+        && planned.last_reply_at == now_held.last_reply_at
+        && planned.updated_at == now_held.updated_at
+        && planned.next_eligible_at == now_held.next_eligible_at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lead::LeadState;
+    use crate::plan::PlannedCall;
+    use crate::store::Action;
+    use chrono::{DateTime, Utc};
+
+    fn lead() -> Lead {
+        let t = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        Lead {
+            id: 1,
+            target: "@a".into(),
+            own_username: None,
+            state: LeadState::New,
+            timezone: None,
+            profile_image: None,
+            tags: vec![],
+            created_at: t,
+            updated_at: t,
+            last_contact_at: None,
+            last_reply_at: None,
+            next_eligible_at: t,
+            follow_ups_sent: 0,
+            follow_ups_total: 0,
+            reopens: 0,
+            transient_failures: 0,
+            session_id: None,
+            last_error: None,
+            lease_owner: None,
+            lease_expires_at: None,
+            pending_event: None,
+        }
+    }
+
+    #[test]
+    fn a_lead_changed_since_the_plan_is_not_called() {
+        let call = PlannedCall {
+            job: "j".into(),
+            target: "@a".into(),
+            action: Action::Opener,
+            step: 0,
+            reason: String::new(),
+            lead: lead(),
+            event: None,
+        };
+        let mut held = lead();
+        held.lease_owner = Some("r/1".into());
+        assert!(unchanged(&call.lead, &held), "a lease alone is no change");
+        held.updated_at += chrono::Duration::seconds(1);
+        assert!(!unchanged(&call.lead, &held));
+        let mut held = lead();
+        held.reopens = 1;
+        assert!(!unchanged(&call.lead, &held));
+    }
+}

@@ -1,0 +1,200 @@
+//! Starting calls: a group of claimed leads is recorded in flight in one statement just
+//! before its calls start, so a crash leaves at most the calls then in flight for review.
+//!
+//! The database refuses a step that an earlier attempt may already have sent (the
+//! never-send-twice index); that lead alone goes to `needs_review` and the rest of the
+//! group is recorded again without it. Under a daily cap the same statement takes the
+//! cap: the leads over it are given back and the run stops starting calls.
+
+use super::RunError;
+use super::db::OnStop;
+use super::settle::Started;
+use super::window::{Claimed, Halt, JobRun};
+use crate::config::JobKind;
+use crate::lead::LeadEvent;
+use crate::plan;
+use crate::store::{
+    AttemptStatus, DailyCap, LeadResult, NewAttempt, PauseScope, Store, StoreError,
+};
+use tokio::sync::OwnedSemaphorePermit;
+
+impl JobRun<'_> {
+    /// Starts calls for as many queued leads as `permits` allow, unless a pause now holds
+    /// the job. Leads whose lease could no longer cover a call are given back.
+    pub(super) async fn start(
+        &mut self,
+        permits: Vec<OwnedSemaphorePermit>,
+    ) -> Result<(), RunError> {
+        let r = self.runner;
+        let now = r.clock.now();
+        r.holds.refresh(&*r.store, now).await;
+        let action = self.action();
+        if r.holds.blocks(action, now) {
+            let scope = [
+                PauseScope::All,
+                PauseScope::FollowUps,
+                PauseScope::NewConversations,
+            ]
+            .into_iter()
+            .find(|s| r.holds.held(*s, now))
+            .unwrap_or(PauseScope::All);
+            self.halt_for_pause(scope);
+            return Ok(());
+        }
+        let mut group = Vec::with_capacity(permits.len());
+        let mut late = Vec::new();
+        while group.len() < permits.len() {
+            let Some(c) = self.queue.pop_front() else {
+                break;
+            };
+            if c.start_by < now {
+                late.push(c);
+            } else {
+                group.push(c);
+            }
+        }
+        if !late.is_empty() {
+            // Queued too long behind other calls: never called late under a lease that
+            // could run out mid-call.
+            self.summary.cancelled += late.len() as u64;
+            self.give_back(late).await;
+        }
+        let started = self.record_in_flight(group).await?;
+        for (s, permit) in started.into_iter().zip(permits) {
+            self.spawn(s, permit);
+        }
+        Ok(())
+    }
+
+    /// Records `group` in flight; returns the calls recorded, in order.
+    async fn record_in_flight(
+        &mut self,
+        mut group: Vec<Claimed>,
+    ) -> Result<Vec<Started>, RunError> {
+        let r = self.runner;
+        let cap = match &self.job.kind {
+            JobKind::Opener {
+                daily_cap: Some(limit),
+                ..
+            } => Some(DailyCap {
+                since: plan::day_start(r.clock.now(), self.job.timezone),
+                limit: *limit,
+            }),
+            _ => None,
+        };
+        while !group.is_empty() {
+            let now = r.clock.now();
+            let attempts: Vec<NewAttempt> = group
+                .iter()
+                .map(|c| NewAttempt {
+                    lead_id: c.call.lead.id,
+                    job: self.job.name.clone(),
+                    action: c.call.action,
+                    step: c.call.step,
+                    runner_id: c.token.clone(),
+                    started_at: now,
+                })
+                .collect();
+            let mut tries = 0;
+            let recorded =
+                r.db.run("record attempts in flight", OnStop::GiveUp, || {
+                    tries += 1;
+                    let retry = tries > 1;
+                    let attempts = &attempts;
+                    async move {
+                        // A try whose answer was lost may have been written: use that one.
+                        if retry && let Some(ids) = ours(&*r.store, attempts).await? {
+                            return Ok(ids);
+                        }
+                        r.store.start_attempts_within(attempts, cap).await
+                    }
+                })
+                .await;
+            let recorded = match recorded {
+                // The first try may have been written before its connection was lost.
+                Err(StoreError::AlreadySent { .. }) => match ours(&*r.store, &attempts).await? {
+                    Some(ids) => Ok(ids),
+                    None => recorded,
+                },
+                other => other,
+            };
+            match recorded {
+                Ok(ids) => {
+                    if ids.len() < group.len() {
+                        let over = group.split_off(ids.len());
+                        tracing::info!(
+                            left_for_later = over.len(),
+                            "the daily cap was reached (counting every runner)"
+                        );
+                        self.summary.cancelled += over.len() as u64;
+                        self.give_back(over).await;
+                        self.halt.get_or_insert(Halt::CapReached);
+                    }
+                    return Ok(group
+                        .into_iter()
+                        .zip(ids)
+                        .map(|(c, attempt_id)| Started {
+                            call: c.call,
+                            token: c.token,
+                            attempt_id,
+                        })
+                        .collect());
+                }
+                Err(StoreError::AlreadySent {
+                    lead_id,
+                    action,
+                    step,
+                }) => {
+                    // Never send twice: the database refused one step. That lead goes to a
+                    // person; the rest of the group is recorded again without it.
+                    tracing::error!(
+                        lead_id,
+                        action,
+                        step,
+                        "a step may already have been sent: not sent again; the lead needs review"
+                    );
+                    let Some(i) = group.iter().position(|c| c.call.lead.id == lead_id) else {
+                        self.give_back(group).await;
+                        return Err(StoreError::Corrupt(format!(
+                            "the attempts index refused lead {lead_id}, which was not in the group"
+                        ))
+                        .into());
+                    };
+                    let c = group.remove(i);
+                    let mut review = LeadResult::new(&c.call.lead, &c.token);
+                    review.event = Some(LeadEvent::OutcomeUnknown);
+                    review.last_error = Some(format!(
+                        "{action} step {step} may already have been sent: not sent again"
+                    ));
+                    self.summary.review += 1;
+                    self.push_settled(review);
+                }
+                Err(e) => {
+                    self.give_back(group).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// After a lost connection: the ids of `attempts` if an earlier try recorded them (in
+/// flight under their tokens), else `None`. The daily cap may have let only the first
+/// few through, so the answer may be a prefix.
+async fn ours(store: &dyn Store, attempts: &[NewAttempt]) -> Result<Option<Vec<i64>>, StoreError> {
+    let mut ids = Vec::new();
+    for a in attempts {
+        let held = store.attempts_for(a.lead_id).await?;
+        match held.iter().find(|h| {
+            h.status == AttemptStatus::InFlight
+                && h.runner_id == a.runner_id
+                && h.action == a.action
+                && h.step == a.step
+        }) {
+            Some(h) => ids.push(h.id),
+            None => break,
+        }
+    }
+    Ok((!ids.is_empty()).then_some(ids))
+}

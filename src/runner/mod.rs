@@ -1,0 +1,287 @@
+//! The runner: works a job's due leads against the API, never sending a step twice.
+//!
+//! A job's run (`run_job`) first settles what dead runners left in flight (`recover`), then
+//! keeps up to `concurrency` calls going (`window`): it claims leads a batch at a time as
+//! leases, records each group of calls in flight in one statement just before they start,
+//! and settles answers as they arrive, in batched writes. A stop (SIGTERM, Ctrl-C: cancel
+//! `stop_token`) starts no new call, gives back leads not yet called, lets calls in flight
+//! finish within the API timeout and records every answer before the run returns. A crash
+//! leaves at most the calls then in flight for review.
+//!
+//! The units: `claim` (plan and lease a batch), `flight` (record a group in flight),
+//! `call` (make one call), `settle` (an answer to a result, pure), `window` (the loop that
+//! ties them), `recover`, `holds` (pauses held in memory), `db` (riding out outages),
+//! `image` (local images), `summary`.
+
+mod call;
+mod claim;
+pub mod db;
+mod flight;
+pub mod holds;
+pub mod image;
+mod recover;
+pub mod settle;
+mod summary;
+mod window;
+
+pub use db::DB_OUTAGE_BUDGET;
+pub use holds::{blocking_pause, held_by};
+pub use summary::{Summary, Tally};
+
+use crate::clock::Clock;
+use crate::config::{Config, Job, JobKind};
+use crate::fluidtalk::Client;
+use crate::store::{Store, StoreError};
+use call::Caller;
+use chrono::{DateTime, Utc};
+use db::{Db, OnStop};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use holds::Holds;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Why a run ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the API refused the key (401/403): fix FLUIDTALK_API_KEY; calls are paused until {until}"
+    )]
+    Unauthorized { until: DateTime<Utc> },
+}
+
+/// The clock skew between hosts that leases tolerate: a live runner writes its results at
+/// the latest this long before its lease ends.
+pub const SKEW: Duration = Duration::from_secs(30);
+
+/// Added to every lease beyond its calls and `DB_OUTAGE_BUDGET`.
+const LEASE_MARGIN: Duration = Duration::from_secs(60);
+
+/// Runs jobs for one runner process: the store, the client, the shared limits (calls in
+/// flight, calls per second), the holds and the stop token. Clones share all of them.
+#[derive(Clone)]
+pub struct Runner {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub runner_id: String,
+    db: Db,
+    caller: Caller,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    slots: Arc<Semaphore>,
+    holds: Arc<Holds>,
+    /// Numbers this runner's claims: each batch's lease token is `runner_id/N`.
+    claims: Arc<AtomicU64>,
+}
+
+impl Runner {
+    pub fn new(
+        store: Arc<dyn Store>,
+        client: Client,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        runner_id: String,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let holds = Arc::new(Holds::default());
+        let caller = Caller {
+            client,
+            store: store.clone(),
+            clock: clock.clone(),
+            holds: holds.clone(),
+            stop: stop.clone(),
+            backoff: config.backoff,
+            own_username: config.fluidtalk.own_username.clone(),
+            image_dir: config.fluidtalk.image_dir.clone(),
+            timeout: config.fluidtalk.timeout,
+            runner_id: runner_id.clone(),
+        };
+        Runner {
+            limiter: Arc::new(RateLimiter::direct(quota(config.limits.per_second))),
+            slots: Arc::new(Semaphore::new(config.limits.concurrency.max(1))),
+            db: Db {
+                clock: clock.clone(),
+                stop,
+            },
+            caller,
+            store,
+            config,
+            clock,
+            runner_id,
+            holds,
+            claims: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Cancelling this token stops every job of the runner cleanly: no new call starts,
+    /// leads not yet called are given back, calls in flight finish and are recorded.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.db.stop.clone()
+    }
+
+    /// Runs `job` once: works through every due lead until none is due or a cap, window,
+    /// pause or stop ends it.
+    pub async fn run_job(
+        &self,
+        job: &Job,
+        scheduled_at: Option<DateTime<Utc>>,
+    ) -> Result<Summary, RunError> {
+        self.run_job_reporting(job, scheduled_at, &|| {}).await
+    }
+
+    /// `run_job`, calling `progress` once per settled call (a progress bar, say).
+    pub async fn run_job_reporting(
+        &self,
+        job: &Job,
+        scheduled_at: Option<DateTime<Utc>>,
+        progress: &(dyn Fn() + Send + Sync),
+    ) -> Result<Summary, RunError> {
+        use tracing::Instrument;
+        // Instrumented, not entered: an entered span would leak across awaits into other
+        // jobs' log lines.
+        let span = tracing::info_span!("job", job = %job.name, kind = job.kind.name());
+        async {
+            let mut summary = Summary::default();
+            self.recover(&mut summary).await?;
+            let started = self.clock.now();
+            let run_id = self
+                .db
+                .run("record the run", OnStop::GiveUp, || {
+                    self.store
+                        .start_run(&job.name, &self.runner_id, scheduled_at, started)
+                })
+                .await?;
+            let result = match self.prepare(job, &mut summary).await {
+                Ok(()) => {
+                    window::JobRun::new(self, job, progress, summary.clone())
+                        .run()
+                        .await
+                }
+                Err(e) => Err(e.into()),
+            };
+            let summary = match &result {
+                Ok(s) => s.clone(),
+                Err(_) => summary,
+            };
+            let mut record = serde_json::to_value(&summary).unwrap_or_default();
+            if let Err(e) = &result {
+                record["error"] = serde_json::Value::String(e.to_string());
+            }
+            let finished = self.clock.now();
+            self.db
+                .run("record the run's end", OnStop::KeepTrying, || {
+                    self.store.finish_run(run_id, &record, finished)
+                })
+                .await?;
+            tracing::debug!(?summary, "job run finished");
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// What a job does before it calls: a follow-up job marks leads quiet past its last
+    /// step `exhausted`; an event job drops events whose lead will never be worked.
+    async fn prepare(&self, job: &Job, summary: &mut Summary) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        match &job.kind {
+            JobKind::FollowUp { max_follow_ups, .. } => {
+                let quiet = job.quiet_before(*max_follow_ups).unwrap_or_default();
+                let cutoff = crate::clock::earlier(now, quiet);
+                summary.exhausted += self
+                    .db
+                    .run("mark exhausted leads", OnStop::GiveUp, || {
+                        self.store.exhaust(*max_follow_ups, cutoff, now, false)
+                    })
+                    .await?;
+            }
+            JobKind::Event { event_type, .. } => {
+                summary.dropped += self
+                    .db
+                    .run("drop dead events", OnStop::GiveUp, || {
+                        self.store.drop_dead_events(event_type, now)
+                    })
+                    .await?;
+            }
+            JobKind::Opener { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// How long a claim lasts: its calls (behind up to `concurrency` already waiting) may
+    /// each take the full timeout, `concurrency` at a time and no faster than
+    /// `per_second`; then the results may wait out a database outage; plus a margin.
+    fn lease(&self, job: &Job) -> chrono::Duration {
+        let concurrency = self.config.limits.concurrency.max(1) as u32;
+        let calls = job.batch_size.saturating_add(concurrency);
+        let timeout = self.config.fluidtalk.timeout;
+        let by_slots = timeout.saturating_mul(calls.div_ceil(concurrency));
+        let by_rate =
+            Duration::from_secs_f64((f64::from(calls) / self.config.limits.per_second).min(1e9))
+                .saturating_add(timeout);
+        let d = by_slots
+            .max(by_rate)
+            .saturating_add(DB_OUTAGE_BUDGET)
+            .saturating_add(LEASE_MARGIN);
+        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(365))
+    }
+}
+
+/// A name for this process in leases and attempt rows: host, pid and a random 64-bit part
+/// (host and pid alone repeat across containers, every one pid 1 with hostnames set alike,
+/// and two runners must never share lease tokens).
+pub fn runner_id() -> String {
+    use rand::TryRngCore;
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "runner".into());
+    let nonce = rand::rngs::OsRng.try_next_u64().unwrap_or_else(|_| {
+        // No OS randomness: std's hasher keys still differ per process.
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+    });
+    format!("{host}-{}-{nonce:016x}", std::process::id())
+}
+
+/// The rate limit: `per_second` calls a second (checked in the campaign file to lie
+/// between 0.01 and 100,000), with bursts of up to a second's worth.
+fn quota(per_second: f64) -> Quota {
+    let per_second = per_second.clamp(0.01, 100_000.0);
+    let burst =
+        NonZeroU32::new(per_second.ceil().clamp(1.0, 100_000.0) as u32).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(Duration::from_secs_f64(1.0 / per_second))
+        .unwrap_or_else(|| Quota::per_second(burst))
+        .allow_burst(burst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_follows_per_second_at_both_ends() {
+        let fast = quota(100_000.0);
+        assert_eq!(fast.burst_size().get(), 100_000);
+        assert!(fast.replenish_interval() <= Duration::from_micros(10));
+        let slow = quota(0.01);
+        assert_eq!(slow.burst_size().get(), 1);
+        assert_eq!(slow.replenish_interval(), Duration::from_secs(100));
+        // Out of range (the campaign file refuses these) is clamped, never 1/s by accident.
+        assert_eq!(quota(1e12).burst_size().get(), 100_000);
+    }
+
+    #[test]
+    fn runner_ids_differ_within_one_process() {
+        let a = runner_id();
+        assert_ne!(a, runner_id());
+        assert_eq!(a.rsplit('-').next().map(str::len), Some(16), "{a}");
+    }
+}

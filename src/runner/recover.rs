@@ -1,0 +1,75 @@
+//! Crash recovery: attempts left in flight by a runner whose lease ran out.
+//!
+//! Such a call may or may not have reached the API. The attempt becomes `unknown`
+//! (`error_kind = runner_lost`, so a late answer from that runner is still recorded over
+//! it) and keeps its step; the lead goes to `needs_review`, or, blocked meanwhile, keeps
+//! that pending for its unblock. A job with `on_unknown = "retry"` instead releases the
+//! step once, recorded as such. Leases that expired with nothing in flight are cleared: a
+//! claimed lead whose call never started is simply worked again.
+
+use super::Runner;
+use super::db::OnStop;
+use super::summary::Summary;
+use crate::config::OnUnknown;
+use crate::lead::LeadEvent;
+use crate::store::{AttemptEnd, AttemptStatus, LeadResult, RUNNER_LOST, StoreError};
+
+impl Runner {
+    /// Settles what dead runners left in flight, and clears their empty leases.
+    pub async fn recover(&self, summary: &mut Summary) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let orphans = self
+            .db
+            .run("read attempts left in flight", OnStop::GiveUp, || {
+                self.store.orphans(now)
+            })
+            .await?;
+        let mut results = Vec::with_capacity(orphans.len());
+        for o in orphans {
+            let retry = self
+                .config
+                .jobs
+                .iter()
+                .find(|j| j.name == o.attempt.job)
+                .is_some_and(|j| j.on_unknown == OnUnknown::Retry)
+                && o.lead.transient_failures == 0;
+            tracing::warn!(target = %o.lead.target, job = %o.attempt.job, action = o.attempt.action.as_str(),
+                retry, "an attempt was left in flight by a runner that stopped; its outcome is unknown");
+            let token = o.lead.lease_owner.clone().unwrap_or_default();
+            let mut result = LeadResult::new(&o.lead, &token);
+            result.attempt = Some(AttemptEnd {
+                attempt_id: o.attempt.id,
+                status: AttemptStatus::Unknown,
+                http_status: None,
+                error_kind: Some(RUNNER_LOST.into()),
+                error_detail: Some(format!(
+                    "runner {} stopped mid-call; the engine may or may not have answered",
+                    o.attempt.runner_id
+                )),
+                session_id: None,
+                finished_at: now,
+                message: None,
+                release: retry.then(|| "on_unknown = \"retry\"".to_string()),
+            });
+            if retry {
+                result.transient_failures += 1;
+            } else {
+                result.event = Some(LeadEvent::OutcomeUnknown);
+            }
+            result.last_error = Some("outcome unknown: the runner stopped mid-call".into());
+            results.push(result);
+            summary.recovered += 1;
+        }
+        self.db
+            .run("record recovered attempts", OnStop::KeepTrying, || {
+                self.store.record_results(&results, now)
+            })
+            .await?;
+        self.db
+            .run("clear expired leases", OnStop::GiveUp, || {
+                self.store.clear_expired_leases(now)
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! What a job's run did, counted per outcome, and the words `run` and the daemon print.
+
+use serde::Serialize;
+
+/// What a run did, per outcome.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Summary {
+    pub calls: u64,
+    pub sent: u64,
+    pub continued: u64,
+    pub ignored: u64,
+    pub sealed: u64,
+    /// Follow-ups answered 404: back to `new` for an opener.
+    pub reopened: u64,
+    /// Calls answered 402.
+    pub paused: u64,
+    /// Transient failures to be retried later.
+    pub retried: u64,
+    pub failed: u64,
+    /// Unknown outcomes sent to `needs_review`.
+    pub review: u64,
+    pub rate_limited: u64,
+    pub unauthorized: u64,
+    /// Leads claimed but given back without a call (the run stopped, a pause, the cap).
+    pub cancelled: u64,
+    /// Leads that became `exhausted` (follow-up jobs).
+    pub exhausted: u64,
+    /// Queued events dropped because their lead will not be worked.
+    pub dropped: u64,
+    /// Due leads passed over for their send window.
+    pub outside_window: u64,
+    /// Attempts found in flight from a runner that died.
+    pub recovered: u64,
+    /// Why the job could not work, if a pause held it.
+    pub held: Option<String>,
+    /// The run was stopped (SIGTERM, Ctrl-C) before it had worked every due lead.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+}
+
+/// One counter of a `Summary`, as settling an answer names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    Sent,
+    Continued,
+    Ignored,
+    Sealed,
+    Reopened,
+    Paused,
+    Retried,
+    Failed,
+    Review,
+    RateLimited,
+    Unauthorized,
+    /// Counted nowhere but in `calls` (e.g. a 402's lead, counted as `paused` already).
+    Nothing,
+}
+
+impl Summary {
+    pub fn add(&mut self, o: &Summary) {
+        macro_rules! sum { ($($f:ident),*) => { $( self.$f += o.$f; )* } }
+        sum!(
+            calls,
+            sent,
+            continued,
+            ignored,
+            sealed,
+            reopened,
+            paused,
+            retried,
+            failed,
+            review,
+            rate_limited,
+            unauthorized,
+            cancelled,
+            exhausted,
+            dropped,
+            outside_window,
+            recovered
+        );
+        if self.held.is_none() {
+            self.held = o.held.clone();
+        }
+        self.stopped |= o.stopped;
+    }
+
+    /// Counts one settled call (`called`: whether it reached the API at all).
+    pub fn count(&mut self, tally: Tally, called: bool) {
+        self.calls += u64::from(called);
+        let slot = match tally {
+            Tally::Sent => &mut self.sent,
+            Tally::Continued => &mut self.continued,
+            Tally::Ignored => &mut self.ignored,
+            Tally::Sealed => &mut self.sealed,
+            Tally::Reopened => &mut self.reopened,
+            Tally::Paused => &mut self.paused,
+            Tally::Retried => &mut self.retried,
+            Tally::Failed => &mut self.failed,
+            Tally::Review => &mut self.review,
+            Tally::RateLimited => &mut self.rate_limited,
+            Tally::Unauthorized => &mut self.unauthorized,
+            Tally::Nothing => return,
+        };
+        *slot += 1;
+    }
+
+    /// "sent 3, continued 1, ..." with the counts that are not zero.
+    pub fn describe(&self) -> String {
+        let fields = [
+            ("sent", self.sent),
+            ("continued", self.continued),
+            ("ignored", self.ignored),
+            ("sealed", self.sealed),
+            ("reopened", self.reopened),
+            ("paused (402)", self.paused),
+            ("retried", self.retried),
+            ("failed", self.failed),
+            ("to review", self.review),
+            ("rate limited", self.rate_limited),
+            ("unauthorized", self.unauthorized),
+            ("given back", self.cancelled),
+            ("exhausted", self.exhausted),
+            ("events dropped", self.dropped),
+            ("outside window", self.outside_window),
+            ("recovered", self.recovered),
+        ];
+        let mut parts: Vec<String> = fields
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        if let Some(held) = &self.held {
+            parts.push(held.clone());
+        }
+        if self.stopped {
+            parts.push("stopped before the end".into());
+        }
+        if parts.is_empty() {
+            "nothing due".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_describes_only_what_happened() {
+        let mut s = Summary::default();
+        assert_eq!(s.describe(), "nothing due");
+        s.count(Tally::Sent, true);
+        s.count(Tally::Sent, true);
+        s.count(Tally::Review, true);
+        s.cancelled = 3;
+        s.stopped = true;
+        assert_eq!(s.calls, 3);
+        assert_eq!(
+            s.describe(),
+            "sent 2, to review 1, given back 3, stopped before the end"
+        );
+    }
+}

@@ -1,0 +1,409 @@
+//! One job's run: the loop that keeps up to `concurrency` calls in flight.
+//!
+//! The loop only decides what happens next; each step is its own unit: claim a batch when
+//! fewer than `concurrency` claimed leads wait (`claim`), record a group in flight and
+//! start it when slots free up (`flight`), settle each answer as it arrives (`settle`),
+//! and write the settled answers in batches: at most every `FLUSH_EVERY`, or at
+//! `FLUSH_AT` answers, and always before the run returns. A stop, a pause, the daily cap
+//! or a 401 *halts* the run: no new call starts and the leads not yet called are given
+//! back, while the calls in flight finish and are recorded.
+
+use super::Runner;
+use super::db::OnStop;
+use super::settle::{self, CallOutcome, Rules, Started};
+use super::summary::Summary;
+use crate::config::{Job, JobKind};
+use crate::plan::{Cursor, PlannedCall};
+use crate::policy::AccountEffect;
+use crate::store::{Action, AttemptStatus, LeadResult, PauseScope};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinSet;
+
+/// Settled answers are written at least this often while calls go on ...
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// ... and as soon as this many wait.
+const FLUSH_AT: usize = 500;
+
+/// A 429's `Retry-After` longer than this ends the run (the next one picks the leads up)
+/// instead of holding it open.
+const LONGEST_429_WAIT: Duration = Duration::from_secs(60);
+
+/// A lead claimed for a call, waiting for a slot.
+pub(super) struct Claimed {
+    pub call: PlannedCall,
+    /// The lease token of its claim.
+    pub token: String,
+    /// The last moment its call may start: its lease must still cover the call's timeout,
+    /// a database outage after it, and clock skew.
+    pub start_by: DateTime<Utc>,
+}
+
+/// Why a run stopped starting calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Halt {
+    Stopped,
+    Paused,
+    CapReached,
+    RateLimited,
+    Unauthorized,
+}
+
+type Slots = Pin<Box<dyn Future<Output = Vec<OwnedSemaphorePermit>> + Send>>;
+
+pub(super) struct JobRun<'a> {
+    pub runner: &'a Runner,
+    pub job: &'a Job,
+    progress: &'a (dyn Fn() + Send + Sync),
+    pub summary: Summary,
+    pub cursor: Cursor,
+    /// Claimed leads waiting for a slot, oldest claim first.
+    pub queue: VecDeque<Claimed>,
+    /// Calls going out, by task.
+    flying: HashMap<tokio::task::Id, Started>,
+    calls: JoinSet<CallOutcome>,
+    /// Settled answers not written yet, and since when the oldest waits.
+    settled: Vec<LeadResult>,
+    settled_since: Option<Instant>,
+    /// The planner has nothing more for this run.
+    pub planned_all: bool,
+    pub halt: Option<Halt>,
+    /// A 429 holds new calls until then.
+    wait_until: Option<DateTime<Utc>>,
+    /// Calls answered with success, per kind (new conversation, follow-up).
+    succeeded: [bool; 2],
+    started_at: DateTime<Utc>,
+}
+
+impl<'a> JobRun<'a> {
+    pub fn new(
+        runner: &'a Runner,
+        job: &'a Job,
+        progress: &'a (dyn Fn() + Send + Sync),
+        summary: Summary,
+    ) -> Self {
+        JobRun {
+            runner,
+            job,
+            progress,
+            summary,
+            cursor: Cursor::default(),
+            queue: VecDeque::new(),
+            flying: HashMap::new(),
+            calls: JoinSet::new(),
+            settled: Vec::new(),
+            settled_since: None,
+            planned_all: false,
+            halt: None,
+            wait_until: None,
+            succeeded: [false; 2],
+            started_at: runner.clock.now(),
+        }
+    }
+
+    /// Runs the job to its end; whatever ends it, answers in memory are written and leads
+    /// not called are given back before this returns.
+    pub async fn run(mut self) -> Result<Summary, super::RunError> {
+        let driven = self.drive().await;
+        if driven.is_err() {
+            // The run cannot go on: let the calls in flight end and record them.
+            self.halt.get_or_insert(Halt::Stopped);
+            while let Some(joined) = self.calls.join_next_with_id().await {
+                self.on_answer(joined);
+            }
+        }
+        self.give_back_queue().await;
+        let flushed = self.flush().await;
+        driven?;
+        flushed?;
+        self.lift_ended_pauses().await?;
+        if self.halt == Some(Halt::Unauthorized) {
+            let until = self.runner.holds.until(PauseScope::All);
+            tracing::error!(%until, "THE API REFUSED THE KEY (401/403): every call stops until it is fixed");
+            return Err(super::RunError::Unauthorized { until });
+        }
+        Ok(self.summary)
+    }
+
+    async fn drive(&mut self) -> Result<(), super::RunError> {
+        let stop = self.runner.db.stop.clone();
+        let mut slots: Option<Slots> = None;
+        loop {
+            if stop.is_cancelled() && self.halt.is_none() {
+                tracing::info!("stopping: no new calls; calls in flight finish and are recorded");
+                self.halt = Some(Halt::Stopped);
+                self.summary.stopped = true;
+            }
+            if self.halt.is_none() && !self.planned_all && self.queue.len() < self.concurrency() {
+                self.claim_batch().await?;
+            }
+            let now = self.runner.clock.now();
+            let waiting_429 = self.wait_until.filter(|t| *t > now);
+            let can_start = self.halt.is_none() && !self.queue.is_empty() && waiting_429.is_none();
+            if !can_start {
+                slots = None;
+            } else if slots.is_none() {
+                slots = Some(Box::pin(free_slots(self.runner.clone(), self.queue.len())));
+            }
+            if self.calls.is_empty() && !can_start && waiting_429.is_none() {
+                if self.halt.is_some() || (self.planned_all && self.queue.is_empty()) {
+                    return Ok(());
+                }
+                // Nothing to wait for: claim again (a batch that was all taken or changed).
+                self.flush().await?;
+                continue;
+            }
+            let flush_in = self
+                .settled_since
+                .map(|t| FLUSH_EVERY.saturating_sub(t.elapsed()));
+            tokio::select! {
+                biased;
+                () = stop.cancelled(), if self.halt.is_none() => {}
+                Some(joined) = self.calls.join_next_with_id(), if !self.calls.is_empty() => {
+                    self.on_answer(joined);
+                }
+                permits = wait_for(&mut slots), if slots.is_some() => {
+                    slots = None;
+                    self.start(permits).await?;
+                }
+                () = tokio::time::sleep(flush_in.unwrap_or_default()), if flush_in.is_some() => {}
+                () = self.runner.clock.sleep(
+                    waiting_429.map_or(Duration::ZERO, |t| (t - now).to_std().unwrap_or_default())
+                ), if waiting_429.is_some() && self.calls.is_empty() => {}
+            }
+            if self.flush_due() {
+                self.flush().await?;
+            }
+        }
+    }
+
+    fn concurrency(&self) -> usize {
+        self.runner.config.limits.concurrency.max(1)
+    }
+
+    /// The action this job's calls make.
+    pub fn action(&self) -> Action {
+        match self.job.kind {
+            JobKind::Opener { .. } => Action::Opener,
+            JobKind::FollowUp { .. } => Action::FollowUp,
+            JobKind::Event { .. } => Action::Event,
+        }
+    }
+
+    /// Settles one finished call and takes in what its answer means for the job.
+    fn on_answer(
+        &mut self,
+        joined: Result<(tokio::task::Id, CallOutcome), tokio::task::JoinError>,
+    ) {
+        let (id, outcome) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "a call task failed; its outcome is unknown");
+                (e.id(), CallOutcome::Lost)
+            }
+        };
+        let Some(started) = self.flying.remove(&id) else {
+            return;
+        };
+        (self.progress)();
+        let rules = Rules {
+            backoff: &self.runner.config.backoff,
+            on_unknown: self.job.on_unknown,
+        };
+        let settled = settle::settle(rules, &started, outcome, self.runner.clock.now());
+        match settled.tally {
+            Some(tally) => self.summary.count(tally, true),
+            None => self.summary.cancelled += 1,
+        }
+        if matches!(
+            settled.result.attempt.as_ref().map(|a| a.status),
+            Some(AttemptStatus::Sent | AttemptStatus::Continued)
+        ) {
+            self.succeeded[usize::from(started.call.action == Action::FollowUp)] = true;
+        }
+        self.push_settled(settled.result);
+        if let Some((effect, why)) = settled.account {
+            self.on_account_effect(effect, &why);
+        }
+    }
+
+    fn on_account_effect(&mut self, effect: AccountEffect, why: &str) {
+        let now = self.runner.clock.now();
+        match effect {
+            AccountEffect::PauseNewConversations | AccountEffect::PauseFollowUps => {
+                let scope = effect.pauses().last().copied().unwrap_or(PauseScope::All);
+                self.halt_for_pause(scope);
+            }
+            AccountEffect::Unauthorized => self.halt = Some(Halt::Unauthorized),
+            AccountEffect::RateLimited(after) => {
+                let wait = after.unwrap_or(self.runner.config.backoff.retry_base);
+                tracing::warn!(?wait, "rate limited (429): holding the job: {why}");
+                if wait > LONGEST_429_WAIT {
+                    // Too long to hold a run open: the next tick picks the leads up.
+                    self.halt.get_or_insert(Halt::RateLimited);
+                } else {
+                    let until = crate::clock::later(now, wait);
+                    self.wait_until = Some(self.wait_until.map_or(until, |t| t.max(until)));
+                }
+            }
+        }
+    }
+
+    /// Stops starting calls because `scope` is paused, saying so in the summary.
+    pub fn halt_for_pause(&mut self, scope: PauseScope) {
+        if self.halt.is_none() {
+            self.summary.held = Some(format!(
+                "held: {} paused until {}",
+                scope.as_str().replace('_', " "),
+                self.runner.holds.until(scope).format("%Y-%m-%d %H:%M UTC")
+            ));
+        }
+        self.halt.get_or_insert(if scope == PauseScope::All {
+            Halt::Unauthorized
+        } else {
+            Halt::Paused
+        });
+    }
+
+    /// Queues a settled result for the next write.
+    pub fn push_settled(&mut self, result: LeadResult) {
+        self.settled.push(result);
+        self.settled_since.get_or_insert_with(Instant::now);
+    }
+
+    fn flush_due(&self) -> bool {
+        !self.settled.is_empty()
+            && (self.settled.len() >= FLUSH_AT
+                || self.calls.is_empty()
+                || self
+                    .settled_since
+                    .is_some_and(|t| t.elapsed() >= FLUSH_EVERY))
+    }
+
+    /// Writes the settled answers (trying again while the database is unreachable: until
+    /// this succeeds they exist only in memory).
+    async fn flush(&mut self) -> Result<(), super::RunError> {
+        if self.settled.is_empty() {
+            return Ok(());
+        }
+        let results = std::mem::take(&mut self.settled);
+        self.settled_since = None;
+        let now = self.runner.clock.now();
+        let store = &self.runner.store;
+        self.runner
+            .db
+            .run("record results", OnStop::KeepTrying, || {
+                store.record_results(&results, now)
+            })
+            .await?;
+        // A lead's next queued event is due only once the one before it is settled: the
+        // planner may find more now, though it found none before.
+        if matches!(self.job.kind, JobKind::Event { .. }) {
+            self.planned_all = false;
+        }
+        Ok(())
+    }
+
+    /// Gives back the leases of leads claimed but never called.
+    async fn give_back_queue(&mut self) {
+        let leads: Vec<Claimed> = self.queue.drain(..).collect();
+        self.summary.cancelled += leads.len() as u64;
+        self.give_back(leads).await;
+    }
+
+    /// Gives back the leases of `leads` (by token), cancelling any attempt an earlier try
+    /// recorded for them. Best effort: a lease not given back runs out on its own.
+    pub async fn give_back(&self, leads: Vec<Claimed>) {
+        let mut by_token: HashMap<String, Vec<i64>> = HashMap::new();
+        for c in leads {
+            by_token.entry(c.token).or_default().push(c.call.lead.id);
+        }
+        for (token, ids) in by_token {
+            let now = self.runner.clock.now();
+            let store = &self.runner.store;
+            if let Err(e) = self
+                .runner
+                .db
+                .run("give leases back", OnStop::KeepTrying, || {
+                    store.release_leads(&ids, &token, now)
+                })
+                .await
+            {
+                tracing::warn!(error = %e, "could not give leases back; they run out on their own");
+            }
+        }
+    }
+
+    /// A success lifts a pause that had already ended before this run began: a pause set
+    /// meanwhile (by another runner, or a 401 among the successes) stays.
+    async fn lift_ended_pauses(&self) -> Result<(), super::RunError> {
+        let [new, follow] = self.succeeded;
+        if !(new || follow) {
+            return Ok(());
+        }
+        let db = &self.runner.db;
+        let store = &self.runner.store;
+        for p in db
+            .run("read pauses", OnStop::GiveUp, || store.pauses())
+            .await?
+        {
+            let lift = p.until <= self.started_at
+                && match p.scope {
+                    PauseScope::NewConversations => new,
+                    PauseScope::FollowUps => follow,
+                    PauseScope::All => true,
+                };
+            if lift {
+                db.run("lift a pause", OnStop::GiveUp, || {
+                    store.clear_pause(p.scope, self.started_at)
+                })
+                .await?;
+                self.runner.holds.release(p.scope);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn spawn(&mut self, started: Started, permit: OwnedSemaphorePermit) {
+        let caller = self.runner.caller.clone();
+        let call = started.call.clone();
+        let handle = self.calls.spawn(async move {
+            let _slot = permit;
+            caller.call(&call).await
+        });
+        self.flying.insert(handle.id(), started);
+    }
+}
+
+/// Waits for the pinned slot future, if any.
+async fn wait_for(slots: &mut Option<Slots>) -> Vec<OwnedSemaphorePermit> {
+    match slots.as_mut() {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for a free call slot and a rate-limit cell, then takes every other slot (and
+/// cell) free at once, up to `want`: calls that start together are recorded in flight
+/// together, in one statement.
+async fn free_slots(runner: Runner, want: usize) -> Vec<OwnedSemaphorePermit> {
+    let Ok(first) = runner.slots.clone().acquire_owned().await else {
+        return Vec::new();
+    };
+    runner.limiter.until_ready().await;
+    let mut got = vec![first];
+    while got.len() < want {
+        let Ok(permit) = runner.slots.clone().try_acquire_owned() else {
+            break;
+        };
+        if runner.limiter.check().is_err() {
+            break;
+        }
+        got.push(permit);
+    }
+    got
+}
