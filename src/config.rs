@@ -598,6 +598,41 @@ fn parse_days(text: &str) -> Result<[bool; 7], String> {
 }
 
 impl Config {
+    /// The event types the campaign's event jobs send, in file order.
+    pub fn event_types(&self) -> Vec<&str> {
+        self.jobs
+            .iter()
+            .filter_map(|j| match &j.kind {
+                JobKind::Event { event_type, .. } => Some(event_type.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Refuses an event type no job sends: such an event would wait forever, and hold its
+    /// lead back from openers meanwhile (a typo like `story_reactoin`).
+    pub fn check_event_type(&self, event_type: &str) -> Result<(), String> {
+        let known = self.event_types();
+        if known.contains(&event_type) {
+            return Ok(());
+        }
+        Err(if known.is_empty() {
+            format!(
+                "no job sends {event_type:?} events: {} has no event job, so the event would \
+                 wait forever (and hold its lead back from openers); add a [[job]] with \
+                 kind = \"event\" and event_type = {event_type:?} first",
+                self.path.display()
+            )
+        } else {
+            format!(
+                "no job sends {event_type:?} events (the event jobs of {} send: {}); it would \
+                 wait forever and hold its lead back from openers",
+                self.path.display(),
+                known.join(", ")
+            )
+        })
+    }
+
     /// The lead database: `DATABASE_URL`, else `[database] url`, else the default file.
     pub fn database_url(&self) -> String {
         match std::env::var("DATABASE_URL") {

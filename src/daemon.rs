@@ -222,8 +222,12 @@ impl Daemon {
             .await?;
         scheduler.start().await?;
         for (job, next) in self.next_fires() {
-            let next = next.map_or_else(|| "never".to_string(), |t| t.to_rfc3339());
-            tracing::info!(%job, %next, "scheduled");
+            match next {
+                Some(t) => tracing::info!(%job, next = %t.to_rfc3339(), "scheduled"),
+                None => {
+                    tracing::warn!(%job, "this job's schedule never fires (e.g. February 30): it will not run")
+                }
+            }
         }
         shutdown.await;
         tracing::info!("stopping: no new calls; calls in flight finish and are recorded");

@@ -280,13 +280,43 @@ fn header_columns(path: &Path, header: &csv::StringRecord) -> Result<Vec<usize>,
     Ok(columns)
 }
 
+/// A JSON object's entries in order, repeated keys kept (serde_json's map keeps only the
+/// last, which would drop a value silently).
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
 fn jsonl_row(text: &str) -> Result<RawRow, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
-    let Value::Object(map) = value else {
-        return Err("not a JSON object".into());
-    };
+    let Entries(entries) =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+    for (i, (key, _)) in entries.iter().enumerate() {
+        if entries[..i].iter().any(|(k, _)| k == key) {
+            return Err(format!("key {key:?} appears twice; give each key once"));
+        }
+    }
     let mut raw = RawRow::default();
-    for (key, value) in map {
+    for (key, value) in entries {
         let Some(col) = COLUMNS.iter().position(|c| *c == key) else {
             return Err(format!(
                 "unknown key {key:?} (expected: {})",
@@ -329,12 +359,40 @@ fn no_control(name: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// Unicode format characters (general category Cf): bidi controls, zero-width spaces and
+/// joiners, the BOM, invisible operators, tags. In a target they make two handles look
+/// the same while differing, or one look like another.
+fn is_format(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+fn no_format(name: &str, value: &str) -> Result<(), String> {
+    match value.chars().find(|c| is_format(*c)) {
+        Some(c) => Err(format!(
+            "{name} contains an invisible format character (U+{:04X}), such as a bidi control or zero-width space",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
 fn time(name: &str, value: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(value)
+    let t = DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
             format!("{name} {value:?} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)")
-        })
+        })?;
+    // A time in the future would stall the lead until then.
+    if t > Utc::now() + crate::store::FUTURE_SKEW {
+        return Err(format!(
+            "{name} {value:?} is in the future; give the time it happened"
+        ));
+    }
+    Ok(t)
 }
 
 /// Checks one field that names an IANA time zone.
@@ -357,6 +415,7 @@ pub fn check_target(value: &str) -> Result<String, String> {
         return Err(format!("target is longer than {MAX_TARGET_LEN} characters"));
     }
     no_control("target", value)?;
+    no_format("target", value)?;
     Ok(value.to_string())
 }
 
@@ -375,6 +434,7 @@ fn check(raw: RawRow) -> Result<LeadInput, String> {
     let target = check_target(target.as_deref().unwrap_or(""))?;
     if let Some(v) = &own_username {
         no_control("own_username", v)?;
+        no_format("own_username", v)?;
     }
     if let Some(v) = &profile_image {
         no_control("profile_image", v)?;
@@ -537,6 +597,30 @@ mod tests {
                 vec![("target", "@a"), ("follow_ups_sent", "2")],
                 "needs state contacted",
             ),
+            // Issue 9: invisible characters and times in the future.
+            (
+                vec![("target", "@a\u{202E}nim")],
+                "invisible format character (U+202E)",
+            ),
+            (
+                vec![("target", "@ad\u{200B}min")],
+                "invisible format character (U+200B)",
+            ),
+            (
+                vec![("target", "@a"), ("own_username", "@me\u{2066}")],
+                "own_username contains an invisible format character (U+2066)",
+            ),
+            (
+                vec![("target", "@a"), ("last_reply_at", "2062-01-01T00:00:00Z")],
+                "last_reply_at \"2062-01-01T00:00:00Z\" is in the future",
+            ),
+            (
+                vec![
+                    ("target", "@a"),
+                    ("last_contact_at", "2099-05-01T00:00:00Z"),
+                ],
+                "last_contact_at \"2099-05-01T00:00:00Z\" is in the future",
+            ),
         ];
         for (pairs, want) in cases {
             let err = row(&pairs).expect_err(&format!("{pairs:?} is rejected"));
@@ -545,6 +629,22 @@ mod tests {
                 "{pairs:?}: {err:?} should contain {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_jsonl_line_that_repeats_a_key_is_rejected_not_half_read() {
+        let err = jsonl_row(r#"{"target": "@a", "target": "@b"}"#).err();
+        assert_eq!(
+            err.as_deref(),
+            Some("key \"target\" appears twice; give each key once")
+        );
+        assert!(jsonl_row(r#"{"target": "@a", "tags": ["x"]}"#).is_ok());
+        assert!(
+            jsonl_row("[1]")
+                .err()
+                .unwrap_or_default()
+                .contains("not a JSON object")
+        );
     }
 
     #[test]

@@ -19,6 +19,13 @@ impl Env {
     fn sqlite() -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("leads.db").display());
+        // `leads event` takes only types a job sends.
+        std::fs::write(
+            dir.path().join("jobs.toml"),
+            "[[job]]\nname = \"reactions\"\nkind = \"event\"\nevent_type = \"story_reaction\"\n\
+             schedule = \"0 * * * * *\"\n",
+        )
+        .expect("write jobs.toml");
         Env { dir, url }
     }
 

@@ -87,8 +87,16 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             job.batch_size
         );
         outln!("  window     {}", window(job.kind.send_window()));
+        let upcoming = job.schedule.upcoming(now, 5);
+        if upcoming.is_empty() {
+            outln!(
+                "  warning    {:?} never fires (a day that does not exist, like February 30, or a year gone by): the daemon will never run this job",
+                job.schedule.text()
+            );
+            continue;
+        }
         outln!("  next fires");
-        for t in job.schedule.upcoming(now, 5) {
+        for t in upcoming {
             outln!("    {}", t.format("%a %Y-%m-%d %H:%M:%S %Z"));
         }
     }

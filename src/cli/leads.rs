@@ -263,9 +263,18 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             }
             outln!("{LEAD_HEADER}");
             print_lead(&lead)?;
+            if let Some(p) = &lead.pending_event {
+                outln!("  while blocked, an answer arrived ({p}): applied when it is unblocked");
+            }
+            let sent_by_jobs = config.event_types();
             for e in &events {
+                let orphan = if sent_by_jobs.contains(&e.event_type.as_str()) {
+                    ""
+                } else {
+                    "  (no job sends this type: it waits, and holds openers back)"
+                };
                 outln!(
-                    "  queued event #{} {} {}",
+                    "  queued event #{} {} {}{orphan}",
                     e.id,
                     e.event_type,
                     e.context.as_deref().unwrap_or("")
@@ -288,7 +297,11 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                     a.error_detail
                         .as_deref()
                         .map(|d| format!("({d})"))
-                        .unwrap_or_default(),
+                        .unwrap_or_default()
+                        + &a.released_by
+                            .as_deref()
+                            .map(|by| format!(" [step released by {by}]"))
+                            .unwrap_or_default(),
                 );
             }
             if attempts.is_empty() {
@@ -357,6 +370,10 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             if event_type.is_empty() {
                 return Err(anyhow!("the event TYPE is empty")).exit_with(Exit::Config);
             }
+            config
+                .check_event_type(&event_type)
+                .map_err(|why| anyhow!("{why}"))
+                .exit_with(Exit::Config)?;
             let context = context
                 .map(
                     |text| match serde_json::from_str::<serde_json::Value>(&text) {

@@ -8,6 +8,7 @@ mod check;
 mod daemon;
 mod demo;
 mod leads;
+mod pause;
 mod run;
 mod signals;
 mod sim;
@@ -53,6 +54,11 @@ pub enum Command {
         #[command(subcommand)]
         command: leads::OutboxCommand,
     },
+    /// Account pauses (402 out of tokens, 401 key refused): list them, or lift them now.
+    Pause {
+        #[command(subcommand)]
+        command: pause::PauseCommand,
+    },
     /// Create or upgrade the lead database's schema (also done by every command that uses it).
     Migrate,
     /// Check the campaign file and print each job's next five fire times in its time zone.
@@ -73,6 +79,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sim(args) => sim::run(args).await,
         Command::Leads(args) => leads::run(&load(cli.config)?, args.command).await,
         Command::Outbox { command } => leads::run_outbox(&load(cli.config)?, command).await,
+        Command::Pause { command } => pause::run(&load(cli.config)?, command).await,
         Command::Migrate => {
             let config = load(cli.config)?;
             let store = store_access::open_store(&config).await?;
@@ -103,6 +110,7 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         Command::Sim(_) | Command::Daemon(_) => "info,tokio_cron_scheduler=warn",
         Command::Leads(_)
         | Command::Outbox { .. }
+        | Command::Pause { .. }
         | Command::Migrate
         | Command::Check
         | Command::Run(_)

@@ -26,6 +26,16 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
         .filter(|p| p.until > now)
         .collect();
     let runs = store.last_runs().await.map_err(store_failure)?;
+    // Queued events of a type no job sends wait forever (and hold their leads back from
+    // openers): named here, so no lead is stuck without a word.
+    let sent_by_jobs = config.event_types();
+    let unsent: Vec<(String, u64)> = store
+        .queued_event_types()
+        .await
+        .map_err(store_failure)?
+        .into_iter()
+        .filter(|(t, _)| !sent_by_jobs.contains(&t.as_str()))
+        .collect();
     let jobs: Vec<serde_json::Value> = config
         .jobs
         .iter()
@@ -46,6 +56,7 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
             "leads": counts.iter().map(|(s, n)| (s.as_str().to_string(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
             "pauses": pauses,
             "jobs": jobs,
+            "events_no_job_sends": unsent.iter().map(|(t, n)| (t.clone(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
         });
         let text = serde_json::to_string_pretty(&value).exit_with(Exit::Failure)?;
         outln!("{text}");
@@ -70,6 +81,16 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
             p.until.format("%Y-%m-%d %H:%M UTC"),
             p.strikes,
             p.reason
+        );
+    }
+    if !pauses.is_empty() {
+        outln!(
+            "  (after buying tokens or fixing the key: `fluidtalk-runner pause clear` lifts them now)"
+        );
+    }
+    for (t, n) in &unsent {
+        outln!(
+            "events: {n} queued {t:?} event(s) that no job sends: they wait, and hold their leads back from openers (add an event job for {t:?})"
         );
     }
     for (j, job) in config.jobs.iter().zip(&jobs) {

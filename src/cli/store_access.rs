@@ -16,9 +16,10 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
 /// A store error with its exit code: the user's input (3) or the database itself (6).
 pub fn store_failure(e: StoreError) -> Failure {
     let exit = match e {
-        StoreError::NotFound(_) | StoreError::Refused(_) | StoreError::BadUrl { .. } => {
-            Exit::Config
-        }
+        StoreError::NotFound(_)
+        | StoreError::Refused(_)
+        | StoreError::BadUrl { .. }
+        | StoreError::InTheFuture { .. } => Exit::Config,
         _ => Exit::Database,
     };
     Failure {

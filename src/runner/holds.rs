@@ -84,9 +84,15 @@ impl Holds {
         }
     }
 
-    /// Forgets a hold whose stored pause was lifted.
-    pub fn release(&self, scope: PauseScope) {
-        self.slot(scope).store(0, Ordering::SeqCst);
+    /// Forgets a hold whose stored pause was lifted because it had ended by `ended_by`; a
+    /// hold set since (a 402 another job of this runner just heard) stays.
+    pub fn release_ended(&self, scope: PauseScope, ended_by: DateTime<Utc>) {
+        let by = ended_by.timestamp_millis();
+        let _ = self
+            .slot(scope)
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |until| {
+                (until <= by).then_some(0)
+            });
     }
 }
 
@@ -137,7 +143,23 @@ mod tests {
         assert!(holds.blocks(Action::Opener, now + chrono::Duration::minutes(10)));
         holds.hold(PauseScope::All, now + chrono::Duration::hours(1));
         assert!(holds.blocks(Action::FollowUp, now));
-        holds.release(PauseScope::All);
-        assert!(!holds.blocks(Action::FollowUp, now));
+    }
+
+    /// Issue 9: a success that lifts an ended pause must not wipe a hold another job of
+    /// the runner set a moment ago.
+    #[test]
+    fn lifting_an_ended_pause_keeps_a_hold_set_since() {
+        let holds = Holds::default();
+        let run_began = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        holds.hold(
+            PauseScope::NewConversations,
+            run_began - chrono::Duration::minutes(1),
+        );
+        holds.release_ended(PauseScope::NewConversations, run_began);
+        assert_eq!(holds.until(PauseScope::NewConversations).timestamp(), 0);
+        let fresh = run_began + chrono::Duration::minutes(15);
+        holds.hold(PauseScope::NewConversations, fresh);
+        holds.release_ended(PauseScope::NewConversations, run_began);
+        assert!(holds.blocks(Action::Opener, run_began + chrono::Duration::minutes(5)));
     }
 }

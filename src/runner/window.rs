@@ -65,9 +65,12 @@ pub(super) struct JobRun<'a> {
     pub queue: VecDeque<Claimed>,
     /// Calls going out, by task.
     flying: HashMap<tokio::task::Id, Started>,
-    calls: JoinSet<CallOutcome>,
-    /// Settled answers not written yet, and since when the oldest waits.
+    /// Each call returns its slot with its outcome: a slot stays taken until the answer
+    /// is written, so what a crash leaves in flight never exceeds `concurrency`.
+    calls: JoinSet<(CallOutcome, OwnedSemaphorePermit)>,
+    /// Settled answers not written yet, their slots, and since when the oldest waits.
     settled: Vec<LeadResult>,
+    settled_slots: Vec<OwnedSemaphorePermit>,
     settled_since: Option<Instant>,
     /// The planner has nothing more for this run.
     pub planned_all: bool,
@@ -96,6 +99,7 @@ impl<'a> JobRun<'a> {
             flying: HashMap::new(),
             calls: JoinSet::new(),
             settled: Vec::new(),
+            settled_slots: Vec::new(),
             settled_since: None,
             planned_all: false,
             halt: None,
@@ -197,10 +201,16 @@ impl<'a> JobRun<'a> {
     /// Settles one finished call and takes in what its answer means for the job.
     fn on_answer(
         &mut self,
-        joined: Result<(tokio::task::Id, CallOutcome), tokio::task::JoinError>,
+        joined: Result<
+            (tokio::task::Id, (CallOutcome, OwnedSemaphorePermit)),
+            tokio::task::JoinError,
+        >,
     ) {
         let (id, outcome) = match joined {
-            Ok(done) => done,
+            Ok((id, (outcome, slot))) => {
+                self.settled_slots.push(slot);
+                (id, outcome)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "a call task failed; its outcome is unknown");
                 (e.id(), CallOutcome::Lost)
@@ -275,10 +285,17 @@ impl<'a> JobRun<'a> {
         self.settled_since.get_or_insert_with(Instant::now);
     }
 
+    /// Whether to write the settled answers now: many wait, the oldest has waited long
+    /// enough, no call is left to wait for, or their slots are wanted for new calls.
     fn flush_due(&self) -> bool {
+        let slots_wanted = self.halt.is_none()
+            && !self.queue.is_empty()
+            && !self.settled_slots.is_empty()
+            && self.runner.slots.available_permits() == 0;
         !self.settled.is_empty()
             && (self.settled.len() >= FLUSH_AT
                 || self.calls.is_empty()
+                || slots_wanted
                 || self
                     .settled_since
                     .is_some_and(|t| t.elapsed() >= FLUSH_EVERY))
@@ -300,6 +317,8 @@ impl<'a> JobRun<'a> {
                 store.record_results(&results, now)
             })
             .await?;
+        // Written: their slots may take new calls.
+        self.settled_slots.clear();
         // A lead's next queued event is due only once the one before it is settled: the
         // planner may find more now, though it found none before.
         if matches!(self.job.kind, JobKind::Event { .. }) {
@@ -362,7 +381,7 @@ impl<'a> JobRun<'a> {
                     store.clear_pause(p.scope, self.started_at)
                 })
                 .await?;
-                self.runner.holds.release(p.scope);
+                self.runner.holds.release_ended(p.scope, self.started_at);
             }
         }
         Ok(())
@@ -372,8 +391,8 @@ impl<'a> JobRun<'a> {
         let caller = self.runner.caller.clone();
         let call = started.call.clone();
         let handle = self.calls.spawn(async move {
-            let _slot = permit;
-            caller.call(&call).await
+            let outcome = caller.call(&call).await;
+            (outcome, permit)
         });
         self.flying.insert(handle.id(), started);
     }

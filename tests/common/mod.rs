@@ -2,6 +2,7 @@
 //! bodies, and the built binary.
 #![allow(dead_code)]
 
+pub mod campaign;
 pub mod db;
 
 use fluidtalk_runner::fluidtalk::{ApiKey, Client, ClientConfig};
@@ -190,15 +191,25 @@ fn futures_once(
     Once(Some(bytes::Bytes::from(body)))
 }
 
-/// The built binary.
+/// The binary under test: the one just built, or the one `FLUIDTALK_RUNNER_BIN` names (to
+/// show a regression test fails on an older build: `FLUIDTALK_RUNNER_BIN=old/fluidtalk-runner
+/// cargo test --test reliability`).
 pub fn bin() -> std::process::Command {
+    match std::env::var_os("FLUIDTALK_RUNNER_BIN") {
+        Some(path) => std::process::Command::new(path),
+        None => built(),
+    }
+}
+
+/// The binary just built (the simulator always comes from it).
+pub fn built() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_fluidtalk-runner"))
 }
 
 /// Starts `fluidtalk-runner sim` with `args` on a free port; returns the child and its URL.
 pub fn spawn_sim_process(args: &[&str]) -> (KillOnDrop, String) {
     use std::io::BufRead;
-    let mut child = bin()
+    let mut child = built()
         .args(["sim", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(std::process::Stdio::piped())
