@@ -113,7 +113,16 @@ impl Rows {
             path: path.to_path_buf(),
             cause: source,
         })?;
-        let reader = wrap(file);
+        Rows::from_reader(format, path, wrap(file))
+    }
+
+    /// Rows of `format` read from `reader`; `path` names it in errors. (The fuzz target
+    /// `lead_rows` feeds it arbitrary bytes.)
+    pub fn from_reader(
+        format: Format,
+        path: &Path,
+        reader: Box<dyn Read + Send>,
+    ) -> Result<Rows, FileError> {
         let inner = match format {
             Format::Csv => {
                 // `\n` alone ends a record: with the default (CR, LF or CRLF) the csv crate

@@ -458,4 +458,124 @@ mod tests {
         }
         assert_eq!(LeadEvent::from_pending_name("block"), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// What can happen to a lead: a runner's answer, or a person's action.
+        #[derive(Debug, Clone, Copy)]
+        enum Op {
+            Answer(LeadEvent),
+            Block,
+            Unblock,
+            Retry,
+            Replied,
+        }
+
+        fn answers() -> impl Strategy<Value = LeadEvent> {
+            prop::sample::select(vec![
+                E::OpenerSent,
+                E::OpenerContinued,
+                E::EventSent,
+                E::FollowUpSent,
+                E::QuietPastLastStep,
+                E::Ignored,
+                E::Sealed,
+                E::NoConversation,
+                E::Failed,
+                E::OutcomeUnknown,
+            ])
+        }
+
+        fn ops() -> impl Strategy<Value = Vec<Op>> {
+            prop::collection::vec(
+                prop_oneof![
+                    4 => answers().prop_map(Op::Answer),
+                    1 => Just(Op::Block),
+                    1 => Just(Op::Unblock),
+                    1 => Just(Op::Retry),
+                    1 => Just(Op::Replied),
+                ],
+                0..40,
+            )
+        }
+
+        proptest! {
+            /// `next` is total: every state and event gives a state of the set, or a
+            /// refusal that names the state it refused from.
+            #[test]
+            fn next_is_total_and_never_leaves_the_state_set(
+                from in prop::sample::select(LeadState::ALL.to_vec()),
+                event in prop::sample::select(EVENTS.to_vec()),
+            ) {
+                match next(from, event) {
+                    Ok(to) => prop_assert!(LeadState::ALL.contains(&to)),
+                    Err(r) => prop_assert_eq!(r.from, from),
+                }
+            }
+
+            /// Whatever people and runners do, in any order: once an answer may have
+            /// been lost, the lead is never workable again (`new`, `contacted`,
+            /// `exhausted`: a runner would send to it) until a person retries it; and a
+            /// sealed or ignored lead stays so.
+            #[test]
+            fn a_lost_answer_holds_the_lead_until_a_person_retries(ops in ops()) {
+                let (mut state, mut pending) = (S::New, None);
+                let mut contacted = false;
+                let mut lost = false;
+                for op in ops {
+                    let before = state;
+                    match op {
+                        Op::Answer(ev) => {
+                            let workable_or_blocked =
+                                matches!(state, S::New | S::Contacted | S::Exhausted | S::Blocked);
+                            (state, pending) = settle(state, pending, ev);
+                            if ev == E::OutcomeUnknown && workable_or_blocked {
+                                lost = true;
+                            }
+                            contacted |= matches!(
+                                ev,
+                                E::OpenerSent | E::OpenerContinued | E::EventSent | E::FollowUpSent
+                            ) && state != S::NeedsReview;
+                        }
+                        Op::Block => {
+                            if let Ok(to) = next(state, E::Block) {
+                                pending = pending_on_block(state, pending);
+                                state = to;
+                            }
+                        }
+                        Op::Unblock => {
+                            if state == S::Blocked {
+                                state = unblocked(contacted, pending);
+                                pending = None;
+                            }
+                        }
+                        Op::Retry => {
+                            if let Ok(to) = next(state, E::Retry { contacted }) {
+                                state = to;
+                                pending = None;
+                                lost = false;
+                            }
+                        }
+                        Op::Replied => {
+                            if let Ok(to) = next(state, E::Replied) {
+                                state = to;
+                            }
+                        }
+                    }
+                    prop_assert!(LeadState::ALL.contains(&state));
+                    if lost {
+                        prop_assert!(
+                            !matches!(state, S::New | S::Contacted | S::Exhausted),
+                            "{before} + {op:?} made a lead with a lost answer workable: {state}"
+                        );
+                    }
+                    if matches!(before, S::Done | S::Ignored) {
+                        prop_assert_eq!(state, before, "{:?}", op);
+                    }
+                }
+            }
+        }
+    }
 }

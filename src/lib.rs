@@ -1,13 +1,21 @@
 //! fluidtalk-runner: runs outreach campaigns on the FluidTalk Handshake API.
 //!
-//! How data flows through the modules:
-//! - `fluidtalk` is the API client: typed requests in, typed results or a classified
-//!   `Error` out. It knows nothing of leads.
-//! - `sim` is a FluidTalk-compatible HTTP server for demos, tests and benchmarks.
-//! - `cli` turns the command line into calls on the modules above and prints results;
-//!   `exit` holds the documented exit codes.
-//!
-//! `main.rs` only parses the command line, sets up tracing and calls `cli::run`.
+//! Where each behaviour lives, in the order data flows:
+//! - `config`: `jobs.toml`, parsed once into checked, typed values (every setting in a range).
+//! - `schedule`: cron schedules in a job's time zone, DST-correct next fire times.
+//! - `import`: lead files (CSV, JSONL), row by row, each a checked lead or a located rejection.
+//! - `store`: the lead database (SQLite, PostgreSQL); every SQL statement is here.
+//! - `lead`: lead states and the lifecycle's transitions, a pure function.
+//! - `plan`: which leads are due for a job at a time, and why (dry and live runs alike).
+//! - `fluidtalk`: the API client: typed requests in, typed results or a classified error out.
+//! - `policy`: what each API answer means for the attempt, the lead and the account.
+//! - `runner`: works a job: claims, records in flight, calls, settles, recovers.
+//! - `daemon`: every job on its schedule, one runner per tick.
+//! - `clock`: injected time, and time arithmetic that cannot overflow.
+//! - `sim`: a FluidTalk-compatible server for demos, tests and benchmarks.
+//! - `fuzzing`: the fuzz targets' bodies, also replayed in `cargo test`.
+//! - `cli` and `exit`: the command line (thin: parse, call the library, print) and its exit
+//!   codes. `main.rs` only parses the command line, sets up tracing and calls `cli::run`.
 
 pub mod cli;
 pub mod clock;
@@ -15,6 +23,7 @@ pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod fluidtalk;
+pub mod fuzzing;
 pub mod import;
 pub mod lead;
 pub mod plan;

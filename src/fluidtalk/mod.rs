@@ -261,7 +261,7 @@ impl Client {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(error::parse_retry_after);
+            .map(str::to_string);
         let bytes = response
             .bytes()
             .await
@@ -272,18 +272,31 @@ impl Client {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "FluidTalk call"
         );
-        let text = String::from_utf8_lossy(&bytes);
-        let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-        if !(200..300).contains(&status) {
-            let body = parsed.unwrap_or_else(|| serde_json::json!({ "detail": text }));
-            return Err(Error::from_response(status, body, retry_after));
-        }
-        match parsed {
-            Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value)
-                .map_err(|e| Error::decode(status, path, &e.to_string(), &text)),
-            Some(_) => Err(Error::decode(status, path, "not a JSON object", &text)),
-            None => Err(Error::decode(status, path, "not JSON", &text)),
-        }
+        decode_answer(path, status, retry_after.as_deref(), &bytes)
+    }
+}
+
+/// Reads an API answer: a 2xx body as the operation's result, anything else as an `Error`
+/// with its status, parsed body and `Retry-After`. Pure (the fuzz target `api_answer`
+/// feeds it arbitrary bytes): never panics, whatever the server sends.
+pub fn decode_answer<T: DeserializeOwned>(
+    path: &str,
+    status: u16,
+    retry_after: Option<&str>,
+    bytes: &[u8],
+) -> Result<T, Error> {
+    let retry_after = retry_after.and_then(error::parse_retry_after);
+    let text = String::from_utf8_lossy(bytes);
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
+    if !(200..300).contains(&status) {
+        let body = parsed.unwrap_or_else(|| serde_json::json!({ "detail": text }));
+        return Err(Error::from_response(status, body, retry_after));
+    }
+    match parsed {
+        Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value)
+            .map_err(|e| Error::decode(status, path, &e.to_string(), &text)),
+        Some(_) => Err(Error::decode(status, path, "not a JSON object", &text)),
+        None => Err(Error::decode(status, path, "not JSON", &text)),
     }
 }
 
