@@ -128,7 +128,7 @@ async fn one(
     let url = sim(Duration::from_millis(latency_ms)).await;
     let (store, cleanup, _dir) = fresh(backend, pg, leads).await;
     let text = format!(
-        "[fluidtalk]\nbase_url = \"{url}\"\n[limits]\nconcurrency = {concurrency}\nper_second = 1000000.0\n\
+        "[fluidtalk]\nbase_url = \"{url}\"\n[limits]\nconcurrency = {concurrency}\nper_second = 100000.0\n\
          [[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 * * * * *\"\nbatch_size = {batch}\n"
     );
     let config =

@@ -110,21 +110,37 @@ impl Campaign {
         cmd
     }
 
-    /// Runs a command to its end (bounded) and returns its output.
+    /// Runs a command to its end (within two minutes) and returns its output.
     pub async fn output(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.output_within(args, env, Duration::from_secs(120))
+            .await
+    }
+
+    /// Runs a command to its end (within `limit`) and returns its output.
+    pub async fn output_within(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> Output {
         let mut cmd = self.command(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        tokio::time::timeout(limit, cmd.output())
             .await
-            .unwrap_or_else(|_| panic!("`{}` did not end in time", args.join(" ")))
+            .unwrap_or_else(|_| panic!("`{}` did not end within {limit:?}", args.join(" ")))
             .expect("run the binary")
     }
 
     /// Runs a command that must succeed; returns its stdout.
     pub async fn ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let out = self.output(args, env).await;
+        self.ok_within(args, env, Duration::from_secs(120)).await
+    }
+
+    /// `ok`, within `limit`.
+    pub async fn ok_within(&self, args: &[&str], env: &[(&str, &str)], limit: Duration) -> String {
+        let out = self.output_within(args, env, limit).await;
         assert!(
             out.status.success(),
             "`{}` failed ({}): {}",
