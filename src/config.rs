@@ -264,7 +264,7 @@ pub const QUIET_RANGE: (Duration, Duration) = (Duration::from_secs(60), YEAR);
 pub const PER_SECOND_RANGE: (f64, f64) = (0.01, 100_000.0);
 
 /// A base URL the client can call: http or https, with a host.
-fn check_base_url(text: &str) -> Result<String, String> {
+pub fn check_base_url(text: &str) -> Result<String, String> {
     let text = text.trim();
     let url = url::Url::parse(text).map_err(|e| {
         format!("{text:?} is not a URL ({e}); expected e.g. \"https://api.fluidtalk.ai\"")
@@ -642,6 +642,28 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
         }
+    }
+
+    /// `base_url`, checked: `FLUIDTALK_BASE_URL` is outside input like the file (the
+    /// file's value was checked when it was read); an error names the variable.
+    pub fn checked_base_url(&self) -> Result<String, ConfigError> {
+        let url = self.base_url();
+        if url == self.fluidtalk.base_url {
+            return Ok(url);
+        }
+        check_base_url(&url).map_err(|why| ConfigError::File {
+            path: self.path.clone(),
+            message: format!("FLUIDTALK_BASE_URL (which overrides [fluidtalk] base_url): {why}"),
+        })
+    }
+
+    /// `database_url`, checked (`DATABASE_URL` is outside input; the error names it).
+    pub fn checked_database_url(&self) -> Result<String, ConfigError> {
+        let url = self.database_url();
+        check_database_url(&url).map_err(|why| ConfigError::File {
+            path: self.path.clone(),
+            message: format!("the database URL (DATABASE_URL, else [database] url): {why}"),
+        })
     }
 
     /// The API: `FLUIDTALK_BASE_URL`, else `[fluidtalk] base_url`, else production.

@@ -324,6 +324,9 @@ fn jsonl_row(text: &str) -> Result<RawRow, String> {
             return Err(format!("key {key:?} appears twice; give each key once"));
         }
     }
+    if !entries.iter().any(|(k, _)| k == "target") {
+        return Err("the \"target\" key is missing (every line needs the lead's handle)".into());
+    }
     let mut raw = RawRow::default();
     for (key, value) in entries {
         let Some(col) = COLUMNS.iter().position(|c| *c == key) else {
@@ -648,6 +651,12 @@ mod tests {
             Some("key \"target\" appears twice; give each key once")
         );
         assert!(jsonl_row(r#"{"target": "@a", "tags": ["x"]}"#).is_ok());
+        assert!(
+            jsonl_row(r#"{"own_username": "x"}"#)
+                .err()
+                .unwrap_or_default()
+                .contains("the \"target\" key is missing")
+        );
         assert!(
             jsonl_row("[1]")
                 .err()

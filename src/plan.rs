@@ -26,6 +26,12 @@ pub async fn preview(
     now: DateTime<Utc>,
 ) -> Result<JobPlan, StoreError> {
     let mut out = JobPlan::default();
+    let lost = store.orphans(now).await?.len();
+    if lost > 0 {
+        out.notes.push(format!(
+            "first, {lost} call(s) left in flight by runners that stopped would be settled: their leads to needs_review (outcome unknown)"
+        ));
+    }
     let pauses = store.pauses().await?;
     if let Some(p) = crate::runner::blocking_pause(&pauses, job, now) {
         out.notes.push(format!(

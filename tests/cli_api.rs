@@ -193,10 +193,24 @@ fn the_demo_runs_a_whole_campaign_without_a_key() {
 fn a_bad_base_url_or_zero_timeout_is_a_setting_error_and_nothing_is_sent() {
     let out = api("notaurl", &["opener", "@a"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the base URL \"notaurl\" is not a URL"));
-    let out = api("http://127.0.0.1:9", &["--timeout", "0s", "opener", "@a"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must be longer than zero"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--base-url (or FLUIDTALK_BASE_URL): \"notaurl\" is not a URL")
+    );
+    let out = api("ftp://example.com", &["opener", "@a"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an http(s) URL"));
+    for timeout in ["0s", "1ns", "300000years"] {
+        let out = api(
+            "http://127.0.0.1:9",
+            &["--timeout", timeout, "opener", "@a"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{timeout}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("out of range; expected from 1s to 10m"),
+            "{timeout}: {out:?}"
+        );
+    }
 }
 
 #[test]

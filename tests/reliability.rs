@@ -224,3 +224,48 @@ async fn a_crash_sends_at_most_the_calls_in_flight_to_review() {
         "nothing sent twice: {calls:?}"
     );
 }
+
+/// Found trying the README as a new user: a lead blocked while it waited for a slot (its
+/// batch claimed, its call not started) was still called, and its text offered for
+/// delivery. A block now stops every call not yet recorded in flight, and text for a lead
+/// blocked since it was written is held back from `outbox list`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lead_blocked_while_waiting_for_its_call_is_not_called_and_its_text_is_held() {
+    let _one = SERIAL.lock().await;
+    let c = campaign(
+        &["--latency", "700ms"],
+        "timeout = \"5s\"\n[limits]\nconcurrency = 1\nper_second = 1000",
+        &format!("{OPENERS}batch_size = 5\n"),
+    )
+    .await;
+    c.import((0..5).map(|i| format!("@w{i}"))).await;
+    let run = c.command(&["run"]).spawn().expect("start a run");
+    c.wait_in_flight(1).await;
+    // @w0 is being called; @w4 waits its turn in the claimed batch.
+    c.ok(&["leads", "block", "@w4"], &[]).await;
+    let out = finish(run, Duration::from_secs(60)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let calls = calls_per_target(&c).await;
+    assert_eq!(
+        calls.get("@w4"),
+        None,
+        "a blocked lead is not called: {calls:?}"
+    );
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert_eq!(state(&c, "@w4").await, "blocked");
+    // Text already written for a lead blocked afterwards is held back.
+    c.ok(&["leads", "block", "@w0"], &[]).await;
+    let out = c.output(&["outbox", "list"], &[]).await;
+    let listed = text(&out.stdout);
+    assert!(
+        !listed.contains("@w0") && listed.contains("@w1"),
+        "{listed}"
+    );
+    assert!(
+        text(&out.stderr).contains("1 message(s) held back"),
+        "{}",
+        text(&out.stderr)
+    );
+    let all = c.ok(&["outbox", "list", "--all"], &[]).await;
+    assert!(all.contains("held") && all.contains("@w0"), "{all}");
+}

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::db::TestDb;
 use fluidtalk_runner::lead::{LeadEvent, LeadState};
 use fluidtalk_runner::store::{
-    Action, AttemptEnd, AttemptStatus, Lead, LeadInput, LeadResult, NewAttempt, PauseScope,
-    RUNNER_LOST, StoreError, UserAction,
+    Action, AttemptEnd, AttemptStatus, DailyCap, Lead, LeadInput, LeadResult, NewAttempt,
+    PauseScope, RUNNER_LOST, Recorded, StoreError, UserAction,
 };
 
 fn t(h: u32) -> DateTime<Utc> {
@@ -48,6 +48,7 @@ fn attempt(lead: &Lead, token: &str) -> NewAttempt {
         action: Action::Opener,
         step: 0,
         runner_id: token.into(),
+        claimed: None,
         started_at: t(10),
     }
 }
@@ -445,6 +446,153 @@ async fn a_person_lifts_pauses_and_sees_events_no_job_sends(db: TestDb) {
     );
 }
 
+async fn a_lead_blocked_after_its_claim_is_not_recorded_in_flight(db: TestDb) {
+    let a = add(&db, "@a").await;
+    let b = add(&db, "@b").await;
+    let c = add(&db, "@c").await;
+    let claimed = db
+        .store
+        .claim_leads(&[a.id, b.id, c.id], "r/1", t(10), t(12))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3);
+    // A person blocks @a while it waits for a slot; @c's lease runs out and another runner
+    // takes it.
+    db.store
+        .apply_user_action("@a", UserAction::Block, t(10))
+        .await
+        .expect("block");
+    assert_eq!(
+        db.store
+            .claim_leads(&[c.id], "r2/1", t(12), t(13))
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+    let claimed_new = |l: &Lead| NewAttempt {
+        claimed: Some(LeadState::New),
+        ..attempt(l, "r/1")
+    };
+    for cap in [
+        None,
+        Some(DailyCap {
+            since: t(0),
+            limit: 10,
+        }),
+    ] {
+        let recorded = db
+            .store
+            .start_attempts_within(&[claimed_new(&a), claimed_new(&b), claimed_new(&c)], cap)
+            .await
+            .expect("start");
+        assert!(
+            matches!(recorded[0], Recorded::Changed),
+            "{cap:?}: {recorded:?}"
+        );
+        assert!(
+            matches!(recorded[1], Recorded::Started(_)),
+            "{cap:?}: {recorded:?}"
+        );
+        assert!(
+            matches!(recorded[2], Recorded::Changed),
+            "{cap:?}: {recorded:?}"
+        );
+        assert!(
+            db.store.attempts_for(a.id).await.expect("a").is_empty(),
+            "@a is never called"
+        );
+        // Clean up for the capped round.
+        if let Recorded::Started(id) = recorded[1] {
+            db.store
+                .finish_attempts(&[end(id, AttemptStatus::Cancelled, None)])
+                .await
+                .expect("cancel");
+        }
+    }
+    // Over the cap is told apart from changed.
+    let cap = Some(DailyCap {
+        since: t(0),
+        limit: 0,
+    });
+    let recorded = db
+        .store
+        .start_attempts_within(&[claimed_new(&a), claimed_new(&b)], cap)
+        .await
+        .expect("start");
+    assert_eq!(recorded, vec![Recorded::Changed, Recorded::OverCap]);
+}
+
+async fn an_attempt_committed_after_its_lease_was_given_back_is_found_and_reviewed(db: TestDb) {
+    let lead = add(&db, "@late").await;
+    db.store
+        .claim_leads(&[lead.id], "r/1", t(10), t(20))
+        .await
+        .expect("claim");
+    // The runner's insert timed out; it gave the lease back; then the insert committed.
+    db.store
+        .release_leads(&[lead.id], "r/1", t(10))
+        .await
+        .expect("release");
+    db.store
+        .start_attempts(&[attempt(&lead, "r/1")])
+        .await
+        .expect("the late commit");
+    // Long before any lease would have run out, it is found: nobody holds its lead.
+    let orphans = db.store.orphans(t(11)).await.expect("orphans");
+    assert_eq!(
+        orphans.len(),
+        1,
+        "an attempt in flight nobody holds is never stuck"
+    );
+    // ... while one under a live lease of its own token is not.
+    let live = add(&db, "@live").await;
+    in_flight(&db, &live, "r/2").await;
+    let orphans = db.store.orphans(t(11)).await.expect("orphans");
+    assert_eq!(
+        orphans.iter().map(|o| o.lead.id).collect::<Vec<_>>(),
+        [lead.id]
+    );
+}
+
+async fn text_for_a_lead_blocked_since_it_was_written_says_so(db: TestDb) {
+    let lead = add(&db, "@o").await;
+    let id = in_flight(&db, &lead, "r/1").await;
+    db.store
+        .record_results(
+            &[result(
+                &lead,
+                "r/1",
+                end(id, AttemptStatus::Sent, Some("Hi")),
+                Some(LeadEvent::OpenerSent),
+            )],
+            t(11),
+        )
+        .await
+        .expect("record");
+    assert_eq!(
+        db.store.outbox(false).await.expect("outbox")[0].lead_state,
+        LeadState::Contacted
+    );
+    db.store
+        .apply_user_action("@o", UserAction::Block, t(12))
+        .await
+        .expect("block");
+    assert_eq!(
+        db.store.outbox(false).await.expect("outbox")[0].lead_state,
+        LeadState::Blocked
+    );
+    let held = db.store.lease_summary(t(12)).await.expect("leases");
+    assert_eq!((held.leased, held.in_flight), (0, 0));
+    let other = add(&db, "@held").await;
+    in_flight(&db, &other, "r/2").await;
+    let held = db.store.lease_summary(t(11)).await.expect("leases");
+    assert_eq!(
+        (held.leased, held.in_flight, held.until),
+        (1, 1, Some(t(12)))
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -477,4 +625,7 @@ conformance!(
     a_late_answer_for_a_released_attempt_changes_nothing,
     a_reply_time_in_the_future_is_refused_and_a_stored_one_is_corrected,
     a_person_lifts_pauses_and_sees_events_no_job_sends,
+    a_lead_blocked_after_its_claim_is_not_recorded_in_flight,
+    an_attempt_committed_after_its_lease_was_given_back_is_found_and_reviewed,
+    text_for_a_lead_blocked_since_it_was_written_says_so,
 );

@@ -88,9 +88,14 @@ enum ApiOp {
 
 /// A duration longer than zero.
 pub fn positive_duration(s: &str) -> Result<Duration, String> {
+    let (min, max) = crate::config::TIMEOUT_RANGE;
     match humantime::parse_duration(s) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be longer than zero".into()),
+        Ok(d) if d >= min && d <= max => Ok(d),
+        Ok(_) => Err(format!(
+            "out of range; expected from {} to {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        )),
         Err(e) => Err(format!("{e}; expected e.g. 30s, 2m")),
     }
 }
@@ -98,7 +103,12 @@ pub fn positive_duration(s: &str) -> Result<Duration, String> {
 pub async fn run(args: ApiArgs, campaign: &crate::config::Config) -> Result<(), Failure> {
     let key = read_api_key().exit_with(Exit::Config)?;
     let mut config = ClientConfig::new(key);
-    config.base_url = args.base_url.unwrap_or_else(|| campaign.base_url());
+    config.base_url = match args.base_url {
+        Some(url) => crate::config::check_base_url(&url)
+            .map_err(|why| anyhow::anyhow!("--base-url (or FLUIDTALK_BASE_URL): {why}"))
+            .exit_with(Exit::Config)?,
+        None => campaign.checked_base_url().exit_with(Exit::Config)?,
+    };
     config.timeout = args.timeout.unwrap_or(campaign.fluidtalk.timeout);
     config.own_username = campaign.fluidtalk.own_username.clone();
     let client = Client::new(config).exit_with(Exit::Config)?;

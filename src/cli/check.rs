@@ -2,7 +2,7 @@
 //! fires next.
 
 use crate::config::{Config, JobKind, SendWindow};
-use crate::exit::Failure;
+use crate::exit::{ExitWith, Failure};
 use crate::store::redact_url;
 use chrono::Utc;
 
@@ -27,11 +27,17 @@ fn window(w: Option<&SendWindow>) -> String {
 
 pub fn run(config: &Config) -> Result<(), Failure> {
     let now = Utc::now();
+    let api = config
+        .checked_base_url()
+        .exit_with(crate::exit::Exit::Config)?;
+    let database = config
+        .checked_database_url()
+        .exit_with(crate::exit::Exit::Config)?;
     outln!("{}: ok", config.path.display());
-    outln!("  database   {}", redact_url(&config.database_url()));
+    outln!("  database   {}", redact_url(&database));
     outln!(
         "  api        {} (timeout {}; key from FLUIDTALK_API_KEY)",
-        config.base_url(),
+        api,
         humantime::format_duration(config.fluidtalk.timeout)
     );
     outln!(

@@ -106,10 +106,13 @@ pub enum LeadsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
-    /// Text waiting to be delivered on the platform (with --all, delivered text too).
+    /// Text waiting to be delivered on the platform. Text for a lead blocked since it was
+    /// written is held back (do-not-contact): --all shows it, and delivered text too.
     List {
+        /// Also delivered text, and text held back because its lead is blocked.
         #[arg(long)]
         all: bool,
+        /// One JSON array (each row with its lead's state).
         #[arg(long)]
         json: bool,
     },
@@ -176,6 +179,17 @@ async fn not_found(store: &dyn Store, target: &str) -> Failure {
 }
 
 pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> {
+    // Checked before the database is opened (or created): a refused event writes nothing.
+    if let LeadsCommand::Event { event_type, .. } = &command {
+        let event_type = event_type.trim();
+        if event_type.is_empty() {
+            return Err(anyhow!("the event TYPE is empty")).exit_with(Exit::Config);
+        }
+        config
+            .check_event_type(event_type)
+            .map_err(|why| anyhow!("{why}"))
+            .exit_with(Exit::Config)?;
+    }
     let store = open_store(config).await?;
     let now = Utc::now();
     match command {
@@ -367,13 +381,6 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                 .map_err(|why| anyhow!("{why}"))
                 .exit_with(Exit::Config)?;
             let event_type = event_type.trim().to_string();
-            if event_type.is_empty() {
-                return Err(anyhow!("the event TYPE is empty")).exit_with(Exit::Config);
-            }
-            config
-                .check_event_type(&event_type)
-                .map_err(|why| anyhow!("{why}"))
-                .exit_with(Exit::Config)?;
             let context = context
                 .map(
                     |text| match serde_json::from_str::<serde_json::Value>(&text) {
@@ -613,13 +620,22 @@ pub async fn run_outbox(config: &Config, command: OutboxCommand) -> Result<(), F
     let store = open_store(config).await?;
     match command {
         OutboxCommand::List { all, json } => {
-            let items = store.outbox(all).await.map_err(store_failure)?;
+            let mut items = store.outbox(all).await.map_err(store_failure)?;
+            let held = items
+                .iter()
+                .filter(|i| i.acked_at.is_none() && i.lead_state == LeadState::Blocked)
+                .count();
+            if !all {
+                items.retain(|i| i.lead_state != LeadState::Blocked);
+            }
             if json {
                 return print_json(&items);
             }
             for item in &items {
                 let state = if item.acked_at.is_some() {
                     "delivered"
+                } else if item.lead_state == LeadState::Blocked {
+                    "held"
                 } else {
                     "pending"
                 };
@@ -634,6 +650,11 @@ pub async fn run_outbox(config: &Config, command: OutboxCommand) -> Result<(), F
             }
             if items.is_empty() {
                 eprintln!("the outbox is empty");
+            }
+            if held > 0 && !all {
+                eprintln!(
+                    "{held} message(s) held back: their lead is blocked (do-not-contact); `outbox list --all` shows them"
+                );
             }
             Ok(())
         }

@@ -61,7 +61,15 @@ pub fn select_jobs<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a J
 pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
     let jobs = select_jobs(config, &args.jobs)?;
     if args.dry_run {
-        return dry_run(config, &jobs, args.at.unwrap_or_else(Utc::now), args.json).await;
+        // The runner's clock (FLUIDTALK_CLOCK_OFFSET moves it), unless --at names an instant.
+        let at = match args.at {
+            Some(at) => at,
+            None => crate::clock::from_env()
+                .map_err(|e| anyhow!(e))
+                .exit_with(Exit::Usage)?
+                .now(),
+        };
+        return dry_run(config, &jobs, at, args.json).await;
     }
     let clock = crate::clock::from_env()
         .map_err(|e| anyhow!(e))
@@ -96,7 +104,7 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
 pub fn campaign_client(config: &Config) -> Result<Client, Failure> {
     let key = super::api::read_api_key().exit_with(Exit::Config)?;
     let mut client_config = ClientConfig::new(key);
-    client_config.base_url = config.base_url();
+    client_config.base_url = config.checked_base_url().exit_with(Exit::Config)?;
     client_config.timeout = config.fluidtalk.timeout;
     client_config.own_username = config.fluidtalk.own_username.clone();
     Client::new(client_config).exit_with(Exit::Config)
@@ -144,7 +152,7 @@ pub async fn run_jobs(
             }
             Err(RunError::Unauthorized { until }) => {
                 return Err(anyhow!(
-                    "the API refused the key (401/403): fix FLUIDTALK_API_KEY; every runner pauses calls until {until}"
+                    "the API refused the key (401/403): fix FLUIDTALK_API_KEY; every runner pauses calls until {until} (once it is fixed, `fluidtalk-runner pause clear` lifts the pause now)"
                 ))
                 .exit_with(Exit::Unauthorized);
             }

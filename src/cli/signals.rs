@@ -37,7 +37,7 @@ pub fn stop_on_signals(stop: CancellationToken) {
         stop.cancel();
         shutdown_signal().await;
         eprintln!(
-            "error: quit at once on a second signal; calls in flight go to review when their leases run out"
+            "error: quit at once on a second signal: calls in flight go to review, and the leads this runner had claimed wait, when their leases run out (`status` shows until when)"
         );
         std::process::exit(i32::from(Exit::Stopped.code()));
     });

@@ -26,6 +26,7 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
         .filter(|p| p.until > now)
         .collect();
     let runs = store.last_runs().await.map_err(store_failure)?;
+    let held = store.lease_summary(now).await.map_err(store_failure)?;
     // Queued events of a type no job sends wait forever (and hold their leads back from
     // openers): named here, so no lead is stuck without a word.
     let sent_by_jobs = config.event_types();
@@ -55,6 +56,7 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
         let value = serde_json::json!({
             "leads": counts.iter().map(|(s, n)| (s.as_str().to_string(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
             "pauses": pauses,
+            "held_by_runners": held,
             "jobs": jobs,
             "events_no_job_sends": unsent.iter().map(|(t, n)| (t.clone(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
         });
@@ -71,6 +73,17 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
     }
     let leads: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
     outln!("leads: {}", leads.join(", "));
+    if held.leased > 0 {
+        outln!(
+            "held by runners: {} lead(s) claimed, {} call(s) in flight; a runner that stopped hard (SIGKILL, a second Ctrl-C) holds its claims until {}",
+            held.leased,
+            held.in_flight,
+            held.until.map_or_else(
+                || "-".into(),
+                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+            )
+        );
+    }
     if pauses.is_empty() {
         outln!("pauses: none");
     }

@@ -12,10 +12,15 @@ use crate::fluidtalk::{
 use crate::plan::PlannedCall;
 use crate::policy;
 use crate::store::{Action, Store};
+use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// How long storing a pause may take before the call goes on without it (the hold in
+/// this runner stands either way; other runners learn it at the next 402).
+const PAUSE_WRITE_LIMIT: Duration = Duration::from_secs(10);
 
 /// What every call of a runner shares.
 #[derive(Clone)]
@@ -37,11 +42,13 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Makes `call` unless a stop or a pause came first (`NotCalled`). A 402 or 401 holds
-    /// this runner's calls at once and is stored as a pause for every runner (the first
-    /// one a strike; one heard while the pause is in force is not).
-    pub async fn call(&self, call: &PlannedCall) -> CallOutcome {
-        if self.stop.is_cancelled() || self.holds.blocks(call.action, self.clock.now()) {
+    /// Makes `call` unless a stop or a pause came first, or it can no longer start before
+    /// `start_by` (its lease must outlast it: `NotCalled`). A 402 or 401 holds this
+    /// runner's calls at once and is stored as a pause for every runner (the first one a
+    /// strike; one heard while the pause is in force is not).
+    pub async fn call(&self, call: &PlannedCall, start_by: DateTime<Utc>) -> CallOutcome {
+        let now = self.clock.now();
+        if self.stop.is_cancelled() || self.holds.blocks(call.action, now) || now > start_by {
             return CallOutcome::NotCalled;
         }
         let answer = self.request(call).await;
@@ -57,17 +64,23 @@ impl Caller {
                 self.holds.hold(scope, first);
                 let backoff = self.backoff;
                 let length = move |strikes| effect.pause_length(&backoff, strikes);
-                match self
-                    .store
-                    .set_pause(scope, &e.to_string(), &self.runner_id, now, &length)
-                    .await
-                {
-                    Ok(p) => {
+                // Bounded: a database gone silent must not hold the call's answer hostage.
+                let stored = tokio::time::timeout(
+                    PAUSE_WRITE_LIMIT,
+                    self.store
+                        .set_pause(scope, &e.to_string(), &self.runner_id, now, &length),
+                )
+                .await;
+                match stored {
+                    Ok(Ok(p)) => {
                         self.holds.hold(scope, p.until);
                         tracing::warn!(scope = scope.as_str(), until = %p.until, strikes = p.strikes, "paused: {e}");
                     }
-                    Err(db) => {
+                    Ok(Err(db)) => {
                         tracing::error!(error = %db, "could not store the pause; it holds in this runner")
+                    }
+                    Err(_) => {
+                        tracing::error!("storing the pause timed out; it holds in this runner")
                     }
                 }
             }

@@ -65,11 +65,15 @@ impl JobRun<'_> {
                 r.store.claim_leads(&ids, &token, now, lease_until)
             })
             .await?;
+        // A call may start only while its lease still covers reading its image and the
+        // call (each up to the API timeout), then writing its answer through a database
+        // outage, and clock skew: a live runner never works under an expired lease.
         let start_by = crate::clock::earlier(
             lease_until,
             r.config
                 .fluidtalk
                 .timeout
+                .saturating_mul(2)
                 .saturating_add(DB_OUTAGE_BUDGET)
                 .saturating_add(super::SKEW),
         );

@@ -61,10 +61,16 @@ impl Db {
         let mut failures = 0u32;
         loop {
             // A server that stops answering (a host gone without closing its sockets)
-            // counts as unreachable too, not as a wait without end.
-            let tried = tokio::time::timeout(DB_STATEMENT_LIMIT, op())
+            // counts as unreachable too, not as a wait without end; and no try runs past
+            // the budget (the leases are sized for it).
+            let left = (give_up - self.clock.now())
+                .to_std()
+                .unwrap_or_default()
+                .max(Duration::from_secs(1));
+            let limit = DB_STATEMENT_LIMIT.min(left);
+            let tried = tokio::time::timeout(limit, op())
                 .await
-                .unwrap_or(Err(StoreError::Unresponsive(DB_STATEMENT_LIMIT)));
+                .unwrap_or(Err(StoreError::Unresponsive(limit)));
             match tried {
                 Ok(v) => {
                     if failures > 0 {

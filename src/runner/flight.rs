@@ -14,8 +14,9 @@ use crate::config::JobKind;
 use crate::lead::LeadEvent;
 use crate::plan;
 use crate::store::{
-    AttemptStatus, DailyCap, LeadResult, NewAttempt, PauseScope, Store, StoreError,
+    AttemptStatus, DailyCap, LeadResult, NewAttempt, PauseScope, Recorded, Store, StoreError,
 };
+use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
 
 impl JobRun<'_> {
@@ -60,17 +61,20 @@ impl JobRun<'_> {
             self.give_back(late).await;
         }
         let started = self.record_in_flight(group).await?;
-        for (s, permit) in started.into_iter().zip(permits) {
-            self.spawn(s, permit);
+        for ((s, start_by), permit) in started.into_iter().zip(permits) {
+            // A call that can no longer start in time (the recording waited out a database
+            // outage) is not made: `Caller::call` checks `start_by` again.
+            self.spawn(s, start_by, permit);
         }
         Ok(())
     }
 
-    /// Records `group` in flight; returns the calls recorded, in order.
+    /// Records `group` in flight; returns the calls recorded, in order, with the last
+    /// moment each may start.
     async fn record_in_flight(
         &mut self,
         mut group: Vec<Claimed>,
-    ) -> Result<Vec<Started>, RunError> {
+    ) -> Result<Vec<(Started, DateTime<Utc>)>, RunError> {
         let r = self.runner;
         let cap = match &self.job.kind {
             JobKind::Opener {
@@ -93,6 +97,7 @@ impl JobRun<'_> {
                     step: c.call.step,
                     runner_id: c.token.clone(),
                     started_at: now,
+                    claimed: Some(c.call.lead.state),
                 })
                 .collect();
             let mut tries = 0;
@@ -103,8 +108,8 @@ impl JobRun<'_> {
                     let attempts = &attempts;
                     async move {
                         // A try whose answer was lost may have been written: use that one.
-                        if retry && let Some(ids) = ours(&*r.store, attempts).await? {
-                            return Ok(ids);
+                        if retry && let Some(recorded) = ours(&*r.store, attempts).await? {
+                            return Ok(recorded);
                         }
                         r.store.start_attempts_within(attempts, cap).await
                     }
@@ -113,32 +118,46 @@ impl JobRun<'_> {
             let recorded = match recorded {
                 // The first try may have been written before its connection was lost.
                 Err(StoreError::AlreadySent { .. }) => match ours(&*r.store, &attempts).await? {
-                    Some(ids) => Ok(ids),
+                    Some(found) => Ok(found),
                     None => recorded,
                 },
                 other => other,
             };
             match recorded {
-                Ok(ids) => {
-                    if ids.len() < group.len() {
-                        let over = group.split_off(ids.len());
+                Ok(recorded) => {
+                    let (mut started, mut changed, mut over) = (Vec::new(), Vec::new(), Vec::new());
+                    for (c, r) in group.into_iter().zip(recorded) {
+                        match r {
+                            Recorded::Started(attempt_id) => {
+                                let s = Started {
+                                    call: c.call,
+                                    token: c.token,
+                                    attempt_id,
+                                };
+                                started.push((s, c.start_by));
+                            }
+                            // Blocked, replied to or taken since the claim: not called.
+                            Recorded::Changed => changed.push(c),
+                            Recorded::OverCap => over.push(c),
+                        }
+                    }
+                    if !over.is_empty() {
                         tracing::info!(
                             left_for_later = over.len(),
                             "the daily cap was reached (counting every runner)"
                         );
-                        self.summary.cancelled += over.len() as u64;
-                        self.give_back(over).await;
                         self.halt.get_or_insert(Halt::CapReached);
                     }
-                    return Ok(group
-                        .into_iter()
-                        .zip(ids)
-                        .map(|(c, attempt_id)| Started {
-                            call: c.call,
-                            token: c.token,
-                            attempt_id,
-                        })
-                        .collect());
+                    if !changed.is_empty() {
+                        tracing::info!(
+                            leads = changed.len(),
+                            "leads changed since they were claimed (blocked, replied to): not called"
+                        );
+                    }
+                    self.summary.cancelled += (over.len() + changed.len()) as u64;
+                    changed.append(&mut over);
+                    self.give_back(changed).await;
+                    return Ok(started);
                 }
                 Err(StoreError::AlreadySent {
                     lead_id,
@@ -179,22 +198,27 @@ impl JobRun<'_> {
     }
 }
 
-/// After a lost connection: the ids of `attempts` if an earlier try recorded them (in
-/// flight under their tokens), else `None`. The daily cap may have let only the first
-/// few through, so the answer may be a prefix.
-async fn ours(store: &dyn Store, attempts: &[NewAttempt]) -> Result<Option<Vec<i64>>, StoreError> {
-    let mut ids = Vec::new();
+/// After a lost connection: what an earlier try recorded of `attempts` (in flight under
+/// their tokens), or `None` if it recorded none. One it did not record (its lead changed,
+/// or over the cap) is given back as `Changed`; the next group meets the cap again.
+async fn ours(
+    store: &dyn Store,
+    attempts: &[NewAttempt],
+) -> Result<Option<Vec<Recorded>>, StoreError> {
+    let mut found = Vec::with_capacity(attempts.len());
     for a in attempts {
         let held = store.attempts_for(a.lead_id).await?;
-        match held.iter().find(|h| {
-            h.status == AttemptStatus::InFlight
-                && h.runner_id == a.runner_id
-                && h.action == a.action
-                && h.step == a.step
-        }) {
-            Some(h) => ids.push(h.id),
-            None => break,
-        }
+        found.push(
+            held.iter()
+                .find(|h| {
+                    h.status == AttemptStatus::InFlight
+                        && h.runner_id == a.runner_id
+                        && h.action == a.action
+                        && h.step == a.step
+                })
+                .map_or(Recorded::Changed, |h| Recorded::Started(h.id)),
+        );
     }
-    Ok((!ids.is_empty()).then_some(ids))
+    let any = found.iter().any(|r| matches!(r, Recorded::Started(_)));
+    Ok(any.then_some(found))
 }

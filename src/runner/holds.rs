@@ -77,9 +77,11 @@ impl Holds {
                 )
                 .is_ok()
         {
-            match store.pauses().await {
-                Ok(p) => self.absorb(&p),
-                Err(e) => tracing::debug!(error = %e, "could not re-read the pauses"),
+            // Bounded: a database gone silent must not stall the runner's loop.
+            match tokio::time::timeout(std::time::Duration::from_secs(5), store.pauses()).await {
+                Ok(Ok(p)) => self.absorb(&p),
+                Ok(Err(e)) => tracing::debug!(error = %e, "could not re-read the pauses"),
+                Err(_) => tracing::debug!("re-reading the pauses timed out"),
             }
         }
     }

@@ -50,7 +50,8 @@ pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "the API refused the key (401/403): fix FLUIDTALK_API_KEY; calls are paused until {until}"
+        "the API refused the key (401/403): fix FLUIDTALK_API_KEY; calls are paused until \
+         {until} (once it is fixed, `fluidtalk-runner pause clear` lifts the pause now)"
     )]
     Unauthorized { until: DateTime<Utc> },
 }
@@ -214,12 +215,14 @@ impl Runner {
     }
 
     /// How long a claim lasts: its calls (behind up to `concurrency` already waiting) may
-    /// each take the full timeout, `concurrency` at a time and no faster than
-    /// `per_second`; then the results may wait out a database outage; plus a margin.
+    /// each take twice the timeout (reading a local image, then the call), `concurrency`
+    /// at a time and no faster than `per_second`; then the results may wait out a database
+    /// outage; plus a margin. A call that could not start in time is not made
+    /// (`claim`'s `start_by`), so a lease never runs out under a live call.
     fn lease(&self, job: &Job) -> chrono::Duration {
         let concurrency = self.config.limits.concurrency.max(1) as u32;
         let calls = job.batch_size.saturating_add(concurrency);
-        let timeout = self.config.fluidtalk.timeout;
+        let timeout = self.config.fluidtalk.timeout.saturating_mul(2);
         let by_slots = timeout.saturating_mul(calls.div_ceil(concurrency));
         let by_rate =
             Duration::from_secs_f64((f64::from(calls) / self.config.limits.per_second).min(1e9))

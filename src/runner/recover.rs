@@ -35,8 +35,9 @@ impl Runner {
                 && o.lead.transient_failures == 0;
             tracing::warn!(target = %o.lead.target, job = %o.attempt.job, action = o.attempt.action.as_str(),
                 retry, "an attempt was left in flight by a runner that stopped; its outcome is unknown");
-            let token = o.lead.lease_owner.clone().unwrap_or_default();
-            let mut result = LeadResult::new(&o.lead, &token);
+            // The attempt's own token: its lease is cleared if it still holds one; a lease
+            // another runner holds now is left alone.
+            let mut result = LeadResult::new(&o.lead, &o.attempt.runner_id);
             result.attempt = Some(AttemptEnd {
                 attempt_id: o.attempt.id,
                 status: AttemptStatus::Unknown,

@@ -65,9 +65,11 @@ pub(super) struct JobRun<'a> {
     pub queue: VecDeque<Claimed>,
     /// Calls going out, by task.
     flying: HashMap<tokio::task::Id, Started>,
-    /// Each call returns its slot with its outcome: a slot stays taken until the answer
-    /// is written, so what a crash leaves in flight never exceeds `concurrency`.
-    calls: JoinSet<(CallOutcome, OwnedSemaphorePermit)>,
+    calls: JoinSet<CallOutcome>,
+    /// Each call's slot is held here, not in its task: a slot stays taken until the
+    /// answer is written (even if the task panics), so what a crash leaves in flight never
+    /// exceeds `concurrency`.
+    slot_of: HashMap<tokio::task::Id, OwnedSemaphorePermit>,
     /// Settled answers not written yet, their slots, and since when the oldest waits.
     settled: Vec<LeadResult>,
     settled_slots: Vec<OwnedSemaphorePermit>,
@@ -98,6 +100,7 @@ impl<'a> JobRun<'a> {
             queue: VecDeque::new(),
             flying: HashMap::new(),
             calls: JoinSet::new(),
+            slot_of: HashMap::new(),
             settled: Vec::new(),
             settled_slots: Vec::new(),
             settled_since: None,
@@ -120,8 +123,9 @@ impl<'a> JobRun<'a> {
                 self.on_answer(joined);
             }
         }
-        self.give_back_queue().await;
+        // Answers first: they exist only in memory; a lease not given back runs out.
         let flushed = self.flush().await;
+        self.give_back_queue().await;
         driven?;
         flushed?;
         self.lift_ended_pauses().await?;
@@ -146,7 +150,10 @@ impl<'a> JobRun<'a> {
                 self.claim_batch().await?;
             }
             let now = self.runner.clock.now();
-            let waiting_429 = self.wait_until.filter(|t| *t > now);
+            // A 429's wait matters only while calls may still start.
+            let waiting_429 = self
+                .wait_until
+                .filter(|t| *t > now && self.halt.is_none() && !self.queue.is_empty());
             let can_start = self.halt.is_none() && !self.queue.is_empty() && waiting_429.is_none();
             if !can_start {
                 slots = None;
@@ -201,21 +208,18 @@ impl<'a> JobRun<'a> {
     /// Settles one finished call and takes in what its answer means for the job.
     fn on_answer(
         &mut self,
-        joined: Result<
-            (tokio::task::Id, (CallOutcome, OwnedSemaphorePermit)),
-            tokio::task::JoinError,
-        >,
+        joined: Result<(tokio::task::Id, CallOutcome), tokio::task::JoinError>,
     ) {
         let (id, outcome) = match joined {
-            Ok((id, (outcome, slot))) => {
-                self.settled_slots.push(slot);
-                (id, outcome)
-            }
+            Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, "a call task failed; its outcome is unknown");
                 (e.id(), CallOutcome::Lost)
             }
         };
+        if let Some(slot) = self.slot_of.remove(&id) {
+            self.settled_slots.push(slot);
+        }
         let Some(started) = self.flying.remove(&id) else {
             return;
         };
@@ -308,15 +312,23 @@ impl<'a> JobRun<'a> {
             return Ok(());
         }
         let results = std::mem::take(&mut self.settled);
-        self.settled_since = None;
         let now = self.runner.clock.now();
         let store = &self.runner.store;
-        self.runner
+        let written = self
+            .runner
             .db
             .run("record results", OnStop::KeepTrying, || {
                 store.record_results(&results, now)
             })
-            .await?;
+            .await;
+        if let Err(e) = written {
+            // Kept for a later try (the run's last flush): never dropped.
+            let mut results = results;
+            results.append(&mut self.settled);
+            self.settled = results;
+            return Err(e.into());
+        }
+        self.settled_since = None;
         // Written: their slots may take new calls.
         self.settled_slots.clear();
         // A lead's next queued event is due only once the one before it is settled: the
@@ -347,7 +359,7 @@ impl<'a> JobRun<'a> {
             if let Err(e) = self
                 .runner
                 .db
-                .run("give leases back", OnStop::KeepTrying, || {
+                .run("give leases back", OnStop::GiveUp, || {
                     store.release_leads(&ids, &token, now)
                 })
                 .await
@@ -387,14 +399,19 @@ impl<'a> JobRun<'a> {
         Ok(())
     }
 
-    pub(super) fn spawn(&mut self, started: Started, permit: OwnedSemaphorePermit) {
+    pub(super) fn spawn(
+        &mut self,
+        started: Started,
+        start_by: DateTime<Utc>,
+        permit: OwnedSemaphorePermit,
+    ) {
         let caller = self.runner.caller.clone();
         let call = started.call.clone();
-        let handle = self.calls.spawn(async move {
-            let outcome = caller.call(&call).await;
-            (outcome, permit)
-        });
+        let handle = self
+            .calls
+            .spawn(async move { caller.call(&call, start_by).await });
         self.flying.insert(handle.id(), started);
+        self.slot_of.insert(handle.id(), permit);
     }
 }
 

@@ -292,8 +292,25 @@ pub struct NewAttempt {
     pub job: String,
     pub action: Action,
     pub step: i64,
+    /// The lease token of the claim it is made under.
     pub runner_id: String,
     pub started_at: DateTime<Utc>,
+    /// The state the lead was claimed in: the attempt is recorded only if the lead still
+    /// has it and is still leased to `runner_id` (a person's block since the claim stops
+    /// the call). `None` records it whatever the lead is like (tests, tools).
+    pub claimed: Option<LeadState>,
+}
+
+/// What became of one attempt asked to start (`start_attempts_within`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded in flight, with this id: the call may go out.
+    Started(i64),
+    /// Not recorded: the lead changed since its claim (blocked, replied to, its lease
+    /// lost). Give it back; do not call.
+    Changed,
+    /// Not recorded: the daily cap is reached.
+    OverCap,
 }
 
 /// How an attempt ended, and the text to deliver, if any.
@@ -325,6 +342,17 @@ pub struct OutboxItem {
     pub session_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub acked_at: Option<DateTime<Utc>>,
+    /// The lead's state now: text for a `blocked` lead is held, not delivered.
+    pub lead_state: LeadState,
+}
+
+/// Leads held by runners, for `status`: claimed (leased) now, and calls in flight.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LeaseSummary {
+    pub leased: u64,
+    /// When the last lease runs out.
+    pub until: Option<DateTime<Utc>>,
+    pub in_flight: u64,
 }
 
 /// A queued platform event.
@@ -732,20 +760,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     -> Result<Vec<QueuedEvent>, StoreError>;
 
     /// Records attempts as in flight, all or none, before their calls are made. A step
-    /// already in flight or sent is refused (`AlreadySent`) by the database's unique index.
+    /// that may already have reached the API is refused (`AlreadySent`) by the database's
+    /// unique index; an attempt whose lead changed since its claim is an error here.
     async fn start_attempts(&self, attempts: &[NewAttempt]) -> Result<Vec<i64>, StoreError> {
-        self.start_attempts_within(attempts, None).await
+        self.start_attempts_within(attempts, None)
+            .await?
+            .into_iter()
+            .map(|r| match r {
+                Recorded::Started(id) => Ok(id),
+                _ => Err(StoreError::Conflict(
+                    "a lead changed since it was claimed".into(),
+                )),
+            })
+            .collect()
     }
-    /// `start_attempts` under a daily cap shared by every runner: in one transaction that
-    /// holds the job's cap lock (PostgreSQL: an advisory lock; SQLite: the write lock), it
-    /// counts the job's attempts started since `cap.since` and records only as many of
-    /// `attempts`, from the front, as the cap still allows. Returns the ids of those.
-    /// All attempts must be of one job.
+    /// Records attempts in flight just before their calls: each only if its lead is still
+    /// as claimed (`NewAttempt::claimed`), and, under a daily cap shared by every runner,
+    /// only as many, from the front, as the cap still allows. With a cap, one transaction
+    /// holds the job's cap lock (PostgreSQL: an advisory lock; SQLite: the write lock) and
+    /// counts the job's attempts started since `cap.since`. All attempts must be of one job.
     async fn start_attempts_within(
         &self,
         attempts: &[NewAttempt],
         cap: Option<DailyCap>,
-    ) -> Result<Vec<i64>, StoreError>;
+    ) -> Result<Vec<Recorded>, StoreError>;
     /// Records how attempts ended; those with a message get an outbox row. Only attempts
     /// still `in_flight` are finished (a late answer for an attempt a person has since
     /// retried changes nothing); returns the ids finished.
@@ -806,7 +844,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         results: &[LeadResult],
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError>;
-    /// Leads whose lease expired while an attempt was in flight (a runner died mid-call).
+    /// Attempts left in flight by a runner that no longer holds their lead: its lease
+    /// expired (it died mid-call), or was given back or lost while an attempt it recorded
+    /// after a timed-out try was committed late. Their outcome is unknown.
     async fn orphans(&self, now: DateTime<Utc>) -> Result<Vec<Orphan>, StoreError>;
     /// Clears expired leases that hold no attempt in flight.
     async fn clear_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
@@ -837,6 +877,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Lifts the stored pauses of `scopes` whatever their end (a person fixed the key or
     /// bought tokens: `pause clear`); returns those lifted.
     async fn lift_pauses(&self, scopes: &[PauseScope]) -> Result<Vec<Pause>, StoreError>;
+
+    /// Leads leased by runners at `now`, and attempts in flight, for `status`.
+    async fn lease_summary(&self, now: DateTime<Utc>) -> Result<LeaseSummary, StoreError>;
 
     /// Queued events per type, for `status` (which names types no job sends).
     async fn queued_event_types(&self) -> Result<Vec<(String, u64)>, StoreError>;
@@ -1111,6 +1154,7 @@ fn attempts_json(attempts: &[NewAttempt]) -> String {
             serde_json::json!({
                 "lead_id": a.lead_id, "job": clean(&a.job), "action": a.action.as_str(),
                 "step": a.step, "runner_id": clean(&a.runner_id), "started_at": ts(a.started_at),
+                "claimed": a.claimed.map(LeadState::as_str),
             })
         })
         .collect();
@@ -1136,11 +1180,9 @@ fn ends_json(ends: &[AttemptEnd]) -> String {
     serde_json::Value::Array(rows).to_string()
 }
 
-/// Ids returned by a batch insert, in the order of `attempts` (RETURNING promises none).
-fn ids_in_order(
-    attempts: &[NewAttempt],
-    rows: &[(i64, i64, String, i64)],
-) -> Result<Vec<i64>, StoreError> {
+/// Ids returned by a batch insert, in the order of `attempts` (RETURNING promises none);
+/// `None` for an attempt not inserted (its lead changed since its claim).
+fn ids_in_order(attempts: &[NewAttempt], rows: &[(i64, i64, String, i64)]) -> Vec<Option<i64>> {
     attempts
         .iter()
         .map(|a| {
@@ -1149,7 +1191,45 @@ fn ids_in_order(
                     *lead == a.lead_id && action == a.action.as_str() && *step == a.step
                 })
                 .map(|r| r.0)
-                .ok_or_else(|| StoreError::Corrupt("an inserted attempt was not returned".into()))
+        })
+        .collect()
+}
+
+/// Which of `attempts` may still be recorded: their lead, as read now (`leads`: id,
+/// state, lease owner), is still in the state it was claimed in and leased to the token.
+fn still_claimed(attempts: &[NewAttempt], leads: &[(i64, String, Option<String>)]) -> Vec<bool> {
+    attempts
+        .iter()
+        .map(|a| match a.claimed {
+            None => true,
+            Some(state) => leads.iter().any(|(id, s, owner)| {
+                *id == a.lead_id
+                    && s == state.as_str()
+                    && owner.as_deref() == Some(a.runner_id.as_str())
+            }),
+        })
+        .collect()
+}
+
+/// `start_attempts_within`'s answer under a cap: the first `allowed` of the attempts
+/// still claimed were inserted (`ids`, aligned with them).
+fn recorded_under_cap(kept: &[bool], allowed: usize, ids: &[Option<i64>]) -> Vec<Recorded> {
+    let mut chosen = ids.iter();
+    let mut n = 0;
+    kept.iter()
+        .map(|&k| {
+            if !k {
+                Recorded::Changed
+            } else if n < allowed {
+                n += 1;
+                chosen
+                    .next()
+                    .copied()
+                    .flatten()
+                    .map_or(Recorded::Changed, Recorded::Started)
+            } else {
+                Recorded::OverCap
+            }
         })
         .collect()
 }
@@ -1231,6 +1311,7 @@ mod tests {
             action: Action::Opener,
             step,
             runner_id: "r".into(),
+            claimed: None,
             started_at: Utc::now(),
         };
         let batch = [a(1, 0), a(2, 0), a(3, 0)];

@@ -7,10 +7,11 @@
 use super::{
     Action, Attempt, AttemptEnd, AttemptStatus, Current, DailyCap, Due, DueEvent, DueLead,
     DueQuery, FUTURE_SKEW, ImportCounts, ImportSession, JobRun, Lead, LeadFilter, LeadInput,
-    LeadResult, NewAttempt, Orphan, OutboxItem, Pause, PauseScope, QueuedEvent, RUNNER_LOST, Store,
-    StoreError, UserAction, already_sent, attempts_json, cap_allows, check_reply_time, clean,
-    counts_by_state, ends_json, ids_in_order, in_tx, is_unique_violation, merge_batch, redact_url,
-    rows_json, settle_json, user_change,
+    LeadResult, LeaseSummary, NewAttempt, Orphan, OutboxItem, Pause, PauseScope, QueuedEvent,
+    RUNNER_LOST, Recorded, Store, StoreError, UserAction, already_sent, attempts_json, cap_allows,
+    check_reply_time, clean, counts_by_state, ends_json, ids_in_order, in_tx, is_unique_violation,
+    merge_batch, recorded_under_cap, redact_url, rows_json, settle_json, still_claimed,
+    user_change,
 };
 use crate::lead::{self, LeadEvent, LeadState};
 use async_trait::async_trait;
@@ -345,6 +346,10 @@ fn outbox_from_row(r: &PgRow) -> Result<OutboxItem, StoreError> {
         session_id: r.try_get("session_id")?,
         created_at: r.try_get("created_at")?,
         acked_at: r.try_get("acked_at")?,
+        lead_state: r
+            .try_get::<String, _>("lead_state")?
+            .parse()
+            .map_err(StoreError::Corrupt)?,
     })
 }
 
@@ -427,21 +432,39 @@ async fn upsert_batch(
 async fn insert_attempts(
     conn: &mut PgConnection,
     attempts: &[NewAttempt],
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<Option<i64>>, StoreError> {
     if attempts.is_empty() {
         return Ok(Vec::new());
     }
+    // Only for leads still as claimed (a block committed before this statement stops the
+    // call; one committed after it finds the call in flight).
     let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
         "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
          SELECT x.lead_id, x.job, x.action, x.step, 'in_flight', x.started_at, x.runner_id
          FROM jsonb_to_recordset($1::jsonb) AS x(lead_id bigint, job text, action text,
-              step bigint, started_at timestamptz, runner_id text)
+              step bigint, started_at timestamptz, runner_id text, claimed text)
+         JOIN leads l ON l.id = x.lead_id
+         WHERE x.claimed IS NULL OR (l.state = x.claimed AND l.lease_owner = x.runner_id)
          RETURNING id, lead_id, action, step",
     )
     .bind(attempts_json(attempts))
     .fetch_all(&mut *conn)
     .await?;
-    ids_in_order(attempts, &rows)
+    Ok(ids_in_order(attempts, &rows))
+}
+
+/// The state and lease holder of the leads of `attempts`, locked, for `still_claimed`.
+async fn claim_states(
+    conn: &mut PgConnection,
+    attempts: &[NewAttempt],
+) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+    let ids: Vec<i64> = attempts.iter().map(|a| a.lead_id).collect();
+    Ok(sqlx::query_as(
+        "SELECT id, state, lease_owner FROM leads WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?)
 }
 
 /// A job's attempts started since `since` that count against its daily cap.
@@ -694,13 +717,19 @@ impl Store for PgStore {
         &self,
         attempts: &[NewAttempt],
         cap: Option<DailyCap>,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<Vec<Recorded>, StoreError> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
         let started = match cap {
             // One statement, one round trip: the common case stays as cheap as it was.
-            None => insert_attempts(&mut *self.pool.acquire().await?, attempts).await,
+            None => insert_attempts(&mut *self.pool.acquire().await?, attempts)
+                .await
+                .map(|ids| {
+                    ids.into_iter()
+                        .map(|id| id.map_or(Recorded::Changed, Recorded::Started))
+                        .collect()
+                }),
             Some(cap) => {
                 let tx = self.pool.begin().await?;
                 in_tx(tx, async |tx| {
@@ -711,9 +740,18 @@ impl Store for PgStore {
                         .bind(format!("fluidtalk-runner daily cap: {}", attempts[0].job))
                         .execute(&mut *tx)
                         .await?;
+                    let kept = still_claimed(attempts, &claim_states(tx, attempts).await?);
                     let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
-                    let chosen = &attempts[..cap_allows(Some(cap), used, attempts.len())];
-                    insert_attempts(tx, chosen).await
+                    let allowed = cap_allows(Some(cap), used, kept.iter().filter(|k| **k).count());
+                    let chosen: Vec<NewAttempt> = attempts
+                        .iter()
+                        .zip(&kept)
+                        .filter(|(_, k)| **k)
+                        .take(allowed)
+                        .map(|(a, _)| a.clone())
+                        .collect();
+                    let ids = insert_attempts(tx, &chosen).await?;
+                    Ok(recorded_under_cap(&kept, allowed, &ids))
                 })
                 .await
             }
@@ -967,8 +1005,8 @@ impl Store for PgStore {
         let ids: Vec<i64> = results.iter().map(|r| r.lead_id).collect();
         let tx = self.pool.begin().await?;
         in_tx(tx, async |tx| {
-            let finished: HashSet<i64> = finish_in(tx, &ends).await?.into_iter().collect();
-            // Locked in id order (a person's block waits, and two writers cannot deadlock).
+            // The leads first, locked in id order, then their attempts: the order a
+            // person's block, unblock or retry takes too, so the two cannot deadlock.
             let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
                 "SELECT id, state, pending_event, lease_owner FROM leads
                  WHERE id = ANY($1) ORDER BY id FOR UPDATE",
@@ -976,6 +1014,7 @@ impl Store for PgStore {
             .bind(&ids)
             .fetch_all(&mut *tx)
             .await?;
+            let finished: HashSet<i64> = finish_in(tx, &ends).await?.into_iter().collect();
             let current = rows
                 .into_iter()
                 .map(|(id, state, pending, owner)| Ok((id, Current::new(&state, pending, owner)?)))
@@ -1031,8 +1070,10 @@ impl Store for PgStore {
             attempt_columns!(),
             " FROM attempts
              WHERE status = 'in_flight'
-               AND lead_id IN (SELECT id FROM leads
-                               WHERE lease_owner IS NOT NULL AND lease_expires_at <= $1)
+               AND id IN (SELECT a.id FROM attempts a JOIN leads l ON l.id = a.lead_id
+                          WHERE a.status = 'in_flight'
+                            AND (l.lease_owner IS NULL OR l.lease_expires_at <= $1
+                                 OR l.lease_owner <> a.runner_id))
              ORDER BY id"
         ))
         .bind(now)
@@ -1167,6 +1208,25 @@ impl Store for PgStore {
         Ok(lifted)
     }
 
+    async fn lease_summary(&self, now: DateTime<Utc>) -> Result<LeaseSummary, StoreError> {
+        let (leased, until): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT COUNT(*), MAX(lease_expires_at) FROM leads
+             WHERE lease_owner IS NOT NULL AND lease_expires_at > $1",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let in_flight: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE status = 'in_flight'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(LeaseSummary {
+            leased: leased.max(0) as u64,
+            until,
+            in_flight: in_flight.max(0) as u64,
+        })
+    }
+
     async fn queued_event_types(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT event_type, COUNT(*) FROM events WHERE state = 'queued'
@@ -1266,8 +1326,10 @@ impl Store for PgStore {
 
     async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, lead_id, attempt_id, target, action, message, session_id, created_at, acked_at
-             FROM outbox WHERE $1 OR acked_at IS NULL ORDER BY id",
+            "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
+                    o.created_at, o.acked_at, l.state AS lead_state
+             FROM outbox o JOIN leads l ON l.id = o.lead_id
+             WHERE $1 OR o.acked_at IS NULL ORDER BY o.id",
         )
         .bind(include_acked)
         .fetch_all(&self.pool)

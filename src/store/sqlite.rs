@@ -7,10 +7,11 @@
 use super::{
     Action, Attempt, AttemptEnd, AttemptStatus, Current, DailyCap, Due, DueEvent, DueLead,
     DueQuery, FUTURE_SKEW, ImportCounts, ImportSession, JobRun, Lead, LeadFilter, LeadInput,
-    LeadResult, NewAttempt, Orphan, OutboxItem, Pause, PauseScope, QueuedEvent, RUNNER_LOST, Store,
-    StoreError, UserAction, already_sent, attempts_json, cap_allows, check_reply_time, clean,
-    counts_by_state, ends_json, ids_in_order, in_tx, is_unique_violation, memory_url, merge_batch,
-    redact_url, rows_json, settle_json, ts, user_change,
+    LeadResult, LeaseSummary, NewAttempt, Orphan, OutboxItem, Pause, PauseScope, QueuedEvent,
+    RUNNER_LOST, Recorded, Store, StoreError, UserAction, already_sent, attempts_json, cap_allows,
+    check_reply_time, clean, counts_by_state, ends_json, ids_in_order, in_tx, is_unique_violation,
+    memory_url, merge_batch, recorded_under_cap, redact_url, rows_json, settle_json, still_claimed,
+    ts, user_change,
 };
 use crate::lead::{self, LeadEvent, LeadState};
 use async_trait::async_trait;
@@ -343,6 +344,10 @@ fn outbox_from_row(r: &SqliteRow) -> Result<OutboxItem, StoreError> {
         session_id: r.try_get("session_id")?,
         created_at: parse_ts(&r.try_get::<String, _>("created_at")?)?,
         acked_at: opt_ts(r.try_get("acked_at")?)?,
+        lead_state: r
+            .try_get::<String, _>("lead_state")?
+            .parse()
+            .map_err(StoreError::Corrupt)?,
     })
 }
 
@@ -446,22 +451,42 @@ async fn upsert_batch(
 async fn insert_attempts(
     conn: &mut SqliteConnection,
     attempts: &[NewAttempt],
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<Option<i64>>, StoreError> {
     if attempts.is_empty() {
         return Ok(Vec::new());
     }
+    // Only for leads still as claimed: one statement, which holds the write lock, so a
+    // person's block either comes first (no call) or finds the call in flight.
     let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
         "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
-         SELECT json_extract(value, '$.lead_id'), json_extract(value, '$.job'),
-                json_extract(value, '$.action'), json_extract(value, '$.step'), 'in_flight',
-                json_extract(value, '$.started_at'), json_extract(value, '$.runner_id')
-         FROM json_each(?1)
+         SELECT json_extract(j.value, '$.lead_id'), json_extract(j.value, '$.job'),
+                json_extract(j.value, '$.action'), json_extract(j.value, '$.step'), 'in_flight',
+                json_extract(j.value, '$.started_at'), json_extract(j.value, '$.runner_id')
+         FROM json_each(?1) AS j
+         JOIN leads l ON l.id = json_extract(j.value, '$.lead_id')
+         WHERE json_extract(j.value, '$.claimed') IS NULL
+            OR (l.state = json_extract(j.value, '$.claimed')
+                AND l.lease_owner = json_extract(j.value, '$.runner_id'))
          RETURNING id, lead_id, action, step",
     )
     .bind(attempts_json(attempts))
     .fetch_all(&mut *conn)
     .await?;
-    ids_in_order(attempts, &rows)
+    Ok(ids_in_order(attempts, &rows))
+}
+
+/// The state and lease holder of the leads of `attempts`, for `still_claimed`.
+async fn claim_states(
+    conn: &mut SqliteConnection,
+    attempts: &[NewAttempt],
+) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+    let ids: Vec<i64> = attempts.iter().map(|a| a.lead_id).collect();
+    Ok(sqlx::query_as(
+        "SELECT id, state, lease_owner FROM leads WHERE id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(serde_json::Value::from(ids).to_string())
+    .fetch_all(&mut *conn)
+    .await?)
 }
 
 /// A job's attempts started since `since` that count against its daily cap.
@@ -727,20 +752,35 @@ impl Store for SqliteStore {
         &self,
         attempts: &[NewAttempt],
         cap: Option<DailyCap>,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<Vec<Recorded>, StoreError> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
         let started = match cap {
-            None => insert_attempts(&mut *self.pool.acquire().await?, attempts).await,
+            None => insert_attempts(&mut *self.pool.acquire().await?, attempts)
+                .await
+                .map(|ids| {
+                    ids.into_iter()
+                        .map(|id| id.map_or(Recorded::Changed, Recorded::Started))
+                        .collect()
+                }),
             Some(cap) => {
-                // The write lock, taken up front, makes count-then-insert atomic across
-                // processes.
+                // The write lock, taken up front, makes check, count and insert atomic
+                // across processes.
                 let tx = self.begin_immediate().await?;
                 in_tx(tx, async |tx| {
+                    let kept = still_claimed(attempts, &claim_states(tx, attempts).await?);
                     let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
-                    let chosen = &attempts[..cap_allows(Some(cap), used, attempts.len())];
-                    insert_attempts(tx, chosen).await
+                    let allowed = cap_allows(Some(cap), used, kept.iter().filter(|k| **k).count());
+                    let chosen: Vec<NewAttempt> = attempts
+                        .iter()
+                        .zip(&kept)
+                        .filter(|(_, k)| **k)
+                        .take(allowed)
+                        .map(|(a, _)| a.clone())
+                        .collect();
+                    let ids = insert_attempts(tx, &chosen).await?;
+                    Ok(recorded_under_cap(&kept, allowed, &ids))
                 })
                 .await
             }
@@ -1018,7 +1058,7 @@ impl Store for SqliteStore {
             .to_string();
         let tx = self.begin_immediate().await?;
         in_tx(tx, async |tx| {
-            let finished: HashSet<i64> = finish_in(tx, &ends).await?.into_iter().collect();
+            // The leads, then their attempts (the order PostgreSQL's locks need).
             let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
                 "SELECT id, state, pending_event, lease_owner FROM leads
                  WHERE id IN (SELECT value FROM json_each(?1))",
@@ -1026,6 +1066,7 @@ impl Store for SqliteStore {
             .bind(&ids)
             .fetch_all(&mut *tx)
             .await?;
+            let finished: HashSet<i64> = finish_in(tx, &ends).await?.into_iter().collect();
             let current = rows
                 .into_iter()
                 .map(|(id, state, pending, owner)| Ok((id, Current::new(&state, pending, owner)?)))
@@ -1090,8 +1131,10 @@ impl Store for SqliteStore {
             attempt_columns!(),
             " FROM attempts
              WHERE status = 'in_flight'
-               AND lead_id IN (SELECT id FROM leads
-                               WHERE lease_owner IS NOT NULL AND lease_expires_at <= ?1)
+               AND id IN (SELECT a.id FROM attempts a JOIN leads l ON l.id = a.lead_id
+                          WHERE a.status = 'in_flight'
+                            AND (l.lease_owner IS NULL OR l.lease_expires_at <= ?1
+                                 OR l.lease_owner <> a.runner_id))
              ORDER BY id"
         ))
         .bind(ts(now))
@@ -1236,6 +1279,25 @@ impl Store for SqliteStore {
         Ok(lifted)
     }
 
+    async fn lease_summary(&self, now: DateTime<Utc>) -> Result<LeaseSummary, StoreError> {
+        let (leased, until): (i64, Option<String>) = sqlx::query_as(
+            "SELECT COUNT(*), MAX(lease_expires_at) FROM leads
+             WHERE lease_owner IS NOT NULL AND lease_expires_at > ?1",
+        )
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await?;
+        let in_flight: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE status = 'in_flight'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(LeaseSummary {
+            leased: leased.max(0) as u64,
+            until: opt_ts(until)?,
+            in_flight: in_flight.max(0) as u64,
+        })
+    }
+
     async fn queued_event_types(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT event_type, COUNT(*) FROM events WHERE state = 'queued'
@@ -1339,8 +1401,10 @@ impl Store for SqliteStore {
 
     async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, lead_id, attempt_id, target, action, message, session_id, created_at, acked_at
-             FROM outbox WHERE ?1 OR acked_at IS NULL ORDER BY id",
+            "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
+                    o.created_at, o.acked_at, l.state AS lead_state
+             FROM outbox o JOIN leads l ON l.id = o.lead_id
+             WHERE ?1 OR o.acked_at IS NULL ORDER BY o.id",
         )
         .bind(include_acked)
         .fetch_all(&self.pool)
