@@ -71,13 +71,16 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
         };
         return dry_run(config, &jobs, at, args.json).await;
     }
+    // Signals first: a stop that comes while the store opens still ends the run cleanly.
+    let stop = tokio_util::sync::CancellationToken::new();
+    super::signals::stop_on_signals(stop.clone());
     let clock = crate::clock::from_env()
         .map_err(|e| anyhow!(e))
         .exit_with(Exit::Usage)?;
     let client = campaign_client(config)?;
     let store = super::store_access::open_store(config).await?;
-    let runner = Runner::new(store, client, Arc::new(config.clone()), clock, runner_id());
-    super::signals::stop_on_signals(runner.stop_token());
+    let runner =
+        Runner::new(store, client, Arc::new(config.clone()), clock, runner_id()).stopped_by(stop);
     let per_job = run_jobs(&runner, &jobs, args.json).await?;
     if args.json {
         let mut total = Summary::default();

@@ -125,6 +125,14 @@ impl Runner {
         self.db.stop.clone()
     }
 
+    /// The runner, stopped by `stop` (a token made before it, e.g. when signals are
+    /// caught before the store is opened).
+    pub fn stopped_by(mut self, stop: CancellationToken) -> Self {
+        self.caller.stop = stop.clone();
+        self.db.stop = stop;
+        self
+    }
+
     /// Runs `job` once: works through every due lead until none is due or a cap, window,
     /// pause or stop ends it.
     pub async fn run_job(

@@ -3,8 +3,9 @@
 //! The loop only decides what happens next; each step is its own unit: claim a batch when
 //! fewer than `concurrency` claimed leads wait (`claim`), record a group in flight and
 //! start it when slots free up (`flight`), settle each answer as it arrives (`settle`),
-//! and write the settled answers in batches: at most every `FLUSH_EVERY`, or at
-//! `FLUSH_AT` answers, and always before the run returns. A stop, a pause, the daily cap
+//! and write the settled answers in batches: when half the window has answered (so its
+//! slots refill as one group), when no call is left, at the latest `FLUSH_EVERY` after the
+//! first answer waits, or at `FLUSH_AT` answers; and always before the run returns. A stop, a pause, the daily cap
 //! or a 401 *halts* the run: no new call starts and the leads not yet called are given
 //! back, while the calls in flight finish and are recorded.
 
@@ -24,8 +25,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
-/// Settled answers are written at least this often while calls go on ...
-const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Settled answers wait at most this long for others to be written with (a slot held by
+/// an answer not yet written takes no new call: short, so calls keep going) ...
+const FLUSH_EVERY: Duration = Duration::from_millis(2);
 /// ... and as soon as this many wait.
 const FLUSH_AT: usize = 500;
 
@@ -147,7 +149,8 @@ impl<'a> JobRun<'a> {
                 self.summary.stopped = true;
             }
             if self.halt.is_none() && !self.planned_all && self.queue.len() < self.concurrency() {
-                self.claim_batch().await?;
+                let claimed = self.claim_batch().await;
+                self.unless_stopping(claimed)?;
             }
             let now = self.runner.clock.now();
             // A 429's wait matters only while calls may still start.
@@ -174,12 +177,18 @@ impl<'a> JobRun<'a> {
             tokio::select! {
                 biased;
                 () = stop.cancelled(), if self.halt.is_none() => {}
-                Some(joined) = self.calls.join_next_with_id(), if !self.calls.is_empty() => {
-                    self.on_answer(joined);
-                }
                 permits = wait_for(&mut slots), if slots.is_some() => {
                     slots = None;
-                    self.start(permits).await?;
+                    let started = self.start(permits).await;
+                    self.unless_stopping(started)?;
+                }
+                Some(joined) = self.calls.join_next_with_id(), if !self.calls.is_empty() => {
+                    self.on_answer(joined);
+                    // Every other call that ended meanwhile too: answers that arrive
+                    // together are written together, and their slots refilled as one group.
+                    while let Some(joined) = self.calls.try_join_next_with_id() {
+                        self.on_answer(joined);
+                    }
                 }
                 () = tokio::time::sleep(flush_in.unwrap_or_default()), if flush_in.is_some() => {}
                 () = self.runner.clock.sleep(
@@ -189,6 +198,23 @@ impl<'a> JobRun<'a> {
             if self.flush_due() {
                 self.flush().await?;
             }
+        }
+    }
+
+    /// A read, claim or start that failed (the database unreachable) while a stop was
+    /// asked for ends the run as stopped, not as failed: nothing was called for it.
+    fn unless_stopping(
+        &mut self,
+        done: Result<(), super::RunError>,
+    ) -> Result<(), super::RunError> {
+        match done {
+            Err(e) if self.runner.db.stop.is_cancelled() => {
+                tracing::warn!(error = %e, "stopping: the database did not answer; leads not called stay due");
+                self.halt.get_or_insert(Halt::Stopped);
+                self.summary.stopped = true;
+                Ok(())
+            }
+            other => other,
         }
     }
 
@@ -292,14 +318,12 @@ impl<'a> JobRun<'a> {
     /// Whether to write the settled answers now: many wait, the oldest has waited long
     /// enough, no call is left to wait for, or their slots are wanted for new calls.
     fn flush_due(&self) -> bool {
-        let slots_wanted = self.halt.is_none()
-            && !self.queue.is_empty()
-            && !self.settled_slots.is_empty()
-            && self.runner.slots.available_permits() == 0;
+        // Half the window answered: write them, so their slots take new calls in one group.
+        let half_window = self.settled_slots.len() >= self.concurrency().div_ceil(2);
         !self.settled.is_empty()
             && (self.settled.len() >= FLUSH_AT
                 || self.calls.is_empty()
-                || slots_wanted
+                || half_window
                 || self
                     .settled_since
                     .is_some_and(|t| t.elapsed() >= FLUSH_EVERY))

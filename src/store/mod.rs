@@ -26,6 +26,7 @@ macro_rules! holds_step {
     };
 }
 
+mod nodelay;
 mod postgres;
 mod sqlite;
 

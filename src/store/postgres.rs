@@ -67,7 +67,8 @@ impl PgStore {
         .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
         .map_err(connect_error)?;
         let _ = probe.close().await;
-        let pool = PgPoolOptions::new()
+        let pool = with_nodelay(&options)
+            .await
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
@@ -98,7 +99,8 @@ impl PgStore {
             })?
             // The server itself refuses writes on these connections.
             .options([("default_transaction_read_only", "on")]);
-        let pool = PgPoolOptions::new()
+        let pool = with_nodelay(&options)
+            .await
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(options)
@@ -274,6 +276,32 @@ impl PgStore {
         })
         .await
     }
+}
+
+/// Pool options that set `TCP_NODELAY` on each new connection's socket (see `nodelay`:
+/// sqlx 0.9.0 does not, and each round trip would wait ~40 ms for a delayed ACK).
+async fn with_nodelay(options: &PgConnectOptions) -> PgPoolOptions {
+    let host = options.get_host().to_string();
+    let port = options.get_port();
+    // A Unix socket (a path) has no Nagle's algorithm to turn off.
+    let peers: Vec<std::net::SocketAddr> = if host.starts_with('/') {
+        Vec::new()
+    } else {
+        tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+            .await
+            .map(|a| a.collect())
+            .unwrap_or_default()
+    };
+    let peers = std::sync::Arc::new(peers);
+    PgPoolOptions::new().after_connect(move |_conn, _meta| {
+        let peers = peers.clone();
+        Box::pin(async move {
+            if !peers.is_empty() {
+                super::nodelay::set_on_sockets_to(&peers);
+            }
+            Ok(())
+        })
+    })
 }
 
 fn pause_from_row(r: &PgRow) -> Result<Pause, StoreError> {
