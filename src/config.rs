@@ -40,6 +40,15 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
 }
 
+/// Why a campaign's API client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Client(#[from] crate::fluidtalk::Error),
+}
+
 /// Which configuration file to read: the one named (flag or environment), which must
 /// exist, or `./jobs.toml` if it exists.
 pub struct ConfigPath {
@@ -655,6 +664,19 @@ impl Config {
             path: self.path.clone(),
             message: format!("FLUIDTALK_BASE_URL (which overrides [fluidtalk] base_url): {why}"),
         })
+    }
+
+    /// The API client this campaign calls with `key`: the base URL (checked, the
+    /// environment's included), the timeout and the default sender.
+    pub fn client(
+        &self,
+        key: crate::fluidtalk::ApiKey,
+    ) -> Result<crate::fluidtalk::Client, ClientSetupError> {
+        let mut c = crate::fluidtalk::ClientConfig::new(key);
+        c.base_url = self.checked_base_url()?;
+        c.timeout = self.fluidtalk.timeout;
+        c.own_username = self.fluidtalk.own_username.clone();
+        Ok(crate::fluidtalk::Client::new(c)?)
     }
 
     /// `database_url`, checked (`DATABASE_URL` is outside input; the error names it).

@@ -4,7 +4,8 @@
 //! tokio-cron-scheduler 0.15 freezes a job's UTC offset when the job is created (its issue
 //! #107): a 09:00 Europe/Berlin job made in winter would fire at 10:00 local in summer.
 //! croner, which it parses with, computes occurrences correctly from a real `Tz`, so the
-//! daemon asks this module for each next fire time and arms a one-shot job at that instant.
+//! daemon asks this module for each job's next fire time and compares it with the injected
+//! clock at every one-second heartbeat.
 //! The parser settings are tokio-cron-scheduler's own: seconds required (6 fields, or 7 with
 //! a year) and day-of-month ANDed with day-of-week when both are restricted.
 

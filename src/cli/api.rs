@@ -10,10 +10,6 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The variable that holds the API key. Read directly, not through clap, so that `--help`
-/// can never show its value.
-pub const API_KEY_VAR: &str = "FLUIDTALK_API_KEY";
-
 #[derive(Debug, Args)]
 pub struct ApiArgs {
     /// The API's base URL [default: [fluidtalk] base_url in the campaign file, else
@@ -101,7 +97,7 @@ pub fn positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: ApiArgs, campaign: &crate::config::Config) -> Result<(), Failure> {
-    let key = read_api_key().exit_with(Exit::Config)?;
+    let key = ApiKey::from_env().exit_with(Exit::Config)?;
     let mut config = ClientConfig::new(key);
     config.base_url = match args.base_url {
         Some(url) => crate::config::check_base_url(&url)
@@ -213,15 +209,6 @@ fn to_json<T: serde::Serialize>(result: Result<T, fluidtalk::Error>) -> Result<S
     serde_json::to_string_pretty(&value)
         .context("while printing the result")
         .map_err(CallError::Encode)
-}
-
-/// The key from `FLUIDTALK_API_KEY`.
-pub fn read_api_key() -> anyhow::Result<ApiKey> {
-    let value = std::env::var(API_KEY_VAR).map_err(|_| {
-        anyhow!("{API_KEY_VAR} is not set: export your FluidTalk API key (ft_sk_...) in it")
-    })?;
-    ApiKey::new(value)
-        .map_err(|_| anyhow!("{API_KEY_VAR} is empty: set it to your FluidTalk API key"))
 }
 
 fn parse_context(text: &str) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {

@@ -3,7 +3,7 @@
 use super::store_access::{open_store, store_failure};
 use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
-use crate::import::{self, Rejection, Rows};
+use crate::import;
 use crate::lead::LeadState;
 use crate::store::{ImportCounts, Lead, LeadFilter, Store, UserAction};
 use anyhow::anyhow;
@@ -12,11 +12,6 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-
-/// Rows per import batch: one transaction and a handful of statements each.
-const IMPORT_BATCH: usize = 1000;
-/// Rejections kept for the JSON report; all are printed to stderr as they are found.
-const REJECTIONS_LISTED: usize = 1000;
 
 #[derive(Debug, Subcommand)]
 pub enum LeadsCommand {
@@ -438,105 +433,28 @@ async fn user_action(
     done(&lead, json, verb)
 }
 
-#[derive(serde::Serialize)]
-struct ImportReport<'a> {
-    file: &'a Path,
-    #[serde(flatten)]
-    counts: ImportCounts,
-    rejected: u64,
-    kept: bool,
-    rejections: Vec<Rejection>,
+/// A progress bar over the file's bytes, and each rejection on stderr as it is found.
+struct Progress {
+    bar: ProgressBar,
+    shown: String,
 }
 
-/// What one pass over a lead file found.
-struct Pass {
-    counts: ImportCounts,
-    rejected: u64,
-    rejections: Vec<Rejection>,
-}
-
-/// Reads `path` once, checking every row; with a `session`, writes the good rows in
-/// batches. A read failure of the file itself ends the pass after the rows read so far
-/// are written.
-async fn pass(
-    path: &Path,
-    mut session: Option<&mut Box<dyn crate::store::ImportSession>>,
-    now: DateTime<Utc>,
-    bar: &ProgressBar,
-) -> Result<Pass, (Option<Pass>, Failure)> {
-    let mut result = Pass {
-        counts: ImportCounts::default(),
-        rejected: 0,
-        rejections: Vec::new(),
-    };
-    let reader_bar = bar.clone();
-    let mut rows = match Rows::open(path, move |f| Box::new(reader_bar.wrap_read(f))) {
-        Ok(rows) => rows,
-        // Nothing was read: no summary, just the error.
-        Err(e) => {
-            let failure = Failure {
-                exit: Exit::Config,
-                error: e.into(),
-            };
-            return Err((None, failure));
-        }
-    };
-    let mut batch = Vec::with_capacity(IMPORT_BATCH);
-    let shown = path.display();
-    let mut file_error = None;
-    loop {
-        let (line, row) = match rows.next_row() {
-            Ok(Some(row)) => row,
-            Ok(None) => break,
-            Err(e) => {
-                file_error = Some(e);
-                break;
-            }
-        };
-        match row {
-            Ok(input) => {
-                if session.is_some() {
-                    batch.push(input);
-                }
-            }
-            Err(reason) => {
-                result.rejected += 1;
-                bar.suspend(|| eprintln!("{shown}:{line}: {reason}"));
-                if result.rejections.len() < REJECTIONS_LISTED {
-                    result.rejections.push(Rejection { line, reason });
-                }
-            }
-        }
-        if batch.len() >= IMPORT_BATCH || (file_error.is_some() && !batch.is_empty()) {
-            if let Some(s) = session.as_mut() {
-                match s.upsert(std::mem::take(&mut batch), now).await {
-                    Ok(c) => result.counts += c,
-                    Err(e) => return Err((Some(result), store_failure(e))),
-                }
-            }
-            bar.set_message(format!(
-                "{} imported, {} updated",
-                result.counts.imported, result.counts.updated
-            ));
-        }
+impl import::Load for Progress {
+    fn wrap(&self, file: std::fs::File) -> Box<dyn std::io::Read + Send> {
+        Box::new(self.bar.wrap_read(file))
     }
-    if let Some(s) = session.as_mut()
-        && !batch.is_empty()
-    {
-        match s.upsert(batch, now).await {
-            Ok(c) => result.counts += c,
-            Err(e) => return Err((Some(result), store_failure(e))),
-        }
+    fn rejected(&self, line: u64, reason: &str) {
+        self.bar
+            .suspend(|| eprintln!("{}:{line}: {reason}", self.shown));
     }
-    match file_error {
-        Some(e) => Err((
-            Some(result),
-            Failure {
-                exit: Exit::Config,
-                error: e.into(),
-            },
-        )),
-        None => Ok(result),
+    fn written(&self, so_far: ImportCounts) {
+        self.bar.set_message(format!(
+            "{} imported, {} updated",
+            so_far.imported, so_far.updated
+        ));
+    }
+    fn pass(&self, _writing: bool) {
+        self.bar.set_position(0);
     }
 }
 
@@ -547,10 +465,7 @@ async fn import(
     json: bool,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    let bar = || {
-        if !std::io::stderr().is_terminal() {
-            return ProgressBar::hidden();
-        }
+    let bar = if std::io::stderr().is_terminal() {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let bar = ProgressBar::new(size);
         if let Ok(style) = ProgressStyle::with_template(
@@ -559,59 +474,57 @@ async fn import(
             bar.set_style(style);
         }
         bar
+    } else {
+        ProgressBar::hidden()
     };
-    let report = |pass: &Pass, kept: bool| -> Result<(), Failure> {
+    let progress = Progress {
+        bar,
+        shown: path.display().to_string(),
+    };
+    let loaded = import::load_file(store, path, strict, now, &progress).await;
+    progress.bar.finish_and_clear();
+    let report = |loaded: &import::Loaded| -> Result<(), Failure> {
         if json {
-            print_json(&ImportReport {
-                file: path,
-                counts: pass.counts,
-                rejected: pass.rejected,
-                kept,
-                rejections: pass.rejections.clone(),
-            })
+            let mut report = serde_json::json!({ "file": path });
+            if let (Some(out), serde_json::Value::Object(fields)) = (
+                report.as_object_mut(),
+                serde_json::to_value(loaded).unwrap_or_default(),
+            ) {
+                out.extend(fields);
+            }
+            print_json(&report)
         } else {
             outln!(
                 "imported {}, updated {}, rejected {}",
-                pass.counts.imported,
-                pass.counts.updated,
-                pass.rejected
+                loaded.counts.imported,
+                loaded.counts.updated,
+                loaded.rejected
             );
             Ok(())
         }
     };
-    if strict {
-        // Check the whole file before writing anything, so no lock is held while reading
-        // and a rejected file leaves the database as it was.
-        let checking = bar();
-        let checked = pass(path, None, now, &checking).await;
-        checking.finish_and_clear();
-        let checked = checked.map_err(|(_, failure)| failure)?;
-        if checked.rejected > 0 {
-            report(&checked, false)?;
-            return Err(anyhow!(
+    match loaded {
+        Ok(loaded) if !loaded.kept => {
+            report(&loaded)?;
+            Err(anyhow!(
                 "--strict: {} row(s) of {} rejected, so nothing from it was kept",
-                checked.rejected,
+                loaded.rejected,
                 path.display()
             ))
-            .exit_with(Exit::Config);
+            .exit_with(Exit::Config)
         }
-    }
-    let mut session = store.begin_import(strict).await.map_err(store_failure)?;
-    let writing = bar();
-    let written = pass(path, Some(&mut session), now, &writing).await;
-    writing.finish_and_clear();
-    match written {
-        Ok(done) => {
-            session.finish(true).await.map_err(store_failure)?;
-            report(&done, true)
-        }
-        Err((partial, failure)) => {
-            // Not strict: the batches written stay, and the report says how far it got.
-            let _ = session.finish(!strict).await;
-            if let Some(partial) = partial.filter(|_| !strict) {
-                report(&partial, true)?;
+        Ok(loaded) => report(&loaded),
+        Err((partial, e)) => {
+            if let Some(partial) = partial {
+                report(&partial)?;
             }
-            Err(failure)
+            Err(match e {
+                import::LoadError::File(e) => Failure {
+                    exit: Exit::Config,
+                    error: e.into(),
+                },
+                import::LoadError::Store(e) => store_failure(e),
+            })
         }
     }
 }

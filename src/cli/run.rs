@@ -5,7 +5,7 @@ use super::store_access::store_failure;
 use crate::clock::{Clock, ManualClock};
 use crate::config::{Config, Job};
 use crate::exit::{Exit, ExitWith, Failure};
-use crate::fluidtalk::{Client, ClientConfig};
+use crate::fluidtalk::{ApiKey, Client};
 use crate::plan;
 use crate::runner::{RunError, Runner, Summary};
 use crate::store;
@@ -105,12 +105,8 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
 /// The API client a campaign uses: the key from `FLUIDTALK_API_KEY`, the base URL, timeout
 /// and default sender from the campaign file (`FLUIDTALK_BASE_URL` overriding).
 pub fn campaign_client(config: &Config) -> Result<Client, Failure> {
-    let key = super::api::read_api_key().exit_with(Exit::Config)?;
-    let mut client_config = ClientConfig::new(key);
-    client_config.base_url = config.checked_base_url().exit_with(Exit::Config)?;
-    client_config.timeout = config.fluidtalk.timeout;
-    client_config.own_username = config.fluidtalk.own_username.clone();
-    Client::new(client_config).exit_with(Exit::Config)
+    let key = ApiKey::from_env().exit_with(Exit::Config)?;
+    config.client(key).exit_with(Exit::Config)
 }
 
 pub use crate::runner::runner_id;

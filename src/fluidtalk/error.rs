@@ -250,21 +250,11 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 fn httpdate_parse(value: &str) -> Option<std::time::SystemTime> {
-    humantime::parse_rfc3339_weak(value).ok().or_else(|| {
-        // IMF-fixdate, e.g. "Wed, 21 Oct 2015 07:28:00 GMT".
-        let parts: Vec<&str> = value.split_whitespace().collect();
-        if parts.len() != 6 || parts[5] != "GMT" {
-            return None;
-        }
-        let month = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ]
-        .iter()
-        .position(|m| *m == parts[2])?
-            + 1;
-        let text = format!("{}-{:02}-{:0>2} {}", parts[3], month, parts[1], parts[4]);
-        humantime::parse_rfc3339_weak(&text).ok()
-    })
+    // RFC 3339 as some servers send it, else an HTTP date (IMF-fixdate and the obsolete
+    // forms), as the `httpdate` crate reads them.
+    humantime::parse_rfc3339_weak(value)
+        .ok()
+        .or_else(|| httpdate::parse_http_date(value).ok())
 }
 
 impl Error {

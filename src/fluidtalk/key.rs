@@ -42,6 +42,27 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
+/// The variable that holds the API key. Read directly (never a command-line flag, which
+/// `ps` and shell history would show, and never through clap, whose `--help` could).
+pub const API_KEY_VAR: &str = "FLUIDTALK_API_KEY";
+
+impl ApiKey {
+    /// The key from `FLUIDTALK_API_KEY`.
+    pub fn from_env() -> Result<Self, KeyMissing> {
+        let value = std::env::var(API_KEY_VAR).map_err(|_| KeyMissing::Unset)?;
+        ApiKey::new(value).map_err(|_| KeyMissing::Empty)
+    }
+}
+
+/// Why there is no key in the environment.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyMissing {
+    #[error("FLUIDTALK_API_KEY is not set: export your FluidTalk API key (ft_sk_...) in it")]
+    Unset,
+    #[error("FLUIDTALK_API_KEY is empty: set it to your FluidTalk API key")]
+    Empty,
+}
+
 /// The key was empty.
 #[derive(Debug, thiserror::Error)]
 #[error("the FluidTalk API key is empty")]

@@ -12,7 +12,7 @@ pub mod python_json;
 mod types;
 
 pub use error::{Error, ErrorClass, ErrorKind};
-pub use key::{ApiKey, EmptyKey};
+pub use key::{API_KEY_VAR, ApiKey, EmptyKey, KeyMissing};
 pub use types::{
     ActionResult, ChatRequest, ChatResult, EventRequest, FollowUpRequest, ImageFile, OpenerRequest,
     UploadResult,
@@ -317,32 +317,28 @@ async fn read_image(file: &ImageFile) -> Result<(String, Vec<u8>), Error> {
 }
 
 /// `urllib.parse.urlencode(fields)` as Python's requests writes a form body: `quote_plus`
-/// with nothing safe, so only ASCII letters, digits and `_.-~` stay as they are.
+/// with nothing safe, so only ASCII letters, digits and `_.-~` stay as they are, and a
+/// space becomes `+`.
 pub fn urlencode(fields: &[(&str, String)]) -> String {
-    fn push_encoded(out: &mut String, s: &str) {
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
-                    out.push(b as char)
-                }
-                b' ' => out.push('+'),
-                _ => {
-                    out.push('%');
-                    out.push_str(&format!("{b:02X}"));
-                }
-            }
-        }
-    }
-    let mut out = String::new();
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        push_encoded(&mut out, k);
-        out.push('=');
-        push_encoded(&mut out, v);
-    }
-    out
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    /// Everything but `A-Za-z0-9_.-~` (Python's `quote_plus` default `safe=''`).
+    const QUOTE_PLUS: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'-')
+        .remove(b'~');
+    let encode = |s: &str| {
+        // Spaces are `+`, as `quote_plus` writes them; a literal `+` is `%2B` already.
+        s.split(' ')
+            .map(|part| utf8_percent_encode(part, QUOTE_PLUS).to_string())
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// rustls needs a process-wide crypto provider; this project uses ring. Installing twice
