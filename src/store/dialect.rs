@@ -1,0 +1,173 @@
+//! What truly differs between the SQLite and PostgreSQL statements: how a JSON batch is
+//! unpacked into rows, how a write transaction begins and locks, and a few functions
+//! (`GREATEST` against SQLite's two-argument `MAX`, tag lookups). The statements
+//! themselves are written once (`sql/`), with `$N` placeholders, which sqlx's SQLite
+//! driver reads too.
+
+/// A column of a JSON batch, and its SQL type.
+#[derive(Debug, Clone, Copy)]
+pub enum Col {
+    Int(&'static str),
+    Text(&'static str),
+    Bool(&'static str),
+    Ts(&'static str),
+}
+
+impl Col {
+    fn name(self) -> &'static str {
+        match self {
+            Col::Int(n) | Col::Text(n) | Col::Bool(n) | Col::Ts(n) => n,
+        }
+    }
+}
+
+/// The SQL of one backend.
+pub trait Dialect {
+    /// `sqlite` or `postgres`.
+    const NAME: &'static str;
+    /// Begins a transaction that will write (SQLite takes the write lock up front, instead
+    /// of failing to upgrade a read lock later).
+    const BEGIN_WRITE: &'static str;
+    /// Locks the rows a `SELECT` reads until the transaction ends (SQLite: its write
+    /// transaction already holds the whole database).
+    const FOR_UPDATE: &'static str;
+    /// Locks the rows a `SELECT` reads, skipping rows another transaction holds.
+    const FOR_UPDATE_SKIP_LOCKED: &'static str;
+    /// When a contacted lead went quiet: the later of last contact and last reply.
+    const QUIET_SINCE: &'static str;
+    /// A join the planner must drive from its left side (SQLite's `CROSS JOIN`).
+    const JOIN_IN_ORDER: &'static str;
+    /// What `LIMIT` takes for "no limit".
+    const NO_LIMIT: Option<i64>;
+    /// Counts the migrations tables (0 or 1): 0 means never migrated.
+    const HAS_MIGRATIONS_TABLE: &'static str;
+
+    /// A JSON array of objects (parameter `$n`) as a table `alias` with typed `cols`.
+    fn records(n: u8, alias: &str, cols: &[Col]) -> String;
+    /// A JSON array of integers (parameter `$n`) as a one-column subquery.
+    fn ints(n: u8) -> String;
+    /// A JSON array of strings (parameter `$n`) as a one-column subquery.
+    fn texts(n: u8) -> String;
+    /// Element `index_expr` (0-based) of a JSON array of times (parameter `$n`).
+    fn ts_at(n: u8, index_expr: &str) -> String;
+    /// Tags from JSON text `expr`, as the `tags` column stores them.
+    fn tags_from(expr: &str) -> String;
+    /// Whether the lead's tags hold the text parameter `$n`.
+    fn has_tag(n: u8) -> String;
+    /// Takes the daily cap lock of the job named by parameter `$1`, held until the
+    /// transaction ends; `None` where the write transaction is lock enough.
+    fn cap_lock() -> Option<&'static str>;
+}
+
+/// SQLite.
+pub struct Lite;
+
+impl Dialect for Lite {
+    const NAME: &'static str = "sqlite";
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const FOR_UPDATE: &'static str = "";
+    const FOR_UPDATE_SKIP_LOCKED: &'static str = "";
+    const QUIET_SINCE: &'static str =
+        "MAX(COALESCE(last_contact_at, last_reply_at), COALESCE(last_reply_at, last_contact_at))";
+    const JOIN_IN_ORDER: &'static str = "CROSS JOIN";
+    const NO_LIMIT: Option<i64> = Some(-1);
+    const HAS_MIGRATIONS_TABLE: &'static str =
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+
+    fn records(n: u8, alias: &str, cols: &[Col]) -> String {
+        let fields: Vec<String> = cols
+            .iter()
+            .map(|c| format!("json_extract(value, '$.{0}') AS {0}", c.name()))
+            .collect();
+        format!(
+            "(SELECT {} FROM json_each(${n})) AS {alias}",
+            fields.join(", ")
+        )
+    }
+
+    fn ints(n: u8) -> String {
+        format!("(SELECT value FROM json_each(${n}))")
+    }
+
+    fn texts(n: u8) -> String {
+        format!("(SELECT value FROM json_each(${n}))")
+    }
+
+    fn ts_at(n: u8, index_expr: &str) -> String {
+        format!("json_extract(${n}, '$[' || {index_expr} || ']')")
+    }
+
+    fn tags_from(expr: &str) -> String {
+        expr.to_string()
+    }
+
+    fn has_tag(n: u8) -> String {
+        format!("EXISTS (SELECT 1 FROM json_each(leads.tags) WHERE value = ${n})")
+    }
+
+    fn cap_lock() -> Option<&'static str> {
+        None
+    }
+}
+
+/// PostgreSQL.
+pub struct Pg;
+
+impl Dialect for Pg {
+    const NAME: &'static str = "postgres";
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const FOR_UPDATE_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const QUIET_SINCE: &'static str = "GREATEST(last_contact_at, last_reply_at)";
+    const JOIN_IN_ORDER: &'static str = "JOIN";
+    const NO_LIMIT: Option<i64> = None;
+    const HAS_MIGRATIONS_TABLE: &'static str =
+        "SELECT COUNT(*) FROM (SELECT to_regclass('_sqlx_migrations') AS t) x WHERE t IS NOT NULL";
+
+    fn records(n: u8, alias: &str, cols: &[Col]) -> String {
+        let fields: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let ty = match c {
+                    Col::Int(_) => "bigint",
+                    Col::Text(_) => "text",
+                    Col::Bool(_) => "boolean",
+                    Col::Ts(_) => "timestamptz",
+                };
+                format!("{} {ty}", c.name())
+            })
+            .collect();
+        format!(
+            "jsonb_to_recordset(CAST(${n} AS JSONB)) AS {alias}({})",
+            fields.join(", ")
+        )
+    }
+
+    fn ints(n: u8) -> String {
+        format!(
+            "(SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST(${n} AS JSONB)))"
+        )
+    }
+
+    fn texts(n: u8) -> String {
+        format!("(SELECT value FROM jsonb_array_elements_text(CAST(${n} AS JSONB)))")
+    }
+
+    fn ts_at(n: u8, index_expr: &str) -> String {
+        format!("CAST(CAST(${n} AS JSONB) ->> ({index_expr}) AS TIMESTAMPTZ)")
+    }
+
+    fn tags_from(expr: &str) -> String {
+        format!("CAST({expr} AS JSONB)")
+    }
+
+    fn has_tag(n: u8) -> String {
+        format!("leads.tags ? ${n}")
+    }
+
+    fn cap_lock() -> Option<&'static str> {
+        // Runners count and add to a job's day one at a time: the lock is the
+        // transaction's, held until the attempts are committed.
+        Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+    }
+}

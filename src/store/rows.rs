@@ -1,0 +1,244 @@
+//! Rows as both backends return them (`FromRow`, with `Ts` and `Tags` decoding each
+//! backend's form), and their conversion into the store's types.
+
+use super::StoreError;
+use super::types::*;
+use super::values::{Tags, Ts};
+
+/// The columns of a lead, in `LeadRow`'s order.
+pub(crate) const LEAD_COLUMNS: &str = "id, target, own_username, state, timezone, profile_image, \
+     tags, created_at, updated_at, last_contact_at, last_reply_at, next_eligible_at, \
+     follow_ups_sent, follow_ups_total, reopens, transient_failures, session_id, last_error, \
+     lease_owner, lease_expires_at, pending_event";
+
+/// The columns of an attempt.
+pub(crate) const ATTEMPT_COLUMNS: &str = "id, lead_id, job, action, step, status, http_status, \
+     error_kind, error_detail, session_id, started_at, finished_at, runner_id, released_at, \
+     released_by";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LeadRow {
+    id: i64,
+    target: String,
+    own_username: Option<String>,
+    state: String,
+    timezone: Option<String>,
+    profile_image: Option<String>,
+    tags: Tags,
+    created_at: Ts,
+    updated_at: Ts,
+    last_contact_at: Option<Ts>,
+    last_reply_at: Option<Ts>,
+    next_eligible_at: Ts,
+    follow_ups_sent: i32,
+    follow_ups_total: i32,
+    reopens: i32,
+    transient_failures: i32,
+    session_id: Option<String>,
+    last_error: Option<String>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<Ts>,
+    pending_event: Option<String>,
+}
+
+impl TryFrom<LeadRow> for Lead {
+    type Error = StoreError;
+    fn try_from(r: LeadRow) -> Result<Lead, StoreError> {
+        Ok(Lead {
+            id: r.id,
+            target: r.target,
+            own_username: r.own_username,
+            state: r.state.parse().map_err(StoreError::Corrupt)?,
+            timezone: r.timezone,
+            profile_image: r.profile_image,
+            tags: r.tags.0,
+            created_at: r.created_at.0,
+            updated_at: r.updated_at.0,
+            last_contact_at: r.last_contact_at.map(|t| t.0),
+            last_reply_at: r.last_reply_at.map(|t| t.0),
+            next_eligible_at: r.next_eligible_at.0,
+            follow_ups_sent: r.follow_ups_sent,
+            follow_ups_total: r.follow_ups_total,
+            reopens: r.reopens,
+            transient_failures: r.transient_failures,
+            session_id: r.session_id,
+            last_error: r.last_error,
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at.map(|t| t.0),
+            pending_event: r.pending_event,
+        })
+    }
+}
+
+/// A due lead's row: the lead and the time it is ordered by.
+#[derive(sqlx::FromRow)]
+pub(crate) struct DueRow {
+    #[sqlx(flatten)]
+    lead: LeadRow,
+    since: Ts,
+}
+
+impl TryFrom<DueRow> for DueLead {
+    type Error = StoreError;
+    fn try_from(r: DueRow) -> Result<DueLead, StoreError> {
+        Ok(DueLead {
+            lead: r.lead.try_into()?,
+            since: r.since.0,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AttemptRow {
+    id: i64,
+    lead_id: i64,
+    job: String,
+    action: String,
+    step: i64,
+    status: String,
+    http_status: Option<i32>,
+    error_kind: Option<String>,
+    error_detail: Option<String>,
+    session_id: Option<String>,
+    started_at: Ts,
+    finished_at: Option<Ts>,
+    runner_id: String,
+    released_at: Option<Ts>,
+    released_by: Option<String>,
+}
+
+impl TryFrom<AttemptRow> for Attempt {
+    type Error = StoreError;
+    fn try_from(r: AttemptRow) -> Result<Attempt, StoreError> {
+        Ok(Attempt {
+            id: r.id,
+            lead_id: r.lead_id,
+            job: r.job,
+            action: Action::parse(&r.action)?,
+            step: r.step,
+            status: AttemptStatus::parse(&r.status)?,
+            http_status: r.http_status,
+            error_kind: r.error_kind,
+            error_detail: r.error_detail,
+            session_id: r.session_id,
+            started_at: r.started_at.0,
+            finished_at: r.finished_at.map(|t| t.0),
+            runner_id: r.runner_id,
+            released_at: r.released_at.map(|t| t.0),
+            released_by: r.released_by,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct OutboxRow {
+    id: i64,
+    lead_id: i64,
+    attempt_id: i64,
+    target: String,
+    action: String,
+    message: String,
+    session_id: Option<String>,
+    created_at: Ts,
+    acked_at: Option<Ts>,
+    lead_state: String,
+}
+
+impl TryFrom<OutboxRow> for OutboxItem {
+    type Error = StoreError;
+    fn try_from(r: OutboxRow) -> Result<OutboxItem, StoreError> {
+        Ok(OutboxItem {
+            id: r.id,
+            lead_id: r.lead_id,
+            attempt_id: r.attempt_id,
+            target: r.target,
+            action: r.action,
+            message: r.message,
+            session_id: r.session_id,
+            created_at: r.created_at.0,
+            acked_at: r.acked_at.map(|t| t.0),
+            lead_state: r.lead_state.parse().map_err(StoreError::Corrupt)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    id: i64,
+    lead_id: i64,
+    target: String,
+    event_type: String,
+    context: Option<String>,
+    state: String,
+    created_at: Ts,
+}
+
+impl From<EventRow> for QueuedEvent {
+    fn from(r: EventRow) -> QueuedEvent {
+        QueuedEvent {
+            id: r.id,
+            lead_id: r.lead_id,
+            target: r.target,
+            event_type: r.event_type,
+            context: r.context,
+            state: r.state,
+            created_at: r.created_at.0,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PauseRow {
+    scope: String,
+    until: Ts,
+    reason: String,
+    strikes: i32,
+    set_at: Ts,
+    set_by: Option<String>,
+}
+
+impl TryFrom<PauseRow> for Pause {
+    type Error = StoreError;
+    fn try_from(r: PauseRow) -> Result<Pause, StoreError> {
+        Ok(Pause {
+            scope: PauseScope::parse(&r.scope)?,
+            until: r.until.0,
+            reason: r.reason,
+            strikes: r.strikes,
+            set_at: r.set_at.0,
+            set_by: r.set_by,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RunRow {
+    id: i64,
+    job: String,
+    runner_id: String,
+    scheduled_at: Option<Ts>,
+    started_at: Ts,
+    finished_at: Option<Ts>,
+    summary: Option<String>,
+}
+
+impl From<RunRow> for JobRun {
+    fn from(r: RunRow) -> JobRun {
+        JobRun {
+            id: r.id,
+            job: r.job,
+            runner_id: r.runner_id,
+            scheduled_at: r.scheduled_at.map(|t| t.0),
+            started_at: r.started_at.0,
+            finished_at: r.finished_at.map(|t| t.0),
+            summary: r.summary.and_then(|t| serde_json::from_str(&t).ok()),
+        }
+    }
+}
+
+/// Converts fetched rows.
+pub(crate) fn all<R, T: TryFrom<R, Error = StoreError>>(
+    rows: Vec<R>,
+) -> Result<Vec<T>, StoreError> {
+    rows.into_iter().map(T::try_from).collect()
+}

@@ -1,0 +1,55 @@
+//! An import in progress (`ImportSession`). Expanded by `sql_store!`.
+
+macro_rules! sql_import {
+    ($store:ident) => {
+        struct Import {
+            pool: sqlx::Pool<DB>,
+            atomic: bool,
+            tx: Option<sqlx::Transaction<'static, DB>>,
+        }
+
+        #[async_trait::async_trait]
+        impl ImportSession for Import {
+            async fn upsert(
+                &mut self,
+                rows: Vec<LeadInput>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<ImportCounts, StoreError> {
+                if !self.atomic {
+                    let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+                    return in_tx(tx, async |tx| upsert_batch(tx, rows, now).await).await;
+                }
+                // One transaction for the whole import: a failed batch rolls it all back,
+                // and the session refuses further batches instead of committing them one
+                // by one.
+                let Some(mut tx) = self.tx.take() else {
+                    return Err(StoreError::ImportAborted);
+                };
+                match upsert_batch(&mut tx, rows, now).await {
+                    Ok(counts) => {
+                        self.tx = Some(tx);
+                        Ok(counts)
+                    }
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                }
+            }
+
+            async fn finish(self: Box<Self>, keep: bool) -> Result<(), StoreError> {
+                if self.atomic && self.tx.is_none() {
+                    return Err(StoreError::ImportAborted);
+                }
+                if let Some(tx) = self.tx {
+                    if keep {
+                        tx.commit().await?;
+                    } else {
+                        tx.rollback().await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    };
+}

@@ -1,0 +1,60 @@
+//! The schema check and migrations. Expanded by `sql_store!`; the backend's module holds
+//! its `MIGRATOR` (`migrations/sqlite` or `migrations/postgres`).
+
+macro_rules! sql_schema {
+    ($store:ident) => {
+        impl $store {
+            /// The schema version the database holds: 0 where it was never migrated (no
+            /// migrations table). Failing to ask is an error, not "version 0": a dropped
+            /// connection must not read as "run migrate".
+            async fn schema_version(&self) -> Result<i64, StoreError> {
+                let tables: i64 = sqlx::query_scalar(D::HAS_MIGRATIONS_TABLE)
+                    .fetch_one(&self.pool)
+                    .await?;
+                if tables == 0 {
+                    return Ok(0);
+                }
+                let found: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(found.unwrap_or(0))
+            }
+
+            /// Refuses a database whose schema is not exactly this binary's.
+            async fn check_schema(&self) -> Result<(), StoreError> {
+                let known = $crate::store::known_version(&MIGRATOR);
+                match self.schema_version().await? {
+                    found if found > known => Err(StoreError::SchemaTooNew { found, known }),
+                    found if found < known => Err(StoreError::SchemaBehind { found, known }),
+                    _ => Ok(()),
+                }
+            }
+
+            /// Applies the migrations this binary has and the database lacks; refuses a
+            /// schema newer than the binary. A connection dropped under the check (the
+            /// server restarting, a connection killer) is tried again a few times.
+            async fn migrate(&self) -> Result<(), StoreError> {
+                let known = $crate::store::known_version(&MIGRATOR);
+                let mut tries = 0;
+                loop {
+                    let attempt = async {
+                        let found = self.schema_version().await?;
+                        if found > known {
+                            return Err(StoreError::SchemaTooNew { found, known });
+                        }
+                        MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+                    };
+                    match attempt.await {
+                        Err(e) if e.is_transient() && tries < 5 => {
+                            tries += 1;
+                            tracing::warn!(error = %e, tries, "the database dropped the connection while checking the schema; trying again");
+                            tokio::time::sleep(std::time::Duration::from_millis(200 * tries)).await;
+                        }
+                        other => return other,
+                    }
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,231 @@
+//! The store's interface, split by caller: what the runner needs on its hot path
+//! (`RunnerStore`), and what people's commands need (`AdminStore`). `Store` is both.
+
+use super::StoreError;
+use super::types::*;
+use crate::lead::LeadState;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// What the runner needs: due leads and events, claims, attempts in flight, results,
+/// recovery, pauses, cron ticks and run records.
+#[async_trait]
+pub trait RunnerStore: Send + Sync {
+    /// Records attempts as in flight, all or none, before their calls are made. A step
+    /// that may already have reached the API is refused (`AlreadySent`) by the database's
+    /// unique index; an attempt whose lead changed since its claim is an error here.
+    async fn start_attempts(&self, attempts: &[NewAttempt]) -> Result<Vec<i64>, StoreError> {
+        self.start_attempts_within(attempts, None)
+            .await?
+            .into_iter()
+            .map(|r| match r {
+                Recorded::Started(id) => Ok(id),
+                _ => Err(StoreError::Conflict(
+                    "a lead changed since it was claimed".into(),
+                )),
+            })
+            .collect()
+    }
+    /// Records attempts in flight just before their calls: each only if its lead is still
+    /// as claimed (`NewAttempt::claimed`), and, under a daily cap shared by every runner,
+    /// only as many, from the front, as the cap still allows. With a cap, one transaction
+    /// holds the job's cap lock (PostgreSQL: an advisory lock; SQLite: the write lock) and
+    /// counts the job's attempts started since `cap.since`. All attempts must be of one job.
+    async fn start_attempts_within(
+        &self,
+        attempts: &[NewAttempt],
+        cap: Option<DailyCap>,
+    ) -> Result<Vec<Recorded>, StoreError>;
+    /// Records how attempts ended; those with a message get an outbox row. Only attempts
+    /// still `in_flight` are finished (a late answer for an attempt a person has since
+    /// retried changes nothing); returns the ids finished.
+    async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError>;
+
+    /// Due leads, read only: the same selection a claim makes (dry runs use this).
+    async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError>;
+    /// Leases leads picked from `due_leads` to `runner` until `lease_until`, if they are
+    /// still workable and not leased by another runner; returns those it leased. One
+    /// statement; on PostgreSQL rows another runner is claiming are skipped, not waited on.
+    /// `runner` is a lease token, unique per claim: claiming again with the same token
+    /// (after a lost connection) returns the same leads, so a retry is safe.
+    async fn claim_leads(
+        &self,
+        ids: &[i64],
+        runner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Lead>, StoreError>;
+    /// Gives leases back without changing the leads.
+    /// Only for leads not yet called: their in-flight attempts under this token (recorded
+    /// by a try whose answer was lost) become `cancelled` in the same transaction.
+    async fn release_leads(
+        &self,
+        ids: &[i64],
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Queued events of `event_type` whose lead can be worked now, oldest first, after
+    /// event id `after`.
+    async fn due_events(
+        &self,
+        event_type: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+        after: i64,
+    ) -> Result<Vec<DueEvent>, StoreError>;
+    /// Marks queued events whose lead will never be worked again (`done`, `ignored`,
+    /// `blocked`, `failed`) as dropped; returns how many.
+    async fn drop_dead_events(
+        &self,
+        event_type: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Contacted leads quiet past the last follow-up (`cutoff`) with `max` follow-ups sent
+    /// become `exhausted` (or, with `dry`, are only counted); returns how many.
+    async fn exhaust(
+        &self,
+        max: u32,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+        dry: bool,
+    ) -> Result<u64, StoreError>;
+    /// Writes a batch of call outcomes: attempts, leads, outbox rows and events, in one
+    /// transaction (see `LeadResult` for what applies). Returns the attempts it finished.
+    async fn record_results(
+        &self,
+        results: &[LeadResult],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError>;
+    /// Attempts left in flight by a runner that no longer holds their lead: its lease
+    /// expired (it died mid-call), or was given back or lost while an attempt it recorded
+    /// after a timed-out try was committed late. Their outcome is unknown.
+    async fn orphans(&self, now: DateTime<Utc>) -> Result<Vec<Orphan>, StoreError>;
+    /// Clears expired leases that hold no attempt in flight.
+    async fn clear_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Calls of `job` started since `since` that count against a daily cap.
+    async fn count_started_since(&self, job: &str, since: DateTime<Utc>)
+    -> Result<u64, StoreError>;
+
+    /// Every pause row (expired ones included; compare `until` with now).
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
+    /// Sets or extends a pause: `length(strikes)` gives its length for the number of times
+    /// in a row it has now been set.
+    async fn set_pause(
+        &self,
+        scope: PauseScope,
+        reason: &str,
+        runner: &str,
+        now: DateTime<Utc>,
+        length: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
+    ) -> Result<Pause, StoreError>;
+    /// Lifts a pause, only if it had ended by `ended_by` (a pause another runner set or
+    /// extended since is kept).
+    async fn clear_pause(
+        &self,
+        scope: PauseScope,
+        ended_by: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Claims cron tick (`job`, `scheduled_at`) for `runner`; false if another runner has it.
+    async fn claim_tick(
+        &self,
+        job: &str,
+        scheduled_at: DateTime<Utc>,
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    async fn start_run(
+        &self,
+        job: &str,
+        runner: &str,
+        scheduled_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        summary: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+}
+
+/// What people's commands need: imports, leads and their history, user actions, events,
+/// the outbox, counts and pauses lifted by hand.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Starts an import. With `atomic`, every batch joins one transaction that `finish`
+    /// commits or rolls back; without, each batch commits on its own.
+    async fn begin_import(&self, atomic: bool) -> Result<Box<dyn ImportSession>, StoreError>;
+
+    async fn get_lead(&self, target: &str) -> Result<Option<Lead>, StoreError>;
+    async fn list_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError>;
+    /// A lead's attempts, newest first.
+    async fn attempts_for(&self, lead_id: i64) -> Result<Vec<Attempt>, StoreError>;
+    /// Leads per state; every state is present, with 0 where there are none.
+    async fn count_by_state(&self) -> Result<BTreeMap<LeadState, u64>, StoreError>;
+
+    /// The lead wrote back at `at`: resets the quiet clock and the follow-up count.
+    async fn record_reply(
+        &self,
+        target: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Lead, StoreError>;
+    /// Block, unblock or retry a lead, as the lifecycle allows.
+    async fn apply_user_action(
+        &self,
+        target: &str,
+        action: UserAction,
+        now: DateTime<Utc>,
+    ) -> Result<Lead, StoreError>;
+
+    /// Queues a platform event for `target`, adding the lead (as `new`) if it is unknown.
+    async fn queue_event(
+        &self,
+        target: &str,
+        event_type: &str,
+        context: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<QueuedEvent, StoreError>;
+    async fn queued_events(&self, event_type: Option<&str>)
+    -> Result<Vec<QueuedEvent>, StoreError>;
+
+    /// Lifts the stored pauses of `scopes` whatever their end (a person fixed the key or
+    /// bought tokens: `pause clear`); returns those lifted.
+    async fn lift_pauses(&self, scopes: &[PauseScope]) -> Result<Vec<Pause>, StoreError>;
+
+    /// Leads leased by runners at `now`, and attempts in flight, for `status`.
+    async fn lease_summary(&self, now: DateTime<Utc>) -> Result<LeaseSummary, StoreError>;
+
+    /// Queued events per type, for `status` (which names types no job sends).
+    async fn queued_event_types(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// The latest run of each job.
+    async fn last_runs(&self) -> Result<Vec<JobRun>, StoreError>;
+
+    /// Outbox rows not yet acknowledged (or all with `include_acked`), oldest first.
+    async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Acknowledges delivered rows; returns the ids that were pending and are now acked.
+    async fn ack_outbox(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;
+}
+
+/// The lead database: everything the runner and people's commands need.
+pub trait Store: RunnerStore + AdminStore + std::fmt::Debug {}
+
+impl<T: RunnerStore + AdminStore + std::fmt::Debug> Store for T {}
+
+/// An import in progress.
+#[async_trait]
+pub trait ImportSession: Send {
+    /// Upserts one batch. Rows for the same target are merged first, later fields winning.
+    async fn upsert(
+        &mut self,
+        rows: Vec<LeadInput>,
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts, StoreError>;
+    /// Ends the import: commits what is pending if `keep`, else rolls it back (atomic only).
+    async fn finish(self: Box<Self>, keep: bool) -> Result<(), StoreError>;
+}

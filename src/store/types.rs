@@ -1,0 +1,497 @@
+//! The store's data: leads, attempts, results, pauses, runs, and what callers ask for.
+
+use super::StoreError;
+use crate::lead::{LeadEvent, LeadState};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// What the runner sends for a lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Opener,
+    FollowUp,
+    Event,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Opener => "opener",
+            Action::FollowUp => "follow_up",
+            Action::Event => "event",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "opener" => Ok(Action::Opener),
+            "follow_up" => Ok(Action::FollowUp),
+            "event" => Ok(Action::Event),
+            other => Err(StoreError::Corrupt(format!("unknown action {other:?}"))),
+        }
+    }
+}
+
+/// Where an attempt stands. `in_flight` until its call returns; the rest are outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    /// Recorded before the call; the call has not returned (yet).
+    InFlight,
+    /// Answered with text to deliver.
+    Sent,
+    /// Answered `continued`: the lead was already in conversation.
+    Continued,
+    /// Answered `ignored`: another account owns the lead.
+    Ignored,
+    /// 400: the conversation is DONE.
+    Sealed,
+    /// 404: no conversation yet.
+    NoConversation,
+    /// 402: out of tokens; the lead is not charged for it.
+    OutOfTokens,
+    /// 401/403.
+    Unauthorized,
+    /// 429.
+    RateLimited,
+    /// A 5xx other than 502/504, or a refused connection: the API did not act; may be
+    /// tried again.
+    TransientError,
+    /// A permanent error.
+    Failed,
+    /// The outcome will never be known: a timeout, a dropped connection, a 502/504, or
+    /// found in flight after its runner died. The step stays taken unless released.
+    Unknown,
+    /// Recorded in flight but never called (the lead was given back first).
+    Cancelled,
+}
+
+impl AttemptStatus {
+    pub const ALL: [AttemptStatus; 13] = [
+        AttemptStatus::InFlight,
+        AttemptStatus::Sent,
+        AttemptStatus::Continued,
+        AttemptStatus::Ignored,
+        AttemptStatus::Sealed,
+        AttemptStatus::NoConversation,
+        AttemptStatus::OutOfTokens,
+        AttemptStatus::Unauthorized,
+        AttemptStatus::RateLimited,
+        AttemptStatus::TransientError,
+        AttemptStatus::Failed,
+        AttemptStatus::Unknown,
+        AttemptStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::InFlight => "in_flight",
+            AttemptStatus::Sent => "sent",
+            AttemptStatus::Continued => "continued",
+            AttemptStatus::Ignored => "ignored",
+            AttemptStatus::Sealed => "sealed",
+            AttemptStatus::NoConversation => "no_conversation",
+            AttemptStatus::OutOfTokens => "out_of_tokens",
+            AttemptStatus::Unauthorized => "unauthorized",
+            AttemptStatus::RateLimited => "rate_limited",
+            AttemptStatus::TransientError => "transient_error",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::Unknown => "unknown",
+            AttemptStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether an attempt with this status keeps its step from being sent again: it may
+    /// have reached the API and been acted on. Only answers that say the API did not act,
+    /// and attempts never called, leave the step free (a deliberate release aside).
+    pub fn holds_step(self) -> bool {
+        matches!(
+            self,
+            AttemptStatus::InFlight
+                | AttemptStatus::Sent
+                | AttemptStatus::Continued
+                | AttemptStatus::Ignored
+                | AttemptStatus::Sealed
+                | AttemptStatus::Failed
+                | AttemptStatus::Unknown
+        )
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
+        AttemptStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown attempt status {s:?}")))
+    }
+}
+
+/// A lead as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lead {
+    pub id: i64,
+    pub target: String,
+    pub own_username: Option<String>,
+    pub state: LeadState,
+    pub timezone: Option<String>,
+    pub profile_image: Option<String>,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_contact_at: Option<DateTime<Utc>>,
+    pub last_reply_at: Option<DateTime<Utc>>,
+    pub next_eligible_at: DateTime<Utc>,
+    /// Follow-ups since the last reply (the quiet schedule's position).
+    pub follow_ups_sent: i32,
+    /// Follow-ups over the lead's life: the next one is step `follow_ups_total + 1`, so a
+    /// reply that restarts the schedule never makes two follow-ups share a step.
+    pub follow_ups_total: i32,
+    /// Times a follow-up found no conversation and sent the lead back to `new`: the next
+    /// opener is step `reopens`, so it never collides with an earlier opener's step.
+    pub reopens: i32,
+    pub transient_failures: i32,
+    pub session_id: Option<String>,
+    pub last_error: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// An answer that arrived while the lead was blocked (a lead event's name, see
+    /// `LeadEvent::pending_name`): applied when the lead is unblocked.
+    pub pending_event: Option<String>,
+}
+
+/// A lead to add or update. `None` means "not given": a new lead takes the default, an
+/// existing lead keeps what it has.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeadInput {
+    pub target: String,
+    pub own_username: Option<String>,
+    pub timezone: Option<String>,
+    pub profile_image: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// `new` or `contacted`, to move an existing campaign in. Applied to a lead that is
+    /// created or still `new`; a lead the runner already worked keeps its state.
+    pub state: Option<LeadState>,
+    pub last_contact_at: Option<DateTime<Utc>>,
+    pub last_reply_at: Option<DateTime<Utc>>,
+    pub follow_ups_sent: Option<i32>,
+}
+
+impl LeadInput {
+    /// Folds a later row for the same target into this one: given fields win.
+    pub fn merge(&mut self, later: LeadInput) {
+        fn take<T>(slot: &mut Option<T>, v: Option<T>) {
+            if v.is_some() {
+                *slot = v;
+            }
+        }
+        take(&mut self.own_username, later.own_username);
+        take(&mut self.timezone, later.timezone);
+        take(&mut self.profile_image, later.profile_image);
+        take(&mut self.tags, later.tags);
+        // The campaign fields were checked together, row by row: a later row that gives
+        // any of them replaces them as a group, so the merge is always one checked row's.
+        if later.state.is_some()
+            || later.last_contact_at.is_some()
+            || later.last_reply_at.is_some()
+            || later.follow_ups_sent.is_some()
+        {
+            self.state = later.state;
+            self.last_contact_at = later.last_contact_at;
+            self.last_reply_at = later.last_reply_at;
+            self.follow_ups_sent = later.follow_ups_sent;
+        }
+    }
+}
+
+/// Which leads `list_leads` returns.
+#[derive(Debug, Clone, Default)]
+pub struct LeadFilter {
+    pub state: Option<LeadState>,
+    pub tag: Option<String>,
+    /// `None` for all.
+    pub limit: Option<u32>,
+}
+
+/// One API call made for a lead.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attempt {
+    pub id: i64,
+    pub lead_id: i64,
+    pub job: String,
+    pub action: Action,
+    pub step: i64,
+    pub status: AttemptStatus,
+    pub http_status: Option<i32>,
+    pub error_kind: Option<String>,
+    pub error_detail: Option<String>,
+    pub session_id: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The lease token of the claim the attempt was made under.
+    pub runner_id: String,
+    /// When the step was deliberately freed for another attempt, and by what (`leads
+    /// retry`, a job's `on_unknown = "retry"`).
+    pub released_at: Option<DateTime<Utc>>,
+    pub released_by: Option<String>,
+}
+
+/// An attempt about to be made.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub lead_id: i64,
+    pub job: String,
+    pub action: Action,
+    pub step: i64,
+    /// The lease token of the claim it is made under.
+    pub runner_id: String,
+    pub started_at: DateTime<Utc>,
+    /// The state the lead was claimed in: the attempt is recorded only if the lead still
+    /// has it and is still leased to `runner_id` (a person's block since the claim stops
+    /// the call). `None` records it whatever the lead is like (tests, tools).
+    pub claimed: Option<LeadState>,
+}
+
+/// What became of one attempt asked to start (`start_attempts_within`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded in flight, with this id: the call may go out.
+    Started(i64),
+    /// Not recorded: the lead changed since its claim (blocked, replied to, its lease
+    /// lost). Give it back; do not call.
+    Changed,
+    /// Not recorded: the daily cap is reached.
+    OverCap,
+}
+
+/// How an attempt ended, and the text to deliver, if any.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub attempt_id: i64,
+    pub status: AttemptStatus,
+    pub http_status: Option<i32>,
+    pub error_kind: Option<String>,
+    pub error_detail: Option<String>,
+    pub session_id: Option<String>,
+    pub finished_at: DateTime<Utc>,
+    /// Text the persona produced: becomes an outbox row.
+    pub message: Option<String>,
+    /// Frees the step for another attempt at once, saying why (a job's `on_unknown =
+    /// "retry"`): recorded as a deliberate release.
+    pub release: Option<String>,
+}
+
+/// Text for the platform to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub lead_id: i64,
+    pub attempt_id: i64,
+    pub target: String,
+    pub action: String,
+    pub message: String,
+    pub session_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub acked_at: Option<DateTime<Utc>>,
+    /// The lead's state now: text for a `blocked` lead is held, not delivered.
+    pub lead_state: LeadState,
+}
+
+/// Leads held by runners, for `status`: claimed (leased) now, and calls in flight.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LeaseSummary {
+    pub leased: u64,
+    /// When the last lease runs out.
+    pub until: Option<DateTime<Utc>>,
+    pub in_flight: u64,
+}
+
+/// A queued platform event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueuedEvent {
+    pub id: i64,
+    pub lead_id: i64,
+    pub target: String,
+    pub event_type: String,
+    /// The context object's JSON text, key order as given.
+    pub context: Option<String>,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which due leads a job wants.
+#[derive(Debug, Clone)]
+pub enum Due {
+    /// `new` leads, eligible now.
+    Opener,
+    /// `contacted` leads with fewer than `max` follow-ups whose quiet time (since the later
+    /// of last contact and last reply) reached the cutoff for their next step:
+    /// `cutoffs[n]` is `now - quiet_before(n + 1)`.
+    FollowUp {
+        cutoffs: Vec<DateTime<Utc>>,
+        max: u32,
+    },
+}
+
+/// A page of due leads: oldest first, after the cursor.
+#[derive(Debug, Clone)]
+pub struct DueQuery {
+    pub due: Due,
+    pub now: DateTime<Utc>,
+    pub limit: u32,
+    /// The sort key and id of the last lead of the previous page.
+    pub after: Option<(DateTime<Utc>, i64)>,
+}
+
+/// A lead that is due, with the time it is ordered by (eligible, or quiet since).
+#[derive(Debug, Clone)]
+pub struct DueLead {
+    pub lead: Lead,
+    pub since: DateTime<Utc>,
+}
+
+/// A queued event whose lead can be worked, oldest first.
+#[derive(Debug, Clone)]
+pub struct DueEvent {
+    pub event: QueuedEvent,
+    pub lead: Lead,
+}
+
+/// How one call's outcome changes its lead and attempt, written with the rest of a batch.
+///
+/// The result applies to the lead only if this write finishes its attempt (still in flight,
+/// or found lost by another runner and not yet released), or, without an attempt, if the
+/// lead is still leased to `token`: so a late or repeated write changes nothing. The event
+/// is applied to the state the lead has *then* (`lead::settle`): a person may have changed
+/// it meanwhile, and a blocked lead keeps the effect pending until it is unblocked.
+#[derive(Debug, Clone)]
+pub struct LeadResult {
+    pub lead_id: i64,
+    /// The lease token the lead was claimed with; its lease is given back.
+    pub token: String,
+    pub attempt: Option<AttemptEnd>,
+    /// The lifecycle event, if the answer moves the lead.
+    pub event: Option<LeadEvent>,
+    /// Set `last_contact_at` to the attempt's end.
+    pub contacted: bool,
+    /// Add one to `follow_ups_sent` and `follow_ups_total`.
+    pub follow_up_sent: bool,
+    /// Start the follow-up count again and count a reopen (a lead sent back to `new`).
+    pub reopened: bool,
+    pub transient_failures: i32,
+    pub next_eligible_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// The queued event this call answered, and its new state (`sent`, `failed`, ...).
+    pub queued_event: Option<(i64, &'static str)>,
+}
+
+impl LeadResult {
+    /// A result that changes nothing but gives the lease back.
+    pub fn new(lead: &Lead, token: &str) -> Self {
+        LeadResult {
+            lead_id: lead.id,
+            token: token.to_string(),
+            attempt: None,
+            event: None,
+            contacted: false,
+            follow_up_sent: false,
+            reopened: false,
+            transient_failures: lead.transient_failures,
+            next_eligible_at: None,
+            last_error: lead.last_error.clone(),
+            queued_event: None,
+        }
+    }
+}
+
+/// What a pause stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseScope {
+    /// Openers and events (402).
+    NewConversations,
+    /// Follow-ups (402 on a follow-up).
+    FollowUps,
+    /// Every call (401).
+    All,
+}
+
+impl PauseScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseScope::NewConversations => "new_conversations",
+            PauseScope::FollowUps => "follow_ups",
+            PauseScope::All => "all",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "new_conversations" => Ok(PauseScope::NewConversations),
+            "follow_ups" => Ok(PauseScope::FollowUps),
+            "all" => Ok(PauseScope::All),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown pause scope {other:?}"
+            ))),
+        }
+    }
+}
+
+/// An account pause every runner honours.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pause {
+    pub scope: PauseScope,
+    pub until: DateTime<Utc>,
+    pub reason: String,
+    /// How many times in a row it was set (a 402 pause doubles each time).
+    pub strikes: i32,
+    pub set_at: DateTime<Utc>,
+    pub set_by: Option<String>,
+}
+
+/// A job run, for `status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRun {
+    pub id: i64,
+    pub job: String,
+    pub runner_id: String,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub summary: Option<serde_json::Value>,
+}
+
+/// An attempt left in flight by a runner whose lease expired: its outcome is unknown.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub lead: Lead,
+    pub attempt: Attempt,
+}
+
+/// A change a person asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAction {
+    Block,
+    Unblock,
+    Retry,
+}
+
+/// What one batch of an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportCounts {
+    pub imported: u64,
+    pub updated: u64,
+}
+
+impl std::ops::AddAssign for ImportCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.imported += o.imported;
+        self.updated += o.updated;
+    }
+}
+
+/// A job's daily cap: at most `limit` attempts started since `since` (in flight or sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyCap {
+    pub since: DateTime<Utc>,
+    pub limit: u32,
+}

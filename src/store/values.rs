@@ -1,0 +1,134 @@
+//! Values stored differently by the two backends, with one Rust type each: so the
+//! statements and the row mappers are written once.
+//!
+//! - `Ts`, a UTC instant: `timestamptz` on PostgreSQL; fixed-width UTC text on SQLite
+//!   (`2026-11-24T09:00:00.000000Z`), so text order is time order and indexes work.
+//! - `Tags`, a list of strings: `jsonb` on PostgreSQL; JSON text on SQLite.
+
+use super::StoreError;
+use chrono::{DateTime, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
+
+/// A UTC instant as each backend stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ts(pub DateTime<Utc>);
+
+impl From<DateTime<Utc>> for Ts {
+    fn from(t: DateTime<Utc>) -> Self {
+        Ts(t)
+    }
+}
+
+/// A lead's tags as each backend stores them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tags(pub Vec<String>);
+
+/// UTC text in one fixed-width format: how SQLite stores timestamps (text order is time
+/// order), and how both backends pass them inside JSON batches.
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+impl Type<Sqlite> for Ts {
+    fn type_info() -> <Sqlite as Database>::TypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+    fn compatible(ty: &<Sqlite as Database>::TypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for Ts {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Sqlite as Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, Sqlite>>::encode(ts(self.0), buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for Ts {
+    fn decode(value: <Sqlite as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
+        Ok(Ts(parse_ts(text)?))
+    }
+}
+
+impl Type<Postgres> for Ts {
+    fn type_info() -> <Postgres as Database>::TypeInfo {
+        <DateTime<Utc> as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &<Postgres as Database>::TypeInfo) -> bool {
+        <DateTime<Utc> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, Postgres> for Ts {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Postgres as Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <DateTime<Utc> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Ts {
+    fn decode(value: <Postgres as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Ts(<DateTime<Utc> as Decode<'r, Postgres>>::decode(value)?))
+    }
+}
+
+impl Type<Sqlite> for Tags {
+    fn type_info() -> <Sqlite as Database>::TypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+    fn compatible(ty: &<Sqlite as Database>::TypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for Tags {
+    fn decode(value: <Sqlite as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
+        Ok(Tags(serde_json::from_str(text)?))
+    }
+}
+
+impl Type<Postgres> for Tags {
+    fn type_info() -> <Postgres as Database>::TypeInfo {
+        <sqlx::types::Json<Vec<String>> as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &<Postgres as Database>::TypeInfo) -> bool {
+        <sqlx::types::Json<Vec<String>> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Tags {
+    fn decode(value: <Postgres as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let sqlx::types::Json(tags) =
+            <sqlx::types::Json<Vec<String>> as Decode<'r, Postgres>>::decode(value)?;
+        Ok(Tags(tags))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_text_is_fixed_width_so_text_order_is_time_order() {
+        let a = DateTime::from_timestamp(1_800_000_000, 5_000).unwrap_or_default();
+        let b = a + chrono::Duration::microseconds(1);
+        assert_eq!(ts(a).len(), ts(b).len());
+        assert!(ts(a) < ts(b));
+        assert_eq!(parse_ts(&ts(a)).ok(), Some(a));
+    }
+}
