@@ -336,7 +336,7 @@ async fn the_outbox_lists_pending_text_and_acks_it_once() {
             job: "openers".into(),
             action: Action::Opener,
             step: 0,
-            runner_id: "r1".into(),
+            lease_token: "r1".into(),
             claimed: None,
             started_at: now,
         }])

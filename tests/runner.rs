@@ -547,7 +547,7 @@ async fn an_attempt_left_in_flight_by_a_dead_runner_is_never_resent_on_its_own()
             job: "openers".into(),
             action: fluidtalk_runner::store::Action::Opener,
             step: 0,
-            runner_id: "dead-runner".into(),
+            lease_token: "dead-runner".into(),
             claimed: None,
             started_at: now,
         }])
@@ -590,7 +590,7 @@ async fn a_lead_sent_back_to_new_gets_a_fresh_opener_step_and_blocks_no_one() {
             job: "openers".into(),
             action: fluidtalk_runner::store::Action::Opener,
             step: 0,
-            runner_id: "long-ago".into(),
+            lease_token: "long-ago".into(),
             claimed: None,
             started_at: monday_10() - Duration::days(2),
         }])

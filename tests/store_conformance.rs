@@ -45,7 +45,7 @@ fn attempt(lead_id: i64, action: Action, step: i64) -> NewAttempt {
         job: "openers".into(),
         action,
         step,
-        runner_id: "runner-a".into(),
+        lease_token: "runner-a".into(),
         claimed: None,
         started_at: t(10),
     }

@@ -47,7 +47,7 @@ fn attempt(lead: &Lead, token: &str) -> NewAttempt {
         job: "openers".into(),
         action: Action::Opener,
         step: 0,
-        runner_id: token.into(),
+        lease_token: token.into(),
         claimed: None,
         started_at: t(10),
     }

@@ -95,7 +95,7 @@ impl JobRun<'_> {
                     job: self.job.name.clone(),
                     action: c.call.action,
                     step: c.call.step,
-                    runner_id: c.token.clone(),
+                    lease_token: c.token.clone(),
                     started_at: now,
                     claimed: Some(c.call.lead.state),
                 })
@@ -212,7 +212,7 @@ async fn ours(
             held.iter()
                 .find(|h| {
                     h.status == AttemptStatus::InFlight
-                        && h.runner_id == a.runner_id
+                        && h.lease_token == a.lease_token
                         && h.action == a.action
                         && h.step == a.step
                 })

@@ -37,7 +37,7 @@ impl Runner {
                 retry, "an attempt was left in flight by a runner that stopped; its outcome is unknown");
             // The attempt's own token: its lease is cleared if it still holds one; a lease
             // another runner holds now is left alone.
-            let mut result = LeadResult::new(&o.lead, &o.attempt.runner_id);
+            let mut result = LeadResult::new(&o.lead, &o.attempt.lease_token);
             result.attempt = Some(AttemptEnd {
                 attempt_id: o.attempt.id,
                 status: AttemptStatus::Unknown,
@@ -45,7 +45,7 @@ impl Runner {
                 error_kind: Some(RUNNER_LOST.into()),
                 error_detail: Some(format!(
                     "runner {} stopped mid-call; the engine may or may not have answered",
-                    o.attempt.runner_id
+                    o.attempt.lease_token
                 )),
                 session_id: None,
                 finished_at: now,

@@ -13,7 +13,7 @@ pub(crate) const LEAD_COLUMNS: &str = "id, target, own_username, state, timezone
 
 /// The columns of an attempt.
 pub(crate) const ATTEMPT_COLUMNS: &str = "id, lead_id, job, action, step, status, http_status, \
-     error_kind, error_detail, session_id, started_at, finished_at, runner_id, released_at, \
+     error_kind, error_detail, session_id, started_at, finished_at, lease_token, released_at, \
      released_by";
 
 #[derive(sqlx::FromRow)]
@@ -102,7 +102,7 @@ pub(crate) struct AttemptRow {
     session_id: Option<String>,
     started_at: Ts,
     finished_at: Option<Ts>,
-    runner_id: String,
+    lease_token: String,
     released_at: Option<Ts>,
     released_by: Option<String>,
 }
@@ -123,7 +123,7 @@ impl TryFrom<AttemptRow> for Attempt {
             session_id: r.session_id,
             started_at: r.started_at.0,
             finished_at: r.finished_at.map(|t| t.0),
-            runner_id: r.runner_id,
+            lease_token: r.lease_token,
             released_at: r.released_at.map(|t| t.0),
             released_by: r.released_by,
         })

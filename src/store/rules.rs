@@ -248,7 +248,7 @@ pub(crate) fn attempts_json(attempts: &[NewAttempt]) -> String {
         .map(|a| {
             serde_json::json!({
                 "lead_id": a.lead_id, "job": clean(&a.job), "action": a.action.as_str(),
-                "step": a.step, "runner_id": clean(&a.runner_id), "started_at": ts(a.started_at),
+                "step": a.step, "lease_token": clean(&a.lease_token), "started_at": ts(a.started_at),
                 "claimed": a.claimed.map(LeadState::as_str),
             })
         })
@@ -306,7 +306,7 @@ pub(crate) fn still_claimed(
             Some(state) => leads.iter().any(|(id, s, owner)| {
                 *id == a.lead_id
                     && s == state.as_str()
-                    && owner.as_deref() == Some(a.runner_id.as_str())
+                    && owner.as_deref() == Some(a.lease_token.as_str())
             }),
         })
         .collect()
@@ -393,7 +393,7 @@ mod tests {
             job: "j".into(),
             action: Action::Opener,
             step,
-            runner_id: "r".into(),
+            lease_token: "r".into(),
             claimed: None,
             started_at: Utc::now(),
         };

@@ -228,7 +228,7 @@ pub struct Attempt {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     /// The lease token of the claim the attempt was made under.
-    pub runner_id: String,
+    pub lease_token: String,
     /// When the step was deliberately freed for another attempt, and by what (`leads
     /// retry`, a job's `on_unknown = "retry"`).
     pub released_at: Option<DateTime<Utc>>,
@@ -243,10 +243,10 @@ pub struct NewAttempt {
     pub action: Action,
     pub step: i64,
     /// The lease token of the claim it is made under.
-    pub runner_id: String,
+    pub lease_token: String,
     pub started_at: DateTime<Utc>,
     /// The state the lead was claimed in: the attempt is recorded only if the lead still
-    /// has it and is still leased to `runner_id` (a person's block since the claim stops
+    /// has it and is still leased to `lease_token` (a person's block since the claim stops
     /// the call). `None` records it whatever the lead is like (tests, tools).
     pub claimed: Option<LeadState>,
 }

@@ -27,6 +27,16 @@ macro_rules! sql_helpers {
             }
         }
 
+        /// SQL: a contacted lead that had its last follow-up (`$1`), quiet since before `$2`
+        /// and not leased at `$3`: it is exhausted.
+        fn exhaustible() -> String {
+            format!(
+                "state = 'contacted' AND follow_ups_sent >= $1 AND {quiet} <= $2
+                 AND (lease_owner IS NULL OR lease_expires_at <= $3)",
+                quiet = D::QUIET_SINCE
+            )
+        }
+
         /// The lead named `target` (locked, if `lock`, until the transaction ends).
         async fn lead_in(conn: &mut Conn, target: &str, lock: bool) -> Result<Lead, StoreError> {
             let sql = if lock {
@@ -58,15 +68,15 @@ macro_rules! sql_helpers {
             // One statement: a person's block either comes first (no call) or finds the
             // call in flight.
             let found: Vec<(i64, i64, String, i64)> = sqlx::query_as(stmt!(
-                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
-                 SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.runner_id
+                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, lease_token)
+                 SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.lease_token
                  FROM {attempts} JOIN leads l ON l.id = j.lead_id
                  WHERE j.claimed IS NULL
-                    OR (l.state = j.claimed AND l.lease_owner = j.runner_id)
+                    OR (l.state = j.claimed AND l.lease_owner = j.lease_token)
                  RETURNING id, lead_id, action, step",
                 attempts = D::records(1, "j", &[
                     Col::Int("lead_id"), Col::Text("job"), Col::Text("action"),
-                    Col::Int("step"), Col::Ts("started_at"), Col::Text("runner_id"),
+                    Col::Int("step"), Col::Ts("started_at"), Col::Text("lease_token"),
                     Col::Text("claimed"),
                 ])
             ))

@@ -170,7 +170,7 @@ macro_rules! sql_runner {
                     sqlx::query(stmt!(
                         "UPDATE attempts SET status = 'cancelled', finished_at = $3,
                                 error_detail = 'not called: the lead was given back'
-                         WHERE lead_id IN {ids} AND runner_id = $2 AND status = 'in_flight'",
+                         WHERE lead_id IN {ids} AND lease_token = $2 AND status = 'in_flight'",
                         ids = D::ints(1)
                     ))
                     .bind(&ids)
@@ -256,10 +256,8 @@ macro_rules! sql_runner {
             ) -> Result<u64, StoreError> {
                 if dry {
                     let n: i64 = sqlx::query_scalar(stmt!(
-                        "SELECT COUNT(*) FROM leads
-                         WHERE state = 'contacted' AND follow_ups_sent >= $1 AND {quiet} <= $2
-                           AND (lease_owner IS NULL OR lease_expires_at <= $3)",
-                        quiet = D::QUIET_SINCE
+                        "SELECT COUNT(*) FROM leads WHERE {due}",
+                        due = exhaustible()
                     ))
                     .bind(i64::from(max))
                     .bind(Ts(cutoff))
@@ -269,10 +267,8 @@ macro_rules! sql_runner {
                     return Ok(n.max(0) as u64);
                 }
                 let done = sqlx::query(stmt!(
-                    "UPDATE leads SET state = 'exhausted', updated_at = $3
-                     WHERE state = 'contacted' AND follow_ups_sent >= $1 AND {quiet} <= $2
-                       AND (lease_owner IS NULL OR lease_expires_at <= $3)",
-                    quiet = D::QUIET_SINCE
+                    "UPDATE leads SET state = 'exhausted', updated_at = $3 WHERE {due}",
+                    due = exhaustible()
                 ))
                 .bind(i64::from(max))
                 .bind(Ts(cutoff))
@@ -375,7 +371,7 @@ macro_rules! sql_runner {
                        AND id IN (SELECT a.id FROM attempts a JOIN leads l ON l.id = a.lead_id
                                   WHERE a.status = 'in_flight'
                                     AND (l.lease_owner IS NULL OR l.lease_expires_at <= $1
-                                         OR l.lease_owner <> a.runner_id))
+                                         OR l.lease_owner <> a.lease_token))
                      ORDER BY id"
                 ))
                 .bind(Ts(now))
