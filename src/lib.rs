@@ -1,10 +1,12 @@
 //! fluidtalk-runner: runs outreach campaigns on the FluidTalk Handshake API.
 //!
 //! Where each behaviour lives, in the order data flows:
-//! - `config`: `jobs.toml`, parsed once into checked, typed values (every setting in a range).
+//! - `config`: `jobs.toml`, parsed once into typed values that check themselves (`fields`),
+//!   then across values (`file`); an error's line and key (`locate`).
 //! - `schedule`: cron schedules in a job's time zone, DST-correct next fire times.
 //! - `import`: lead files (CSV, JSONL), row by row, each a checked lead or a located rejection.
-//! - `store`: the lead database (SQLite, PostgreSQL); every SQL statement is here.
+//! - `store`: the lead database: one SQL store (`sql/`), a SQLite and a PostgreSQL `dialect`;
+//!   `RunnerStore` for the runner, `AdminStore` for commands; every SQL statement is here.
 //! - `lead`: lead states and the lifecycle's transitions, a pure function.
 //! - `plan`: which leads are due for a job at a time, and why (dry and live runs alike).
 //! - `fluidtalk`: the API client: typed requests in, typed results or a classified error out.

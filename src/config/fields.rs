@@ -1,0 +1,342 @@
+//! The campaign file's values, each a type that checks itself as it is read: toml gives
+//! each error the place it came from (`locate` turns that into the line and key), so a
+//! value's check is written once, here, and only checks across fields are hand-written
+//! (`file`).
+//!
+//! A value's own complaint is marked (`invalid`) so that it reads as
+//! `line L: KEY: what was expected`, like the cross-field checks; toml's complaints about
+//! the file's shape (a wrong type, an unknown or missing key) read as
+//! `line L, column C: KEY: what toml says`.
+
+use super::{BACKOFF_RANGE, OnUnknown, PER_SECOND_RANGE, QUIET_RANGE, TIMEOUT_RANGE};
+use chrono::{NaiveTime, Weekday};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use std::fmt;
+use std::time::Duration;
+
+/// Marks a value's own complaint (see the module docs); never shown.
+pub(super) const MARK: char = '\u{1f}';
+
+/// A value's own complaint, for `locate` to show as `line L: KEY: why`.
+fn invalid<E: de::Error>(why: impl fmt::Display) -> E {
+    E::custom(format!("{MARK}{why}"))
+}
+
+/// A string value, read then checked by `check`.
+fn checked<'de, D, T>(d: D, check: impl FnOnce(&str) -> Result<T, String>) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let text = String::deserialize(d)?;
+    check(&text).map_err(invalid)
+}
+
+const fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// A duration like `"30s"`, `"15m"`, `"3d"`, from `MIN_MS` to `MAX_MS` milliseconds
+/// (every duration setting has a range, so no value can overflow the time arithmetic it
+/// feeds, and a typo like `"300000years"` never takes effect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur<const MIN_MS: u64, const MAX_MS: u64>(pub Duration);
+
+/// `[fluidtalk] timeout`.
+pub type TimeoutDur = Dur<{ ms(TIMEOUT_RANGE.0) }, { ms(TIMEOUT_RANGE.1) }>;
+/// `[backoff]` durations.
+pub type BackoffDur = Dur<{ ms(BACKOFF_RANGE.0) }, { ms(BACKOFF_RANGE.1) }>;
+/// A follow-up job's `quiet_after` steps.
+pub type QuietDur = Dur<{ ms(QUIET_RANGE.0) }, { ms(QUIET_RANGE.1) }>;
+
+/// Reads a duration within `(min, max)`; the error quotes the text as written.
+pub fn parse_duration(text: &str, (min, max): (Duration, Duration)) -> Result<Duration, String> {
+    let shown = |d| humantime::format_duration(d).to_string();
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) if d < min || d > max => Err(format!(
+            "{text:?} is out of range; expected from {} to {}",
+            shown(min),
+            shown(max)
+        )),
+        Ok(d) => Ok(d),
+        Err(_) => Err(format!(
+            "{text:?} is not a duration; expected e.g. \"30s\", \"15m\", \"6h\", \"3d\""
+        )),
+    }
+}
+
+impl<'de, const MIN_MS: u64, const MAX_MS: u64> Deserialize<'de> for Dur<MIN_MS, MAX_MS> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let range = (Duration::from_millis(MIN_MS), Duration::from_millis(MAX_MS));
+        checked(d, |t| parse_duration(t, range)).map(Dur)
+    }
+}
+
+/// A whole number from `MIN` to `MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count<const MIN: u32, const MAX: u32>(pub u32);
+
+impl<'de, const MIN: u32, const MAX: u32> Deserialize<'de> for Count<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u32::try_from(n) {
+            Ok(n) if (MIN..=MAX).contains(&n) => Ok(Count(n)),
+            _ => Err(invalid(format!(
+                "{n} is out of range; expected a whole number from {MIN} to {MAX}"
+            ))),
+        }
+    }
+}
+
+/// `[limits] per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerSecond(pub f64);
+
+impl<'de> Deserialize<'de> for PerSecond {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (min, max) = PER_SECOND_RANGE;
+        let n = f64::deserialize(d)?;
+        if (min..=max).contains(&n) {
+            Ok(PerSecond(n))
+        } else {
+            Err(invalid(format!(
+                "{n} is out of range; expected a number from {min} to {max}"
+            )))
+        }
+    }
+}
+
+/// An IANA time zone name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zone(pub Tz);
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |t| {
+            t.trim().parse::<Tz>().map(Zone).map_err(|_| {
+                format!("unknown time zone {t:?}; expected an IANA name such as \"Europe/Berlin\"")
+            })
+        })
+    }
+}
+
+/// The API's base URL: http or https, with a host; no trailing `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(pub String);
+
+impl<'de> Deserialize<'de> for BaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, check_base_url).map(BaseUrl)
+    }
+}
+
+/// A base URL the client can call: http or https, with a host.
+pub fn check_base_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let url = url::Url::parse(text).map_err(|e| {
+        format!("{text:?} is not a URL ({e}); expected e.g. \"https://api.fluidtalk.ai\"")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!(
+            "{text:?} is not an http(s) URL with a host; expected e.g. \"https://api.fluidtalk.ai\""
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
+/// A database URL the runner can open.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", crate::store::redact_url(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, check_database_url).map(DatabaseUrl)
+    }
+}
+
+/// A database URL the runner can open (the password is never shown back).
+pub fn check_database_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let shown = crate::store::redact_url(text);
+    if text.is_empty() {
+        return Err("is empty; expected e.g. \"sqlite://fluidtalk-runner.db\"".into());
+    }
+    let lower = text.to_ascii_lowercase();
+    if !(lower.starts_with("sqlite:")
+        || lower.starts_with("postgres://")
+        || lower.starts_with("postgresql://"))
+    {
+        return Err(format!(
+            "{shown:?} is not a database this runner can use; expected sqlite://PATH or \
+             postgres://USER@HOST/DB"
+        ));
+    }
+    if lower.contains(":memory:") || lower.contains("mode=memory") {
+        return Err(format!(
+            "{shown:?} is an in-memory database, which keeps nothing after the command ends; \
+             name a file, e.g. \"sqlite://fluidtalk-runner.db\""
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// A job's name: letters, digits, `-` and `_`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobName(pub String);
+
+impl<'de> Deserialize<'de> for JobName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |t| {
+            let name = t.trim();
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+            if ok {
+                Ok(JobName(name.to_string()))
+            } else {
+                Err(format!(
+                    "{t:?} is not a job name; use letters, digits, - and _"
+                ))
+            }
+        })
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Opener,
+    FollowUp,
+    Event,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Opener => "opener",
+            Kind::FollowUp => "follow_up",
+            Kind::Event => "event",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |t| match t.trim() {
+            "opener" => Ok(Kind::Opener),
+            "follow_up" => Ok(Kind::FollowUp),
+            "event" => Ok(Kind::Event),
+            other => Err(format!(
+                "{other:?} is not a job kind; expected \"opener\", \"follow_up\" or \"event\""
+            )),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for OnUnknown {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |t| match t.trim() {
+            "review" => Ok(OnUnknown::Review),
+            "retry" => Ok(OnUnknown::Retry),
+            other => Err(format!("{other:?}; expected \"review\" or \"retry\"")),
+        })
+    }
+}
+
+/// Quiet time before follow-up 1, 2, ...: one duration or a non-empty list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuietAfter(pub Vec<Duration>);
+
+impl<'de> Deserialize<'de> for QuietAfter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Steps;
+        impl<'de> Visitor<'de> for Steps {
+            type Value = QuietAfter;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration or a list of durations, e.g. [\"24h\", \"3d\", \"7d\"]")
+            }
+            fn visit_str<E: de::Error>(self, t: &str) -> Result<QuietAfter, E> {
+                parse_duration(t, QUIET_RANGE)
+                    .map(|d| QuietAfter(vec![d]))
+                    .map_err(invalid)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<QuietAfter, A::Error> {
+                let mut steps = Vec::new();
+                while let Some(Dur(d)) = seq.next_element::<QuietDur>()? {
+                    steps.push(d);
+                }
+                if steps.is_empty() {
+                    return Err(invalid("is empty; give one duration or a list"));
+                }
+                Ok(QuietAfter(steps))
+            }
+        }
+        d.deserialize_any(Steps)
+    }
+}
+
+/// Days of the week, Monday first: `mon-fri`, `sat,sun`, `mon-wed,fri`, `daily`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Days(pub [bool; 7]);
+
+impl<'de> Deserialize<'de> for Days {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, parse_days).map(Days)
+    }
+}
+
+/// `mon-fri`, `sat,sun`, `mon-wed,fri`, `daily`.
+pub fn parse_days(text: &str) -> Result<[bool; 7], String> {
+    let expected = "expected days like \"mon-fri\", \"sat,sun\" or \"daily\"";
+    let day = |s: &str| -> Result<usize, String> {
+        s.trim()
+            .parse::<Weekday>()
+            .map(|d| d.num_days_from_monday() as usize)
+            .map_err(|_| format!("{s:?} is not a day; {expected}"))
+    };
+    let text = text.trim().to_ascii_lowercase();
+    if text == "daily" || text == "*" {
+        return Ok([true; 7]);
+    }
+    let mut days = [false; 7];
+    for part in text.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (day(a)?, day(b)?);
+                let mut d = a;
+                loop {
+                    days[d] = true;
+                    if d == b {
+                        break;
+                    }
+                    d = (d + 1) % 7;
+                }
+            }
+            None => days[day(part)?] = true,
+        }
+    }
+    Ok(days)
+}
+
+/// A time of day, `HH:MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HhMm(pub NaiveTime);
+
+impl<'de> Deserialize<'de> for HhMm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |t| {
+            NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                .map(HhMm)
+                .map_err(|_| format!("{t:?} is not a time; expected HH:MM, e.g. \"09:00\""))
+        })
+    }
+}

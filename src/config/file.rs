@@ -1,0 +1,351 @@
+//! The campaign file as written, with typed values (`fields`), and the checks that span
+//! several of them: the schedule's zone, what each kind of job needs and refuses, backoff
+//! ranges that must not cross, unique job names, the image folder on disk.
+
+use super::fields::{
+    BackoffDur, BaseUrl, Count, DatabaseUrl, Days, HhMm, JobName, Kind, PerSecond, QuietAfter,
+    TimeoutDur, Zone,
+};
+use super::{
+    ApiSettings, Backoff, Config, ConfigError, Job, JobKind, Limits, OnUnknown, SendWindow, locate,
+};
+use crate::schedule::Schedule;
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+// Every table refuses unknown keys.
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    fluidtalk: Api,
+    #[serde(default)]
+    database: Database,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    backoff: RawBackoff,
+    #[serde(default, rename = "job")]
+    jobs: Vec<RawJob>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Api {
+    base_url: Option<BaseUrl>,
+    own_username: Option<String>,
+    timeout: Option<TimeoutDur>,
+    image_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Database {
+    url: Option<DatabaseUrl>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    concurrency: Option<Count<1, 1024>>,
+    per_second: Option<PerSecond>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBackoff {
+    out_of_tokens: Option<Spanned<BackoffDur>>,
+    out_of_tokens_max: Option<Spanned<BackoffDur>>,
+    retry_base: Option<Spanned<BackoffDur>>,
+    retry_max: Option<Spanned<BackoffDur>>,
+    max_attempts: Option<Count<1, 100>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Spanned<JobName>,
+    kind: Spanned<Kind>,
+    schedule: Spanned<String>,
+    timezone: Option<Zone>,
+    batch_size: Option<Count<1, 10_000>>,
+    max_per_run: Option<Count<1, 10_000_000>>,
+    on_unknown: Option<OnUnknown>,
+    daily_cap: Option<Spanned<Count<1, 1_000_000>>>,
+    send_window: Option<Spanned<RawWindow>>,
+    quiet_after: Option<Spanned<QuietAfter>>,
+    max_follow_ups: Option<Spanned<Count<1, 100>>>,
+    event_type: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    days: Option<Days>,
+    from: HhMm,
+    to: HhMm,
+}
+
+/// Builds errors that name the file, the line and the key.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn err<T>(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: locate::line_column(self.text, span.start).0,
+            key: key.into(),
+            message: message.into(),
+        })
+    }
+
+    /// Keys that belong to other kinds of job are mistakes, not options to ignore.
+    fn not_for<T>(
+        &self,
+        field: &Option<Spanned<T>>,
+        key: String,
+        kind: Kind,
+    ) -> Result<(), ConfigError> {
+        match field {
+            Some(v) => {
+                let article = if kind == Kind::Opener || kind == Kind::Event {
+                    "an"
+                } else {
+                    "a"
+                };
+                self.err(
+                    v.span(),
+                    key,
+                    format!("does not apply to {article} {} job", kind.name()),
+                )
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The image folder: relative to the campaign file's folder, and a folder that exists.
+    fn image_dir(&self, v: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+        let key = "[fluidtalk] image_dir";
+        let text = v.get_ref().trim();
+        if text.is_empty() {
+            return self.err(
+                v.span(),
+                key,
+                "is empty; expected a folder, e.g. \"images\"",
+            );
+        }
+        let dir = self.path.parent().unwrap_or(Path::new(".")).join(text);
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => Ok(dir),
+            Ok(_) => self.err(v.span(), key, format!("{} is not a folder", dir.display())),
+            Err(e) => self.err(
+                v.span(),
+                key,
+                format!("{} cannot be used: {e}", dir.display()),
+            ),
+        }
+    }
+
+    /// Of two settings, `long` must not be shorter than `short` (either may be a default,
+    /// so the error is on the one the file gives).
+    fn in_order(
+        &self,
+        (short, short_key): (&Option<Spanned<BackoffDur>>, &str),
+        (long, long_key): (&Option<Spanned<BackoffDur>>, &str),
+        values: (Duration, Duration),
+    ) -> Result<(), ConfigError> {
+        if values.1 >= values.0 {
+            return Ok(());
+        }
+        let shown = |d| humantime::format_duration(d).to_string();
+        match (long, short) {
+            (Some(l), _) => self.err(
+                l.span(),
+                format!("[backoff] {long_key}"),
+                format!("must not be shorter than {short_key} ({})", shown(values.0)),
+            ),
+            (None, Some(s)) => self.err(
+                s.span(),
+                format!("[backoff] {short_key}"),
+                format!(
+                    "must not be longer than {long_key} ({} when not set)",
+                    shown(values.1)
+                ),
+            ),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// Checks campaign text read from `path`.
+pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: File = toml::from_str(text).map_err(|e| locate::config_error(path, text, &e))?;
+    let c = Checker { path, text };
+    let api = &raw.fluidtalk;
+    let fluidtalk = ApiSettings {
+        base_url: api
+            .base_url
+            .clone()
+            .map_or_else(|| crate::fluidtalk::DEFAULT_BASE_URL.to_string(), |u| u.0),
+        own_username: api.own_username.clone().filter(|u| !u.trim().is_empty()),
+        timeout: api
+            .timeout
+            .map_or(crate::fluidtalk::DEFAULT_TIMEOUT, |d| d.0),
+        image_dir: api.image_dir.as_ref().map(|v| c.image_dir(v)).transpose()?,
+    };
+    let limits = Limits {
+        concurrency: raw.limits.concurrency.map_or(8, |n| n.0) as usize,
+        per_second: raw.limits.per_second.map_or(5.0, |n| n.0),
+    };
+    let b = &raw.backoff;
+    let or = |v: &Option<Spanned<BackoffDur>>, default: u64| {
+        v.as_ref()
+            .map_or(Duration::from_secs(default), |d| d.get_ref().0)
+    };
+    let backoff = Backoff {
+        out_of_tokens: or(&b.out_of_tokens, 15 * 60),
+        out_of_tokens_max: or(&b.out_of_tokens_max, 6 * 3600),
+        retry_base: or(&b.retry_base, 30),
+        retry_max: or(&b.retry_max, 3600),
+        max_attempts: b.max_attempts.map_or(5, |n| n.0),
+    };
+    c.in_order(
+        (&b.out_of_tokens, "out_of_tokens"),
+        (&b.out_of_tokens_max, "out_of_tokens_max"),
+        (backoff.out_of_tokens, backoff.out_of_tokens_max),
+    )?;
+    c.in_order(
+        (&b.retry_base, "retry_base"),
+        (&b.retry_max, "retry_max"),
+        (backoff.retry_base, backoff.retry_max),
+    )?;
+    let mut jobs: Vec<Job> = Vec::with_capacity(raw.jobs.len());
+    for rj in &raw.jobs {
+        let job = check_job(&c, rj)?;
+        if jobs.iter().any(|j| j.name == job.name) {
+            return c.err(
+                rj.name.span(),
+                format!("[[job]] {:?} name", job.name),
+                "is used by an earlier job; job names must be unique",
+            );
+        }
+        jobs.push(job);
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        fluidtalk,
+        database_url: raw.database.url.map(|u| u.0),
+        limits,
+        backoff,
+        jobs,
+    })
+}
+
+fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
+    let name = rj.name.get_ref().0.clone();
+    let key = |k: &str| format!("[[job]] {name:?} {k}");
+    let timezone = rj.timezone.map_or(Tz::UTC, |z| z.0);
+    let schedule = Schedule::parse(rj.schedule.get_ref().trim(), timezone)
+        .or_else(|why| c.err(rj.schedule.span(), key("schedule"), why))?;
+    let send_window = rj
+        .send_window
+        .as_ref()
+        .map(|w| window(c, w, &key("send_window")))
+        .transpose()?;
+    let kind = *rj.kind.get_ref();
+    let kind = match kind {
+        Kind::Opener => {
+            c.not_for(&rj.quiet_after, key("quiet_after"), kind)?;
+            c.not_for(&rj.max_follow_ups, key("max_follow_ups"), kind)?;
+            c.not_for(&rj.event_type, key("event_type"), kind)?;
+            JobKind::Opener {
+                daily_cap: rj.daily_cap.as_ref().map(|n| n.get_ref().0),
+                send_window,
+            }
+        }
+        Kind::FollowUp => {
+            c.not_for(&rj.daily_cap, key("daily_cap"), kind)?;
+            c.not_for(&rj.event_type, key("event_type"), kind)?;
+            let Some(q) = &rj.quiet_after else {
+                return c.err(
+                    rj.kind.span(),
+                    key("quiet_after"),
+                    "is required for a follow_up job, e.g. [\"24h\", \"3d\", \"7d\"]",
+                );
+            };
+            let quiet_after = q.get_ref().0.clone();
+            JobKind::FollowUp {
+                max_follow_ups: rj
+                    .max_follow_ups
+                    .as_ref()
+                    .map_or(quiet_after.len() as u32, |n| n.get_ref().0),
+                quiet_after,
+                send_window,
+            }
+        }
+        Kind::Event => {
+            c.not_for(&rj.daily_cap, key("daily_cap"), kind)?;
+            c.not_for(&rj.quiet_after, key("quiet_after"), kind)?;
+            c.not_for(&rj.max_follow_ups, key("max_follow_ups"), kind)?;
+            let Some(t) = rj
+                .event_type
+                .as_ref()
+                .filter(|t| !t.get_ref().trim().is_empty())
+            else {
+                return c.err(
+                    rj.kind.span(),
+                    key("event_type"),
+                    "is required for an event job, e.g. \"story_reaction\"",
+                );
+            };
+            JobKind::Event {
+                event_type: t.get_ref().trim().to_string(),
+                send_window,
+            }
+        }
+    };
+    Ok(Job {
+        batch_size: rj.batch_size.map_or(50, |n| n.0),
+        max_per_run: rj.max_per_run.map(|n| n.0),
+        name,
+        schedule,
+        timezone,
+        on_unknown: rj.on_unknown.unwrap_or(OnUnknown::Review),
+        kind,
+    })
+}
+
+/// A send window: its hours must not cross midnight.
+fn window(c: &Checker<'_>, v: &Spanned<RawWindow>, key: &str) -> Result<SendWindow, ConfigError> {
+    let w = v.get_ref();
+    let (from, to) = (w.from.0, w.to.0);
+    if from >= to {
+        return c.err(
+            v.span(),
+            key,
+            format!(
+                "from {} must be before to {} (a window does not cross midnight)",
+                from.format("%H:%M"),
+                to.format("%H:%M")
+            ),
+        );
+    }
+    Ok(SendWindow {
+        days: w.days.map_or([true; 7], |d| d.0),
+        from,
+        to,
+    })
+}
