@@ -44,8 +44,8 @@ pub trait Dialect {
 
     /// A JSON array of objects (parameter `$n`) as a table `alias` with typed `cols`.
     fn records(n: u8, alias: &str, cols: &[Col]) -> String;
-    /// A JSON array of integers (parameter `$n`) as a one-column subquery.
-    fn ints(n: u8) -> String;
+    /// `IN` the ids of parameter `$n` (bound as `Ids`), to follow a column: `id {in_ids}`.
+    fn in_ids(n: u8) -> String;
     /// A JSON array of strings (parameter `$n`) as a one-column subquery.
     fn texts(n: u8) -> String;
     /// Element `index_expr` (0-based) of a JSON array of times (parameter `$n`).
@@ -85,8 +85,8 @@ impl Dialect for Lite {
         )
     }
 
-    fn ints(n: u8) -> String {
-        format!("(SELECT value FROM json_each(${n}))")
+    fn in_ids(n: u8) -> String {
+        format!("IN (SELECT value FROM json_each(${n}))")
     }
 
     fn texts(n: u8) -> String {
@@ -143,10 +143,8 @@ impl Dialect for Pg {
         )
     }
 
-    fn ints(n: u8) -> String {
-        format!(
-            "(SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST(${n} AS JSONB)))"
-        )
+    fn in_ids(n: u8) -> String {
+        format!("= ANY(${n})")
     }
 
     fn texts(n: u8) -> String {

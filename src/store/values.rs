@@ -4,6 +4,8 @@
 //! - `Ts`, a UTC instant: `timestamptz` on PostgreSQL; fixed-width UTC text on SQLite
 //!   (`2026-11-24T09:00:00.000000Z`), so text order is time order and indexes work.
 //! - `Tags`, a list of strings: `jsonb` on PostgreSQL; JSON text on SQLite.
+//! - `Ids`, a list of row ids as a parameter: a `bigint[]` on PostgreSQL (`= ANY($n)`, which
+//!   the planner answers from the primary key); JSON text on SQLite (`json_each`).
 
 use super::StoreError;
 use chrono::{DateTime, Utc};
@@ -83,6 +85,40 @@ impl<'q> Encode<'q, Postgres> for Ts {
 impl<'r> Decode<'r, Postgres> for Ts {
     fn decode(value: <Postgres as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
         Ok(Ts(<DateTime<Utc> as Decode<'r, Postgres>>::decode(value)?))
+    }
+}
+
+/// Row ids bound as one parameter (see `Dialect::in_ids`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ids(pub Vec<i64>);
+
+impl Type<Sqlite> for Ids {
+    fn type_info() -> <Sqlite as Database>::TypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for Ids {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Sqlite as Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, Sqlite>>::encode(serde_json::to_string(&self.0)?, buf)
+    }
+}
+
+impl Type<Postgres> for Ids {
+    fn type_info() -> <Postgres as Database>::TypeInfo {
+        <Vec<i64> as Type<Postgres>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Postgres> for Ids {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Postgres as Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <Vec<i64> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
     }
 }
 

@@ -283,11 +283,11 @@ macro_rules! sql_admin {
             async fn ack_outbox(&self, ids: &[i64], now: chrono::DateTime<chrono::Utc>) -> Result<Vec<i64>, StoreError> {
                 let mut acked: Vec<i64> = sqlx::query_scalar(stmt!(
                     "UPDATE outbox SET acked_at = $2
-                     WHERE acked_at IS NULL AND id IN {ids}
+                     WHERE acked_at IS NULL AND id {ids}
                      RETURNING id",
-                    ids = D::ints(1)
+                    ids = D::in_ids(1)
                 ))
-                .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+                .bind(Ids(ids.to_vec()))
                 .bind(Ts(now))
                 .fetch_all(&self.pool)
                 .await?;

@@ -4,7 +4,7 @@ macro_rules! sql_helpers {
     ($store:ident) => {
         use $crate::store::dialect::{Col, Dialect};
         use $crate::store::rows::{self, ATTEMPT_COLUMNS, LEAD_COLUMNS};
-        use $crate::store::values::{ts, Ts};
+        use $crate::store::values::{ts, Ids, Ts};
 
         impl $store {
             /// The leads with these ids, by id (one query).
@@ -12,10 +12,10 @@ macro_rules! sql_helpers {
                 &self,
                 ids: impl Iterator<Item = i64>,
             ) -> Result<std::collections::HashMap<i64, Lead>, StoreError> {
-                let ids = serde_json::Value::from(ids.collect::<Vec<i64>>()).to_string();
+                let ids = Ids(ids.collect());
                 let found: Vec<rows::LeadRow> = sqlx::query_as(stmt!(
-                    "SELECT {LEAD_COLUMNS} FROM leads WHERE id IN {ids}",
-                    ids = D::ints(1)
+                    "SELECT {LEAD_COLUMNS} FROM leads WHERE id {ids}",
+                    ids = D::in_ids(1)
                 ))
                 .bind(ids)
                 .fetch_all(&self.pool)
@@ -94,11 +94,11 @@ macro_rules! sql_helpers {
         ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
             let ids: Vec<i64> = attempts.iter().map(|a| a.lead_id).collect();
             Ok(sqlx::query_as(stmt!(
-                "SELECT id, state, lease_owner FROM leads WHERE id IN {ids} ORDER BY id{lock}",
-                ids = D::ints(1),
+                "SELECT id, state, lease_owner FROM leads WHERE id {ids} ORDER BY id{lock}",
+                ids = D::in_ids(1),
                 lock = D::FOR_UPDATE
             ))
-            .bind(serde_json::Value::from(ids).to_string())
+            .bind(Ids(ids))
             .fetch_all(&mut *conn)
             .await?)
         }
@@ -163,16 +163,16 @@ macro_rules! sql_helpers {
                 "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
                  SELECT a.lead_id, a.id, l.target, a.action, x.message, x.session_id, x.finished_at
                  FROM {ends} {join} attempts a ON a.id = x.id {join} leads l ON l.id = a.lead_id
-                 WHERE x.message IS NOT NULL AND x.id IN {finished}",
+                 WHERE x.message IS NOT NULL AND x.id {finished}",
                 ends = D::records(1, "x", &[
                     Col::Int("id"), Col::Text("message"), Col::Text("session_id"),
                     Col::Ts("finished_at"),
                 ]),
                 join = D::JOIN_IN_ORDER,
-                finished = D::ints(2)
+                finished = D::in_ids(2)
             ))
             .bind(&payload)
-            .bind(serde_json::Value::from(finished.clone()).to_string())
+            .bind(Ids(finished.clone()))
             .execute(&mut *conn)
             .await?;
             Ok(finished)

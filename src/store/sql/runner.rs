@@ -138,13 +138,13 @@ macro_rules! sql_runner {
                 let found: Vec<rows::LeadRow> = sqlx::query_as(stmt!(
                     "UPDATE leads SET lease_owner = $2, lease_expires_at = $4
                      WHERE id IN (SELECT id FROM leads
-                                  WHERE id IN {ids} AND state IN ('new', 'contacted', 'exhausted')
+                                  WHERE id {ids} AND state IN ('new', 'contacted', 'exhausted')
                                     AND (lease_owner IS NULL OR lease_expires_at <= $3 OR lease_owner = $2){skip})
                      RETURNING {LEAD_COLUMNS}",
-                    ids = D::ints(1),
+                    ids = D::in_ids(1),
                     skip = D::FOR_UPDATE_SKIP_LOCKED
                 ))
-                .bind(serde_json::Value::from(ids.to_vec()).to_string())
+                .bind(Ids(ids.to_vec()))
                 .bind(runner)
                 .bind(Ts(now))
                 .bind(Ts(lease_until))
@@ -164,14 +164,14 @@ macro_rules! sql_runner {
                 if ids.is_empty() {
                     return Ok(());
                 }
-                let ids = serde_json::Value::from(ids.to_vec()).to_string();
+                let ids = Ids(ids.to_vec());
                 let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
                 in_tx(tx, async |tx| {
                     sqlx::query(stmt!(
                         "UPDATE attempts SET status = 'cancelled', finished_at = $3,
                                 error_detail = 'not called: the lead was given back'
-                         WHERE lead_id IN {ids} AND lease_token = $2 AND status = 'in_flight'",
-                        ids = D::ints(1)
+                         WHERE lead_id {ids} AND lease_token = $2 AND status = 'in_flight'",
+                        ids = D::in_ids(1)
                     ))
                     .bind(&ids)
                     .bind(runner)
@@ -180,8 +180,8 @@ macro_rules! sql_runner {
                     .await?;
                     sqlx::query(stmt!(
                         "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
-                         WHERE id IN {ids} AND lease_owner = $2",
-                        ids = D::ints(1)
+                         WHERE id {ids} AND lease_owner = $2",
+                        ids = D::in_ids(1)
                     ))
                     .bind(&ids)
                     .bind(runner)
@@ -288,8 +288,7 @@ macro_rules! sql_runner {
                 }
                 let ends: Vec<AttemptEnd> =
                     results.iter().filter_map(|r| r.attempt.clone()).collect();
-                let ids = serde_json::Value::from(results.iter().map(|r| r.lead_id).collect::<Vec<_>>())
-                    .to_string();
+                let ids = Ids(results.iter().map(|r| r.lead_id).collect());
                 let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
                 in_tx(tx, async |tx| {
                     // The leads first (locked in id order on PostgreSQL), then their attempts:
@@ -298,8 +297,8 @@ macro_rules! sql_runner {
                     let found: Vec<(i64, String, Option<String>, Option<String>)> =
                         sqlx::query_as(stmt!(
                             "SELECT id, state, pending_event, lease_owner FROM leads
-                             WHERE id IN {ids} ORDER BY id{lock}",
-                            ids = D::ints(1),
+                             WHERE id {ids} ORDER BY id{lock}",
+                            ids = D::in_ids(1),
                             lock = D::FOR_UPDATE
                         ))
                         .bind(&ids)
