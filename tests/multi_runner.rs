@@ -134,7 +134,7 @@ impl Campaign {
     /// Every lead by target, with its attempts.
     async fn leads(&self) -> BTreeMap<String, LeadView> {
         let sql_leads = "SELECT target, state FROM leads";
-        let sql_attempts = "SELECT l.target, a.action, a.status, a.lease_token
+        let sql_attempts = "SELECT l.target, a.action, a.status, a.runner_id
                             FROM attempts a JOIN leads l ON l.id = a.lead_id ORDER BY a.id";
         type Attempts = Vec<(String, String, String, String)>;
         let (leads, attempts): (Vec<(String, String)>, Attempts) = match &self.db.raw {
@@ -301,7 +301,7 @@ async fn a_runner_killed_mid_run_leaves_its_calls_in_flight_for_review_and_nothi
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let mine: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM attempts WHERE status = 'in_flight' AND lease_token LIKE $1",
+            "SELECT COUNT(*) FROM attempts WHERE status = 'in_flight' AND runner_id LIKE $1",
         )
         .bind(format!("%-{victim_pid}-%"))
         .fetch_one(pool)

@@ -159,7 +159,7 @@ async fn check(leads: Vec<Lead>, job: Job, batch: u32) -> Result<(), TestCaseErr
         .expect("insert a lead");
         if l.in_flight {
             sqlx::query(
-                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, lease_token)
+                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
                  VALUES (?1, 'j', 'event', ?1, 'in_flight', ?2, 'someone/1')",
             )
             .bind(id)

@@ -13,7 +13,7 @@ pub(crate) const LEAD_COLUMNS: &str = "id, target, own_username, state, timezone
 
 /// The columns of an attempt.
 pub(crate) const ATTEMPT_COLUMNS: &str = "id, lead_id, job, action, step, status, http_status, \
-     error_kind, error_detail, session_id, started_at, finished_at, lease_token, released_at, \
+     error_kind, error_detail, session_id, started_at, finished_at, runner_id AS lease_token, released_at, \
      released_by";
 
 #[derive(sqlx::FromRow)]

@@ -68,7 +68,7 @@ macro_rules! sql_helpers {
             // One statement: a person's block either comes first (no call) or finds the
             // call in flight.
             let found: Vec<(i64, i64, String, i64)> = sqlx::query_as(stmt!(
-                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, lease_token)
+                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
                  SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.lease_token
                  FROM {attempts} JOIN leads l ON l.id = j.lead_id
                  WHERE j.claimed IS NULL

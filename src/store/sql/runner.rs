@@ -97,6 +97,9 @@ macro_rules! sql_runner {
                     .fetch_all(&self.pool)
                     .await?,
                     Due::FollowUp { cutoffs, max } => {
+                        // The latest cutoff bounds the range read from leads_quiet_due: the
+                        // scan stops there, whatever the per-row cutoff decides after it.
+                        let latest = cutoffs.iter().max().copied().unwrap_or(q.now);
                         let cutoffs: Vec<String> = cutoffs.iter().map(|t| ts(*t)).collect();
                         sqlx::query_as(stmt!(
                             "SELECT {LEAD_COLUMNS}, {quiet} AS since FROM leads
@@ -104,7 +107,7 @@ macro_rules! sql_runner {
                                AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
                                AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
                                AND (lease_owner IS NULL OR lease_expires_at <= $1)
-                               AND {quiet} <= {cutoff}
+                               AND {quiet} <= {cutoff} AND {quiet} <= $7
                                AND ({quiet}, id) > ($2, $3)
                              ORDER BY since, id LIMIT $4",
                             quiet = D::QUIET_SINCE,
@@ -116,6 +119,7 @@ macro_rules! sql_runner {
                         .bind(i64::from(q.limit))
                         .bind(i64::from(*max))
                         .bind(serde_json::Value::from(cutoffs).to_string())
+                        .bind(Ts(latest))
                         .fetch_all(&self.pool)
                         .await?
                     }
@@ -170,7 +174,7 @@ macro_rules! sql_runner {
                     sqlx::query(stmt!(
                         "UPDATE attempts SET status = 'cancelled', finished_at = $3,
                                 error_detail = 'not called: the lead was given back'
-                         WHERE lead_id {ids} AND lease_token = $2 AND status = 'in_flight'",
+                         WHERE lead_id {ids} AND runner_id = $2 AND status = 'in_flight'",
                         ids = D::in_ids(1)
                     ))
                     .bind(&ids)
@@ -370,7 +374,7 @@ macro_rules! sql_runner {
                        AND id IN (SELECT a.id FROM attempts a JOIN leads l ON l.id = a.lead_id
                                   WHERE a.status = 'in_flight'
                                     AND (l.lease_owner IS NULL OR l.lease_expires_at <= $1
-                                         OR l.lease_owner <> a.lease_token))
+                                         OR l.lease_owner <> a.runner_id))
                      ORDER BY id"
                 ))
                 .bind(Ts(now))
