@@ -41,6 +41,12 @@ pub trait Dialect {
     const NO_LIMIT: Option<i64>;
     /// Counts the migrations tables (0 or 1): 0 means never migrated.
     const HAS_MIGRATIONS_TABLE: &'static str;
+    /// Put before a statement, returns the plan the database would use for it ...
+    const EXPLAIN: &'static str;
+    /// ... one step a row, in this text column.
+    const PLAN_COLUMN: &'static str;
+    /// Refreshes the planner's statistics of leads after a big import, where needed.
+    const REFRESH_STATS: Option<&'static str>;
 
     /// A JSON array of objects (parameter `$n`) as a table `alias` with typed `cols`.
     fn records(n: u8, alias: &str, cols: &[Col]) -> String;
@@ -73,6 +79,11 @@ impl Dialect for Lite {
     const NO_LIMIT: Option<i64> = Some(-1);
     const HAS_MIGRATIONS_TABLE: &'static str =
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+    const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN";
+    const PLAN_COLUMN: &'static str = "detail";
+    /// SQLite's plans for these statements do not depend on statistics (the test in
+    /// `tests/query_plans.rs` runs without them), and ANALYZE reads the whole table.
+    const REFRESH_STATS: Option<&'static str> = None;
 
     fn records(n: u8, alias: &str, cols: &[Col]) -> String {
         let fields: Vec<String> = cols
@@ -123,6 +134,11 @@ impl Dialect for Pg {
     const NO_LIMIT: Option<i64> = None;
     const HAS_MIGRATIONS_TABLE: &'static str =
         "SELECT COUNT(*) FROM (SELECT to_regclass('_sqlx_migrations') AS t) x WHERE t IS NOT NULL";
+    const EXPLAIN: &'static str = "EXPLAIN";
+    const PLAN_COLUMN: &'static str = "QUERY PLAN";
+    /// Autovacuum analyzes a grown table only after a while; until then the planner takes
+    /// it for empty and scans and sorts. ANALYZE samples a fixed number of rows.
+    const REFRESH_STATS: Option<&'static str> = Some("ANALYZE leads");
 
     fn records(n: u8, alias: &str, cols: &[Col]) -> String {
         let fields: Vec<String> = cols

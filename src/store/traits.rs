@@ -157,6 +157,10 @@ pub trait AdminStore: Send + Sync {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
+    /// The plans the database would use at `now` for the runner's hot statements (due
+    /// leads and events, claim, exhaust, daily cap, orphans), with parameters like a run's.
+    async fn hot_query_plans(&self, now: DateTime<Utc>) -> Result<Vec<QueryPlan>, StoreError>;
+
     /// Starts an import. With `atomic`, every batch joins one transaction that `finish`
     /// commits or rolls back; without, each batch commits on its own.
     async fn begin_import(&self, atomic: bool) -> Result<Box<dyn ImportSession>, StoreError>;

@@ -332,6 +332,15 @@ pub enum Due {
     },
 }
 
+/// How the database would run one statement (`AdminStore::hot_query_plans`).
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryPlan {
+    pub name: String,
+    /// One step a line, as the database words it (`EXPLAIN QUERY PLAN`'s detail on
+    /// SQLite, `EXPLAIN`'s text on PostgreSQL).
+    pub lines: Vec<String>,
+}
+
 /// A page of due leads: oldest first, after the cursor.
 #[derive(Debug, Clone)]
 pub struct DueQuery {

@@ -88,6 +88,16 @@ impl<'r> Decode<'r, Postgres> for Ts {
     }
 }
 
+/// A parameter of a hot statement (`sql/hot.rs`), kept apart from the statement so the
+/// same statement can be run or explained.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Ts(Ts),
+    Int(i64),
+    Text(String),
+    Ids(Ids),
+}
+
 /// Row ids bound as one parameter (see `Dialect::in_ids`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ids(pub Vec<i64>);

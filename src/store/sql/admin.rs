@@ -64,6 +64,17 @@ macro_rules! sql_admin {
                 D::NAME
             }
 
+            async fn hot_query_plans(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<QueryPlan>, StoreError> {
+                let mut plans = Vec::new();
+                for hot in hot_samples(now) {
+                    plans.push(hot.plan(&self.pool).await?);
+                }
+                Ok(plans)
+            }
+
             async fn begin_import(&self, atomic: bool) -> Result<Box<dyn ImportSession>, StoreError> {
                 let tx = if atomic {
                     Some(self.pool.begin_with(D::BEGIN_WRITE).await?)
@@ -74,6 +85,7 @@ macro_rules! sql_admin {
                     pool: self.pool.clone(),
                     atomic,
                     tx,
+                    written: 0,
                 }))
             }
 

@@ -27,16 +27,6 @@ macro_rules! sql_helpers {
             }
         }
 
-        /// SQL: a contacted lead that had its last follow-up (`$1`), quiet since before `$2`
-        /// and not leased at `$3`: it is exhausted.
-        fn exhaustible() -> String {
-            format!(
-                "state = 'contacted' AND follow_ups_sent >= $1 AND {quiet} <= $2
-                 AND (lease_owner IS NULL OR lease_expires_at <= $3)",
-                quiet = D::QUIET_SINCE
-            )
-        }
-
         /// The lead named `target` (locked, if `lock`, until the transaction ends).
         async fn lead_in(conn: &mut Conn, target: &str, lock: bool) -> Result<Lead, StoreError> {
             let sql = if lock {
@@ -109,15 +99,7 @@ macro_rules! sql_helpers {
             job: &str,
             since: chrono::DateTime<chrono::Utc>,
         ) -> Result<i64, StoreError> {
-            Ok(sqlx::query_scalar(
-                "SELECT COUNT(*) FROM attempts
-                 WHERE job = $1 AND started_at >= $2
-                   AND status IN ('in_flight', 'sent', 'continued', 'unknown')",
-            )
-            .bind(job)
-            .bind(Ts(since))
-            .fetch_one(&mut *conn)
-            .await?)
+            hot_cap(job, since).count(conn).await
         }
 
         /// Finishes attempts still in flight (or found lost by another runner and not yet

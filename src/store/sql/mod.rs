@@ -9,11 +9,15 @@
 //!
 //! - `helpers`: statements used by several methods (leads by id, one lead, attempts in
 //!   flight, finishing attempts, counting the cap, an import batch);
+//! - `hot`: the statements on the runner's hot path (due leads and events, claim,
+//!   exhaust, cap, orphans) with their parameters, to run or to explain;
 //! - `runner`: `impl RunnerStore`; `admin`: `impl AdminStore`; `import`: `ImportSession`;
 //! - `schema`: the schema check and migrations.
 
 #[macro_use]
 mod helpers;
+#[macro_use]
+mod hot;
 #[macro_use]
 mod runner;
 #[macro_use]
@@ -39,6 +43,7 @@ macro_rules! stmt {
 macro_rules! sql_store {
     ($store:ident) => {
         sql_helpers!($store);
+        sql_hot!($store);
         sql_runner!($store);
         sql_admin!($store);
         sql_import!($store);

@@ -77,53 +77,14 @@ macro_rules! sql_runner {
             }
 
             async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError> {
-                // No cursor is the beginning of time, not NULL: `x IS NULL OR (a, id) > (x, y)`
-                // keeps the planner from using the (state, next_eligible_at, id) index.
-                let (after_t, after_id) = q.after.unwrap_or((chrono::DateTime::UNIX_EPOCH, 0));
-                let found: Vec<rows::DueRow> = match &q.due {
-                    Due::Opener => sqlx::query_as(stmt!(
-                        "SELECT {LEAD_COLUMNS}, next_eligible_at AS since FROM leads
-                         WHERE state = 'new' AND next_eligible_at <= $1
-                           AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
-                           AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
-                           AND (lease_owner IS NULL OR lease_expires_at <= $1)
-                           AND (next_eligible_at, id) > ($2, $3)
-                         ORDER BY next_eligible_at, id LIMIT $4"
-                    ))
-                    .bind(Ts(q.now))
-                    .bind(Ts(after_t))
-                    .bind(after_id)
-                    .bind(i64::from(q.limit))
-                    .fetch_all(&self.pool)
-                    .await?,
+                let after = q.after.unwrap_or((chrono::DateTime::UNIX_EPOCH, 0));
+                let hot = match &q.due {
+                    Due::Opener => hot_due_openers(q.now, after, q.limit),
                     Due::FollowUp { cutoffs, max } => {
-                        // The latest cutoff bounds the range read from leads_quiet_due: the
-                        // scan stops there, whatever the per-row cutoff decides after it.
-                        let latest = cutoffs.iter().max().copied().unwrap_or(q.now);
-                        let cutoffs: Vec<String> = cutoffs.iter().map(|t| ts(*t)).collect();
-                        sqlx::query_as(stmt!(
-                            "SELECT {LEAD_COLUMNS}, {quiet} AS since FROM leads
-                             WHERE state = 'contacted' AND follow_ups_sent < $5 AND next_eligible_at <= $1
-                               AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
-                               AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
-                               AND (lease_owner IS NULL OR lease_expires_at <= $1)
-                               AND {quiet} <= {cutoff} AND {quiet} <= $7
-                               AND ({quiet}, id) > ($2, $3)
-                             ORDER BY since, id LIMIT $4",
-                            quiet = D::QUIET_SINCE,
-                            cutoff = D::ts_at(6, "follow_ups_sent")
-                        ))
-                        .bind(Ts(q.now))
-                        .bind(Ts(after_t))
-                        .bind(after_id)
-                        .bind(i64::from(q.limit))
-                        .bind(i64::from(*max))
-                        .bind(serde_json::Value::from(cutoffs).to_string())
-                        .bind(Ts(latest))
-                        .fetch_all(&self.pool)
-                        .await?
+                        hot_due_follow_ups(q.now, after, q.limit, cutoffs, *max)
                     }
                 };
+                let found: Vec<rows::DueRow> = hot.fetch(&self.pool).await?;
                 rows::all(found)
             }
 
@@ -137,23 +98,8 @@ macro_rules! sql_runner {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                // One statement; on PostgreSQL rows another runner is claiming right now are
-                // skipped, not waited on; on SQLite the statement holds the write lock.
-                let found: Vec<rows::LeadRow> = sqlx::query_as(stmt!(
-                    "UPDATE leads SET lease_owner = $2, lease_expires_at = $4
-                     WHERE id IN (SELECT id FROM leads
-                                  WHERE id {ids} AND state IN ('new', 'contacted', 'exhausted')
-                                    AND (lease_owner IS NULL OR lease_expires_at <= $3 OR lease_owner = $2){skip})
-                     RETURNING {LEAD_COLUMNS}",
-                    ids = D::in_ids(1),
-                    skip = D::FOR_UPDATE_SKIP_LOCKED
-                ))
-                .bind(Ids(ids.to_vec()))
-                .bind(runner)
-                .bind(Ts(now))
-                .bind(Ts(lease_until))
-                .fetch_all(&self.pool)
-                .await?;
+                let found: Vec<rows::LeadRow> =
+                    hot_claim(ids, runner, now, lease_until).fetch(&self.pool).await?;
                 let mut leads: Vec<Lead> = rows::all(found)?;
                 leads.sort_by_key(|l| ids.iter().position(|id| *id == l.id));
                 Ok(leads)
@@ -203,25 +149,9 @@ macro_rules! sql_runner {
                 limit: u32,
                 after: i64,
             ) -> Result<Vec<DueEvent>, StoreError> {
-                // The oldest queued event of the type per lead: one call per lead at a time.
-                let found: Vec<rows::EventRow> = sqlx::query_as(
-                    "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
-                     FROM events e JOIN leads l ON l.id = e.lead_id
-                     WHERE e.state = 'queued' AND e.event_type = $1 AND e.id > $3
-                       AND e.id = (SELECT MIN(e2.id) FROM events e2
-                                   WHERE e2.lead_id = e.lead_id AND e2.state = 'queued'
-                                     AND e2.event_type = e.event_type)
-                       AND l.state IN ('new', 'contacted', 'exhausted') AND l.next_eligible_at <= $2
-                       AND (l.lease_owner IS NULL OR l.lease_expires_at <= $2)
-                       AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = l.id AND attempts.status = 'in_flight')
-                     ORDER BY e.id LIMIT $4",
-                )
-                .bind(event_type)
-                .bind(Ts(now))
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+                let found: Vec<rows::EventRow> = hot_due_events(event_type, now, limit, after)
+                    .fetch(&self.pool)
+                    .await?;
                 let events: Vec<QueuedEvent> = found.into_iter().map(QueuedEvent::from).collect();
                 let leads = self.leads_by_id(events.iter().map(|e| e.lead_id)).await?;
                 Ok(events
@@ -258,27 +188,12 @@ macro_rules! sql_runner {
                 now: chrono::DateTime<chrono::Utc>,
                 dry: bool,
             ) -> Result<u64, StoreError> {
+                let hot = hot_exhaust(max, cutoff, now, dry);
                 if dry {
-                    let n: i64 = sqlx::query_scalar(stmt!(
-                        "SELECT COUNT(*) FROM leads WHERE {due}",
-                        due = exhaustible()
-                    ))
-                    .bind(i64::from(max))
-                    .bind(Ts(cutoff))
-                    .bind(Ts(now))
-                    .fetch_one(&self.pool)
-                    .await?;
-                    return Ok(n.max(0) as u64);
+                    let mut conn = self.pool.acquire().await?;
+                    return Ok(hot.count(&mut conn).await?.max(0) as u64);
                 }
-                let done = sqlx::query(stmt!(
-                    "UPDATE leads SET state = 'exhausted', updated_at = $3 WHERE {due}",
-                    due = exhaustible()
-                ))
-                .bind(i64::from(max))
-                .bind(Ts(cutoff))
-                .bind(Ts(now))
-                .execute(&self.pool)
-                .await?;
+                let done = hot.query().execute(&self.pool).await?;
                 Ok(done.rows_affected())
             }
 
@@ -365,22 +280,9 @@ macro_rules! sql_runner {
             }
 
             async fn orphans(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Orphan>, StoreError> {
-                // In flight, and nobody holds the lead under the attempt's token any more:
-                // its lease ran out (the runner died mid-call), or it was given back before a
-                // timed-out insert committed.
-                let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
-                    "SELECT {ATTEMPT_COLUMNS} FROM attempts
-                     WHERE status = 'in_flight'
-                       AND id IN (SELECT a.id FROM attempts a JOIN leads l ON l.id = a.lead_id
-                                  WHERE a.status = 'in_flight'
-                                    AND (l.lease_owner IS NULL OR l.lease_expires_at <= $1
-                                         OR l.lease_owner <> a.runner_id))
-                     ORDER BY id"
-                ))
-                .bind(Ts(now))
-                .fetch_all(&self.pool)
-                .await?;
-                let attempts: Vec<Attempt> = rows::all(found)?;
+                let found: Vec<rows::AttemptRow> = hot_orphans(now).fetch(&self.pool).await?;
+                let mut attempts: Vec<Attempt> = rows::all(found)?;
+                attempts.sort_by_key(|a| a.id);
                 let leads = self.leads_by_id(attempts.iter().map(|a| a.lead_id)).await?;
                 Ok(attempts
                     .into_iter()
