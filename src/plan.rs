@@ -11,12 +11,23 @@ use crate::store::{Action, Due, DueQuery, Lead, Store, StoreError};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
+use std::ops::ControlFlow;
 
 /// A dry run's view of one job: the calls it would make and what else would happen.
 #[derive(Debug, Default)]
 pub struct JobPlan {
     pub calls: Vec<PlannedCall>,
     pub notes: Vec<String>,
+}
+
+/// One thing a dry run would do, in the order it would happen.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one at a time, moved to the caller at once
+pub enum Preview {
+    /// A call, as soon as it is planned.
+    Call(PlannedCall),
+    /// Something else that would happen (recovery, exhaustion, a pause, a cap).
+    Note(String),
 }
 
 /// What `job` would do at `now`, read only: the same planner the live run uses.
@@ -26,52 +37,87 @@ pub async fn preview(
     now: DateTime<Utc>,
 ) -> Result<JobPlan, StoreError> {
     let mut out = JobPlan::default();
+    preview_each(store, job, now, &mut |p| {
+        match p {
+            Preview::Call(c) => out.calls.push(c),
+            Preview::Note(n) => out.notes.push(n),
+        }
+        ControlFlow::Continue(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// `preview`, handing each call to `each` as soon as its page is read: the first call
+/// comes at once, memory stays flat and the time is linear in the calls (each page is an
+/// index range after the last). `each` may break to stop early (a closed output).
+/// Returns the number of calls planned.
+pub async fn preview_each(
+    store: &dyn Store,
+    job: &Job,
+    now: DateTime<Utc>,
+    each: &mut (dyn FnMut(Preview) -> ControlFlow<()> + Send),
+) -> Result<u64, StoreError> {
     let lost = store.orphans(now).await?.len();
     if lost > 0 {
-        out.notes.push(format!(
+        let note = format!(
             "first, {lost} call(s) left in flight by runners that stopped would be settled: their leads to needs_review (outcome unknown)"
-        ));
+        );
+        if each(Preview::Note(note)).is_break() {
+            return Ok(0);
+        }
     }
     let pauses = store.pauses().await?;
     if let Some(p) = crate::runner::blocking_pause(&pauses, job, now) {
-        out.notes.push(format!(
+        let _ = each(Preview::Note(format!(
             "paused ({}) until {}: {}",
             p.scope.as_str(),
             p.until.format("%Y-%m-%d %H:%M UTC"),
             p.reason
-        ));
-        return Ok(out);
+        )));
+        return Ok(0);
     }
     if let JobKind::FollowUp { max_follow_ups, .. } = &job.kind {
         let quiet = job.quiet_before(*max_follow_ups).unwrap_or_default();
         let cutoff = crate::clock::earlier(now, quiet);
         let n = store.exhaust(*max_follow_ups, cutoff, now, true).await?;
         if n > 0 {
-            out.notes.push(format!(
-                "{n} lead(s) quiet after the last follow-up would become exhausted"
-            ));
+            let note = format!("{n} lead(s) quiet after the last follow-up would become exhausted");
+            if each(Preview::Note(note)).is_break() {
+                return Ok(0);
+            }
         }
     }
     let mut cursor = dry_cursor();
+    let mut planned = 0u64;
     loop {
         let left = remaining(store, job, now, &cursor).await?;
         let batch = next_batch(store, job, now, left.min(job.batch_size), &mut cursor).await?;
         if batch.is_empty() {
-            if left == 0 {
-                out.notes
-                    .push("stops at the daily cap or max_per_run".into());
+            if left == 0
+                && each(Preview::Note(
+                    "stops at the daily cap or max_per_run".into(),
+                ))
+                .is_break()
+            {
+                return Ok(planned);
             }
             break;
         }
-        out.calls.extend(batch);
+        for call in batch {
+            planned += 1;
+            if each(Preview::Call(call)).is_break() {
+                return Ok(planned);
+            }
+        }
     }
     if cursor.outside_window > 0 {
-        out.notes.push(format!(
+        let _ = each(Preview::Note(format!(
             "{} due lead(s) outside their send window now",
             cursor.outside_window
-        ));
+        )));
     }
-    Ok(out)
+    Ok(planned)
 }
 
 /// One call the job would make.

@@ -384,3 +384,63 @@ async fn a_run_killed_mid_call_leaves_attempts_in_flight_that_are_reviewed_never
         .count();
     assert_eq!(resent, 0, "no orphaned lead was called again");
 }
+
+/// A dry run over many due leads prints as it plans: a reader that takes one line and
+/// goes away ends it quietly (exit 0), and a full read lists every due lead once.
+#[test]
+fn a_dry_run_streams_its_plan_and_stops_quietly_when_the_reader_goes_away() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("jobs.toml"),
+        "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\nbatch_size = 100\n",
+    )
+    .expect("write jobs.toml");
+    let leads: String = (0..20_000).map(|i| format!("@many{i:05}\n")).collect();
+    std::fs::write(dir.path().join("leads.csv"), format!("target\n{leads}")).expect("leads");
+    let ok = bin()
+        .args(["leads", "import", "leads.csv"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("import");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let mut child = bin()
+        .args(["run", "--dry-run"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dry run");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("the first line");
+    // The reader is gone now (its end of the pipe dropped).
+    assert!(first.starts_with("openers at "), "{first}");
+    let status = child.wait().expect("the dry run ends");
+    assert!(
+        status.success(),
+        "a closed reader ends a dry run quietly: {status}"
+    );
+
+    let out = bin()
+        .args(["run", "--dry-run", "--json"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("dry run");
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    let targets: std::collections::BTreeSet<&str> = plan
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|c| c["target"].as_str())
+        .collect();
+    assert_eq!(targets.len(), 20_000, "every due lead once");
+}

@@ -7,8 +7,17 @@ use std::io::Write;
 
 /// Prints one line (a `println!` that cannot panic).
 pub fn line(text: &str) -> Result<(), Failure> {
+    write(text, "\n")
+}
+
+/// Prints `text` as it is (several lines at once, say).
+pub fn text(text: &str) -> Result<(), Failure> {
+    write(text, "")
+}
+
+fn write(text: &str, end: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+    match write!(out, "{text}{end}").and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(closed()),
         Err(e) => Err(Failure {

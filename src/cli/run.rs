@@ -6,13 +6,14 @@ use crate::clock::{Clock, ManualClock};
 use crate::config::{Config, Job};
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::fluidtalk::{ApiKey, Client};
-use crate::plan;
+use crate::plan::{self, Preview};
 use crate::runner::{RunError, Runner, Summary};
 use crate::store;
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 #[derive(Debug, Args)]
@@ -171,36 +172,102 @@ async fn dry_run(
         .await
         .map_err(store_failure)?;
     let clock = ManualClock::new(at);
-    let mut all = Vec::new();
+    // Calls are printed as they are planned (the first at once, then in chunks of
+    // `CHUNK` bytes): memory stays flat whatever the number of leads. JSON is one array,
+    // written as it goes.
+    const CHUNK: usize = 64 * 1024;
+    let mut out = Chunked::default();
+    let mut written = 0u64;
+    if json {
+        out.push("[")?;
+    }
     for job in jobs {
-        let plan = plan::preview(&*store, job, clock.now())
-            .await
-            .map_err(store_failure)?;
         if !json {
-            super::out::line(&format!(
-                "{}: {} call(s) at {}",
+            out.push(&format!(
+                "{} at {}:\n",
                 job.name,
-                plan.calls.len(),
                 at.format("%Y-%m-%d %H:%M:%S UTC")
             ))?;
-            for c in &plan.calls {
-                super::out::line(&format!(
-                    "  {:<9} {:<24} step {:<4} {}",
-                    c.action.as_str(),
-                    c.target,
-                    c.step,
-                    c.reason
-                ))?;
-            }
-            for n in &plan.notes {
-                super::out::line(&format!("  note: {n}"))?;
-            }
         }
-        all.extend(plan.calls);
+        let mut notes = Vec::new();
+        let planned = plan::preview_each(&*store, job, clock.now(), &mut |p| {
+            match p {
+                Preview::Call(c) if json => {
+                    let item = serde_json::to_string_pretty(&c)
+                        .unwrap_or_default()
+                        .replace('\n', "\n  ");
+                    let sep = if written == 0 { "\n  " } else { ",\n  " };
+                    out.buf.push_str(sep);
+                    out.buf.push_str(&item);
+                    written += 1;
+                }
+                Preview::Call(c) => {
+                    out.buf.push_str(&format!(
+                        "  {:<9} {:<24} step {:<4} {}\n",
+                        c.action.as_str(),
+                        c.target,
+                        c.step,
+                        c.reason
+                    ));
+                    written += 1;
+                }
+                Preview::Note(n) => notes.push(n),
+            }
+            out.flush_if(written == 1 || out.buf.len() >= CHUNK)
+        })
+        .await
+        .map_err(store_failure)?;
+        out.done()?;
+        if !json {
+            for n in &notes {
+                out.push(&format!("  note: {n}\n"))?;
+            }
+            out.push(&format!(
+                "{}: {planned} call(s) at {}\n",
+                job.name,
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            ))?;
+        }
     }
     if json {
-        let text = serde_json::to_string_pretty(&all).exit_with(Exit::Failure)?;
-        super::out::line(&text)?;
+        out.push(if written == 0 { "]\n" } else { "\n]\n" })?;
     }
     Ok(())
+}
+
+/// Standard output written in chunks; the first failure (a closed pipe) stops the planner
+/// and is returned by `done`.
+#[derive(Default)]
+struct Chunked {
+    buf: String,
+    failed: Option<Failure>,
+}
+
+impl Chunked {
+    /// Writes what is buffered, if `now`; breaks once writing has failed.
+    fn flush_if(&mut self, now: bool) -> ControlFlow<()> {
+        if self.failed.is_none() && now && !self.buf.is_empty() {
+            if let Err(e) = super::out::text(&self.buf) {
+                self.failed = Some(e);
+            }
+            self.buf.clear();
+        }
+        if self.failed.is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// Writes what is buffered; the first failure, if any.
+    fn done(&mut self) -> Result<(), Failure> {
+        let _ = self.flush_if(true);
+        self.failed.take().map_or(Ok(()), Err)
+    }
+
+    /// Writes `text` now.
+    fn push(&mut self, text: &str) -> Result<(), Failure> {
+        self.buf.push_str(text);
+        self.done()
+    }
 }
