@@ -671,6 +671,50 @@ async fn nul_characters_in_answers_are_stored_the_same_on_both_backends(db: Test
     );
 }
 
+/// Daemons on one database race for each tick: six store handles (each its own pool, as
+/// six processes would have) claim the same 20 ticks at once; each tick goes to exactly
+/// one of them, none fails, and a handle asking again for its own tick is told yes.
+async fn several_runners_claiming_the_same_ticks_at_once_get_each_exactly_once(db: TestDb) {
+    let mut stores = Vec::new();
+    for _ in 0..6 {
+        stores.push(fluidtalk_runner::store::open(&db.url).await.expect("open"));
+    }
+    let ticks: Vec<DateTime<Utc>> = (0..20).map(|m| t(9) + Duration::minutes(m)).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, store) in stores.into_iter().enumerate() {
+        let ticks = ticks.clone();
+        tasks.spawn(async move {
+            let runner = format!("runner-{i}");
+            let mut won = Vec::new();
+            for tick in &ticks {
+                if store
+                    .claim_tick("openers", *tick, &runner, t(9))
+                    .await
+                    .expect("claim a tick")
+                {
+                    won.push(*tick);
+                }
+            }
+            // Asking again (an answer lost on the way) finds the tick still ours.
+            for tick in &won {
+                assert!(
+                    store
+                        .claim_tick("openers", *tick, &runner, t(9))
+                        .await
+                        .expect("claim again")
+                );
+            }
+            won
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(won) = tasks.join_next().await {
+        all.extend(won.expect("a claiming task"));
+    }
+    all.sort();
+    assert_eq!(all, ticks, "every tick claimed exactly once");
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -695,6 +739,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    several_runners_claiming_the_same_ticks_at_once_get_each_exactly_once,
     a_new_lead_takes_the_defaults_and_an_update_changes_only_given_fields,
     duplicate_targets_in_one_batch_merge_and_count_as_updates,
     an_import_moves_an_existing_campaign_in_but_never_moves_a_worked_lead_back,

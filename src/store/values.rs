@@ -30,7 +30,23 @@ pub struct Tags(pub Vec<String>);
 /// UTC text in one fixed-width format: how SQLite stores timestamps (text order is time
 /// order), and how both backends pass them inside JSON batches.
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    storable(t).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// `t` within the years 0000 to 9999, which both backends store and whose text is fixed
+/// width (a time past 9999, say a saturated pause, would print as `+10000-...` and sort
+/// before `2026-...`): later is the last microsecond of 9999, earlier the first of 0000.
+pub(crate) fn storable(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let first = Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).single();
+    let last = Utc
+        .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+        .single()
+        .map(|l| l + chrono::Duration::microseconds(999_999));
+    match (first, last) {
+        (Some(first), Some(last)) => t.clamp(first, last),
+        _ => t,
+    }
 }
 
 pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -78,7 +94,7 @@ impl<'q> Encode<'q, Postgres> for Ts {
         &self,
         buf: &mut <Postgres as Database>::ArgumentBuffer,
     ) -> Result<IsNull, BoxDynError> {
-        <DateTime<Utc> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
+        <DateTime<Utc> as Encode<'q, Postgres>>::encode_by_ref(&storable(self.0), buf)
     }
 }
 
@@ -176,5 +192,16 @@ mod tests {
         assert_eq!(ts(a).len(), ts(b).len());
         assert!(ts(a) < ts(b));
         assert_eq!(parse_ts(&ts(a)).ok(), Some(a));
+    }
+
+    #[test]
+    fn times_past_year_9999_are_stored_as_its_last_microsecond_and_still_sort_last() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let far = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(ts(far), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(ts(far).len(), ts(now).len());
+        assert!(ts(now) < ts(far));
+        assert_eq!(ts(DateTime::<Utc>::MIN_UTC), "0000-01-01T00:00:00.000000Z");
+        assert_eq!(storable(now), now);
     }
 }

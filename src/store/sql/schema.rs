@@ -21,10 +21,12 @@ macro_rules! sql_schema {
                 Ok(found.unwrap_or(0))
             }
 
-            /// Refuses a database whose schema is not exactly this binary's.
+            /// Refuses a database whose schema is not exactly this binary's (a dropped
+            /// connection is tried again a few times, as in `migrate`).
             async fn check_schema(&self) -> Result<(), StoreError> {
                 let known = $crate::store::known_version(&MIGRATOR);
-                match self.schema_version().await? {
+                let found = retry_transient(|| self.schema_version()).await?;
+                match found {
                     found if found > known => Err(StoreError::SchemaTooNew { found, known }),
                     found if found < known => Err(StoreError::SchemaBehind { found, known }),
                     _ => Ok(()),
@@ -32,27 +34,36 @@ macro_rules! sql_schema {
             }
 
             /// Applies the migrations this binary has and the database lacks; refuses a
-            /// schema newer than the binary. A connection dropped under the check (the
-            /// server restarting, a connection killer) is tried again a few times.
+            /// schema newer than the binary.
             async fn migrate(&self) -> Result<(), StoreError> {
                 let known = $crate::store::known_version(&MIGRATOR);
-                let mut tries = 0;
-                loop {
-                    let attempt = async {
-                        let found = self.schema_version().await?;
-                        if found > known {
-                            return Err(StoreError::SchemaTooNew { found, known });
-                        }
-                        MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
-                    };
-                    match attempt.await {
-                        Err(e) if e.is_transient() && tries < 5 => {
-                            tries += 1;
-                            tracing::warn!(error = %e, tries, "the database dropped the connection while checking the schema; trying again");
-                            tokio::time::sleep(std::time::Duration::from_millis(200 * tries)).await;
-                        }
-                        other => return other,
+                retry_transient(|| async {
+                    let found = self.schema_version().await?;
+                    if found > known {
+                        return Err(StoreError::SchemaTooNew { found, known });
                     }
+                    MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+                })
+                .await
+            }
+        }
+
+        /// `attempt`, tried again up to five times when the database dropped the connection
+        /// under it (the server restarting, a connection killer).
+        async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+        where
+            F: FnMut() -> Fut,
+            Fut: std::future::Future<Output = Result<T, StoreError>>,
+        {
+            let mut tries = 0;
+            loop {
+                match attempt().await {
+                    Err(e) if e.is_transient() && tries < 5 => {
+                        tries += 1;
+                        tracing::warn!(error = %e, tries, "the database dropped the connection while checking the schema; trying again");
+                        tokio::time::sleep(std::time::Duration::from_millis(200 * tries)).await;
+                    }
+                    other => return other,
                 }
             }
         }
