@@ -166,6 +166,21 @@ async fn every_hot_statement_reads_an_index(db: TestDb) {
             "{backend}: no plan for {expected}: {names:?}"
         );
     }
+    // The cursor seeks on eligibility and id together: an import stamps one eligibility
+    // time on all its leads, and a seek on the time alone re-reads them all on each page.
+    let openers = plans
+        .iter()
+        .find(|p| p.name == "due openers")
+        .expect("due openers");
+    let seeks_id = openers.lines.iter().any(|l| {
+        l.contains("next_eligible_at=? AND id>?")
+            || (l.contains("Index Cond") && l.contains("ROW(next_eligible_at, id) >"))
+    });
+    assert!(
+        seeks_id,
+        "{backend}: due openers do not seek the cursor's id: {:#?}",
+        openers.lines
+    );
     let mut bad = Vec::new();
     for p in &plans {
         assert!(

@@ -82,20 +82,48 @@ macro_rules! sql_hot {
             )
         }
 
-        /// New leads due at `now`, after the cursor `after`, oldest eligible first.
-        /// No cursor is the beginning of time, not NULL: `x IS NULL OR (a, id) > (x, y)`
-        /// would keep the planner from reading the index in order.
+        /// A page of leads in `key` order after the cursor (`$2`, `$3`), up to `upper`.
+        /// PostgreSQL seeks the row value `(key, id) > ($2, $3)` in the index. SQLite seeks
+        /// it on `key` alone, so where many leads share a key each page reads again every
+        /// lead of that key before the cursor; with `ties` (an import stamps one
+        /// eligibility time on all its leads) it is two index ranges merged in order
+        /// there, `key = $2 AND id > $3` then `key > $2 AND key <= upper`. (Without: when a
+        /// lead went quiet is its answer's time, which leads seldom share, and SQLite
+        /// cannot merge ranges of an expression index without sorting.)
+        fn keyset_page(key: &str, upper: &str, filter: &str, ties: bool) -> String {
+            if D::ROW_VALUE_SEEK || !ties {
+                return format!(
+                    "SELECT {LEAD_COLUMNS}, {key} AS since FROM leads
+                     WHERE {filter} AND {key} <= {upper} AND ({key}, id) > ($2, $3)
+                     ORDER BY since, id LIMIT $4"
+                );
+            }
+            format!(
+                "SELECT {LEAD_COLUMNS}, {key} AS since FROM leads
+                 WHERE {filter} AND {key} = $2 AND id > $3
+                 UNION ALL
+                 SELECT {LEAD_COLUMNS}, {key} AS since FROM leads
+                 WHERE {filter} AND {key} > $2 AND {key} <= {upper}
+                 ORDER BY since, id LIMIT $4"
+            )
+        }
+
+        /// New leads due at `now`, after the cursor `after`, oldest eligible first. No
+        /// cursor is the beginning of time.
         fn hot_due_openers(now: When, after: (When, i64), limit: u32) -> Hot {
             Hot {
                 name: "due openers",
                 sql: stmt!(
-                    "SELECT {LEAD_COLUMNS}, next_eligible_at AS since FROM leads
-                     WHERE state = 'new' AND next_eligible_at <= $1
-                       AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
-                       AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
-                       AND (lease_owner IS NULL OR lease_expires_at <= $1)
-                       AND (next_eligible_at, id) > ($2, $3)
-                     ORDER BY next_eligible_at, id LIMIT $4"
+                    "{}",
+                    keyset_page(
+                        "next_eligible_at",
+                        "$1",
+                        "state = 'new' AND next_eligible_at <= $1
+                         AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
+                         AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
+                         AND (lease_owner IS NULL OR lease_expires_at <= $1)",
+                        true
+                    )
                 ),
                 args: vec![
                     Arg::Ts(Ts(now)),
@@ -121,16 +149,21 @@ macro_rules! sql_hot {
             Hot {
                 name: "due follow-ups",
                 sql: stmt!(
-                    "SELECT {LEAD_COLUMNS}, {quiet} AS since FROM leads
-                     WHERE state = 'contacted' AND follow_ups_sent < $5 AND next_eligible_at <= $1
-                       AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
-                       AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
-                       AND (lease_owner IS NULL OR lease_expires_at <= $1)
-                       AND {quiet} <= {cutoff} AND {quiet} <= $7
-                       AND ({quiet}, id) > ($2, $3)
-                     ORDER BY since, id LIMIT $4",
-                    quiet = D::QUIET_SINCE,
-                    cutoff = D::ts_at(6, "follow_ups_sent")
+                    "{}",
+                    keyset_page(
+                        D::QUIET_SINCE,
+                        "$7",
+                        &format!(
+                            "state = 'contacted' AND follow_ups_sent < $5 AND next_eligible_at <= $1
+                             AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
+                             AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
+                             AND (lease_owner IS NULL OR lease_expires_at <= $1)
+                             AND {quiet} <= {cutoff}",
+                            quiet = D::QUIET_SINCE,
+                            cutoff = D::ts_at(6, "follow_ups_sent")
+                        ),
+                        false
+                    )
                 ),
                 args: vec![
                     Arg::Ts(Ts(now)),
