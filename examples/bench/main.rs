@@ -1,201 +1,192 @@
-//! Throughput of the runner end to end: the built-in simulator on loopback (no latency, or
-//! a fixed latency), a real database, the real runner. Prints a table.
+//! The benchmark: the release binary against the built-in simulator on loopback, real
+//! databases, and the official Python client for comparison. Prints markdown tables and
+//! writes them as JSON (`target/bench/bench.json`, `target/bench/bench.md`).
 //!
-//!     cargo run --release --example bench                  # SQLite
 //!     TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
-//!         cargo run --release --example bench              # and PostgreSQL
+//!         cargo run --release --example bench            # every row (about 25 minutes)
+//!     cargo run --release --example bench -- --quick    # smaller, no 10,000,000 (minutes)
+//!     cargo run --release --example bench -- throughput python   # some sections only
 //!
-//! Each row imports N new leads into a fresh database and times one `run` of an opener
-//! job that sends them all (claims, attempts in flight, calls, results).
+//! Sections: `throughput` (opener runs at 0/20/100 ms latency, concurrency 1-128, SQLite,
+//! PostgreSQL with 1 and 3 runner processes), `python` (the official client, sequential and
+//! a thread pool, and the runner's ratios), `planning` (plan and claim one batch at
+//! 10,000, 1,000,000 and 10,000,000 leads; a dry run over 1,000,000 due leads), `import`
+//! (`leads import` of 1,000,000 rows), `memory` (the runner's peak RSS at 100,000 leads,
+//! the idle daemon's RSS and CPU over a minute). Without `TEST_DATABASE_URL` the PostgreSQL
+//! rows are left out (and the output says so).
 
-use fluidtalk_runner::clock::SystemClock;
-use fluidtalk_runner::config;
-use fluidtalk_runner::fluidtalk::{ApiKey, Client, ClientConfig};
-use fluidtalk_runner::runner::Runner;
-use fluidtalk_runner::sim::{SimConfig, Simulator};
-use fluidtalk_runner::store::{self, LeadInput, Store};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod env;
+mod python;
+mod report;
+mod runs;
+mod scale;
 
-struct Row {
-    backend: &'static str,
-    leads: usize,
-    batch: u32,
-    concurrency: usize,
-    latency_ms: u64,
-    seconds: f64,
-}
-
-async fn sim(latency: Duration) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let sim = Simulator::new(SimConfig {
-        latency,
-        ..SimConfig::default()
-    });
-    tokio::spawn(sim.serve(listener, std::future::pending()));
-    format!("http://{addr}")
-}
-
-async fn fresh(
-    backend: &'static str,
-    pg: Option<&str>,
-    n: usize,
-) -> (
-    Arc<dyn Store>,
-    Option<(String, String)>,
-    Option<tempdir::Dir>,
-) {
-    match (backend, pg) {
-        ("postgres", Some(admin)) => {
-            let schema = format!("ft_bench_{}", std::process::id());
-            let pool = sqlx::PgPool::connect(admin).await.expect("postgres");
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE"
-            )))
-            .execute(&pool)
-            .await
-            .expect("drop");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&pool)
-                .await
-                .expect("create");
-            let sep = if admin.contains('?') { '&' } else { '?' };
-            let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
-            let s = store::open(&url).await.expect("open");
-            import(&*s, n).await;
-            // A long-lived database has statistics (autovacuum); a fresh schema has none yet.
-            let raw = sqlx::PgPool::connect(&url).await.expect("postgres");
-            sqlx::query("ANALYZE").execute(&raw).await.expect("analyze");
-            (s, Some((admin.to_string(), schema)), None)
-        }
-        _ => {
-            let dir = tempdir::Dir::new();
-            let url = format!("sqlite://{}", dir.0.join("bench.db").display());
-            let s = store::open(&url).await.expect("open");
-            import(&*s, n).await;
-            (s, None, Some(dir))
-        }
-    }
-}
-
-async fn import(s: &dyn Store, n: usize) {
-    let mut session = s.begin_import(false).await.expect("import");
-    let now = chrono::Utc::now() - chrono::Duration::minutes(5);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let rows = chunk
-            .iter()
-            .map(|i| LeadInput {
-                target: format!("@bench{i:07}"),
-                ..Default::default()
-            })
-            .collect();
-        session.upsert(rows, now).await.expect("upsert");
-    }
-    session.finish(true).await.expect("finish");
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            let p = std::env::temp_dir().join(format!(
-                "ft-bench-{}-{}",
-                std::process::id(),
-                chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-            ));
-            std::fs::create_dir_all(&p).expect("temp dir");
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-async fn one(
-    backend: &'static str,
-    pg: Option<&str>,
-    leads: usize,
-    batch: u32,
-    concurrency: usize,
-    latency_ms: u64,
-) -> Row {
-    let url = sim(Duration::from_millis(latency_ms)).await;
-    let (store, cleanup, _dir) = fresh(backend, pg, leads).await;
-    let text = format!(
-        "[fluidtalk]\nbase_url = \"{url}\"\n[limits]\nconcurrency = {concurrency}\nper_second = 100000.0\n\
-         [[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 * * * * *\"\nbatch_size = {batch}\n"
-    );
-    let config =
-        Arc::new(config::parse(std::path::Path::new("bench.toml"), &text).expect("config"));
-    let mut cc = ClientConfig::new(ApiKey::new("ft_sk_bench").expect("key"));
-    cc.base_url = url;
-    let d = Runner::new(
-        store.clone(),
-        Client::new(cc).expect("client"),
-        config.clone(),
-        Arc::new(SystemClock),
-        "bench".into(),
-    );
-    let started = Instant::now();
-    let summary = d.run_job(&config.jobs[0], None).await.expect("run");
-    let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(summary.sent as usize, leads, "every lead sent once");
-    if let Some((admin, schema)) = cleanup {
-        let pool = sqlx::PgPool::connect(&admin).await.expect("postgres");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(&pool)
-            .await;
-    }
-    Row {
-        backend,
-        leads,
-        batch,
-        concurrency,
-        latency_ms,
-        seconds,
-    }
-}
+use report::Table;
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() {
     fluidtalk_runner::fluidtalk::install_crypto_provider();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let all = ["throughput", "python", "planning", "import", "memory"];
+    let chosen: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|s| args.iter().all(|a| a.starts_with("--")) || args.iter().any(|a| a == s))
+        .collect();
     let pg = std::env::var("TEST_DATABASE_URL").ok();
-    let n: usize = std::env::var("BENCH_LEADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let mut rows = Vec::new();
-    for backend in ["sqlite", "postgres"] {
-        if backend == "postgres" && pg.is_none() {
-            eprintln!("(TEST_DATABASE_URL not set: PostgreSQL rows skipped)");
-            continue;
-        }
-        for (batch, concurrency, latency) in [(1, 1, 0), (100, 32, 0), (500, 32, 0), (500, 128, 20)]
-        {
-            let leads = if batch == 1 { n / 10 } else { n };
-            rows.push(one(backend, pg.as_deref(), leads, batch, concurrency, latency).await);
+    let bin = env::binary();
+    let sizing = runs::Sizing {
+        seconds: if quick { 3.0 } else { 12.0 },
+        max_leads: if quick { 5_000 } else { 20_000 },
+    };
+    let mut tables = [
+        Table::new(
+            "throughput",
+            "Opener runs end to end (leads/s; ideal = runners x concurrency / latency)",
+        ),
+        Table::new(
+            "python",
+            "The official Python client (fluidtalk 1.0.3) against the same simulator, 0 ms",
+        ),
+        Table::new(
+            "planning",
+            "Plan one batch of 500 due leads, and plan and claim it (median of 20)",
+        ),
+        Table::new(
+            "dry_run",
+            "A dry run (`run --dry-run`) over 1,000,000 due leads",
+        ),
+        Table::new("import", "`leads import` of a CSV file"),
+        Table::new("memory", "Memory and CPU"),
+    ];
+    let [throughput, python, planning, dry, import, memory] = &mut tables;
+    if pg.is_none() {
+        throughput.note("TEST_DATABASE_URL is not set: no PostgreSQL rows.".into());
+    }
+    for section in &chosen {
+        eprintln!("== {section}");
+        match *section {
+            "throughput" => runs::throughput(&bin, pg.as_deref(), &sizing, throughput).await,
+            "python" => {
+                // The runner's rates to compare with, measured now on the same simulator.
+                let mut runner = Vec::new();
+                for concurrency in [1usize, 32] {
+                    let leads = if concurrency == 1 {
+                        5_000
+                    } else {
+                        sizing.max_leads
+                    };
+                    let (cost, _) =
+                        runs::opener_run(&bin, "sqlite", None, 0, concurrency, 1, leads).await;
+                    runner.push((concurrency, leads as f64 / cost.seconds));
+                }
+                python::compare(if quick { 1_000 } else { 3_000 }, &runner, python).await;
+            }
+            "planning" => {
+                let sizes: &[u64] = if quick {
+                    &[10_000, 1_000_000]
+                } else {
+                    &[10_000, 1_000_000, 10_000_000]
+                };
+                scale::planning(&bin, pg.as_deref(), sizes, planning, dry).await;
+            }
+            "import" => scale::import(&bin, pg.as_deref(), 1_000_000, import).await,
+            "memory" => {
+                runs::peak_rss(&bin, 100_000, memory).await;
+                let span = Duration::from_secs(if quick { 10 } else { 60 });
+                scale::idle(&bin, span, memory).await;
+            }
+            _ => unreachable!(),
         }
     }
-    println!(
-        "{:<9} {:>7} {:>6} {:>11} {:>10} {:>9} {:>10}",
-        "backend", "leads", "batch", "concurrency", "latency", "seconds", "leads/s"
+    let machine = machine(pg.as_deref()).await;
+    let mut md = format!(
+        "## Benchmark, {}\n\n{}\n\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine_line(&machine)
     );
-    for r in rows {
-        println!(
-            "{:<9} {:>7} {:>6} {:>11} {:>8}ms {:>9.2} {:>10.0}",
-            r.backend,
-            r.leads,
-            r.batch,
-            r.concurrency,
-            r.latency_ms,
-            r.seconds,
-            r.leads as f64 / r.seconds
-        );
+    let mut json = serde_json::json!({ "machine": machine, "quick": quick });
+    for t in tables.iter().filter(|t| !t.is_empty()) {
+        md += &t.markdown();
+        json[t.key] = t.json();
     }
+    println!("{md}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+    std::fs::write(dir.join("bench.md"), &md).expect("write bench.md");
+    std::fs::write(
+        dir.join("bench.json"),
+        serde_json::to_string_pretty(&json).expect("json"),
+    )
+    .expect("write bench.json");
+    eprintln!("written: {}/bench.{{md,json}}", dir.display());
+}
+
+/// What the numbers were measured on.
+async fn machine(pg: Option<&str>) -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let postgres = match pg {
+        Some(url) => match sqlx::PgPool::connect(url).await {
+            Ok(p) => sqlx::query_scalar::<_, String>("SHOW server_version")
+                .fetch_one(&p)
+                .await
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        },
+        None => String::new(),
+    };
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    serde_json::json!({
+        "cpu": cpu, "cores": cores, "memory_gb": (mem_gb * 10.0).round() / 10.0,
+        "postgres": postgres, "sqlite": sqlite_version().await, "commit": commit,
+        "postgres_over": "TCP (127.0.0.1)",
+    })
+}
+
+async fn sqlite_version() -> String {
+    match sqlx::SqlitePool::connect("sqlite::memory:").await {
+        Ok(p) => sqlx::query_scalar::<_, String>("SELECT sqlite_version()")
+            .fetch_one(&p)
+            .await
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+fn machine_line(m: &serde_json::Value) -> String {
+    format!(
+        "Machine: {} ({} cores, {} GB); PostgreSQL {} over TCP on 127.0.0.1; SQLite {}; commit {}.",
+        m["cpu"].as_str().unwrap_or("?"),
+        m["cores"],
+        m["memory_gb"],
+        m["postgres"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("(not used)"),
+        m["sqlite"].as_str().unwrap_or("?"),
+        m["commit"].as_str().unwrap_or("?")
+    )
 }
