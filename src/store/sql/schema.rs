@@ -48,24 +48,26 @@ macro_rules! sql_schema {
             }
         }
 
-        /// `attempt`, tried again up to five times when the database dropped the connection
-        /// under it (the server restarting, a connection killer).
-        async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+        /// `attempt`, tried again up to five times (backon: 200 ms, doubling) when the
+        /// database dropped the connection under it (the server restarting, a connection
+        /// killer).
+        async fn retry_transient<T, F, Fut>(attempt: F) -> Result<T, StoreError>
         where
             F: FnMut() -> Fut,
             Fut: std::future::Future<Output = Result<T, StoreError>>,
         {
-            let mut tries = 0;
-            loop {
-                match attempt().await {
-                    Err(e) if e.is_transient() && tries < 5 => {
-                        tries += 1;
-                        tracing::warn!(error = %e, tries, "the database dropped the connection while checking the schema; trying again");
-                        tokio::time::sleep(std::time::Duration::from_millis(200 * tries)).await;
-                    }
-                    other => return other,
-                }
-            }
+            use backon::Retryable;
+            attempt
+                .retry(
+                    backon::ExponentialBuilder::default()
+                        .with_min_delay(std::time::Duration::from_millis(200))
+                        .with_max_times(5),
+                )
+                .when(StoreError::is_transient)
+                .notify(|e, wait| {
+                    tracing::warn!(error = %e, ?wait, "the database dropped the connection while checking the schema; trying again");
+                })
+                .await
         }
     };
 }
