@@ -320,13 +320,27 @@ async fn a_run_killed_mid_call_leaves_attempts_in_flight_that_are_reviewed_never
         AttemptStatus::InFlight,
         "killed mid-call"
     );
-    let leased = store.list_leads(&Default::default()).await.expect("list");
-    let orphans: Vec<_> = leased
+    let leads = store.list_leads(&Default::default()).await.expect("list");
+    let leased: Vec<_> = leads
         .iter()
         .filter(|l| l.lease_owner.is_some())
         .map(|l| l.target.clone())
         .collect();
+    // The orphans are the leads whose call was in flight; the runner may also have
+    // claimed the next batch ahead of its calls (leased, never called: due again once the
+    // lease runs out, not reviewed).
+    let mut orphans = Vec::new();
+    for l in &leads {
+        let attempts = store.attempts_for(l.id).await.expect("attempts");
+        if attempts.iter().any(|a| a.status == AttemptStatus::InFlight) {
+            orphans.push(l.target.clone());
+        }
+    }
     assert!(!orphans.is_empty());
+    assert!(
+        orphans.iter().all(|t| leased.contains(t)),
+        "in flight implies leased"
+    );
 
     // While the lease holds, another run leaves those leads alone.
     let out = bin()
@@ -338,7 +352,7 @@ async fn a_run_killed_mid_call_leaves_attempts_in_flight_that_are_reviewed_never
     let plan: Value = serde_json::from_slice(&out.stdout).expect("plan");
     for call in plan.as_array().expect("array") {
         assert!(
-            !orphans.contains(&call["target"].as_str().unwrap_or("").to_string()),
+            !leased.contains(&call["target"].as_str().unwrap_or("").to_string()),
             "{call}"
         );
     }
