@@ -14,6 +14,8 @@
 //! - `runner`: works a job: claims, records in flight, calls, settles, recovers.
 //! - `daemon`: every job on its schedule, one runner per tick.
 //! - `clock`: injected time, and time arithmetic that cannot overflow.
+//! - `status`: the campaign at a glance (`status`, `GET /v1/status`).
+//! - `http`: the runner as an HTTP service: the JSON API, the inbound relay, health, metrics.
 //! - `sim`: a FluidTalk-compatible server for demos, tests and benchmarks.
 //! - `fuzzing`: the fuzz targets' bodies, also replayed in `cargo test`.
 //! - `cli` and `exit`: the command line (thin: parse, call the library, print) and its exit
@@ -26,6 +28,7 @@ pub mod daemon;
 pub mod exit;
 pub mod fluidtalk;
 pub mod fuzzing;
+pub mod http;
 pub mod import;
 pub mod lead;
 pub mod plan;
@@ -33,4 +36,5 @@ pub mod policy;
 pub mod runner;
 pub mod schedule;
 pub mod sim;
+pub mod status;
 pub mod store;

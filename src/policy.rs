@@ -14,6 +14,10 @@
 //! | 5xx but 502/504, refused connection | transient_error | retry with back-off; `failed` after `max_attempts` | |
 //! | timeout, dropped connection, unreadable 2xx, 502/504 | unknown | `needs_review` (or one retry with `on_unknown = "retry"`, a recorded release) | |
 //! | other status, unreadable local image | failed | → `failed` | |
+//!
+//! An `inbound` call (the HTTP relay) follows the same table; its answer with text is
+//! `sent` (the lead → `contacted`), and a transient failure is not charged to the lead
+//! (the relay's caller tries again).
 
 use crate::config::{Backoff, OnUnknown};
 use crate::fluidtalk::{ActionResult, ErrorKind};
@@ -163,6 +167,9 @@ pub fn decide(ctx: &Context<'_>, outcome: Outcome<'_>) -> Decision {
                 (Action::Event, true) => (S::Continued, LeadEvent::EventSent),
                 (Action::Event, false) => (S::Sent, LeadEvent::EventSent),
                 (Action::FollowUp, _) => (S::Sent, LeadEvent::FollowUpSent),
+                // The persona answered the lead's message: the lead is in conversation,
+                // as after an event trigger's answer.
+                (Action::Inbound, _) => (S::Sent, LeadEvent::EventSent),
             };
             Decision {
                 deliver: !r.message.is_empty(),
@@ -207,6 +214,10 @@ pub fn decide(ctx: &Context<'_>, outcome: Outcome<'_>) -> Decision {
 }
 
 fn transient(ctx: &Context<'_>) -> LeadEffect {
+    if ctx.action == Action::Inbound {
+        // The relay's caller retries the request; the lead's schedule is not touched.
+        return LeadEffect::Release;
+    }
     let failures = ctx.transient_failures.max(0) as u32 + 1;
     if failures >= ctx.backoff.max_attempts {
         LeadEffect::Event(LeadEvent::Failed)

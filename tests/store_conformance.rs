@@ -206,6 +206,7 @@ async fn list_filters_by_state_and_tag_in_id_order_with_a_limit(db: TestDb) {
         state,
         tag: tag.map(str::to_string),
         limit,
+        after: None,
     };
     let targets =
         |v: Vec<fluidtalk_runner::store::Lead>| v.into_iter().map(|l| l.target).collect::<Vec<_>>();

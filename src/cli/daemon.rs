@@ -1,4 +1,5 @@
-//! `fluidtalk-runner daemon [--dry-run]`: every job on its schedule until SIGTERM/Ctrl-C.
+//! `fluidtalk-runner daemon [--dry-run] [--http ADDR]`: every job on its schedule until
+//! SIGTERM/Ctrl-C, and, with `[http] listen` or `--http`, the HTTP API beside them.
 
 use super::store_access::{open_store, store_failure};
 use crate::config::Config;
@@ -7,54 +8,111 @@ use crate::exit::{Exit, ExitWith, Failure};
 use crate::runner::Runner;
 use anyhow::anyhow;
 use clap::Args;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Log each tick's plan instead of acting (no key needed, nothing written).
     #[arg(long)]
     dry_run: bool,
+    /// Serve the HTTP API on this address (overrides `[http] listen`), e.g. 127.0.0.1:8080;
+    /// port 0 picks a free port (logged). Needs FLUIDTALK_RUNNER_TOKEN.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
 }
 
 pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
-    if config.jobs.is_empty() {
+    let listen = args.http.or(config.http.listen);
+    if config.jobs.is_empty() && listen.is_none() {
         return Err(anyhow!(
-            "{}: no [[job]] is defined: nothing to run",
+            "{}: no [[job]] is defined and no HTTP API is asked for: nothing to run",
             config.path.display()
         ))
         .exit_with(Exit::Config);
     }
+    if args.dry_run && listen.is_some() {
+        return Err(anyhow!(
+            "--dry-run touches nothing, so it serves no HTTP API: drop --http / [http] listen, or --dry-run"
+        ))
+        .exit_with(Exit::Usage);
+    }
+    // Checked before anything opens: a server without its lock must not start.
+    let token = listen
+        .map(|_| crate::http::Token::from_env())
+        .transpose()
+        .map_err(|e| anyhow!(e))
+        .exit_with(Exit::Config)?;
     let runner_id = crate::runner::runner_id();
     let clock = crate::clock::from_env()
         .map_err(|e| anyhow!(e))
         .exit_with(Exit::Usage)?;
-    let (store, runner) = if args.dry_run {
+    let (store, runner, client) = if args.dry_run {
         let store = crate::store::open_read_only(&config.database_url())
             .await
             .map_err(store_failure)?;
-        (store, None)
+        (store, None, None)
     } else {
         let client = super::run::campaign_client(config)?;
         let store = open_store(config).await?;
         let d = Runner::new(
             store.clone(),
-            client,
+            client.clone(),
             Arc::new(config.clone()),
             clock.clone(),
             runner_id.clone(),
         );
-        (store, Some(d))
+        (store, Some(d), Some(client))
     };
-    tracing::info!(runner = %runner_id, jobs = config.jobs.len(), dry_run = args.dry_run, "daemon starting");
+    let stop = CancellationToken::new();
+    let mut server = None;
+    if let (Some(addr), Some(token), Some(client)) = (listen, token, client) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow!("cannot serve the HTTP API on {addr}: {e}"))
+            .exit_with(Exit::Config)?;
+        let state = crate::http::AppState {
+            store: store.clone(),
+            config: Arc::new(config.clone()),
+            clock: clock.clone(),
+            client,
+            token,
+            metrics: None,
+            runner_id: runner_id.clone(),
+        };
+        server = Some(tokio::spawn(crate::http::serve(
+            listener,
+            state,
+            stop.clone(),
+        )));
+    }
+    tracing::info!(runner = %runner_id, jobs = config.jobs.len(), dry_run = args.dry_run, http = ?listen, "daemon starting");
     let daemon = Arc::new(Daemon::new(config, store, runner, clock, runner_id));
     // Calls in flight may take the full API timeout; then their results are recorded.
     let grace = config.fluidtalk.timeout + Duration::from_secs(10);
+    let signalled = stop.clone();
+    tokio::spawn(async move {
+        super::signals::shutdown_signal().await;
+        signalled.cancel();
+    });
     let ended = daemon
-        .serve(super::signals::shutdown_signal(), grace)
+        .serve(stop.clone().cancelled_owned(), grace)
         .await
         .map_err(|e| anyhow!("the scheduler failed: {e}"))
         .exit_with(Exit::Failure)?;
+    if let Some(server) = server {
+        // Requests being answered (an inbound call among them) finish within the grace.
+        match tokio::time::timeout(grace, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP API failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the HTTP API's task failed"),
+            Err(_) => {
+                tracing::warn!("the HTTP API still had requests going after the grace period")
+            }
+        }
+    }
     if !ended {
         return Err(anyhow!(
             "stopped with a run still going after the {grace:?} grace period: its calls in flight go to review once their leases run out"

@@ -237,6 +237,7 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                 state,
                 tag,
                 limit: (limit > 0).then_some(limit),
+                after: None,
             };
             let leads = store.list_leads(&filter).await.map_err(store_failure)?;
             if json {

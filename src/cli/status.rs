@@ -17,53 +17,23 @@ pub struct StatusArgs {
 pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
     let store = open_store(config).await?;
     let now = Utc::now();
-    let counts = store.count_by_state().await.map_err(store_failure)?;
-    let pauses: Vec<_> = store
-        .pauses()
+    let report = crate::status::Report::read(&*store, config, now)
         .await
-        .map_err(store_failure)?
-        .into_iter()
-        .filter(|p| p.until > now)
-        .collect();
-    let runs = store.last_runs().await.map_err(store_failure)?;
-    let held = store.lease_summary(now).await.map_err(store_failure)?;
-    // Queued events of a type no job sends wait forever (and hold their leads back from
-    // openers): named here, so no lead is stuck without a word.
-    let sent_by_jobs = config.event_types();
-    let unsent: Vec<(String, u64)> = store
-        .queued_event_types()
-        .await
-        .map_err(store_failure)?
-        .into_iter()
-        .filter(|(t, _)| !sent_by_jobs.contains(&t.as_str()))
-        .collect();
-    let jobs: Vec<serde_json::Value> = config
-        .jobs
-        .iter()
-        .map(|j| {
-            let last = runs.iter().find(|r| r.job == j.name);
-            serde_json::json!({
-                "name": j.name,
-                "kind": j.kind.name(),
-                "schedule": j.schedule.text(),
-                "timezone": j.timezone.name(),
-                "next_fire": j.schedule.next_after(now),
-                "last_run": last,
-            })
-        })
-        .collect();
+        .map_err(store_failure)?;
     if args.json {
-        let value = serde_json::json!({
-            "leads": counts.iter().map(|(s, n)| (s.as_str().to_string(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
-            "pauses": pauses,
-            "held_by_runners": held,
-            "jobs": jobs,
-            "events_no_job_sends": unsent.iter().map(|(t, n)| (t.clone(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
-        });
-        let text = serde_json::to_string_pretty(&value).exit_with(Exit::Failure)?;
+        let text =
+            serde_json::to_string_pretty(&report.to_json(config)).exit_with(Exit::Failure)?;
         outln!("{text}");
         return Ok(());
     }
+    let crate::status::Report {
+        leads: counts,
+        pauses,
+        held,
+        runs,
+        unsent_events: unsent,
+        ..
+    } = report;
     if let Some(p) = pauses.iter().find(|p| p.scope == PauseScope::All) {
         outln!(
             "!!! THE API REFUSED THE KEY: every call is paused until {} ({}). Fix FLUIDTALK_API_KEY.",
@@ -106,7 +76,7 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
             "events: {n} queued {t:?} event(s) that no job sends: they wait, and hold their leads back from openers (add an event job for {t:?})"
         );
     }
-    for (j, job) in config.jobs.iter().zip(&jobs) {
+    for j in &config.jobs {
         let last = runs.iter().find(|r| r.job == j.name);
         let last_text = match last {
             Some(r) => format!(
@@ -133,7 +103,6 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
                 )
             })
             .unwrap_or_else(|| "-".into());
-        let _ = job;
         outln!("job {}: {last_text}; next {next}", j.name);
     }
     Ok(())

@@ -108,6 +108,20 @@ impl<'de> Deserialize<'de> for PerSecond {
     }
 }
 
+/// `[http] listen`: an address and port to serve on, e.g. `127.0.0.1:8080`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub std::net::SocketAddr);
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |t| {
+            t.trim().parse().map(Listen).map_err(|_| {
+                format!("{t:?} is not an address and port; expected e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"")
+            })
+        })
+    }
+}
+
 /// An IANA time zone name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Zone(pub Tz);

@@ -3,11 +3,12 @@
 //! ranges that must not cross, unique job names, the image folder on disk.
 
 use super::fields::{
-    BackoffDur, BaseUrl, Count, DatabaseUrl, Days, HhMm, JobName, Kind, PerSecond, QuietAfter,
-    TimeoutDur, Zone,
+    BackoffDur, BaseUrl, Count, DatabaseUrl, Days, HhMm, JobName, Kind, Listen, PerSecond,
+    QuietAfter, TimeoutDur, Zone,
 };
 use super::{
-    ApiSettings, Backoff, Config, ConfigError, Job, JobKind, Limits, OnUnknown, SendWindow, locate,
+    ApiSettings, Backoff, Config, ConfigError, HttpSettings, Job, JobKind, Limits, OnUnknown,
+    SendWindow, locate,
 };
 use crate::schedule::Schedule;
 use chrono_tz::Tz;
@@ -30,8 +31,16 @@ struct File {
     limits: RawLimits,
     #[serde(default)]
     backoff: RawBackoff,
+    #[serde(default)]
+    http: RawHttp,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Listen>,
 }
 
 #[derive(Deserialize, Default)]
@@ -250,6 +259,9 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         database_url: raw.database.url.map(|u| u.0),
         limits,
         backoff,
+        http: HttpSettings {
+            listen: raw.http.listen.map(|l| l.0),
+        },
         jobs,
     })
 }

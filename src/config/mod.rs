@@ -107,7 +107,15 @@ pub struct Config {
     pub database_url: Option<String>,
     pub limits: Limits,
     pub backoff: Backoff,
+    pub http: HttpSettings,
     pub jobs: Vec<Job>,
+}
+
+/// `[http]`: the daemon's HTTP API.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpSettings {
+    /// Where `daemon` serves the HTTP API; `None`: it serves none (unless `--http`).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

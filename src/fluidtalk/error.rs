@@ -222,6 +222,11 @@ impl Error {
         }
     }
 
+    /// A call refused before it was sent, for a reason of this program's: nothing was sent.
+    pub fn not_sent(message: String) -> Self {
+        Self::local_image(message)
+    }
+
     pub(crate) fn local_file(path: &std::path::Path, err: &std::io::Error) -> Self {
         Self {
             kind: ErrorKind::LocalFile,

@@ -147,6 +147,10 @@ impl Caller {
                     })
                     .await
             }
+            // Jobs never plan one; the HTTP relay makes inbound calls itself.
+            Action::Inbound => Err(ApiError::not_sent(
+                "an inbound call is made by the HTTP relay, not by a job".into(),
+            )),
         }
     }
 }

@@ -48,6 +48,8 @@ pub enum StoreError {
         what: &'static str,
         at: DateTime<Utc>,
     },
+    #[error("lead {0:?} has a call in flight; try again once it is answered")]
+    Busy(String),
     #[error("the database did not answer within {0:?}")]
     Unresponsive(std::time::Duration),
 }

@@ -54,7 +54,7 @@ pub use error::StoreError;
 pub use postgres::PgStore;
 pub use rules::FUTURE_SKEW;
 pub use sqlite::SqliteStore;
-pub use traits::{AdminStore, ImportSession, RunnerStore, Store};
+pub use traits::{AdminStore, ImportSession, RunnerStore, ServiceStore, Store};
 pub use types::*;
 
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 
 use super::dialect::Pg;
 use super::rules::*;
-use super::traits::{AdminStore, ImportSession, RunnerStore};
+use super::traits::{AdminStore, ImportSession, RunnerStore, ServiceStore};
 use super::types::*;
 use super::{RUNNER_LOST, StoreError, redact_url};
 use sqlx::Connection;

@@ -6,7 +6,7 @@
 
 use super::dialect::Lite;
 use super::rules::*;
-use super::traits::{AdminStore, ImportSession, RunnerStore};
+use super::traits::{AdminStore, ImportSession, RunnerStore, ServiceStore};
 use super::types::*;
 use super::{RUNNER_LOST, StoreError, memory_url, redact_url};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -216,10 +216,56 @@ pub trait AdminStore: Send + Sync {
     async fn ack_outbox(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;
 }
 
-/// The lead database: everything the runner and people's commands need.
-pub trait Store: RunnerStore + AdminStore + std::fmt::Debug {}
+/// What the HTTP service needs beyond people's commands.
+#[async_trait]
+pub trait ServiceStore: Send + Sync {
+    /// The lead `target` wrote to the persona (the inbound relay): records the reply as
+    /// `record_reply` does (an unknown target is added as `contacted`, with
+    /// `own_username`) and leases the lead to `token` until `lease_until` for the relay's
+    /// call, taking the lease from a runner that only claimed it (its call is then not
+    /// made). Refuses a `blocked` lead (`Refused`) and one with a call in flight (`Busy`).
+    async fn begin_inbound(
+        &self,
+        target: &str,
+        own_username: Option<&str>,
+        token: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Lead, StoreError>;
+    /// A lead's queued events, oldest first.
+    async fn queued_events_of(&self, lead_id: i64) -> Result<Vec<QueuedEvent>, StoreError>;
+    /// Up to `limit` messages not yet acknowledged with an id above `after`, oldest
+    /// first; messages to `blocked` leads are held back.
+    async fn outbox_page(&self, after: i64, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    /// The outbox message an attempt's answer made, if any.
+    async fn outbox_of_attempt(&self, attempt_id: i64) -> Result<Option<OutboxItem>, StoreError>;
+    /// Claims an idempotency key of `scope` for a request whose body hashes to
+    /// `request_hash`, or says what became of the first request that used it.
+    async fn claim_key(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<KeyClaim, StoreError>;
+    /// Stores the answer to the request that claimed the key.
+    async fn finish_key(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        response: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Forgets a key whose request had no lasting effect (the API surely did not act), so
+    /// a retry with it is a new request.
+    async fn forget_key(&self, scope: &str, key: &str) -> Result<(), StoreError>;
+}
 
-impl<T: RunnerStore + AdminStore + std::fmt::Debug> Store for T {}
+/// The lead database: everything the runner, people's commands and the HTTP service need.
+pub trait Store: RunnerStore + AdminStore + ServiceStore + std::fmt::Debug {}
+
+impl<T: RunnerStore + AdminStore + ServiceStore + std::fmt::Debug> Store for T {}
 
 /// An import in progress.
 #[async_trait]

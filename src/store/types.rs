@@ -6,12 +6,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// What the runner sends for a lead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Opener,
     FollowUp,
     Event,
+    /// The lead wrote to the persona; the HTTP relay asked for its answer.
+    Inbound,
 }
 
 impl Action {
@@ -20,6 +24,7 @@ impl Action {
             Action::Opener => "opener",
             Action::FollowUp => "follow_up",
             Action::Event => "event",
+            Action::Inbound => "inbound",
         }
     }
 
@@ -28,13 +33,16 @@ impl Action {
             "opener" => Ok(Action::Opener),
             "follow_up" => Ok(Action::FollowUp),
             "event" => Ok(Action::Event),
+            "inbound" => Ok(Action::Inbound),
             other => Err(StoreError::Corrupt(format!("unknown action {other:?}"))),
         }
     }
 }
 
 /// Where an attempt stands. `in_flight` until its call returns; the rest are outcomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptStatus {
     /// Recorded before the call; the call has not returned (yet).
@@ -127,7 +135,7 @@ impl AttemptStatus {
 }
 
 /// A lead as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Lead {
     pub id: i64,
     pub target: String,
@@ -210,10 +218,12 @@ pub struct LeadFilter {
     pub tag: Option<String>,
     /// `None` for all.
     pub limit: Option<u32>,
+    /// Only leads with a greater id (the previous page's last), for paging.
+    pub after: Option<i64>,
 }
 
 /// One API call made for a lead.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub id: i64,
     pub lead_id: i64,
@@ -281,7 +291,7 @@ pub struct AttemptEnd {
 }
 
 /// Text for the platform to deliver.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OutboxItem {
     pub id: i64,
     pub lead_id: i64,
@@ -297,7 +307,7 @@ pub struct OutboxItem {
 }
 
 /// Leads held by runners, for `status`: claimed (leased) now, and calls in flight.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LeaseSummary {
     pub leased: u64,
     /// When the last lease runs out.
@@ -306,7 +316,7 @@ pub struct LeaseSummary {
 }
 
 /// A queued platform event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QueuedEvent {
     pub id: i64,
     pub lead_id: i64,
@@ -413,7 +423,7 @@ impl LeadResult {
 }
 
 /// What a pause stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PauseScope {
     /// Openers and events (402).
@@ -446,7 +456,7 @@ impl PauseScope {
 }
 
 /// An account pause every runner honours.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Pause {
     pub scope: PauseScope,
     pub until: DateTime<Utc>,
@@ -458,7 +468,7 @@ pub struct Pause {
 }
 
 /// A job run, for `status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobRun {
     pub id: i64,
     pub job: String,
@@ -466,6 +476,7 @@ pub struct JobRun {
     pub scheduled_at: Option<DateTime<Utc>>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
     pub summary: Option<serde_json::Value>,
 }
 
@@ -474,6 +485,19 @@ pub struct JobRun {
 pub struct Orphan {
     pub lead: Lead,
     pub attempt: Attempt,
+}
+
+/// What became of an idempotency key asked for (`ServiceStore::claim_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// The key is new: this request is the first and must be answered, then stored.
+    New,
+    /// The first request with this key is still being answered (since then).
+    InProgress { since: DateTime<Utc> },
+    /// The key was used with another request body.
+    Mismatch,
+    /// The first request's answer.
+    Done { status: u16, response: String },
 }
 
 /// A change a person asks for.

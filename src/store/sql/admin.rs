@@ -103,6 +103,7 @@ macro_rules! sql_admin {
                     "SELECT {LEAD_COLUMNS} FROM leads
                      WHERE (CAST($1 AS TEXT) IS NULL OR state = $1)
                        AND (CAST($2 AS TEXT) IS NULL OR {tag})
+                       AND id > $4
                      ORDER BY id
                      LIMIT $3",
                     tag = D::has_tag(2)
@@ -110,6 +111,7 @@ macro_rules! sql_admin {
                 .bind(filter.state.map($crate::lead::LeadState::as_str))
                 .bind(filter.tag.as_deref())
                 .bind(filter.limit.map(i64::from).or(D::NO_LIMIT))
+                .bind(filter.after.unwrap_or(0))
                 .fetch_all(&self.pool)
                 .await?;
                 rows::all(found)

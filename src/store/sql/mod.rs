@@ -12,7 +12,7 @@
 //! - `hot`: the statements on the runner's hot path (due leads and events, claim,
 //!   exhaust, cap, orphans) with their parameters, to run or to explain;
 //! - `runner`: `impl RunnerStore`; `admin`: `impl AdminStore`; `import`: `ImportSession`;
-//! - `schema`: the schema check and migrations.
+//! - `schema`: the schema check and migrations; `service`: `impl ServiceStore` (HTTP).
 
 #[macro_use]
 mod helpers;
@@ -26,6 +26,8 @@ mod admin;
 mod import;
 #[macro_use]
 mod schema;
+#[macro_use]
+mod service;
 
 /// A statement's text, built once per backend from its dialect's pieces (`format!`
 /// arguments) and kept for the life of the process, so sqlx's prepared-statement cache
@@ -48,5 +50,6 @@ macro_rules! sql_store {
         sql_admin!($store);
         sql_import!($store);
         sql_schema!($store);
+        sql_service!($store);
     };
 }

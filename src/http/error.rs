@@ -1,0 +1,172 @@
+//! The HTTP API's errors: `{"error": {"kind", "message", "field"?, "index"?}}` with a fitting
+//! status, and a JSON body extractor whose rejections take the same shape.
+
+use crate::store::StoreError;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable word to branch on: `unauthorized`, `bad_request`, `not_found`, `conflict`,
+    /// `too_large`, `api_error`, `unavailable`, `internal`, ...
+    pub kind: &'static str,
+    pub message: String,
+    /// The request field the error is about, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The list item the error is about, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// The FluidTalk API's HTTP status, for `api_error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_status: Option<u16>,
+    /// The FluidTalk API error's class, for `api_error` (`sealed`, `out_of_tokens`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_error: Option<String>,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: ErrorDetail,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: ErrorDetail {
+                kind,
+                message: message.into(),
+                field: None,
+                index: None,
+                api_status: None,
+                api_error: None,
+            },
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+    pub fn field(mut self, field: &str) -> Self {
+        self.detail.field = Some(field.to_string());
+        self
+    }
+    pub fn index(mut self, index: usize) -> Self {
+        self.detail.index = Some(index);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(ErrorBody { error: self.detail })).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
+            StoreError::Refused(_) | StoreError::Conflict(_) | StoreError::AlreadySent { .. } => {
+                ApiError::conflict(e.to_string())
+            }
+            StoreError::InTheFuture { .. } => ApiError::bad_request(e.to_string()),
+            StoreError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
+            _ if e.is_transient() => {
+                tracing::warn!(error = %e, "the database is unreachable; answering 503");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unreachable; try again",
+                )
+            }
+            _ => {
+                tracing::error!(error = %e, "a request failed in the store");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the request failed in the database; the daemon's log says why",
+                )
+            }
+        }
+    }
+}
+
+/// `axum::Json`, whose rejections are answered in the API's error shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(status, "too_large", "the request body is over 1 MiB");
+    }
+    let (kind, message) = match &rejection {
+        JsonRejection::MissingJsonContentType(_) => (
+            "unsupported_media_type",
+            "send the body as JSON, with `Content-Type: application/json`".to_string(),
+        ),
+        JsonRejection::JsonSyntaxError(e) => (
+            "bad_request",
+            format!("the body is not JSON: {}", source_text(e)),
+        ),
+        JsonRejection::JsonDataError(e) => ("bad_request", source_text(e)),
+        _ => ("bad_request", rejection.body_text()),
+    };
+    let mut e = ApiError::new(status, kind, message);
+    if status == StatusCode::UNPROCESSABLE_ENTITY {
+        // Missing fields and wrong types are bad input like any other.
+        e.status = StatusCode::BAD_REQUEST;
+    }
+    e
+}
+
+/// serde_json's words (field, line and column), without axum's prefix.
+fn source_text(e: &dyn std::error::Error) -> String {
+    let mut last = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        last = s.to_string();
+        cur = s.source();
+    }
+    last
+}

@@ -1,0 +1,98 @@
+//! `/healthz`, `/readyz`, `/metrics`, the answer for unknown routes, and the count of
+//! requests by route and status.
+
+use super::AppState;
+use super::error::ApiError;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// The metric counting HTTP requests by `route` (the route's pattern) and `status`.
+pub const HTTP_REQUESTS: &str = "fluidtalk_runner_http_requests_total";
+
+#[derive(Debug, Serialize)]
+struct Health {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// The process is up and answering.
+pub async fn healthz() -> impl IntoResponse {
+    axum::Json(Health {
+        status: "ok",
+        reason: None,
+    })
+}
+
+/// Ready for work: the database answers and no 401 pause stops every call.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let now = state.clock.now();
+    let not_ready = |reason: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(Health {
+                status: "not_ready",
+                reason: Some(reason),
+            }),
+        )
+            .into_response()
+    };
+    match state.store.pauses().await {
+        Err(e) => {
+            tracing::warn!(error = %e, "readyz: the database did not answer");
+            not_ready("the database is unreachable".into())
+        }
+        Ok(pauses) => match pauses
+            .iter()
+            .find(|p| p.scope == crate::store::PauseScope::All && p.until > now)
+        {
+            Some(p) => not_ready(format!(
+                "the API refused the key: every call is paused until {} ({}); fix FLUIDTALK_API_KEY, then `pause clear`",
+                p.until.to_rfc3339(),
+                p.reason
+            )),
+            None => axum::Json(Health {
+                status: "ready",
+                reason: None,
+            })
+            .into_response(),
+        },
+    }
+}
+
+/// The metrics, in the Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(render) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            render(),
+        )
+            .into_response(),
+        None => ApiError::not_found("metrics are not collected by this server").into_response(),
+    }
+}
+
+/// No route has this path.
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("no such route; see /v1/openapi.json")
+}
+
+/// Counts each request by its route's pattern (not its path: `/v1/leads/{target}`, so a
+/// scan of targets makes no new series) and status.
+pub async fn count_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(request).await;
+    metrics::counter!(HTTP_REQUESTS, "route" => route, "status" => response.status().as_u16().to_string())
+        .increment(1);
+    response
+}

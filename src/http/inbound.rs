@@ -1,0 +1,440 @@
+//! `POST /v1/leads/{target}/inbound`, the inbound relay: the lead wrote to the persona on
+//! the platform. The reply is recorded (an unknown target is added as `contacted`), the
+//! lead is leased for the call, `inbound_chat` is called and recorded as an attempt, its
+//! answer goes to the outbox and back to the caller. API errors act on the lead and the
+//! account as the runner's policy says (402 pause, 400 done, ...) and come back as 502.
+//!
+//! The call runs in its own task: a caller that hangs up mid-call does not cancel it, so
+//! its answer is always recorded.
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody, ErrorDetail, Json};
+use super::idempotency::{self, Claimed};
+use crate::config::OnUnknown;
+use crate::fluidtalk::{ActionResult, ChatRequest, ChatResult, Error as CallError};
+use crate::lead::{LeadEvent, LeadState};
+use crate::policy::{self, Context, LeadEffect, Outcome};
+use crate::store::{Action, AttemptEnd, LeadResult, NewAttempt, PauseScope, StoreError};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use utoipa::ToSchema;
+
+/// The job name inbound attempts are recorded under.
+pub const INBOUND_JOB: &str = "(inbound)";
+/// The longest message relayed, in characters.
+pub const MAX_MESSAGE: usize = 10_000;
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InboundRequest {
+    /// What the lead wrote.
+    pub message: String,
+    /// The persona account the lead wrote to (default: the lead's, then the campaign's).
+    pub own_username: Option<String>,
+    /// An image the lead sent, by URL.
+    pub image_url: Option<String>,
+}
+
+/// The persona's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboundAnswer {
+    /// The outbox message holding the answer; `null` when there is nothing to send.
+    pub outbox_id: Option<i64>,
+    /// The answer's text ("" when there is nothing to send).
+    pub message: String,
+    /// The answer split into chat bubbles, if the API split it.
+    pub replies: Vec<String>,
+    pub session_id: Option<String>,
+    /// The lead belongs to another account of the persona: send nothing.
+    pub ignored: bool,
+    pub ignore_reason: Option<String>,
+    pub should_send_photo: bool,
+    pub photo_url: Option<String>,
+    /// The attempt recorded for the call.
+    pub attempt_id: i64,
+    /// The lead's state after the answer.
+    pub lead_state: LeadState,
+}
+
+/// The inbound relay: records the lead's message as a reply, asks the persona for its
+/// answer (`inbound_chat`) and puts it in the outbox. With an `Idempotency-Key`, a retried
+/// request returns the first one's answer without a second call.
+#[utoipa::path(post, path = "/v1/leads/{target}/inbound", tag = "inbound",
+    params(("target" = String, Path, description = "The lead's target"),
+           ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters")),
+    request_body = InboundRequest,
+    responses((status = 200, body = InboundAnswer),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "blocked lead, a call in flight, or the key in use"),
+              (status = 422, body = ErrorBody, description = "the key was used with another request"),
+              (status = 502, body = ErrorBody, description = "the FluidTalk API answered with an error"),
+              (status = 503, body = ErrorBody, description = "every call is paused (the API refused the key)")),
+    security(("bearer" = [])))]
+pub async fn inbound(
+    State(state): State<AppState>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<InboundRequest>,
+) -> Response {
+    match accept(state, target, &headers, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn accept(
+    state: AppState,
+    target: String,
+    headers: &HeaderMap,
+    req: InboundRequest,
+) -> Result<Response, ApiError> {
+    let checked = crate::import::check_input(
+        &target,
+        req.own_username.clone(),
+        None,
+        req.image_url.clone(),
+        Vec::new(),
+    )
+    .map_err(|e| ApiError::bad_request(e).field("target"))?;
+    if req.message.trim().is_empty() {
+        return Err(ApiError::bad_request("message is empty").field("message"));
+    }
+    if req.message.chars().count() > MAX_MESSAGE {
+        return Err(
+            ApiError::bad_request(format!("message is over {MAX_MESSAGE} characters"))
+                .field("message"),
+        );
+    }
+    if let Some(u) = &req.image_url
+        && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        return Err(ApiError::bad_request("image_url must be an http(s) URL").field("image_url"));
+    }
+    let key = idempotency::key(headers)?;
+    let scope = format!("inbound:{}", checked.target);
+    if let Some(k) = &key {
+        let body = serde_json::to_vec(&req).unwrap_or_default();
+        let hash = idempotency::request_hash(&[scope.as_bytes(), &body]);
+        let stale =
+            chrono::Duration::from_std(state.config.fluidtalk.timeout + super::REQUEST_TIMEOUT)
+                .unwrap_or(chrono::Duration::hours(1));
+        let now = state.clock.now();
+        if let Claimed::Answer(r) =
+            idempotency::claim(&*state.store, &scope, k, &hash, now, stale).await?
+        {
+            return Ok(r);
+        }
+    }
+    let store = state.store.clone();
+    let clock = state.clock.clone();
+    let task = tokio::spawn(async move {
+        let (status, body, keep) = relay(
+            &state,
+            &checked.target,
+            checked.own_username.as_deref(),
+            req,
+        )
+        .await;
+        if let Some(k) = &key {
+            let stored = if keep {
+                store
+                    .finish_key(&scope, k, status.as_u16(), &body.to_string(), clock.now())
+                    .await
+            } else {
+                store.forget_key(&scope, k).await
+            };
+            if let Err(e) = stored {
+                tracing::error!(error = %e, "could not store the answer of an idempotent request");
+            }
+        }
+        (status, body)
+    });
+    match task.await {
+        Ok((status, body)) => Ok((status, axum::Json(body)).into_response()),
+        Err(e) => {
+            tracing::error!(error = %e, "the inbound relay's task failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the relay failed; the daemon's log says why",
+            ))
+        }
+    }
+}
+
+/// A lease token for one relayed call: unique in this process, whose runner id is unique.
+fn lease_token(runner_id: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{runner_id}/inbound-{}",
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn error_json(e: ApiError) -> (StatusCode, serde_json::Value, bool) {
+    let body = serde_json::to_value(ErrorBody { error: e.detail }).unwrap_or_default();
+    (e.status, body, false)
+}
+
+/// Records, calls and settles: the answer's status, its JSON, and whether it is kept for
+/// the idempotency key (only when the API may have acted).
+async fn relay(
+    state: &AppState,
+    target: &str,
+    own_username: Option<&str>,
+    req: InboundRequest,
+) -> (StatusCode, serde_json::Value, bool) {
+    let store = &*state.store;
+    let now = state.clock.now();
+    match store.pauses().await {
+        Ok(p) => {
+            if let Some(p) = p
+                .iter()
+                .find(|p| p.scope == PauseScope::All && p.until > now)
+            {
+                return error_json(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "paused",
+                    format!(
+                        "every call is paused until {} ({}): fix FLUIDTALK_API_KEY, then `pause clear`",
+                        p.until.to_rfc3339(),
+                        p.reason
+                    ),
+                ));
+            }
+        }
+        Err(e) => return error_json(e.into()),
+    }
+    let token = lease_token(&state.runner_id);
+    let lease = chrono::Duration::from_std(
+        state.config.fluidtalk.timeout * 2 + std::time::Duration::from_secs(60),
+    )
+    .unwrap_or(chrono::Duration::hours(1));
+    let lead = match store
+        .begin_inbound(target, own_username, &token, now, now + lease)
+        .await
+    {
+        Ok(lead) => lead,
+        Err(StoreError::Busy(t)) => {
+            return error_json(ApiError::new(
+                StatusCode::CONFLICT,
+                "busy",
+                format!("lead {t:?} has a campaign call in flight; try again once it is answered"),
+            ));
+        }
+        Err(e) => return error_json(e.into()),
+    };
+    let attempt = NewAttempt {
+        lead_id: lead.id,
+        job: INBOUND_JOB.to_string(),
+        action: Action::Inbound,
+        step: 0,
+        lease_token: token.clone(),
+        started_at: now,
+        claimed: Some(lead.state),
+    };
+    let attempt_id = match store.start_attempts(&[attempt]).await {
+        Ok(ids) if ids.len() == 1 => ids[0],
+        Ok(_) | Err(_) => {
+            let _ = store.release_leads(&[lead.id], &token, now).await;
+            return error_json(ApiError::new(
+                StatusCode::CONFLICT,
+                "busy",
+                "the lead changed while the call was being recorded; try again",
+            ));
+        }
+    };
+    let sender = own_username
+        .map(str::to_string)
+        .or(lead.own_username.clone());
+    let answer = state
+        .client
+        .inbound_chat(&ChatRequest {
+            target: lead.target.clone(),
+            message: req.message,
+            own_username: sender,
+            image_url: req.image_url,
+            image_file: None,
+        })
+        .await;
+    let end = state.clock.now();
+    let (result, account) = settle(state, &lead, &token, attempt_id, &answer, end);
+    let keep = result
+        .attempt
+        .as_ref()
+        .is_some_and(|a| a.status.holds_step());
+    if let Err(e) = store.record_results(&[result], end).await {
+        // The attempt stays in flight: recovery sends the lead to review once its lease ends.
+        tracing::error!(error = %e, attempt_id, "could not record an inbound call's answer");
+        let (s, b, _) = error_json(e.into());
+        return (s, b, keep);
+    }
+    if let Some((effect, why)) = account {
+        pause(state, effect, &why, end).await;
+    }
+    match answer {
+        Ok(chat) => {
+            let outbox = store.outbox_of_attempt(attempt_id).await.ok().flatten();
+            let lead_state = store
+                .get_lead(&lead.target)
+                .await
+                .ok()
+                .flatten()
+                .map_or(lead.state, |l| l.state);
+            let body = InboundAnswer {
+                outbox_id: outbox.map(|o| o.id),
+                message: text_of(&chat),
+                replies: chat.replies,
+                session_id: chat.session_id,
+                ignored: chat.ignored,
+                ignore_reason: chat.ignore_reason,
+                should_send_photo: chat.should_send_photo,
+                photo_url: chat.photo_url,
+                attempt_id,
+                lead_state,
+            };
+            (
+                StatusCode::OK,
+                serde_json::to_value(body).unwrap_or_default(),
+                keep,
+            )
+        }
+        Err(e) => {
+            let kind = serde_json::to_value(e.kind())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
+            let detail = ErrorDetail {
+                kind: "api_error",
+                message: format!("the FluidTalk API call failed: {e}"),
+                field: None,
+                index: None,
+                api_status: e.status(),
+                api_error: kind,
+            };
+            let body = serde_json::to_value(ErrorBody { error: detail }).unwrap_or_default();
+            (StatusCode::BAD_GATEWAY, body, keep)
+        }
+    }
+}
+
+/// The text that goes to the outbox: the reply, or its bubbles one per paragraph.
+fn text_of(chat: &ChatResult) -> String {
+    if chat.ignored {
+        String::new()
+    } else if !chat.reply.is_empty() {
+        chat.reply.clone()
+    } else {
+        chat.replies.join("\n\n")
+    }
+}
+
+/// The attempt's end and the lead's change for `answer`, by the runner's policy; an inbound
+/// call that failed for a passing reason is not charged to the lead (the caller retries).
+fn settle(
+    state: &AppState,
+    lead: &crate::store::Lead,
+    token: &str,
+    attempt_id: i64,
+    answer: &Result<ChatResult, CallError>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (LeadResult, Option<(policy::AccountEffect, String)>) {
+    let converted: Result<ActionResult, &CallError> = match answer {
+        Ok(c) => Ok(ActionResult {
+            session_id: c.session_id.clone(),
+            message: text_of(c),
+            ignored: c.ignored,
+            ignore_reason: c.ignore_reason.clone(),
+            continued: false,
+            continued_reason: None,
+        }),
+        Err(e) => Err(e),
+    };
+    let ctx = Context {
+        action: Action::Inbound,
+        transient_failures: lead.transient_failures,
+        backoff: &state.config.backoff,
+        on_unknown: OnUnknown::Review,
+    };
+    let decision = policy::decide(
+        &ctx,
+        match &converted {
+            Ok(r) => Outcome::Answered(r),
+            Err(e) => Outcome::Failed {
+                kind: e.kind(),
+                retry_after: e.retry_after(),
+            },
+        },
+    );
+    let as_action = converted.as_ref().ok();
+    let err = answer.as_ref().err();
+    let mut result = LeadResult::new(lead, token);
+    result.attempt = Some(AttemptEnd {
+        attempt_id,
+        status: decision.status,
+        http_status: err
+            .and_then(|e| e.status())
+            .map(i32::from)
+            .or(as_action.map(|_| 200)),
+        error_kind: err
+            .and_then(|e| serde_json::to_value(e.kind()).ok())
+            .and_then(|v| v.as_str().map(str::to_string)),
+        error_detail: err.map(|e| e.detail()),
+        session_id: as_action.and_then(|r| r.session_id.clone()),
+        finished_at: now,
+        message: as_action
+            .filter(|_| decision.deliver)
+            .map(|r| r.message.clone()),
+        release: None,
+    });
+    if let LeadEffect::Event(ev) = decision.lead {
+        result.event = Some(ev);
+        result.contacted = matches!(ev, LeadEvent::EventSent);
+    }
+    if let Some(e) = err {
+        result.last_error = Some(format!("inbound: {e}"));
+    }
+    let account = decision
+        .account
+        .map(|a| (a, err.map(|e| e.to_string()).unwrap_or_default()));
+    (result, account)
+}
+
+/// Stores the pauses an answer calls for, as the runner does (one already in force is
+/// not a new strike).
+async fn pause(
+    state: &AppState,
+    effect: policy::AccountEffect,
+    why: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let held: Vec<PauseScope> = match state.store.pauses().await {
+        Ok(p) => p
+            .into_iter()
+            .filter(|p| p.until > now)
+            .map(|p| p.scope)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let backoff = state.config.backoff;
+    for &scope in effect.pauses() {
+        if held.contains(&scope) {
+            continue;
+        }
+        let length = move |strikes| effect.pause_length(&backoff, strikes);
+        match state
+            .store
+            .set_pause(scope, why, &state.runner_id, now, &length)
+            .await
+        {
+            Ok(p) => {
+                tracing::warn!(scope = scope.as_str(), until = %p.until, "paused by an inbound call: {why}")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not store the pause an inbound call called for")
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! `/v1/leads...`: import, list and show leads; replies, block, unblock, retry; events.
+
+use super::AppState;
+use super::error::{ApiError, Json};
+use crate::import::check_input;
+use crate::lead::LeadState;
+use crate::store::{Attempt, Lead, LeadFilter, QueuedEvent, UserAction};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// The most leads one `POST /v1/leads` takes.
+pub const MAX_IMPORT: usize = 10_000;
+/// The largest page `GET /v1/leads` returns.
+pub const MAX_PAGE: u32 = 1_000;
+
+/// A lead to add or update (by `target`); fields left out keep what the lead has.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLead {
+    pub target: String,
+    pub own_username: Option<String>,
+    /// An IANA time zone, e.g. `Europe/Berlin`.
+    pub timezone: Option<String>,
+    pub profile_image: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    /// At most 10,000.
+    pub leads: Vec<NewLead>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rejected {
+    /// The item's index in `leads`.
+    pub index: usize,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResult {
+    pub imported: u64,
+    pub updated: u64,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Adds or updates leads, checked as `leads import` checks a file's rows; items that fail
+/// the check are listed in `rejected` and the rest are stored.
+#[utoipa::path(post, path = "/v1/leads", tag = "leads", request_body = ImportRequest,
+    responses((status = 200, body = ImportResult), (status = 400, body = super::ErrorBody),
+              (status = 401, body = super::ErrorBody), (status = 413, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn import(
+    State(state): State<AppState>,
+    Json(req): Json<ImportRequest>,
+) -> Result<Json<ImportResult>, ApiError> {
+    if req.leads.len() > MAX_IMPORT {
+        return Err(ApiError::bad_request(format!(
+            "{} leads in one request; send at most {MAX_IMPORT} per request",
+            req.leads.len()
+        ))
+        .field("leads"));
+    }
+    let mut rows = Vec::with_capacity(req.leads.len());
+    let mut rejected = Vec::new();
+    for (index, l) in req.leads.into_iter().enumerate() {
+        match check_input(
+            &l.target,
+            l.own_username,
+            l.timezone,
+            l.profile_image,
+            l.tags.unwrap_or_default(),
+        ) {
+            Ok(row) => rows.push(row),
+            Err(error) => rejected.push(Rejected { index, error }),
+        }
+    }
+    let now = state.clock.now();
+    let mut session = state.store.begin_import(true).await?;
+    let counts = match session.upsert(rows, now).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = session.finish(false).await;
+            return Err(e.into());
+        }
+    };
+    session.finish(true).await?;
+    Ok(Json(ImportResult {
+        imported: counts.imported,
+        updated: counts.updated,
+        rejected,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only leads in this state.
+    pub state: Option<LeadState>,
+    /// Only leads with this tag.
+    pub tag: Option<String>,
+    /// Page size: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The previous page's `next_after`.
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeadPage {
+    pub leads: Vec<Lead>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// Leads in id order, a page at a time.
+#[utoipa::path(get, path = "/v1/leads", tag = "leads", params(ListQuery),
+    responses((status = 200, body = LeadPage), (status = 400, body = super::ErrorBody),
+              (status = 401, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LeadPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(
+            ApiError::bad_request(format!("limit is {limit}; expected 1 to {MAX_PAGE}"))
+                .field("limit"),
+        );
+    }
+    if q.after.is_some_and(|a| a < 0) {
+        return Err(ApiError::bad_request("after must be 0 or more").field("after"));
+    }
+    let leads = state
+        .store
+        .list_leads(&LeadFilter {
+            state: q.state,
+            tag: q.tag,
+            limit: Some(limit),
+            after: q.after,
+        })
+        .await?;
+    let next_after = (leads.len() == limit as usize)
+        .then(|| leads.last().map(|l| l.id))
+        .flatten();
+    Ok(Json(LeadPage { leads, next_after }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeadDetail {
+    pub lead: Lead,
+    /// Newest first.
+    pub attempts: Vec<Attempt>,
+    pub queued_events: Vec<QueuedEvent>,
+}
+
+/// One lead, its attempts and its queued events.
+#[utoipa::path(get, path = "/v1/leads/{target}", tag = "leads",
+    params(("target" = String, Path, description = "The lead's target, e.g. `@ana`")),
+    responses((status = 200, body = LeadDetail), (status = 404, body = super::ErrorBody),
+              (status = 401, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(target): Path<String>,
+) -> Result<Json<LeadDetail>, ApiError> {
+    let lead = found(&state, &target).await?;
+    let attempts = state.store.attempts_for(lead.id).await?;
+    let queued_events = state.store.queued_events_of(lead.id).await?;
+    Ok(Json(LeadDetail {
+        lead,
+        attempts,
+        queued_events,
+    }))
+}
+
+async fn found(state: &AppState, target: &str) -> Result<Lead, ApiError> {
+    state
+        .store
+        .get_lead(target)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no lead with target {target:?}")))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepliedRequest {
+    /// When the lead wrote (RFC 3339); default now.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// The lead wrote back: resets its quiet clock and follow-up count (`leads replied`).
+#[utoipa::path(post, path = "/v1/leads/{target}/replied", tag = "leads",
+    params(("target" = String, Path, description = "The lead's target")),
+    request_body(content = Option<RepliedRequest>, description = "Optional; `{}` or no body means now"),
+    responses((status = 200, body = Lead), (status = 400, body = super::ErrorBody),
+              (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody),
+              (status = 401, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn replied(
+    State(state): State<AppState>,
+    Path(target): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Lead>, ApiError> {
+    let req: RepliedRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RepliedRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not a reply: {e}")))?
+    };
+    let now = state.clock.now();
+    Ok(Json(
+        state
+            .store
+            .record_reply(&target, req.at.unwrap_or(now), now)
+            .await?,
+    ))
+}
+
+macro_rules! user_action {
+    ($name:ident, $path:literal, $action:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "leads",
+            params(("target" = String, Path, description = "The lead's target")),
+            responses((status = 200, body = Lead), (status = 404, body = super::ErrorBody),
+                      (status = 409, body = super::ErrorBody), (status = 401, body = super::ErrorBody)),
+            security(("bearer" = [])))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Path(target): Path<String>,
+        ) -> Result<Json<Lead>, ApiError> {
+            let now = state.clock.now();
+            Ok(Json(state.store.apply_user_action(&target, $action, now).await?))
+        }
+    };
+}
+
+user_action!(
+    block,
+    "/v1/leads/{target}/block",
+    UserAction::Block,
+    "Marks the lead do-not-contact (`leads block`); its outbox text is held back."
+);
+user_action!(
+    unblock,
+    "/v1/leads/{target}/unblock",
+    UserAction::Unblock,
+    "Lifts a block (`leads unblock`)."
+);
+user_action!(
+    retry,
+    "/v1/leads/{target}/retry",
+    UserAction::Retry,
+    "Works a `failed` or `needs_review` lead again (`leads retry`)."
+);
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventRequest {
+    /// An event type some `event` job sends.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The event's context, a JSON object, sent as the trigger's `entry_context`.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventQueued {
+    pub id: i64,
+    pub event: QueuedEvent,
+}
+
+/// Queues a platform event for the lead (added as `new` if unknown) for the job that
+/// sends its type (`leads event`).
+#[utoipa::path(post, path = "/v1/leads/{target}/events", tag = "leads",
+    params(("target" = String, Path, description = "The lead's target")),
+    request_body = EventRequest,
+    responses((status = 202, body = EventQueued), (status = 400, body = super::ErrorBody),
+              (status = 401, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn event(
+    State(state): State<AppState>,
+    Path(target): Path<String>,
+    Json(req): Json<EventRequest>,
+) -> Result<(StatusCode, Json<EventQueued>), ApiError> {
+    let target = crate::import::check_target(&target)
+        .map_err(|e| ApiError::bad_request(e).field("target"))?;
+    let sent = state.config.event_types();
+    if !sent.contains(&req.event_type.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "no job sends event type {:?}: it would wait forever; types sent: {}",
+            req.event_type,
+            if sent.is_empty() {
+                "none".to_string()
+            } else {
+                sent.join(", ")
+            }
+        ))
+        .field("type"));
+    }
+    let context = req
+        .context
+        .map(|m| serde_json::Value::Object(m).to_string());
+    let now = state.clock.now();
+    let event = state
+        .store
+        .queue_event(&target, &req.event_type, context.as_deref(), now)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(EventQueued {
+            id: event.id,
+            event,
+        }),
+    ))
+}

@@ -1,0 +1,86 @@
+//! The campaign's state at a glance, for `status` and `GET /v1/status`: leads per state,
+//! pauses in force, leads held by runners, each job's last run and next fire, and queued
+//! events no job sends.
+
+use crate::config::Config;
+use crate::lead::LeadState;
+use crate::store::{JobRun, LeaseSummary, Pause, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// What `status` reports.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub leads: BTreeMap<LeadState, u64>,
+    /// Pauses still in force.
+    pub pauses: Vec<Pause>,
+    pub held: LeaseSummary,
+    /// The latest run of each job.
+    pub runs: Vec<JobRun>,
+    /// Queued events per type that no job sends (they wait forever).
+    pub unsent_events: Vec<(String, u64)>,
+    pub now: DateTime<Utc>,
+}
+
+impl Report {
+    pub async fn read(
+        store: &dyn Store,
+        config: &Config,
+        now: DateTime<Utc>,
+    ) -> Result<Report, StoreError> {
+        let leads = store.count_by_state().await?;
+        let pauses = store
+            .pauses()
+            .await?
+            .into_iter()
+            .filter(|p| p.until > now)
+            .collect();
+        let runs = store.last_runs().await?;
+        let held = store.lease_summary(now).await?;
+        let sent_by_jobs = config.event_types();
+        let unsent_events = store
+            .queued_event_types()
+            .await?
+            .into_iter()
+            .filter(|(t, _)| !sent_by_jobs.contains(&t.as_str()))
+            .collect();
+        Ok(Report {
+            leads,
+            pauses,
+            held,
+            runs,
+            unsent_events,
+            now,
+        })
+    }
+
+    /// The JSON of `status --json` and `GET /v1/status`.
+    pub fn to_json(&self, config: &Config) -> serde_json::Value {
+        let jobs: Vec<serde_json::Value> = config
+            .jobs
+            .iter()
+            .map(|j| {
+                let last = self.runs.iter().find(|r| r.job == j.name);
+                serde_json::json!({
+                    "name": j.name,
+                    "kind": j.kind.name(),
+                    "schedule": j.schedule.text(),
+                    "timezone": j.timezone.name(),
+                    "next_fire": j.schedule.next_after(self.now),
+                    "last_run": last,
+                })
+            })
+            .collect();
+        let counts = |v: &mut dyn Iterator<Item = (String, u64)>| {
+            v.map(|(k, n)| (k, serde_json::Value::from(n)))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        serde_json::json!({
+            "leads": counts(&mut self.leads.iter().map(|(s, n)| (s.as_str().to_string(), *n))),
+            "pauses": self.pauses,
+            "held_by_runners": self.held,
+            "jobs": jobs,
+            "events_no_job_sends": counts(&mut self.unsent_events.iter().cloned()),
+        })
+    }
+}

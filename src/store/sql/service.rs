@@ -1,0 +1,192 @@
+//! `impl ServiceStore`: what the HTTP service needs beyond people's commands (the inbound
+//! relay's reply and lease, pages of leads' events and the outbox, idempotency keys).
+//! Expanded by `sql_store!`.
+
+macro_rules! sql_service {
+    ($store:ident) => {
+        #[async_trait::async_trait]
+        impl ServiceStore for $store {
+            async fn begin_inbound(
+                &self,
+                target: &str,
+                own_username: Option<&str>,
+                token: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Lead, StoreError> {
+                let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+                in_tx(tx, async |tx| {
+                    let lead = match lead_in(tx, target, true).await {
+                        Ok(lead) => lead,
+                        Err(StoreError::NotFound(_)) => {
+                            // A lead who writes first is in conversation from now on.
+                            let new = LeadInput {
+                                target: target.to_string(),
+                                own_username: own_username.map(str::to_string),
+                                state: Some($crate::lead::LeadState::Contacted),
+                                last_reply_at: Some(now),
+                                ..LeadInput::default()
+                            };
+                            upsert_batch(tx, vec![new], now).await?;
+                            lead_in(tx, target, true).await?
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    if lead.state == $crate::lead::LeadState::Blocked {
+                        return Err(StoreError::Refused($crate::lead::Refused {
+                            from: lead.state,
+                            event: "an inbound message",
+                            why: "the lead is blocked (do-not-contact): no call is made",
+                        }));
+                    }
+                    let busy: Option<i64> = sqlx::query_scalar(
+                        "SELECT id FROM attempts WHERE lead_id = $1 AND status = 'in_flight' LIMIT 1",
+                    )
+                    .bind(lead.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if busy.is_some() {
+                        return Err(StoreError::Busy(target.to_string()));
+                    }
+                    let to = $crate::lead::next(lead.state, $crate::lead::LeadEvent::Replied)?;
+                    // The reply resets the quiet clock and the follow-up count, as
+                    // `record_reply` does; the lease taken from a runner that only claimed
+                    // the lead stops its call (its lead is no longer as claimed).
+                    let done = sqlx::query(
+                        "UPDATE leads SET state = $1, follow_ups_sent = 0, updated_at = $2,
+                            last_reply_at = $2, own_username = COALESCE(own_username, $3),
+                            lease_owner = $4, lease_expires_at = $5
+                         WHERE id = $6 AND state = $7",
+                    )
+                    .bind(to.as_str())
+                    .bind(Ts(now))
+                    .bind(own_username)
+                    .bind(token)
+                    .bind(Ts(lease_until))
+                    .bind(lead.id)
+                    .bind(lead.state.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Conflict(target.to_string()));
+                    }
+                    lead_in(tx, target, false).await
+                })
+                .await
+            }
+
+            async fn queued_events_of(&self, lead_id: i64) -> Result<Vec<QueuedEvent>, StoreError> {
+                let found: Vec<rows::EventRow> = sqlx::query_as(
+                    "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
+                     FROM events e JOIN leads l ON l.id = e.lead_id
+                     WHERE e.lead_id = $1 AND e.state = 'queued'
+                     ORDER BY e.id",
+                )
+                .bind(lead_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(found.into_iter().map(QueuedEvent::from).collect())
+            }
+
+            async fn outbox_page(&self, after: i64, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
+                let found: Vec<rows::OutboxRow> = sqlx::query_as(
+                    "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
+                            o.created_at, o.acked_at, l.state AS lead_state
+                     FROM outbox o JOIN leads l ON l.id = o.lead_id
+                     WHERE o.acked_at IS NULL AND o.id > $1 AND l.state <> 'blocked'
+                     ORDER BY o.id LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows::all(found)
+            }
+
+            async fn outbox_of_attempt(&self, attempt_id: i64) -> Result<Option<OutboxItem>, StoreError> {
+                let found: Option<rows::OutboxRow> = sqlx::query_as(
+                    "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
+                            o.created_at, o.acked_at, l.state AS lead_state
+                     FROM outbox o JOIN leads l ON l.id = o.lead_id
+                     WHERE o.attempt_id = $1",
+                )
+                .bind(attempt_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                found.map(OutboxItem::try_from).transpose()
+            }
+
+            async fn claim_key(
+                &self,
+                scope: &str,
+                key: &str,
+                request_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<KeyClaim, StoreError> {
+                let inserted: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO idempotency (scope, key, request_hash, created_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING
+                     RETURNING key",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(request_hash)
+                .bind(Ts(now))
+                .fetch_optional(&self.pool)
+                .await?;
+                if inserted.is_some() {
+                    return Ok(KeyClaim::New);
+                }
+                let found: Option<(String, Option<i64>, Option<String>, Ts)> = sqlx::query_as(
+                    "SELECT request_hash, status, response, created_at FROM idempotency
+                     WHERE scope = $1 AND key = $2",
+                )
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match found {
+                    // Forgotten between the two statements: the caller may try again.
+                    None => KeyClaim::InProgress { since: now },
+                    Some((hash, _, _, _)) if hash != request_hash => KeyClaim::Mismatch,
+                    Some((_, Some(status), Some(response), _)) => KeyClaim::Done {
+                        status: u16::try_from(status).unwrap_or(500),
+                        response,
+                    },
+                    Some((_, _, _, Ts(since))) => KeyClaim::InProgress { since },
+                })
+            }
+
+            async fn finish_key(
+                &self,
+                scope: &str,
+                key: &str,
+                status: u16,
+                response: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE idempotency SET status = $3, response = $4, finished_at = $5
+                     WHERE scope = $1 AND key = $2",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(i64::from(status))
+                .bind(response)
+                .bind(Ts(now))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn forget_key(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM idempotency WHERE scope = $1 AND key = $2")
+                    .bind(scope)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+}
