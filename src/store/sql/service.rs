@@ -137,7 +137,7 @@ macro_rules! sql_service {
                 if inserted.is_some() {
                     return Ok(KeyClaim::New);
                 }
-                let found: Option<(String, Option<i64>, Option<String>, Ts)> = sqlx::query_as(
+                let found: Option<(String, Option<i32>, Option<String>, Ts)> = sqlx::query_as(
                     "SELECT request_hash, status, response, created_at FROM idempotency
                      WHERE scope = $1 AND key = $2",
                 )
@@ -171,7 +171,7 @@ macro_rules! sql_service {
                 )
                 .bind(scope)
                 .bind(key)
-                .bind(i64::from(status))
+                .bind(i32::from(status))
                 .bind(response)
                 .bind(Ts(now))
                 .execute(&self.pool)

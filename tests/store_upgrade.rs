@@ -1,0 +1,119 @@
+//! Upgrading a SQLite database that holds a campaign to this binary's schema keeps every
+//! row: migration 0006 rebuilds `attempts` (SQLite cannot change a CHECK in place) with
+//! foreign keys off, and the outbox's references must still hold after it.
+
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use std::str::FromStr;
+
+#[tokio::test]
+async fn the_inbound_migration_keeps_attempts_outbox_and_foreign_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The migrations before 0006, as an older binary had them.
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).expect("dir");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&src).expect("migrations") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        if name.as_str() < "0006" {
+            std::fs::copy(&path, old.join(&name)).expect("copy");
+        }
+    }
+    let url = format!("sqlite://{}", dir.path().join("leads.db").display());
+    let opts = SqliteConnectOptions::from_str(&url)
+        .expect("url")
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .expect("open");
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .expect("old migrator")
+        .run(&pool)
+        .await
+        .expect("old schema");
+    for sql in [
+        "INSERT INTO leads (id, target, state, created_at, updated_at, next_eligible_at)
+         VALUES (7, '@ana', 'contacted', '2026-11-01T00:00:00.000000Z', '2026-11-01T00:00:00.000000Z', '2026-11-01T00:00:00.000000Z')",
+        "INSERT INTO attempts (id, lead_id, job, action, step, status, started_at, finished_at, runner_id)
+         VALUES (41, 7, 'openers', 'opener', 0, 'sent', '2026-11-01T00:00:00.000000Z', '2026-11-01T00:00:01.000000Z', 'r1')",
+        "INSERT INTO attempts (id, lead_id, job, action, step, status, started_at, runner_id)
+         VALUES (42, 7, 'follow', 'follow_up', 1, 'in_flight', '2026-11-02T00:00:00.000000Z', 'r1')",
+        "INSERT INTO outbox (id, lead_id, attempt_id, target, action, message, created_at)
+         VALUES (3, 7, 41, '@ana', 'opener', 'hi', '2026-11-01T00:00:01.000000Z')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    pool.close().await;
+
+    // This binary opens (and so migrates) it.
+    let store = fluidtalk_runner::store::open(&url).await.expect("migrates");
+    let lead = store.get_lead("@ana").await.expect("read").expect("kept");
+    let attempts = store.attempts_for(lead.id).await.expect("attempts");
+    assert_eq!(attempts.iter().map(|a| a.id).collect::<Vec<_>>(), [42, 41]);
+    assert_eq!(store.outbox(true).await.expect("outbox")[0].attempt_id, 41);
+
+    let pool = SqlitePoolOptions::new()
+        .connect(&url)
+        .await
+        .expect("reopen");
+    let broken = sqlx::query("PRAGMA foreign_key_check")
+        .fetch_all(&pool)
+        .await
+        .expect("check");
+    assert!(broken.is_empty(), "foreign keys hold after the rebuild");
+    let version: i64 = sqlx::query("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .expect("v")
+        .get(0);
+    assert!(version >= 6);
+    // The never-send-twice index came back with the table.
+    let twice = sqlx::query(
+        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+         VALUES (7, 'openers', 'opener', 0, 'in_flight', '2026-11-03T00:00:00.000000Z', 'r2')",
+    )
+    .execute(&pool)
+    .await;
+    assert!(twice.is_err(), "a second opener step 0 is refused");
+    // And an inbound attempt is now allowed, any number of times.
+    for _ in 0..2 {
+        sqlx::query(
+            "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+             VALUES (7, '(inbound)', 'inbound', 0, 'sent', '2026-11-03T00:00:00.000000Z', 'r2')",
+        )
+        .execute(&pool)
+        .await
+        .expect("inbound attempt");
+    }
+    // The outbox's reference still names the rebuilt table: a dangling row is refused.
+    let opts = SqliteConnectOptions::from_str(&url)
+        .expect("url")
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .connect_with(opts)
+        .await
+        .expect("reopen");
+    let dangling = sqlx::query(
+        "INSERT INTO outbox (lead_id, attempt_id, target, action, message, created_at)
+         VALUES (7, 9999, '@ana', 'opener', 'x', '2026-11-03T00:00:00.000000Z')",
+    )
+    .execute(&pool)
+    .await;
+    assert!(dangling.is_err(), "an outbox row must point at an attempt");
+    sqlx::query(
+        "INSERT INTO outbox (lead_id, attempt_id, target, action, message, created_at)
+                 VALUES (7, 42, '@ana', 'follow_up', 'x', '2026-11-03T00:00:00.000000Z')",
+    )
+    .execute(&pool)
+    .await
+    .expect("a row pointing at a kept attempt is fine");
+}
