@@ -67,7 +67,7 @@ pub struct InboundAnswer {
            ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters")),
     request_body = InboundRequest,
     responses((status = 200, body = InboundAnswer),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 415, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "blocked lead, a call in flight, or the key in use"),
               (status = 422, body = ErrorBody, description = "the key was used with another request"),
               (status = 502, body = ErrorBody, description = "the FluidTalk API answered with an error"),

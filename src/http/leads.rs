@@ -53,7 +53,7 @@ pub struct ImportResult {
 /// the check are listed in `rejected` and the rest are stored.
 #[utoipa::path(post, path = "/v1/leads", tag = "leads", request_body = ImportRequest,
     responses((status = 200, body = ImportResult), (status = 400, body = super::ErrorBody),
-              (status = 401, body = super::ErrorBody), (status = 413, body = super::ErrorBody)),
+              (status = 401, body = super::ErrorBody), (status = 413, body = super::ErrorBody), (status = 415, body = super::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn import(
     State(state): State<AppState>,
@@ -285,7 +285,7 @@ pub struct EventQueued {
 #[utoipa::path(post, path = "/v1/leads/{target}/events", tag = "leads",
     params(("target" = String, Path, description = "The lead's target")),
     request_body = EventRequest,
-    responses((status = 202, body = EventQueued), (status = 400, body = super::ErrorBody),
+    responses((status = 202, body = EventQueued), (status = 400, body = super::ErrorBody), (status = 415, body = super::ErrorBody),
               (status = 401, body = super::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn event(

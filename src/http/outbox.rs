@@ -74,7 +74,7 @@ pub struct AckResult {
 
 /// Acknowledges delivered messages (`outbox ack`).
 #[utoipa::path(post, path = "/v1/outbox/ack", tag = "outbox", request_body = AckRequest,
-    responses((status = 200, body = AckResult), (status = 400, body = super::ErrorBody),
+    responses((status = 200, body = AckResult), (status = 400, body = super::ErrorBody), (status = 415, body = super::ErrorBody),
               (status = 401, body = super::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn ack(
