@@ -19,7 +19,8 @@
 //! - `sim`: a FluidTalk-compatible server for demos, tests and benchmarks.
 //! - `fuzzing`: the fuzz targets' bodies, also replayed in `cargo test`.
 //! - `cli` and `exit`: the command line (thin: parse, call the library, print) and its exit
-//!   codes. `main.rs` only parses the command line, sets up tracing and calls `cli::run`.
+//!   codes. `main.rs` only parses the command line, sets up tracing (`logs`: the filter and
+//!   the text or JSON line format) and calls `cli::run`.
 
 pub mod cli;
 pub mod clock;
@@ -31,6 +32,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod import;
 pub mod lead;
+pub mod logs;
 pub mod plan;
 pub mod policy;
 pub mod runner;

@@ -1,33 +1,25 @@
 use clap::Parser;
 use fluidtalk_runner::cli::{self, Cli};
-use std::io::IsTerminal;
+use fluidtalk_runner::exit::Exit;
+use fluidtalk_runner::logs;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default = cli::default_log_level(&cli);
-    let (filter, bad_filter) = match std::env::var("FLUIDTALK_LOG") {
-        Ok(text) if !text.trim().is_empty() => {
-            match tracing_subscriber::EnvFilter::try_new(&text) {
-                Ok(f) => (f, None),
-                Err(e) => (tracing_subscriber::EnvFilter::new(default), Some((text, e))),
-            }
+    let format = match logs::LogFormat::from_env() {
+        Ok(format) => format,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(Exit::Usage.code());
         }
-        _ => (tracing_subscriber::EnvFilter::new(default), None),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-    if let Some((text, e)) = bad_filter {
-        tracing::warn!("FLUIDTALK_LOG={text:?} is not a log filter ({e}); using {default:?}");
-    }
+    logs::init(format, cli::default_log_level(&cli));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(fluidtalk_runner::exit::Exit::Failure.code());
+            let message = format!("cannot start the async runtime: {e}");
+            logs::print_fatal(format, &message, Exit::Failure.code());
+            return ExitCode::from(Exit::Failure.code());
         }
     };
     match runtime.block_on(cli::run(cli)) {
@@ -35,7 +27,7 @@ fn main() -> ExitCode {
         // The reader of standard output went away: nothing more to say.
         Err(failure) if cli::out::is_closed(&failure) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {failure}");
+            logs::print_fatal(format, &failure.to_string(), failure.exit.code());
             ExitCode::from(failure.exit.code())
         }
     }

@@ -369,3 +369,51 @@ async fn a_dry_run_daemon_logs_each_ticks_plan_and_writes_nothing() {
             .expect("claim")
     );
 }
+
+/// A stop right after start (`systemctl stop` as the unit comes up) used to kill the daemon
+/// by the signal's default action (exit by SIGTERM, no "daemon stopped"): the handler was
+/// installed only when the daemon first waited for it, after logging its schedule.
+#[cfg(unix)]
+#[test]
+fn sigterm_right_after_start_is_a_clean_stop() {
+    use std::io::BufRead;
+    let (_sim, url) = common::spawn_sim_process(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("jobs.toml"),
+        format!(
+            "[fluidtalk]\nbase_url = \"{url}\"\n[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 9 * * *\"\n"
+        ),
+    )
+    .expect("write");
+    let mut daemon = common::KillOnDrop(
+        common::bin()
+            .arg("daemon")
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("FLUIDTALK_LOG")
+            .env_remove("FLUIDTALK_LOG_FORMAT")
+            .env("FLUIDTALK_API_KEY", TEST_KEY)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the daemon"),
+    );
+    let mut stderr = std::io::BufReader::new(daemon.0.stderr.take().expect("piped"));
+    let mut log = String::new();
+    // The last line before the daemon waits for a signal.
+    while !log.contains("scheduled") {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("read stderr");
+        assert!(n > 0, "the daemon ended early: {log}");
+        log.push_str(&line);
+    }
+    // SAFETY: sending a signal to our own child, not yet reaped.
+    assert_eq!(
+        unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) },
+        0
+    );
+    std::io::Read::read_to_string(&mut stderr, &mut log).expect("read the rest");
+    let status = daemon.0.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{status}: {log}");
+    assert!(log.contains("daemon stopped"), "{log}");
+}

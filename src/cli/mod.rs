@@ -5,9 +5,11 @@
 pub mod out;
 mod api;
 mod check;
+mod completions;
 mod daemon;
 mod demo;
 mod leads;
+mod man;
 mod pause;
 mod run;
 mod signals;
@@ -69,6 +71,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Run every job on its schedule until SIGTERM or Ctrl-C.
     Daemon(daemon::DaemonArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page, or write one page per command into a directory.
+    Man(man::ManArgs),
 }
 
 /// Runs the parsed command.
@@ -91,6 +97,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Run(args) => run::run(&load(cli.config)?, args).await,
         Command::Status(args) => status::run(&load(cli.config)?, args).await,
         Command::Daemon(args) => daemon::run(&load(cli.config)?, args).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 
@@ -114,6 +122,8 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         | Command::Migrate
         | Command::Check
         | Command::Run(_)
-        | Command::Status(_) => "warn",
+        | Command::Status(_)
+        | Command::Completions(_)
+        | Command::Man(_) => "warn",
     }
 }

@@ -1,0 +1,142 @@
+//! Log set-up: which lines (`FLUIDTALK_LOG`, a `tracing` filter) and in what shape
+//! (`FLUIDTALK_LOG_FORMAT`: `text` for people, `json` for log shippers), read from the
+//! environment once, at start. Logs go to stderr; stdout is the commands' output.
+//!
+//! A JSON line carries `timestamp`, `level`, `target`, `message`, the event's own fields at
+//! the top level, and the spans it happened in (`span`, `spans`: `job`, `target`, `action`).
+
+use std::io::IsTerminal;
+use tracing_subscriber::EnvFilter;
+
+/// The variable that sets the level filter.
+pub const FILTER_ENV: &str = "FLUIDTALK_LOG";
+/// The variable that sets the line format.
+pub const FORMAT_ENV: &str = "FLUIDTALK_LOG_FORMAT";
+
+/// The shape of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `FLUIDTALK_LOG_FORMAT` holds something other than a format's name.
+#[derive(Debug, thiserror::Error)]
+#[error("{FORMAT_ENV}={value:?} is not a log format: expected \"text\" or \"json\"")]
+pub struct LogFormatError {
+    value: String,
+}
+
+impl LogFormat {
+    /// Reads a format's name; surrounding space and letter case do not matter, and an empty
+    /// value means the default, as an unset variable does.
+    pub fn parse(value: &str) -> Result<Self, LogFormatError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(LogFormatError {
+                value: value.to_string(),
+            }),
+        }
+    }
+
+    /// The format `FLUIDTALK_LOG_FORMAT` asks for (text when unset).
+    pub fn from_env() -> Result<Self, LogFormatError> {
+        match std::env::var_os(FORMAT_ENV) {
+            None => Ok(Self::Text),
+            Some(v) => Self::parse(&v.to_string_lossy()),
+        }
+    }
+}
+
+/// Installs the process's subscriber: `FLUIDTALK_LOG`'s filter (else `default_filter`) and
+/// `format`. A filter that does not parse falls back to the default, with a warning.
+pub fn init(format: LogFormat, default_filter: &str) {
+    let (filter, bad_filter) = match std::env::var(FILTER_ENV) {
+        Ok(text) if !text.trim().is_empty() => match EnvFilter::try_new(&text) {
+            Ok(f) => (f, None),
+            Err(e) => (EnvFilter::new(default_filter), Some((text, e))),
+        },
+        _ => (EnvFilter::new(default_filter), None),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Fields at the top level, next to `message`, so a shipper indexes them as they are.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
+    if let Some((text, e)) = bad_filter {
+        tracing::warn!("{FILTER_ENV}={text:?} is not a log filter ({e}); using {default_filter:?}");
+    }
+}
+
+/// Prints the error that ends the process, as the last line on stderr: `error: …` in text,
+/// a JSON line (`level` `ERROR`, `exit_code`) in JSON, whatever the filter lets through, so
+/// a shipper that reads JSON sees why the process stopped.
+pub fn print_fatal(format: LogFormat, message: &str, exit_code: u8) {
+    match format {
+        LogFormat::Text => eprintln!("error: {message}"),
+        LogFormat::Json => eprintln!("{}", fatal_line(message, exit_code)),
+    }
+}
+
+fn fatal_line(message: &str, exit_code: u8) -> serde_json::Value {
+    serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": "ERROR",
+        "target": env!("CARGO_CRATE_NAME"),
+        "message": message,
+        "exit_code": exit_code,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_json_are_the_formats_in_any_case_and_empty_means_text() {
+        assert_eq!(LogFormat::parse("json").ok(), Some(LogFormat::Json));
+        assert_eq!(LogFormat::parse(" JSON\n").ok(), Some(LogFormat::Json));
+        assert_eq!(LogFormat::parse("text").ok(), Some(LogFormat::Text));
+        assert_eq!(LogFormat::parse("Text").ok(), Some(LogFormat::Text));
+        assert_eq!(LogFormat::parse("").ok(), Some(LogFormat::Text));
+    }
+
+    #[test]
+    fn any_other_format_is_refused_naming_the_variable_the_value_and_the_choices() {
+        for bad in ["xml", "jsonl", "pretty", "1"] {
+            let message = match LogFormat::parse(bad) {
+                Ok(f) => panic!("{bad:?} was taken as {f:?}"),
+                Err(e) => e.to_string(),
+            };
+            assert_eq!(
+                message,
+                format!(
+                    "FLUIDTALK_LOG_FORMAT=\"{bad}\" is not a log format: expected \"text\" or \"json\""
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn the_fatal_line_in_json_has_the_fields_of_a_log_line_and_the_exit_code() {
+        let line = fatal_line("no [[job]] is defined", 3);
+        assert_eq!(line["level"], "ERROR");
+        assert_eq!(line["target"], "fluidtalk_runner");
+        assert_eq!(line["message"], "no [[job]] is defined");
+        assert_eq!(line["exit_code"], 3);
+        let at = line["timestamp"].as_str().unwrap_or_default();
+        assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at:?}");
+    }
+}
