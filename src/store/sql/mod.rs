@@ -12,6 +12,7 @@
 //! - `hot`: the statements on the runner's hot path (due leads and events, claim,
 //!   exhaust, cap, orphans) with their parameters, to run or to explain;
 //! - `runner`: `impl RunnerStore`; `admin`: `impl AdminStore`; `import`: `ImportSession`;
+//!   `delivery`: `impl DeliveryStore` (the outbox's webhook delivery);
 //! - `schema`: the schema check and migrations.
 
 #[macro_use]
@@ -26,6 +27,8 @@ mod admin;
 mod import;
 #[macro_use]
 mod schema;
+#[macro_use]
+mod delivery;
 
 /// A statement's text, built once per backend from its dialect's pieces (`format!`
 /// arguments) and kept for the life of the process, so sqlx's prepared-statement cache
@@ -48,5 +51,6 @@ macro_rules! sql_store {
         sql_admin!($store);
         sql_import!($store);
         sql_schema!($store);
+        sql_delivery!($store);
     };
 }
