@@ -30,6 +30,7 @@ struct File {
     limits: RawLimits,
     #[serde(default)]
     backoff: RawBackoff,
+    delivery: Option<Spanned<super::delivery::RawDelivery>>,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
 }
@@ -250,6 +251,11 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         database_url: raw.database.url.map(|u| u.0),
         limits,
         backoff,
+        delivery: raw
+            .delivery
+            .as_ref()
+            .map(|d| super::delivery::check(path, text, d))
+            .transpose()?,
         jobs,
     })
 }
