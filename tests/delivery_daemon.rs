@@ -78,6 +78,50 @@ async fn the_daemon_refuses_to_start_without_the_webhook_secret() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_daemon_delivers_nothing_and_needs_no_secret() {
+    use tokio::io::AsyncBufReadExt;
+    let receiver = Receiver::start(Arc::new(SystemClock), Answer::Ok).await;
+    let toml = format!(
+        "{OPENERS_EVERY_SECOND}\n[delivery]\nwebhook_url = \"{}\"\n",
+        receiver.url
+    );
+    let db = common::db::sqlite().await;
+    write_messages(&db, &[("@a", "waiting")]).await;
+    let c = Campaign::new(db, &[], "", &toml).await;
+    let mut cmd = c.command(&["daemon", "--dry-run"]);
+    cmd.env_remove("FLUIDTALK_WEBHOOK_SECRET")
+        .env("FLUIDTALK_LOG", "info");
+    let mut daemon = cmd.spawn().expect("start the daemon");
+    let stderr = daemon.stderr.take().expect("piped stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let said = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            // Logged once the schedules run: the daemon is up.
+            if line.contains("scheduled") {
+                return true;
+            }
+            assert!(
+                !line.contains("delivering the outbox"),
+                "a dry run delivers: {line}"
+            );
+        }
+        false
+    })
+    .await
+    .expect("the daemon started");
+    assert!(said, "the daemon ended before it started");
+    signal(&daemon, libc::SIGTERM);
+    let out = finish(daemon, Duration::from_secs(30)).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(receiver.got().is_empty());
+    assert_eq!(
+        c.count("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL")
+            .await,
+        1
+    );
+}
+
 #[tokio::test]
 async fn parked_messages_are_listed_and_redelivered_from_the_command_line() {
     let db = common::db::sqlite().await;

@@ -64,8 +64,16 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
             .exit_with(Exit::Config)?
     };
     tracing::info!(runner = %runner_id, jobs = config.jobs.len(), dry_run = args.dry_run, "daemon starting");
-    // Delivery and the metrics' gauges run beside the schedules and stop with them.
+    // Delivery and the metrics' gauges run beside the schedules and stop with them. The
+    // signal handler is installed now: a SIGTERM during start-up stops cleanly too.
     let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            super::signals::shutdown_signal().await;
+            stop.cancel();
+        });
+    }
     let background = TaskTracker::new();
     crate::metrics::install();
     background.spawn(crate::metrics::refresh_every(
@@ -80,15 +88,8 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
     let daemon = Arc::new(Daemon::new(config, store, runner, clock, runner_id));
     // Calls in flight may take the full API timeout; then their results are recorded.
     let grace = config.fluidtalk.timeout + Duration::from_secs(10);
-    let shutdown = {
-        let stop = stop.clone();
-        async move {
-            super::signals::shutdown_signal().await;
-            stop.cancel();
-        }
-    };
     let ended = daemon
-        .serve(shutdown, grace)
+        .serve(stop.clone().cancelled_owned(), grace)
         .await
         .map_err(|e| anyhow!("the scheduler failed: {e}"))
         .exit_with(Exit::Failure)?;
