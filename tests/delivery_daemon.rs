@@ -147,6 +147,9 @@ async fn parked_messages_are_listed_and_redelivered_from_the_command_line() {
             .expect("json");
     assert_eq!(json[0]["id"], m[0]);
     assert_eq!(json[0]["tries"], 1);
+    let all = c.ok(&["outbox", "list"], &[]).await;
+    assert!(all.contains(&format!("#{:<6} parked", m[0])), "{all}");
+    assert!(all.contains(&format!("#{:<6} pending", m[1])), "{all}");
     let out = c
         .output(
             &["outbox", "redeliver", &m[0].to_string(), &m[1].to_string()],

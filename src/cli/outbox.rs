@@ -77,11 +77,20 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
             if json {
                 return print_json(&items);
             }
+            let parked: Vec<i64> = store
+                .parked()
+                .await
+                .map_err(store_failure)?
+                .iter()
+                .map(|p| p.id)
+                .collect();
             for item in &items {
                 let state = if item.acked_at.is_some() {
                     "delivered"
                 } else if item.lead_state == LeadState::Blocked {
                     "held"
+                } else if parked.contains(&item.id) {
+                    "parked"
                 } else {
                     "pending"
                 };

@@ -102,6 +102,9 @@ impl Deliverer {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .user_agent(concat!("fluidtalk-runner/", env!("CARGO_PKG_VERSION")))
+            // A redirected POST would arrive as a GET, unsigned for its new URL: a 3xx
+            // is a failed try like any other non-2xx.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SetupError::Client(e.without_url().to_string()))?;
         Ok(Deliverer {
