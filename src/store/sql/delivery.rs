@@ -14,44 +14,10 @@ macro_rules! sql_delivery {
                 if limit == 0 {
                     return Ok(Vec::new());
                 }
-                // Only the first undelivered message of each lead qualifies, so one claim
-                // holds at most one message per lead and order per target is kept even
-                // with several daemons. The pick is a materialized CTE, run once: as an
-                // `IN (subquery)` PostgreSQL may run it again per row, and its `LIMIT`
-                // then skips the rows this statement already locked and takes more. The
-                // lease is checked again on the row being updated: on PostgreSQL a row
-                // another daemon leased after this statement began is re-read first.
-                let found: Vec<$crate::store::outbox::DeliveryRow> = sqlx::query_as(stmt!(
-                    "WITH picked AS MATERIALIZED (
-                         SELECT o.id FROM outbox o JOIN leads l ON l.id = o.lead_id
-                         WHERE o.acked_at IS NULL AND o.parked_at IS NULL
-                           AND (o.next_try_at IS NULL OR o.next_try_at <= $3)
-                           AND (o.lease_owner IS NULL OR o.lease_expires_at <= $3 OR o.lease_owner = $2)
-                           AND l.state <> 'blocked'
-                           AND NOT EXISTS (SELECT 1 FROM outbox e
-                                           WHERE e.lead_id = o.lead_id AND e.id < o.id
-                                             AND e.acked_at IS NULL)
-                         ORDER BY o.id LIMIT $1{skip})
-                     UPDATE outbox SET lease_owner = $2, lease_expires_at = $4,
-                            first_try_at = COALESCE(first_try_at, $3)
-                     WHERE id IN (SELECT id FROM picked)
-                       AND acked_at IS NULL AND parked_at IS NULL
-                       AND (lease_owner IS NULL OR lease_expires_at <= $3 OR lease_owner = $2)
-                     RETURNING id, lead_id, target, action, message, session_id, created_at,
-                               delivery_tries, first_try_at,
-                               (SELECT own_username FROM leads WHERE leads.id = outbox.lead_id) AS own_username",
-                    skip = if D::FOR_UPDATE_SKIP_LOCKED.is_empty() {
-                        ""
-                    } else {
-                        " FOR UPDATE OF o SKIP LOCKED"
-                    }
-                ))
-                .bind(i64::from(limit))
-                .bind(token)
-                .bind(Ts(now))
-                .bind(Ts(lease_until))
-                .fetch_all(&self.pool)
-                .await?;
+                let found: Vec<$crate::store::outbox::DeliveryRow> =
+                    hot_claim_deliveries(limit, token, now, lease_until)
+                        .fetch(&self.pool)
+                        .await?;
                 let mut items: Vec<$crate::store::DeliveryItem> = rows::all(found)?;
                 items.sort_by_key(|i| i.id);
                 Ok(items)
