@@ -59,6 +59,29 @@ enum Tried {
     Failed(String),
 }
 
+/// What a try came to once recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    /// Tried again later.
+    Failed,
+    Parked,
+    /// The result could not be written, or the message was no longer this daemon's.
+    Lost,
+}
+
+impl Outcome {
+    /// The `result` label of `fluidtalk_runner_webhook_deliveries_total`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Failed => "failed",
+            Outcome::Parked => "parked",
+            Outcome::Lost => "lost",
+        }
+    }
+}
+
 /// Delivers the outbox to one webhook.
 pub struct Deliverer {
     store: Arc<dyn Store>,
@@ -208,10 +231,10 @@ impl Deliverer {
         }
         while let Some(done) = tries.join_next().await {
             match done {
-                Ok("delivered") => report.delivered += 1,
-                Ok("failed") => report.failed += 1,
-                Ok("parked") => report.parked += 1,
-                Ok(_) => report.lost += 1,
+                Ok(Outcome::Delivered) => report.delivered += 1,
+                Ok(Outcome::Failed) => report.failed += 1,
+                Ok(Outcome::Parked) => report.parked += 1,
+                Ok(Outcome::Lost) => report.lost += 1,
                 Err(e) => {
                     tracing::error!(error = %e, "a delivery task failed");
                     report.lost += 1;
@@ -221,13 +244,13 @@ impl Deliverer {
         Ok(report)
     }
 
-    /// Tries `item` once and records how it went; returns the metric's result label.
-    async fn deliver(&self, item: DeliveryItem) -> &'static str {
+    /// Tries `item` once and records how it went.
+    async fn deliver(&self, item: DeliveryItem) -> Outcome {
         let tried = self.post(&item).await;
         let now = self.clock.now();
         let (result, written) = match &tried {
             Tried::Delivered => (
-                "delivered",
+                Outcome::Delivered,
                 self.store.delivered(item.id, &self.token, now).await,
             ),
             Tried::Failed(error) => {
@@ -239,7 +262,7 @@ impl Deliverer {
                     Next::RetryAt(at) => {
                         tracing::info!(outbox = item.id, target = %item.target, tries = item.tries + 1, next = %at, %error, "webhook delivery failed; trying again later");
                         (
-                            "failed",
+                            Outcome::Failed,
                             self.store
                                 .delivery_failed(item.id, &self.token, error, at)
                                 .await,
@@ -248,7 +271,7 @@ impl Deliverer {
                     Next::Park => {
                         tracing::warn!(outbox = item.id, target = %item.target, tries = item.tries + 1, %error, "webhook delivery gave up after [delivery] max_age: parked (outbox list --parked; outbox redeliver ID)");
                         (
-                            "parked",
+                            Outcome::Parked,
                             self.store
                                 .park_delivery(item.id, &self.token, error, now)
                                 .await,
@@ -265,14 +288,14 @@ impl Deliverer {
                     outbox = item.id,
                     "the delivery's result was not recorded: the message is no longer held by this daemon"
                 );
-                "lost"
+                Outcome::Lost
             }
             Err(e) => {
                 tracing::error!(outbox = item.id, error = %e, "could not record the delivery's result; the message goes out again once its lease runs out");
-                "lost"
+                Outcome::Lost
             }
         };
-        crate::metrics::webhook_delivery(result);
+        crate::metrics::webhook_delivery(result.as_str());
         result
     }
 
