@@ -241,6 +241,44 @@ async fn past_max_age_a_message_is_parked_and_holds_its_target_until_redelivered
     assert!(!per_target(&receiver).contains_key("@b"), "still parked");
 }
 
+/// A stop while a POST is under way: the loop ends only once that try is answered and
+/// recorded, and starts no other.
+async fn a_stop_lets_the_delivery_in_flight_finish_and_be_recorded(db: TestDb) {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let receiver = Receiver::start(clock.clone(), Answer::Slow(Duration::from_millis(500))).await;
+    let m = write_messages(&db, &[("@a", "one"), ("@a", "two")]).await;
+    let stop = CancellationToken::new();
+    let running =
+        tokio::spawn(deliverer(&db, &clock, &settings(&receiver.url), "host-1").run(stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !receiver.busy() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no POST got under way"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the loop stops")
+        .expect("the loop ends well");
+    assert_eq!(
+        receiver.accepted(),
+        vec![m[0]],
+        "the try under way finished; no other began"
+    );
+    let pending: Vec<i64> = db
+        .store
+        .outbox(false)
+        .await
+        .expect("outbox")
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(pending, vec![m[1]], "the first is recorded as delivered");
+}
+
 /// Two daemons' delivery loops on one database, a receiver slow enough that their tries
 /// overlap: each message accepted exactly once, in order per target, and never two tries
 /// of one message at the same time.
@@ -322,4 +360,5 @@ on_both!(
     a_slow_receiver_times_out_and_the_message_is_tried_again,
     past_max_age_a_message_is_parked_and_holds_its_target_until_redelivered,
     two_daemons_deliver_each_message_once_in_order_per_target,
+    a_stop_lets_the_delivery_in_flight_finish_and_be_recorded,
 );

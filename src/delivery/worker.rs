@@ -222,15 +222,18 @@ impl Deliverer {
             claimed: items.len(),
             ..PassReport::default()
         };
-        // Tasks, not futures of this pass: a POST under way is finished and recorded even
+        // Spawned tasks, not futures of this pass: a dropped `JoinHandle` detaches its task
+        // (a `JoinSet` would abort them), so a POST under way is finished and recorded even
         // if the pass's caller goes away.
-        let mut tries = tokio::task::JoinSet::new();
-        for item in items {
-            let me = self.clone();
-            tries.spawn(async move { me.deliver(item).await });
-        }
-        while let Some(done) = tries.join_next().await {
-            match done {
+        let tries: Vec<_> = items
+            .into_iter()
+            .map(|item| {
+                let me = self.clone();
+                tokio::spawn(async move { me.deliver(item).await })
+            })
+            .collect();
+        for done in tries {
+            match done.await {
                 Ok(Outcome::Delivered) => report.delivered += 1,
                 Ok(Outcome::Failed) => report.failed += 1,
                 Ok(Outcome::Parked) => report.parked += 1,

@@ -209,6 +209,11 @@ impl Receiver {
             .collect()
     }
 
+    /// Whether a request is being handled right now.
+    pub fn busy(&self) -> bool {
+        !self.inner.in_flight.lock().expect("lock").is_empty()
+    }
+
     pub fn overlaps(&self) -> Vec<i64> {
         self.inner.overlaps.lock().expect("lock").clone()
     }
