@@ -13,6 +13,8 @@
 //! - `policy`: what each API answer means for the attempt, the lead and the account.
 //! - `runner`: works a job: claims, records in flight, calls, settles, recovers.
 //! - `daemon`: every job on its schedule, one runner per tick.
+//! - `delivery`: the outbox POSTed to a webhook, signed, retried, in order per target.
+//! - `metrics`: Prometheus counters, histograms and gauges (rendered at `/metrics`).
 //! - `clock`: injected time, and time arithmetic that cannot overflow.
 //! - `status`: the campaign at a glance (`status`, `GET /v1/status`).
 //! - `http`: the runner as an HTTP service: the JSON API, the inbound relay, health, metrics.
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod delivery;
 pub mod exit;
 pub mod fluidtalk;
 pub mod fuzzing;
@@ -33,6 +36,7 @@ pub mod http;
 pub mod import;
 pub mod lead;
 pub mod logs;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod runner;

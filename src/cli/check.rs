@@ -62,6 +62,19 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         humantime::format_duration(b.retry_max),
         b.max_attempts
     );
+    match &config.delivery {
+        Some(d) => outln!(
+            "  delivery   {} (secret from {}; timeout {}; retry {} doubling to {}, parked after {}; {} at once)",
+            d.shown_url(),
+            d.secret_env,
+            humantime::format_duration(d.timeout),
+            humantime::format_duration(d.retry_base),
+            humantime::format_duration(d.retry_max),
+            humantime::format_duration(d.max_age),
+            d.concurrency
+        ),
+        None => outln!("  delivery   none (the outbox waits for `outbox list` / `outbox ack`)"),
+    }
     if config.jobs.is_empty() {
         outln!("  no [[job]] defined: `run` and `daemon` have nothing to do");
     }

@@ -1,9 +1,11 @@
 //! `fluidtalk-runner daemon [--dry-run] [--http ADDR]`: every job on its schedule until
-//! SIGTERM/Ctrl-C, and, with `[http] listen` or `--http`, the HTTP API beside them.
+//! SIGTERM/Ctrl-C, with the HTTP API (`[http] listen` or `--http`), the outbox's webhook
+//! delivery (`[delivery]`) and the metrics' gauges beside them.
 
 use super::store_access::{open_store, store_failure};
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::delivery::Deliverer;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::runner::Runner;
 use anyhow::anyhow;
@@ -12,6 +14,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How often the metrics' gauges (leads by state, pauses, outbox) are read from the database.
+const GAUGES_EVERY: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
@@ -26,9 +32,9 @@ pub struct DaemonArgs {
 
 pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
     let listen = args.http.or(config.http.listen);
-    if config.jobs.is_empty() && listen.is_none() {
+    if config.jobs.is_empty() && listen.is_none() && config.delivery.is_none() {
         return Err(anyhow!(
-            "{}: no [[job]] is defined and no HTTP API is asked for: nothing to run",
+            "{}: no [[job]], [http] or [delivery] is defined: nothing to run",
             config.path.display()
         ))
         .exit_with(Exit::Config);
@@ -66,7 +72,26 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
         );
         (store, Some(d), Some(client))
     };
+    // A webhook without its secret is a start-up error, before anything runs.
+    let deliverer = if args.dry_run {
+        if config.delivery.is_some() {
+            tracing::info!("dry run: the outbox is not delivered to the webhook");
+        }
+        None
+    } else {
+        Deliverer::from_config(config, store.clone(), clock.clone(), &runner_id)
+            .exit_with(Exit::Config)?
+    };
+    // The signal handler is installed now: a SIGTERM during start-up stops cleanly too.
     let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            super::signals::shutdown_signal().await;
+            stop.cancel();
+        });
+    }
+    let metrics = crate::metrics::install();
     let mut server = None;
     if let (Some(addr), Some(token), Some(client)) = (listen, token, client) {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -79,7 +104,7 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
             clock: clock.clone(),
             client,
             token,
-            metrics: None,
+            metrics: Some(Arc::new(move || metrics.render())),
             runner_id: runner_id.clone(),
         };
         server = Some(tokio::spawn(crate::http::serve(
@@ -89,14 +114,20 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
         )));
     }
     tracing::info!(runner = %runner_id, jobs = config.jobs.len(), dry_run = args.dry_run, http = ?listen, "daemon starting");
+    // Delivery and the metrics' gauges run beside the schedules and stop with them.
+    let background = TaskTracker::new();
+    background.spawn(crate::metrics::refresh_every(
+        store.clone(),
+        clock.clone(),
+        GAUGES_EVERY,
+        stop.clone(),
+    ));
+    if let Some(d) = deliverer {
+        background.spawn(Arc::new(d).run(stop.clone()));
+    }
     let daemon = Arc::new(Daemon::new(config, store, runner, clock, runner_id));
     // Calls in flight may take the full API timeout; then their results are recorded.
     let grace = config.fluidtalk.timeout + Duration::from_secs(10);
-    let signalled = stop.clone();
-    tokio::spawn(async move {
-        super::signals::shutdown_signal().await;
-        signalled.cancel();
-    });
     let ended = daemon
         .serve(stop.clone().cancelled_owned(), grace)
         .await
@@ -112,6 +143,21 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
                 tracing::warn!("the HTTP API still had requests going after the grace period")
             }
         }
+    }
+    // Deliveries in flight end within the webhook's timeout and are recorded.
+    background.close();
+    let delivery_grace = config
+        .delivery
+        .as_ref()
+        .map_or(Duration::ZERO, |d| d.timeout)
+        + Duration::from_secs(10);
+    if tokio::time::timeout(delivery_grace, background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "a webhook delivery was still going when the daemon stopped; it goes out again once its lease runs out"
+        );
     }
     if !ended {
         return Err(anyhow!(

@@ -1,4 +1,4 @@
-//! `fluidtalk-runner leads ...` and `outbox ...`: the lead database from the command line.
+//! `fluidtalk-runner leads ...`: the lead database from the command line.
 
 use super::store_access::{open_store, store_failure};
 use crate::config::Config;
@@ -99,25 +99,6 @@ pub enum LeadsCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-pub enum OutboxCommand {
-    /// Text waiting to be delivered on the platform. Text for a lead blocked since it was
-    /// written is held back (do-not-contact): --all shows it, and delivered text too.
-    List {
-        /// Also delivered text, and text held back because its lead is blocked.
-        #[arg(long)]
-        all: bool,
-        /// One JSON array (each row with its lead's state).
-        #[arg(long)]
-        json: bool,
-    },
-    /// Mark rows as delivered.
-    Ack {
-        #[arg(required = true)]
-        ids: Vec<i64>,
-    },
-}
-
 #[derive(Debug, Args)]
 pub struct LeadsArgs {
     #[command(subcommand)]
@@ -130,7 +111,7 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("{s:?} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)"))
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+pub(super) fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value).exit_with(Exit::Failure)?;
     outln!("{text}");
     Ok(())
@@ -526,70 +507,6 @@ async fn import(
                 },
                 import::LoadError::Store(e) => store_failure(e),
             })
-        }
-    }
-}
-
-pub async fn run_outbox(config: &Config, command: OutboxCommand) -> Result<(), Failure> {
-    let store = open_store(config).await?;
-    match command {
-        OutboxCommand::List { all, json } => {
-            let mut items = store.outbox(all).await.map_err(store_failure)?;
-            let held = items
-                .iter()
-                .filter(|i| i.acked_at.is_none() && i.lead_state == LeadState::Blocked)
-                .count();
-            if !all {
-                items.retain(|i| i.lead_state != LeadState::Blocked);
-            }
-            if json {
-                return print_json(&items);
-            }
-            for item in &items {
-                let state = if item.acked_at.is_some() {
-                    "delivered"
-                } else if item.lead_state == LeadState::Blocked {
-                    "held"
-                } else {
-                    "pending"
-                };
-                outln!(
-                    "#{:<6} {:<9} {:<24} {:<9} {:?}",
-                    item.id,
-                    state,
-                    item.target,
-                    item.action,
-                    item.message
-                );
-            }
-            if items.is_empty() {
-                eprintln!("the outbox is empty");
-            }
-            if held > 0 && !all {
-                eprintln!(
-                    "{held} message(s) held back: their lead is blocked (do-not-contact); `outbox list --all` shows them"
-                );
-            }
-            Ok(())
-        }
-        OutboxCommand::Ack { ids } => {
-            let acked = store
-                .ack_outbox(&ids, Utc::now())
-                .await
-                .map_err(store_failure)?;
-            let missed: Vec<String> = ids
-                .iter()
-                .filter(|id| !acked.contains(id))
-                .map(|id| id.to_string())
-                .collect();
-            outln!("acked {}", acked.len());
-            if !missed.is_empty() {
-                eprintln!(
-                    "not pending (unknown or already acked): {}",
-                    missed.join(", ")
-                );
-            }
-            Ok(())
         }
     }
 }

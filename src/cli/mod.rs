@@ -10,6 +10,7 @@ mod daemon;
 mod demo;
 mod leads;
 mod man;
+mod outbox;
 mod pause;
 mod run;
 mod signals;
@@ -54,7 +55,7 @@ pub enum Command {
     /// Text the persona produced, waiting to be delivered on the platform.
     Outbox {
         #[command(subcommand)]
-        command: leads::OutboxCommand,
+        command: outbox::OutboxCommand,
     },
     /// Account pauses (402 out of tokens, 401 key refused): list them, or lift them now.
     Pause {
@@ -84,7 +85,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Api(args) => api::run(args, &load(cli.config)?).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Leads(args) => leads::run(&load(cli.config)?, args.command).await,
-        Command::Outbox { command } => leads::run_outbox(&load(cli.config)?, command).await,
+        Command::Outbox { command } => outbox::run(&load(cli.config)?, command).await,
         Command::Pause { command } => pause::run(&load(cli.config)?, command).await,
         Command::Migrate => {
             let config = load(cli.config)?;

@@ -8,7 +8,9 @@
 //! the file's shape (a wrong type, an unknown or missing key) read as
 //! `line L, column C: KEY: what toml says`.
 
-use super::{BACKOFF_RANGE, OnUnknown, PER_SECOND_RANGE, QUIET_RANGE, TIMEOUT_RANGE};
+use super::{
+    BACKOFF_RANGE, MAX_AGE_RANGE, OnUnknown, PER_SECOND_RANGE, QUIET_RANGE, TIMEOUT_RANGE,
+};
 use chrono::{NaiveTime, Weekday};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -49,6 +51,8 @@ pub type TimeoutDur = Dur<{ ms(TIMEOUT_RANGE.0) }, { ms(TIMEOUT_RANGE.1) }>;
 pub type BackoffDur = Dur<{ ms(BACKOFF_RANGE.0) }, { ms(BACKOFF_RANGE.1) }>;
 /// A follow-up job's `quiet_after` steps.
 pub type QuietDur = Dur<{ ms(QUIET_RANGE.0) }, { ms(QUIET_RANGE.1) }>;
+/// `[delivery] max_age`.
+pub type MaxAgeDur = Dur<{ ms(MAX_AGE_RANGE.0) }, { ms(MAX_AGE_RANGE.1) }>;
 
 /// Reads a duration within `(min, max)`; the error quotes the text as written.
 pub fn parse_duration(text: &str, (min, max): (Duration, Duration)) -> Result<Duration, String> {
@@ -158,6 +162,61 @@ pub fn check_base_url(text: &str) -> Result<String, String> {
         ));
     }
     Ok(text.trim_end_matches('/').to_string())
+}
+
+/// `[delivery] webhook_url`: http or https, with a host. It may carry a token in its path
+/// or query, so only its scheme and host are ever shown (`Delivery::shown_url`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookUrl(pub String);
+
+impl fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookUrl({:?})", super::delivery::origin(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for WebhookUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |text| {
+            let text = text.trim();
+            let bad = || {
+                format!(
+                    "{:?} is not an http(s) URL with a host; expected e.g. \"https://hooks.example.com/fluidtalk\"",
+                    super::delivery::origin(text)
+                )
+            };
+            let url = url::Url::parse(text).map_err(|_| bad())?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty)
+            {
+                return Err(bad());
+            }
+            Ok(WebhookUrl(text.to_string()))
+        })
+    }
+}
+
+/// The name of an environment variable: letters, digits and `_`, not starting with a digit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvName(pub String);
+
+impl<'de> Deserialize<'de> for EnvName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |t| {
+            let name = t.trim();
+            let ok = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if ok {
+                Ok(EnvName(name.to_string()))
+            } else {
+                Err(format!(
+                    "{t:?} is not an environment variable name; expected e.g. \"FLUIDTALK_WEBHOOK_SECRET\""
+                ))
+            }
+        })
+    }
 }
 
 /// A database URL the runner can open.

@@ -33,6 +33,7 @@ struct File {
     backoff: RawBackoff,
     #[serde(default)]
     http: RawHttp,
+    delivery: Option<Spanned<super::delivery::RawDelivery>>,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
 }
@@ -262,6 +263,11 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         http: HttpSettings {
             listen: raw.http.listen.map(|l| l.0),
         },
+        delivery: raw
+            .delivery
+            .as_ref()
+            .map(|d| super::delivery::check(path, text, d))
+            .transpose()?,
         jobs,
     })
 }

@@ -1,7 +1,8 @@
 //! `jobs.toml`: the campaign file, parsed once into checked, typed values.
 //!
 //! `fields`: each value's type, which checks itself as toml reads it; `file`: the file as
-//! written and the checks across values; `locate`: an error's line and key.
+//! written and the checks across values; `delivery`: the `[delivery]` table (the outbox's
+//! webhook); `locate`: an error's line and key.
 //!
 //! Unknown keys are errors, and every error names the file, the line and the key and says
 //! what was expected (a bad cron expression is quoted back). The API key is never in this
@@ -9,12 +10,14 @@
 //! `sqlite://fluidtalk-runner.db`; for the API: `FLUIDTALK_BASE_URL`, then
 //! `[fluidtalk] base_url`, then the production URL.
 
+mod delivery;
 mod fields;
 mod file;
 mod locate;
 #[cfg(test)]
 mod tests;
 
+pub use delivery::{DEFAULT_SECRET_ENV, Delivery};
 pub use fields::{check_base_url, check_database_url, parse_duration};
 
 use crate::schedule::Schedule;
@@ -108,6 +111,8 @@ pub struct Config {
     pub limits: Limits,
     pub backoff: Backoff,
     pub http: HttpSettings,
+    /// `[delivery]`: the outbox's webhook, if the file sets one.
+    pub delivery: Option<Delivery>,
     pub jobs: Vec<Job>,
 }
 
@@ -252,6 +257,8 @@ pub const BACKOFF_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), DAY.saturating_mul(30));
 /// A follow-up job's `quiet_after` steps.
 pub const QUIET_RANGE: (Duration, Duration) = (Duration::from_secs(60), YEAR);
+/// `[delivery] max_age`: long enough for a few tries, short enough to notice.
+pub const MAX_AGE_RANGE: (Duration, Duration) = (Duration::from_secs(60), DAY.saturating_mul(365));
 /// `[limits] per_second`.
 pub const PER_SECOND_RANGE: (f64, f64) = (0.01, 100_000.0);
 

@@ -9,9 +9,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// The metric counting HTTP requests by `route` (the route's pattern) and `status`.
-pub const HTTP_REQUESTS: &str = "fluidtalk_runner_http_requests_total";
-
 #[derive(Debug, Serialize)]
 struct Health {
     status: &'static str,
@@ -92,7 +89,7 @@ pub async fn count_request(request: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let response = next.run(request).await;
-    metrics::counter!(HTTP_REQUESTS, "route" => route, "status" => response.status().as_u16().to_string())
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => response.status().as_u16().to_string())
         .increment(1);
     response
 }

@@ -51,7 +51,13 @@ impl Caller {
         if self.stop.is_cancelled() || self.holds.blocks(call.action, now) || now > start_by {
             return CallOutcome::NotCalled;
         }
+        let asked = std::time::Instant::now();
         let answer = self.request(call).await;
+        crate::metrics::api_call(
+            call.action.as_str(),
+            crate::metrics::outcome(&answer),
+            asked.elapsed(),
+        );
         if let Err(e) = &answer
             && let Some(effect) = policy::account_effect(e.kind(), call.action, None)
         {

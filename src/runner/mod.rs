@@ -156,6 +156,7 @@ impl Runner {
         let span = tracing::info_span!("job", job = %job.name, kind = job.kind.name());
         async {
             let mut summary = Summary::default();
+            let timer = std::time::Instant::now();
             self.recover(&mut summary).await?;
             let started = self.clock.now();
             let run_id = self
@@ -188,6 +189,7 @@ impl Runner {
                 })
                 .await?;
             tracing::debug!(?summary, "job run finished");
+            crate::metrics::job_run(&job.name, result.is_ok(), timer.elapsed());
             result
         }
         .instrument(span)

@@ -9,7 +9,8 @@
 //! (`tests/store_conformance.rs`). Timestamps are UTC.
 //!
 //! - `types`: the data; `traits`: `RunnerStore` (the runner's hot path), `AdminStore`
-//!   (people's commands), `Store` (both); `error`: `StoreError`;
+//!   (people's commands), `DeliveryStore` (the outbox's webhook delivery, its types in
+//!   `outbox`), `Store` (all three); `error`: `StoreError`;
 //! - `rules`: what the store decides, once for both backends (how a result meets the lead
 //!   as it is now, what a person's action does, the daily cap, batch JSON);
 //! - `values`, `rows`: how values and rows are read and written (`Ts`, `Tags`, `FromRow`);
@@ -42,6 +43,7 @@ mod sql;
 mod dialect;
 mod error;
 mod nodelay;
+mod outbox;
 mod postgres;
 mod rows;
 mod rules;
@@ -51,10 +53,11 @@ mod types;
 mod values;
 
 pub use error::StoreError;
+pub use outbox::{DeliveryItem, LAST_ERROR_MAX, OutboxCounts, ParkedItem};
 pub use postgres::PgStore;
 pub use rules::FUTURE_SKEW;
 pub use sqlite::SqliteStore;
-pub use traits::{AdminStore, ImportSession, RunnerStore, ServiceStore, Store};
+pub use traits::{AdminStore, DeliveryStore, ImportSession, RunnerStore, ServiceStore, Store};
 pub use types::*;
 
 use std::sync::Arc;

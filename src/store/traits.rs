@@ -1,7 +1,9 @@
 //! The store's interface, split by caller: what the runner needs on its hot path
-//! (`RunnerStore`), and what people's commands need (`AdminStore`). `Store` is both.
+//! (`RunnerStore`), what people's commands need (`AdminStore`), and what the outbox's
+//! webhook delivery needs (`DeliveryStore`). `Store` is all three.
 
 use super::StoreError;
+use super::outbox::{DeliveryItem, OutboxCounts, ParkedItem};
 use super::types::*;
 use crate::lead::LeadState;
 use async_trait::async_trait;
@@ -158,7 +160,8 @@ pub trait AdminStore: Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// The plans the database would use at `now` for the runner's hot statements (due
-    /// leads and events, claim, exhaust, daily cap, orphans), with parameters like a run's.
+    /// leads and events, claim, exhaust, daily cap, orphans) and the delivery claim, with
+    /// parameters like a run's.
     async fn hot_query_plans(&self, now: DateTime<Utc>) -> Result<Vec<QueryPlan>, StoreError>;
 
     /// Starts an import. With `atomic`, every batch joins one transaction that `finish`
@@ -262,10 +265,63 @@ pub trait ServiceStore: Send + Sync {
     async fn forget_key(&self, scope: &str, key: &str) -> Result<(), StoreError>;
 }
 
-/// The lead database: everything the runner, people's commands and the HTTP service need.
-pub trait Store: RunnerStore + AdminStore + ServiceStore + std::fmt::Debug {}
+/// What webhook delivery needs: outbox messages claimed like leads, and their results.
+///
+/// A message is deliverable when it is not delivered (`acked_at`), not parked, due
+/// (`next_try_at`), not leased by another daemon, its lead is not `blocked` (its text is
+/// held, as `outbox list` shows), and no earlier message of its lead is undelivered: a
+/// follow-up never goes out before its opener, and a parked message holds back the later
+/// ones of its lead. Results are written only under the claim's lease token, so a daemon
+/// whose lease ran out cannot overwrite what another daemon did since.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Leases up to `limit` deliverable messages to `token` until `lease_until`, in id
+    /// order, at most one per lead. One statement; on PostgreSQL rows another daemon is
+    /// claiming are skipped, not waited on. The first claim of a message sets its
+    /// `first_try_at` to `now`.
+    async fn claim_deliveries(
+        &self,
+        limit: u32,
+        token: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<DeliveryItem>, StoreError>;
+    /// The webhook took message `id` (2xx): it is delivered. False if `token` no longer
+    /// holds it (nothing written).
+    async fn delivered(&self, id: i64, token: &str, now: DateTime<Utc>)
+    -> Result<bool, StoreError>;
+    /// A try failed with `error`: one more try is counted, the next is due at `next_try_at`
+    /// and the lease is given back. False if `token` no longer holds the message.
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        token: &str,
+        error: &str,
+        next_try_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// The last try failed with `error` and `max_age` has passed: the message is parked.
+    /// False if `token` no longer holds it.
+    async fn park_delivery(
+        &self,
+        id: i64,
+        token: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Parked messages, oldest first.
+    async fn parked(&self) -> Result<Vec<ParkedItem>, StoreError>;
+    /// Unparks messages: each is due at `now`, with a fresh `max_age` (tries and first try
+    /// reset). Returns the ids that were parked and are now pending.
+    async fn redeliver(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;
+    /// Undelivered messages: pending (held ones included) and parked.
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+}
 
-impl<T: RunnerStore + AdminStore + ServiceStore + std::fmt::Debug> Store for T {}
+/// The lead database: everything the runner, people's commands, the HTTP service and
+/// webhook delivery need.
+pub trait Store: RunnerStore + AdminStore + ServiceStore + DeliveryStore + std::fmt::Debug {}
+
+impl<T: RunnerStore + AdminStore + ServiceStore + DeliveryStore + std::fmt::Debug> Store for T {}
 
 /// An import in progress.
 #[async_trait]

@@ -45,7 +45,10 @@ pub async fn serve_with_timeout(db: TestDb, api_base: &str, toml: &str, timeout:
         clock: clock.clone() as Arc<dyn Clock>,
         client: client_with(api_base, Some("@persona"), timeout),
         token: Token::new(TOKEN).expect("token"),
-        metrics: Some(Arc::new(|| "# metrics\n".to_string())),
+        metrics: Some({
+            let handle = fluidtalk_runner::metrics::install();
+            Arc::new(move || handle.render())
+        }),
         runner_id: "test-http-0000".into(),
     };
     let stop = CancellationToken::new();

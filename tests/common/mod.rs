@@ -5,6 +5,7 @@
 pub mod campaign;
 pub mod db;
 pub mod http;
+pub mod webhook;
 
 use fluidtalk_runner::fluidtalk::{ApiKey, Client, ClientConfig};
 use fluidtalk_runner::sim::{SimConfig, Simulator};

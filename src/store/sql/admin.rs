@@ -296,7 +296,8 @@ macro_rules! sql_admin {
 
             async fn ack_outbox(&self, ids: &[i64], now: chrono::DateTime<chrono::Utc>) -> Result<Vec<i64>, StoreError> {
                 let mut acked: Vec<i64> = sqlx::query_scalar(stmt!(
-                    "UPDATE outbox SET acked_at = $2
+                    "UPDATE outbox SET acked_at = $2, delivered_by = 'ack',
+                            lease_owner = NULL, lease_expires_at = NULL
                      WHERE acked_at IS NULL AND id {ids}
                      RETURNING id",
                     ids = D::in_ids(1)

@@ -1,5 +1,5 @@
-//! The statements on the runner's hot path, each with its parameters, in one place: the
-//! store runs them, and `hot_query_plans` reads the plan of the very same text with the
+//! The statements on the runner's hot path (and delivery's claim), each with its
+//! parameters, in one place: the store runs them, and `hot_query_plans` reads the plan of the very same text with the
 //! same kind of parameters (`tests/query_plans.rs` fails on a full scan or a sort of the
 //! table). Expanded by `sql_store!`.
 
@@ -279,6 +279,50 @@ macro_rules! sql_hot {
             }
         }
 
+        /// Leases up to `limit` deliverable outbox messages to `token` until `lease_until`:
+        /// the first undelivered message of each lead, so one claim holds at most one
+        /// message per lead and order per target is kept even with several daemons. The
+        /// pick is a materialized CTE, run once: as an `IN (subquery)` PostgreSQL may run
+        /// it again per row, and its `LIMIT` then skips the rows this statement already
+        /// locked and takes more. The lease is checked again on the row being updated: on
+        /// PostgreSQL a row another daemon leased after this statement began is re-read.
+        fn hot_claim_deliveries(limit: u32, token: &str, now: When, lease_until: When) -> Hot {
+            Hot {
+                name: "claim deliveries",
+                sql: stmt!(
+                    "WITH picked AS MATERIALIZED (
+                         SELECT o.id FROM outbox o JOIN leads l ON l.id = o.lead_id
+                         WHERE o.acked_at IS NULL AND o.parked_at IS NULL
+                           AND (o.next_try_at IS NULL OR o.next_try_at <= $3)
+                           AND (o.lease_owner IS NULL OR o.lease_expires_at <= $3 OR o.lease_owner = $2)
+                           AND l.state <> 'blocked'
+                           AND NOT EXISTS (SELECT 1 FROM outbox e
+                                           WHERE e.lead_id = o.lead_id AND e.id < o.id
+                                             AND e.acked_at IS NULL)
+                         ORDER BY o.id LIMIT $1{skip})
+                     UPDATE outbox SET lease_owner = $2, lease_expires_at = $4,
+                            first_try_at = COALESCE(first_try_at, $3)
+                     WHERE id IN (SELECT id FROM picked)
+                       AND acked_at IS NULL AND parked_at IS NULL
+                       AND (lease_owner IS NULL OR lease_expires_at <= $3 OR lease_owner = $2)
+                     RETURNING id, lead_id, target, action, message, session_id, created_at,
+                               delivery_tries, first_try_at,
+                               (SELECT own_username FROM leads WHERE leads.id = outbox.lead_id) AS own_username",
+                    skip = if D::FOR_UPDATE_SKIP_LOCKED.is_empty() {
+                        ""
+                    } else {
+                        " FOR UPDATE OF o SKIP LOCKED"
+                    }
+                ),
+                args: vec![
+                    Arg::Int(i64::from(limit)),
+                    Arg::Text(token.to_string()),
+                    Arg::Ts(Ts(now)),
+                    Arg::Ts(Ts(lease_until)),
+                ],
+            }
+        }
+
         /// Every hot statement with parameters like a run's at `now`.
         fn hot_samples(now: When) -> Vec<Hot> {
             let day = chrono::Duration::days(1);
@@ -294,6 +338,7 @@ macro_rules! sql_hot {
                 hot_exhaust(3, now - day * 7, now, false),
                 hot_cap("openers", now - day),
                 hot_orphans(now),
+                hot_claim_deliveries(8, "host-1-0000000000000000/delivery", now, now + day),
             ]
         }
     };

@@ -12,7 +12,9 @@
 //! - `hot`: the statements on the runner's hot path (due leads and events, claim,
 //!   exhaust, cap, orphans) with their parameters, to run or to explain;
 //! - `runner`: `impl RunnerStore`; `admin`: `impl AdminStore`; `import`: `ImportSession`;
-//! - `schema`: the schema check and migrations; `service`: `impl ServiceStore` (HTTP).
+//!   `delivery`: `impl DeliveryStore` (the outbox's webhook delivery);
+//!   `service`: `impl ServiceStore` (the HTTP service);
+//! - `schema`: the schema check and migrations.
 
 #[macro_use]
 mod helpers;
@@ -28,6 +30,8 @@ mod import;
 mod schema;
 #[macro_use]
 mod service;
+#[macro_use]
+mod delivery;
 
 /// A statement's text, built once per backend from its dialect's pieces (`format!`
 /// arguments) and kept for the life of the process, so sqlx's prepared-statement cache
@@ -51,5 +55,6 @@ macro_rules! sql_store {
         sql_import!($store);
         sql_schema!($store);
         sql_service!($store);
+        sql_delivery!($store);
     };
 }

@@ -1,0 +1,223 @@
+//! `[delivery]`: where and how the daemon POSTs the outbox (the webhook), as written and
+//! checked. The secret itself is never in the file: `secret_env` names the environment
+//! variable that holds it.
+
+use super::fields::{BackoffDur, Count, EnvName, MaxAgeDur, TimeoutDur, WebhookUrl};
+use super::{ConfigError, locate};
+use serde::Deserialize;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The environment variable that holds the webhook's signing secret unless
+/// `[delivery] secret_env` names another.
+pub const DEFAULT_SECRET_ENV: &str = "FLUIDTALK_WEBHOOK_SECRET";
+
+/// `[delivery]`, checked.
+#[derive(Clone, PartialEq)]
+pub struct Delivery {
+    /// Where each message is POSTed (may hold a token: show `shown_url()` instead).
+    pub webhook_url: String,
+    /// The environment variable holding the signing secret.
+    pub secret_env: String,
+    /// One POST's whole time, connecting included.
+    pub timeout: Duration,
+    /// Back-off after a failed try: `retry_base` doubling per try, up to `retry_max`,
+    /// with jitter ...
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// ... until this long after the first try; then the message is parked.
+    pub max_age: Duration,
+    /// POSTs in flight at once (one per target at most, whatever this says).
+    pub concurrency: u32,
+}
+
+impl Delivery {
+    /// The webhook's scheme, host and port, for logs and messages.
+    pub fn shown_url(&self) -> String {
+        origin(&self.webhook_url)
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("webhook_url", &self.shown_url())
+            .field("secret_env", &self.secret_env)
+            .field("timeout", &self.timeout)
+            .field("retry_base", &self.retry_base)
+            .field("retry_max", &self.retry_max)
+            .field("max_age", &self.max_age)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+/// `scheme://host[:port]/…` of a URL: what may be shown of a webhook URL, whose path or
+/// query may be a credential.
+pub(super) fn origin(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(u) if u.host_str().is_some() => {
+            let rest = if u.path() == "/" && u.query().is_none() {
+                ""
+            } else {
+                "/…"
+            };
+            format!("{}{rest}", u.origin().ascii_serialization())
+        }
+        _ => "(not a URL)".into(),
+    }
+}
+
+/// `[delivery]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDelivery {
+    webhook_url: Option<WebhookUrl>,
+    secret_env: Option<EnvName>,
+    timeout: Option<TimeoutDur>,
+    retry_base: Option<Spanned<BackoffDur>>,
+    retry_max: Option<Spanned<BackoffDur>>,
+    max_age: Option<MaxAgeDur>,
+    concurrency: Option<Count<1, 256>>,
+}
+
+/// Checks `[delivery]` (at `raw`'s span of `text`, read from `path`).
+pub(super) fn check(
+    path: &Path,
+    text: &str,
+    raw: &Spanned<RawDelivery>,
+) -> Result<Delivery, ConfigError> {
+    let err = |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line: locate::line_column(text, span.start).0,
+        key: format!("[delivery] {key}"),
+        message,
+    };
+    let r = raw.get_ref();
+    let Some(url) = &r.webhook_url else {
+        return Err(err(
+            raw.span(),
+            "webhook_url",
+            "is required in [delivery], e.g. \"https://hooks.example.com/fluidtalk\"".into(),
+        ));
+    };
+    let dur = |v: &Option<Spanned<BackoffDur>>, default: Duration| {
+        v.as_ref().map_or(default, |d| d.get_ref().0)
+    };
+    let retry_base = dur(&r.retry_base, Duration::from_secs(1));
+    let retry_max = dur(&r.retry_max, Duration::from_secs(600));
+    if retry_max < retry_base {
+        let shown = |d| humantime::format_duration(d).to_string();
+        return Err(match (&r.retry_max, &r.retry_base) {
+            (Some(m), _) => err(
+                m.span(),
+                "retry_max",
+                format!(
+                    "must not be shorter than retry_base ({})",
+                    shown(retry_base)
+                ),
+            ),
+            (None, Some(b)) => err(
+                b.span(),
+                "retry_base",
+                format!(
+                    "must not be longer than retry_max ({} when not set)",
+                    shown(retry_max)
+                ),
+            ),
+            (None, None) => err(raw.span(), "retry_max", "is shorter than retry_base".into()),
+        });
+    }
+    Ok(Delivery {
+        webhook_url: url.0.clone(),
+        secret_env: r
+            .secret_env
+            .as_ref()
+            .map_or_else(|| DEFAULT_SECRET_ENV.to_string(), |e| e.0.clone()),
+        timeout: r.timeout.map_or(Duration::from_secs(10), |d| d.0),
+        retry_base,
+        retry_max,
+        max_age: r.max_age.map_or(Duration::from_secs(24 * 3600), |d| d.0),
+        concurrency: r.concurrency.map_or(8, |n| n.0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<crate::config::Config, ConfigError> {
+        crate::config::parse(Path::new("jobs.toml"), text)
+    }
+
+    #[test]
+    fn defaults_apply_and_the_url_is_shown_without_its_path() {
+        let c = parse("[delivery]\nwebhook_url = \"https://hooks.example.com/t0ken?k=s3cret\"\n")
+            .expect("parses");
+        let d = c.delivery.expect("delivery is set");
+        assert_eq!(d.secret_env, DEFAULT_SECRET_ENV);
+        assert_eq!(
+            (
+                d.retry_base,
+                d.retry_max,
+                d.max_age,
+                d.timeout,
+                d.concurrency
+            ),
+            (
+                Duration::from_secs(1),
+                Duration::from_secs(600),
+                Duration::from_secs(86_400),
+                Duration::from_secs(10),
+                8
+            )
+        );
+        assert_eq!(d.shown_url(), "https://hooks.example.com/…");
+        let debug = format!("{d:?}");
+        assert!(
+            !debug.contains("t0ken") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+        assert!(parse("").expect("parses").delivery.is_none());
+    }
+
+    #[test]
+    fn bad_settings_name_the_line_and_key() {
+        let cases = [
+            (
+                "[delivery]\nsecret_env = \"X\"\n",
+                "line 1: [delivery] webhook_url: is required",
+            ),
+            (
+                "[delivery]\nwebhook_url = \"ftp://h/x\"\n",
+                "line 2: [delivery] webhook_url",
+            ),
+            (
+                "[delivery]\nwebhook_url = \"http://h\"\nsecret_env = \"1BAD\"\n",
+                "line 3: [delivery] secret_env",
+            ),
+            (
+                "[delivery]\nwebhook_url = \"http://h\"\nretry_base = \"20m\"\n",
+                "line 3: [delivery] retry_base: must not be longer than retry_max (10m when not set)",
+            ),
+            (
+                "[delivery]\nwebhook_url = \"http://h\"\nmax_age = \"10s\"\n",
+                "line 3: [delivery] max_age",
+            ),
+            (
+                "[delivery]\nwebhook_url = \"http://h\"\nurl = \"x\"\n",
+                "line 3",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = parse(text).expect_err(text).to_string();
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+        let e = parse("[delivery]\nwebhook_url = \"ftp://h/t0ken\"\n")
+            .expect_err("refused")
+            .to_string();
+        assert!(!e.contains("t0ken"), "{e}");
+    }
+}

@@ -1,0 +1,223 @@
+//! Prometheus metrics: the process's one recorder (`install`), what each metric means
+//! (described once there), the runner's and delivery's counters, and the gauges read from
+//! the database (`refresh_gauges`).
+//!
+//! Counters and histograms are recorded where things happen (`api_call`, `job_run`,
+//! `webhook_delivery`); the gauges describe the shared database, so any daemon can refresh
+//! them (every daemon on one database reports the same values). The HTTP server renders
+//! `install()`'s handle at `/metrics` and records `HTTP_REQUESTS` itself.
+
+use crate::lead::LeadState;
+use crate::store::{PauseScope, Store, StoreError};
+use chrono::{DateTime, Utc};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// API calls by `action` (opener, follow_up, event) and `outcome` (`ok` or the error kind).
+pub const API_CALLS: &str = "fluidtalk_runner_api_calls_total";
+/// API call latency, by `action`.
+pub const API_CALL_SECONDS: &str = "fluidtalk_runner_api_call_seconds";
+/// Leads by `state`.
+pub const LEADS: &str = "fluidtalk_runner_leads";
+/// Account pauses in force, by `scope` (1 or 0).
+pub const PAUSES_ACTIVE: &str = "fluidtalk_runner_pauses_active";
+/// Undelivered outbox messages by `status` (`pending`, `parked`).
+pub const OUTBOX_MESSAGES: &str = "fluidtalk_runner_outbox_messages";
+/// Webhook deliveries by `result` (`delivered`, `failed`, `parked`, `lost`).
+pub const WEBHOOK_DELIVERIES: &str = "fluidtalk_runner_webhook_deliveries_total";
+/// Job runs by `job` and `result` (`ok`, `failed`).
+pub const JOB_RUNS: &str = "fluidtalk_runner_job_runs_total";
+/// Job run duration, by `job`.
+pub const JOB_RUN_SECONDS: &str = "fluidtalk_runner_job_run_seconds";
+/// HTTP requests by `route` and `status` (recorded by the HTTP server).
+pub const HTTP_REQUESTS: &str = "fluidtalk_runner_http_requests_total";
+
+/// API latency buckets: the API answers in tenths of a second to tens of seconds (an
+/// opener with an image), and times out at `[fluidtalk] timeout`.
+const API_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
+/// Job run buckets: a run takes seconds to hours.
+const JOB_BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4.0 * 3600.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on the first call (tests start several
+/// daemons in one process: each gets a clone of the one handle). Should another recorder
+/// already be installed, metrics go to it and this handle renders nothing.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(API_CALL_SECONDS.into()), API_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(JOB_RUN_SECONDS.into()), JOB_BUCKETS)
+                });
+            let handle = match builder {
+                Ok(b) => {
+                    let recorder = b.build_recorder();
+                    let handle = recorder.handle();
+                    if let Err(e) = ::metrics::set_global_recorder(recorder) {
+                        tracing::warn!(error = %e, "another metrics recorder is installed: /metrics will be empty");
+                    }
+                    handle
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics buckets refused; histograms are summaries");
+                    PrometheusBuilder::new().install_recorder().unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "another metrics recorder is installed: /metrics will be empty");
+                        PrometheusBuilder::new().build_recorder().handle()
+                    })
+                }
+            };
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        API_CALLS,
+        "FluidTalk API calls by action and outcome (ok or the error kind)."
+    );
+    describe_histogram!(
+        API_CALL_SECONDS,
+        Unit::Seconds,
+        "FluidTalk API call latency by action."
+    );
+    describe_gauge!(LEADS, "Leads in the database by state.");
+    describe_gauge!(
+        PAUSES_ACTIVE,
+        "Account pauses in force by scope (1 in force, 0 not)."
+    );
+    describe_gauge!(
+        OUTBOX_MESSAGES,
+        "Undelivered outbox messages by status (pending, parked)."
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery tries by result (delivered, failed, parked, lost)."
+    );
+    describe_counter!(JOB_RUNS, "Job runs by job and result (ok, failed).");
+    describe_histogram!(JOB_RUN_SECONDS, Unit::Seconds, "Job run duration by job.");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests served by route and status.");
+}
+
+/// One API call of `action` ended with `outcome` (`ok` or an error kind) after `took`.
+pub fn api_call(action: &'static str, outcome: &'static str, took: Duration) {
+    ::metrics::counter!(API_CALLS, "action" => action, "outcome" => outcome).increment(1);
+    ::metrics::histogram!(API_CALL_SECONDS, "action" => action).record(took.as_secs_f64());
+}
+
+/// A run of `job` ended (`ok` or not) after `took`.
+pub fn job_run(job: &str, ok: bool, took: Duration) {
+    let result = if ok { "ok" } else { "failed" };
+    ::metrics::counter!(JOB_RUNS, "job" => job.to_string(), "result" => result).increment(1);
+    ::metrics::histogram!(JOB_RUN_SECONDS, "job" => job.to_string()).record(took.as_secs_f64());
+}
+
+/// A webhook delivery try ended with `result`.
+pub fn webhook_delivery(result: &'static str) {
+    ::metrics::counter!(WEBHOOK_DELIVERIES, "result" => result).increment(1);
+}
+
+/// Sets the gauges from the database at `now`: leads by state, pauses in force, and the
+/// outbox's pending and parked messages.
+pub async fn refresh_gauges(store: &dyn Store, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let counts = store.count_by_state().await?;
+    for state in LeadState::ALL {
+        let n = counts.get(&state).copied().unwrap_or(0);
+        ::metrics::gauge!(LEADS, "state" => state.as_str()).set(n as f64);
+    }
+    let pauses = store.pauses().await?;
+    for scope in [
+        PauseScope::NewConversations,
+        PauseScope::FollowUps,
+        PauseScope::All,
+    ] {
+        let on = pauses.iter().any(|p| p.scope == scope && p.until > now);
+        ::metrics::gauge!(PAUSES_ACTIVE, "scope" => scope.as_str()).set(if on { 1.0 } else { 0.0 });
+    }
+    let outbox = store.outbox_counts().await?;
+    ::metrics::gauge!(OUTBOX_MESSAGES, "status" => "pending").set(outbox.pending as f64);
+    ::metrics::gauge!(OUTBOX_MESSAGES, "status" => "parked").set(outbox.parked as f64);
+    Ok(())
+}
+
+/// Refreshes the gauges now and then every `every` (real time) until `stop`.
+pub async fn refresh_every(
+    store: std::sync::Arc<dyn Store>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        if let Err(e) = refresh_gauges(&*store, clock.now()).await {
+            tracing::warn!(error = %e, "could not read the database for the metrics' gauges");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// The `outcome` label of an API call's answer.
+pub fn outcome<T>(answer: &Result<T, crate::fluidtalk::Error>) -> &'static str {
+    match answer {
+        Ok(_) => "ok",
+        Err(e) => kind_label(e.kind()),
+    }
+}
+
+/// An error kind's label: its serialized name.
+fn kind_label(kind: crate::fluidtalk::ErrorKind) -> &'static str {
+    use crate::fluidtalk::ErrorKind as K;
+    match kind {
+        K::Unauthorized => "unauthorized",
+        K::OutOfTokens => "out_of_tokens",
+        K::Sealed => "sealed",
+        K::NoConversation => "no_conversation",
+        K::RateLimited => "rate_limited",
+        K::Server => "server",
+        K::Gateway => "gateway",
+        K::Connect => "connect",
+        K::Timeout => "timeout",
+        K::Network => "network",
+        K::Decode => "decode",
+        K::LocalFile => "local_file",
+        K::Other => "other",
+        K::Setup => "setup",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_labels_are_the_error_kinds_serialized_names() {
+        use crate::fluidtalk::ErrorKind as K;
+        for kind in [
+            K::Unauthorized,
+            K::OutOfTokens,
+            K::Sealed,
+            K::NoConversation,
+            K::RateLimited,
+            K::Server,
+            K::Gateway,
+            K::Connect,
+            K::Timeout,
+            K::Network,
+            K::Decode,
+            K::LocalFile,
+            K::Other,
+            K::Setup,
+        ] {
+            let name = serde_json::to_value(kind).expect("serializes");
+            assert_eq!(Some(kind_label(kind)), name.as_str(), "{kind:?}");
+        }
+        assert_eq!(outcome::<()>(&Ok(())), "ok");
+    }
+}
