@@ -116,6 +116,22 @@ async fn the_relay_records_the_reply_the_call_and_queues_the_answer() {
         assert_eq!(page["messages"].as_array().map(Vec::len), Some(1), "{page}");
         let (_, page) = api.get(&format!("/v1/outbox?after={}", ids[1])).await;
         assert_eq!(page["messages"], json!([]), "{page}");
+        let text = api
+            .req(Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            text.contains(r#"fluidtalk_runner_api_calls_total{action="inbound",outcome="ok"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fluidtalk_runner_api_call_seconds_count{action="inbound"}"#),
+            "{text}"
+        );
     })
     .await;
 }
@@ -346,12 +362,20 @@ async fn a_refused_key_pauses_every_call_and_readyz_says_so() {
             .contains("pause clear"),
         "{ready}"
     );
+    assert!(
+        !ready.to_string().contains("bad key"),
+        "the API's words stay behind the token: {ready}"
+    );
     // `pause clear` lifts it.
     api.db
         .store
         .lift_pauses(&[fluidtalk_runner::store::PauseScope::All])
         .await
         .expect("lift");
+    // Readiness is read at most once a second.
+    let (status, _) = answer(api.http.get(api.url("/readyz")).send().await.expect("up")).await;
+    assert_eq!(status, 503, "the last second's answer");
+    api.clock.advance(chrono::Duration::seconds(2));
     let (status, _) = answer(api.http.get(api.url("/readyz")).send().await.expect("up")).await;
     assert_eq!(status, 200);
 }

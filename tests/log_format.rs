@@ -245,7 +245,7 @@ fn the_error_that_ends_the_process_is_a_json_line_too_whatever_the_filter() {
     assert!(
         lines[0]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("no [[job]] is defined")),
+            .is_some_and(|m| m.contains("no [[job]]")),
         "{:?}",
         lines[0]
     );
@@ -255,7 +255,7 @@ fn the_error_that_ends_the_process_is_a_json_line_too_whatever_the_filter() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.starts_with("error: ") && stderr.contains("no [[job]] is defined"),
+        stderr.starts_with("error: ") && stderr.contains("no [[job]]"),
         "{stderr}"
     );
     assert!(serde_json::from_str::<Value>(stderr.trim()).is_err());

@@ -6,11 +6,10 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use std::str::FromStr;
 
-#[tokio::test]
-async fn the_inbound_migration_keeps_attempts_outbox_and_foreign_keys() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A database at the schema before 0006, with a lead, two attempts and an outbox row.
+async fn old_database(dir: &std::path::Path) -> String {
     // The migrations before 0006, as an older binary had them.
-    let old = dir.path().join("old-migrations");
+    let old = dir.join("old-migrations");
     std::fs::create_dir(&old).expect("dir");
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
     for entry in std::fs::read_dir(&src).expect("migrations") {
@@ -24,7 +23,7 @@ async fn the_inbound_migration_keeps_attempts_outbox_and_foreign_keys() {
             std::fs::copy(&path, old.join(&name)).expect("copy");
         }
     }
-    let url = format!("sqlite://{}", dir.path().join("leads.db").display());
+    let url = format!("sqlite://{}", dir.join("leads.db").display());
     let opts = SqliteConnectOptions::from_str(&url)
         .expect("url")
         .create_if_missing(true)
@@ -53,7 +52,13 @@ async fn the_inbound_migration_keeps_attempts_outbox_and_foreign_keys() {
         sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     pool.close().await;
+    url
+}
 
+#[tokio::test]
+async fn the_inbound_migration_keeps_attempts_outbox_and_foreign_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = old_database(dir.path()).await;
     // This binary opens (and so migrates) it.
     let store = fluidtalk_runner::store::open(&url).await.expect("migrates");
     let lead = store.get_lead("@ana").await.expect("read").expect("kept");
@@ -116,4 +121,34 @@ async fn the_inbound_migration_keeps_attempts_outbox_and_foreign_keys() {
     .execute(&pool)
     .await
     .expect("a row pointing at a kept attempt is fine");
+}
+
+/// sqlx records a migration without a transaction only after its script: a process killed
+/// in between, or two processes migrating at once, run 0006 again. It must survive that.
+#[tokio::test]
+async fn the_inbound_migration_survives_a_second_run_and_two_processes_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = old_database(dir.path()).await;
+    // Two processes open the old database at the same moment.
+    let (a, b) = tokio::join!(
+        fluidtalk_runner::store::open(&url),
+        fluidtalk_runner::store::open(&url)
+    );
+    let (a, _b) = (a.expect("first opener"), b.expect("second opener"));
+    // Killed after the script, before the migration was recorded: the next start runs
+    // the script again.
+    let pool = SqlitePoolOptions::new().connect(&url).await.expect("raw");
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 6")
+        .execute(&pool)
+        .await
+        .expect("forget 0006");
+    pool.close().await;
+    drop(a);
+    let store = fluidtalk_runner::store::open(&url)
+        .await
+        .expect("runs 0006 again");
+    let lead = store.get_lead("@ana").await.expect("read").expect("kept");
+    let attempts = store.attempts_for(lead.id).await.expect("attempts");
+    assert_eq!(attempts.iter().map(|a| a.id).collect::<Vec<_>>(), [42, 41]);
+    assert_eq!(store.outbox(true).await.expect("outbox").len(), 1);
 }

@@ -26,3 +26,4 @@ CREATE TABLE idempotency (
     finished_at  TIMESTAMPTZ,
     PRIMARY KEY (scope, key)
 );
+CREATE INDEX idempotency_age ON idempotency (created_at);

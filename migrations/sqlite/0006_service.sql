@@ -9,9 +9,14 @@
 --    the never-send-twice index covers the campaign's steps, not them (a retried HTTP
 --    request is kept from calling twice by its Idempotency-Key instead).
 -- 2. Idempotency keys of HTTP requests, with the first request's answer.
+--
+-- Without a transaction around it, sqlx records the migration only after the script: a
+-- process killed in between, or a second process that migrated the same file at the same
+-- time, runs it again. So it can run again: the copy is redone from the current table.
 PRAGMA foreign_keys = OFF;
 BEGIN IMMEDIATE;
 
+DROP TABLE IF EXISTS attempts_new;
 CREATE TABLE attempts_new (
     id           INTEGER PRIMARY KEY,
     lead_id      INTEGER NOT NULL REFERENCES leads (id),
@@ -47,7 +52,7 @@ CREATE INDEX attempts_by_lead ON attempts (lead_id, id);
 CREATE INDEX attempts_started ON attempts (job, started_at);
 CREATE INDEX attempts_in_flight ON attempts (lead_id) WHERE status = 'in_flight';
 
-CREATE TABLE idempotency (
+CREATE TABLE IF NOT EXISTS idempotency (
     scope        TEXT    NOT NULL,
     key          TEXT    NOT NULL,
     -- SHA-256 of the request body: the same key with another body is refused.
@@ -59,6 +64,7 @@ CREATE TABLE idempotency (
     finished_at  TEXT,
     PRIMARY KEY (scope, key)
 );
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
 
 COMMIT;
 PRAGMA foreign_keys = ON;

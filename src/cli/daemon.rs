@@ -18,6 +18,24 @@ use tokio_util::task::TaskTracker;
 
 /// How often the metrics' gauges (leads by state, pauses, outbox) are read from the database.
 const GAUGES_EVERY: Duration = Duration::from_secs(15);
+/// How often calls left in flight by dead processes are looked for, besides each job run.
+const RECOVER_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs the runner's recovery every `every` until `stop`.
+async fn recover_every(runner: Runner, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut summary = crate::runner::Summary::default();
+        if let Err(e) = runner.recover(&mut summary).await {
+            tracing::warn!(error = %e, "could not look for calls left in flight; trying again later");
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
@@ -55,22 +73,22 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
     let clock = crate::clock::from_env()
         .map_err(|e| anyhow!(e))
         .exit_with(Exit::Usage)?;
-    let (store, runner, client) = if args.dry_run {
+    let (store, runner) = if args.dry_run {
         let store = crate::store::open_read_only(&config.database_url())
             .await
             .map_err(store_failure)?;
-        (store, None, None)
+        (store, None)
     } else {
         let client = super::run::campaign_client(config)?;
         let store = open_store(config).await?;
         let d = Runner::new(
             store.clone(),
-            client.clone(),
+            client,
             Arc::new(config.clone()),
             clock.clone(),
             runner_id.clone(),
         );
-        (store, Some(d), Some(client))
+        (store, Some(d))
     };
     // A webhook without its secret is a start-up error, before anything runs.
     let deliverer = if args.dry_run {
@@ -93,20 +111,18 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
     }
     let metrics = crate::metrics::install();
     let mut server = None;
-    if let (Some(addr), Some(token), Some(client)) = (listen, token, client) {
+    let mut relays = None;
+    if let (Some(addr), Some(token), Some(runner)) = (listen, token, &runner) {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow!("cannot serve the HTTP API on {addr}: {e}"))
             .exit_with(Exit::Config)?;
-        let state = crate::http::AppState {
-            store: store.clone(),
-            config: Arc::new(config.clone()),
-            clock: clock.clone(),
-            client,
+        let state = crate::http::AppState::new(
+            runner.clone(),
             token,
-            metrics: Some(Arc::new(move || metrics.render())),
-            runner_id: runner_id.clone(),
-        };
+            Some(Arc::new(move || metrics.render())),
+        );
+        relays = Some(state.tasks.clone());
         server = Some(tokio::spawn(crate::http::serve(
             listener,
             state,
@@ -124,6 +140,11 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
     ));
     if let Some(d) = deliverer {
         background.spawn(Arc::new(d).run(stop.clone()));
+    }
+    if let Some(r) = &runner {
+        // Calls a dead process left in flight (a job's or the relay's) are settled even
+        // when no job fires for a long time.
+        background.spawn(recover_every(r.clone(), RECOVER_EVERY, stop.clone()));
     }
     let daemon = Arc::new(Daemon::new(config, store, runner, clock, runner_id));
     // Calls in flight may take the full API timeout; then their results are recorded.
@@ -144,6 +165,17 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
             }
         }
     }
+    let mut relays_ended = true;
+    if let Some(relays) = relays {
+        // Relayed calls whose caller hung up run on: their answers are recorded first.
+        relays.close();
+        relays_ended = tokio::time::timeout(grace, relays.wait()).await.is_ok();
+        if !relays_ended {
+            tracing::warn!(
+                "an inbound call was still going after the grace period; its lead goes to review once its lease runs out"
+            );
+        }
+    }
     // Deliveries in flight end within the webhook's timeout and are recorded.
     background.close();
     let delivery_grace = config
@@ -159,7 +191,7 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
             "a webhook delivery was still going when the daemon stopped; it goes out again once its lease runs out"
         );
     }
-    if !ended {
+    if !ended || !relays_ended {
         return Err(anyhow!(
             "stopped with a run still going after the {grace:?} grace period: its calls in flight go to review once their leases run out"
         ))

@@ -14,6 +14,7 @@ use crate::config::OnUnknown;
 use crate::fluidtalk::{ActionResult, ChatRequest, ChatResult, Error as CallError};
 use crate::lead::{LeadEvent, LeadState};
 use crate::policy::{self, Context, LeadEffect, Outcome};
+use crate::runner::db::OnStop;
 use crate::store::{Action, AttemptEnd, LeadResult, NewAttempt, PauseScope, StoreError};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -24,6 +25,8 @@ use utoipa::ToSchema;
 
 /// The job name inbound attempts are recorded under.
 pub const INBOUND_JOB: &str = "(inbound)";
+/// How long a relayed call waits for a free call slot before the caller is told to retry.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The longest message relayed, in characters.
 pub const MAX_MESSAGE: usize = 10_000;
 
@@ -91,14 +94,11 @@ async fn accept(
     headers: &HeaderMap,
     req: InboundRequest,
 ) -> Result<Response, ApiError> {
-    let checked = crate::import::check_input(
-        &target,
-        req.own_username.clone(),
-        None,
-        req.image_url.clone(),
-        Vec::new(),
-    )
-    .map_err(|e| ApiError::bad_request(e).field("target"))?;
+    let target = crate::import::check_target(&target)
+        .map_err(|e| ApiError::bad_request(e).field("target"))?;
+    let checked =
+        crate::import::check_input(&target, req.own_username.clone(), None, None, Vec::new())
+            .map_err(|e| ApiError::bad_request(e).field("own_username"))?;
     if req.message.trim().is_empty() {
         return Err(ApiError::bad_request("message is empty").field("message"));
     }
@@ -118,9 +118,8 @@ async fn accept(
     if let Some(k) = &key {
         let body = serde_json::to_vec(&req).unwrap_or_default();
         let hash = idempotency::request_hash(&[scope.as_bytes(), &body]);
-        let stale =
-            chrono::Duration::from_std(state.config.fluidtalk.timeout + super::REQUEST_TIMEOUT)
-                .unwrap_or(chrono::Duration::hours(1));
+        let stale = chrono::Duration::from_std(super::request_timeout(&state.config))
+            .unwrap_or(chrono::Duration::hours(1));
         let now = state.clock.now();
         if let Claimed::Answer(r) =
             idempotency::claim(&*state.store, &scope, k, &hash, now, stale).await?
@@ -130,7 +129,8 @@ async fn accept(
     }
     let store = state.store.clone();
     let clock = state.clock.clone();
-    let task = tokio::spawn(async move {
+    // Tracked: a stop waits for it, and a caller who hangs up cancels nothing.
+    let task = state.tasks.clone().spawn(async move {
         let (status, body, keep) = relay(
             &state,
             &checked.target,
@@ -208,11 +208,18 @@ async fn relay(
         }
         Err(e) => return error_json(e.into()),
     }
-    let token = lease_token(&state.runner_id);
-    let lease = chrono::Duration::from_std(
-        state.config.fluidtalk.timeout * 2 + std::time::Duration::from_secs(60),
-    )
-    .unwrap_or(chrono::Duration::hours(1));
+    // One of `[limits] concurrency`'s slots, shared with the jobs, within a few seconds:
+    // a caller told to come back later is better than a call that starts after it gave up.
+    let Ok(Some(_slot)) = tokio::time::timeout(SLOT_WAIT, state.runner.call_slot()).await else {
+        return error_json(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "every API call slot ([limits] concurrency) is busy; try again in a few seconds",
+        ));
+    };
+    let token = lease_token(&state.runner.runner_id);
+    let now = state.clock.now();
+    let lease = state.runner.single_call_lease();
     let lead = match store
         .begin_inbound(target, own_username, &token, now, now + lease)
         .await
@@ -238,20 +245,27 @@ async fn relay(
     };
     let attempt_id = match store.start_attempts(&[attempt]).await {
         Ok(ids) if ids.len() == 1 => ids[0],
-        Ok(_) | Err(_) => {
-            let _ = store.release_leads(&[lead.id], &token, now).await;
-            return error_json(ApiError::new(
-                StatusCode::CONFLICT,
-                "busy",
-                "the lead changed while the call was being recorded; try again",
-            ));
+        failed => {
+            if let Err(e) = store.release_leads(&[lead.id], &token, now).await {
+                tracing::warn!(error = %e, "could not give the relay's lease back; it runs out by itself");
+            }
+            return error_json(match failed {
+                Err(e) if !matches!(e, StoreError::Conflict(_)) => e.into(),
+                _ => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "busy",
+                    "the lead changed while the call was being recorded; try again",
+                ),
+            });
         }
     };
     let sender = own_username
         .map(str::to_string)
         .or(lead.own_username.clone());
+    let started = std::time::Instant::now();
     let answer = state
-        .client
+        .runner
+        .client()
         .inbound_chat(&ChatRequest {
             target: lead.target.clone(),
             message: req.message,
@@ -260,24 +274,43 @@ async fn relay(
             image_file: None,
         })
         .await;
+    crate::metrics::api_call(
+        Action::Inbound.as_str(),
+        crate::metrics::outcome(&answer),
+        started.elapsed(),
+    );
     let end = state.clock.now();
     let (result, account) = settle(state, &lead, &token, attempt_id, &answer, end);
     let keep = result
         .attempt
         .as_ref()
         .is_some_and(|a| a.status.holds_step());
-    if let Err(e) = store.record_results(&[result], end).await {
-        // The attempt stays in flight: recovery sends the lead to review once its lease ends.
+    // The answer exists only in memory until this succeeds: ride out a database outage.
+    let results = [result];
+    let recorded = state
+        .runner
+        .db()
+        .run("record an inbound answer", OnStop::KeepTrying, || {
+            store.record_results(&results, end)
+        })
+        .await;
+    if let Err(e) = &recorded {
+        // The attempt stays in flight: recovery sends the lead to review once its lease
+        // ends. The caller still gets the answer below (not queued in the outbox).
         tracing::error!(error = %e, attempt_id, "could not record an inbound call's answer");
-        let (s, b, _) = error_json(e.into());
-        return (s, b, keep);
     }
     if let Some((effect, why)) = account {
         pause(state, effect, &why, end).await;
     }
     match answer {
         Ok(chat) => {
-            let outbox = store.outbox_of_attempt(attempt_id).await.ok().flatten();
+            let outbox = match store.outbox_of_attempt(attempt_id).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt_id, "could not read the relay's outbox row back");
+                    None
+                }
+            };
             let lead_state = store
                 .get_lead(&lead.target)
                 .await
@@ -426,7 +459,7 @@ async fn pause(
         let length = move |strikes| effect.pause_length(&backoff, strikes);
         match state
             .store
-            .set_pause(scope, why, &state.runner_id, now, &length)
+            .set_pause(scope, why, &state.runner.runner_id, now, &length)
             .await
         {
             Ok(p) => {

@@ -3,7 +3,8 @@
 //! served by the daemon next to its schedules (`[http] listen`, `daemon --http`).
 //!
 //! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>`. Bodies
-//! over 1 MiB are refused (413); a request gets 10 s to send its body and 60 s in all. The
+//! over 1 MiB are refused (413); a request gets 10 s to send its body and
+//! `request_timeout` in all. The
 //! API is described by an OpenAPI document built from these handlers (`openapi`), served
 //! at `/v1/openapi.json` and kept in `docs/openapi.json`.
 
@@ -22,19 +23,30 @@ pub use openapi::openapi;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::fluidtalk::Client;
+use crate::runner::Runner;
 use crate::store::Store;
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 /// How long a client may take to send its body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a request may take in all (an inbound call waits for the API within this).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a request may take in all: at least two minutes, and always longer than an
+/// inbound call can (the API timeout, then riding out a database outage to record it), so
+/// a caller never gets a timeout for a call that then succeeds.
+pub fn request_timeout(config: &Config) -> Duration {
+    config
+        .fluidtalk
+        .timeout
+        .saturating_add(crate::runner::DB_OUTAGE_BUDGET)
+        .saturating_add(Duration::from_secs(60))
+        .max(Duration::from_secs(120))
+}
 
 /// Renders the metrics in the Prometheus text format.
 pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
@@ -45,20 +57,40 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
-    /// The FluidTalk client the inbound relay calls with.
-    pub client: Client,
+    /// The relay's calls: the client, `[limits]` shared with the jobs, database retries,
+    /// and the id its attempts, leases and pauses are recorded under.
+    pub runner: Runner,
     pub token: Token,
     /// `/metrics`' text; `None` answers 404.
     pub metrics: Option<MetricsText>,
-    /// Names the relay's attempts and leases, like a runner's id.
-    pub runner_id: String,
+    /// Relayed calls, each in its own task: a stop waits for them (`tasks.wait()`).
+    pub tasks: TaskTracker,
+    /// `/readyz`'s last answer and when it was read: probes hit the database at most once
+    /// a second.
+    pub(crate) ready:
+        Arc<tokio::sync::Mutex<Option<(chrono::DateTime<chrono::Utc>, Result<(), String>)>>>,
+}
+
+impl AppState {
+    pub fn new(runner: Runner, token: Token, metrics: Option<MetricsText>) -> AppState {
+        AppState {
+            store: runner.store.clone(),
+            config: runner.config.clone(),
+            clock: runner.clock.clone(),
+            runner,
+            token,
+            metrics,
+            tasks: TaskTracker::new(),
+            ready: Arc::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("store", &self.store)
-            .field("runner_id", &self.runner_id)
+            .field("runner_id", &self.runner.runner_id)
             .finish_non_exhaustive()
     }
 }
@@ -82,7 +114,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            request_timeout(&state.config),
         ))
         .with_state(state)
 }

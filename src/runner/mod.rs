@@ -119,6 +119,39 @@ impl Runner {
         }
     }
 
+    /// The API client the runner calls with.
+    pub fn client(&self) -> &Client {
+        &self.caller.client
+    }
+
+    /// The runner's way to the database, riding out outages (for callers outside a job,
+    /// such as the HTTP relay, whose writes must survive one too).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// A slot for one API call made outside a job (the HTTP relay): it waits for one of
+    /// `[limits] concurrency`'s slots and for `per_second`, both shared with this runner's
+    /// jobs, so a burst of relayed calls cannot exceed the account's limits.
+    pub async fn call_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.slots.clone().acquire_owned().await.ok()?;
+        self.limiter.until_ready().await;
+        Some(permit)
+    }
+
+    /// How long a lease must last for one call made outside a job: twice the API timeout
+    /// (the call, and the wait for its slot), a database outage, and the margin.
+    pub fn single_call_lease(&self) -> chrono::Duration {
+        let d = self
+            .config
+            .fluidtalk
+            .timeout
+            .saturating_mul(2)
+            .saturating_add(DB_OUTAGE_BUDGET)
+            .saturating_add(LEASE_MARGIN);
+        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(365))
+    }
+
     /// Cancelling this token stops every job of the runner cleanly: no new call starts,
     /// leads not yet called are given back, calls in flight finish and are recorded.
     pub fn stop_token(&self) -> CancellationToken {

@@ -27,15 +27,20 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database file and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let store = Self::connect(url, 4, |o| {
+        let options = |o: SqliteConnectOptions| {
             o.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-        })
-        .await?;
-        store.migrate().await?;
-        Ok(store)
+        };
+        // Migrations run on a connection of their own, closed before the store's pool
+        // opens: a migration that runs its own transaction and pragmas (0006) and fails
+        // halfway cannot leave them on a connection the store then uses.
+        let migrating = Self::connect(url, 1, options).await?;
+        let migrated = migrating.migrate().await;
+        migrating.pool.close().await;
+        migrated?;
+        Self::connect(url, 4, options).await
     }
 
     /// Opens an existing database file read-only, without migrating.

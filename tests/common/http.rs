@@ -39,18 +39,19 @@ pub async fn serve_with_timeout(db: TestDb, api_base: &str, toml: &str, timeout:
         .await
         .expect("bind a free port");
     let addr = listener.local_addr().expect("bound");
-    let state = AppState {
-        store: db.store.clone(),
-        config: Arc::new(config),
-        clock: clock.clone() as Arc<dyn Clock>,
-        client: client_with(api_base, Some("@persona"), timeout),
-        token: Token::new(TOKEN).expect("token"),
-        metrics: Some({
-            let handle = fluidtalk_runner::metrics::install();
-            Arc::new(move || handle.render())
-        }),
-        runner_id: "test-http-0000".into(),
-    };
+    let runner = fluidtalk_runner::runner::Runner::new(
+        db.store.clone(),
+        client_with(api_base, Some("@persona"), timeout),
+        Arc::new(config),
+        clock.clone() as Arc<dyn Clock>,
+        "test-http-0000".into(),
+    );
+    let metrics = fluidtalk_runner::metrics::install();
+    let state = AppState::new(
+        runner,
+        Token::new(TOKEN).expect("token"),
+        Some(Arc::new(move || metrics.render())),
+    );
     let stop = CancellationToken::new();
     tokio::spawn(fluidtalk_runner::http::serve(listener, state, stop.clone()));
     Api {

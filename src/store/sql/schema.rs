@@ -42,7 +42,17 @@ macro_rules! sql_schema {
                     if found > known {
                         return Err(StoreError::SchemaTooNew { found, known });
                     }
-                    MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+                    match MIGRATOR.run(&self.pool).await {
+                        Ok(()) => Ok(()),
+                        // Another process migrating the same database at the same moment
+                        // recorded the migration first (SQLite's migrations are not locked
+                        // across processes): the schema is what this binary needs.
+                        Err(e) if self.schema_version().await.is_ok_and(|v| v == known) => {
+                            tracing::info!(error = %e, "another process migrated the database at the same time");
+                            Ok(())
+                        }
+                        Err(e) => Err(StoreError::Migrate(e)),
+                    }
                 })
                 .await
             }
