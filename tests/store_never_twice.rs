@@ -629,3 +629,59 @@ conformance!(
     an_attempt_committed_after_its_lease_was_given_back_is_found_and_reviewed,
     text_for_a_lead_blocked_since_it_was_written_says_so,
 );
+
+/// PostgreSQL reads a statement's rows as of its start: a runner's attempt insert that
+/// waits on a lead a person (or the HTTP relay) is changing must see the change once it is
+/// committed, not the claim it started from, or the call goes out to a lead that was just
+/// blocked or taken over.
+#[tokio::test]
+async fn an_attempt_waits_for_a_concurrent_change_of_its_lead_and_sees_it() {
+    let Some(db) = common::db::postgres().await else {
+        return;
+    };
+    let common::db::Raw::Postgres(pool) = &db.raw else {
+        panic!("a PostgreSQL test database");
+    };
+    let lead = add(&db, "@ana").await;
+    let claimed = db
+        .store
+        .claim_leads(&[lead.id], "runner-a/1", t(10), t(11))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // Someone else takes the lead, and has not committed yet.
+    let mut other = pool.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM leads WHERE id = $1 FOR UPDATE")
+        .bind(lead.id)
+        .execute(&mut *other)
+        .await
+        .expect("lock");
+    sqlx::query("UPDATE leads SET lease_owner = 'relay/1' WHERE id = $1")
+        .bind(lead.id)
+        .execute(&mut *other)
+        .await
+        .expect("take the lease");
+    let store = db.store.clone();
+    let insert = tokio::spawn(async move {
+        store
+            .start_attempts_within(
+                &[NewAttempt {
+                    lead_id: lead.id,
+                    job: "openers".into(),
+                    action: Action::Opener,
+                    step: 0,
+                    lease_token: "runner-a/1".into(),
+                    started_at: t(10),
+                    claimed: Some(LeadState::New),
+                }],
+                None,
+            )
+            .await
+    });
+    // Let the insert reach the locked row before the change commits.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!insert.is_finished(), "the insert waits for the locked lead");
+    other.commit().await.expect("commit");
+    let recorded = insert.await.expect("joined").expect("asked");
+    assert_eq!(recorded, vec![Recorded::Changed], "the call is not made");
+}

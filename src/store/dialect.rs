@@ -33,6 +33,9 @@ pub trait Dialect {
     const FOR_UPDATE: &'static str;
     /// Locks the rows a `SELECT` reads, skipping rows another transaction holds.
     const FOR_UPDATE_SKIP_LOCKED: &'static str;
+    /// Locks the rows of the `leads` table aliased `l` that a statement reads, so a
+    /// concurrent change is waited for and then seen (PostgreSQL's `FOR SHARE OF l`).
+    const FOR_SHARE_LEADS: &'static str;
     /// When a contacted lead went quiet: the later of last contact and last reply.
     const QUIET_SINCE: &'static str;
     /// A join the planner must drive from its left side (SQLite's `CROSS JOIN`).
@@ -76,6 +79,7 @@ impl Dialect for Lite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const FOR_UPDATE: &'static str = "";
     const FOR_UPDATE_SKIP_LOCKED: &'static str = "";
+    const FOR_SHARE_LEADS: &'static str = "";
     const QUIET_SINCE: &'static str =
         "MAX(COALESCE(last_contact_at, last_reply_at), COALESCE(last_reply_at, last_contact_at))";
     const JOIN_IN_ORDER: &'static str = "CROSS JOIN";
@@ -136,6 +140,7 @@ impl Dialect for Pg {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const FOR_UPDATE_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const FOR_SHARE_LEADS: &'static str = " FOR SHARE OF l";
     const QUIET_SINCE: &'static str = "GREATEST(last_contact_at, last_reply_at)";
     const JOIN_IN_ORDER: &'static str = "JOIN";
     const NO_LIMIT: Option<i64> = None;

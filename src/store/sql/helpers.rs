@@ -55,20 +55,22 @@ macro_rules! sql_helpers {
             if attempts.is_empty() {
                 return Ok(Vec::new());
             }
-            // One statement: a person's block either comes first (no call) or finds the
-            // call in flight.
+            // One statement: a person's block or the HTTP relay's lease either comes first
+            // (no call) or finds the call in flight. On PostgreSQL the leads read are
+            // locked, so a change committed while this waits is seen, not a stale snapshot.
             let found: Vec<(i64, i64, String, i64)> = sqlx::query_as(stmt!(
                 "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
                  SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.lease_token
                  FROM {attempts} JOIN leads l ON l.id = j.lead_id
                  WHERE j.claimed IS NULL
-                    OR (l.state = j.claimed AND l.lease_owner = j.lease_token)
+                    OR (l.state = j.claimed AND l.lease_owner = j.lease_token){lock}
                  RETURNING id, lead_id, action, step",
                 attempts = D::records(1, "j", &[
                     Col::Int("lead_id"), Col::Text("job"), Col::Text("action"),
                     Col::Int("step"), Col::Ts("started_at"), Col::Text("lease_token"),
                     Col::Text("claimed"),
-                ])
+                ]),
+                lock = D::FOR_SHARE_LEADS
             ))
             .bind(attempts_json(attempts))
             .fetch_all(&mut *conn)
