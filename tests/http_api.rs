@@ -368,3 +368,31 @@ async fn the_openapi_document_is_the_one_checked_in() {
         assert!(served["paths"][path].is_object(), "{path} is described");
     }
 }
+
+/// A client that never finishes its headers is cut off (hyper needs a timer for that,
+/// which axum's own `serve` does not give it), so idle sockets cannot pile up.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = api(db::sqlite().await).await;
+    let addr = api.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("half the headers");
+    let limit = fluidtalk_runner::http::HEADER_TIMEOUT + std::time::Duration::from_secs(5);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(limit, socket.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "the server closed the connection within {limit:?}"
+    );
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}

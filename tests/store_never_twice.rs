@@ -680,7 +680,10 @@ async fn an_attempt_waits_for_a_concurrent_change_of_its_lead_and_sees_it() {
     });
     // Let the insert reach the locked row before the change commits.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!insert.is_finished(), "the insert waits for the locked lead");
+    assert!(
+        !insert.is_finished(),
+        "the insert waits for the locked lead"
+    );
     other.commit().await.expect("commit");
     let recorded = insert.await.expect("joined").expect("asked");
     assert_eq!(recorded, vec![Recorded::Changed], "the call is not made");

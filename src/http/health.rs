@@ -9,6 +9,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// `/readyz`'s last verdict and when it was read.
+pub(crate) type Readiness = (chrono::DateTime<chrono::Utc>, Result<(), String>);
+
 #[derive(Debug, Serialize)]
 struct Health {
     status: &'static str,

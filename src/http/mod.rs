@@ -16,10 +16,12 @@ mod inbound;
 mod leads;
 mod openapi;
 mod outbox;
+mod serve;
 
 pub use auth::Token;
 pub use error::{ApiError, ErrorBody};
 pub use openapi::openapi;
+pub use serve::{HEADER_TIMEOUT, MAX_CONNECTIONS};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -67,8 +69,7 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// `/readyz`'s last answer and when it was read: probes hit the database at most once
     /// a second.
-    pub(crate) ready:
-        Arc<tokio::sync::Mutex<Option<(chrono::DateTime<chrono::Utc>, Result<(), String>)>>>,
+    pub(crate) ready: Arc<tokio::sync::Mutex<Option<health::Readiness>>>,
 }
 
 impl AppState {
@@ -120,16 +121,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `router(state)` on `listener` until `stop` is cancelled; requests being answered
-/// then finish.
+/// then finish (see `serve::serve`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "HTTP API listening");
-    }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
+    serve::serve(listener, router(state), stop).await
 }
