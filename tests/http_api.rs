@@ -70,6 +70,15 @@ async fn every_route_but_health_needs_the_token() {
             assert_eq!(body["error"]["kind"], "unauthorized", "{method} {path}");
         }
     }
+    // The scheme's name is case-insensitive.
+    let resp = api
+        .http
+        .get(api.url("/v1/status"))
+        .header("authorization", format!("BEARER {TOKEN}"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), 200);
     for path in ["/healthz", "/readyz"] {
         let (status, body) = answer(api.http.get(api.url(path)).send().await.expect("up")).await;
         assert_eq!(status, 200, "{path}: {body}");

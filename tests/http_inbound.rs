@@ -162,6 +162,15 @@ async fn a_repeated_idempotency_key_returns_the_first_answer_without_a_second_ca
         let (status, _, _) = inbound(&api, "@ana", "one", Some("msg-2")).await;
         assert_eq!(status, 200);
         assert_eq!(chats(), 3);
+        // Keys are remembered for a day.
+        api.clock.advance(chrono::Duration::hours(25));
+        let (status, _, replayed) = inbound(&api, "@ana", "one", Some("msg-1")).await;
+        assert_eq!(
+            (status, replayed),
+            (200, false),
+            "a day-old key is forgotten"
+        );
+        assert_eq!(chats(), 4);
         let (status, body, _) = inbound(&api, "@ana", "one", Some("has space")).await;
         assert_eq!(
             (status, body["error"]["field"].as_str()),

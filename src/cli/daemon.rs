@@ -102,10 +102,12 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
     };
     // The signal handler is installed now: a SIGTERM during start-up stops cleanly too.
     let stop = CancellationToken::new();
+    let stop_seen = Arc::new(std::sync::OnceLock::new());
     {
-        let stop = stop.clone();
+        let (stop, seen) = (stop.clone(), stop_seen.clone());
         tokio::spawn(async move {
             super::signals::shutdown_signal().await;
+            let _ = seen.set(std::time::Instant::now());
             stop.cancel();
         });
     }
@@ -154,9 +156,14 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| anyhow!("the scheduler failed: {e}"))
         .exit_with(Exit::Failure)?;
-    if let Some(server) = server {
-        // Requests being answered (an inbound call among them) finish within the grace.
-        match tokio::time::timeout(grace, server).await {
+    // Everything else began stopping with the runs: what is left of the grace bounds the
+    // waits below, which run together, so a stop stays within systemd's TimeoutStopSec.
+    let since_stop = stop_seen.get().map_or(Duration::ZERO, |t| t.elapsed());
+    let left = grace.saturating_sub(since_stop) + Duration::from_secs(5);
+    let server_ended = async {
+        let Some(server) = server else { return };
+        // Requests being answered finish.
+        match tokio::time::timeout(left, server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP API failed"),
             Ok(Err(e)) => tracing::error!(error = %e, "the HTTP API's task failed"),
@@ -164,33 +171,37 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
                 tracing::warn!("the HTTP API still had requests going after the grace period")
             }
         }
-    }
-    let mut relays_ended = true;
-    if let Some(relays) = relays {
+    };
+    let relays_ended = async {
+        let Some(relays) = relays else { return true };
         // Relayed calls whose caller hung up run on: their answers are recorded first.
         relays.close();
-        relays_ended = tokio::time::timeout(grace, relays.wait()).await.is_ok();
-        if !relays_ended {
+        let ended = tokio::time::timeout(left, relays.wait()).await.is_ok();
+        if !ended {
             tracing::warn!(
                 "an inbound call was still going after the grace period; its lead goes to review once its lease runs out"
             );
         }
-    }
+        ended
+    };
     // Deliveries in flight end within the webhook's timeout and are recorded.
-    background.close();
     let delivery_grace = config
         .delivery
         .as_ref()
         .map_or(Duration::ZERO, |d| d.timeout)
         + Duration::from_secs(10);
-    if tokio::time::timeout(delivery_grace, background.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "a webhook delivery was still going when the daemon stopped; it goes out again once its lease runs out"
-        );
-    }
+    let background_ended = async {
+        background.close();
+        if tokio::time::timeout(left.max(delivery_grace), background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a webhook delivery was still going when the daemon stopped; it goes out again once its lease runs out"
+            );
+        }
+    };
+    let ((), relays_ended, ()) = tokio::join!(server_ended, relays_ended, background_ended);
     if !ended || !relays_ended {
         return Err(anyhow!(
             "stopped with a run still going after the {grace:?} grace period: its calls in flight go to review once their leases run out"

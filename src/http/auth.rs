@@ -55,9 +55,13 @@ impl Token {
         }
     }
 
-    /// Whether `given` is the token, in time that does not depend on where they differ.
+    /// Whether `given` is the token, in time that depends neither on where they differ
+    /// nor on their lengths (the digests, of one length, are compared).
     pub fn matches(&self, given: &[u8]) -> bool {
-        self.0.expose_secret().as_bytes().ct_eq(given).into()
+        use sha2::{Digest, Sha256};
+        let want = Sha256::digest(self.0.expose_secret().as_bytes());
+        let got = Sha256::digest(given);
+        want.as_slice().ct_eq(got.as_slice()).into()
     }
 }
 
@@ -67,14 +71,13 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
+    // The scheme's name is case-insensitive (RFC 9110).
     let given = request
         .headers()
         .get(AUTHORIZATION)
         .map(|v| v.as_bytes())
-        .and_then(|v| {
-            v.strip_prefix(b"Bearer ")
-                .or_else(|| v.strip_prefix(b"bearer "))
-        });
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+        .map(|v| v[7..].trim_ascii());
     match given {
         Some(token) if state.token.matches(token) => next.run(request).await,
         Some(_) => refuse("the bearer token is wrong"),

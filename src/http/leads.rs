@@ -13,6 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 /// The most leads one `POST /v1/leads` takes.
 pub const MAX_IMPORT: usize = 10_000;
+/// The most attempts `GET /v1/leads/{target}` shows.
+pub const MAX_ATTEMPTS_SHOWN: usize = 100;
 /// The largest page `GET /v1/leads` returns.
 pub const MAX_PAGE: u32 = 1_000;
 
@@ -158,8 +160,10 @@ pub async fn list(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LeadDetail {
     pub lead: Lead,
-    /// Newest first.
+    /// Newest first, at most 100 (a chatty lead gains one per relayed message).
     pub attempts: Vec<Attempt>,
+    /// How many attempts the lead has in all.
+    pub attempts_total: usize,
     pub queued_events: Vec<QueuedEvent>,
 }
 
@@ -174,11 +178,14 @@ pub async fn show(
     Path(target): Path<String>,
 ) -> Result<Json<LeadDetail>, ApiError> {
     let lead = found(&state, &target).await?;
-    let attempts = state.store.attempts_for(lead.id).await?;
+    let mut attempts = state.store.attempts_for(lead.id).await?;
+    let attempts_total = attempts.len();
+    attempts.truncate(MAX_ATTEMPTS_SHOWN);
     let queued_events = state.store.queued_events_of(lead.id).await?;
     Ok(Json(LeadDetail {
         lead,
         attempts,
+        attempts_total,
         queued_events,
     }))
 }

@@ -4,6 +4,9 @@
 
 macro_rules! sql_service {
     ($store:ident) => {
+        /// How long an idempotency key is remembered, in hours.
+        const KEY_HOURS: i64 = 24;
+
         #[async_trait::async_trait]
         impl ServiceStore for $store {
             async fn begin_inbound(
@@ -123,6 +126,12 @@ macro_rules! sql_service {
                 request_hash: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<KeyClaim, StoreError> {
+                // Keys are remembered for a day: a retry comes within minutes, and the
+                // table must not grow with every message relayed.
+                sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+                    .bind(Ts(now - chrono::Duration::hours(KEY_HOURS)))
+                    .execute(&self.pool)
+                    .await?;
                 let inserted: Option<String> = sqlx::query_scalar(
                     "INSERT INTO idempotency (scope, key, request_hash, created_at)
                      VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING
