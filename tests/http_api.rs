@@ -194,6 +194,13 @@ async fn leads_go_in_page_out_and_take_the_lifecycles_actions() {
             (200, Some("new")),
             "{lead}"
         );
+        // A do-not-contact list may name people not imported yet.
+        let (status, lead) = api.post("/v1/leads/@stranger/block", json!({})).await;
+        assert_eq!(
+            (status, lead["state"].as_str()),
+            (200, Some("blocked")),
+            "{lead}"
+        );
         let (status, refused) = api.post("/v1/leads/@ana/retry", json!({})).await;
         assert_eq!(status, 409, "a new lead has nothing to retry: {refused}");
 
@@ -259,6 +266,57 @@ async fn bad_input_is_refused_with_what_and_where() {
             .contains("target"),
         "{body}"
     );
+    assert_eq!(body["error"]["field"], "leads[0]", "{body}");
+    let (status, body) = answer(
+        send(r#"{"leads": [{"target": "@bo",}]}"#, "application/json")
+            .await
+            .expect("answered"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("the body is not JSON: trailing comma") && !message.contains('?'),
+        "{body}"
+    );
+    let (status, body) = answer(
+        send(r#"[{"target": "@bo"}]"#, "application/json")
+            .await
+            .expect("answered"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("must be a JSON object"),
+        "{body}"
+    );
+    let resp = api
+        .req(Method::POST, "/v1/leads/@ana/inbound")
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("answered");
+    let (status, body) = answer(resp).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("message")),
+        "{body}"
+    );
+    let resp = api
+        .req(Method::DELETE, "/v1/leads/@ana")
+        .send()
+        .await
+        .expect("answered");
+    let (status, body) = answer(resp).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{body}"
+    );
     let (status, body) = answer(
         send(r#"{"leads": [], "extra": 1}"#, "application/json")
             .await
@@ -321,16 +379,24 @@ async fn bad_input_is_refused_with_what_and_where() {
             "{path}: {body}"
         );
     }
-    for path in [
-        "/v1/leads?state=sleeping",
-        "/v1/leads?bogus=1",
-        "/v1/outbox?limit=x",
+    for (path, field) in [
+        ("/v1/leads?state=sleeping", Some("state")),
+        ("/v1/leads?bogus=1", Some("bogus")),
+        ("/v1/outbox?limit=x", Some("limit")),
     ] {
         let (status, body) = api.get(path).await;
         assert_eq!(
             (status, body["error"]["kind"].as_str()),
             (400, Some("bad_request")),
             "{path}: {body}"
+        );
+        assert_eq!(body["error"]["field"].as_str(), field, "{path}: {body}");
+        assert!(
+            !body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Failed to deserialize"),
+            "{body}"
         );
     }
     let (status, body) = api

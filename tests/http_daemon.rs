@@ -122,3 +122,37 @@ async fn the_http_daemon_serves_keeps_secrets_and_stops_on_sigterm() {
     }
     assert!(log.contains("HTTP API listening"), "{log}");
 }
+
+/// A campaign file with `[http] listen` still previews with `daemon --dry-run`: the HTTP
+/// API is simply not served (only `--dry-run --http` is a contradiction).
+#[tokio::test]
+async fn a_dry_run_previews_a_campaign_that_also_sets_http() {
+    let c = Campaign::on_sqlite(
+        &[],
+        "",
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 3 * * *\"\n",
+    )
+    .await;
+    let mut cmd = c.command(&["daemon", "--dry-run"]);
+    cmd.env_remove("FLUIDTALK_RUNNER_TOKEN")
+        .env("FLUIDTALK_LOG", "info");
+    let mut child = cmd.spawn().expect("starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut log = String::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("log") {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("the HTTP API ([http] listen) is not served") {
+                return;
+            }
+        }
+        panic!("ended without saying so: {log}");
+    })
+    .await
+    .expect("said within a minute");
+    signal(&child, libc::SIGTERM);
+    child.stderr = None;
+    let out = finish(child, Duration::from_secs(30)).await;
+    assert!(out.status.success(), "{log}");
+}

@@ -112,6 +112,7 @@ async fn the_relay_records_the_reply_the_call_and_queues_the_answer() {
             .post("/v1/outbox/ack", json!({"ids": [ids[0], 999_999]}))
             .await;
         assert_eq!(acked["acked"], json!([ids[0]]), "{acked}");
+        assert_eq!(acked["not_pending"], json!([999_999]), "{acked}");
         let (_, page) = api.get("/v1/outbox").await;
         assert_eq!(page["messages"].as_array().map(Vec::len), Some(1), "{page}");
         let (_, page) = api.get(&format!("/v1/outbox?after={}", ids[1])).await;

@@ -62,6 +62,12 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         humantime::format_duration(b.retry_max),
         b.max_attempts
     );
+    match config.http.listen {
+        Some(addr) => outln!(
+            "  http       {addr} (`daemon` serves the HTTP API there; token from FLUIDTALK_RUNNER_TOKEN)"
+        ),
+        None => outln!("  http       none (`daemon --http ADDR` serves the HTTP API)"),
+    }
     match &config.delivery {
         Some(d) => outln!(
             "  delivery   {} (secret from {}; timeout {}; retry {} doubling to {}, parked after {}; {} at once)",

@@ -49,19 +49,38 @@ pub struct DaemonArgs {
 }
 
 pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
-    let listen = args.http.or(config.http.listen);
+    // The signal handler is installed now: a SIGTERM during start-up stops cleanly too.
+    let stop = CancellationToken::new();
+    let stop_seen = Arc::new(std::sync::OnceLock::new());
+    {
+        let (stop, seen) = (stop.clone(), stop_seen.clone());
+        tokio::spawn(async move {
+            super::signals::shutdown_signal().await;
+            let _ = seen.set(std::time::Instant::now());
+            stop.cancel();
+        });
+    }
+    if args.dry_run && args.http.is_some() {
+        return Err(anyhow!(
+            "--dry-run touches nothing, so it serves no HTTP API: drop --http, or --dry-run"
+        ))
+        .exit_with(Exit::Usage);
+    }
+    // A dry run previews the schedules of a campaign file that also sets `[http] listen`.
+    let listen = if args.dry_run {
+        if config.http.listen.is_some() {
+            tracing::info!("dry run: the HTTP API ([http] listen) is not served");
+        }
+        None
+    } else {
+        args.http.or(config.http.listen)
+    };
     if config.jobs.is_empty() && listen.is_none() && config.delivery.is_none() {
         return Err(anyhow!(
             "{}: no [[job]], [http] or [delivery] is defined: nothing to run",
             config.path.display()
         ))
         .exit_with(Exit::Config);
-    }
-    if args.dry_run && listen.is_some() {
-        return Err(anyhow!(
-            "--dry-run touches nothing, so it serves no HTTP API: drop --http / [http] listen, or --dry-run"
-        ))
-        .exit_with(Exit::Usage);
     }
     // Checked before anything opens: a server without its lock must not start.
     let token = listen
@@ -100,17 +119,6 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
         Deliverer::from_config(config, store.clone(), clock.clone(), &runner_id)
             .exit_with(Exit::Config)?
     };
-    // The signal handler is installed now: a SIGTERM during start-up stops cleanly too.
-    let stop = CancellationToken::new();
-    let stop_seen = Arc::new(std::sync::OnceLock::new());
-    {
-        let (stop, seen) = (stop.clone(), stop_seen.clone());
-        tokio::spawn(async move {
-            super::signals::shutdown_signal().await;
-            let _ = seen.set(std::time::Instant::now());
-            stop.cancel();
-        });
-    }
     let metrics = crate::metrics::install();
     let mut server = None;
     let mut relays = None;
@@ -131,7 +139,7 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
             stop.clone(),
         )));
     }
-    tracing::info!(runner = %runner_id, jobs = config.jobs.len(), dry_run = args.dry_run, http = ?listen, "daemon starting");
+    tracing::info!(runner = %runner_id, jobs = config.jobs.len(), dry_run = args.dry_run, http = %listen.map_or_else(|| "off".to_string(), |a| a.to_string()), "daemon starting");
     // Delivery and the metrics' gauges run beside the schedules and stop with them.
     let background = TaskTracker::new();
     background.spawn(crate::metrics::refresh_every(

@@ -315,24 +315,10 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             let target = import::check_target(&target)
                 .map_err(|why| anyhow!("{why}"))
                 .exit_with(Exit::Config)?;
-            if store
-                .get_lead(&target)
+            let lead = crate::store::block_adding(&*store, &target, now)
                 .await
-                .map_err(store_failure)?
-                .is_none()
-            {
-                let mut session = store.begin_import(false).await.map_err(store_failure)?;
-                let input = crate::store::LeadInput {
-                    target: target.clone(),
-                    ..Default::default()
-                };
-                session
-                    .upsert(vec![input], now)
-                    .await
-                    .map_err(store_failure)?;
-                session.finish(true).await.map_err(store_failure)?;
-            }
-            user_action(&*store, &target, UserAction::Block, now, json, "blocked").await
+                .map_err(store_failure)?;
+            done(&lead, json, "blocked")
         }
         LeadsCommand::Unblock { target, json } => {
             user_action(

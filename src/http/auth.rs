@@ -28,6 +28,11 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// A token as given; at least `MIN_TOKEN_LEN` characters, printable ASCII.
     pub fn new(value: &str) -> Result<Token, String> {
+        if value.is_empty() {
+            return Err(format!(
+                "{TOKEN_ENV} is empty; set it to at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 32`)"
+            ));
+        }
         if value.len() < MIN_TOKEN_LEN {
             return Err(format!(
                 "{TOKEN_ENV} is {} characters long; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)",

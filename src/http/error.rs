@@ -140,27 +140,68 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(status, "too_large", "the request body is over 1 MiB");
     }
-    let (kind, message) = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => (
-            "unsupported_media_type",
-            "send the body as JSON, with `Content-Type: application/json`".to_string(),
-        ),
-        JsonRejection::JsonSyntaxError(e) => (
-            "bad_request",
-            format!("the body is not JSON: {}", source_text(e)),
-        ),
-        JsonRejection::JsonDataError(e) => ("bad_request", source_text(e)),
-        _ => ("bad_request", rejection.body_text()),
+    let e = match &rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            return ApiError::new(
+                status,
+                "unsupported_media_type",
+                "send the body as JSON, with `Content-Type: application/json`",
+            );
+        }
+        // Where serde_json stopped reading says more than a path into half-read data.
+        JsonRejection::JsonSyntaxError(e) => {
+            let text = source_text(e);
+            let (_, why) = split_path(&text);
+            return ApiError::bad_request(format!("the body is not JSON: {why}"));
+        }
+        JsonRejection::JsonDataError(e) => source_text(e),
+        _ => return ApiError::bad_request(rejection.body_text()),
     };
-    let mut e = ApiError::new(status, kind, message);
-    if status == StatusCode::UNPROCESSABLE_ENTITY {
-        // Missing fields and wrong types are bad input like any other.
-        e.status = StatusCode::BAD_REQUEST;
+    // Missing fields and wrong types are bad input like any other (400, not 422).
+    let (path, why) = split_path(&e);
+    match path {
+        Some(p) if p.starts_with('[') => ApiError::bad_request(
+            "the body must be a JSON object, e.g. {\"leads\": [...]}, not a list",
+        ),
+        Some(p) => ApiError::bad_request(format!("{p}: {why}")).field(p),
+        None => {
+            // "missing field `message` at line 1 column 2": the field is in the words.
+            let named = why
+                .split('`')
+                .nth(1)
+                .filter(|_| why.starts_with("missing field"));
+            let err = ApiError::bad_request(why.to_string());
+            match named {
+                Some(f) => err.field(f),
+                None => err,
+            }
+        }
     }
-    e
 }
 
-/// serde_json's words (field, line and column), without axum's prefix.
+/// A query string's rejection, in the API's shape with the parameter named.
+pub fn query_rejection(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    let text = e.body_text();
+    let text = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    match split_path(text) {
+        (Some(p), why) => ApiError::bad_request(format!("query parameter {p}: {why}")).field(p),
+        (None, why) => ApiError::bad_request(format!("the query string: {why}")),
+    }
+}
+
+/// serde_path_to_error's `path: message`, as (path, message); `.` (the whole body) and
+/// paths into a half-read value (`?`) are no path.
+fn split_path(text: &str) -> (Option<&str>, &str) {
+    match text.split_once(": ") {
+        Some((p, why)) if !p.contains(' ') && p != "." && !p.contains('?') => (Some(p), why),
+        Some((p, why)) if !p.contains(' ') => (None, why),
+        _ => (None, text),
+    }
+}
+
+/// The innermost error's words.
 fn source_text(e: &dyn std::error::Error) -> String {
     let mut last = e.to_string();
     let mut cur = e.source();

@@ -93,6 +93,15 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The route has no such method.
+pub async fn no_method() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take this method; see /v1/openapi.json",
+    )
+}
+
 /// No route has this path.
 pub async fn no_route() -> ApiError {
     ApiError::not_found("no such route; see /v1/openapi.json")

@@ -131,7 +131,7 @@ pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LeadPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(super::error::query_rejection)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(
@@ -251,12 +251,25 @@ macro_rules! user_action {
     };
 }
 
-user_action!(
-    block,
-    "/v1/leads/{target}/block",
-    UserAction::Block,
-    "Marks the lead do-not-contact (`leads block`); its outbox text is held back."
-);
+/// Marks the lead do-not-contact (`leads block`), adding it if unknown (a do-not-contact
+/// list may name people not imported yet); its outbox text is held back.
+#[utoipa::path(post, path = "/v1/leads/{target}/block", tag = "leads",
+    params(("target" = String, Path, description = "The lead's target")),
+    responses((status = 200, body = Lead), (status = 400, body = super::ErrorBody),
+              (status = 409, body = super::ErrorBody), (status = 401, body = super::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn block(
+    State(state): State<AppState>,
+    Path(target): Path<String>,
+) -> Result<Json<Lead>, ApiError> {
+    let target = crate::import::check_target(&target)
+        .map_err(|e| ApiError::bad_request(e).field("target"))?;
+    let now = state.clock.now();
+    Ok(Json(
+        crate::store::block_adding(&*state.store, &target, now).await?,
+    ))
+}
+
 user_action!(
     unblock,
     "/v1/leads/{target}/unblock",

@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", axum::routing::get(health::readyz))
         .merge(private)
         .fallback(health::no_route)
+        .method_not_allowed_fallback(health::no_method)
         .layer(axum::middleware::from_fn(health::count_request))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))

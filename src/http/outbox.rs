@@ -39,7 +39,7 @@ pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<OutboxPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(super::error::query_rejection)?;
     let after = q.after.unwrap_or(0);
     if after < 0 {
         return Err(ApiError::bad_request("after must be 0 or more").field("after"));
@@ -68,8 +68,10 @@ pub struct AckRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AckResult {
-    /// The ids that were pending and are now acknowledged (others were already, or unknown).
+    /// The ids that were pending and are now acknowledged.
     pub acked: Vec<i64>,
+    /// The ids that were not pending: unknown, or acknowledged already.
+    pub not_pending: Vec<i64>,
 }
 
 /// Acknowledges delivered messages (`outbox ack`).
@@ -89,9 +91,16 @@ pub async fn ack(
         .field("ids"));
     }
     let now = state.clock.now();
-    Ok(Json(AckResult {
-        acked: state.store.ack_outbox(&req.ids, now).await?,
-    }))
+    let acked = state.store.ack_outbox(&req.ids, now).await?;
+    let mut not_pending: Vec<i64> = req
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| !acked.contains(id))
+        .collect();
+    not_pending.sort_unstable();
+    not_pending.dedup();
+    Ok(Json(AckResult { acked, not_pending }))
 }
 
 /// What `status --json` prints: leads per state, pauses in force, leads held by runners,

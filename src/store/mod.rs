@@ -149,6 +149,27 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Blocks `target` (a checked target), adding it first if unknown: a do-not-contact list
+/// may name people not imported yet (`leads block`, `POST /v1/leads/{target}/block`).
+pub async fn block_adding(
+    store: &dyn Store,
+    target: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Lead, StoreError> {
+    if store.get_lead(target).await?.is_none() {
+        let mut session = store.begin_import(false).await?;
+        let input = LeadInput {
+            target: target.to_string(),
+            ..Default::default()
+        };
+        session.upsert(vec![input], now).await?;
+        session.finish(true).await?;
+    }
+    store
+        .apply_user_action(target, UserAction::Block, now)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
