@@ -42,15 +42,31 @@ export FLUIDTALK_RUNNER_TOKEN="schemathesis-$(python3 -c 'import secrets; print(
   FLUIDTALK_LOG=warn "$bin" daemon --http "127.0.0.1:$port" 2>"$work/daemon.log") &
 pids+=($!)
 
-"$venv/bin/schemathesis" run "http://127.0.0.1:$port/v1/openapi.json" \
-  --wait-for-schema 60 \
-  --header "Authorization: Bearer $FLUIDTALK_RUNNER_TOKEN" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --phases examples,coverage,fuzzing \
-  --max-examples 40 \
-  --workers 2 \
-  --suppress-health-check too_slow || {
-    echo "schemathesis found a problem; the daemon's log:" >&2
-    tail -n 50 "$work/daemon.log" >&2
-    exit 1
-  }
+run_schemathesis() {
+  "$venv/bin/schemathesis" run "http://127.0.0.1:$port/v1/openapi.json" \
+    --wait-for-schema 60 \
+    --header "Authorization: Bearer $FLUIDTALK_RUNNER_TOKEN" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --phases examples,coverage,fuzzing \
+    --max-examples 40 \
+    --workers 2 \
+    --suppress-health-check too_slow 2>&1 | tee "$work/schemathesis.out"
+  return "${PIPESTATUS[0]}"
+}
+
+status=0
+run_schemathesis || status=$?
+# Hypothesis under this CPython sometimes crashes in its own source introspection ("AST
+# constructor recursion depth mismatch"): a fault of the tool, not a finding about the API.
+# Only such a run, with no failure reported, is tried once more.
+if [ "$status" -ne 0 ] && ! grep -q "^Failures:" "$work/schemathesis.out" \
+   && grep -q "AST constructor recursion depth mismatch" "$work/schemathesis.out"; then
+  echo "schemathesis crashed inside hypothesis (not an API finding); running it once more" >&2
+  status=0
+  run_schemathesis || status=$?
+fi
+if [ "$status" -ne 0 ]; then
+  echo "schemathesis found a problem; the daemon's log:" >&2
+  tail -n 50 "$work/daemon.log" >&2
+  exit 1
+fi
