@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::lead::LeadState;
-use crate::store::{JobRun, LeaseSummary, Pause, Store, StoreError};
+use crate::store::{JobRun, LeaseSummary, OutboxCounts, Pause, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -19,6 +19,8 @@ pub struct Report {
     pub runs: Vec<JobRun>,
     /// Queued events per type that no job sends (they wait forever).
     pub unsent_events: Vec<(String, u64)>,
+    /// Undelivered outbox messages: pending (held ones included) and parked.
+    pub outbox: OutboxCounts,
     pub now: DateTime<Utc>,
 }
 
@@ -44,7 +46,9 @@ impl Report {
             .into_iter()
             .filter(|(t, _)| !sent_by_jobs.contains(&t.as_str()))
             .collect();
+        let outbox = store.outbox_counts().await?;
         Ok(Report {
+            outbox,
             leads,
             pauses,
             held,
@@ -81,6 +85,7 @@ impl Report {
             "held_by_runners": self.held,
             "jobs": jobs,
             "events_no_job_sends": counts(&mut self.unsent_events.iter().cloned()),
+            "outbox": {"pending": self.outbox.pending, "parked": self.outbox.parked},
         })
     }
 }

@@ -108,6 +108,12 @@ async fn the_relay_records_the_reply_the_call_and_queues_the_answer() {
         assert_eq!(ids.len(), 2, "{page}");
         assert_eq!(page["messages"][0]["target"], "@zoe");
         assert_eq!(page["next_after"], ids[1]);
+        let (_, report) = api.get("/v1/status").await;
+        assert_eq!(
+            report["outbox"],
+            json!({"pending": 2, "parked": 0}),
+            "{report}"
+        );
         let (_, acked) = api
             .post("/v1/outbox/ack", json!({"ids": [ids[0], 999_999]}))
             .await;

@@ -32,6 +32,7 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
         held,
         runs,
         unsent_events: unsent,
+        outbox,
         ..
     } = report;
     if let Some(p) = pauses.iter().find(|p| p.scope == PauseScope::All) {
@@ -52,6 +53,18 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
                 || "-".into(),
                 |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
             )
+        );
+    }
+    if outbox.pending + outbox.parked > 0 {
+        outln!(
+            "outbox: {} pending, {} parked{}",
+            outbox.pending,
+            outbox.parked,
+            if outbox.parked > 0 {
+                " (`outbox list --parked`, `outbox redeliver ID...`)"
+            } else {
+                ""
+            }
         );
     }
     if pauses.is_empty() {
