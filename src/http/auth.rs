@@ -47,6 +47,11 @@ impl Token {
         Ok(Token(SecretString::from(value.to_string())))
     }
 
+    /// The token's bytes, to key the dashboard's session signatures.
+    pub(crate) fn secret_bytes(&self) -> &[u8] {
+        self.0.expose_secret().as_bytes()
+    }
+
     /// The token from `FLUIDTALK_RUNNER_TOKEN`.
     pub fn from_env() -> Result<Token, String> {
         match std::env::var(TOKEN_ENV) {

@@ -17,6 +17,7 @@ mod leads;
 mod openapi;
 mod outbox;
 mod serve;
+pub mod ui;
 
 pub use auth::Token;
 pub use error::{ApiError, ErrorBody};
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", axum::routing::get(health::metrics))
         .layer(from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
+        .merge(ui::routes())
         .route("/healthz", axum::routing::get(health::healthz))
         .route("/readyz", axum::routing::get(health::readyz))
         .merge(private)

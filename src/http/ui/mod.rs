@@ -1,0 +1,206 @@
+//! The dashboard at `/`: server-rendered HTML that reads without JavaScript and refreshes
+//! itself every 30 s. Login with the API token (a password field) sets a signed session
+//! cookie (`session`); Retry and Block are forms that carry a CSRF token.
+//!
+//! Shown so far: the pause banner, leads per state with shares, each job (schedule, next
+//! fire, last run, today's sends against its cap, send window), the outbox backlog, and the
+//! `needs_review` and `failed` leads with their last attempt and Retry / Block buttons.
+
+mod page;
+pub mod session;
+
+use super::AppState;
+use crate::lead::LeadState;
+use crate::store::{Attempt, Lead, LeadFilter, UserAction};
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use serde::Deserialize;
+
+/// The most leads listed per state needing a person.
+const REVIEW_LIST: u32 = 50;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/ui/leads/{target}/{action}", post(lead_action))
+}
+
+/// The session's nonce, if the request carries a valid session cookie.
+fn session(state: &AppState, jar: &CookieJar) -> Option<String> {
+    let value = jar.get(session::COOKIE)?.value().to_string();
+    session::check(&state.token, &value, state.clock.now())
+}
+
+/// One job's row.
+pub struct JobRow {
+    pub job: crate::config::Job,
+    pub sent_today: u64,
+    pub last: Option<crate::store::JobRun>,
+}
+
+/// Everything the page shows.
+pub struct View {
+    pub report: crate::status::Report,
+    pub jobs: Vec<JobRow>,
+    pub review: Vec<(Lead, Option<Attempt>)>,
+    pub csrf: String,
+}
+
+async fn dashboard(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let Some(nonce) = session(&state, &jar) else {
+        return page::login(None).into_response();
+    };
+    match view(&state, &nonce).await {
+        Ok(v) => page::dashboard(&v).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "the dashboard could not read the database");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                page::message("The database did not answer", "Try again in a moment."),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn view(state: &AppState, nonce: &str) -> Result<View, crate::store::StoreError> {
+    let now = state.clock.now();
+    let report = crate::status::Report::read(&*state.store, &state.config, now).await?;
+    let mut jobs = Vec::new();
+    for job in &state.config.jobs {
+        let since = crate::plan::day_start(now, job.timezone);
+        jobs.push(JobRow {
+            sent_today: state.store.count_started_since(&job.name, since).await?,
+            last: report.runs.iter().find(|r| r.job == job.name).cloned(),
+            job: job.clone(),
+        });
+    }
+    let mut review = Vec::new();
+    for st in [LeadState::NeedsReview, LeadState::Failed] {
+        let leads = state
+            .store
+            .list_leads(&LeadFilter {
+                state: Some(st),
+                tag: None,
+                limit: Some(REVIEW_LIST),
+                after: None,
+            })
+            .await?;
+        for lead in leads {
+            let last = state.store.attempts_for(lead.id).await?.into_iter().next();
+            review.push((lead, last));
+        }
+    }
+    Ok(View {
+        report,
+        jobs,
+        review,
+        csrf: session::csrf(&state.token, nonce),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    password: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    if !state.token.matches(f.password.trim().as_bytes()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            page::login(Some("That is not the token (FLUIDTALK_RUNNER_TOKEN).")),
+        )
+            .into_response();
+    }
+    let value = session::new_session(&state.token, state.clock.now());
+    let cookie = Cookie::build((session::COOKIE, value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .build();
+    (jar.add(cookie), Redirect::to("/")).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    match session(&state, &jar) {
+        Some(nonce) if session::csrf_ok(&state.token, &nonce, &f.csrf) => (
+            jar.remove(Cookie::build(session::COOKIE).path("/")),
+            Redirect::to("/"),
+        )
+            .into_response(),
+        _ => forbidden(),
+    }
+}
+
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        page::message(
+            "Not allowed",
+            "The form was not sent from this dashboard's session; reload the page and try again.",
+        ),
+    )
+        .into_response()
+}
+
+async fn lead_action(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path((target, action)): Path<(String, String)>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let Some(nonce) = session(&state, &jar) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            page::login(Some("Your session ended; log in again.")),
+        )
+            .into_response();
+    };
+    if !session::csrf_ok(&state.token, &nonce, &f.csrf) {
+        return forbidden();
+    }
+    let now = state.clock.now();
+    let done = match action.as_str() {
+        "retry" => {
+            state
+                .store
+                .apply_user_action(&target, UserAction::Retry, now)
+                .await
+        }
+        "block" => crate::store::block_adding(&*state.store, &target, now).await,
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                page::message("No such action", "Leads can be retried or blocked here."),
+            )
+                .into_response();
+        }
+    };
+    match done {
+        Ok(_) => Redirect::to("/#review").into_response(),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            page::message("Not done", &e.to_string()),
+        )
+            .into_response(),
+    }
+}

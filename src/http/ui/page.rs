@@ -1,0 +1,240 @@
+//! The dashboard's HTML (maud: escaped by construction), with its styles inline: nothing is
+//! fetched from elsewhere. Semantic markup: headings, tables with captions and header
+//! cells, labelled forms; readable on a phone (one column) and a laptop.
+
+use super::View;
+use crate::lead::LeadState;
+use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+const STYLE: &str = "
+:root { font-family: system-ui, sans-serif; color: #1b1b1b; background: #fafafa; }
+body { margin: 0 auto; max-width: 72rem; padding: 1rem; }
+header { display: flex; flex-wrap: wrap; justify-content: space-between; align-items: baseline; gap: .5rem; }
+h1 { font-size: 1.4rem; margin: .2rem 0; } h2 { font-size: 1.1rem; margin-top: 1.6rem; }
+table { border-collapse: collapse; width: 100%; background: #fff; }
+caption { text-align: left; font-weight: 600; padding: .3rem 0; }
+th, td { border-bottom: 1px solid #ddd; padding: .35rem .5rem; text-align: left; vertical-align: top; }
+td.count, td.share { text-align: right; font-variant-numeric: tabular-nums; }
+.banner { background: #fde2e1; border: 2px solid #b3261e; padding: .6rem .8rem; margin: .8rem 0; }
+.muted { color: #666; } .bar { background: #3b6ea8; height: .6rem; display: inline-block; }
+td.barcell { width: 40%; }
+form.inline { display: inline; } button { font: inherit; padding: .2rem .6rem; }
+.scroll { overflow-x: auto; }
+@media (max-width: 40rem) { th, td { padding: .3rem; font-size: .9rem; } }
+";
+
+fn frame(title: &str, refresh: bool, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if refresh { meta http-equiv="refresh" content="30"; }
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    }
+}
+
+/// The login form; `error` says why the last try failed.
+pub fn login(error: Option<&str>) -> Markup {
+    frame(
+        "fluidtalk-runner: log in",
+        false,
+        html! {
+            main {
+                h1 { "fluidtalk-runner" }
+                @if let Some(e) = error { p.banner role="alert" { (e) } }
+                form method="post" action="/login" {
+                    p {
+                        label for="password" { "Token (FLUIDTALK_RUNNER_TOKEN)" } br;
+                        input #password type="password" name="password" autocomplete="current-password" required autofocus;
+                    }
+                    p { button type="submit" { "Log in" } }
+                }
+            }
+        },
+    )
+}
+
+/// A short page with a heading and a sentence.
+pub fn message(heading: &str, text: &str) -> Markup {
+    frame(
+        heading,
+        false,
+        html! {
+            main { h1 { (heading) } p { (text) } p { a href="/" { "Back to the dashboard" } } }
+        },
+    )
+}
+
+fn when(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(
+        || "-".into(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+fn action_form(target: &str, action: &str, label: &str, csrf: &str) -> Markup {
+    let path = format!(
+        "/ui/leads/{}/{action}",
+        percent_encoding::utf8_percent_encode(target, percent_encoding::NON_ALPHANUMERIC)
+    );
+    html! {
+        form.inline method="post" action=(path) {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" aria-label=(format!("{label} {target}")) { (label) }
+        }
+    }
+}
+
+/// The dashboard.
+pub fn dashboard(v: &View) -> Markup {
+    let r = &v.report;
+    let total: u64 = r.leads.values().sum();
+    frame(
+        "fluidtalk-runner",
+        true,
+        html! {
+            header {
+                h1 { "fluidtalk-runner" }
+                p.muted { "As of " (when(Some(r.now))) "; refreshes every 30 s." }
+                form.inline method="post" action="/logout" {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    button type="submit" { "Log out" }
+                }
+            }
+            @for p in &r.pauses {
+                section.banner role="alert" aria-label="Pause in force" {
+                    strong { "Paused: " (p.scope.as_str()) }
+                    " until " (when(Some(p.until))) ". " (p.reason)
+                    " After buying tokens or fixing the key, `fluidtalk-runner pause clear` lifts it."
+                }
+            }
+            main {
+                section aria-labelledby="funnel" {
+                    h2 #funnel { "Leads" }
+                    div.scroll { table {
+                        caption { (total) " leads by state" }
+                        thead { tr { th scope="col" { "State" } th scope="col" { "Leads" } th scope="col" { "Share" } th scope="col" { "" } } }
+                        tbody {
+                            @for st in LeadState::ALL {
+                                @let n = r.leads.get(&st).copied().unwrap_or(0);
+                                @let share = if total == 0 { 0.0 } else { n as f64 * 100.0 / total as f64 };
+                                tr data-state=(st.as_str()) {
+                                    th scope="row" { (st.as_str()) }
+                                    td.count { (n) }
+                                    td.share { (format!("{share:.1}%")) }
+                                    td.barcell { span.bar style=(format!("width: {:.1}%", share.min(100.0))) {} }
+                                }
+                            }
+                        }
+                    } }
+                }
+                section aria-labelledby="jobs" {
+                    h2 #jobs { "Jobs" }
+                    div.scroll { table {
+                        caption { "Schedules, last runs and today's sends" }
+                        thead { tr {
+                            th scope="col" { "Job" } th scope="col" { "Schedule" } th scope="col" { "Next fire" }
+                            th scope="col" { "Last run" } th scope="col" { "Sent today" } th scope="col" { "Window" }
+                        } }
+                        tbody {
+                            @for j in &v.jobs {
+                                tr data-job=(j.job.name) {
+                                    th scope="row" { (j.job.name) " " span.muted { "(" (j.job.kind.name()) ")" } }
+                                    td { code { (j.job.schedule.text()) } " " span.muted { (j.job.timezone.name()) } }
+                                    td { (when(j.job.schedule.next_after(r.now))) }
+                                    td { (last_run(j)) }
+                                    td.count { (j.sent_today) @if let Some(cap) = daily_cap(&j.job) { " / " (cap) } }
+                                    td { (window(&j.job)) }
+                                }
+                            }
+                        }
+                    } }
+                }
+                section aria-labelledby="outbox" {
+                    h2 #outbox { "Outbox" }
+                    p { (r.outbox.pending) " message(s) waiting to be delivered, " (r.outbox.parked) " parked"
+                        @if r.outbox.parked > 0 { " (`outbox list --parked`, `outbox redeliver ID...`)" } "." }
+                }
+                section aria-labelledby="review" {
+                    h2 #review { "Needs a person" }
+                    @if v.review.is_empty() { p { "No lead needs review or has failed." } }
+                    @else {
+                        div.scroll { table {
+                            caption { "Leads in needs_review or failed, with their last attempt" }
+                            thead { tr { th scope="col" { "Lead" } th scope="col" { "State" } th scope="col" { "Last attempt" } th scope="col" { "Actions" } } }
+                            tbody {
+                                @for (lead, last) in &v.review {
+                                    tr data-target=(lead.target) {
+                                        th scope="row" { (lead.target) }
+                                        td { (lead.state.as_str()) }
+                                        td { @if let Some(a) = last {
+                                            (a.action.as_str()) " step " (a.step) ": " (a.status.as_str()) " " (when(Some(a.started_at)))
+                                            @if let Some(d) = &a.error_detail { br; span.muted { (d) } }
+                                        } @else { "-" } }
+                                        td {
+                                            (action_form(&lead.target, "retry", "Retry", &v.csrf)) " "
+                                            (action_form(&lead.target, "block", "Block", &v.csrf))
+                                        }
+                                    }
+                                }
+                            }
+                        } }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn last_run(j: &super::JobRow) -> String {
+    match &j.last {
+        None => "never".into(),
+        Some(run) => {
+            let summary = run
+                .summary
+                .as_ref()
+                .and_then(|s| serde_json::from_value::<crate::runner::Summary>(s.clone()).ok())
+                .map_or_else(|| "running or stopped".into(), |s| s.describe());
+            let took = run
+                .finished_at
+                .map(|f| format!(" in {}s", (f - run.started_at).num_seconds().max(0)))
+                .unwrap_or_default();
+            format!("{}{took}: {summary}", when(Some(run.started_at)))
+        }
+    }
+}
+
+fn daily_cap(job: &crate::config::Job) -> Option<u32> {
+    match &job.kind {
+        crate::config::JobKind::Opener { daily_cap, .. } => *daily_cap,
+        _ => None,
+    }
+}
+
+fn window(job: &crate::config::Job) -> String {
+    match job.kind.send_window() {
+        None => "any time".into(),
+        Some(w) => {
+            const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+            let days: Vec<&str> = DAYS
+                .iter()
+                .zip(w.days)
+                .filter(|(_, on)| *on)
+                .map(|(d, _)| *d)
+                .collect();
+            format!(
+                "{} {}–{} (lead's zone)",
+                days.join(" "),
+                w.from.format("%H:%M"),
+                w.to.format("%H:%M")
+            )
+        }
+    }
+}
