@@ -111,8 +111,8 @@ pub fn dashboard(v: &View) -> Markup {
             @for p in &r.pauses {
                 section.banner role="alert" aria-label="Pause in force" {
                     strong { "Paused: " (p.scope.as_str()) }
-                    " until " (when(Some(p.until))) ". " (p.reason)
-                    " After buying tokens or fixing the key, `fluidtalk-runner pause clear` lifts it."
+                    " until " (when(Some(p.until))) ". " (p.reason.trim_end_matches('.')) ". "
+                    "After buying tokens or fixing the key, `fluidtalk-runner pause clear` lifts it."
                 }
             }
             main {

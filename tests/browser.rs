@@ -1,0 +1,169 @@
+//! The dashboard in a real headless Chromium, driven over WebDriver (chromedriver and
+//! fantoccini) against a server on port 0 with a seeded database: a wrong token is
+//! refused, the login lands on the dashboard, the funnel shows the database's numbers,
+//! Retry moves a lead, a 402 pause shows its banner. Each step leaves a screenshot under
+//! `target/tmp/browser/` for a person to look at.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without
+//! them the test says so and passes, unless `FLUIDTALK_BROWSER_TESTS=1` (CI sets it) makes
+//! their absence a failure.
+
+mod common;
+
+use common::http::{Api, TOKEN, serve};
+use common::{KillOnDrop, spawn_sim};
+use fantoccini::{Client, ClientBuilder, Locator};
+use fluidtalk_runner::clock::Clock;
+use fluidtalk_runner::sim::SimConfig;
+use fluidtalk_runner::store::PauseScope;
+use serde_json::json;
+use std::time::Duration;
+
+const REQUIRED: &str = "FLUIDTALK_BROWSER_TESTS";
+
+/// chromedriver on a free port, or `None` (said on stderr) where it is not installed and
+/// not required.
+async fn chromedriver() -> Option<(KillOnDrop, String)> {
+    let found = std::process::Command::new("chromedriver")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os(REQUIRED).is_none(),
+            "{REQUIRED} is set but chromedriver is not installed (apt-get install chromium chromium-driver)"
+        );
+        eprintln!(
+            "NOTE: chromedriver is not installed: the browser test was skipped ({REQUIRED}=1 makes that a failure)"
+        );
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = std::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromedriver did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Some((KillOnDrop(child), url))
+}
+
+async fn browser(webdriver: &str) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1000"]}),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(webdriver)
+        .await
+        .expect("a headless Chromium session")
+}
+
+async fn shot(c: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .expect(css)
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn log_in(c: &Client, api: &Api, password: &str) {
+    c.goto(&api.url("/")).await.expect("open the dashboard");
+    let field = c
+        .find(Locator::Css("input#password"))
+        .await
+        .expect("a password field");
+    field.send_keys(password).await.expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("a button")
+        .click()
+        .await
+        .expect("submit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_in_a_real_browser() {
+    let Some((_driver, webdriver)) = chromedriver().await else {
+        return;
+    };
+    let (sim, _) = spawn_sim(SimConfig::default()).await;
+    let api = serve(common::db::sqlite().await, &sim, "").await;
+    api.post(
+        "/v1/leads",
+        json!({"leads": [{"target": "@a"}, {"target": "@b"}, {"target": "@c"}]}),
+    )
+    .await;
+    api.db
+        .exec("UPDATE leads SET state = 'needs_review' WHERE target = '@c'")
+        .await;
+    let c = browser(&webdriver).await;
+
+    log_in(&c, &api, "not-the-token-0123456789").await;
+    assert!(text(&c, "[role=alert]").await.contains("not the token"));
+    shot(&c, "1-wrong-token").await;
+
+    log_in(&c, &api, TOKEN).await;
+    assert_eq!(text(&c, "tr[data-state=new] td.count").await, "2");
+    assert_eq!(text(&c, "tr[data-state=needs_review] td.count").await, "1");
+    shot(&c, "2-dashboard").await;
+
+    let retry = c
+        .find(Locator::Css(
+            "tr[data-target='@c'] button[aria-label='Retry @c']",
+        ))
+        .await
+        .expect("a Retry button for @c");
+    retry.click().await.expect("press Retry");
+    assert_eq!(text(&c, "tr[data-state=needs_review] td.count").await, "0");
+    assert_eq!(text(&c, "tr[data-state=new] td.count").await, "3");
+    let (_, shown) = api.get("/v1/leads/@c").await;
+    assert_eq!(shown["lead"]["state"], "new");
+    shot(&c, "3-after-retry").await;
+
+    let now = api.clock.now();
+    api.db
+        .store
+        .set_pause(
+            PauseScope::NewConversations,
+            "FluidTalk 402: insufficient_tokens",
+            "r1",
+            now,
+            &|_| Duration::from_secs(900),
+        )
+        .await
+        .expect("pause");
+    c.refresh().await.expect("reload");
+    assert!(
+        text(&c, "section.banner")
+            .await
+            .contains("Paused: new_conversations")
+    );
+    shot(&c, "4-pause-banner").await;
+    c.close().await.expect("close the browser");
+}
