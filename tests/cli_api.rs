@@ -176,6 +176,7 @@ fn the_demo_runs_a_whole_campaign_without_a_key() {
         "(strike 2)",
         "leads: new 1, done 5, ignored 1",
         "outbox: 10 message(s)",
+        "daemon --http 127.0.0.1:8080; then open http://127.0.0.1:8080/",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }

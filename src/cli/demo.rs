@@ -162,6 +162,11 @@ pub async fn run() -> Result<(), Failure> {
         "\n{} API calls. Next: fluidtalk-runner sim, jobs.toml, `leads import`, `run --dry-run`, `run`, `daemon`.",
         sim.snapshot().requests
     );
+    outln!(
+        "To watch a campaign in the dashboard: export FLUIDTALK_RUNNER_TOKEN=$(openssl rand -hex 32); \
+         fluidtalk-runner daemon --http 127.0.0.1:8080; then open http://127.0.0.1:8080/ and log in \
+         with the token (README: \"The dashboard\")."
+    );
     let _ = stop.send(());
     let _ = server.await;
     let _ = std::fs::remove_dir_all(&dir);
