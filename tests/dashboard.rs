@@ -191,6 +191,52 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
             "{html}"
         );
 
+        // Recent attempts, filtered by job, outcome and target.
+        for t in ["@a", "@c"] {
+            let r = api
+                .req(reqwest::Method::POST, &format!("/v1/leads/{t}/inbound"))
+                .json(&json!({"message": "hi"}))
+                .send()
+                .await
+                .expect("relayed");
+            assert!(
+                r.status().is_success() || r.status() == 409,
+                "{}",
+                r.status()
+            );
+        }
+        let rows = |html: &str| html.matches("data-attempt=").count();
+        let (_, html) = page(&api, &cookie).await;
+        let all = rows(&html);
+        assert_eq!(all, 2, "{html}");
+        let filtered = |q: &'static str| {
+            let cookie = cookie.clone();
+            let url = api.url(&format!("/?{q}"));
+            let http = api.http.clone();
+            async move {
+                http.get(url)
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .expect("answered")
+                    .text()
+                    .await
+                    .expect("html")
+            }
+        };
+        let html = filtered("target=%40a&job=&status=").await;
+        assert_eq!(rows(&html), 1, "{html}");
+        assert!(html.contains("value=\"@a\"") && html.contains("<th scope=\"row\">@a</th>"), "{html}");
+        let html = filtered("job=%28inbound%29&status=sent&target=").await;
+        assert_eq!(
+            rows(&html),
+            all,
+            "every attempt here is a sent inbound call"
+        );
+        let html = filtered("job=openers&status=&target=").await;
+        assert_eq!(rows(&html), 0);
+        assert!(html.contains("No attempt matches."));
+
         // A forged or foreign cookie is no session.
         let forged = format!("{}0", &cookie[..cookie.len() - 1]);
         let (_, html) = page(

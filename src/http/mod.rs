@@ -12,7 +12,7 @@ mod auth;
 mod error;
 mod health;
 mod idempotency;
-mod inbound;
+pub(crate) mod inbound;
 mod leads;
 mod openapi;
 mod outbox;

@@ -260,6 +260,12 @@ pub trait ServiceStore: Send + Sync {
         response: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// The newest attempts (at most `filter.limit`), newest first, each with its lead's
+    /// target, for the dashboard.
+    async fn recent_attempts(
+        &self,
+        filter: &AttemptFilter,
+    ) -> Result<Vec<(Attempt, String)>, StoreError>;
     /// Forgets a key whose request had no lasting effect (the API surely did not act), so
     /// a retry with it is a new request.
     async fn forget_key(&self, scope: &str, key: &str) -> Result<(), StoreError>;

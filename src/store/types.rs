@@ -487,6 +487,15 @@ pub struct Orphan {
     pub attempt: Attempt,
 }
 
+/// Which recent attempts to list (`ServiceStore::recent_attempts`); `None` is any.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptFilter {
+    pub job: Option<String>,
+    pub status: Option<AttemptStatus>,
+    pub target: Option<String>,
+    pub limit: u32,
+}
+
 /// What became of an idempotency key asked for (`ServiceStore::claim_key`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyClaim {

@@ -4,7 +4,8 @@
 //!
 //! Shown so far: the pause banner, leads per state with shares, each job (schedule, next
 //! fire, last run, today's sends against its cap, send window), the outbox backlog, and the
-//! `needs_review` and `failed` leads with their last attempt and Retry / Block buttons.
+//! `needs_review` and `failed` leads with their last attempt and Retry / Block buttons, and
+//! the recent attempts, filtered by job, outcome and target.
 
 mod page;
 pub mod session;
@@ -22,6 +23,33 @@ use serde::Deserialize;
 
 /// The most leads listed per state needing a person.
 const REVIEW_LIST: u32 = 50;
+/// The most recent attempts listed.
+const RECENT: u32 = 50;
+
+/// The recent-attempts table's filters, from the page's own GET form ("" is any).
+#[derive(Debug, Default, Deserialize)]
+pub struct RecentQuery {
+    #[serde(default)]
+    pub job: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub target: String,
+}
+
+impl RecentQuery {
+    fn filter(&self) -> crate::store::AttemptFilter {
+        let given = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        crate::store::AttemptFilter {
+            job: given(&self.job),
+            status: crate::store::AttemptStatus::ALL
+                .into_iter()
+                .find(|s| s.as_str() == self.status.trim()),
+            target: given(&self.target),
+            limit: RECENT,
+        }
+    }
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -49,14 +77,23 @@ pub struct View {
     pub report: crate::status::Report,
     pub jobs: Vec<JobRow>,
     pub review: Vec<(Lead, Option<Attempt>)>,
+    /// The newest attempts, filtered as asked, with their lead's target.
+    pub recent: Vec<(Attempt, String)>,
+    pub query: RecentQuery,
     pub csrf: String,
 }
 
-async fn dashboard(State(state): State<AppState>, jar: CookieJar) -> Response {
+async fn dashboard(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    query: Result<axum::extract::Query<RecentQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Some(nonce) = session(&state, &jar) else {
         return page::login(None).into_response();
     };
-    match view(&state, &nonce).await {
+    // A hand-edited query string shows the unfiltered page rather than an error.
+    let query = query.map(|q| q.0).unwrap_or_default();
+    match view(&state, &nonce, query).await {
         Ok(v) => page::dashboard(&v).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "the dashboard could not read the database");
@@ -69,7 +106,11 @@ async fn dashboard(State(state): State<AppState>, jar: CookieJar) -> Response {
     }
 }
 
-async fn view(state: &AppState, nonce: &str) -> Result<View, crate::store::StoreError> {
+async fn view(
+    state: &AppState,
+    nonce: &str,
+    query: RecentQuery,
+) -> Result<View, crate::store::StoreError> {
     let now = state.clock.now();
     let report = crate::status::Report::read(&*state.store, &state.config, now).await?;
     let mut jobs = Vec::new();
@@ -97,10 +138,13 @@ async fn view(state: &AppState, nonce: &str) -> Result<View, crate::store::Store
             review.push((lead, last));
         }
     }
+    let recent = state.store.recent_attempts(&query.filter()).await?;
     Ok(View {
         report,
         jobs,
         review,
+        recent,
+        query,
         csrf: session::csrf(&state.token, nonce),
     })
 }

@@ -188,9 +188,65 @@ pub fn dashboard(v: &View) -> Markup {
                         } }
                     }
                 }
+                (recent(v))
             }
         },
     )
+}
+
+fn recent(v: &View) -> Markup {
+    let q = &v.query;
+    let jobs: Vec<&str> = v
+        .jobs
+        .iter()
+        .map(|j| j.job.name.as_str())
+        .chain([crate::http::inbound::INBOUND_JOB])
+        .collect();
+    html! {
+        section aria-labelledby="recent" {
+            h2 #recent { "Recent attempts" }
+            form method="get" action="/#recent" {
+                label for="f-job" { "Job " }
+                select #f-job name="job" {
+                    option value="" { "any" }
+                    @for j in &jobs { option value=(j) selected[q.job == *j] { (j) } }
+                }
+                " "
+                label for="f-status" { "Outcome " }
+                select #f-status name="status" {
+                    option value="" { "any" }
+                    @for s in crate::store::AttemptStatus::ALL {
+                        option value=(s.as_str()) selected[q.status == s.as_str()] { (s.as_str()) }
+                    }
+                }
+                " "
+                label for="f-target" { "Target " }
+                input #f-target type="text" name="target" value=(q.target) size="14";
+                " "
+                button type="submit" { "Filter" }
+            }
+            div.scroll { table {
+                caption { "The newest attempts (50 at most), newest first" }
+                thead { tr {
+                    th scope="col" { "Started" } th scope="col" { "Lead" } th scope="col" { "Job" }
+                    th scope="col" { "Call" } th scope="col" { "Outcome" } th scope="col" { "Detail" }
+                } }
+                tbody {
+                    @for (a, target) in &v.recent {
+                        tr data-attempt=(a.id) {
+                            td { (when(Some(a.started_at))) }
+                            th scope="row" { (target) }
+                            td { (a.job) }
+                            td { (a.action.as_str()) " step " (a.step) }
+                            td { (a.status.as_str()) @if let Some(h) = a.http_status { " (" (h) ")" } }
+                            td.muted { (a.error_detail.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            } }
+            @if v.recent.is_empty() { p { "No attempt matches." } }
+        }
+    }
 }
 
 fn last_run(j: &super::JobRow) -> String {

@@ -188,6 +188,37 @@ macro_rules! sql_service {
                 Ok(())
             }
 
+            async fn recent_attempts(
+                &self,
+                filter: &AttemptFilter,
+            ) -> Result<Vec<(Attempt, String)>, StoreError> {
+                // Newest first by id (the primary key), filtered as it goes; a target is
+                // looked up once, and the targets of the page in one query after.
+                let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM attempts
+                     WHERE (CAST($1 AS TEXT) IS NULL OR job = $1)
+                       AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+                       AND (CAST($3 AS TEXT) IS NULL
+                            OR lead_id = (SELECT id FROM leads WHERE target = $3))
+                     ORDER BY id DESC LIMIT $4"
+                ))
+                .bind(filter.job.as_deref())
+                .bind(filter.status.map(AttemptStatus::as_str))
+                .bind(filter.target.as_deref())
+                .bind(i64::from(filter.limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let attempts: Vec<Attempt> = rows::all(found)?;
+                let leads = self.leads_by_id(attempts.iter().map(|a| a.lead_id)).await?;
+                Ok(attempts
+                    .into_iter()
+                    .map(|a| {
+                        let target = leads.get(&a.lead_id).map(|l| l.target.clone()).unwrap_or_default();
+                        (a, target)
+                    })
+                    .collect())
+            }
+
             async fn forget_key(&self, scope: &str, key: &str) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM idempotency WHERE scope = $1 AND key = $2")
                     .bind(scope)
