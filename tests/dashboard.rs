@@ -226,7 +226,10 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
         };
         let html = filtered("target=%40a&job=&status=").await;
         assert_eq!(rows(&html), 1, "{html}");
-        assert!(html.contains("value=\"@a\"") && html.contains("<th scope=\"row\">@a</th>"), "{html}");
+        assert!(
+            html.contains("value=\"@a\"") && html.contains("<th scope=\"row\">@a</th>"),
+            "{html}"
+        );
         let html = filtered("job=%28inbound%29&status=sent&target=").await;
         assert_eq!(
             rows(&html),
