@@ -240,6 +240,48 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
         assert_eq!(rows(&html), 0);
         assert!(html.contains("No attempt matches."));
 
+        // A parked delivery is listed, and Redeliver puts it back in line.
+        let now = api.clock.now();
+        let claimed = api
+            .db
+            .store
+            .claim_deliveries(10, "test-deliverer", now, now + chrono::Duration::hours(1))
+            .await
+            .expect("claim");
+        assert!(!claimed.is_empty(), "the relay's answers wait for delivery");
+        let parked = claimed[0].id;
+        assert!(
+            api.db
+                .store
+                .park_delivery(parked, "test-deliverer", "HTTP 500 from the webhook", now)
+                .await
+                .expect("park")
+        );
+        let (_, html) = page(&api, &cookie).await;
+        assert!(
+            html.contains(&format!("data-parked=\"{parked}\""))
+                && html.contains("HTTP 500 from the webhook"),
+            "{html}"
+        );
+        let r = no_redirect
+            .post(api.url(&format!("/ui/outbox/{parked}/redeliver")))
+            .header("cookie", &cookie)
+            .form(&[("csrf", token.as_str())])
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(r.status(), 303);
+        let (_, html) = page(&api, &cookie).await;
+        assert!(!html.contains("data-parked="), "nothing parked any more");
+        let r = no_redirect
+            .post(api.url(&format!("/ui/outbox/{parked}/redeliver")))
+            .header("cookie", &cookie)
+            .form(&[("csrf", "x")])
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(r.status(), 403);
+
         // A forged or foreign cookie is no session.
         let forged = format!("{}0", &cookie[..cookie.len() - 1]);
         let (_, html) = page(

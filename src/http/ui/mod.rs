@@ -5,7 +5,8 @@
 //! Shown so far: the pause banner, leads per state with shares, each job (schedule, next
 //! fire, last run, today's sends against its cap, send window), the outbox backlog, and the
 //! `needs_review` and `failed` leads with their last attempt and Retry / Block buttons, and
-//! the recent attempts, filtered by job, outcome and target.
+//! the recent attempts, filtered by job, outcome and target; parked webhook deliveries
+//! with Redeliver.
 
 mod page;
 pub mod session;
@@ -57,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/ui/leads/{target}/{action}", post(lead_action))
+        .route("/ui/outbox/{id}/redeliver", post(redeliver))
 }
 
 /// The session's nonce, if the request carries a valid session cookie.
@@ -77,6 +79,8 @@ pub struct View {
     pub report: crate::status::Report,
     pub jobs: Vec<JobRow>,
     pub review: Vec<(Lead, Option<Attempt>)>,
+    /// Parked webhook deliveries, oldest first (at most 50).
+    pub parked: Vec<crate::store::ParkedItem>,
     /// The newest attempts, filtered as asked, with their lead's target.
     pub recent: Vec<(Attempt, String)>,
     pub query: RecentQuery,
@@ -139,11 +143,14 @@ async fn view(
         }
     }
     let recent = state.store.recent_attempts(&query.filter()).await?;
+    let mut parked = state.store.parked().await?;
+    parked.truncate(REVIEW_LIST as usize);
     Ok(View {
         report,
         jobs,
         review,
         recent,
+        parked,
         query,
         csrf: session::csrf(&state.token, nonce),
     })
@@ -241,6 +248,32 @@ async fn lead_action(
     };
     match done {
         Ok(_) => Redirect::to("/#review").into_response(),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            page::message("Not done", &e.to_string()),
+        )
+            .into_response(),
+    }
+}
+
+async fn redeliver(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(id): Path<i64>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let Some(nonce) = session(&state, &jar) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            page::login(Some("Your session ended; log in again.")),
+        )
+            .into_response();
+    };
+    if !session::csrf_ok(&state.token, &nonce, &f.csrf) {
+        return forbidden();
+    }
+    match state.store.redeliver(&[id], state.clock.now()).await {
+        Ok(_) => Redirect::to("/#outbox").into_response(),
         Err(e) => (
             StatusCode::CONFLICT,
             page::message("Not done", &e.to_string()),

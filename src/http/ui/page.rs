@@ -159,8 +159,33 @@ pub fn dashboard(v: &View) -> Markup {
                 }
                 section aria-labelledby="outbox" {
                     h2 #outbox { "Outbox" }
-                    p { (r.outbox.pending) " message(s) waiting to be delivered, " (r.outbox.parked) " parked"
-                        @if r.outbox.parked > 0 { " (`outbox list --parked`, `outbox redeliver ID...`)" } "." }
+                    p { (r.outbox.pending) " message(s) waiting to be delivered, " (r.outbox.parked) " parked." }
+                    @if !v.parked.is_empty() {
+                        div.scroll { table {
+                            caption { "Parked webhook deliveries: past max_age, holding back their lead's later messages" }
+                            thead { tr {
+                                th scope="col" { "Message" } th scope="col" { "Lead" } th scope="col" { "Tries" }
+                                th scope="col" { "Last error" } th scope="col" { "Parked" } th scope="col" { "Action" }
+                            } }
+                            tbody {
+                                @for m in &v.parked {
+                                    tr data-parked=(m.id) {
+                                        th scope="row" { "#" (m.id) " " span.muted { (m.action) } }
+                                        td { (m.target) }
+                                        td.count { (m.tries) }
+                                        td.muted { (m.last_error.as_deref().unwrap_or("")) }
+                                        td { (when(Some(m.parked_at))) }
+                                        td {
+                                            form.inline method="post" action=(format!("/ui/outbox/{}/redeliver", m.id)) {
+                                                input type="hidden" name="csrf" value=(v.csrf);
+                                                button type="submit" aria-label=(format!("Redeliver message {}", m.id)) { "Redeliver" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        } }
+                    }
                 }
                 section aria-labelledby="review" {
                     h2 #review { "Needs a person" }
