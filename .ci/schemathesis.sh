@@ -38,8 +38,9 @@ event_type = "story_reaction"
 schedule = "0 0 3 * * *"
 TOML
 export FLUIDTALK_RUNNER_TOKEN="schemathesis-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+# `exec`: the background job is the daemon itself, so the cleanup's kill reaches it.
 (cd "$work" && FLUIDTALK_API_KEY=ft_sk_schemathesis DATABASE_URL="sqlite://$work/leads.db" \
-  FLUIDTALK_LOG=warn "$bin" daemon --http "127.0.0.1:$port" 2>"$work/daemon.log") &
+  FLUIDTALK_LOG=warn exec "$bin" daemon --http "127.0.0.1:$port" 2>"$work/daemon.log") &
 pids+=($!)
 
 run_schemathesis() {
