@@ -54,8 +54,11 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
     let stop_seen = Arc::new(std::sync::OnceLock::new());
     {
         let (stop, seen) = (stop.clone(), stop_seen.clone());
+        // Called here, not in the task: the handlers are installed before anything else
+        // happens, whenever the task first runs.
+        let signal = super::signals::shutdown_signal();
         tokio::spawn(async move {
-            super::signals::shutdown_signal().await;
+            signal.await;
             let _ = seen.set(std::time::Instant::now());
             stop.cancel();
         });
