@@ -38,8 +38,10 @@ pub fn shutdown_signal() -> impl Future<Output = ()> {
 /// recorded); on a second, quits at once with exit 7 (calls then in flight go to review
 /// once their leases run out).
 pub fn stop_on_signals(stop: CancellationToken) {
+    // Installed now, not when the task first runs: a signal in between is a clean stop.
+    let first = shutdown_signal();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        first.await;
         tracing::warn!(
             "stopping: no new calls; calls in flight finish and are recorded (a second signal quits at once)"
         );
