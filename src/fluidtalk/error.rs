@@ -83,6 +83,27 @@ impl ErrorKind {
         }
     }
 
+    /// The kind's name: its serialized form, stored in `attempts.error_kind`, a metric's
+    /// `outcome` label and the HTTP API's `api_error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::OutOfTokens => "out_of_tokens",
+            ErrorKind::Sealed => "sealed",
+            ErrorKind::NoConversation => "no_conversation",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Server => "server",
+            ErrorKind::Gateway => "gateway",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Network => "network",
+            ErrorKind::Decode => "decode",
+            ErrorKind::LocalFile => "local_file",
+            ErrorKind::Other => "other",
+            ErrorKind::Setup => "setup",
+        }
+    }
+
     /// Whether the server may have acted on the request although we got no usable answer.
     /// A retry of such a call may repeat its effect (a second opener, a second token).
     pub fn outcome_unknown(self) -> bool {

@@ -11,11 +11,13 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorDetail, Json};
 use super::idempotency::{self, Claimed};
 use crate::config::OnUnknown;
-use crate::fluidtalk::{ActionResult, ChatRequest, ChatResult, Error as CallError};
-use crate::lead::{LeadEvent, LeadState};
-use crate::policy::{self, Context, LeadEffect, Outcome};
+use crate::fluidtalk::{ActionResult, ChatRequest, ChatResult};
+use crate::lead::LeadState;
+use crate::plan::PlannedCall;
+use crate::policy;
 use crate::runner::db::OnStop;
-use crate::store::{Action, AttemptEnd, LeadResult, NewAttempt, PauseScope, StoreError};
+use crate::runner::settle::{CallOutcome, Rules, Settled, Started, settle};
+use crate::store::{Action, NewAttempt, PauseScope, StoreError};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -280,7 +282,49 @@ async fn relay(
         started.elapsed(),
     );
     let end = state.clock.now();
-    let (result, account) = settle(state, &lead, &token, attempt_id, &answer, end);
+    // What the caller gets back is taken first: settling the answer consumes it.
+    let reply: Result<ChatResult, ErrorDetail> = match &answer {
+        Ok(chat) => Ok(chat.clone()),
+        Err(e) => Err(ErrorDetail {
+            kind: "api_error",
+            message: format!("the FluidTalk API call failed: {e}"),
+            field: None,
+            index: None,
+            api_status: e.status(),
+            api_error: Some(e.kind().as_str().to_string()),
+        }),
+    };
+    // Settled as a job's call is (`runner::settle`, the policy's table), as an `inbound`
+    // call: a transient failure is not charged to the lead, and an unknown outcome goes to
+    // review.
+    let started = Started {
+        call: PlannedCall {
+            job: INBOUND_JOB.to_string(),
+            target: lead.target.clone(),
+            action: Action::Inbound,
+            step: 0,
+            reason: "the lead wrote to the persona".into(),
+            lead: lead.clone(),
+            event: None,
+        },
+        token: token.clone(),
+        attempt_id,
+    };
+    let rules = Rules {
+        backoff: &state.config.backoff,
+        on_unknown: OnUnknown::Review,
+    };
+    let outcome = CallOutcome::Answered(answer.map(|chat| ActionResult {
+        session_id: chat.session_id.clone(),
+        message: text_of(&chat),
+        ignored: chat.ignored,
+        ignore_reason: chat.ignore_reason,
+        continued: false,
+        continued_reason: None,
+    }));
+    let Settled {
+        result, account, ..
+    } = settle(rules, &started, outcome, end);
     let keep = result
         .attempt
         .as_ref()
@@ -302,7 +346,7 @@ async fn relay(
     if let Some((effect, why)) = account {
         pause(state, effect, &why, end).await;
     }
-    match answer {
+    match reply {
         Ok(chat) => {
             let outbox = match store.outbox_of_attempt(attempt_id).await {
                 Ok(o) => o,
@@ -335,18 +379,7 @@ async fn relay(
                 keep,
             )
         }
-        Err(e) => {
-            let kind = serde_json::to_value(e.kind())
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string));
-            let detail = ErrorDetail {
-                kind: "api_error",
-                message: format!("the FluidTalk API call failed: {e}"),
-                field: None,
-                index: None,
-                api_status: e.status(),
-                api_error: kind,
-            };
+        Err(detail) => {
             let body = serde_json::to_value(ErrorBody { error: detail }).unwrap_or_default();
             (StatusCode::BAD_GATEWAY, body, keep)
         }
@@ -362,77 +395,6 @@ fn text_of(chat: &ChatResult) -> String {
     } else {
         chat.replies.join("\n\n")
     }
-}
-
-/// The attempt's end and the lead's change for `answer`, by the runner's policy; an inbound
-/// call that failed for a passing reason is not charged to the lead (the caller retries).
-fn settle(
-    state: &AppState,
-    lead: &crate::store::Lead,
-    token: &str,
-    attempt_id: i64,
-    answer: &Result<ChatResult, CallError>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> (LeadResult, Option<(policy::AccountEffect, String)>) {
-    let converted: Result<ActionResult, &CallError> = match answer {
-        Ok(c) => Ok(ActionResult {
-            session_id: c.session_id.clone(),
-            message: text_of(c),
-            ignored: c.ignored,
-            ignore_reason: c.ignore_reason.clone(),
-            continued: false,
-            continued_reason: None,
-        }),
-        Err(e) => Err(e),
-    };
-    let ctx = Context {
-        action: Action::Inbound,
-        transient_failures: lead.transient_failures,
-        backoff: &state.config.backoff,
-        on_unknown: OnUnknown::Review,
-    };
-    let decision = policy::decide(
-        &ctx,
-        match &converted {
-            Ok(r) => Outcome::Answered(r),
-            Err(e) => Outcome::Failed {
-                kind: e.kind(),
-                retry_after: e.retry_after(),
-            },
-        },
-    );
-    let as_action = converted.as_ref().ok();
-    let err = answer.as_ref().err();
-    let mut result = LeadResult::new(lead, token);
-    result.attempt = Some(AttemptEnd {
-        attempt_id,
-        status: decision.status,
-        http_status: err
-            .and_then(|e| e.status())
-            .map(i32::from)
-            .or(as_action.map(|_| 200)),
-        error_kind: err
-            .and_then(|e| serde_json::to_value(e.kind()).ok())
-            .and_then(|v| v.as_str().map(str::to_string)),
-        error_detail: err.map(|e| e.detail()),
-        session_id: as_action.and_then(|r| r.session_id.clone()),
-        finished_at: now,
-        message: as_action
-            .filter(|_| decision.deliver)
-            .map(|r| r.message.clone()),
-        release: None,
-    });
-    if let LeadEffect::Event(ev) = decision.lead {
-        result.event = Some(ev);
-        result.contacted = matches!(ev, LeadEvent::EventSent);
-    }
-    if let Some(e) = err {
-        result.last_error = Some(format!("inbound: {e}"));
-    }
-    let account = decision
-        .account
-        .map(|a| (a, err.map(|e| e.to_string()).unwrap_or_default()));
-    (result, account)
 }
 
 /// Stores the pauses an answer calls for, as the runner does (one already in force is

@@ -123,12 +123,7 @@ pub fn settle(
             .and_then(|e| e.status())
             .map(i32::from)
             .or(ok.map(|_| 200)),
-        error_kind: err.map(|e| {
-            serde_json::to_value(e.kind())
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        }),
+        error_kind: err.map(|e| e.kind().as_str().to_string()),
         error_detail: err.map(|e| e.detail()),
         session_id: ok.and_then(|r| r.session_id.clone()),
         finished_at: now,

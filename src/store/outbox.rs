@@ -82,15 +82,16 @@ impl TryFrom<DeliveryRow> for DeliveryItem {
             message: r.message,
             session_id: r.session_id,
             created_at: r.created_at.0,
-            tries: u32::try_from(r.delivery_tries).map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "outbox {}: delivery_tries {}",
-                    r.id, r.delivery_tries
-                ))
-            })?,
+            tries: tries(r.id, r.delivery_tries)?,
             first_try_at: r.first_try_at.0,
         })
     }
+}
+
+/// A stored try count, which cannot be negative.
+fn tries(id: i64, stored: i32) -> Result<u32, StoreError> {
+    u32::try_from(stored)
+        .map_err(|_| StoreError::Corrupt(format!("outbox {id}: delivery_tries {stored}")))
 }
 
 #[derive(sqlx::FromRow)]
@@ -114,12 +115,7 @@ impl TryFrom<ParkedRow> for ParkedItem {
             action: r.action,
             message: r.message,
             created_at: r.created_at.0,
-            tries: u32::try_from(r.delivery_tries).map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "outbox {}: delivery_tries {}",
-                    r.id, r.delivery_tries
-                ))
-            })?,
+            tries: tries(r.id, r.delivery_tries)?,
             last_error: r.last_error,
             parked_at: r.parked_at.0,
         })

@@ -260,6 +260,11 @@ pub trait ServiceStore: Send + Sync {
         response: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// The last attempt of each of these leads that has one, by lead id (one query).
+    async fn last_attempts(
+        &self,
+        lead_ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, Attempt>, StoreError>;
     /// The newest attempts (at most `filter.limit`), newest first, each with its lead's
     /// target, for the dashboard.
     async fn recent_attempts(

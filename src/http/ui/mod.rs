@@ -126,22 +126,29 @@ async fn view(
             job: job.clone(),
         });
     }
-    let mut review = Vec::new();
+    let mut leads = Vec::new();
     for st in [LeadState::NeedsReview, LeadState::Failed] {
-        let leads = state
-            .store
-            .list_leads(&LeadFilter {
-                state: Some(st),
-                tag: None,
-                limit: Some(REVIEW_LIST),
-                after: None,
-            })
-            .await?;
-        for lead in leads {
-            let last = state.store.attempts_for(lead.id).await?.into_iter().next();
-            review.push((lead, last));
-        }
+        leads.extend(
+            state
+                .store
+                .list_leads(&LeadFilter {
+                    state: Some(st),
+                    tag: None,
+                    limit: Some(REVIEW_LIST),
+                    after: None,
+                })
+                .await?,
+        );
     }
+    let ids: Vec<i64> = leads.iter().map(|l| l.id).collect();
+    let mut last = state.store.last_attempts(&ids).await?;
+    let review = leads
+        .into_iter()
+        .map(|l| {
+            let a = last.remove(&l.id);
+            (l, a)
+        })
+        .collect();
     let recent = state.store.recent_attempts(&query.filter()).await?;
     let mut parked = state.store.parked().await?;
     parked.truncate(REVIEW_LIST as usize);
@@ -192,25 +199,50 @@ async fn logout(
     jar: CookieJar,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    match session(&state, &jar) {
-        Some(nonce) if session::csrf_ok(&state.token, &nonce, &f.csrf) => (
-            jar.remove(Cookie::build(session::COOKIE).path("/")),
-            Redirect::to("/"),
-        )
-            .into_response(),
-        _ => forbidden(),
+    if let Some(refused) = refusal(&state, &jar, &f) {
+        return refused;
     }
-}
-
-fn forbidden() -> Response {
     (
-        StatusCode::FORBIDDEN,
-        page::message(
-            "Not allowed",
-            "The form was not sent from this dashboard's session; reload the page and try again.",
-        ),
+        jar.remove(Cookie::build(session::COOKIE).path("/")),
+        Redirect::to("/"),
     )
         .into_response()
+}
+
+/// The refusal of a form that lacks a live session or that session's CSRF token.
+fn refusal(state: &AppState, jar: &CookieJar, form: &ActionForm) -> Option<Response> {
+    let Some(nonce) = session(state, jar) else {
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                page::login(Some("Your session ended; log in again.")),
+            )
+                .into_response(),
+        );
+    };
+    if !session::csrf_ok(&state.token, &nonce, &form.csrf) {
+        return Some((
+            StatusCode::FORBIDDEN,
+            page::message(
+                "Not allowed",
+                "The form was not sent from this dashboard's session; reload the page and try again.",
+            ),
+        )
+            .into_response());
+    }
+    None
+}
+
+/// Back to the page's `anchor` when done; what stopped it otherwise.
+fn done<T>(result: Result<T, crate::store::StoreError>, anchor: &str) -> Response {
+    match result {
+        Ok(_) => Redirect::to(&format!("/#{anchor}")).into_response(),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            page::message("Not done", &e.to_string()),
+        )
+            .into_response(),
+    }
 }
 
 async fn lead_action(
@@ -219,18 +251,11 @@ async fn lead_action(
     Path((target, action)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let Some(nonce) = session(&state, &jar) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            page::login(Some("Your session ended; log in again.")),
-        )
-            .into_response();
-    };
-    if !session::csrf_ok(&state.token, &nonce, &f.csrf) {
-        return forbidden();
+    if let Some(refused) = refusal(&state, &jar, &f) {
+        return refused;
     }
     let now = state.clock.now();
-    let done = match action.as_str() {
+    let result = match action.as_str() {
         "retry" => {
             state
                 .store
@@ -246,14 +271,7 @@ async fn lead_action(
                 .into_response();
         }
     };
-    match done {
-        Ok(_) => Redirect::to("/#review").into_response(),
-        Err(e) => (
-            StatusCode::CONFLICT,
-            page::message("Not done", &e.to_string()),
-        )
-            .into_response(),
-    }
+    done(result, "review")
 }
 
 async fn redeliver(
@@ -262,22 +280,11 @@ async fn redeliver(
     Path(id): Path<i64>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let Some(nonce) = session(&state, &jar) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            page::login(Some("Your session ended; log in again.")),
-        )
-            .into_response();
-    };
-    if !session::csrf_ok(&state.token, &nonce, &f.csrf) {
-        return forbidden();
+    if let Some(refused) = refusal(&state, &jar, &f) {
+        return refused;
     }
-    match state.store.redeliver(&[id], state.clock.now()).await {
-        Ok(_) => Redirect::to("/#outbox").into_response(),
-        Err(e) => (
-            StatusCode::CONFLICT,
-            page::message("Not done", &e.to_string()),
-        )
-            .into_response(),
-    }
+    done(
+        state.store.redeliver(&[id], state.clock.now()).await,
+        "outbox",
+    )
 }

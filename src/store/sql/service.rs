@@ -188,6 +188,22 @@ macro_rules! sql_service {
                 Ok(())
             }
 
+            async fn last_attempts(
+                &self,
+                lead_ids: &[i64],
+            ) -> Result<std::collections::HashMap<i64, Attempt>, StoreError> {
+                let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM attempts
+                     WHERE id IN (SELECT MAX(id) FROM attempts WHERE lead_id {ids} GROUP BY lead_id)",
+                    ids = D::in_ids(1)
+                ))
+                .bind(Ids(lead_ids.to_vec()))
+                .fetch_all(&self.pool)
+                .await?;
+                let attempts: Vec<Attempt> = rows::all(found)?;
+                Ok(attempts.into_iter().map(|a| (a.lead_id, a)).collect())
+            }
+
             async fn recent_attempts(
                 &self,
                 filter: &AttemptFilter,
