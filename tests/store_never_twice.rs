@@ -678,8 +678,25 @@ async fn an_attempt_waits_for_a_concurrent_change_of_its_lead_and_sees_it() {
             )
             .await
     });
-    // Let the insert reach the locked row before the change commits.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The change commits only once the insert waits on the locked row (PostgreSQL says so).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO attempts%'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the insert never waited on the lead"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert!(
         !insert.is_finished(),
         "the insert waits for the locked lead"
