@@ -83,8 +83,12 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
 }
 
+/// The text of the first element matching `css`, once the page shows one (a click's
+/// navigation may still be loading).
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
         .await
         .expect(css)
         .text()
@@ -140,6 +144,13 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .expect("a Retry button for @c");
     retry.click().await.expect("press Retry");
+    // The form posts, then lands back on the dashboard at its review section.
+    let back = url::Url::parse(&api.url("/#review")).expect("url");
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_url(&back)
+        .await
+        .expect("back on the dashboard after Retry");
     assert_eq!(text(&c, "tr[data-state=needs_review] td.count").await, "0");
     assert_eq!(text(&c, "tr[data-state=new] td.count").await, "3");
     let (_, shown) = api.get("/v1/leads/@c").await;
