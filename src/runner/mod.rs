@@ -19,6 +19,7 @@ pub mod db;
 mod flight;
 pub mod holds;
 pub mod image;
+mod pace;
 mod recover;
 pub mod settle;
 mod summary;
@@ -35,9 +36,7 @@ use crate::store::{Store, StoreError};
 use call::Caller;
 use chrono::{DateTime, Utc};
 use db::{Db, OnStop};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use holds::Holds;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -73,7 +72,7 @@ pub struct Runner {
     pub runner_id: String,
     db: Db,
     caller: Caller,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Arc<pace::Pace>,
     slots: Arc<Semaphore>,
     holds: Arc<Holds>,
     /// Numbers this runner's claims: each batch's lease token is `runner_id/N`.
@@ -103,7 +102,7 @@ impl Runner {
             runner_id: runner_id.clone(),
         };
         Runner {
-            limiter: Arc::new(RateLimiter::direct(quota(config.limits.per_second))),
+            limiter: Arc::new(pace::Pace::new(config.limits.per_second, clock.clone())),
             slots: Arc::new(Semaphore::new(config.limits.concurrency.max(1))),
             db: Db {
                 clock: clock.clone(),
@@ -297,32 +296,9 @@ pub fn runner_id() -> String {
     format!("{host}-{}-{nonce:016x}", std::process::id())
 }
 
-/// The rate limit: `per_second` calls a second (checked in the campaign file to lie
-/// between 0.01 and 100,000), with bursts of up to a second's worth.
-fn quota(per_second: f64) -> Quota {
-    let per_second = per_second.clamp(0.01, 100_000.0);
-    let burst =
-        NonZeroU32::new(per_second.ceil().clamp(1.0, 100_000.0) as u32).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(Duration::from_secs_f64(1.0 / per_second))
-        .unwrap_or_else(|| Quota::per_second(burst))
-        .allow_burst(burst)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_rate_limit_follows_per_second_at_both_ends() {
-        let fast = quota(100_000.0);
-        assert_eq!(fast.burst_size().get(), 100_000);
-        assert!(fast.replenish_interval() <= Duration::from_micros(10));
-        let slow = quota(0.01);
-        assert_eq!(slow.burst_size().get(), 1);
-        assert_eq!(slow.replenish_interval(), Duration::from_secs(100));
-        // Out of range (the campaign file refuses these) is clamped, never 1/s by accident.
-        assert_eq!(quota(1e12).burst_size().get(), 100_000);
-    }
 
     #[test]
     fn runner_ids_differ_within_one_process() {

@@ -460,7 +460,7 @@ async fn free_slots(runner: Runner, want: usize) -> Vec<OwnedSemaphorePermit> {
         let Ok(permit) = runner.slots.clone().try_acquire_owned() else {
             break;
         };
-        if runner.limiter.check().is_err() {
+        if !runner.limiter.try_take() {
             break;
         }
         got.push(permit);
