@@ -35,6 +35,12 @@ pub struct SimArgs {
     /// Drop the connection of this share of API requests (0 to 1), after acting on them.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     drop_rate: f64,
+    /// Answer this share of calls `ignored` (0 to 1), drawn per call from --seed.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    ignore_rate: f64,
+    /// Answer this share of calls 400 "session DONE" and seal the conversation (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    seal_rate: f64,
     /// 429 bursts: of every EVERY requests the first BURST get a 429 with
     /// `Retry-After: SECONDS` (e.g. 20/200:1).
     #[arg(long, value_name = "BURST/EVERY:SECONDS")]
@@ -47,7 +53,7 @@ pub struct SimArgs {
     api_key: Option<String>,
 }
 
-fn parse_rate(s: &str) -> Result<f64, String> {
+pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if (0.0..=1.0).contains(&v) {
         Ok(v)
@@ -71,6 +77,8 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         latency_max: args.latency_max,
         fail_rate: args.fail_rate,
         drop_rate: args.drop_rate,
+        ignore_rate: args.ignore_rate,
+        seal_rate: args.seal_rate,
         rate_limit: args.rate_limit,
         seed: args.seed,
         api_key,

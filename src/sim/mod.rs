@@ -47,6 +47,11 @@ pub struct SimConfig {
     /// Share of API requests whose connection is dropped after the simulator has acted on
     /// them (a message may have gone out; the caller gets no answer), drawn from `seed`.
     pub drop_rate: f64,
+    /// Share of calls answered `ignored` (the lead is owned by another account), and of
+    /// calls that find the conversation sealed (400), each drawn per call from `seed`,
+    /// the target and its call count: the same calls get the same draws in any order.
+    pub ignore_rate: f64,
+    pub seal_rate: f64,
     /// Bursts of 429s: of every `every` requests, the first `burst` are refused.
     pub rate_limit: Option<RateLimitBursts>,
     pub seed: u64,
@@ -96,6 +101,8 @@ impl Default for SimConfig {
             latency_max: None,
             fail_rate: 0.0,
             drop_rate: 0.0,
+            ignore_rate: 0.0,
+            seal_rate: 0.0,
             rate_limit: None,
             seed: 0,
             api_key: None,
@@ -122,6 +129,12 @@ impl Simulator {
     /// Every API request answered so far, in order.
     pub fn log(&self) -> Vec<LogEntry> {
         self.lock().log.clone()
+    }
+
+    /// Starts a conversation for each target without charging a token: conversations the
+    /// real API already holds (the forecast's contacted leads).
+    pub fn hold_conversations<'a>(&self, targets: impl IntoIterator<Item = &'a str>) {
+        self.lock().hold(targets);
     }
 
     /// Tokens left and conversations held.

@@ -154,6 +154,35 @@ impl SimState {
         }
     }
 
+    /// Conversations that exist already, started without a token.
+    pub(super) fn hold<'a>(&mut self, targets: impl IntoIterator<Item = &'a str>) {
+        for target in targets {
+            if !self.conversations.contains_key(target) {
+                self.next_session += 1;
+                let session_id = format!("sim-{:06}", self.next_session);
+                self.conversations.insert(
+                    target.to_string(),
+                    Conversation {
+                        session_id,
+                        follow_ups: 0,
+                        turns: 0,
+                        sealed: false,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A draw in [0, 1) for the `n`-th call to `target`: a hash of the seed, the target,
+    /// what is drawn and `n`, so it does not depend on the order calls arrive in.
+    fn draw_for(seed: u64, what: &str, target: &str, n: u32) -> f64 {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same draws on every run of this build.
+        let mut h = std::hash::DefaultHasher::new();
+        (seed, what, target, n).hash(&mut h);
+        (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// Starts a conversation if the balance allows: one token each.
     fn open(&mut self, target: &str) -> Result<&mut Conversation, Reply> {
         if let Some(tokens) = self.tokens.as_mut() {
@@ -199,6 +228,23 @@ impl SimState {
             })));
         }
         if self.conversations.get(target).is_some_and(|c| c.sealed) {
+            return Err(detail(StatusCode::BAD_REQUEST, "This session is DONE"));
+        }
+        let n = self.conversations.get(target).map_or(0, |c| c.turns);
+        if config.ignore_rate > 0.0
+            && Self::draw_for(config.seed, "ignore", target, n) < config.ignore_rate
+        {
+            return Ok(Reply::ok(json!({
+                "session_id": null, "message": "", "reply": "", "replies": [],
+                "ignored": true, "ignore_reason": "duplicate_lead_owned_by_another_account",
+            })));
+        }
+        if config.seal_rate > 0.0
+            && Self::draw_for(config.seed, "seal", target, n) < config.seal_rate
+        {
+            if let Some(c) = self.conversations.get_mut(target) {
+                c.sealed = true;
+            }
             return Err(detail(StatusCode::BAD_REQUEST, "This session is DONE"));
         }
         let existed = self.conversations.contains_key(target);
