@@ -190,6 +190,22 @@ fn hours(d: chrono::Duration) -> String {
     }
 }
 
+/// Which leads an opener or follow-up job selects at `now` (before windows and caps).
+pub fn due_of(job: &Job, now: DateTime<Utc>) -> Due {
+    match &job.kind {
+        JobKind::FollowUp { max_follow_ups, .. } => Due::FollowUp {
+            cutoffs: (1..=*max_follow_ups)
+                .map(|step| {
+                    let quiet = job.quiet_before(step).unwrap_or_default();
+                    crate::clock::earlier(now, quiet)
+                })
+                .collect(),
+            max: *max_follow_ups,
+        },
+        _ => Due::Opener,
+    }
+}
+
 /// How many more calls this run may make, given `max_per_run` and the daily cap.
 pub async fn remaining(
     store: &dyn Store,
@@ -281,20 +297,8 @@ pub async fn next_batch(
                 n
             }
             JobKind::Opener { .. } | JobKind::FollowUp { .. } => {
-                let due = match &job.kind {
-                    JobKind::FollowUp { max_follow_ups, .. } => Due::FollowUp {
-                        cutoffs: (1..=*max_follow_ups)
-                            .map(|step| {
-                                let quiet = job.quiet_before(step).unwrap_or_default();
-                                crate::clock::earlier(now, quiet)
-                            })
-                            .collect(),
-                        max: *max_follow_ups,
-                    },
-                    _ => Due::Opener,
-                };
                 let q = DueQuery {
-                    due,
+                    due: due_of(job, now),
                     now,
                     limit: page,
                     after: cursor.lead,

@@ -130,6 +130,24 @@ impl TryFrom<AttemptRow> for Attempt {
     }
 }
 
+/// An attempt's row with its lead's target (the forecast reads its own attempts so).
+#[derive(sqlx::FromRow)]
+pub(crate) struct AttemptOfRow {
+    #[sqlx(flatten)]
+    attempt: AttemptRow,
+    target: String,
+}
+
+impl TryFrom<AttemptOfRow> for super::snapshot::AttemptOf {
+    type Error = StoreError;
+    fn try_from(r: AttemptOfRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            attempt: r.attempt.try_into()?,
+            target: r.target,
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct OutboxRow {
     id: i64,

@@ -4,6 +4,7 @@
 
 use super::StoreError;
 use super::outbox::{DeliveryItem, OutboxCounts, ParkedItem};
+use super::snapshot::SnapshotStore;
 use super::types::*;
 use crate::lead::LeadState;
 use async_trait::async_trait;
@@ -330,9 +331,15 @@ pub trait DeliveryStore: Send + Sync {
 
 /// The lead database: everything the runner, people's commands, the HTTP service and
 /// webhook delivery need.
-pub trait Store: RunnerStore + AdminStore + ServiceStore + DeliveryStore + std::fmt::Debug {}
+pub trait Store:
+    RunnerStore + AdminStore + ServiceStore + DeliveryStore + SnapshotStore + std::fmt::Debug
+{
+}
 
-impl<T: RunnerStore + AdminStore + ServiceStore + DeliveryStore + std::fmt::Debug> Store for T {}
+impl<T: RunnerStore + AdminStore + ServiceStore + DeliveryStore + SnapshotStore + std::fmt::Debug>
+    Store for T
+{
+}
 
 /// An import in progress.
 #[async_trait]

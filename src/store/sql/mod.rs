@@ -13,7 +13,8 @@
 //!   exhaust, cap, orphans) with their parameters, to run or to explain;
 //! - `runner`: `impl RunnerStore`; `admin`: `impl AdminStore`; `import`: `ImportSession`;
 //!   `delivery`: `impl DeliveryStore` (the outbox's webhook delivery);
-//!   `service`: `impl ServiceStore` (the HTTP service);
+//!   `service`: `impl ServiceStore` (the HTTP service); `snapshot`: `impl SnapshotStore`
+//!   (the forecast's copy of a campaign);
 //! - `schema`: the schema check and migrations.
 
 #[macro_use]
@@ -32,6 +33,8 @@ mod schema;
 mod service;
 #[macro_use]
 mod delivery;
+#[macro_use]
+mod snapshot;
 
 /// A statement's text, built once per backend from its dialect's pieces (`format!`
 /// arguments) and kept for the life of the process, so sqlx's prepared-statement cache
@@ -56,5 +59,6 @@ macro_rules! sql_store {
         sql_schema!($store);
         sql_service!($store);
         sql_delivery!($store);
+        sql_snapshot!($store);
     };
 }

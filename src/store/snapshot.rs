@@ -1,0 +1,44 @@
+//! `SnapshotStore`: a campaign's working set read from one database and written into
+//! another (a scratch SQLite file), so the forecast can run the real runner over a copy
+//! and never touch the campaign's own database.
+
+use super::StoreError;
+use super::types::{Attempt, Lead, Pause, QueuedEvent};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// An attempt with its lead's target.
+#[derive(Debug, Clone)]
+pub struct AttemptOf {
+    pub attempt: Attempt,
+    pub target: String,
+}
+
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// Leads with an id above `after`, in id order, at most `limit`.
+    async fn leads_page(&self, after: i64, limit: u32) -> Result<Vec<Lead>, StoreError>;
+
+    /// The attempts that still matter to a run from `since` on: those of `jobs` started
+    /// since then (they count against daily caps), and every attempt in flight. In id order.
+    async fn attempts_since(
+        &self,
+        jobs: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Attempt>, StoreError>;
+
+    /// Attempts with an id above `after`, in id order, at most `limit`, with their targets.
+    async fn attempts_after(&self, after: i64, limit: u32) -> Result<Vec<AttemptOf>, StoreError>;
+
+    /// Writes leads as they are (ids, states, counters, leases), into a database that does
+    /// not hold them yet.
+    async fn restore_leads(&self, leads: &[Lead]) -> Result<(), StoreError>;
+
+    /// Writes queued events, attempts and pauses as they are, after their leads.
+    async fn restore_rest(
+        &self,
+        events: &[QueuedEvent],
+        attempts: &[Attempt],
+        pauses: &[Pause],
+    ) -> Result<(), StoreError>;
+}
