@@ -13,6 +13,8 @@
 //! - `policy`: what each API answer means for the attempt, the lead and the account.
 //! - `runner`: works a job: claims, records in flight, calls, settles, recovers.
 //! - `daemon`: every job on its schedule, one runner per tick.
+//! - `forecast`: the days ahead, the real daemon and runner run in virtual time over a
+//!   copy of the leads, against the simulator.
 //! - `delivery`: the outbox POSTed to a webhook, signed, retried, in order per target.
 //! - `metrics`: Prometheus counters, histograms and gauges (rendered at `/metrics`).
 //! - `clock`: injected time, and time arithmetic that cannot overflow.
@@ -31,6 +33,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod exit;
 pub mod fluidtalk;
+pub mod forecast;
 pub mod fuzzing;
 pub mod http;
 pub mod import;

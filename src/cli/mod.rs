@@ -8,6 +8,7 @@ mod check;
 mod completions;
 mod daemon;
 mod demo;
+mod forecast;
 mod leads;
 mod man;
 mod outbox;
@@ -68,6 +69,8 @@ pub enum Command {
     Check,
     /// Run jobs once, now (all, or those named); --dry-run previews without acting.
     Run(run::RunArgs),
+    /// The days ahead: each job's calls per day simulated over the leads (read only, no key).
+    Forecast(forecast::ForecastArgs),
     /// Leads per state, active pauses, each job's last run and next fire time.
     Status(status::StatusArgs),
     /// Run every job on its schedule until SIGTERM or Ctrl-C.
@@ -97,6 +100,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check => check::run(&load(cli.config)?),
         Command::Run(args) => run::run(&load(cli.config)?, args).await,
         Command::Status(args) => status::run(&load(cli.config)?, args).await,
+        Command::Forecast(args) => forecast::run(&load(cli.config)?, args).await,
         Command::Daemon(args) => daemon::run(&load(cli.config)?, args).await,
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
@@ -115,6 +119,8 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         Command::Api(_) => "warn",
         // The demo tells its own story on stdout.
         Command::Demo => "error",
+        // The simulated runs' own warnings (402s, skipped ticks) are the forecast's subject.
+        Command::Forecast(_) => "error",
         // The scheduler's own start-up chatter is not the operator's business.
         Command::Sim(_) | Command::Daemon(_) => "info,tokio_cron_scheduler=warn",
         Command::Leads(_)

@@ -1,0 +1,178 @@
+//! `fluidtalk-runner forecast [--days 14] [--from TIME] [--zone ZONE] [--json]` and the
+//! assumptions (`--reply-rate`, `--ignore-rate`, `--seal-rate`, `--seed`, `--tokens`): the
+//! days ahead, one row per day. Reads the database only; no API call, no key.
+
+use super::sim::parse_rate;
+use crate::config::Config;
+use crate::exit::{Exit, ExitWith, Failure};
+use crate::forecast::{Assumptions, Day, Forecast, ForecastError, Options};
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// Calendar days to forecast (1 to 366), the first being today's (or --from's).
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=366))]
+    days: u32,
+    /// Start here instead of now (RFC 3339).
+    #[arg(long, value_parser = super::leads::parse_time)]
+    from: Option<DateTime<Utc>>,
+    /// The time zone days are counted in (default: the first job's).
+    #[arg(long, value_parser = parse_zone)]
+    zone: Option<Tz>,
+    /// Share of answered calls the lead replies to (0 to 1): a reply restarts its quiet
+    /// time and follow-up count, as `leads replied` does.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    reply_rate: f64,
+    /// Share of calls answered `ignored` (another account owns the lead), 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    ignore_rate: f64,
+    /// Share of calls that find the conversation sealed (400), 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    seal_rate: f64,
+    /// The seed the per-call draws come from: the same seed, the same forecast.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Tokens left for new conversations (default: unlimited); past them the API answers
+    /// 402 and the forecast shows the pause that follows.
+    #[arg(long)]
+    tokens: Option<u64>,
+    /// Print a JSON array, one object per day.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_zone(s: &str) -> Result<Tz, String> {
+    s.parse::<Tz>()
+        .map_err(|_| format!("{s:?} is not an IANA time zone (e.g. Europe/Berlin, UTC)"))
+}
+
+pub async fn run(config: &Config, args: ForecastArgs) -> Result<(), Failure> {
+    if config.jobs.is_empty() {
+        return Err(anyhow!(
+            "{}: no [[job]] is defined: nothing to forecast",
+            config.path.display()
+        ))
+        .exit_with(Exit::Config);
+    }
+    let from = match args.from {
+        Some(t) => t,
+        None => crate::clock::from_env()
+            .map_err(|e| anyhow!(e))
+            .exit_with(Exit::Usage)?
+            .now(),
+    };
+    let zone = args
+        .zone
+        .or_else(|| config.jobs.first().map(|j| j.timezone))
+        .unwrap_or(Tz::UTC);
+    let opts = Options {
+        from,
+        days: args.days,
+        zone,
+        assumptions: Assumptions {
+            reply_rate: args.reply_rate,
+            ignore_rate: args.ignore_rate,
+            seal_rate: args.seal_rate,
+            seed: args.seed,
+            tokens: args.tokens,
+        },
+    };
+    let source = crate::store::open_read_only(&config.database_url())
+        .await
+        .map_err(super::store_access::store_failure)?;
+    let f = crate::forecast::forecast(&*source, config, &opts)
+        .await
+        .map_err(|e| match e {
+            ForecastError::Store(e) => super::store_access::store_failure(e),
+            e => Failure {
+                exit: Exit::Failure,
+                error: e.into(),
+            },
+        })?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&f.days).exit_with(Exit::Failure)?;
+        return super::out::line(&text);
+    }
+    super::out::line(&table(&f))
+}
+
+/// The forecast as a table, with its assumptions and what to read from it.
+pub fn table(f: &Forecast) -> String {
+    let a = &f.assumptions;
+    let zone: Tz = f.zone.parse().unwrap_or(Tz::UTC);
+    let local = |t: DateTime<Utc>| t.with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string();
+    let mut out = format!(
+        "Forecast from {} ({}), {} day(s), over {} lead(s).\n\
+         Assumptions: of calls, {}% replied to, {}% ignored, {}% sealed (seed {}); tokens {}.\n\n",
+        local(f.from),
+        f.zone,
+        f.days.len(),
+        f.leads,
+        a.reply_rate * 100.0,
+        a.ignore_rate * 100.0,
+        a.seal_rate * 100.0,
+        a.seed,
+        a.tokens.map_or("unlimited".into(), |t| t.to_string()),
+    );
+    out.push_str(&format!(
+        "{:<10}  {:>7}  {:<22}  {:>6}  {:>6}  {:>5}  {:>9}  {:>10}  {}\n",
+        "date",
+        "openers",
+        "follow-ups (by step)",
+        "events",
+        "tokens",
+        "402s",
+        "exhausted",
+        "due at end",
+        "bottleneck"
+    ));
+    for d in &f.days {
+        out.push_str(&format!(
+            "{:<10}  {:>7}  {:<22}  {:>6}  {:>6}  {:>5}  {:>9}  {:>10}  {}\n",
+            d.date.to_string(),
+            d.openers,
+            follow_ups(d),
+            d.events,
+            d.tokens,
+            d.out_of_tokens,
+            d.exhausted,
+            d.due_at_end,
+            d.bottleneck.as_deref().unwrap_or("")
+        ));
+    }
+    out.push('\n');
+    match f.first_out_of_tokens() {
+        Some(t) => {
+            let until = f.days.iter().find_map(|d| d.paused_until);
+            out.push_str(&format!(
+                "Tokens run out at {} ({}): new conversations get 402 and pause{}; each \
+                 retry that meets 402 again doubles the pause, up to [backoff] out_of_tokens_max.\n",
+                local(t),
+                f.zone,
+                until.map_or(String::new(), |u| format!(" (first until {})", local(u)))
+            ));
+        }
+        None => out.push_str("Tokens do not run out in this period.\n"),
+    }
+    match f.first_bottleneck() {
+        Some((date, why)) => out.push_str(&format!("First bottleneck: {date}: {why}.\n")),
+        None => out.push_str("No cap, window or pause leaves due leads waiting at a day's end.\n"),
+    }
+    out
+}
+
+/// A day's follow-ups: the total, then each step's count.
+fn follow_ups(d: &Day) -> String {
+    if d.follow_ups.is_empty() {
+        return "0".into();
+    }
+    let steps: Vec<String> = d
+        .follow_ups
+        .iter()
+        .map(|(step, n)| format!("#{step}: {n}"))
+        .collect();
+    format!("{} ({})", d.follow_ups_total(), steps.join(", "))
+}

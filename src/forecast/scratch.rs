@@ -1,0 +1,108 @@
+//! The forecast's sandbox: a scratch SQLite file holding a copy of the campaign's working
+//! set, and the built-in simulator standing in for the API. Both go away with `Scratch`.
+
+use super::{ForecastError, Options};
+use crate::config::Config;
+use crate::lead::LeadState;
+use crate::sim::{SimConfig, Simulator};
+use crate::store::{SqliteStore, Store};
+use std::sync::Arc;
+
+/// Leads copied per read and write.
+const PAGE: u32 = 5_000;
+
+/// How far back attempts are copied: the daily caps count today's calls, in any zone.
+const CAP_LOOKBACK: chrono::Duration = chrono::Duration::hours(48);
+
+pub(super) struct Scratch {
+    pub store: Arc<dyn Store>,
+    pub sim_url: String,
+    /// Leads copied.
+    pub leads: u64,
+    /// The last attempt id copied: the forecast's own attempts come after it.
+    pub last_attempt: i64,
+    _dir: tempfile::TempDir,
+    _sim: tokio::task::JoinHandle<()>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Scratch {
+    pub async fn copy(
+        source: &dyn Store,
+        config: &Config,
+        opts: &Options,
+    ) -> Result<Self, ForecastError> {
+        let setup = |what: &str, e: std::io::Error| ForecastError::Setup(format!("{what}: {e}"));
+        let dir = tempfile::Builder::new()
+            .prefix("fluidtalk-forecast-")
+            .tempdir()
+            .map_err(|e| setup("creating a scratch directory", e))?;
+        let url = format!("sqlite://{}", dir.path().join("forecast.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await?);
+
+        let a = &opts.assumptions;
+        let sim = Simulator::new(SimConfig {
+            tokens: a.tokens,
+            ignore_rate: a.ignore_rate,
+            seal_rate: a.seal_rate,
+            seed: a.seed,
+            ..SimConfig::default()
+        });
+        let mut leads = 0u64;
+        let mut after = 0;
+        loop {
+            let page = source.leads_page(after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            leads += page.len() as u64;
+            // A lead the API has talked with has a conversation there: a follow-up finds
+            // it, an event continues it without a token.
+            sim.hold_conversations(
+                page.iter()
+                    .filter(|l| in_conversation(l))
+                    .map(|l| l.target.as_str()),
+            );
+            store.restore_leads(&page).await?;
+        }
+        let jobs: Vec<String> = config.jobs.iter().map(|j| j.name.clone()).collect();
+        let attempts = source
+            .attempts_since(&jobs, opts.from - CAP_LOOKBACK)
+            .await?;
+        let events = source.queued_events(None).await?;
+        let pauses = source.pauses().await?;
+        store.restore_rest(&events, &attempts, &pauses).await?;
+        let last_attempt = attempts.last().map_or(0, |a| a.id);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| setup("starting the simulator", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| setup("reading the simulator's address", e))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = sim.clone();
+        let handle = tokio::spawn(async move {
+            let _ = served
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Scratch {
+            store,
+            sim_url: format!("http://{addr}"),
+            leads,
+            last_attempt,
+            _dir: dir,
+            _sim: handle,
+            _stop: stop,
+        })
+    }
+}
+
+/// Whether the API holds a conversation with the lead: it was contacted or has a session.
+fn in_conversation(l: &crate::store::Lead) -> bool {
+    l.session_id.is_some()
+        || l.last_contact_at.is_some()
+        || matches!(l.state, LeadState::Contacted | LeadState::Exhausted)
+}
