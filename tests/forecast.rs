@@ -24,7 +24,8 @@ use std::sync::Arc;
 const ZONE: Tz = chrono_tz::Europe::Berlin;
 
 /// Openers at 09:00 (a cap of 25 a day, weekdays 09:00-17:00 in the lead's zone, 2 calls
-/// a second), follow-ups at 09:30 and 15:30 after 1 and 2 quiet days (two at most),
+/// a second), follow-ups at 09:30 and 15:30 after 23 and 47 quiet hours (two at most; not a whole
+/// day, so no lead is due by a millisecond: see `forecast_assumptions.rs`),
 /// story reactions every hour.
 const CAMPAIGN: &str = r#"
 [limits]
@@ -45,7 +46,7 @@ name = "follow-ups"
 kind = "follow_up"
 schedule = "0 30 9,15 * * *"
 timezone = "Europe/Berlin"
-quiet_after = ["1d", "2d"]
+quiet_after = ["23h", "47h"]
 max_follow_ups = 2
 
 [[job]]
@@ -276,6 +277,14 @@ async fn matches_reality_with_rates_at_zero(db: TestDb) {
     // Monday: 25 openers (the cap) with the rest waiting, the New York leads included.
     assert_eq!(days[0].openers, 25);
     assert_eq!(days[0].bottleneck.as_deref(), Some("daily cap of openers"));
+    // Thursday: the last Berlin leads; the New York ones wait for a window that never
+    // opens at 09:00 Berlin time.
+    assert_eq!(days[3].due_by_job["openers"], 9);
+    assert_eq!(
+        days[3].bottleneck.as_deref(),
+        Some("send window of openers"),
+        "{days:#?}"
+    );
     // Saturday and Sunday are outside the window: no openers.
     assert_eq!((days[5].openers, days[6].openers), (0, 0), "{days:#?}");
     assert!(days.iter().all(|d| d.out_of_tokens == 0));
