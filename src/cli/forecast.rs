@@ -117,8 +117,7 @@ pub fn table(f: &Forecast) -> String {
         a.seed,
         a.tokens.map_or("unlimited".into(), |t| t.to_string()),
     );
-    out.push_str(&format!(
-        "{:<10}  {:>7}  {:<22}  {:>6}  {:>6}  {:>5}  {:>9}  {:>10}  {}\n",
+    let header = [
         "date",
         "openers",
         "follow-ups (by step)",
@@ -127,21 +126,53 @@ pub fn table(f: &Forecast) -> String {
         "402s",
         "exhausted",
         "due at end",
-        "bottleneck"
-    ));
-    for d in &f.days {
-        out.push_str(&format!(
-            "{:<10}  {:>7}  {:<22}  {:>6}  {:>6}  {:>5}  {:>9}  {:>10}  {}\n",
-            d.date.to_string(),
-            d.openers,
-            follow_ups(d),
-            d.events,
-            d.tokens,
-            d.out_of_tokens,
-            d.exhausted,
-            d.due_at_end,
-            d.bottleneck.as_deref().unwrap_or("")
-        ));
+        "bottleneck",
+    ];
+    let rows: Vec<[String; 9]> = f
+        .days
+        .iter()
+        .map(|d| {
+            [
+                d.date.to_string(),
+                d.openers.to_string(),
+                follow_ups(d),
+                d.events.to_string(),
+                d.tokens.to_string(),
+                d.out_of_tokens.to_string(),
+                d.exhausted.to_string(),
+                d.due_at_end.to_string(),
+                d.bottleneck.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    // Each column as wide as its widest cell; text left, numbers right.
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            let w = widths[c];
+            let text = if matches!(c, 0 | 2 | 8) {
+                format!("{cell:<w$}")
+            } else {
+                format!("{cell:>w$}")
+            };
+            l.push_str(&text);
+            l.push_str("  ");
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&header));
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells));
     }
     out.push('\n');
     match f.first_out_of_tokens() {
