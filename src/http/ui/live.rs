@@ -1,0 +1,68 @@
+//! Live updates without a framework: an inline script (no CDN, nothing fetched but `/`
+//! itself) re-fetches the page every `REFRESH_SECS` with the session cookie and swaps the
+//! page's `<main id="dash">` and the "as of" line. It skips a round while the tab is hidden
+//! (and fetches as soon as it shows again) or while a person is typing into the attempts
+//! filter (a focused field, or one changed and not yet sent); it keeps the scroll position
+//! and which `<details>` are open. A response without the dashboard's `<main>` is a login
+//! page (the session ended: the page reloads to show it) or an error (skipped; tried again
+//! next round). Without JavaScript, a 30 s meta refresh in `<noscript>` reloads the page.
+//!
+//! No new endpoint: the script asks `/`, behind the same session check as the page, so a
+//! request without a valid session gets the login form and no data.
+
+/// Seconds between two fetches of the page by the script.
+pub const REFRESH_SECS: u32 = 10;
+
+/// The script; it reads its interval from `main#dash[data-refresh]`.
+pub const SCRIPT: &str = r#"
+(function () {
+  "use strict";
+  var main = document.getElementById("dash");
+  if (!main || !window.fetch || !window.DOMParser) return;
+  var every = (parseInt(main.getAttribute("data-refresh"), 10) || 10) * 1000;
+  var busy = false;
+  function editing() {
+    var a = document.activeElement;
+    if (a && a.form && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)) return true;
+    var fields = document.querySelectorAll("main form[method=get] input, main form[method=get] select");
+    for (var i = 0; i < fields.length; i++) {
+      var f = fields[i];
+      if (f.tagName === "SELECT") {
+        for (var j = 0; j < f.options.length; j++) {
+          if (f.options[j].selected !== f.options[j].defaultSelected) return true;
+        }
+      } else if (f.value !== f.defaultValue) return true;
+    }
+    return false;
+  }
+  function swap(html) {
+    var doc = new DOMParser().parseFromString(html, "text/html");
+    var fresh = doc.getElementById("dash");
+    if (!fresh) { location.reload(); return; }
+    var now = document.getElementById("dash");
+    if (!now || editing()) return;
+    var open = {};
+    now.querySelectorAll("details[id]").forEach(function (d) { open[d.id] = d.open; });
+    fresh.querySelectorAll("details[id]").forEach(function (d) {
+      if (d.id in open) d.open = open[d.id];
+    });
+    var x = window.scrollX, y = window.scrollY;
+    now.replaceWith(document.adoptNode(fresh));
+    var asof = doc.getElementById("asof"), mine = document.getElementById("asof");
+    if (asof && mine) mine.textContent = asof.textContent;
+    window.scrollTo(x, y);
+  }
+  function tick() {
+    if (busy || document.hidden || editing()) return;
+    busy = true;
+    fetch(location.pathname + location.search, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        return r.text().then(function (t) { if (r.ok) swap(t); });
+      })
+      .catch(function () {})
+      .then(function () { busy = false; });
+  }
+  setInterval(tick, every);
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) tick(); });
+})();
+"#;
