@@ -14,26 +14,23 @@
 pub const REFRESH_SECS: u32 = 10;
 
 /// The script; it reads its interval from `main#dash[data-refresh]`.
-pub const SCRIPT: &str = r#"
+pub const SCRIPT: &str = r##"
 (function () {
   "use strict";
   var main = document.getElementById("dash");
   if (!main || !window.fetch || !window.DOMParser) return;
   var every = (parseInt(main.getAttribute("data-refresh"), 10) || 10) * 1000;
   var busy = false;
+  // The filter form's values as the server last sent them.
+  function fields() {
+    var all = document.querySelectorAll("#dash form[method=get] input, #dash form[method=get] select");
+    return Array.prototype.map.call(all, function (f) { return f.name + "=" + f.value; }).join("&");
+  }
+  var sent = fields();
   function editing() {
     var a = document.activeElement;
     if (a && a.form && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)) return true;
-    var fields = document.querySelectorAll("main form[method=get] input, main form[method=get] select");
-    for (var i = 0; i < fields.length; i++) {
-      var f = fields[i];
-      if (f.tagName === "SELECT") {
-        for (var j = 0; j < f.options.length; j++) {
-          if (f.options[j].selected !== f.options[j].defaultSelected) return true;
-        }
-      } else if (f.value !== f.defaultValue) return true;
-    }
-    return false;
+    return fields() !== sent;
   }
   function swap(html) {
     var doc = new DOMParser().parseFromString(html, "text/html");
@@ -51,6 +48,7 @@ pub const SCRIPT: &str = r#"
     var asof = doc.getElementById("asof"), mine = document.getElementById("asof");
     if (asof && mine) mine.textContent = asof.textContent;
     window.scrollTo(x, y);
+    sent = fields();
   }
   function tick() {
     if (busy || document.hidden || editing()) return;
@@ -65,4 +63,4 @@ pub const SCRIPT: &str = r#"
   setInterval(tick, every);
   document.addEventListener("visibilitychange", function () { if (!document.hidden) tick(); });
 })();
-"#;
+"##;
