@@ -446,6 +446,15 @@ async fn the_chart_and_the_follow_up_steps_show_the_database() {
             .map(|d| chart(&html, &format!("2026-11-{d:02}"), "total"))
             .sum();
         assert_eq!(shown, 6, "8 seeded, 2 before the 14 days");
+        // One more call: the chart is kept for a minute on the daemon's clock.
+        exec(
+            &api.db,
+            "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+             SELECT id, 'openers', 'opener', 8, 'sent', '2026-11-24T09:30:00.000000Z', 'seed'
+             FROM leads WHERE target = '@g'"
+                .into(),
+        )
+        .await;
 
         // The follow-up steps are the database's.
         let steps = [
@@ -493,6 +502,13 @@ async fn the_chart_and_the_follow_up_steps_show_the_database() {
             (3, 1, 0),
             "read again after 10 s"
         );
+        assert_eq!(chart(&html, "2026-11-24", "sent"), 2, "the chart is kept longer");
+        api.clock.advance(chrono::Duration::seconds(49));
+        let (_, html) = page(&api, &cookie).await;
+        assert_eq!(chart(&html, "2026-11-24", "sent"), 2, "kept for 59 s");
+        api.clock.advance(chrono::Duration::seconds(1));
+        let (_, html) = page(&api, &cookie).await;
+        assert_eq!(chart(&html, "2026-11-24", "sent"), 3, "read again after a minute");
 
         // The page updates itself from `/`, uncached; without JavaScript it reloads.
         let r = api

@@ -4,56 +4,7 @@
 
 use crate::lead::LeadState;
 use crate::store::StoreError;
-use chrono::{DateTime, Utc};
 use maud::{Markup, html};
-use std::collections::BTreeMap;
-
-/// Leads per state and the follow-up steps, read together.
-#[derive(Debug, Clone)]
-pub struct Funnel {
-    pub states: BTreeMap<LeadState, u64>,
-    pub steps: Steps,
-}
-
-/// The funnel as last read and when (on the runner's clock). Both counts read every lead
-/// (measured on SQLite with 1,000,000 leads: about 0.35 s for the steps and 0.3 s for the
-/// states on an idle machine, 0.65 s and 1 s under load), so
-/// the page, which updates itself every `live::REFRESH_SECS`, reads them at most that often
-/// per daemon, however many tabs are open; a dashboard action forgets them.
-#[derive(Debug, Default)]
-pub struct Cache(std::sync::Mutex<Option<(DateTime<Utc>, Funnel)>>);
-
-impl Cache {
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(DateTime<Utc>, Funnel)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The funnel read less than the refresh interval before `now`, else read now.
-    pub async fn get(
-        &self,
-        store: &dyn crate::store::Store,
-        now: DateTime<Utc>,
-    ) -> Result<Funnel, StoreError> {
-        let ttl = chrono::Duration::seconds(i64::from(super::live::REFRESH_SECS));
-        if let Some((at, f)) = self.slot().as_ref()
-            && *at <= now
-            && now - *at < ttl
-        {
-            return Ok(f.clone());
-        }
-        let f = Funnel {
-            states: store.count_by_state().await?,
-            steps: Steps::read(store).await?,
-        };
-        *self.slot() = Some((now, f.clone()));
-        Ok(f)
-    }
-
-    /// Forgets the funnel: the next page reads it again.
-    pub fn forget(&self) {
-        *self.slot() = None;
-    }
-}
 
 /// The last step shown on its own.
 const MAX_STEP: usize = 50;

@@ -12,10 +12,12 @@
 //! Live updates (`live`): a small inline script re-fetches `/` itself (the same address,
 //! so the same session check; no other endpoint) every `live::REFRESH_SECS` and swaps the
 //! page's `<main>`; without JavaScript a 30 s meta refresh (in `<noscript>`) reloads it.
+//! The counts that read many rows are kept for a while (`cache`).
 
+pub(crate) mod cache;
 mod calls;
 pub mod chart;
-pub(crate) mod funnel;
+mod funnel;
 mod live;
 mod page;
 pub mod session;
@@ -134,7 +136,21 @@ async fn view(
     query: RecentQuery,
 ) -> Result<View, crate::store::StoreError> {
     let now = state.clock.now();
-    let funnel = state.funnel.get(&*state.store, now).await?;
+    let funnel = match state
+        .dashboard
+        .funnel
+        .fresh(now, i64::from(live::REFRESH_SECS))
+    {
+        Some(f) => f,
+        None => {
+            let f = cache::Funnel {
+                states: state.store.count_by_state().await?,
+                steps: funnel::Steps::read(&*state.store).await?,
+            };
+            state.dashboard.funnel.keep(now, f.clone());
+            f
+        }
+    };
     let report =
         crate::status::Report::read_with(&*state.store, &state.config, now, funnel.states).await?;
     let mut jobs = Vec::new();
@@ -172,19 +188,14 @@ async fn view(
     let recent = state.store.recent_attempts(&query.filter()).await?;
     let mut parked = state.store.parked().await?;
     parked.truncate(REVIEW_LIST as usize);
-    let mut names: Vec<&str> = state.config.jobs.iter().map(|j| j.name.as_str()).collect();
-    names.push(crate::http::inbound::INBOUND_JOB);
-    names.sort_unstable();
-    names.dedup();
-    let first = state.config.jobs.first();
-    let calls = calls::read(
-        &*state.store,
-        &names,
-        first.map_or(chrono_tz::Tz::UTC, |j| j.timezone),
-        first.map(|j| j.name.clone()),
-        now,
-    )
-    .await?;
+    let calls = match state.dashboard.calls.fresh(now, cache::CALLS_SECS) {
+        Some(c) => c,
+        None => {
+            let c = read_calls(state, now).await?;
+            state.dashboard.calls.keep(now, c.clone());
+            c
+        }
+    };
     Ok(View {
         report,
         jobs,
@@ -196,6 +207,26 @@ async fn view(
         query,
         csrf: session::csrf(&state.token, nonce),
     })
+}
+
+/// The calls of the configured jobs and the relay, in the first job's zone.
+async fn read_calls(
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<calls::Calls, crate::store::StoreError> {
+    let mut names: Vec<&str> = state.config.jobs.iter().map(|j| j.name.as_str()).collect();
+    names.push(crate::http::inbound::INBOUND_JOB);
+    names.sort_unstable();
+    names.dedup();
+    let first = state.config.jobs.first();
+    calls::read(
+        &*state.store,
+        &names,
+        first.map_or(chrono_tz::Tz::UTC, |j| j.timezone),
+        first.map(|j| j.name.clone()),
+        now,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,7 +321,7 @@ async fn lead_action(
         return refused;
     }
     let now = state.clock.now();
-    state.funnel.forget();
+    state.dashboard.funnel.forget();
     let result = match action.as_str() {
         "retry" => {
             state
@@ -319,7 +350,7 @@ async fn redeliver(
     if let Some(refused) = refusal(&state, &jar, &f) {
         return refused;
     }
-    state.funnel.forget();
+    state.dashboard.funnel.forget();
     done(
         state.store.redeliver(&[id], state.clock.now()).await,
         "outbox",

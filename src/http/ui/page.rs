@@ -246,7 +246,7 @@ fn calls(v: &View) -> Markup {
                 (c.zone.name())
                 @if let Some(job) = &c.zone_job { ", the time zone of the first job (" (job) ")" }
                 @else { " (no job is configured)" }
-                "; in_flight calls have not answered yet."
+                "; in_flight calls have not answered yet. Counted at most once a minute."
             }
         }
     }
