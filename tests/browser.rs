@@ -2,7 +2,8 @@
 //! fantoccini) against a server on port 0 with a seeded database: a wrong token is
 //! refused, the login lands on the dashboard, the funnel shows the database's numbers and
 //! the calls chart is drawn, the page updates itself when the database changes (no
-//! navigation), Retry moves a lead, a 402 pause shows its banner. Each step leaves a screenshot under
+//! navigation), Retry moves a lead, a 402 pause shows its banner, and when the session
+//! ends the page's own update turns into the login form. Each step leaves a screenshot under
 //! `target/tmp/browser/` for a person to look at.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without
@@ -257,5 +258,18 @@ async fn the_dashboard_in_a_real_browser() {
             .contains("Paused: new_conversations")
     );
     shot(&c, "4-pause-banner").await;
+
+    // When the session ends, the page's next update shows the login form, not data.
+    api.clock.advance(chrono::Duration::hours(13));
+    c.wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("input#password"))
+        .await
+        .expect("the login form once the session ended");
+    assert!(
+        c.find(Locator::Css("main#dash")).await.is_err(),
+        "no dashboard left on the page"
+    );
+    shot(&c, "5-session-ended").await;
     c.close().await.expect("close the browser");
 }
