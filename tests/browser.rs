@@ -189,9 +189,14 @@ async fn the_dashboard_in_a_real_browser() {
 
     // The page updates itself: a lead blocked behind its back shows up without a reload
     // (the mark set on this page survives: no navigation happened).
-    c.execute("window.stayed = 42; return 0;", vec![])
-        .await
-        .expect("mark the page");
+    c.execute(
+        "window.stayed = 42; \
+         var d = document.getElementById('calls-chart-numbers'); d.open = true; \
+         d.querySelector('summary').focus(); return 0;",
+        vec![],
+    )
+    .await
+    .expect("mark the page, open the chart's numbers, focus their summary");
     assert_eq!(text(&c, "tr[data-state=blocked] td.count").await, "0");
     let now = api.clock.now();
     fluidtalk_runner::store::block_adding(&*api.db.store, "@a", now)
@@ -217,6 +222,15 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .expect("read the mark");
     assert_eq!(stayed, json!(42), "updated in place, not reloaded");
+    let kept = c
+        .execute(
+            "var d = document.getElementById('calls-chart-numbers'); \
+             return [d.open, document.activeElement === d.querySelector('summary')];",
+            vec![],
+        )
+        .await
+        .expect("read the numbers' state");
+    assert_eq!(kept, json!([true, true]), "still open, focus still on it");
     shot(&c, "2b-updated-by-itself").await;
 
     let retry = c

@@ -2,8 +2,8 @@
 //! itself) re-fetches the page every `REFRESH_SECS` with the session cookie and swaps the
 //! page's `<main id="dash">` and the "as of" line. It skips a round while the tab is hidden
 //! (and fetches as soon as it shows again) or while a person is typing into the attempts
-//! filter (a focused field, or one changed and not yet sent); it keeps the scroll position
-//! and which `<details>` are open. A response without the dashboard's `<main>` is a login
+//! filter (a focused field, or one changed and not yet sent); it keeps the scroll position,
+//! which `<details>` are open, and the keyboard focus (on the same button or summary). A response without the dashboard's `<main>` is a login
 //! page (the session ended: the page reloads to show it) or an error (skipped; tried again
 //! next round). Without JavaScript, a 30 s meta refresh in `<noscript>` reloads the page.
 //!
@@ -32,6 +32,18 @@ pub const SCRIPT: &str = r##"
     if (a && a.form && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)) return true;
     return fields() !== sent;
   }
+  // Where the keyboard focus is in the page, as a selector the new page answers too.
+  function focused(within) {
+    var a = document.activeElement;
+    if (!a || a === document.body || !within.contains(a) || !window.CSS) return null;
+    if (a.id) return "#" + CSS.escape(a.id);
+    var label = a.getAttribute("aria-label");
+    if (label) return a.tagName.toLowerCase() + "[aria-label=\"" + CSS.escape(label) + "\"]";
+    if (a.tagName === "SUMMARY" && a.parentElement && a.parentElement.id) {
+      return "#" + CSS.escape(a.parentElement.id) + " > summary";
+    }
+    return null;
+  }
   function swap(html) {
     var doc = new DOMParser().parseFromString(html, "text/html");
     var fresh = doc.getElementById("dash");
@@ -43,8 +55,10 @@ pub const SCRIPT: &str = r##"
     fresh.querySelectorAll("details[id]").forEach(function (d) {
       if (d.id in open) d.open = open[d.id];
     });
-    var x = window.scrollX, y = window.scrollY;
+    var x = window.scrollX, y = window.scrollY, focus = focused(now);
     now.replaceWith(document.adoptNode(fresh));
+    var again = focus && document.querySelector(focus);
+    if (again) again.focus({ preventScroll: true });
     var asof = doc.getElementById("asof"), mine = document.getElementById("asof");
     if (asof && mine) mine.textContent = asof.textContent;
     window.scrollTo(x, y);
