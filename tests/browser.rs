@@ -185,6 +185,17 @@ async fn the_dashboard_in_a_real_browser() {
     .await
     .expect("scroll to the chart");
     shot(&c, "2a-chart").await;
+    c.set_window_size(390, 844).await.expect("a phone's width");
+    c.execute(
+        "document.getElementById('calls').scrollIntoView(); return 0;",
+        vec![],
+    )
+    .await
+    .expect("scroll to the chart");
+    shot(&c, "2a-chart-phone").await;
+    c.set_window_size(1200, 1000)
+        .await
+        .expect("a laptop's width");
     shot(&c, "2-dashboard").await;
 
     // The page updates itself: a lead blocked behind its back shows up without a reload

@@ -108,7 +108,7 @@ pub fn stacked_bars(id: &str, title: &str, days: &[Day], series: &[Series]) -> M
     let (title_id, desc_id) = (format!("{id}-title"), format!("{id}-desc"));
     html! {
         figure.chart id=(id) {
-            svg role="img" aria-labelledby=(format!("{title_id} {desc_id}"))
+            div.plot { svg role="img" aria-labelledby=(format!("{title_id} {desc_id}"))
                 viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) width="100%"
                 preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg" {
                 title id=(title_id) { (title) }
@@ -139,7 +139,7 @@ pub fn stacked_bars(id: &str, title: &str, days: &[Day], series: &[Series]) -> M
                             font-size="10" fill="#555" { (d.label) }
                     }
                 }
-            }
+            } }
             ul.legend {
                 @for s in &shown {
                     li { span.swatch style=(format!("background: {}", series[*s].colour)) {} " " (series[*s].label) }

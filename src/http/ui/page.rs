@@ -22,7 +22,8 @@ td.barcell { width: 40%; }
 form.inline { display: inline; } button { font: inherit; padding: .2rem .6rem; }
 .scroll { overflow-x: auto; }
 figure.chart { margin: .6rem 0; background: #fff; padding: .5rem; }
-figure.chart svg { display: block; width: 100%; max-width: 56rem; height: auto; }
+figure.chart .plot { overflow-x: auto; }
+figure.chart svg { display: block; width: 100%; min-width: 34rem; max-width: 56rem; height: auto; }
 ul.legend { list-style: none; display: flex; flex-wrap: wrap; gap: .3rem 1rem; padding: 0; margin: .4rem 0; font-size: .9rem; }
 .swatch { display: inline-block; width: .8rem; height: .8rem; vertical-align: -.1rem; border: 1px solid #0003; }
 details summary { cursor: pointer; }
