@@ -31,6 +31,17 @@ impl Report {
         now: DateTime<Utc>,
     ) -> Result<Report, StoreError> {
         let leads = store.count_by_state().await?;
+        Report::read_with(store, config, now, leads).await
+    }
+
+    /// `read`, with the leads per state already counted (the dashboard keeps them for a
+    /// few seconds: counting reads every lead).
+    pub async fn read_with(
+        store: &dyn Store,
+        config: &Config,
+        now: DateTime<Utc>,
+        leads: BTreeMap<LeadState, u64>,
+    ) -> Result<Report, StoreError> {
         let pauses = store
             .pauses()
             .await?

@@ -1,7 +1,9 @@
 //! The dashboard in a real headless Chromium, driven over WebDriver (chromedriver and
 //! fantoccini) against a server on port 0 with a seeded database: a wrong token is
-//! refused, the login lands on the dashboard, the funnel shows the database's numbers,
-//! Retry moves a lead, a 402 pause shows its banner. Each step leaves a screenshot under
+//! refused, the login lands on the dashboard, the funnel shows the database's numbers and
+//! the calls chart is drawn, the page updates itself when the database changes (no
+//! navigation), Retry moves a lead, a 402 pause shows its banner, and when the session
+//! ends the page's own update turns into the login form. Each step leaves a screenshot under
 //! `target/tmp/browser/` for a person to look at.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without
@@ -84,16 +86,22 @@ async fn shot(c: &Client, name: &str) {
 }
 
 /// The text of the first element matching `css`, once the page shows one (a click's
-/// navigation may still be loading).
+/// navigation may still be loading). The page swaps its content by itself: an element
+/// replaced between finding and reading it is found again.
 async fn text(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(css))
-        .await
-        .expect(css)
-        .text()
-        .await
-        .expect("text")
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = c
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .expect(css);
+        match found.text().await {
+            Ok(t) => return t,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "{css}: {e}"),
+        }
+    }
 }
 
 async fn log_in(c: &Client, api: &Api, password: &str) {
@@ -126,6 +134,19 @@ async fn the_dashboard_in_a_real_browser() {
     api.db
         .exec("UPDATE leads SET state = 'needs_review' WHERE target = '@c'")
         .await;
+    // Calls on three of the last days, for the chart (UTC days: no job, no zone).
+    api.db
+        .exec(
+            "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+             SELECT l.id, '(inbound)', 'inbound', d.n, d.status,
+                    strftime('%Y-%m-%dT%H:%M:%S', 'now', '-' || d.days || ' days') || '.000000Z', 'seed'
+             FROM leads l, (SELECT 1 AS n, 'sent' AS status, 1 AS days
+                            UNION ALL SELECT 2, 'sent', 1 UNION ALL SELECT 3, 'failed', 1
+                            UNION ALL SELECT 4, 'sent', 3 UNION ALL SELECT 5, 'out_of_tokens', 3
+                            UNION ALL SELECT 6, 'sent', 6) d
+             WHERE l.target = '@a'",
+        )
+        .await;
     let c = browser(&webdriver).await;
 
     log_in(&c, &api, "not-the-token-0123456789").await;
@@ -135,7 +156,93 @@ async fn the_dashboard_in_a_real_browser() {
     log_in(&c, &api, TOKEN).await;
     assert_eq!(text(&c, "tr[data-state=new] td.count").await, "2");
     assert_eq!(text(&c, "tr[data-state=needs_review] td.count").await, "1");
+    let svg = c
+        .find(Locator::Css("figure#calls-chart svg[role=img]"))
+        .await
+        .expect("the calls chart");
+    assert!(
+        svg.is_displayed().await.expect("displayed?"),
+        "the chart shows"
+    );
+    let size = svg.rectangle().await.expect("its box");
+    assert!(
+        size.2 > 300.0 && size.3 > 100.0,
+        "drawn at a readable size: {size:?}"
+    );
+    let bars = c
+        .find_all(Locator::Css("figure#calls-chart svg rect"))
+        .await
+        .expect("bars");
+    assert_eq!(
+        bars.len(),
+        5,
+        "sent and failed, sent and out_of_tokens, sent"
+    );
+    c.execute(
+        "document.getElementById('calls').scrollIntoView(); return 0;",
+        vec![],
+    )
+    .await
+    .expect("scroll to the chart");
+    shot(&c, "2a-chart").await;
+    c.set_window_size(390, 844).await.expect("a phone's width");
+    c.execute(
+        "document.getElementById('calls').scrollIntoView(); return 0;",
+        vec![],
+    )
+    .await
+    .expect("scroll to the chart");
+    shot(&c, "2a-chart-phone").await;
+    c.set_window_size(1200, 1000)
+        .await
+        .expect("a laptop's width");
     shot(&c, "2-dashboard").await;
+
+    // The page updates itself: a lead blocked behind its back shows up without a reload
+    // (the mark set on this page survives: no navigation happened).
+    c.execute(
+        "window.stayed = 42; \
+         var d = document.getElementById('calls-chart-numbers'); d.open = true; \
+         d.querySelector('summary').focus(); return 0;",
+        vec![],
+    )
+    .await
+    .expect("mark the page, open the chart's numbers, focus their summary");
+    assert_eq!(text(&c, "tr[data-state=blocked] td.count").await, "0");
+    let now = api.clock.now();
+    fluidtalk_runner::store::block_adding(&*api.db.store, "@a", now)
+        .await
+        .expect("block @a");
+    // The dashboard counts the funnel at most once per refresh interval (on the daemon's
+    // clock): move that clock past it.
+    api.clock.advance(chrono::Duration::seconds(11));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if text(&c, "tr[data-state=blocked] td.count").await == "1" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page did not update itself within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(text(&c, "tr[data-state=new] td.count").await, "1");
+    let stayed = c
+        .execute("return window.stayed;", vec![])
+        .await
+        .expect("read the mark");
+    assert_eq!(stayed, json!(42), "updated in place, not reloaded");
+    let kept = c
+        .execute(
+            "var d = document.getElementById('calls-chart-numbers'); \
+             return [d.open, document.activeElement === d.querySelector('summary')];",
+            vec![],
+        )
+        .await
+        .expect("read the numbers' state");
+    assert_eq!(kept, json!([true, true]), "still open, focus still on it");
+    shot(&c, "2b-updated-by-itself").await;
 
     let retry = c
         .find(Locator::Css(
@@ -152,7 +259,7 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .expect("back on the dashboard after Retry");
     assert_eq!(text(&c, "tr[data-state=needs_review] td.count").await, "0");
-    assert_eq!(text(&c, "tr[data-state=new] td.count").await, "3");
+    assert_eq!(text(&c, "tr[data-state=new] td.count").await, "2");
     let (_, shown) = api.get("/v1/leads/@c").await;
     assert_eq!(shown["lead"]["state"], "new");
     shot(&c, "3-after-retry").await;
@@ -176,5 +283,18 @@ async fn the_dashboard_in_a_real_browser() {
             .contains("Paused: new_conversations")
     );
     shot(&c, "4-pause-banner").await;
+
+    // When the session ends, the page's next update shows the login form, not data.
+    api.clock.advance(chrono::Duration::hours(13));
+    c.wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("input#password"))
+        .await
+        .expect("the login form once the session ended");
+    assert!(
+        c.find(Locator::Css("main#dash")).await.is_err(),
+        "no dashboard left on the page"
+    );
+    shot(&c, "5-session-ended").await;
     c.close().await.expect("close the browser");
 }

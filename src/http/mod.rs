@@ -71,6 +71,9 @@ pub struct AppState {
     /// `/readyz`'s last answer and when it was read: probes hit the database at most once
     /// a second.
     pub(crate) ready: Arc<tokio::sync::Mutex<Option<health::Readiness>>>,
+    /// The dashboard's counts that read many rows (the funnel, the calls chart), kept for
+    /// a while on `clock` (see `ui::cache`).
+    pub(crate) dashboard: Arc<ui::cache::Cache>,
 }
 
 impl AppState {
@@ -84,6 +87,7 @@ impl AppState {
             metrics,
             tasks: TaskTracker::new(),
             ready: Arc::default(),
+            dashboard: Arc::default(),
         }
     }
 }

@@ -69,6 +69,8 @@ pub trait Dialect {
     /// Takes the daily cap lock of the job named by parameter `$1`, held until the
     /// transaction ends; `None` where the write transaction is lock enough.
     fn cap_lock() -> Option<&'static str>;
+    /// The UTC hour of timestamp column `col` as text, `YYYY-MM-DDTHH`.
+    fn utc_hour(col: &str) -> String;
 }
 
 /// SQLite.
@@ -129,6 +131,11 @@ impl Dialect for Lite {
 
     fn cap_lock() -> Option<&'static str> {
         None
+    }
+
+    /// The stored text is UTC in one fixed width: its first 13 characters are the hour.
+    fn utc_hour(col: &str) -> String {
+        format!("substr({col}, 1, 13)")
     }
 }
 
@@ -196,5 +203,9 @@ impl Dialect for Pg {
         // Runners count and add to a job's day one at a time: the lock is the
         // transaction's, held until the attempts are committed.
         Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+    }
+
+    fn utc_hour(col: &str) -> String {
+        format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')")
     }
 }

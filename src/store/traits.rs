@@ -275,6 +275,16 @@ pub trait ServiceStore: Send + Sync {
     /// Forgets a key whose request had no lasting effect (the API surely did not act), so
     /// a retry with it is a new request.
     async fn forget_key(&self, scope: &str, key: &str) -> Result<(), StoreError>;
+    /// Attempts of `job` started since `since`, counted per UTC hour (the start of the
+    /// hour) and status, for the dashboard's chart. Reads the `attempts_started` index.
+    async fn attempts_per_hour(
+        &self,
+        job: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, AttemptStatus, u64)>, StoreError>;
+    /// `contacted` and `exhausted` leads counted per number of follow-ups sent (since the
+    /// last reply), for the dashboard's funnel: (state, follow-ups sent, leads), one query.
+    async fn count_by_follow_ups(&self) -> Result<Vec<(LeadState, u32, u64)>, StoreError>;
 }
 
 /// What webhook delivery needs: outbox messages claimed like leads, and their results.

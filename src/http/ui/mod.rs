@@ -1,13 +1,24 @@
-//! The dashboard at `/`: server-rendered HTML that reads without JavaScript and refreshes
-//! itself every 30 s. Login with the API token (a password field) sets a signed session
-//! cookie (`session`); Retry and Block are forms that carry a CSRF token.
+//! The dashboard at `/`: server-rendered HTML that reads without JavaScript. Login with
+//! the API token (a password field) sets a signed session cookie (`session`); Retry and
+//! Block are forms that carry a CSRF token.
 //!
-//! Shown so far: the pause banner, leads per state with shares, each job (schedule, next
-//! fire, last run, today's sends against its cap, send window), the outbox backlog, and the
-//! `needs_review` and `failed` leads with their last attempt and Retry / Block buttons, and
-//! the recent attempts, filtered by job, outcome and target; parked webhook deliveries
-//! with Redeliver.
+//! Shown: the pause banner, leads per state with shares and the contacted leads per
+//! follow-up step, the calls per day and outcome of the last 14 days (an SVG chart),
+//! each job (schedule, next fire, last run, today's sends against its cap, send window),
+//! the outbox backlog, the `needs_review` and `failed` leads with their last attempt and
+//! Retry / Block buttons, the recent attempts, filtered by job, outcome and target, and
+//! parked webhook deliveries with Redeliver.
+//!
+//! Live updates (`live`): a small inline script re-fetches `/` itself (the same address,
+//! so the same session check; no other endpoint) every `live::REFRESH_SECS` and swaps the
+//! page's `<main>`; without JavaScript a 30 s meta refresh (in `<noscript>`) reloads it.
+//! The counts that read many rows are kept for a while (`cache`).
 
+pub(crate) mod cache;
+mod calls;
+pub mod chart;
+mod funnel;
+mod live;
 mod page;
 pub mod session;
 
@@ -83,6 +94,10 @@ pub struct View {
     pub parked: Vec<crate::store::ParkedItem>,
     /// The newest attempts, filtered as asked, with their lead's target.
     pub recent: Vec<(Attempt, String)>,
+    /// Contacted and exhausted leads per follow-ups sent.
+    pub steps: funnel::Steps,
+    /// The calls of the last 14 days.
+    pub calls: calls::Calls,
     pub query: RecentQuery,
     pub csrf: String,
 }
@@ -98,7 +113,12 @@ async fn dashboard(
     // A hand-edited query string shows the unfiltered page rather than an error.
     let query = query.map(|q| q.0).unwrap_or_default();
     match view(&state, &nonce, query).await {
-        Ok(v) => page::dashboard(&v).into_response(),
+        // The page is the session's own: no cache keeps it (the script re-fetches it).
+        Ok(v) => (
+            [(axum::http::header::CACHE_CONTROL, "no-store")],
+            page::dashboard(&v),
+        )
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "the dashboard could not read the database");
             (
@@ -116,7 +136,23 @@ async fn view(
     query: RecentQuery,
 ) -> Result<View, crate::store::StoreError> {
     let now = state.clock.now();
-    let report = crate::status::Report::read(&*state.store, &state.config, now).await?;
+    let funnel = match state
+        .dashboard
+        .funnel
+        .fresh(now, i64::from(live::REFRESH_SECS))
+    {
+        Some(f) => f,
+        None => {
+            let f = cache::Funnel {
+                states: state.store.count_by_state().await?,
+                steps: funnel::Steps::read(&*state.store).await?,
+            };
+            state.dashboard.funnel.keep(now, f.clone());
+            f
+        }
+    };
+    let report =
+        crate::status::Report::read_with(&*state.store, &state.config, now, funnel.states).await?;
     let mut jobs = Vec::new();
     for job in &state.config.jobs {
         let since = crate::plan::day_start(now, job.timezone);
@@ -152,15 +188,45 @@ async fn view(
     let recent = state.store.recent_attempts(&query.filter()).await?;
     let mut parked = state.store.parked().await?;
     parked.truncate(REVIEW_LIST as usize);
+    let calls = match state.dashboard.calls.fresh(now, cache::CALLS_SECS) {
+        Some(c) => c,
+        None => {
+            let c = read_calls(state, now).await?;
+            state.dashboard.calls.keep(now, c.clone());
+            c
+        }
+    };
     Ok(View {
         report,
         jobs,
         review,
         recent,
         parked,
+        steps: funnel.steps,
+        calls,
         query,
         csrf: session::csrf(&state.token, nonce),
     })
+}
+
+/// The calls of the configured jobs and the relay, in the first job's zone.
+async fn read_calls(
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<calls::Calls, crate::store::StoreError> {
+    let mut names: Vec<&str> = state.config.jobs.iter().map(|j| j.name.as_str()).collect();
+    names.push(crate::http::inbound::INBOUND_JOB);
+    names.sort_unstable();
+    names.dedup();
+    let first = state.config.jobs.first();
+    calls::read(
+        &*state.store,
+        &names,
+        first.map_or(chrono_tz::Tz::UTC, |j| j.timezone),
+        first.map(|j| j.name.clone()),
+        now,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,6 +321,7 @@ async fn lead_action(
         return refused;
     }
     let now = state.clock.now();
+    state.dashboard.funnel.forget();
     let result = match action.as_str() {
         "retry" => {
             state
@@ -283,6 +350,7 @@ async fn redeliver(
     if let Some(refused) = refusal(&state, &jar, &f) {
         return refused;
     }
+    state.dashboard.funnel.forget();
     done(
         state.store.redeliver(&[id], state.clock.now()).await,
         "outbox",

@@ -21,6 +21,12 @@ td.count, td.share { text-align: right; font-variant-numeric: tabular-nums; }
 td.barcell { width: 40%; }
 form.inline { display: inline; } button { font: inherit; padding: .2rem .6rem; }
 .scroll { overflow-x: auto; }
+figure.chart { margin: .6rem 0; background: #fff; padding: .5rem; }
+figure.chart .plot { overflow-x: auto; }
+figure.chart svg { display: block; width: 100%; min-width: 34rem; max-width: 56rem; height: auto; }
+ul.legend { list-style: none; display: flex; flex-wrap: wrap; gap: .3rem 1rem; padding: 0; margin: .4rem 0; font-size: .9rem; }
+.swatch { display: inline-block; width: .8rem; height: .8rem; vertical-align: -.1rem; border: 1px solid #0003; }
+details summary { cursor: pointer; }
 @media (max-width: 40rem) { th, td { padding: .3rem; font-size: .9rem; } }
 ";
 
@@ -31,11 +37,15 @@ fn frame(title: &str, refresh: bool, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                @if refresh { meta http-equiv="refresh" content="30"; }
+                // With JavaScript the page updates itself (`live`); without, it reloads.
+                @if refresh { noscript { meta http-equiv="refresh" content="30"; } }
                 title { (title) }
                 style { (PreEscaped(STYLE)) }
             }
-            body { (body) }
+            body {
+                (body)
+                @if refresh { script { (PreEscaped(super::live::SCRIPT)) } }
+            }
         }
     }
 }
@@ -102,20 +112,20 @@ pub fn dashboard(v: &View) -> Markup {
         html! {
             header {
                 h1 { "fluidtalk-runner" }
-                p.muted { "As of " (when(Some(r.now))) "; refreshes every 30 s." }
+                p.muted #asof { "As of " (when(Some(r.now))) "; updates every " (super::live::REFRESH_SECS) " s." }
                 form.inline method="post" action="/logout" {
                     input type="hidden" name="csrf" value=(v.csrf);
                     button type="submit" { "Log out" }
                 }
             }
-            @for p in &r.pauses {
-                section.banner role="alert" aria-label="Pause in force" {
-                    strong { "Paused: " (p.scope.as_str()) }
-                    " until " (when(Some(p.until))) ". " (p.reason.trim_end_matches('.')) ". "
-                    "After buying tokens or fixing the key, `fluidtalk-runner pause clear` lifts it."
+            main #dash data-refresh=(super::live::REFRESH_SECS) {
+                @for p in &r.pauses {
+                    section.banner role="alert" aria-label="Pause in force" {
+                        strong { "Paused: " (p.scope.as_str()) }
+                        " until " (when(Some(p.until))) ". " (p.reason.trim_end_matches('.')) ". "
+                        "After buying tokens or fixing the key, `fluidtalk-runner pause clear` lifts it."
+                    }
                 }
-            }
-            main {
                 section aria-labelledby="funnel" {
                     h2 #funnel { "Leads" }
                     div.scroll { table {
@@ -134,7 +144,9 @@ pub fn dashboard(v: &View) -> Markup {
                             }
                         }
                     } }
+                    (super::funnel::table(&v.steps))
                 }
+                (calls(v))
                 section aria-labelledby="jobs" {
                     h2 #jobs { "Jobs" }
                     div.scroll { table {
@@ -217,6 +229,28 @@ pub fn dashboard(v: &View) -> Markup {
             }
         },
     )
+}
+
+fn calls(v: &View) -> Markup {
+    let c = &v.calls;
+    let title = format!(
+        "Calls per day by outcome, the last {} days ({})",
+        super::calls::DAYS,
+        c.zone.name()
+    );
+    html! {
+        section aria-labelledby="calls" {
+            h2 #calls { "Calls" }
+            (super::chart::stacked_bars("calls-chart", &title, &c.days, &super::calls::series()))
+            p.muted {
+                "Every call the jobs and the inbound relay started, by the day it started in "
+                (c.zone.name())
+                @if let Some(job) = &c.zone_job { ", the time zone of the first job (" (job) ")" }
+                @else { " (no job is configured)" }
+                "; in_flight calls have not answered yet. Counted at most once a minute."
+            }
+        }
+    }
 }
 
 fn recent(v: &View) -> Markup {

@@ -243,6 +243,55 @@ macro_rules! sql_service {
                     .await?;
                 Ok(())
             }
+
+            async fn attempts_per_hour(
+                &self,
+                job: &str,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, AttemptStatus, u64)>, StoreError> {
+                // One job at a time, so the range reads `attempts_started (job, started_at)`.
+                let found: Vec<(String, String, i64)> = sqlx::query_as(stmt!(
+                    "SELECT {hour} AS hour, status, COUNT(*) FROM attempts
+                     WHERE job = $1 AND started_at >= $2
+                     GROUP BY 1, 2",
+                    hour = D::utc_hour("started_at")
+                ))
+                .bind(job)
+                .bind(Ts(since))
+                .fetch_all(&self.pool)
+                .await?;
+                found
+                    .into_iter()
+                    .map(|(hour, status, n)| {
+                        let at = chrono::NaiveDateTime::parse_from_str(
+                            &format!("{hour}:00"),
+                            "%Y-%m-%dT%H:%M",
+                        )
+                        .map_err(|e| StoreError::Corrupt(format!("hour {hour:?}: {e}")))?;
+                        Ok((at.and_utc(), AttemptStatus::parse(&status)?, n.max(0) as u64))
+                    })
+                    .collect()
+            }
+
+            async fn count_by_follow_ups(
+                &self,
+            ) -> Result<Vec<($crate::lead::LeadState, u32, u64)>, StoreError> {
+                let found: Vec<(String, i64, i64)> = sqlx::query_as(
+                    "SELECT state, CAST(follow_ups_sent AS BIGINT), COUNT(*) FROM leads
+                     WHERE state IN ('contacted', 'exhausted')
+                     GROUP BY state, follow_ups_sent",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                found
+                    .into_iter()
+                    .map(|(state, step, n)| {
+                        let state: $crate::lead::LeadState =
+                            state.parse().map_err(StoreError::Corrupt)?;
+                        Ok((state, u32::try_from(step).unwrap_or(0), n.max(0) as u64))
+                    })
+                    .collect()
+            }
         }
     };
 }
