@@ -125,7 +125,9 @@ async fn the_dashboard_in_a_real_browser() {
         return;
     };
     let (sim, _) = spawn_sim(SimConfig::default()).await;
-    let api = serve(common::db::sqlite().await, &sim, "").await;
+    // One opener a day, in UTC (so the calls chart's days are UTC days).
+    let campaign = "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 9 * * *\"\ntimezone = \"UTC\"\ndaily_cap = 1\n";
+    let api = serve(common::db::sqlite().await, &sim, campaign).await;
     api.post(
         "/v1/leads",
         json!({"leads": [{"target": "@a"}, {"target": "@b"}, {"target": "@c"}]}),
@@ -193,6 +195,37 @@ async fn the_dashboard_in_a_real_browser() {
     .await
     .expect("scroll to the chart");
     shot(&c, "2a-chart-phone").await;
+    c.set_window_size(1200, 1000)
+        .await
+        .expect("a laptop's width");
+    // The forecast: the two new leads, one a day (the cap), drawn and in its table.
+    let forecast = c
+        .find(Locator::Css("figure#forecast-chart svg[role=img]"))
+        .await
+        .expect("the forecast chart");
+    assert!(forecast.is_displayed().await.expect("displayed?"));
+    let openers = c
+        .execute(
+            "return Array.from(document.querySelectorAll(\
+             '#forecast-chart-numbers td[data-series=openers]'))\
+             .reduce(function (s, td) { return s + parseInt(td.textContent, 10); }, 0);",
+            vec![],
+        )
+        .await
+        .expect("the forecast's numbers");
+    assert_eq!(openers, json!(2));
+    let bars = c
+        .find_all(Locator::Css("figure#forecast-chart svg rect"))
+        .await
+        .expect("bars");
+    assert_eq!(bars.len(), 2, "one opener on each of two days");
+    c.execute(
+        "document.getElementById('forecast').scrollIntoView(); return 0;",
+        vec![],
+    )
+    .await
+    .expect("scroll to the forecast");
+    shot(&c, "2c-forecast").await;
     c.set_window_size(1200, 1000)
         .await
         .expect("a laptop's width");

@@ -134,7 +134,8 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
             runner.clone(),
             token,
             Some(Arc::new(move || metrics.render())),
-        );
+        )
+        .with_database_url(config.database_url());
         relays = Some(state.tasks.clone());
         server = Some(tokio::spawn(crate::http::serve(
             listener,

@@ -10,11 +10,14 @@
 //! spends virtual time, the policy settles each answer and pauses on a 402 as a live run
 //! would. Nothing about the campaign is modelled twice; the only assumptions are how the
 //! API and the leads answer (`Assumptions`), drawn per call from a seed. `tally` turns the
-//! scratch database's attempts and the day-end counts into one row per day.
+//! scratch database's attempts and the day-end counts into one row per day;
+//! `in_background` runs it on a thread of its own, for the dashboard.
 
+mod background;
 mod scratch;
 mod tally;
 
+pub use background::in_background;
 pub use tally::{Day, due_now};
 
 use crate::clock::{Clock, ManualClock};

@@ -74,6 +74,9 @@ pub struct AppState {
     /// The dashboard's counts that read many rows (the funnel, the calls chart), kept for
     /// a while on `clock` (see `ui::cache`).
     pub(crate) dashboard: Arc<ui::cache::Cache>,
+    /// The campaign's database, for the dashboard's forecast, which reads it on a
+    /// connection of its own (`None`: the dashboard shows no forecast).
+    pub database_url: Option<String>,
 }
 
 impl AppState {
@@ -88,7 +91,14 @@ impl AppState {
             tasks: TaskTracker::new(),
             ready: Arc::default(),
             dashboard: Arc::default(),
+            database_url: None,
         }
+    }
+
+    /// The database the dashboard's forecast reads (the one the runner's store opened).
+    pub fn with_database_url(mut self, url: String) -> AppState {
+        self.database_url = Some(url);
+        self
     }
 }
 

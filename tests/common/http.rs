@@ -51,7 +51,8 @@ pub async fn serve_with_timeout(db: TestDb, api_base: &str, toml: &str, timeout:
         runner,
         Token::new(TOKEN).expect("token"),
         Some(Arc::new(move || metrics.render())),
-    );
+    )
+    .with_database_url(db.url.clone());
     let stop = CancellationToken::new();
     tokio::spawn(fluidtalk_runner::http::serve(listener, state, stop.clone()));
     Api {

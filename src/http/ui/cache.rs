@@ -9,6 +9,7 @@
 //! - The calls of 14 days read each attempt of that time (the `attempts_started` range):
 //!   700,000 attempts took 2 s on SQLite. Kept for `CALLS_SECS`: a chart of days is not
 //!   worse for a minute's delay.
+//! - The forecast runs the campaign's next 14 days: kept for a quarter of an hour.
 
 use super::calls::Calls;
 use super::funnel::Steps;
@@ -57,6 +58,11 @@ impl<T: Clone> Kept<T> {
         *self.slot() = Some((now, v));
     }
 
+    /// The value however old.
+    pub fn any(&self) -> Option<T> {
+        self.slot().as_ref().map(|(_, v)| v.clone())
+    }
+
     pub fn forget(&self) {
         *self.slot() = None;
     }
@@ -67,6 +73,9 @@ impl<T: Clone> Kept<T> {
 pub struct Cache {
     pub funnel: Kept<Funnel>,
     pub calls: Kept<Calls>,
+    /// The forecast (see `forecast`), and whether one is being computed.
+    pub forecast: Kept<super::forecast::Outcome>,
+    pub forecasting: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //! Block are forms that carry a CSRF token.
 //!
 //! Shown: the pause banner, leads per state with shares and the contacted leads per
-//! follow-up step, the calls per day and outcome of the last 14 days (an SVG chart),
-//! each job (schedule, next fire, last run, today's sends against its cap, send window),
+//! follow-up step, the calls per day and outcome of the last 14 days (an SVG chart), the
+//! forecast of the next 14 days (`forecast`: the `forecast` command's, on a thread of its
+//! own, kept for a quarter of an hour), each job (schedule, next fire, last run, today's sends against its cap, send window),
 //! the outbox backlog, the `needs_review` and `failed` leads with their last attempt and
 //! Retry / Block buttons, the recent attempts, filtered by job, outcome and target, and
 //! parked webhook deliveries with Redeliver.
@@ -17,6 +18,7 @@
 pub(crate) mod cache;
 mod calls;
 pub mod chart;
+mod forecast;
 mod funnel;
 mod live;
 mod page;
@@ -98,6 +100,8 @@ pub struct View {
     pub steps: funnel::Steps,
     /// The calls of the last 14 days.
     pub calls: calls::Calls,
+    /// The next 14 days.
+    pub forecast: forecast::Shown,
     pub query: RecentQuery,
     pub csrf: String,
 }
@@ -204,6 +208,7 @@ async fn view(
         parked,
         steps: funnel.steps,
         calls,
+        forecast: forecast::current(state).await,
         query,
         csrf: session::csrf(&state.token, nonce),
     })

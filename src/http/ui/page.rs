@@ -147,6 +147,7 @@ pub fn dashboard(v: &View) -> Markup {
                     (super::funnel::table(&v.steps))
                 }
                 (calls(v))
+                (super::forecast::section(&v.forecast))
                 section aria-labelledby="jobs" {
                     h2 #jobs { "Jobs" }
                     div.scroll { table {
