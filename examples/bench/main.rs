@@ -12,10 +12,12 @@
 //! a thread pool, and the runner's ratios), `planning` (plan and claim one batch at
 //! 10,000, 1,000,000 and 10,000,000 leads; a dry run over 1,000,000 due leads), `import`
 //! (`leads import` of 1,000,000 rows), `memory` (the runner's peak RSS at 100,000 leads,
-//! the idle daemon's RSS and CPU over a minute). Without `TEST_DATABASE_URL` the PostgreSQL
+//! the idle daemon's RSS and CPU over a minute), `forecast` (`forecast --days 14` over
+//! 10,000 and 100,000 leads). Without `TEST_DATABASE_URL` the PostgreSQL
 //! rows are left out (and the output says so).
 
 mod env;
+mod forecast;
 mod python;
 mod report;
 mod runs;
@@ -29,7 +31,7 @@ async fn main() {
     fluidtalk_runner::fluidtalk::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let all = ["throughput", "python", "planning", "import", "memory"];
+    let all = ["throughput", "python", "planning", "import", "memory", "forecast"];
     let chosen: Vec<&str> = all
         .iter()
         .copied()
@@ -60,8 +62,12 @@ async fn main() {
         ),
         Table::new("import", "`leads import` of a CSV file"),
         Table::new("memory", "Memory and CPU"),
+        Table::new(
+            "forecast",
+            "`forecast --days 14` (the runner in virtual time, 50 calls/s, a cap of 5 % of the leads a day)",
+        ),
     ];
-    let [throughput, python, planning, dry, import, memory] = &mut tables;
+    let [throughput, python, planning, dry, import, memory, forecast] = &mut tables;
     if pg.is_none() {
         throughput.note("TEST_DATABASE_URL is not set: no PostgreSQL rows.".into());
     }
@@ -97,6 +103,10 @@ async fn main() {
                 runs::peak_rss(&bin, 100_000, memory).await;
                 let span = Duration::from_secs(if quick { 10 } else { 60 });
                 scale::idle(&bin, span, memory).await;
+            }
+            "forecast" => {
+                let sizes: &[u64] = if quick { &[10_000] } else { &[10_000, 100_000] };
+                forecast::forecast(&bin, pg.as_deref(), sizes, forecast).await;
             }
             _ => unreachable!(),
         }

@@ -57,34 +57,18 @@ impl Day {
 /// The leads `job` would take at `now` if its window were open and no cap held it:
 /// what is due and not yet reached.
 pub async fn due_now(store: &dyn Store, job: &Job, now: DateTime<Utc>) -> Result<u64, StoreError> {
-    let mut n = 0u64;
     match &job.kind {
-        JobKind::Event { event_type, .. } => {
-            let mut after = 0;
-            loop {
-                let page = store.due_events(event_type, now, PAGE, after).await?;
-                let Some(last) = page.last() else { break };
-                after = last.event.id;
-                n += page.len() as u64;
-            }
-        }
+        JobKind::Event { event_type, .. } => store.count_due_events(event_type, now).await,
         _ => {
-            let mut after = None;
-            loop {
-                let q = DueQuery {
-                    due: crate::plan::due_of(job, now),
-                    now,
-                    limit: PAGE,
-                    after,
-                };
-                let page = store.due_leads(&q).await?;
-                let Some(last) = page.last() else { break };
-                after = Some((last.since, last.lead.id));
-                n += page.len() as u64;
-            }
+            let q = DueQuery {
+                due: crate::plan::due_of(job, now),
+                now,
+                limit: PAGE,
+                after: None,
+            };
+            store.count_due(&q).await
         }
     }
-    Ok(n)
 }
 
 pub(super) struct Tally {

@@ -3,7 +3,7 @@
 //! and never touch the campaign's own database.
 
 use super::StoreError;
-use super::types::{Attempt, Lead, Pause, QueuedEvent};
+use super::types::{Attempt, DueQuery, Lead, Pause, QueuedEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -26,6 +26,17 @@ pub trait SnapshotStore: Send + Sync {
         jobs: &[String],
         since: DateTime<Utc>,
     ) -> Result<Vec<Attempt>, StoreError>;
+
+    /// How many leads `due_leads` would return for `q` from its cursor on, whatever its
+    /// limit: the same statement, counted by the database.
+    async fn count_due(&self, q: &DueQuery) -> Result<u64, StoreError>;
+
+    /// How many queued events `due_events` would return at `now`, whatever the limit.
+    async fn count_due_events(
+        &self,
+        event_type: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 
     /// Attempts with an id above `after`, in id order, at most `limit`, with their targets.
     async fn attempts_after(&self, after: i64, limit: u32) -> Result<Vec<AttemptOf>, StoreError>;

@@ -39,6 +39,15 @@ macro_rules! sql_hot {
                 Ok(self.query().fetch_one(&mut *conn).await?.try_get::<i64, _>(0)?)
             }
 
+            /// How many rows the statement returns, counted by the database (no row is
+            /// sent or decoded).
+            async fn count_rows(self, pool: &sqlx::Pool<DB>) -> Result<i64, StoreError> {
+                use sqlx::Row;
+                let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM ({}) AS counted", self.sql));
+                let row = bind_all(sqlx::query(sql), self.args).fetch_one(pool).await?;
+                Ok(row.try_get::<i64, _>(0)?)
+            }
+
             /// The plan the database would use, one line per step.
             async fn plan(self, pool: &sqlx::Pool<DB>) -> Result<QueryPlan, StoreError> {
                 use sqlx::Row;

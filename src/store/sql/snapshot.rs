@@ -48,6 +48,26 @@ macro_rules! sql_snapshot {
                 Ok(all.into_values().collect())
             }
 
+            async fn count_due(&self, q: &DueQuery) -> Result<u64, StoreError> {
+                let after = q.after.unwrap_or((chrono::DateTime::UNIX_EPOCH, 0));
+                let hot = match &q.due {
+                    Due::Opener => hot_due_openers(q.now, after, u32::MAX),
+                    Due::FollowUp { cutoffs, max } => {
+                        hot_due_follow_ups(q.now, after, u32::MAX, cutoffs, *max)
+                    }
+                };
+                Ok(u64::try_from(hot.count_rows(&self.pool).await?).unwrap_or(0))
+            }
+
+            async fn count_due_events(
+                &self,
+                event_type: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, StoreError> {
+                let hot = hot_due_events(event_type, now, u32::MAX, 0);
+                Ok(u64::try_from(hot.count_rows(&self.pool).await?).unwrap_or(0))
+            }
+
             async fn attempts_after(
                 &self,
                 after: i64,
