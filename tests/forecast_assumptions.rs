@@ -168,6 +168,33 @@ async fn the_same_seed_gives_the_same_forecast_and_another_seed_another() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_in_force_is_copied_and_holds_the_days_it_covers() {
+    let db = leads(30).await;
+    // The key was refused the evening before: every call paused for two and a half days.
+    db.store
+        .set_pause(
+            fluidtalk_runner::store::PauseScope::All,
+            "401: invalid API key",
+            "test",
+            from() - chrono::Duration::hours(12),
+            &|_| std::time::Duration::from_secs(60 * 60 * 60),
+        )
+        .await
+        .expect("a pause");
+    let d = days(&db, Assumptions::default()).await;
+    assert_eq!(
+        (d[0].openers, d[1].openers, d[2].openers),
+        (0, 0, 20),
+        "{d:#?}"
+    );
+    assert_eq!(
+        d[0].bottleneck.as_deref(),
+        Some("the key is refused (401): paused until 2026-12-03 00:00 UTC")
+    );
+    assert_eq!(d[2].bottleneck.as_deref(), Some("daily cap of openers"));
+}
+
 /// The command line, on a campaign folder with a SQLite file.
 mod cli {
     use super::common::bin;

@@ -32,7 +32,8 @@ pub async fn forecast(bin: &Path, pg: Option<&str>, sizes: &[u64], table: &mut T
             db.fill(leads).await;
             let cap = leads / 20;
             let file = campaign(dir.path(), cap);
-            let mut cmd = env::command(bin, &db.url, &file, &["forecast", "--days", "14", "--json"]);
+            let mut cmd =
+                env::command(bin, &db.url, &file, &["forecast", "--days", "14", "--json"]);
             cmd.stdout(std::process::Stdio::piped());
             let started = Instant::now();
             let out = tokio::task::spawn_blocking(move || cmd.output())

@@ -31,7 +31,14 @@ async fn main() {
     fluidtalk_runner::fluidtalk::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let all = ["throughput", "python", "planning", "import", "memory", "forecast"];
+    let all = [
+        "throughput",
+        "python",
+        "planning",
+        "import",
+        "memory",
+        "forecast",
+    ];
     let chosen: Vec<&str> = all
         .iter()
         .copied()

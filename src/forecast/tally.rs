@@ -263,7 +263,11 @@ impl Tally {
                 .refused
                 .get(&i)
                 .is_some_and(|js| js.contains(&job.name));
-            if refused || crate::runner::blocking_pause(&pauses, job, before).is_some() {
+            let paused = crate::runner::blocking_pause(&pauses, job, before);
+            if let Some(p) = paused.filter(|p| p.scope == crate::store::PauseScope::All) {
+                let until = p.until.format("%Y-%m-%d %H:%M UTC");
+                reasons.push(format!("the key is refused (401): paused until {until}"));
+            } else if refused || paused.is_some() {
                 reasons.push(format!("out of tokens ({})", job.name));
             } else if self
                 .windowed
