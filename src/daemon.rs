@@ -102,6 +102,14 @@ impl Daemon {
             .collect()
     }
 
+    /// Stops firing `job` (the forecast retires an event job once no event of its type is
+    /// queued: in a forecast none arrives, so it would never have work again).
+    pub fn retire(&self, job: &str) {
+        for slot in self.slots.iter().filter(|s| s.job.name == job) {
+            *slot.next.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
     /// Whether any job is running.
     pub fn busy(&self) -> bool {
         self.slots.iter().any(|s| s.running.load(Ordering::SeqCst))

@@ -177,13 +177,21 @@ pub fn table(f: &Forecast) -> String {
     out.push('\n');
     match f.first_out_of_tokens() {
         Some(t) => {
-            let until = f.days.iter().find_map(|d| d.paused_until);
+            let date = t.with_timezone(&zone).date_naive();
+            let until = f
+                .days
+                .iter()
+                .find(|d| d.date == date)
+                .and_then(|d| d.paused_until);
             out.push_str(&format!(
-                "Tokens run out at {} ({}): new conversations get 402 and pause{}; each \
-                 retry that meets 402 again doubles the pause, up to [backoff] out_of_tokens_max.\n",
+                "Tokens run out at {} ({}): new conversations get 402 and pause; each further \
+                 402 doubles the pause, from [backoff] out_of_tokens up to out_of_tokens_max{}.\n",
                 local(t),
                 f.zone,
-                until.map_or(String::new(), |u| format!(" (first until {})", local(u)))
+                until.map_or(String::new(), |u| format!(
+                    " (that day's last pause ends {})",
+                    local(u)
+                ))
             ));
         }
         None => out.push_str("Tokens do not run out in this period.\n"),

@@ -118,6 +118,7 @@ pub async fn forecast(
     tally.start(&*store).await?;
     for day_end in tally.day_ends() {
         loop {
+            retire_idle_event_jobs(&daemon, config, &*store).await?;
             let next = daemon.next_fires().into_iter().filter_map(|(_, t)| t).min();
             let Some(at) = next.filter(|t| *t < day_end) else {
                 break;
@@ -143,4 +144,23 @@ pub async fn forecast(
         assumptions: opts.assumptions.clone(),
         days: tally.finish(),
     })
+}
+
+/// Event jobs whose event type has nothing queued stop firing: events that arrive later
+/// are not part of the forecast, so such a job has no work left, and a job that fires
+/// every few seconds would otherwise cost a run (a handful of statements) per tick.
+async fn retire_idle_event_jobs(
+    daemon: &Daemon,
+    config: &Config,
+    store: &dyn Store,
+) -> Result<(), StoreError> {
+    let queued = store.queued_event_types().await?;
+    for job in &config.jobs {
+        if let crate::config::JobKind::Event { event_type, .. } = &job.kind
+            && !queued.iter().any(|(t, n)| t == event_type && *n > 0)
+        {
+            daemon.retire(&job.name);
+        }
+    }
+    Ok(())
 }
