@@ -28,6 +28,14 @@ pub trait Clock: Send + Sync {
 
     /// Waits `d` of this clock's time (the runner's waits, e.g. a 429's `Retry-After`).
     fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// A reading that only moves forward, for measuring intervals (the rate limit): the
+    /// machine's monotonic clock since the process's first reading, so a wall clock set
+    /// back (NTP, `date -s`) cannot stall the calls; a manual clock's own time.
+    fn ticks(&self) -> Duration {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed()
+    }
 }
 
 /// The machine's clock.
@@ -110,6 +118,13 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The manual time since the Unix epoch (before it, zero).
+    fn ticks(&self) -> Duration {
+        (self.now() - DateTime::<Utc>::UNIX_EPOCH)
+            .to_std()
+            .unwrap_or_default()
     }
 
     /// Time passes at once: a test waits for nothing.

@@ -1,10 +1,10 @@
 //! `per_second`, on the runner's injected clock: governor's GCRA reads the runner's
-//! `Clock` and waits with `Clock::sleep`, so a run in virtual time (the forecast, tests on a
-//! `ManualClock`) spends virtual seconds on the rate limit exactly as a live run spends
-//! real ones.
+//! `Clock::ticks` (monotonic: the machine's, or a manual clock's own time) and waits with
+//! `Clock::sleep`, so a run in virtual time (the forecast, tests on a `ManualClock`)
+//! spends virtual seconds on the rate limit exactly as a live run spends real ones, and a
+//! live runner's wall clock set back cannot hold its calls.
 
 use crate::clock::Clock;
-use chrono::{DateTime, Utc};
 use governor::clock::Clock as GovernorClock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
@@ -13,22 +13,18 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The runner's clock as governor reads it: time since the limiter was made.
+/// The runner's clock as governor reads it: `Clock::ticks`, which only moves forward
+/// (the machine's monotonic clock; a manual clock's own time).
 #[derive(Clone)]
 struct Injected {
     clock: Arc<dyn Clock>,
-    origin: DateTime<Utc>,
 }
 
 impl GovernorClock for Injected {
     type Instant = Duration;
 
     fn now(&self) -> Duration {
-        // A clock set back (by hand, or NTP) reads as the origin: the limiter then waits
-        // at most one period too long, never panics.
-        (self.clock.now() - self.origin)
-            .to_std()
-            .unwrap_or_default()
+        self.clock.ticks()
     }
 }
 
@@ -42,7 +38,6 @@ pub struct Pace {
 impl Pace {
     pub fn new(per_second: f64, clock: Arc<dyn Clock>) -> Self {
         let injected = Injected {
-            origin: clock.now(),
             clock: clock.clone(),
         };
         Pace {
@@ -100,9 +95,46 @@ mod tests {
         assert_eq!(quota(1e12).burst_size().get(), 100_000);
     }
 
+    /// The machine's clock with its wall time set back by an hour after the first calls.
+    struct SteppedBack(std::sync::atomic::AtomicBool);
+
+    impl Clock for SteppedBack {
+        fn now(&self) -> chrono::DateTime<chrono::Utc> {
+            let back = self.0.load(std::sync::atomic::Ordering::SeqCst);
+            chrono::Utc::now() - chrono::Duration::hours(if back { 1 } else { 0 })
+        }
+        fn sleep(
+            &self,
+            d: Duration,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            Box::pin(tokio::time::sleep(d))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wall_clock_set_back_does_not_hold_the_calls() {
+        let clock = Arc::new(SteppedBack(std::sync::atomic::AtomicBool::new(false)));
+        let pace = Pace::new(1000.0, clock.clone());
+        for _ in 0..1000 {
+            pace.until_ready().await;
+        }
+        clock.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        // 100 calls at 1,000 a second: a tenth of a second, not the hour the wall went back.
+        let calls = async {
+            for _ in 0..100 {
+                pace.until_ready().await;
+            }
+        };
+        let done = tokio::time::timeout(Duration::from_secs(5), calls).await;
+        assert!(
+            done.is_ok(),
+            "the calls waited for the wall clock to catch up"
+        );
+    }
+
     #[tokio::test]
     async fn on_a_manual_clock_the_limit_spends_virtual_time_not_real_time() {
-        let start = Utc::now();
+        let start = chrono::Utc::now();
         let clock = Arc::new(ManualClock::new(start));
         let pace = Pace::new(2.0, clock.clone());
         let real = std::time::Instant::now();
