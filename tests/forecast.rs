@@ -110,7 +110,9 @@ async fn fingerprint(db: &TestDb) -> String {
     let attempts = db.store.attempts_after(0, 100_000).await.expect("attempts");
     let events = db.store.queued_events(None).await.expect("events");
     let runs = db.store.last_runs().await.expect("runs");
-    format!("{leads:?}\n{}\n{events:?}\n{runs:?}", attempts.len())
+    let pauses = db.store.pauses().await.expect("pauses");
+    let outbox = db.store.outbox(true).await.expect("outbox");
+    format!("{leads:?}\n{attempts:?}\n{events:?}\n{runs:?}\n{pauses:?}\n{outbox:?}")
 }
 
 /// Runs the campaign for real from `from()` for `days` days: the daemon fires each job at
@@ -249,8 +251,12 @@ async fn forecast_then_reality(db: TestDb, tokens: Option<u64>) -> Vec<Day> {
             ..Assumptions::default()
         },
     };
-    // The campaign's API URL is never called: the forecast has its own simulator.
-    let f = forecast::forecast(&*db.store, &campaign("http://127.0.0.1:9"), &opts)
+    // Over a read-only connection, as the command opens it; the campaign's API URL is
+    // never called: the forecast has its own simulator.
+    let source = fluidtalk_runner::store::open_read_only(&db.url)
+        .await
+        .expect("a read-only store");
+    let f = forecast::forecast(&*source, &campaign("http://127.0.0.1:9"), &opts)
         .await
         .expect("the forecast");
     assert_eq!(f.leads, 97);

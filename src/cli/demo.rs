@@ -159,7 +159,7 @@ pub async fn run() -> Result<(), Failure> {
         );
     }
     outln!(
-        "\n{} API calls. Next: fluidtalk-runner sim, jobs.toml, `leads import`, `run --dry-run`, `run`, `daemon`.",
+        "\n{} API calls. Next: fluidtalk-runner sim, jobs.toml, `leads import`, `run --dry-run`, `forecast`, `run`, `daemon`.",
         sim.snapshot().requests
     );
     outln!(

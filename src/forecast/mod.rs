@@ -116,7 +116,7 @@ pub async fn forecast(
     );
     let mut tally = tally::Tally::new(config, opts, scratch.last_attempt);
     tally.start(&*store).await?;
-    for day_end in tally.day_ends() {
+    for (day, day_end) in tally.day_ends().into_iter().enumerate() {
         loop {
             retire_idle_event_jobs(&daemon, config, &*store).await?;
             let next = daemon.next_fires().into_iter().filter_map(|(_, t)| t).min();
@@ -124,18 +124,23 @@ pub async fn forecast(
                 break;
             };
             clock.set(at.max(clock.now()));
-            for (_, _, run) in daemon.poll().await {
+            let mut ran = Vec::new();
+            for (job, _, run) in daemon.poll().await {
                 if let Some(run) = run {
                     run.await
                         .map_err(|e| ForecastError::Setup(format!("a job's run: {e}")))?;
+                    ran.push(job);
                 }
             }
+            // A tick of a job that came while its own run was going is skipped, as the
+            // live daemon's overlap guard skips it (not fired late, once the run ends).
+            daemon.skip_missed(&ran, clock.now());
             tally
                 .answers(&*store, &opts.assumptions, clock.now())
                 .await?;
         }
         clock.set(day_end.max(clock.now()));
-        tally.day_end(&*store, clock.now()).await?;
+        tally.day_end(&*store, day, clock.now()).await?;
     }
     Ok(Forecast {
         from: opts.from,
@@ -154,10 +159,14 @@ async fn retire_idle_event_jobs(
     config: &Config,
     store: &dyn Store,
 ) -> Result<(), StoreError> {
-    let queued = store.queued_event_types().await?;
     for job in &config.jobs {
         if let crate::config::JobKind::Event { event_type, .. } = &job.kind
-            && !queued.iter().any(|(t, n)| t == event_type && *n > 0)
+            // Nothing that could ever be due: queued events of leads that are done or
+            // blocked do not count.
+            && store
+                .count_due_events(event_type, DateTime::<Utc>::MAX_UTC)
+                .await?
+                == 0
         {
             daemon.retire(&job.name);
         }

@@ -65,10 +65,16 @@ impl Scratch {
             store.restore_leads(&page).await?;
         }
         let jobs: Vec<String> = config.jobs.iter().map(|j| j.name.clone()).collect();
-        let attempts = source
+        // Read after the leads: only those of leads copied (a lead added meanwhile has a
+        // higher id), so the copy holds together even while the campaign runs.
+        let attempts: Vec<_> = source
             .attempts_since(&jobs, opts.from - CAP_LOOKBACK)
-            .await?;
-        let events = source.queued_events(None).await?;
+            .await?
+            .into_iter()
+            .filter(|a| a.lead_id <= after)
+            .collect();
+        let mut events = source.queued_events(None).await?;
+        events.retain(|e| e.lead_id <= after);
         let pauses = source.pauses().await?;
         store.restore_rest(&events, &attempts, &pauses).await?;
         let last_attempt = attempts.last().map_or(0, |a| a.id);
@@ -100,8 +106,13 @@ impl Scratch {
     }
 }
 
-/// Whether the API holds a conversation with the lead: it was contacted or has a session.
+/// Whether the API holds a conversation with the lead: it was contacted or has a session,
+/// and is not `new` (a lead sent back to `new` by a 404 keeps its old session and contact
+/// time, but has no conversation: its next opener costs a token).
 fn in_conversation(l: &crate::store::Lead) -> bool {
+    if l.state == LeadState::New {
+        return false;
+    }
     l.session_id.is_some()
         || l.last_contact_at.is_some()
         || matches!(l.state, LeadState::Contacted | LeadState::Exhausted)

@@ -221,18 +221,17 @@ impl Tally {
         Ok(())
     }
 
-    /// What stands at the end of day `i`: exhausted leads, leads still due, pauses.
+    /// What stands at the end of day `i` (read at `now`: later than the day's end when a
+    /// run went on past it).
     pub async fn day_end(
         &mut self,
         store: &dyn Store,
+        i: usize,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let Some(i) = self.ends.iter().position(|e| *e == now).or_else(|| {
-            // A run that went on past midnight: the day that ended last.
-            self.ends.iter().rposition(|e| *e <= now)
-        }) else {
+        if i >= self.days.len() {
             return Ok(());
-        };
+        }
         let total = exhausted(store).await?;
         let pauses = store.pauses().await?;
         let before = now - chrono::Duration::seconds(1);

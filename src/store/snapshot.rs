@@ -20,7 +20,8 @@ pub trait SnapshotStore: Send + Sync {
     async fn leads_page(&self, after: i64, limit: u32) -> Result<Vec<Lead>, StoreError>;
 
     /// The attempts that still matter to a run from `since` on: those of `jobs` started
-    /// since then (they count against daily caps), and every attempt in flight. In id order.
+    /// since then that count against daily caps (in flight, sent, continued, unknown), and
+    /// every attempt in flight. In id order.
     async fn attempts_since(
         &self,
         jobs: &[String],

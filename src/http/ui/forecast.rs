@@ -21,7 +21,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// Days forecast, today included.
 pub const DAYS: u32 = 14;
 
-/// A forecast, or why there is none, and when it was computed.
+/// A forecast, or why there is none, and the instant it starts from.
 pub type Outcome = Arc<(DateTime<Utc>, Result<Forecast, String>)>;
 
 /// What the page shows.
@@ -52,6 +52,7 @@ pub async fn current(state: &AppState) -> Shown {
         };
         let rx = crate::forecast::in_background(url, (*state.config).clone(), opts);
         let kept = cache.clone();
+        let clock = state.clock.clone();
         let done = tokio::spawn(async move {
             let result = rx
                 .await
@@ -59,7 +60,8 @@ pub async fn current(state: &AppState) -> Shown {
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "the dashboard's forecast failed");
             }
-            kept.forecast.keep(now, Arc::new((now, result)));
+            // Kept from when it is ready: a forecast that took long is not stale at once.
+            kept.forecast.keep(clock.now(), Arc::new((now, result)));
             kept.forecasting.store(false, Ordering::SeqCst);
         });
         // A small campaign's forecast is ready at once; a big one shows on a later update.

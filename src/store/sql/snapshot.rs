@@ -25,7 +25,8 @@ macro_rules! sql_snapshot {
                 // Per job, so each read is a range of `attempts_started (job, started_at)`.
                 for job in jobs {
                     let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
-                        "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job = $1 AND started_at >= $2"
+                        "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job = $1 AND started_at >= $2
+                         AND status IN ('in_flight', 'sent', 'continued', 'unknown')"
                     ))
                     .bind(job)
                     .bind(Ts(since))
