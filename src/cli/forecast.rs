@@ -32,7 +32,7 @@ pub struct ForecastArgs {
     /// Share of calls that find the conversation sealed (400), 0 to 1.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     seal_rate: f64,
-    /// The seed the per-call draws come from: the same seed, the same forecast.
+    /// The seed the per-call draws come from: the same seed, the same draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Tokens left for new conversations (default: unlimited); past them the API answers
