@@ -63,7 +63,8 @@ pub async fn due_now(store: &dyn Store, job: &Job, now: DateTime<Utc>) -> Result
             let q = DueQuery {
                 due: crate::plan::due_of(job, now),
                 now,
-                limit: PAGE,
+                // count_due counts them all, whatever the limit.
+                limit: u32::MAX,
                 after: None,
             };
             store.count_due(&q).await
@@ -181,7 +182,8 @@ impl Tally {
                 let answered = matches!(t.status, AttemptStatus::Sent | AttemptStatus::Continued);
                 if answered
                     && a.reply_rate > 0.0
-                    && draw(a.seed, &of.target, t.action, t.step) < a.reply_rate
+                    && crate::sim::draw(a.seed, t.action.as_str(), &of.target, t.step)
+                        < a.reply_rate
                 {
                     let at = t.finished_at.unwrap_or(now);
                     match store.record_reply(&of.target, at, now).await {
@@ -306,13 +308,4 @@ fn start_of(date: NaiveDate, zone: Tz) -> DateTime<Utc> {
         .earliest()
         .map_or_else(|| Utc.from_utc_datetime(&noon), |t| t.with_timezone(&Utc));
     day_start(at, zone)
-}
-
-/// Whether the lead answers this call: a draw in [0, 1) from the seed and the call, so the
-/// same calls get the same replies whatever order they were made in.
-fn draw(seed: u64, target: &str, action: Action, step: i64) -> f64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    (seed, "reply", target, action.as_str(), step).hash(&mut h);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -11,7 +11,7 @@
 
 mod state;
 
-pub use state::{LogEntry, SimSnapshot};
+pub use state::{LogEntry, SimSnapshot, draw};
 
 use crate::fluidtalk::ApiKey;
 use crate::fluidtalk::{

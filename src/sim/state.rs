@@ -173,16 +173,6 @@ impl SimState {
         }
     }
 
-    /// A draw in [0, 1) for the `n`-th call to `target`: a hash of the seed, the target,
-    /// what is drawn and `n`, so it does not depend on the order calls arrive in.
-    fn draw_for(seed: u64, what: &str, target: &str, n: u32) -> f64 {
-        use std::hash::{Hash, Hasher};
-        // SipHash with fixed keys: the same draws on every run of this build.
-        let mut h = std::hash::DefaultHasher::new();
-        (seed, what, target, n).hash(&mut h);
-        (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     /// Starts a conversation if the balance allows: one token each.
     fn open(&mut self, target: &str) -> Result<&mut Conversation, Reply> {
         if let Some(tokens) = self.tokens.as_mut() {
@@ -232,7 +222,7 @@ impl SimState {
         }
         let n = self.conversations.get(target).map_or(0, |c| c.turns);
         if config.ignore_rate > 0.0
-            && Self::draw_for(config.seed, "ignore", target, n) < config.ignore_rate
+            && draw(config.seed, "ignore", target, i64::from(n)) < config.ignore_rate
         {
             return Ok(Reply::ok(json!({
                 "session_id": null, "message": "", "reply": "", "replies": [],
@@ -240,7 +230,7 @@ impl SimState {
             })));
         }
         if config.seal_rate > 0.0
-            && Self::draw_for(config.seed, "seal", target, n) < config.seal_rate
+            && draw(config.seed, "seal", target, i64::from(n)) < config.seal_rate
         {
             if let Some(c) = self.conversations.get_mut(target) {
                 c.sealed = true;
@@ -297,6 +287,17 @@ impl SimState {
             }
         }
     }
+}
+
+/// A draw in [0, 1) for `what` of the `n`-th call to `target` (its turn, its step): a hash
+/// of the seed and those, so it does not depend on the order calls arrive in. SipHash with
+/// fixed keys: the same draws on every run of this build. The simulator's ignore and seal
+/// rates use it, and the forecast's replies.
+pub fn draw(seed: u64, what: &str, target: &str, n: i64) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (seed, what, target, n).hash(&mut h);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn action_ok(session_id: &str, message: &str, continued: Option<&str>) -> Reply {
