@@ -5,7 +5,7 @@
 use super::sim::parse_rate;
 use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
-use crate::forecast::{Assumptions, Day, Forecast, Options};
+use crate::forecast::{Assumptions, Day, Forecast, ForecastError, Options};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -80,21 +80,19 @@ pub async fn run(config: &Config, args: ForecastArgs) -> Result<(), Failure> {
             tokens: args.tokens,
         },
     };
-    // Opened here first, so a database that is missing or not migrated is reported with
-    // its exit code; the forecast then reads it on its own runtime (`in_background`:
-    // one thread, so concurrent runs interleave the same way each time).
-    let url = config.database_url();
-    drop(
-        crate::store::open_read_only(&url)
-            .await
-            .map_err(super::store_access::store_failure)?,
-    );
-    let f = crate::forecast::in_background(url, config.clone(), opts)
+    // On a runtime of its own (one thread, so concurrent runs interleave the same way
+    // each time), over its own read-only connection.
+    let f = crate::forecast::in_background(config.database_url(), config.clone(), opts)
         .await
         .map_err(|_| anyhow!("the forecast's thread ended without a result"))
         .exit_with(Exit::Failure)?
-        .map_err(|e| anyhow!(e))
-        .exit_with(Exit::Failure)?;
+        .map_err(|e| match e {
+            ForecastError::Store(e) => super::store_access::store_failure(e),
+            e => Failure {
+                exit: Exit::Failure,
+                error: e.into(),
+            },
+        })?;
     if args.json {
         let text = serde_json::to_string_pretty(&f.days).exit_with(Exit::Failure)?;
         return super::out::line(&text);

@@ -7,18 +7,18 @@
 //! everything are set: the simulated calls count in no metric and log no line of the real
 //! daemon's. It opens its own read-only connection to the campaign's database.
 
-use super::{Forecast, Options, forecast};
+use super::{Forecast, ForecastError, Options, forecast};
 use crate::config::Config;
 
 static QUIET: metrics::NoopRecorder = metrics::NoopRecorder;
 
 /// Starts the forecast of `config` over the database at `url`; the receiver gets its
-/// result, or why there is none.
+/// result, or why there is none (closed: the thread could not start or died).
 pub fn in_background(
     url: String,
     config: Config,
     opts: Options,
-) -> tokio::sync::oneshot::Receiver<Result<Forecast, String>> {
+) -> tokio::sync::oneshot::Receiver<Result<Forecast, ForecastError>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let work = move || {
         let _metrics = metrics::set_default_local_recorder(&QUIET);
@@ -31,9 +31,9 @@ pub fn in_background(
                 let source = crate::store::open_read_only(&url).await?;
                 forecast(&*source, &config, &opts).await
             }),
-            Err(e) => Err(super::ForecastError::Setup(format!("a runtime: {e}"))),
+            Err(e) => Err(ForecastError::Setup(format!("a runtime: {e}"))),
         };
-        let _ = tx.send(result.map_err(|e| e.to_string()));
+        let _ = tx.send(result);
     };
     if let Err(e) = std::thread::Builder::new()
         .name("forecast".into())

@@ -54,9 +54,10 @@ pub async fn current(state: &AppState) -> Shown {
         let kept = cache.clone();
         let clock = state.clock.clone();
         let done = tokio::spawn(async move {
-            let result = rx
-                .await
-                .unwrap_or_else(|_| Err("the forecast's thread ended without a result".into()));
+            let result = match rx.await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("the forecast's thread ended without a result".into()),
+            };
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "the dashboard's forecast failed");
             }
