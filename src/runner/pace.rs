@@ -31,18 +31,14 @@ impl GovernorClock for Injected {
 /// Calls per second, shared by every job of a runner (and its HTTP relay).
 pub struct Pace {
     limiter: RateLimiter<NotKeyed, InMemoryState, Injected, NoOpMiddleware<Duration>>,
-    clock: Arc<dyn Clock>,
     injected: Injected,
 }
 
 impl Pace {
     pub fn new(per_second: f64, clock: Arc<dyn Clock>) -> Self {
-        let injected = Injected {
-            clock: clock.clone(),
-        };
+        let injected = Injected { clock };
         Pace {
             limiter: RateLimiter::direct_with_clock(quota(per_second), injected.clone()),
-            clock,
             injected,
         }
     }
@@ -55,7 +51,10 @@ impl Pace {
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(self.injected.now());
                     // At least a microsecond, so a clock that rounds can never spin.
-                    self.clock.sleep(wait.max(Duration::from_micros(1))).await;
+                    self.injected
+                        .clock
+                        .sleep(wait.max(Duration::from_micros(1)))
+                        .await;
                 }
             }
         }
