@@ -5,7 +5,7 @@
 mod common;
 
 use common::db::{self, TestDb};
-use common::http::{Api, TOKEN, serve};
+use common::http::{TOKEN, serve};
 use common::spawn_sim;
 use fluidtalk_runner::clock::Clock;
 use fluidtalk_runner::sim::SimConfig;
@@ -19,37 +19,6 @@ async fn each_backend(test: impl AsyncFn(TestDb)) {
     if let Some(pg) = db::postgres().await {
         test(pg).await;
     }
-}
-
-/// Logs in with `password`: the status and the session cookie, if one was set.
-async fn log_in(api: &Api, password: &str) -> (u16, Option<String>, String) {
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-        .post(api.url("/login"))
-        .form(&[("password", password)])
-        .send()
-        .await
-        .expect("answered");
-    let status = r.status().as_u16();
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (status, cookie, r.text().await.unwrap_or_default())
-}
-
-async fn page(api: &Api, cookie: &str) -> (u16, String) {
-    let r = api
-        .http
-        .get(api.url("/"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("answered");
-    (r.status().as_u16(), r.text().await.expect("html"))
 }
 
 /// The value of the first hidden `csrf` field.
@@ -96,11 +65,11 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
             html.contains("type=\"password\"") && html.contains("<label"),
             "{html}"
         );
-        let (status, cookie, html) = log_in(&api, "wrong-token-0123456789").await;
+        let (status, cookie, html) = api.log_in("wrong-token-0123456789").await;
         assert_eq!((status, cookie.is_none()), (401, true));
         assert!(html.contains("role=\"alert\""), "{html}");
 
-        let (status, cookie, _) = log_in(&api, TOKEN).await;
+        let (status, cookie, _) = api.log_in(TOKEN).await;
         assert_eq!(status, 303, "logged in, sent to the dashboard");
         let set = cookie.expect("a session cookie");
         assert!(
@@ -109,7 +78,7 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
         );
         let cookie = set.split(';').next().expect("name=value").to_string();
 
-        let (status, html) = page(&api, &cookie).await;
+        let (status, html) = api.page(&cookie).await;
         assert_eq!(status, 200);
         assert_eq!(
             (
@@ -162,7 +131,7 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
             .await
             .expect("answered");
         assert_eq!(r.status(), 303);
-        let (_, html) = page(&api, &cookie).await;
+        let (_, html) = api.page(&cookie).await;
         assert_eq!(
             (
                 funnel(&html, "new"),
@@ -185,7 +154,7 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
             )
             .await
             .expect("pause");
-        let (_, html) = page(&api, &cookie).await;
+        let (_, html) = api.page(&cookie).await;
         assert!(
             html.contains("Paused: new_conversations") && html.contains("insufficient_tokens"),
             "{html}"
@@ -206,7 +175,7 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
             );
         }
         let rows = |html: &str| html.matches("data-attempt=").count();
-        let (_, html) = page(&api, &cookie).await;
+        let (_, html) = api.page(&cookie).await;
         let all = rows(&html);
         assert_eq!(all, 2, "{html}");
         let filtered = |q: &'static str| {
@@ -257,7 +226,7 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
                 .await
                 .expect("park")
         );
-        let (_, html) = page(&api, &cookie).await;
+        let (_, html) = api.page(&cookie).await;
         assert!(
             html.contains(&format!("data-parked=\"{parked}\""))
                 && html.contains("HTTP 500 from the webhook"),
@@ -271,7 +240,7 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
             .await
             .expect("answered");
         assert_eq!(r.status(), 303);
-        let (_, html) = page(&api, &cookie).await;
+        let (_, html) = api.page(&cookie).await;
         assert!(!html.contains("data-parked="), "nothing parked any more");
         let r = no_redirect
             .post(api.url(&format!("/ui/outbox/{parked}/redeliver")))
@@ -284,15 +253,13 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
 
         // A forged or foreign cookie is no session.
         let forged = format!("{}0", &cookie[..cookie.len() - 1]);
-        let (_, html) = page(
-            &api,
-            if forged == cookie {
+        let (_, html) = api
+            .page(if forged == cookie {
                 "ft_session=x"
             } else {
                 &forged
-            },
-        )
-        .await;
+            })
+            .await;
         assert!(html.contains("type=\"password\""), "back to the login form");
         let r = no_redirect
             .post(api.url("/ui/leads/%40a/block"))
@@ -414,10 +381,8 @@ async fn the_chart_and_the_follow_up_steps_show_the_database() {
             .await;
         }
 
-        let (_, cookie, _) = log_in(&api, TOKEN).await;
-        let cookie = cookie.expect("a session cookie");
-        let cookie = cookie.split(';').next().expect("name=value").to_string();
-        let (status, html) = page(&api, &cookie).await;
+        let cookie = api.session().await;
+        let (status, html) = api.page(&cookie).await;
         assert_eq!(status, 200);
         assert!(
             html.contains("<svg role=\"img\" aria-labelledby=\"calls-chart-title calls-chart-desc\""),
@@ -490,13 +455,13 @@ async fn the_chart_and_the_follow_up_steps_show_the_database() {
         // Counting reads every lead: the funnel is kept for the refresh interval (10 s on
         // the daemon's clock), then read again.
         exec(&api.db, "UPDATE leads SET state = 'done' WHERE target = '@a'".into()).await;
-        let (_, html) = page(&api, &cookie).await;
+        let (_, html) = api.page(&cookie).await;
         assert_eq!((funnel(&html, "contacted"), step(&html, "0")), (4, 1), "kept");
         api.clock.advance(chrono::Duration::seconds(9));
-        let (_, html) = page(&api, &cookie).await;
+        let (_, html) = api.page(&cookie).await;
         assert_eq!(funnel(&html, "contacted"), 4, "still kept after 9 s");
         api.clock.advance(chrono::Duration::seconds(1));
-        let (_, html) = page(&api, &cookie).await;
+        let (_, html) = api.page(&cookie).await;
         assert_eq!(
             (funnel(&html, "contacted"), funnel(&html, "done"), step(&html, "0")),
             (3, 1, 0),
@@ -504,10 +469,10 @@ async fn the_chart_and_the_follow_up_steps_show_the_database() {
         );
         assert_eq!(chart(&html, "2026-11-24", "sent"), 2, "the chart is kept longer");
         api.clock.advance(chrono::Duration::seconds(49));
-        let (_, html) = page(&api, &cookie).await;
+        let (_, html) = api.page(&cookie).await;
         assert_eq!(chart(&html, "2026-11-24", "sent"), 2, "kept for 59 s");
         api.clock.advance(chrono::Duration::seconds(1));
-        let (_, html) = page(&api, &cookie).await;
+        let (_, html) = api.page(&cookie).await;
         assert_eq!(chart(&html, "2026-11-24", "sent"), 3, "read again after a minute");
 
         // The page updates itself from `/`, uncached; without JavaScript it reloads.

@@ -6,7 +6,7 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use common::db::{self, TestDb};
-use common::http::{Api, TOKEN, serve};
+use common::http::{Api, serve};
 use common::spawn_sim;
 use fluidtalk_runner::config;
 use fluidtalk_runner::forecast::{self, Assumptions, Options};
@@ -15,37 +15,13 @@ use serde_json::json;
 
 const CAMPAIGN: &str = "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 9 * * *\"\ntimezone = \"Europe/Berlin\"\ndaily_cap = 40\n\n[[job]]\nname = \"follow-ups\"\nkind = \"follow_up\"\nschedule = \"0 0 15 * * *\"\ntimezone = \"Europe/Berlin\"\nquiet_after = [\"23h\"]\n";
 
-async fn cookie(api: &Api) -> String {
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-        .post(api.url("/login"))
-        .form(&[("password", TOKEN)])
-        .send()
-        .await
-        .expect("answered");
-    let set = r.headers()["set-cookie"]
-        .to_str()
-        .expect("text")
-        .to_string();
-    set.split(';').next().expect("name=value").to_string()
-}
-
 /// The page, once it shows a forecast: a page waits for one at most 5 s, then says it
 /// is being computed (a loaded machine may take longer), and a later page shows it.
 async fn page(api: &Api, cookie: &str) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let r = api
-            .http
-            .get(api.url("/"))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .expect("answered");
-        assert_eq!(r.status(), 200);
-        let html = r.text().await.expect("html");
+        let (status, html) = api.page(cookie).await;
+        assert_eq!(status, 200);
         if html.contains("id=\"forecast-chart\"") || std::time::Instant::now() > deadline {
             return html;
         }
@@ -88,7 +64,7 @@ async fn shows_the_commands_forecast(db: TestDb) {
         .map(|i| json!({"target": format!("@f{i:03}")}))
         .collect();
     api.post("/v1/leads", json!({ "leads": leads })).await;
-    let cookie = cookie(&api).await;
+    let cookie = api.session().await;
     let html = page(&api, &cookie).await;
 
     // The command's forecast of the same database from the same instant.

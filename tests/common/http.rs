@@ -65,6 +65,46 @@ pub async fn serve_with_timeout(db: TestDb, api_base: &str, toml: &str, timeout:
 }
 
 impl Api {
+    /// Logs in to the dashboard with `password`: the status, the `Set-Cookie` header if
+    /// one was set, and the body.
+    pub async fn log_in(&self, password: &str) -> (u16, Option<String>, String) {
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .post(self.url("/login"))
+            .form(&[("password", password)])
+            .send()
+            .await
+            .expect("answered");
+        let status = r.status().as_u16();
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        (status, cookie, r.text().await.unwrap_or_default())
+    }
+
+    /// A dashboard session with the token: the cookie as a request sends it (`name=value`).
+    pub async fn session(&self) -> String {
+        let (_, cookie, _) = self.log_in(TOKEN).await;
+        let cookie = cookie.expect("a session cookie");
+        cookie.split(';').next().expect("name=value").to_string()
+    }
+
+    /// The dashboard's page with the session `cookie`: its status and HTML.
+    pub async fn page(&self, cookie: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(self.url("/"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("answered");
+        (r.status().as_u16(), r.text().await.expect("html"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
