@@ -219,6 +219,13 @@ mod cli {
         dir
     }
 
+    /// The forecast starts at the next UTC midnight after the leads were imported (now):
+    /// a fixed date would forecast leads that did not exist yet once the calendar passes
+    /// it, and the forecast would be all zeros.
+    fn tomorrow() -> chrono::NaiveDate {
+        chrono::Utc::now().date_naive() + chrono::Days::new(1)
+    }
+
     fn run(dir: &tempfile::TempDir, args: &[&str]) -> Output {
         bin()
             .current_dir(dir.path())
@@ -236,17 +243,12 @@ mod cli {
         let dir = folder();
         let db = dir.path().join("leads.db");
         let before = std::fs::read(&db).expect("db");
+        let day0 = tomorrow();
+        let from = format!("{day0}T00:00:00Z");
         let out = run(
             &dir,
             &[
-                "forecast",
-                "--days",
-                "3",
-                "--from",
-                "2026-12-01T00:00:00Z",
-                "--tokens",
-                "22",
-                "--json",
+                "forecast", "--days", "3", "--from", &from, "--tokens", "22", "--json",
             ],
         );
         assert!(
@@ -271,7 +273,7 @@ mod cli {
                 "{key} missing: {days:?}"
             );
         }
-        assert_eq!(days[0]["date"], "2026-12-01");
+        assert_eq!(days[0]["date"], day0.to_string());
         assert_eq!(days[0]["openers"], 20, "the daily cap");
         assert_eq!(days[1]["tokens"], 2, "22 tokens: 20, then 2");
         assert_eq!(days[1]["follow_ups"]["1"], 20);
@@ -286,6 +288,9 @@ mod cli {
     #[test]
     fn the_table_names_its_assumptions_the_402_and_the_first_bottleneck() {
         let dir = folder();
+        let day0 = tomorrow();
+        let day1 = day0 + chrono::Days::new(1);
+        let from = format!("{day0}T00:00:00Z");
         let out = run(
             &dir,
             &[
@@ -293,7 +298,7 @@ mod cli {
                 "--days",
                 "2",
                 "--from",
-                "2026-12-01T00:00:00Z",
+                &from,
                 "--tokens",
                 "22",
                 "--reply-rate",
@@ -312,15 +317,15 @@ mod cli {
         );
         assert!(text.contains("tokens 22"), "{text}");
         assert!(
-            text.contains("2026-12-01") && text.contains("2026-12-02"),
+            text.contains(&day0.to_string()) && text.contains(&day1.to_string()),
             "{text}"
         );
         assert!(
-            text.contains("Tokens run out at 2026-12-02 09:00"),
+            text.contains(&format!("Tokens run out at {day1} 09:00")),
             "{text}"
         );
         assert!(
-            text.contains("First bottleneck: 2026-12-01: daily cap of openers"),
+            text.contains(&format!("First bottleneck: {day0}: daily cap of openers")),
             "{text}"
         );
     }
