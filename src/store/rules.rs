@@ -162,25 +162,59 @@ pub(crate) fn clean(s: &str) -> String {
     s.replace('\0', "\u{fffd}")
 }
 
-/// Runs `work` in `tx` and ends the transaction explicitly: commit on success, rollback on
-/// error. (A transaction merely dropped only queues its rollback, leaving the connection
-/// holding its locks, a PostgreSQL row lock or SQLite's write lock, until it is reused.)
+/// Runs `work` in a write transaction (begun with `begin`) on a connection of its own from
+/// `pool`, and ends it explicitly: commit on success, rollback on error. (A transaction
+/// merely dropped only queues its rollback, leaving the connection holding its locks, a
+/// PostgreSQL row lock or SQLite's write lock, until it is reused.)
+///
+/// A connection whose transaction state is unknown is closed, never put back in the pool:
+/// a BEGIN, COMMIT or ROLLBACK that failed (SQLite's disk full, an I/O error, a server
+/// switched read-only) may leave the transaction open, and the next user of that
+/// connection would find itself inside it ("begin_with at non-zero transaction depth") or
+/// commit someone else's half-written work.
 pub(crate) async fn in_tx<DB: sqlx::Database, T>(
-    mut tx: sqlx::Transaction<'static, DB>,
+    pool: &sqlx::Pool<DB>,
+    begin: &'static str,
     work: impl AsyncFnOnce(&mut DB::Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    match work(&mut tx).await {
-        Ok(value) => {
-            tx.commit().await?;
-            Ok(value)
-        }
-        Err(e) => {
-            if let Err(rollback) = tx.rollback().await {
-                tracing::warn!(error = %rollback, "rollback failed; the connection is closed instead");
+    use sqlx::{Connection, SqlSafeStr};
+    // Made a `SqlStr` here: `&'static str` alone trips the compiler's check that the
+    // callers' futures are `Send` (a higher-ranked lifetime it cannot prove).
+    let begin = begin.into_sql_str();
+    let mut conn = pool.acquire().await?;
+    // Whether the transaction's end is in doubt: then the connection is closed.
+    let mut doubt = false;
+    let result = async {
+        let mut tx = match (*conn).begin_with(begin).await {
+            Ok(tx) => tx,
+            Err(e) => {
+                doubt = true;
+                return Err(e.into());
             }
-            Err(e)
+        };
+        match work(&mut tx).await {
+            Ok(value) => match tx.commit().await {
+                Ok(()) => Ok(value),
+                Err(e) => {
+                    tracing::warn!(error = %e, "commit failed; the connection is closed, not reused");
+                    doubt = true;
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed; the connection is closed, not reused");
+                    doubt = true;
+                }
+                Err(e)
+            }
         }
     }
+    .await;
+    if doubt {
+        conn.close_on_drop();
+    }
+    result
 }
 
 /// Groups rows by target, merging duplicates in order. Returns (row, first occurrence in
@@ -361,6 +395,54 @@ pub(crate) fn rows_json<'a>(rows: impl Iterator<Item = &'a LeadInput>) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A COMMIT that fails on a full disk or an I/O error: SQLite has already rolled the
+    /// transaction back on its own, so sqlx's ROLLBACK fails too and its count of open
+    /// transactions stays at one. Back in the pool, that connection refused every later
+    /// transaction ("begin_with at non-zero transaction depth"): it must be closed instead.
+    #[tokio::test]
+    async fn a_connection_whose_commit_failed_is_closed_not_reused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+            .expect("url")
+            .create_if_missing(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .expect("pool");
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .expect("create");
+        let failed = in_tx(&pool, "BEGIN IMMEDIATE", async |tx| {
+            sqlx::query("INSERT INTO t (id) VALUES (1)")
+                .execute(&mut *tx)
+                .await?;
+            // What SQLite does itself when the disk fills up under a transaction.
+            sqlx::query("ROLLBACK").execute(&mut *tx).await?;
+            Ok(())
+        })
+        .await;
+        assert!(failed.is_err(), "the COMMIT finds no transaction");
+        for id in [2, 3] {
+            in_tx(&pool, "BEGIN IMMEDIATE", async |tx| {
+                sqlx::query("INSERT INTO t (id) VALUES ($1)")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
+            .await
+            .expect("later transactions begin on a sound connection");
+        }
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM t ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("read");
+        assert_eq!(ids, vec![2, 3]);
+    }
 
     #[test]
     fn a_later_row_replaces_the_campaign_fields_as_a_group() {

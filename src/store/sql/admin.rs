@@ -12,8 +12,7 @@ macro_rules! sql_admin {
                 action: UserAction,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<Lead, StoreError> {
-                let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                in_tx(tx, async |tx| {
+                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                     let lead = lead_in(tx, target, true).await?;
                     let (to, pending) = user_change(action, &lead)?;
                     let done = sqlx::query(
@@ -77,7 +76,7 @@ macro_rules! sql_admin {
 
             async fn begin_import(&self, atomic: bool) -> Result<Box<dyn ImportSession>, StoreError> {
                 let tx = if atomic {
-                    Some(self.pool.begin_with(D::BEGIN_WRITE).await?)
+                    Some(begin_import_tx(&self.pool).await?)
                 } else {
                     None
                 };
@@ -144,8 +143,7 @@ macro_rules! sql_admin {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<Lead, StoreError> {
                 check_reply_time(at, now)?;
-                let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                in_tx(tx, async |tx| {
+                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                     let lead = lead_in(tx, target, true).await?;
                     let to = $crate::lead::next(lead.state, $crate::lead::LeadEvent::Replied)?;
                     // A stored reply time later than `at` is kept, unless it lies in the
@@ -188,8 +186,7 @@ macro_rules! sql_admin {
                 context: Option<&str>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<QueuedEvent, StoreError> {
-                let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                in_tx(tx, async |tx| {
+                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                     sqlx::query(
                         "INSERT INTO leads (target, created_at, updated_at, next_eligible_at)
                          VALUES ($1, $2, $2, $2) ON CONFLICT (target) DO NOTHING",

@@ -5,9 +5,50 @@ macro_rules! sql_import {
         struct Import {
             pool: sqlx::Pool<DB>,
             atomic: bool,
-            tx: Option<sqlx::Transaction<'static, DB>>,
+            /// The atomic import's connection, inside the transaction it began with
+            /// `D::BEGIN_WRITE` (a plain statement, so that the connection can be closed
+            /// rather than pooled whenever the transaction's end is in doubt).
+            tx: Option<sqlx::pool::PoolConnection<DB>>,
             /// Rows imported or updated so far.
             written: u64,
+        }
+
+        /// Begins the atomic import's transaction on a connection of its own.
+        async fn begin_import_tx(
+            pool: &sqlx::Pool<DB>,
+        ) -> Result<sqlx::pool::PoolConnection<DB>, StoreError> {
+            let mut conn = pool.acquire().await?;
+            if let Err(e) = sqlx::query(D::BEGIN_WRITE).execute(&mut *conn).await {
+                conn.close_on_drop();
+                return Err(e.into());
+            }
+            Ok(conn)
+        }
+
+        /// Ends the atomic import's transaction with `end` (COMMIT or ROLLBACK); if that
+        /// fails, the transaction's state is unknown and the connection is closed.
+        async fn end_import_tx(
+            mut conn: sqlx::pool::PoolConnection<DB>,
+            end: &'static str,
+        ) -> Result<(), StoreError> {
+            match sqlx::query(end).execute(&mut *conn).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, end, "ending the import's transaction failed; the connection is closed, not reused");
+                    conn.close_on_drop();
+                    Err(e.into())
+                }
+            }
+        }
+
+        impl Drop for Import {
+            /// An atomic import dropped unfinished (an error, a panic, a stop) still holds
+            /// its transaction: the connection is closed, which rolls it back.
+            fn drop(&mut self) {
+                if let Some(conn) = self.tx.as_mut() {
+                    conn.close_on_drop();
+                }
+            }
         }
 
         /// An import that wrote at least this many rows refreshes the planner's statistics
@@ -23,8 +64,7 @@ macro_rules! sql_import {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<ImportCounts, StoreError> {
                 if !self.atomic {
-                    let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                    let counts = in_tx(tx, async |tx| upsert_batch(tx, rows, now).await).await?;
+                    let counts = in_tx(&self.pool, D::BEGIN_WRITE, async |tx| upsert_batch(tx, rows, now).await).await?;
                     self.written += counts.imported + counts.updated;
                     return Ok(counts);
                 }
@@ -41,21 +81,19 @@ macro_rules! sql_import {
                         Ok(counts)
                     }
                     Err(e) => {
-                        let _ = tx.rollback().await;
+                        end_import_tx(tx, "ROLLBACK").await?;
                         Err(e)
                     }
                 }
             }
 
-            async fn finish(self: Box<Self>, keep: bool) -> Result<(), StoreError> {
+            async fn finish(mut self: Box<Self>, keep: bool) -> Result<(), StoreError> {
                 if self.atomic && self.tx.is_none() {
                     return Err(StoreError::ImportAborted);
                 }
-                if let Some(tx) = self.tx {
-                    if keep {
-                        tx.commit().await?;
-                    } else {
-                        tx.rollback().await?;
+                if let Some(tx) = self.tx.take() {
+                    end_import_tx(tx, if keep { "COMMIT" } else { "ROLLBACK" }).await?;
+                    if !keep {
                         return Ok(());
                     }
                 }

@@ -22,8 +22,7 @@ macro_rules! sql_runner {
                                 .collect()
                         }),
                     Some(cap) => {
-                        let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                        in_tx(tx, async |tx| {
+                        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                             // Runners count and add to a job's day one at a time (SQLite: the
                             // write lock; PostgreSQL: an advisory lock per job), so N runners
                             // together never pass the cap.
@@ -72,8 +71,7 @@ macro_rules! sql_runner {
                 if ends.is_empty() {
                     return Ok(Vec::new());
                 }
-                let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                in_tx(tx, async |tx| finish_in(tx, ends).await).await
+                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| finish_in(tx, ends).await).await
             }
 
             async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError> {
@@ -115,8 +113,7 @@ macro_rules! sql_runner {
                     return Ok(());
                 }
                 let ids = Ids(ids.to_vec());
-                let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                in_tx(tx, async |tx| {
+                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                     sqlx::query(stmt!(
                         "UPDATE attempts SET status = 'cancelled', finished_at = $3,
                                 error_detail = 'not called: the lead was given back'
@@ -208,8 +205,7 @@ macro_rules! sql_runner {
                 let ends: Vec<AttemptEnd> =
                     results.iter().filter_map(|r| r.attempt.clone()).collect();
                 let ids = Ids(results.iter().map(|r| r.lead_id).collect());
-                let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                in_tx(tx, async |tx| {
+                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                     // The leads first (locked in id order on PostgreSQL), then their attempts:
                     // the order a person's block, unblock or retry takes too, so the two cannot
                     // deadlock.
@@ -332,8 +328,7 @@ macro_rules! sql_runner {
                 now: chrono::DateTime<chrono::Utc>,
                 length: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
             ) -> Result<Pause, StoreError> {
-                let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                in_tx(tx, async |tx| {
+                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                     // A row to lock: concurrent 402s from several runners settle one by one.
                     sqlx::query(
                         "INSERT INTO pauses (scope, until, reason, strikes, set_at) VALUES ($1, $2, '', 0, $2)

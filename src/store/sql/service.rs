@@ -17,8 +17,7 @@ macro_rules! sql_service {
                 now: chrono::DateTime<chrono::Utc>,
                 lease_until: chrono::DateTime<chrono::Utc>,
             ) -> Result<Lead, StoreError> {
-                let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                in_tx(tx, async |tx| {
+                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                     let lead = match lead_in(tx, target, true).await {
                         Ok(lead) => lead,
                         Err(StoreError::NotFound(_)) => {

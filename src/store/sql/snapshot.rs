@@ -140,8 +140,7 @@ macro_rules! sql_snapshot {
                 attempts: &[Attempt],
                 pauses: &[Pause],
             ) -> Result<(), StoreError> {
-                let tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-                in_tx(tx, async |tx| {
+                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                     for chunk in events.chunks(1_000) {
                         let rows: Vec<serde_json::Value> = chunk.iter().map(|e| serde_json::json!({
                             "id": e.id, "lead_id": e.lead_id, "event_type": e.event_type,
