@@ -12,12 +12,13 @@
 use crate::clock::Clock;
 use crate::config::{Config, Job};
 use crate::runner::{DB_OUTAGE_BUDGET, RunError, Runner};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// What a poll did with one job's tick.
@@ -49,6 +50,25 @@ struct Slot {
     running: Arc<AtomicBool>,
 }
 
+/// An error that ends the daemon (the database file gone): the first one seen, and the
+/// tokens a fatal error cancels (the runner's stop, and the process's if given).
+#[derive(Default)]
+struct Fatal {
+    error: std::sync::OnceLock<String>,
+    stops: Vec<CancellationToken>,
+}
+
+impl Fatal {
+    fn fail(&self, e: &StoreError) {
+        if self.error.set(e.to_string()).is_ok() {
+            tracing::error!(error = %e, "STOPPING: the campaign's database is gone; no new call starts");
+        }
+        for stop in &self.stops {
+            stop.cancel();
+        }
+    }
+}
+
 pub struct Daemon {
     store: Arc<dyn Store>,
     /// `None` for a dry-run daemon, which only logs plans.
@@ -58,6 +78,7 @@ pub struct Daemon {
     slots: Vec<Slot>,
     /// The job runs started, so a stop can wait for them.
     runs: TaskTracker,
+    fatal: Arc<Fatal>,
 }
 
 impl Daemon {
@@ -79,6 +100,10 @@ impl Daemon {
                 running: Arc::new(AtomicBool::new(false)),
             })
             .collect();
+        let fatal = Arc::new(Fatal {
+            error: std::sync::OnceLock::new(),
+            stops: runner.iter().map(Runner::stop_token).collect(),
+        });
         Daemon {
             store,
             runner,
@@ -86,7 +111,22 @@ impl Daemon {
             runner_id,
             slots,
             runs: TaskTracker::new(),
+            fatal,
         }
+    }
+
+    /// A fatal error (the database file deleted, replaced or moved) also cancels `stop`
+    /// (the process's: the HTTP server, delivery and the rest stop with the daemon).
+    pub fn stop_on_fatal(mut self, stop: CancellationToken) -> Self {
+        if let Some(fatal) = Arc::get_mut(&mut self.fatal) {
+            fatal.stops.push(stop);
+        }
+        self
+    }
+
+    /// The error that stopped the daemon, if one did.
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.error.get().cloned()
     }
 
     /// Each job's next fire time.
@@ -132,6 +172,13 @@ impl Daemon {
     pub async fn poll(&self) -> Vec<(String, Tick, Option<tokio::task::JoinHandle<()>>)> {
         let now = self.clock.now();
         let mut out = Vec::new();
+        if self.fatal.error.get().is_some() {
+            return out;
+        }
+        if let Err(e) = self.store.check_file() {
+            self.fatal.fail(&e);
+            return out;
+        }
         for slot in &self.slots {
             let scheduled = {
                 let mut next = slot.next.lock().unwrap_or_else(|p| p.into_inner());
@@ -167,7 +214,12 @@ impl Daemon {
                 .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
                 .is_err()
             {
-                tracing::warn!(job = %job.name, %scheduled, "tick skipped: the job's previous run is still going");
+                if runner.db().health.outage().is_some() {
+                    // Its run holds answers through a storage outage, said once already.
+                    tracing::debug!(job = %job.name, %scheduled, "tick skipped: the job's previous run is still going");
+                } else {
+                    tracing::warn!(job = %job.name, %scheduled, "tick skipped: the job's previous run is still going");
+                }
                 out.push((job.name.clone(), Tick::SkippedOverlap, None));
                 continue;
             }
@@ -176,7 +228,7 @@ impl Daemon {
                 .claim_tick(&job.name, scheduled, &self.runner_id, now)
                 .await
             {
-                Ok(true) => {}
+                Ok(true) => runner.db().health.wrote(now),
                 Ok(false) => {
                     slot.running.store(false, Ordering::SeqCst);
                     tracing::info!(job = %job.name, %scheduled, "tick run by another runner");
@@ -186,7 +238,15 @@ impl Daemon {
                 Err(e) => {
                     slot.running.store(false, Ordering::SeqCst);
                     let late = now - scheduled;
-                    if e.is_transient() && late.to_std().unwrap_or_default() < DB_OUTAGE_BUDGET {
+                    let health = &runner.db().health;
+                    if e.is_transient() && health.outage().is_some() {
+                        // Said once, when the outage began (`StorageHealth::failed`), not
+                        // once a second per job.
+                        health.failed(now, &e, 0);
+                        tracing::debug!(job = %job.name, %scheduled, error = %e, "tick skipped: storage unavailable");
+                    } else if e.is_transient()
+                        && late.to_std().unwrap_or_default() < DB_OUTAGE_BUDGET
+                    {
                         // Try this tick again on the next heartbeat, while it is recent:
                         // a database that drops a connection costs a second, not a tick.
                         *slot.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(scheduled);
@@ -201,6 +261,7 @@ impl Daemon {
             let d = runner.clone();
             let job = job.clone();
             let running = slot.running.clone();
+            let fatal = self.fatal.clone();
             let handle = self.runs.spawn(async move {
                 // Cleared however the run ends, a panic included: else the job would be
                 // skipped as "still running" forever.
@@ -213,6 +274,7 @@ impl Daemon {
                         job = %job.name, %until,
                         "THE API REFUSED THE KEY (401/403): all calls paused; probing again at most once an hour"
                     ),
+                    Err(RunError::Store(e)) if e.is_moved() => fatal.fail(&e),
                     Err(e) => tracing::error!(job = %job.name, error = %e, "run failed"),
                 }
             });

@@ -26,6 +26,9 @@ pub enum Exit {
     /// Stopped by SIGTERM or Ctrl-C before the work was done. Every answer received was
     /// recorded; leads not reached were given back and stay due.
     Stopped = 7,
+    /// The SQLite database file was deleted, replaced or moved while the process had it
+    /// open: it stopped calling at once (what it wrote from then on would be lost).
+    DatabaseMoved = 8,
 }
 
 impl Exit {

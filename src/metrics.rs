@@ -30,6 +30,9 @@ pub const WEBHOOK_DELIVERIES: &str = "fluidtalk_runner_webhook_deliveries_total"
 pub const JOB_RUNS: &str = "fluidtalk_runner_job_runs_total";
 /// Job run duration, by `job`.
 pub const JOB_RUN_SECONDS: &str = "fluidtalk_runner_job_run_seconds";
+/// Whether this process's last writes to its database succeeded (1) or met an outage (0):
+/// a full disk, a read-only server, an I/O error, the database unreachable.
+pub const STORAGE_AVAILABLE: &str = "fluidtalk_runner_storage_available";
 /// HTTP requests by `route` and `status` (recorded by the HTTP server).
 pub const HTTP_REQUESTS: &str = "fluidtalk_runner_http_requests_total";
 
@@ -102,6 +105,17 @@ fn describe() {
     describe_counter!(JOB_RUNS, "Job runs by job and result (ok, failed).");
     describe_histogram!(JOB_RUN_SECONDS, Unit::Seconds, "Job run duration by job.");
     describe_counter!(HTTP_REQUESTS, "HTTP requests served by route and status.");
+    describe_gauge!(
+        STORAGE_AVAILABLE,
+        "1 while this process's writes to its database succeed, 0 during a storage outage \
+         (disk full, read-only, I/O error, unreachable): no call starts, answers are held."
+    );
+    storage_available(true);
+}
+
+/// Whether writes to the database work (see `STORAGE_AVAILABLE`).
+pub fn storage_available(yes: bool) {
+    ::metrics::gauge!(STORAGE_AVAILABLE).set(if yes { 1.0 } else { 0.0 });
 }
 
 /// One API call of `action` ended with `outcome` (`ok` or an error kind) after `took`.

@@ -21,7 +21,39 @@ pub struct Report {
     pub unsent_events: Vec<(String, u64)>,
     /// Undelivered outbox messages: pending (held ones included) and parked.
     pub outbox: OutboxCounts,
+    /// Whether the database takes writes.
+    pub storage: StorageState,
     pub now: DateTime<Utc>,
+}
+
+/// Whether the database takes writes: what a look at it finds now (`problem`: a full or
+/// read-only file system, a standby server), and, in a daemon, the outage its own writes
+/// met (`outage`: since when, the error, the answers it holds meanwhile).
+#[derive(Debug, Clone, Default)]
+pub struct StorageState {
+    pub problem: Option<String>,
+    pub outage: Option<crate::runner::db::Outage>,
+}
+
+impl StorageState {
+    /// Whether nothing says writes would fail.
+    pub fn available(&self) -> bool {
+        self.problem.is_none() && self.outage.is_none()
+    }
+
+    /// One line for people: `None` when storage is available.
+    pub fn describe(&self) -> Option<String> {
+        match (&self.outage, &self.problem) {
+            (Some(o), _) => Some(format!(
+                "storage unavailable since {}: {} ({} answer(s) held in memory, written once writes work again; no call starts meanwhile)",
+                o.since.format("%Y-%m-%d %H:%M:%S UTC"),
+                o.error,
+                o.answers_held
+            )),
+            (None, Some(p)) => Some(format!("storage unavailable: {p}")),
+            (None, None) => None,
+        }
+    }
 }
 
 impl Report {
@@ -58,8 +90,13 @@ impl Report {
             .filter(|(t, _)| !sent_by_jobs.contains(&t.as_str()))
             .collect();
         let outbox = store.outbox_counts().await?;
+        let storage = StorageState {
+            problem: store.write_problem().await,
+            outage: None,
+        };
         Ok(Report {
             outbox,
+            storage,
             leads,
             pauses,
             held,
@@ -97,6 +134,11 @@ impl Report {
             "jobs": jobs,
             "events_no_job_sends": counts(&mut self.unsent_events.iter().cloned()),
             "outbox": {"pending": self.outbox.pending, "parked": self.outbox.parked},
+            "storage": {
+                "available": self.storage.available(),
+                "problem": self.storage.problem,
+                "outage": self.storage.outage,
+            },
         })
     }
 }

@@ -160,10 +160,12 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
         // when no job fires for a long time.
         background.spawn(recover_every(r.clone(), RECOVER_EVERY, stop.clone()));
     }
-    let daemon = Arc::new(Daemon::new(config, store, runner, clock, runner_id));
+    let daemon =
+        Arc::new(Daemon::new(config, store, runner, clock, runner_id).stop_on_fatal(stop.clone()));
     // Calls in flight may take the full API timeout; then their results are recorded.
     let grace = config.fluidtalk.timeout + Duration::from_secs(10);
     let ended = daemon
+        .clone()
         .serve(stop.clone().cancelled_owned(), grace)
         .await
         .map_err(|e| anyhow!("the scheduler failed: {e}"))
@@ -214,6 +216,9 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
         }
     };
     let ((), relays_ended, ()) = tokio::join!(server_ended, relays_ended, background_ended);
+    if let Some(error) = daemon.fatal() {
+        return Err(anyhow!(error)).exit_with(Exit::DatabaseMoved);
+    }
     if !ended || !relays_ended {
         return Err(anyhow!(
             "stopped with a run still going after the {grace:?} grace period: its calls in flight go to review once their leases run out"

@@ -1,6 +1,6 @@
 //! `fluidtalk-runner leads ...`: the lead database from the command line.
 
-use super::store_access::{open_store, store_failure};
+use super::store_access::{Open, open_as, store_failure};
 use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::import;
@@ -166,7 +166,17 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             .map_err(|why| anyhow!("{why}"))
             .exit_with(Exit::Config)?;
     }
-    let store = open_store(config).await?;
+    let how = match command {
+        LeadsCommand::List { .. } | LeadsCommand::Show { .. } => Open::ReadOnly,
+        LeadsCommand::Replied { .. }
+        | LeadsCommand::Unblock { .. }
+        | LeadsCommand::Retry { .. } => Open::Existing,
+        LeadsCommand::Import { .. }
+        | LeadsCommand::Add { .. }
+        | LeadsCommand::Block { .. }
+        | LeadsCommand::Event { .. } => Open::Create,
+    };
+    let store = open_as(config, how).await?;
     let now = Utc::now();
     match command {
         LeadsCommand::Import { file, strict, json } => {

@@ -2,7 +2,7 @@
 //! what a pull consumer delivered, list what webhook delivery parked and send it again.
 
 use super::leads::print_json;
-use super::store_access::{open_store, store_failure};
+use super::store_access::{Open, open_as, store_failure};
 use crate::config::Config;
 use crate::exit::Failure;
 use crate::lead::LeadState;
@@ -38,7 +38,11 @@ pub enum OutboxCommand {
 }
 
 pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure> {
-    let store = open_store(config).await?;
+    let how = match command {
+        OutboxCommand::List { .. } => Open::ReadOnly,
+        _ => Open::Existing,
+    };
+    let store = open_as(config, how).await?;
     match command {
         OutboxCommand::List {
             parked: true, json, ..

@@ -4,7 +4,7 @@
 //! doubling on each strike; a 401 pauses every call for an hour at a time. After buying
 //! tokens or fixing `FLUIDTALK_API_KEY`, `pause clear` lifts them at once.
 
-use super::store_access::{open_store, store_failure};
+use super::store_access::{Open, open_as, store_failure};
 use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::store::PauseScope;
@@ -47,7 +47,7 @@ impl From<Scope> for PauseScope {
 }
 
 pub async fn run(config: &Config, command: PauseCommand) -> Result<(), Failure> {
-    let store = open_store(config).await?;
+    let store = open_as(config, Open::Existing).await?;
     let now = Utc::now();
     match command {
         PauseCommand::List { json } => {

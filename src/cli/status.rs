@@ -1,7 +1,7 @@
 //! `fluidtalk-runner status [--json]`: leads per state, active pauses, and each job's last
 //! run and next fire time.
 
-use super::store_access::{open_store, store_failure};
+use super::store_access::{Open, open_as, store_failure};
 use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::store::PauseScope;
@@ -15,7 +15,7 @@ pub struct StatusArgs {
 }
 
 pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
-    let store = open_store(config).await?;
+    let store = open_as(config, Open::ReadOnly).await?;
     let now = Utc::now();
     let report = crate::status::Report::read(&*store, config, now)
         .await
@@ -25,6 +25,9 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
             serde_json::to_string_pretty(&report.to_json(config)).exit_with(Exit::Failure)?;
         outln!("{text}");
         return Ok(());
+    }
+    if let Some(line) = report.storage.describe() {
+        outln!("!!! {line}");
     }
     let crate::status::Report {
         leads: counts,

@@ -61,6 +61,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn readiness(state: &AppState) -> Result<(), String> {
     let now = state.clock.now();
+    // Probes need no token: the database's own words (paths, errors) stay behind it.
+    if state.runner.db().health.outage().is_some() || state.store.write_problem().await.is_some() {
+        return Err(
+            "storage unavailable: the database takes no writes; no call starts (details in /v1/status)"
+                .into(),
+        );
+    }
     let pauses = state.store.pauses().await.map_err(|e| {
         tracing::warn!(error = %e, "readyz: the database did not answer");
         "the database is unreachable".to_string()

@@ -15,7 +15,6 @@ use crate::fluidtalk::{ActionResult, ChatRequest, ChatResult};
 use crate::lead::LeadState;
 use crate::plan::PlannedCall;
 use crate::policy;
-use crate::runner::db::OnStop;
 use crate::runner::settle::{CallOutcome, Rules, Settled, Started, settle};
 use crate::store::{Action, NewAttempt, PauseScope, StoreError};
 use axum::extract::{Path, State};
@@ -334,7 +333,7 @@ async fn relay(
     let recorded = state
         .runner
         .db()
-        .run("record an inbound answer", OnStop::KeepTrying, || {
+        .hold("record an inbound answer", 1, || {
             store.record_results(&results, end)
         })
         .await;

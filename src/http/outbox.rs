@@ -110,7 +110,8 @@ pub async fn ack(
               (status = 401, body = super::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let report =
+    let mut report =
         crate::status::Report::read(&*state.store, &state.config, state.clock.now()).await?;
+    report.storage.outage = state.runner.db().health.outage();
     Ok(Json(report.to_json(&state.config)))
 }

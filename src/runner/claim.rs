@@ -17,9 +17,7 @@ impl JobRun<'_> {
     pub(super) async fn claim_batch(&mut self) -> Result<(), RunError> {
         let r = self.runner;
         let now = r.clock.now();
-        let pauses =
-            r.db.run("read pauses", OnStop::GiveUp, || r.store.pauses())
-                .await?;
+        let pauses = r.db.read("read pauses", || r.store.pauses()).await?;
         r.holds.absorb(&pauses);
         if let Some(p) = blocking_pause(&pauses, self.job, now) {
             tracing::info!(scope = p.scope.as_str(), until = %p.until, reason = %p.reason, "held by a pause");
@@ -33,13 +31,13 @@ impl JobRun<'_> {
         }
         let (job, cursor) = (self.job, &self.cursor);
         let left =
-            r.db.run("count today's calls", OnStop::GiveUp, || {
+            r.db.read("count today's calls", || {
                 plan::remaining(&*r.store, job, now, cursor)
             })
             .await?;
         let limit = left.min(job.batch_size);
         let (batch, moved) =
-            r.db.run("plan a batch", OnStop::GiveUp, || {
+            r.db.read("plan a batch", || {
                 let mut cursor = cursor.clone();
                 async move {
                     let batch = plan::next_batch(&*r.store, job, now, limit, &mut cursor).await?;

@@ -27,6 +27,9 @@ impl JobRun<'_> {
         permits: Vec<OwnedSemaphorePermit>,
     ) -> Result<(), RunError> {
         let r = self.runner;
+        // The campaign's database file still where it was: else no call, whose answer
+        // would be written to a file nobody will read again.
+        r.store.check_file()?;
         let now = r.clock.now();
         r.holds.refresh(&*r.store, now).await;
         let action = self.action();

@@ -107,6 +107,7 @@ impl Runner {
             db: Db {
                 clock: clock.clone(),
                 stop,
+                health: Arc::new(db::StorageHealth::default()),
             },
             caller,
             store,

@@ -20,9 +20,7 @@ impl Runner {
         let now = self.clock.now();
         let orphans = self
             .db
-            .run("read attempts left in flight", OnStop::GiveUp, || {
-                self.store.orphans(now)
-            })
+            .read("read attempts left in flight", || self.store.orphans(now))
             .await?;
         let mut results = Vec::with_capacity(orphans.len());
         for o in orphans {

@@ -341,7 +341,7 @@ impl<'a> JobRun<'a> {
         let written = self
             .runner
             .db
-            .run("record results", OnStop::KeepTrying, || {
+            .hold("record results", results.len(), || {
                 store.record_results(&results, now)
             })
             .await;
@@ -402,10 +402,7 @@ impl<'a> JobRun<'a> {
         }
         let db = &self.runner.db;
         let store = &self.runner.store;
-        for p in db
-            .run("read pauses", OnStop::GiveUp, || store.pauses())
-            .await?
-        {
+        for p in db.read("read pauses", || store.pauses()).await? {
             let lift = p.until <= self.started_at
                 && match p.scope {
                     PauseScope::NewConversations => new,

@@ -23,6 +23,12 @@ pub enum StoreError {
          (up to {known}); upgrade fluidtalk-runner before using this database"
     )]
     SchemaTooNew { found: i64, known: i64 },
+    #[error(
+        "there is no lead database at {url}: this command only uses an existing one (it is \
+         created by `migrate`, `leads import`, `leads add`, `run` or `daemon`); check \
+         --config, [database] url and DATABASE_URL"
+    )]
+    NoDatabase { url: String },
     #[error("bad database URL {url}: {why}")]
     BadUrl { url: String, why: String },
     #[error("cannot open the database at {url}: {cause}")]
@@ -52,13 +58,23 @@ pub enum StoreError {
     Busy(String),
     #[error("the database did not answer within {0:?}")]
     Unresponsive(std::time::Duration),
+    #[error(
+        "the database file {path} was {what} while this process had it open: stopping, \
+         since whatever it writes now is not the campaign's database; find out what \
+         happened to the file before starting again"
+    )]
+    Moved { path: String, what: &'static str },
 }
 
 impl StoreError {
-    /// Whether trying again later may succeed: the connection was lost or refused, the
-    /// server is restarting or shutting connections down, the pool ran dry, SQLite's file
-    /// stayed locked past the busy timeout, or PostgreSQL chose this transaction to abort
-    /// (serialization failure, deadlock). A runner backs off and goes on after these.
+    /// Whether trying again later may succeed: the database is in an outage, not refusing
+    /// this write for good. Connections: lost or refused, the server restarting or shutting
+    /// connections down, the pool run dry, no answer in time. Storage: a full disk, an I/O
+    /// error, a database switched read-only (a PostgreSQL failover, a remounted file
+    /// system), out of memory. Contention: SQLite's file locked past the busy timeout,
+    /// PostgreSQL choosing this transaction to abort (serialization failure, deadlock), a
+    /// statement cancelled or a lock timed out. A runner holds its answers and goes on
+    /// trying after these; it never drops them.
     pub fn is_transient(&self) -> bool {
         let e = match self {
             StoreError::Db(e) | StoreError::Connect { cause: e, .. } => e,
@@ -70,22 +86,59 @@ impl StoreError {
             sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                // PostgreSQL: class 08 (connection exception), 57P01..57P03 (admin or crash
-                // shutdown, cannot connect now), 40001 and 40P01 (serialization, deadlock),
-                // 53300 (too many connections). SQLite: 5 and 6 (busy, locked) with their
-                // extended codes.
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // The file moved away is not an outage: waiting cannot bring it back.
+                    return code.parse::<i32>().is_ok_and(|c| {
+                        c != SQLITE_READONLY_DBMOVED && SQLITE_OUTAGES.contains(&(c & 0xff))
+                    });
+                }
+                // PostgreSQL: class 08 (connection exception), 57P01..57P03 (admin or
+                // crash shutdown, cannot connect now), 53xxx (disk full, out of memory, too
+                // many connections), 58xxx (I/O and system errors), 25006 (read-only
+                // transaction: a standby, or `default_transaction_read_only`), 40001 and
+                // 40P01 (serialization, deadlock), 57014 (statement cancelled) and 55P03
+                // (lock timeout).
                 code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("58")
                     || matches!(
                         &*code,
-                        "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300"
+                        "57P01"
+                            | "57P02"
+                            | "57P03"
+                            | "40001"
+                            | "40P01"
+                            | "25006"
+                            | "57014"
+                            | "55P03"
                     )
-                    || matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
-                        && db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the SQLite file was deleted, replaced or moved while open (SQLite's own
+    /// check on a write, or the store's device-and-inode check): the process is no longer
+    /// writing to the campaign's database and must stop.
+    pub fn is_moved(&self) -> bool {
+        match self {
+            StoreError::Moved { .. } => true,
+            StoreError::Db(sqlx::Error::Database(db)) => {
+                db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && db.code().and_then(|c| c.parse::<i32>().ok())
+                        == Some(SQLITE_READONLY_DBMOVED)
             }
             _ => false,
         }
     }
 }
+
+/// SQLite's primary result codes that mean an outage (the extended codes carry them in
+/// their low byte): BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN.
+const SQLITE_OUTAGES: [i32; 7] = [5, 6, 7, 8, 10, 13, 14];
+
+/// SQLITE_READONLY_DBMOVED: a write found that the database file was unlinked or renamed.
+const SQLITE_READONLY_DBMOVED: i32 = 8 | (4 << 8);
 
 // By hand rather than `#[from]`, which would also make the sqlx error the source: the
 // message already shows it, and `{:#}` would print it twice.

@@ -49,6 +49,7 @@ mod rows;
 mod rules;
 mod snapshot;
 mod sqlite;
+mod storage;
 mod traits;
 mod types;
 mod values;
@@ -59,6 +60,7 @@ pub use postgres::PgStore;
 pub use rules::FUTURE_SKEW;
 pub use snapshot::{AttemptOf, SnapshotStore};
 pub use sqlite::SqliteStore;
+pub use storage::{MIN_FREE_BYTES, Storage};
 pub use traits::{AdminStore, DeliveryStore, ImportSession, RunnerStore, ServiceStore, Store};
 pub use types::*;
 
@@ -96,6 +98,16 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
             url: redact_url(url),
             why: "expected sqlite://PATH or postgres://USER@HOST/DB".into(),
         })
+    }
+}
+
+/// Opens the store at `url` and applies migrations, but never creates a SQLite file: for
+/// commands that change an existing campaign (a missing file is `NoDatabase`).
+pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open_existing(url).await?))
+    } else {
+        open(url).await
     }
 }
 

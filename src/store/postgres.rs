@@ -6,6 +6,7 @@
 
 use super::dialect::Pg;
 use super::rules::*;
+use super::storage::Storage;
 use super::traits::{AdminStore, ImportSession, RunnerStore, ServiceStore};
 use super::types::*;
 use super::{RUNNER_LOST, StoreError, redact_url};
@@ -23,6 +24,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// How to open a plain connection (not this pool's, which may be read-only on
+    /// purpose) to ask the server whether it takes writes.
+    probe: Probe,
+}
+
+/// Connection options, kept out of `Debug` output: they hold the password.
+#[derive(Clone)]
+struct Probe(PgConnectOptions);
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probe(..)")
+    }
 }
 
 impl PgStore {
@@ -47,10 +61,13 @@ impl PgStore {
             .await
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(connect_error)?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            probe: Probe(options),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -58,7 +75,10 @@ impl PgStore {
     /// Connects without migrating (dry runs write nothing).
     pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
         // The server itself refuses writes on these connections.
-        let options = parse(url)?.options([("default_transaction_read_only", "on")]);
+        let plain = parse(url)?;
+        let options = plain
+            .clone()
+            .options([("default_transaction_read_only", "on")]);
         let pool = with_nodelay(&options)
             .await
             .max_connections(2)
@@ -69,7 +89,10 @@ impl PgStore {
                 url: redact_url(url),
                 cause,
             })?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            probe: Probe(plain),
+        };
         store.check_schema().await?;
         Ok(store)
     }
@@ -111,6 +134,36 @@ async fn with_nodelay(options: &PgConnectOptions) -> PgPoolOptions {
             Ok(())
         })
     })
+}
+
+#[async_trait::async_trait]
+impl Storage for PgStore {
+    fn check_file(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn write_problem(&self) -> Option<String> {
+        let asked = async {
+            let mut conn = PgConnection::connect_with(&self.probe.0).await?;
+            let answer: (String, bool) = sqlx::query_as(
+                "SELECT current_setting('transaction_read_only'), pg_is_in_recovery()",
+            )
+            .fetch_one(&mut conn)
+            .await?;
+            let _ = conn.close().await;
+            Ok::<_, sqlx::Error>(answer)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), asked).await {
+            Err(_) => Some("the database server did not answer within 5 s".into()),
+            Ok(Err(e)) => Some(format!("cannot reach the database server: {e}")),
+            Ok(Ok((_, true))) => Some("the database server is a standby (in recovery): it takes no writes".into()),
+            Ok(Ok((read_only, false))) if read_only == "on" => Some(
+                "the database server takes no writes: new sessions are read-only (default_transaction_read_only)"
+                    .into(),
+            ),
+            Ok(Ok(_)) => None,
+        }
+    }
 }
 
 sql_store!(PgStore);

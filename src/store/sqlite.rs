@@ -6,6 +6,7 @@
 
 use super::dialect::Lite;
 use super::rules::*;
+use super::storage::{FileIdentity, Storage};
 use super::traits::{AdminStore, ImportSession, RunnerStore, ServiceStore};
 use super::types::*;
 use super::{RUNNER_LOST, StoreError, memory_url, redact_url};
@@ -22,13 +23,25 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
+    /// The file as it was opened: a file deleted, replaced or moved since is noticed.
+    file: std::sync::Arc<FileIdentity>,
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = |o: SqliteConnectOptions| {
-            o.create_if_missing(true)
+        Self::open_as(url, true).await
+    }
+
+    /// Opens the database file and applies migrations; a missing file is an error (for
+    /// commands that have no business starting a new campaign).
+    pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
+        Self::open_as(url, false).await
+    }
+
+    async fn open_as(url: &str, create: bool) -> Result<Self, StoreError> {
+        let options = move |o: SqliteConnectOptions| {
+            o.create_if_missing(create)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
@@ -36,16 +49,16 @@ impl SqliteStore {
         // Migrations run on a connection of their own, closed before the store's pool
         // opens: a migration that runs its own transaction and pragmas (0006) and fails
         // halfway cannot leave them on a connection the store then uses.
-        let migrating = Self::connect(url, 1, options).await?;
+        let migrating = Self::connect(url, 1, !create, options).await?;
         let migrated = migrating.migrate().await;
         migrating.pool.close().await;
         migrated?;
-        Self::connect(url, 4, options).await
+        Self::connect(url, 4, !create, options).await
     }
 
     /// Opens an existing database file read-only, without migrating.
     pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
-        let store = Self::connect(url, 2, |o| {
+        let store = Self::connect(url, 2, true, |o| {
             o.read_only(true)
                 .create_if_missing(false)
                 // The file is already in WAL mode; asking for another would write.
@@ -59,12 +72,14 @@ impl SqliteStore {
     async fn connect(
         url: &str,
         max_connections: u32,
+        must_exist: bool,
         options: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
     ) -> Result<Self, StoreError> {
         let parsed = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
             url: redact_url(url),
             why: e.to_string(),
         })?;
+        let path = parsed.get_filename().to_path_buf();
         // An in-memory or nameless database would report success and keep nothing.
         let file = parsed.get_filename().to_string_lossy();
         if memory_url(url) || file.is_empty() || file.starts_with("file:sqlx-in-memory") {
@@ -75,15 +90,39 @@ impl SqliteStore {
                     .into(),
             });
         }
+        let options = options(parsed.busy_timeout(Duration::from_secs(30)));
+        if must_exist && !path.exists() {
+            return Err(StoreError::NoDatabase {
+                url: redact_url(url),
+            });
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
-            .connect_with(options(parsed.busy_timeout(Duration::from_secs(30))))
+            .connect_with(options)
             .await
             .map_err(|cause| StoreError::Connect {
                 url: redact_url(url),
                 cause,
             })?;
-        Ok(Self { pool })
+        let file = FileIdentity::of(&path).map_err(|e| StoreError::Connect {
+            url: redact_url(url),
+            cause: sqlx::Error::Io(e),
+        })?;
+        Ok(Self {
+            pool,
+            file: std::sync::Arc::new(file),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for SqliteStore {
+    fn check_file(&self) -> Result<(), StoreError> {
+        self.file.check()
+    }
+
+    async fn write_problem(&self) -> Option<String> {
+        self.file.write_problem()
     }
 }
 

@@ -342,12 +342,25 @@ pub trait DeliveryStore: Send + Sync {
 /// The lead database: everything the runner, people's commands, the HTTP service and
 /// webhook delivery need.
 pub trait Store:
-    RunnerStore + AdminStore + ServiceStore + DeliveryStore + SnapshotStore + std::fmt::Debug
+    RunnerStore
+    + AdminStore
+    + ServiceStore
+    + DeliveryStore
+    + SnapshotStore
+    + super::Storage
+    + std::fmt::Debug
 {
 }
 
-impl<T: RunnerStore + AdminStore + ServiceStore + DeliveryStore + SnapshotStore + std::fmt::Debug>
-    Store for T
+impl<
+    T: RunnerStore
+        + AdminStore
+        + ServiceStore
+        + DeliveryStore
+        + SnapshotStore
+        + super::Storage
+        + std::fmt::Debug,
+> Store for T
 {
 }
 

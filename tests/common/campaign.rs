@@ -51,8 +51,19 @@ impl Campaign {
     /// A campaign on a SQLite file that the binary under test creates (`migrate`), so the
     /// same test runs against an older build too.
     pub async fn on_sqlite(sim_args: &[&str], fluidtalk: &str, toml: &str) -> Self {
+        Self::on_sqlite_at(None, sim_args, fluidtalk, toml).await
+    }
+
+    /// `on_sqlite`, with the database file at `db` (default: `leads.db` in the folder).
+    pub async fn on_sqlite_at(
+        db: Option<&std::path::Path>,
+        sim_args: &[&str],
+        fluidtalk: &str,
+        toml: &str,
+    ) -> Self {
         let (sim, sim_url, dir) = Self::folder(sim_args, fluidtalk, toml);
-        let url = format!("sqlite://{}", dir.path().join("leads.db").display());
+        let file = db.map_or_else(|| dir.path().join("leads.db"), std::path::Path::to_path_buf);
+        let url = format!("sqlite://{}", file.display());
         // An empty campaign file: the real one may be wrong on purpose.
         let empty = dir.path().join("empty.toml");
         std::fs::write(&empty, "").expect("write empty.toml");
@@ -72,6 +83,36 @@ impl Campaign {
             dir,
             url,
             raw: Raw::Sqlite(raw),
+            sim_url,
+            _sim: sim,
+            _db: None,
+        }
+    }
+
+    /// A campaign on the PostgreSQL database at `url` (a database of the test's own, made
+    /// and dropped by the test), migrated by the binary under test.
+    pub async fn on_postgres_url(
+        url: &str,
+        sim_args: &[&str],
+        fluidtalk: &str,
+        toml: &str,
+    ) -> Self {
+        let (sim, sim_url, dir) = Self::folder(sim_args, fluidtalk, toml);
+        let empty = dir.path().join("empty.toml");
+        std::fs::write(&empty, "").expect("write empty.toml");
+        let out = bin()
+            .arg("migrate")
+            .arg("--config")
+            .arg(&empty)
+            .env("DATABASE_URL", url)
+            .output()
+            .expect("run migrate");
+        assert!(out.status.success(), "migrate: {}", text(&out.stderr));
+        let raw = sqlx::PgPool::connect(url).await.expect("raw postgres pool");
+        Self {
+            dir,
+            url: url.to_string(),
+            raw: Raw::Postgres(raw),
             sim_url,
             _sim: sim,
             _db: None,
