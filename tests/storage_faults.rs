@@ -91,9 +91,16 @@ struct Daemon {
 
 impl Daemon {
     async fn start(c: &Campaign) -> Daemon {
+        Self::start_with(c, &[]).await
+    }
+
+    async fn start_with(c: &Campaign, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = c.command(&["daemon", "--http", "127.0.0.1:0"]);
         cmd.env("FLUIDTALK_RUNNER_TOKEN", TOKEN)
             .env("FLUIDTALK_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.spawn().expect("the daemon starts");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let log = Arc::new(Mutex::new(String::new()));
@@ -311,6 +318,66 @@ async fn a_full_disk_holds_the_answers_until_space_is_back_and_loses_none() {
     let (code, log) = d.stop().await;
     assert_eq!(code, Some(0), "{log}");
     nothing_twice_and_every_answer_recorded(&c).await;
+}
+
+/// A crash while the disk is full loses only the answers held then: at most `concurrency`
+/// leads go to review once their leases run out, none is called again, and a new daemon
+/// works the rest once space is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_during_a_full_disk_sends_at_most_concurrency_leads_to_review() {
+    let _one = SERIAL.lock().await;
+    let disk = Tmpfs::mount("16m");
+    let db = disk.path().join("leads.db");
+    let c = Campaign::on_sqlite_at(Some(&db), SIM, FLUIDTALK, &campaign_toml()).await;
+    c.import((0..LEADS).map(|i| format!("@k{i:03}"))).await;
+    let mut d = Daemon::start(&c).await;
+    c.wait_for_calls(16).await;
+    let filler = disk.fill();
+    until(
+        Duration::from_secs(20),
+        "the daemon meets the full disk",
+        || async { d.storage_gauge().await == Some(0.0) },
+    )
+    .await;
+    // Let the calls then in flight come back and be held.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.child.kill().await.expect("SIGKILL");
+    std::fs::remove_file(&filler).expect("free the disk");
+    // Hours later every lease has run out: recovery settles what the crash cut off.
+    let later = Daemon::start_with(&c, &[("FLUIDTALK_CLOCK_OFFSET", "3h")]).await;
+    until_every_lead_is_worked(&c).await;
+    let (code, log) = later.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+
+    let log = c.sim_log().await;
+    let mut per_target: HashMap<String, usize> = HashMap::new();
+    for e in &log {
+        *per_target.entry(e.target.clone()).or_default() += 1;
+    }
+    let twice: Vec<_> = per_target.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent twice: {twice:?}");
+    let states = c.states().await;
+    let review = states.get("needs_review").copied().unwrap_or(0);
+    assert!(review <= CONCURRENCY, "{states:?}");
+    assert_eq!(
+        states.get("contacted").copied().unwrap_or(0) + review,
+        LEADS,
+        "{states:?}"
+    );
+    assert_eq!(
+        c.count("SELECT COUNT(*) FROM attempts WHERE status = 'in_flight'")
+            .await,
+        0
+    );
+    // Every answer not lost with the process is recorded.
+    let sent = c
+        .count("SELECT COUNT(*) FROM attempts WHERE status = 'sent'")
+        .await as usize;
+    assert!(
+        sent + review >= log.len(),
+        "{sent} sent + {review} to review < {} answered",
+        log.len()
+    );
 }
 
 /// Defect 2 of issue 19: PostgreSQL switched read-only for a while, as in a failover
