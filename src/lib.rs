@@ -18,6 +18,8 @@
 //! - `delivery`: the outbox POSTed to a webhook, signed, retried, in order per target.
 //! - `metrics`: Prometheus counters, histograms and gauges (rendered at `/metrics`).
 //! - `clock`: injected time, and time arithmetic that cannot overflow.
+//! - `strength`: how hard to guess a shared secret must be (the runner's token, the
+//!   webhook's secret).
 //! - `status`: the campaign at a glance (`status`, `GET /v1/status`).
 //! - `http`: the runner as an HTTP service: the JSON API, the inbound relay, health, metrics.
 //! - `sim`: a FluidTalk-compatible server for demos, tests and benchmarks.
@@ -47,3 +49,4 @@ pub mod schedule;
 pub mod sim;
 pub mod status;
 pub mod store;
+pub mod strength;

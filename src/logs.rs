@@ -4,9 +4,19 @@
 //!
 //! A JSON line carries `timestamp`, `level`, `target`, `message`, the event's own fields at
 //! the top level, and the spans it happened in (`span`, `spans`: `job`, `target`, `action`).
+//!
+//! A text line cannot be forged by what it logs: values come from outside (a lead's
+//! target, a webhook's answer, an API error's words), and a newline in one would start a
+//! line of its own, an ANSI escape would repaint the terminal. So every control character
+//! of a text line's message and fields (C0 and C1, DEL, the line and paragraph separators,
+//! the bidirectional overrides) is written escaped (`\n`, `\u{1b}`), whatever wrote it.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 
 /// The variable that sets the level filter.
 pub const FILTER_ENV: &str = "FLUIDTALK_LOG";
@@ -66,7 +76,10 @@ pub fn init(format: LogFormat, default_filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(EscapedFields::default())
+            .init(),
         // Fields at the top level, next to `message`, so a shipper indexes them as they are.
         LogFormat::Json => builder
             .json()
@@ -78,6 +91,52 @@ pub fn init(format: LogFormat, default_filter: &str) {
     if let Some((text, e)) = bad_filter {
         tracing::warn!("{FILTER_ENV}={text:?} is not a log filter ({e}); using {default_filter:?}");
     }
+}
+
+/// The text format's fields (the message among them) as tracing-subscriber writes them,
+/// with every control character escaped (see the module's docs).
+#[derive(Debug, Default)]
+pub struct EscapedFields(DefaultFields);
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_fields(Writer::new(&mut line), fields)?;
+        writer.write_str(&escape_controls(&line))
+    }
+}
+
+/// Whether `c` must not reach a log line as it is: it could end the line, move the cursor
+/// or reorder what a terminal shows.
+fn is_forging(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `text` with its control characters written as escapes: `\n`, `\r`, `\t`, else
+/// `\u{..}`; unchanged (and not copied) when it has none.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_forging) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_forging(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Prints the error that ends the process, as the last line on stderr: `error: …` in text,
@@ -127,6 +186,57 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_other_text_is_kept() {
+        assert_eq!(
+            escape_controls("@ana wrote \"hi\" 🔥"),
+            "@ana wrote \"hi\" 🔥"
+        );
+        assert_eq!(
+            escape_controls("a\nb\r\tc\u{1b}[31md\u{7f}\u{9b}\u{202e}e\u{2028}"),
+            "a\\nb\\r\\tc\\u{1b}[31md\\u{7f}\\u{9b}\\u{202e}e\\u{2028}"
+        );
+    }
+
+    /// The text format as `init` sets it up, into a buffer: a forged line and a colour
+    /// code in a field and in the message stay on the one line, escaped.
+    #[test]
+    fn a_text_line_holds_one_event_whatever_its_values_hold() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .map_err(|_| std::io::Error::other("poisoned"))?
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .fmt_fields(EscapedFields::default())
+            .with_writer(move || writer.clone())
+            .finish();
+        let forged = "@x\n2030-01-01T00:00:00Z  INFO forged: all is well \u{1b}[2J";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("run", target = %forged);
+            let _in = span.enter();
+            tracing::warn!(target_lead = %forged, debug = ?forged, "delivery failed for {forged}");
+        });
+        let out = String::from_utf8(buf.0.lock().map(|b| b.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(!out.contains('\u{1b}'), "{out:?}");
+        assert!(out.contains("@x\\n2030-01-01"), "{out}");
     }
 
     #[test]

@@ -35,6 +35,18 @@ pub const JOB_RUN_SECONDS: &str = "fluidtalk_runner_job_run_seconds";
 pub const STORAGE_AVAILABLE: &str = "fluidtalk_runner_storage_available";
 /// HTTP requests by `route` and `status` (recorded by the HTTP server).
 pub const HTTP_REQUESTS: &str = "fluidtalk_runner_http_requests_total";
+/// HTTP connections closed at once by `reason`: `per_client` (over
+/// `[http] max_connections_per_client`) or `total` (over `max_connections`).
+pub const HTTP_CONNECTIONS_REFUSED: &str = "fluidtalk_runner_http_connections_refused_total";
+/// HTTP connections closed for taking too long, by `reason`: `no_request` (none within
+/// `header_timeout`), `idle` (none for `idle_timeout`), `stalled` (headers not finished
+/// in time, or an HTTP/2 ping not answered), `tls_handshake`.
+pub const HTTP_CONNECTIONS_TIMED_OUT: &str = "fluidtalk_runner_http_connections_timed_out_total";
+/// HTTP connections open now.
+pub const HTTP_CONNECTIONS_OPEN: &str = "fluidtalk_runner_http_connections_open";
+/// Wrong tokens by `via` (`bearer`, `login`) and `result` (`refused`: 401; `throttled`:
+/// 429, a wrong token one too many or any try while the address waits).
+pub const HTTP_AUTH_FAILURES: &str = "fluidtalk_runner_http_auth_failures_total";
 
 /// API latency buckets: the API answers in tenths of a second to tens of seconds (an
 /// opener with an image), and times out at `[fluidtalk] timeout`.
@@ -109,6 +121,19 @@ fn describe() {
         STORAGE_AVAILABLE,
         "1 while this process's writes to its database succeed, 0 during a storage outage \
          (disk full, read-only, I/O error, unreachable): no call starts, answers are held."
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED,
+        "HTTP connections closed at once, by reason (per_client: over [http] max_connections_per_client; total: over max_connections)."
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_TIMED_OUT,
+        "HTTP connections closed for taking too long, by reason (no_request, idle, stalled, tls_handshake)."
+    );
+    describe_gauge!(HTTP_CONNECTIONS_OPEN, "HTTP connections open.");
+    describe_counter!(
+        HTTP_AUTH_FAILURES,
+        "Wrong bearer tokens and dashboard logins, by via (bearer, login) and result (refused: 401; throttled: 429, also any try while the address waits)."
     );
     storage_available(true);
 }

@@ -331,3 +331,92 @@ async fn the_dashboard_in_a_real_browser() {
     shot(&c, "5-session-ended").await;
     c.close().await.expect("close the browser");
 }
+
+/// Issue 20: a lead whose fields hold markup (`<script>`, an `<img onerror>`) is shown as
+/// text, nothing of theirs runs; and the page's Content-Security-Policy is enforced by the
+/// browser itself: the page's own style applies, while a script or a style that anything
+/// slips into the page is refused (a `securitypolicyviolation` event), so even markup that
+/// got through would not run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lead_holding_markup_runs_nothing_and_the_policy_holds() {
+    let Some((_driver, webdriver)) = chromedriver().await else {
+        return;
+    };
+    let (sim, _) = spawn_sim(SimConfig::default()).await;
+    let api = serve(
+        common::db::sqlite().await,
+        &sim,
+        "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 9 * * *\"\n",
+    )
+    .await;
+    let target = "<script>window.pwned='target'</script>";
+    let (status, body) = api
+        .post(
+            "/v1/leads",
+            json!({"leads": [{"target": target, "tags": ["<img src=x onerror=\"window.pwned='tag'\">"]}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["imported"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    api.db.exec("UPDATE leads SET state = 'needs_review'").await;
+    api.db
+        .exec(
+            "INSERT INTO attempts (lead_id, job, action, step, status, error_detail, started_at, runner_id)
+             SELECT id, 'openers', 'opener', 0, 'failed',
+                    '<img src=x onerror=\"window.pwned=''detail''\"><script>window.pwned=''detail''</script>',
+                    strftime('%Y-%m-%dT%H:%M:%S', 'now') || '.000000Z', 'seed' FROM leads",
+        )
+        .await;
+    let c = browser(&webdriver).await;
+    log_in(&c, &api, TOKEN).await;
+    let shown = text(&c, "tr[data-target] th").await;
+    assert_eq!(shown, target, "the target is shown as text");
+    shot(&c, "6-markup-as-text").await;
+    let found = c
+        .execute(
+            "return [typeof window.pwned, document.querySelectorAll('main img').length, \
+             getComputedStyle(document.body).maxWidth];",
+            vec![],
+        )
+        .await
+        .expect("look at the page");
+    assert_eq!(
+        found,
+        json!(["undefined", 0, "1152px"]),
+        "nothing of the lead's ran or became an element; the page's own style applies"
+    );
+    // What the browser does with a script and a style slipped in after the page loaded.
+    let verdict = c
+        .execute_async(
+            "var done = arguments[arguments.length - 1]; var seen = [];\
+             document.addEventListener('securitypolicyviolation', function (e) {\
+               seen.push(e.effectiveDirective); });\
+             var s = document.createElement('script'); s.textContent = 'window.slipped = 1;';\
+             document.body.appendChild(s);\
+             var st = document.createElement('style'); st.textContent = 'body { max-width: 1px; }';\
+             document.head.appendChild(st);\
+             var d = document.createElement('div'); d.setAttribute('style', 'width: 7px');\
+             document.body.appendChild(d);\
+             setTimeout(function () {\
+               done([typeof window.slipped, getComputedStyle(document.body).maxWidth,\
+                     getComputedStyle(d).width === '7px', seen.sort()]);\
+             }, 500);",
+            vec![],
+        )
+        .await
+        .expect("slip a script and styles in");
+    assert_eq!(
+        verdict,
+        json!([
+            "undefined",
+            "1152px",
+            false,
+            ["script-src-elem", "style-src-attr", "style-src-elem"]
+        ]),
+        "the browser refused them, by the policy"
+    );
+    c.close().await.expect("close the browser");
+}

@@ -11,7 +11,12 @@ use fluidtalk_runner::sim::SimConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+// Wrong tokens are throttled after a few a minute per address: this file sends dozens on
+// purpose (tests/http_attack.rs checks the throttle).
 const CAMPAIGN: &str = r#"
+[http]
+auth_failures_per_minute = 1000
+
 [[job]]
 name = "reactions"
 kind = "event"
@@ -458,7 +463,8 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .await
         .expect("half the headers");
-    let limit = fluidtalk_runner::http::HEADER_TIMEOUT + std::time::Duration::from_secs(5);
+    let limit = fluidtalk_runner::config::HttpSettings::default().header_timeout
+        + std::time::Duration::from_secs(5);
     let mut rest = Vec::new();
     let read = tokio::time::timeout(limit, socket.read_to_end(&mut rest)).await;
     assert!(

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const TOKEN: &str = "daemon-token-0123456789abcdef";
+const TOKEN: &str = "daemon-token-6f1d0c3b9a2e4d5f8a7b6c";
 
 #[tokio::test]
 async fn without_a_token_the_http_daemon_does_not_start() {
@@ -32,7 +32,7 @@ async fn without_a_token_the_http_daemon_does_not_start() {
         .await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("at least 16"),
+        text(&out.stderr).contains("at least 32"),
         "{}",
         text(&out.stderr)
     );

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const TOKEN: &str = "e2e-token-0123456789abcdef";
+const TOKEN: &str = "e2e-token-6f1d0c3b9a2e4d5f8a7b6c5d4e";
 
 async fn one_daemon_serves_delivers_and_reports(db: TestDb) {
     let receiver = Receiver::start(Arc::new(SystemClock), Answer::Ok).await;

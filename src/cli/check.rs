@@ -62,12 +62,32 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         humantime::format_duration(b.retry_max),
         b.max_attempts
     );
-    match config.http.listen {
+    let h = &config.http;
+    match h.listen {
         Some(addr) => outln!(
             "  http       {addr} (`daemon` serves the HTTP API there; token from FLUIDTALK_RUNNER_TOKEN)"
         ),
         None => outln!("  http       none (`daemon --http ADDR` serves the HTTP API)"),
     }
+    outln!(
+        "             {}{}; headers within {}, idle for {}, HTTP/2 pings every {} (answer within {}); {} connections, {} per client address; {} wrong tokens a minute per address",
+        if h.tls.is_some() {
+            "HTTPS (tls_cert, tls_key)"
+        } else {
+            "plain HTTP"
+        },
+        h.public_url.as_ref().map_or_else(String::new, |u| format!(
+            ", public at {}",
+            u.origin().ascii_serialization()
+        )),
+        humantime::format_duration(h.header_timeout),
+        humantime::format_duration(h.idle_timeout),
+        humantime::format_duration(h.keep_alive_interval),
+        humantime::format_duration(h.keep_alive_timeout),
+        h.max_connections,
+        h.max_connections_per_client,
+        h.auth_failures_per_minute
+    );
     match &config.delivery {
         Some(d) => outln!(
             "  delivery   {} (secret from {}; timeout {}; retry {} doubling to {}, parked after {}; {} at once)",

@@ -37,6 +37,41 @@ async fn recover_every(runner: Runner, every: Duration, stop: CancellationToken)
     }
 }
 
+/// Files the daemon needs open besides its HTTP connections: the database's pool, the
+/// webhook's and the API's connections, logs, the forecast's scratch copy.
+const OTHER_FILES: u64 = 256;
+
+/// Raises the open-files limit to what `[http] max_connections` needs (as far as the hard
+/// limit allows; a soft limit of 1,024 is common), so the connection cap is what refuses
+/// connections, not `accept` failing; warns when even the hard limit is too low.
+fn open_files_for(max_connections: u32) {
+    let want = u64::from(max_connections) + OTHER_FILES;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur >= want {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: want.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: as above.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
+    if !ok || raised.rlim_cur < want {
+        tracing::warn!(
+            open_files = if ok { raised.rlim_cur } else { limit.rlim_cur },
+            needed = want,
+            "the open-files limit is below [http] max_connections plus the daemon's own files: raise it (systemd: LimitNOFILE) or lower max_connections"
+        );
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Log each tick's plan instead of acting (no key needed, nothing written).
@@ -85,12 +120,24 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
         ))
         .exit_with(Exit::Config);
     }
-    // Checked before anything opens: a server without its lock must not start.
+    // Checked before anything opens: a server without its lock must not start, nor one
+    // whose certificate cannot serve HTTPS.
     let token = listen
         .map(|_| crate::http::Token::from_env())
         .transpose()
         .map_err(|e| anyhow!(e))
         .exit_with(Exit::Config)?;
+    let tls = match (&listen, &config.http.tls) {
+        (Some(_), Some(files)) => Some(
+            crate::http::Tls::load(files)
+                .map_err(|e| anyhow!("{}: {e}", config.path.display()))
+                .exit_with(Exit::Config)?,
+        ),
+        _ => None,
+    };
+    if listen.is_some() {
+        open_files_for(config.http.max_connections);
+    }
     let runner_id = crate::runner::runner_id();
     let clock = crate::clock::from_env()
         .map_err(|e| anyhow!(e))
@@ -137,9 +184,10 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
         )
         .with_database_url(config.database_url());
         relays = Some(state.tasks.clone());
-        server = Some(tokio::spawn(crate::http::serve(
+        server = Some(tokio::spawn(crate::http::serve_with(
             listener,
             state,
+            tls,
             stop.clone(),
         )));
     }

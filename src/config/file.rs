@@ -3,12 +3,11 @@
 //! ranges that must not cross, unique job names, the image folder on disk.
 
 use super::fields::{
-    BackoffDur, BaseUrl, Count, DatabaseUrl, Days, HhMm, JobName, Kind, Listen, PerSecond,
-    QuietAfter, TimeoutDur, Zone,
+    BackoffDur, BaseUrl, Count, DatabaseUrl, Days, HhMm, JobName, Kind, PerSecond, QuietAfter,
+    TimeoutDur, Zone,
 };
 use super::{
-    ApiSettings, Backoff, Config, ConfigError, HttpSettings, Job, JobKind, Limits, OnUnknown,
-    SendWindow, locate,
+    ApiSettings, Backoff, Config, ConfigError, Job, JobKind, Limits, OnUnknown, SendWindow, locate,
 };
 use crate::schedule::Schedule;
 use chrono_tz::Tz;
@@ -32,16 +31,10 @@ struct File {
     #[serde(default)]
     backoff: RawBackoff,
     #[serde(default)]
-    http: RawHttp,
+    http: super::http::RawHttp,
     delivery: Option<Spanned<super::delivery::RawDelivery>>,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    listen: Option<Listen>,
 }
 
 #[derive(Deserialize, Default)]
@@ -260,9 +253,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         database_url: raw.database.url.map(|u| u.0),
         limits,
         backoff,
-        http: HttpSettings {
-            listen: raw.http.listen.map(|l| l.0),
-        },
+        http: super::http::check(path, text, &raw.http)?,
         delivery: raw
             .delivery
             .as_ref()

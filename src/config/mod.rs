@@ -13,12 +13,14 @@
 mod delivery;
 mod fields;
 mod file;
+mod http;
 mod locate;
 #[cfg(test)]
 mod tests;
 
 pub use delivery::{DEFAULT_SECRET_ENV, Delivery};
 pub use fields::{check_base_url, check_database_url, parse_duration};
+pub use http::{HttpSettings, TlsFiles};
 
 use crate::schedule::Schedule;
 use crate::store::DEFAULT_DATABASE_URL;
@@ -114,13 +116,6 @@ pub struct Config {
     /// `[delivery]`: the outbox's webhook, if the file sets one.
     pub delivery: Option<Delivery>,
     pub jobs: Vec<Job>,
-}
-
-/// `[http]`: the daemon's HTTP API.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HttpSettings {
-    /// Where `daemon` serves the HTTP API; `None`: it serves none (unless `--http`).
-    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

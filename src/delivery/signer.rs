@@ -22,6 +22,8 @@ pub enum SecretError {
          [delivery] secret_env) {why}: set it to the secret the webhook's receiver shares"
     )]
     Missing { var: String, why: &'static str },
+    #[error("[delivery] webhook_url is set, but its signing secret is weak: {0}")]
+    Weak(String),
 }
 
 /// Signs bodies with the webhook's secret.
@@ -41,10 +43,15 @@ impl Signer {
         Signer { secret }
     }
 
-    /// The secret from the environment variable `var`, which must be set and not empty.
+    /// The secret from the environment variable `var`, which must be set and hard to
+    /// guess (`strength::check`: at least 32 characters, no repeated pattern): whoever
+    /// knows it can sign messages the receiver takes for the runner's.
     pub fn from_env(var: &str) -> Result<Signer, SecretError> {
         match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Ok(Signer::new(SecretString::from(v))),
+            Ok(v) if !v.trim().is_empty() => {
+                crate::strength::check(var, &v).map_err(SecretError::Weak)?;
+                Ok(Signer::new(SecretString::from(v)))
+            }
             Ok(_) => Err(SecretError::Missing {
                 var: var.to_string(),
                 why: "is empty",

@@ -1,4 +1,5 @@
-//! The bearer token every private route needs, compared in constant time.
+//! The bearer token every private route needs, compared in constant time; wrong tokens
+//! count against their client address (`throttle`).
 
 use super::AppState;
 use super::error::ApiError;
@@ -12,8 +13,8 @@ use subtle::ConstantTimeEq;
 
 /// The environment variable that holds the token.
 pub const TOKEN_ENV: &str = "FLUIDTALK_RUNNER_TOKEN";
-/// The shortest token accepted: a guessable token is no lock.
-pub const MIN_TOKEN_LEN: usize = 16;
+/// The shortest token accepted: a guessable token is no lock (`strength`).
+pub const MIN_TOKEN_LEN: usize = crate::strength::MIN_LEN;
 
 /// The API's bearer token. Its `Debug` shows no part of it.
 #[derive(Clone)]
@@ -26,24 +27,22 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
-    /// A token as given; at least `MIN_TOKEN_LEN` characters, printable ASCII.
+    /// A token as given: printable ASCII, and hard to guess (`strength::check`: at least
+    /// `MIN_TOKEN_LEN` characters, no repeated pattern).
     pub fn new(value: &str) -> Result<Token, String> {
         if value.is_empty() {
             return Err(format!(
-                "{TOKEN_ENV} is empty; set it to at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 32`)"
-            ));
-        }
-        if value.len() < MIN_TOKEN_LEN {
-            return Err(format!(
-                "{TOKEN_ENV} is {} characters long; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)",
-                value.len()
+                "{TOKEN_ENV} is empty; set it to at least {MIN_TOKEN_LEN} random characters: {}",
+                crate::strength::HOW
             ));
         }
         if !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!(
-                "{TOKEN_ENV} holds a space, a control character or a non-ASCII character: a bearer token is printable ASCII"
+                "{TOKEN_ENV} holds a space, a control character or a non-ASCII character: a bearer token is printable ASCII; {}",
+                crate::strength::HOW
             ));
         }
+        crate::strength::check(TOKEN_ENV, value)?;
         Ok(Token(SecretString::from(value.to_string())))
     }
 
@@ -75,12 +74,18 @@ impl Token {
     }
 }
 
-/// Lets the request through only with `Authorization: Bearer <token>`.
+/// Lets the request through only with `Authorization: Bearer <token>`. A client address
+/// that sent too many wrong tokens (or dashboard passwords) lately is answered 429 with
+/// `Retry-After`, its token not even compared, until its time is up.
 pub async fn require_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
+    let client = super::throttle::client_of(&request);
+    if let Some(wait) = state.throttle.waiting(client, "bearer") {
+        return super::throttle::too_many(wait);
+    }
     // The scheme's name is case-insensitive (RFC 9110).
     let given = request
         .headers()
@@ -90,7 +95,10 @@ pub async fn require_token(
         .map(|v| v[7..].trim_ascii());
     match given {
         Some(token) if state.token.matches(token) => next.run(request).await,
-        Some(_) => refuse("the bearer token is wrong"),
+        Some(_) => match state.throttle.failed(client, "bearer") {
+            Some(wait) => super::throttle::too_many(wait),
+            None => refuse("the bearer token is wrong"),
+        },
         None => {
             refuse("send `Authorization: Bearer <token>` (the token in FLUIDTALK_RUNNER_TOKEN)")
         }
@@ -111,24 +119,30 @@ fn refuse(message: &str) -> Response {
 mod tests {
     use super::*;
 
+    const GOOD: &str = "7c1e5b2d9f3a4e8f-secret-a6c70d9e8f7a6b5c";
+
     #[test]
     fn a_token_matches_only_itself_and_never_shows() {
-        let t = Token::new("0123456789abcdef-secret").expect("valid");
-        assert!(t.matches(b"0123456789abcdef-secret"));
-        assert!(!t.matches(b"0123456789abcdef-secreT"));
-        assert!(!t.matches(b"0123456789abcdef-secre"));
+        let t = Token::new(GOOD).expect("valid");
+        assert!(t.matches(GOOD.as_bytes()));
+        assert!(!t.matches(GOOD.to_uppercase().as_bytes()));
+        assert!(!t.matches(&GOOD.as_bytes()[1..]));
         assert!(!t.matches(b""));
         assert!(!format!("{t:?}").contains("secret"));
     }
 
     #[test]
-    fn short_or_unprintable_tokens_are_refused_with_the_variable_named() {
+    fn short_unprintable_or_repetitive_tokens_are_refused_with_the_variable_named() {
         let e = Token::new("short").expect_err("too short");
         assert!(
-            e.contains("FLUIDTALK_RUNNER_TOKEN") && e.contains("at least 16"),
+            e.contains("FLUIDTALK_RUNNER_TOKEN") && e.contains("at least 32"),
             "{e}"
         );
-        let e = Token::new("0123456789abcdef 012").expect_err("space");
+        assert!(e.contains("openssl rand -hex 32"), "{e}");
+        let e = Token::new(&format!("{GOOD} 012")).expect_err("space");
         assert!(e.contains("printable ASCII"), "{e}");
+        let e = Token::new(&"ab".repeat(20)).expect_err("a pattern");
+        assert!(e.contains("repeats a pattern"), "{e}");
+        Token::new("aaaaaaaaaaaaaaaa").expect_err("the issue's token");
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP API's errors: `{"error": {"kind", "message", "field"?, "index"?}}` with a fitting
-//! status, and a JSON body extractor whose rejections take the same shape.
+//! status, and a JSON body extractor whose rejections take the same shape, as path and
+//! query rejections do (`path_rejection`, `query_rejection`).
 
 use crate::store::StoreError;
 use axum::extract::rejection::JsonRejection;
@@ -210,4 +211,24 @@ fn source_text(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     last
+}
+
+/// A path parameter's rejection (`%FF` is no text, `abc` no id), in the API's shape.
+pub fn path_rejection(e: axum::extract::rejection::PathRejection) -> ApiError {
+    use axum::extract::rejection::PathRejection;
+    match e {
+        PathRejection::FailedToDeserializePathParams(e) => {
+            let text = e.body_text();
+            let why = text
+                .strip_prefix("Invalid URL: ")
+                .unwrap_or(&text)
+                .to_string();
+            ApiError::bad_request(format!("the path: {why}"))
+        }
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the path could not be read: {}", other.body_text()),
+        ),
+    }
 }

@@ -1,5 +1,5 @@
-//! `Idempotency-Key`: a retried request with the same key gets the first one's answer, not
-//! a second API call. The key is claimed in the database before the call (so two daemons
+//! `Idempotency-Key` (the inbound relay and events): a retried request with the same key
+//! gets the first one's answer, not a second API call or a second event. The key is claimed in the database before the call (so two daemons
 //! answering the same retry cannot both call) and the answer stored after it; an answer
 //! that says the API did not act is forgotten instead, so a retry may call again.
 
@@ -51,7 +51,7 @@ pub enum Claimed {
 }
 
 /// Claims `key` in `scope`; a stale claim (its request died mid-call) answers that the
-/// outcome is unknown, as the attempt it left is.
+/// outcome is unknown (`stale_message` says what is unknown), as the attempt it left is.
 pub async fn claim(
     store: &dyn Store,
     scope: &str,
@@ -59,6 +59,7 @@ pub async fn claim(
     hash: &str,
     now: DateTime<Utc>,
     stale_after: chrono::Duration,
+    stale_message: &str,
 ) -> Result<Claimed, ApiError> {
     Ok(match store.claim_key(scope, key, hash, now).await? {
         KeyClaim::New => Claimed::First,
@@ -83,13 +84,7 @@ pub async fn claim(
             .into_response(),
         ),
         KeyClaim::InProgress { since } if now - since > stale_after => Claimed::Answer(
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "outcome_unknown",
-                "the first request with this Idempotency-Key ended without an answer (the daemon stopped mid-call): \
-                 whether the API answered is unknown, and the lead goes to review; it is not called again",
-            )
-            .into_response(),
+            ApiError::new(StatusCode::BAD_GATEWAY, "outcome_unknown", stale_message).into_response(),
         ),
         KeyClaim::InProgress { .. } => Claimed::Answer(
             ApiError::new(

@@ -17,7 +17,7 @@ use crate::plan::PlannedCall;
 use crate::policy;
 use crate::runner::settle::{CallOutcome, Rules, Settled, Started, settle};
 use crate::store::{Action, NewAttempt, PauseScope, StoreError};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,7 @@ pub struct InboundAnswer {
     security(("bearer" = [])))]
 pub async fn inbound(
     State(state): State<AppState>,
-    Path(target): Path<String>,
+    super::leads::Target(target): super::leads::Target,
     headers: HeaderMap,
     Json(req): Json<InboundRequest>,
 ) -> Response {
@@ -95,8 +95,6 @@ async fn accept(
     headers: &HeaderMap,
     req: InboundRequest,
 ) -> Result<Response, ApiError> {
-    let target = crate::import::check_target(&target)
-        .map_err(|e| ApiError::bad_request(e).field("target"))?;
     let checked =
         crate::import::check_input(&target, req.own_username.clone(), None, None, Vec::new())
             .map_err(|e| ApiError::bad_request(e).field("own_username"))?;
@@ -122,8 +120,17 @@ async fn accept(
         let stale = chrono::Duration::from_std(super::request_timeout(&state.config))
             .unwrap_or(chrono::Duration::hours(1));
         let now = state.clock.now();
-        if let Claimed::Answer(r) =
-            idempotency::claim(&*state.store, &scope, k, &hash, now, stale).await?
+        if let Claimed::Answer(r) = idempotency::claim(
+            &*state.store,
+            &scope,
+            k,
+            &hash,
+            now,
+            stale,
+            "the first request with this Idempotency-Key ended without an answer (the daemon stopped mid-call): \
+             whether the API answered is unknown, and the lead goes to review; it is not called again",
+        )
+        .await?
         {
             return Ok(r);
         }

@@ -1,12 +1,19 @@
 //! `/v1/leads...`: import, list and show leads; replies, block, unblock, retry; events.
+//!
+//! A target in a path is read as one in a body is (`Target`: `import::check_target`,
+//! trimmed and checked), so `/v1/leads/%20@ana` is `@ana`'s. Lists are paged in the
+//! database and stop before an answer passes `MAX_ANSWER`.
 
 use super::AppState;
+use super::MAX_ANSWER;
 use super::error::{ApiError, Json};
+use super::idempotency::{self, Claimed};
 use crate::import::check_input;
 use crate::lead::LeadState;
 use crate::store::{Attempt, Lead, LeadFilter, QueuedEvent, UserAction};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -14,9 +21,32 @@ use utoipa::{IntoParams, ToSchema};
 /// The most leads one `POST /v1/leads` takes.
 pub const MAX_IMPORT: usize = 10_000;
 /// The most attempts `GET /v1/leads/{target}` shows.
-pub const MAX_ATTEMPTS_SHOWN: usize = 100;
+pub const MAX_ATTEMPTS_SHOWN: u32 = 100;
+/// The most queued events `GET /v1/leads/{target}` shows.
+pub const MAX_EVENTS_SHOWN: u32 = 100;
 /// The largest page `GET /v1/leads` returns.
 pub const MAX_PAGE: u32 = 1_000;
+
+/// A lead's target from the route's path, read as a body's target is
+/// (`import::check_target`): surrounding space trimmed, the same checks. A path that is no
+/// text, or a target the check refuses, is a 400 in the API's error shape.
+pub struct Target(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(super::error::path_rejection)?;
+        crate::import::check_target(&raw)
+            .map(Target)
+            .map_err(|e| ApiError::bad_request(e).field("target"))
+    }
+}
 
 /// A lead to add or update (by `target`); fields left out keep what the lead has.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -118,11 +148,13 @@ pub struct ListQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LeadPage {
     pub leads: Vec<Lead>,
-    /// Pass as `after` for the next page; `null` on the last page.
+    /// Pass as `after` for the next page; `null` on the last page. A page may hold fewer
+    /// than `limit` leads and still have a next one: it ends before the answer passes
+    /// about 4 MiB.
     pub next_after: Option<i64>,
 }
 
-/// Leads in id order, a page at a time.
+/// Leads in id order, a page at a time (fewer than `limit` when they are large).
 #[utoipa::path(get, path = "/v1/leads", tag = "leads", params(ListQuery),
     responses((status = 200, body = LeadPage), (status = 400, body = super::ErrorBody),
               (status = 401, body = super::ErrorBody)),
@@ -142,16 +174,19 @@ pub async fn list(
     if q.after.is_some_and(|a| a < 0) {
         return Err(ApiError::bad_request("after must be 0 or more").field("after"));
     }
-    let leads = state
+    let (leads, cut) = state
         .store
-        .list_leads(&LeadFilter {
-            state: q.state,
-            tag: q.tag,
-            limit: Some(limit),
-            after: q.after,
-        })
+        .leads_within(
+            &LeadFilter {
+                state: q.state,
+                tag: q.tag,
+                limit: Some(limit),
+                after: q.after,
+            },
+            MAX_ANSWER,
+        )
         .await?;
-    let next_after = (leads.len() == limit as usize)
+    let next_after = (cut || leads.len() == limit as usize)
         .then(|| leads.last().map(|l| l.id))
         .flatten();
     Ok(Json(LeadPage { leads, next_after }))
@@ -163,30 +198,35 @@ pub struct LeadDetail {
     /// Newest first, at most 100 (a chatty lead gains one per relayed message).
     pub attempts: Vec<Attempt>,
     /// How many attempts the lead has in all.
-    pub attempts_total: usize,
+    pub attempts_total: u64,
+    /// Oldest first, at most 100 (fewer when their contexts are large).
     pub queued_events: Vec<QueuedEvent>,
+    /// How many events the lead has queued in all.
+    pub queued_events_total: u64,
 }
 
 /// One lead, its attempts and its queued events.
 #[utoipa::path(get, path = "/v1/leads/{target}", tag = "leads",
     params(("target" = String, Path, description = "The lead's target, e.g. `@ana`")),
-    responses((status = 200, body = LeadDetail), (status = 404, body = super::ErrorBody),
-              (status = 401, body = super::ErrorBody)),
+    responses((status = 200, body = LeadDetail), (status = 400, body = super::ErrorBody),
+              (status = 404, body = super::ErrorBody), (status = 401, body = super::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show(
     State(state): State<AppState>,
-    Path(target): Path<String>,
+    Target(target): Target,
 ) -> Result<Json<LeadDetail>, ApiError> {
     let lead = found(&state, &target).await?;
-    let mut attempts = state.store.attempts_for(lead.id).await?;
-    let attempts_total = attempts.len();
-    attempts.truncate(MAX_ATTEMPTS_SHOWN);
-    let queued_events = state.store.queued_events_of(lead.id).await?;
+    let (attempts, attempts_total) = state.store.attempts_of(lead.id, MAX_ATTEMPTS_SHOWN).await?;
+    let (queued_events, queued_events_total) = state
+        .store
+        .queued_events_of(lead.id, MAX_EVENTS_SHOWN, MAX_ANSWER / 2)
+        .await?;
     Ok(Json(LeadDetail {
         lead,
         attempts,
         attempts_total,
         queued_events,
+        queued_events_total,
     }))
 }
 
@@ -215,7 +255,7 @@ pub struct RepliedRequest {
     security(("bearer" = [])))]
 pub async fn replied(
     State(state): State<AppState>,
-    Path(target): Path<String>,
+    Target(target): Target,
     body: axum::body::Bytes,
 ) -> Result<Json<Lead>, ApiError> {
     let req: RepliedRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -238,12 +278,13 @@ macro_rules! user_action {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "leads",
             params(("target" = String, Path, description = "The lead's target")),
-            responses((status = 200, body = Lead), (status = 404, body = super::ErrorBody),
+            responses((status = 200, body = Lead), (status = 400, body = super::ErrorBody),
+                      (status = 404, body = super::ErrorBody),
                       (status = 409, body = super::ErrorBody), (status = 401, body = super::ErrorBody)),
             security(("bearer" = [])))]
         pub async fn $name(
             State(state): State<AppState>,
-            Path(target): Path<String>,
+            Target(target): Target,
         ) -> Result<Json<Lead>, ApiError> {
             let now = state.clock.now();
             Ok(Json(state.store.apply_user_action(&target, $action, now).await?))
@@ -260,10 +301,8 @@ macro_rules! user_action {
     security(("bearer" = [])))]
 pub async fn block(
     State(state): State<AppState>,
-    Path(target): Path<String>,
+    Target(target): Target,
 ) -> Result<Json<Lead>, ApiError> {
-    let target = crate::import::check_target(&target)
-        .map_err(|e| ApiError::bad_request(e).field("target"))?;
     let now = state.clock.now();
     Ok(Json(
         crate::store::block_adding(&*state.store, &target, now).await?,
@@ -301,20 +340,24 @@ pub struct EventQueued {
 }
 
 /// Queues a platform event for the lead (added as `new` if unknown) for the job that
-/// sends its type (`leads event`).
+/// sends its type (`leads event`). With an `Idempotency-Key`, a retried request gets the
+/// first one's answer and queues nothing more.
 #[utoipa::path(post, path = "/v1/leads/{target}/events", tag = "leads",
-    params(("target" = String, Path, description = "The lead's target")),
+    params(("target" = String, Path, description = "The lead's target"),
+           ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters")),
     request_body = EventRequest,
     responses((status = 202, body = EventQueued), (status = 400, body = super::ErrorBody), (status = 415, body = super::ErrorBody),
-              (status = 401, body = super::ErrorBody)),
+              (status = 401, body = super::ErrorBody),
+              (status = 409, body = super::ErrorBody, description = "a request with this key is still being answered"),
+              (status = 422, body = super::ErrorBody, description = "the key was used with another request"),
+              (status = 502, body = super::ErrorBody, description = "the first request with this key ended without an answer")),
     security(("bearer" = [])))]
 pub async fn event(
     State(state): State<AppState>,
-    Path(target): Path<String>,
+    Target(target): Target,
+    headers: HeaderMap,
     Json(req): Json<EventRequest>,
-) -> Result<(StatusCode, Json<EventQueued>), ApiError> {
-    let target = crate::import::check_target(&target)
-        .map_err(|e| ApiError::bad_request(e).field("target"))?;
+) -> Result<Response, ApiError> {
     let sent = state.config.event_types();
     if !sent.contains(&req.event_type.as_str()) {
         return Err(ApiError::bad_request(format!(
@@ -328,19 +371,69 @@ pub async fn event(
         ))
         .field("type"));
     }
+    // Claimed in the database before the event is queued, as `/inbound` claims its key:
+    // of two daemons answering the same retry, one queues and the other replays.
+    let key = idempotency::key(&headers)?;
+    let scope = format!("event:{target}");
+    if let Some(k) = &key {
+        let body = serde_json::to_vec(&req).unwrap_or_default();
+        let hash = idempotency::request_hash(&[scope.as_bytes(), &body]);
+        let stale = chrono::Duration::from_std(super::request_timeout(&state.config))
+            .unwrap_or(chrono::Duration::hours(1));
+        if let Claimed::Answer(r) = idempotency::claim(
+            &*state.store,
+            &scope,
+            k,
+            &hash,
+            state.clock.now(),
+            stale,
+            "the first request with this Idempotency-Key ended without an answer (the daemon stopped): \
+             whether the event was queued is unknown; see GET /v1/leads/{target}",
+        )
+        .await?
+        {
+            return Ok(r);
+        }
+    }
     let context = req
         .context
         .map(|m| serde_json::Value::Object(m).to_string());
     let now = state.clock.now();
-    let event = state
+    let queued = state
         .store
         .queue_event(&target, &req.event_type, context.as_deref(), now)
-        .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(EventQueued {
-            id: event.id,
-            event,
-        }),
-    ))
+        .await;
+    let event = match queued {
+        Ok(event) => event,
+        Err(e) => {
+            // Nothing was queued: a retry with the key queues it.
+            if let Some(k) = &key
+                && let Err(e) = state.store.forget_key(&scope, k).await
+            {
+                tracing::warn!(error = %e, "could not forget an idempotency key; it expires by itself");
+            }
+            return Err(e.into());
+        }
+    };
+    let answer = EventQueued {
+        id: event.id,
+        event,
+    };
+    if let Some(k) = &key {
+        let body = serde_json::to_string(&answer).unwrap_or_default();
+        let stored = state
+            .store
+            .finish_key(
+                &scope,
+                k,
+                StatusCode::ACCEPTED.as_u16(),
+                &body,
+                state.clock.now(),
+            )
+            .await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "could not store the answer of an idempotent event request");
+        }
+    }
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }

@@ -2,14 +2,18 @@
 //! replies, events, the inbound relay, the outbox, status), health checks and metrics,
 //! served by the daemon next to its schedules (`[http] listen`, `daemon --http`).
 //!
-//! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>`. Bodies
-//! over 1 MiB are refused (413); a request gets 10 s to send its body and
-//! `request_timeout` in all. The
-//! API is described by an OpenAPI document built from these handlers (`openapi`), served
-//! at `/v1/openapi.json` and kept in `docs/openapi.json`.
+//! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>`; wrong
+//! tokens are throttled per client address (`throttle`). Bodies over 1 MiB are refused
+//! (413); a request gets 10 s to send its body and `request_timeout` in all; every list is
+//! paged in the database and an answer holds about `MAX_ANSWER` bytes at most. Every
+//! answer carries the security headers of `headers`; connections are bounded and timed
+//! out by `serve` (`[http]`), over TLS with `tls`. The API is described by an OpenAPI
+//! document built from these handlers (`openapi`), served at `/v1/openapi.json` and kept
+//! in `docs/openapi.json`.
 
 mod auth;
 mod error;
+pub mod headers;
 mod health;
 mod idempotency;
 pub(crate) mod inbound;
@@ -17,12 +21,16 @@ mod leads;
 mod openapi;
 mod outbox;
 mod serve;
+mod tally;
+pub mod throttle;
+pub mod tls;
 pub mod ui;
 
 pub use auth::Token;
 pub use error::{ApiError, ErrorBody};
 pub use openapi::openapi;
-pub use serve::{HEADER_TIMEOUT, MAX_CONNECTIONS};
+pub use serve::{MAX_STREAMS, client_key};
+pub use tls::{Tls, TlsError};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -38,6 +46,9 @@ use tokio_util::task::TaskTracker;
 pub const MAX_BODY: usize = 1 << 20;
 /// How long a client may take to send its body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// About the most bytes one answer holds: a page of leads, of outbox messages or of a
+/// lead's events ends early rather than grow past it (and says where to go on).
+pub const MAX_ANSWER: usize = 4 << 20;
 
 /// How long a request may take in all: at least two minutes, and always longer than an
 /// inbound call can (the API timeout, then riding out a database outage to record it), so
@@ -77,10 +88,18 @@ pub struct AppState {
     /// The campaign's database, for the dashboard's forecast, which reads it on a
     /// connection of its own (`None`: the dashboard shows no forecast).
     pub database_url: Option<String>,
+    /// Wrong tokens per client address (`[http] auth_failures_per_minute`).
+    pub(crate) throttle: Arc<throttle::Throttle>,
+    /// How the service is reached (`[http] public_url`, TLS).
+    pub(crate) site: Arc<headers::Site>,
 }
 
 impl AppState {
     pub fn new(runner: Runner, token: Token, metrics: Option<MetricsText>) -> AppState {
+        let throttle = Arc::new(throttle::Throttle::new(
+            runner.config.http.auth_failures_per_minute,
+        ));
+        let site = Arc::new(headers::Site::new(&runner.config.http));
         AppState {
             store: runner.store.clone(),
             config: runner.config.clone(),
@@ -92,6 +111,8 @@ impl AppState {
             ready: Arc::default(),
             dashboard: Arc::default(),
             database_url: None,
+            throttle,
+            site,
         }
     }
 
@@ -134,6 +155,7 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             request_timeout(&state.config),
         ))
+        .layer(from_fn_with_state(state.clone(), headers::secure))
         .with_state(state)
 }
 
@@ -144,5 +166,16 @@ pub async fn serve(
     state: AppState,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    serve::serve(listener, router(state), stop).await
+    serve_with(listener, state, None, stop).await
+}
+
+/// `serve`, over HTTPS with `tls` (`[http] tls_cert` and `tls_key`).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Option<Tls>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let http = state.config.http.clone();
+    serve::serve(listener, router(state), &http, tls.map(|t| t.0), stop).await
 }

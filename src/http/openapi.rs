@@ -47,9 +47,71 @@ fn base() -> utoipa::openapi::OpenApi {
     api
 }
 
-/// The document.
+/// The document, with the answers every route may give besides its own (described once,
+/// in `components.responses`): 421 `WrongHost` (a `Host` that is not `[http] public_url`'s)
+/// and, on routes that need the token, 429 `TooManyFailures` (too many wrong tokens from
+/// the client's address).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    use utoipa::openapi::{
+        Ref, RefOr, ResponseBuilder, content::ContentBuilder, header::HeaderBuilder,
+    };
+    let mut api = routes().split_for_parts().1;
+    let error = || {
+        ContentBuilder::new()
+            .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody"))))
+            .build()
+    };
+    let components = api.components.get_or_insert_with(Default::default);
+    components.responses.insert(
+        "WrongHost".into(),
+        ResponseBuilder::new()
+            .description("`Host` is neither [http] public_url's host nor an IP address")
+            .content("application/json", error())
+            .build()
+            .into(),
+    );
+    components.responses.insert(
+        "TooManyFailures".into(),
+        ResponseBuilder::new()
+            .description(
+                "too many wrong tokens from this address: try again after Retry-After seconds",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(utoipa::openapi::schema::Object::with_type(
+                        utoipa::openapi::schema::Type::Integer,
+                    )))
+                    .description(Some("seconds to wait"))
+                    .build(),
+            )
+            .content("application/json", error())
+            .build()
+            .into(),
+    );
+    for item in api.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut op.responses.responses;
+            responses
+                .entry("421".into())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("WrongHost")));
+            if op.security.is_some() {
+                responses
+                    .entry("429".into())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("TooManyFailures")));
+            }
+        }
+    }
+    api
 }
 
 /// `GET /v1/openapi.json`.

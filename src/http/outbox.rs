@@ -30,7 +30,8 @@ pub struct OutboxPage {
     pub next_after: i64,
 }
 
-/// Messages not yet acknowledged, oldest first; those to blocked leads are held back.
+/// Messages not yet acknowledged, oldest first; those to blocked leads are held back. A
+/// page ends early (fewer than `limit`) rather than pass about 4 MiB.
 #[utoipa::path(get, path = "/v1/outbox", tag = "outbox", params(OutboxQuery),
     responses((status = 200, body = OutboxPage), (status = 400, body = super::ErrorBody),
               (status = 401, body = super::ErrorBody)),
@@ -51,7 +52,10 @@ pub async fn list(
                 .field("limit"),
         );
     }
-    let messages = state.store.outbox_page(after, limit).await?;
+    let messages = state
+        .store
+        .outbox_page(after, limit, super::MAX_ANSWER)
+        .await?;
     let next_after = messages.last().map_or(after, |m| m.id);
     Ok(Json(OutboxPage {
         messages,

@@ -260,3 +260,42 @@ pub(crate) fn all<R, T: TryFrom<R, Error = StoreError>>(
 ) -> Result<Vec<T>, StoreError> {
     rows.into_iter().map(T::try_from).collect()
 }
+
+/// Rows from `rows`, converted, until their size (`size`) passes `max_bytes` (the first
+/// is always taken): the items, and whether rows were left unread for the size. What it
+/// leaves is not read into memory, so one page of huge rows costs no more than its budget.
+pub(crate) async fn within<R, T>(
+    rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>>,
+    max_bytes: usize,
+    convert: impl Fn(R) -> Result<T, StoreError>,
+    size: impl Fn(&T) -> usize,
+) -> Result<(Vec<T>, bool), StoreError> {
+    use futures_util::TryStreamExt;
+    let mut rows = std::pin::pin!(rows);
+    let mut out = Vec::new();
+    let mut used = 0usize;
+    while let Some(row) = rows.try_next().await? {
+        let item = convert(row)?;
+        let n = size(&item);
+        if !out.is_empty() && used.saturating_add(n) > max_bytes {
+            return Ok((out, true));
+        }
+        used = used.saturating_add(n);
+        out.push(item);
+    }
+    Ok((out, false))
+}
+
+/// About how many bytes a lead takes in an answer: its text and a fixed share for the rest.
+pub(crate) fn lead_size(l: &Lead) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    512 + l.target.len()
+        + text(&l.own_username)
+        + text(&l.timezone)
+        + text(&l.profile_image)
+        + l.tags.iter().map(|t| t.len() + 4).sum::<usize>()
+        + text(&l.session_id)
+        + text(&l.last_error)
+        + text(&l.lease_owner)
+        + text(&l.pending_event)
+}

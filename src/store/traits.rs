@@ -236,11 +236,56 @@ pub trait ServiceStore: Send + Sync {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Lead, StoreError>;
-    /// A lead's queued events, oldest first.
-    async fn queued_events_of(&self, lead_id: i64) -> Result<Vec<QueuedEvent>, StoreError>;
+    /// A lead's oldest `limit` queued events, fewer once their text passes about
+    /// `max_bytes` (at least one), and how many it has queued in all.
+    async fn queued_events_of(
+        &self,
+        lead_id: i64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<(Vec<QueuedEvent>, u64), StoreError>;
     /// Up to `limit` messages not yet acknowledged with an id above `after`, oldest
-    /// first; messages to `blocked` leads are held back.
-    async fn outbox_page(&self, after: i64, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    /// first, fewer once their text passes about `max_bytes` (at least one); messages to
+    /// `blocked` leads are held back.
+    async fn outbox_page(
+        &self,
+        after: i64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Leads as `list_leads` reads them (`filter.limit` at most), fewer once their text
+    /// passes about `max_bytes` (at least one); and whether it stopped early for that.
+    async fn leads_within(
+        &self,
+        filter: &LeadFilter,
+        max_bytes: usize,
+    ) -> Result<(Vec<Lead>, bool), StoreError>;
+    /// A lead's newest `limit` attempts, newest first, and how many it has in all.
+    async fn attempts_of(
+        &self,
+        lead_id: i64,
+        limit: u32,
+    ) -> Result<(Vec<Attempt>, u64), StoreError>;
+    /// The oldest `limit` parked messages and how many are parked in all, for the
+    /// dashboard.
+    async fn parked_page(
+        &self,
+        limit: u32,
+    ) -> Result<(Vec<super::outbox::ParkedItem>, u64), StoreError>;
+    /// Starts a dashboard session: `id` (the hash of the cookie's secret) lives until
+    /// `expires_at`. Sessions past their end are forgotten here, and the oldest beyond the
+    /// newest `keep` (a table that cannot grow without bound).
+    async fn start_session(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        keep: u32,
+    ) -> Result<(), StoreError>;
+    /// Whether session `id` was started and has neither ended nor expired by `now`.
+    async fn session_alive(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Ends session `id` (a logout): every daemon on the database refuses it from now.
+    async fn end_session(&self, id: &str) -> Result<(), StoreError>;
     /// The outbox message an attempt's answer made, if any.
     async fn outbox_of_attempt(&self, attempt_id: i64) -> Result<Option<OutboxItem>, StoreError>;
     /// Claims an idempotency key of `scope` for a request whose body hashes to

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-pub const TOKEN: &str = "test-token-0123456789abcdef";
+pub const TOKEN: &str = "test-token-6f1d0c3b9a2e4d5f8a7b6c5d";
 
 pub struct Api {
     pub base: String,

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const SECRET: &str = "whsec_test_9c41d2";
+pub const SECRET: &str = "whsec_test_9c41d2e8b7a6f5e4d3c2b1a0f9e8";
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0)

@@ -67,7 +67,7 @@ pub fn table(steps: &Steps) -> Markup {
                 th scope="row" { (label) }
                 td.count { (n) }
                 td.share { (format!("{s:.1}%")) }
-                td.barcell { span.bar style=(format!("width: {:.1}%", s.min(100.0))) {} }
+                td.barcell { (super::page::bar(s)) }
             }
         }
     };

@@ -1,6 +1,10 @@
 //! The dashboard at `/`: server-rendered HTML that reads without JavaScript. Login with
-//! the API token (a password field) sets a signed session cookie (`session`); Retry and
-//! Block are forms that carry a CSRF token.
+//! the API token (a password field) starts a session held in the database and sets its
+//! cookie (`session`); Retry, Block, Redeliver and Log out are forms that carry a CSRF
+//! token and must come from the dashboard's own origin (`Origin`). Failed logins count
+//! against the client address like wrong bearer tokens (`throttle`). Pages carry a
+//! Content-Security-Policy that lets only their own script and style run (by hash, see
+//! `content_security_policy`).
 //!
 //! Shown: the pause banner, leads per state with shares and the contacted leads per
 //! follow-up step, the calls per day and outcome of the last 14 days (an SVG chart), the
@@ -28,8 +32,9 @@ use super::AppState;
 use crate::lead::LeadState;
 use crate::store::{Attempt, Lead, LeadFilter, UserAction};
 use axum::Router;
+use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Form, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
@@ -74,10 +79,67 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/outbox/{id}/redeliver", post(redeliver))
 }
 
-/// The session's nonce, if the request carries a valid session cookie.
-fn session(state: &AppState, jar: &CookieJar) -> Option<String> {
-    let value = jar.get(session::COOKIE)?.value().to_string();
-    session::check(&state.token, &value, state.clock.now())
+/// The page's Content-Security-Policy: only its own inline script and style, by hash.
+pub fn content_security_policy() -> &'static str {
+    page::content_security_policy()
+}
+
+/// The session's id, if the request carries the cookie of a session that is alive.
+async fn session(
+    state: &AppState,
+    jar: &CookieJar,
+) -> Result<Option<String>, crate::store::StoreError> {
+    let name = session::cookie_name(state.site.https);
+    let Some(id) = jar
+        .get(name)
+        .and_then(|c| session::check(&state.token, c.value()))
+    else {
+        return Ok(None);
+    };
+    let alive = state.store.session_alive(&id, state.clock.now()).await?;
+    Ok(alive.then_some(id))
+}
+
+/// The page for a database that did not answer.
+fn unavailable(e: &crate::store::StoreError) -> Response {
+    tracing::error!(error = %e, "the dashboard could not read the database");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        page::message("The database did not answer", "Try again in a moment."),
+    )
+        .into_response()
+}
+
+/// Whether a form was sent from this dashboard: its `Origin` is the dashboard's own, or,
+/// where the browser sends `Origin: null` (the page's `Referrer-Policy: no-referrer` makes
+/// it do so for a form's POST), `Sec-Fetch-Site` says `same-origin`. A client that sends
+/// neither header is no browser another site drives, and is let through (the CSRF token
+/// and the `SameSite=Strict` cookie still hold).
+fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("").trim().to_ascii_lowercase());
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    match origin.as_deref() {
+        Some(origin) if origin != "null" => state
+            .site
+            .expected_origin(headers)
+            .is_some_and(|want| want.to_ascii_lowercase() == origin),
+        Some(_) => fetch_site == Some("same-origin"),
+        None => fetch_site.is_none_or(|v| matches!(v, "same-origin" | "none")),
+    }
+}
+
+/// The answer to a form from another origin.
+fn cross_origin() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        page::message(
+            "Not allowed",
+            "The form was not sent from this dashboard's own address; open the dashboard and try again.",
+        ),
+    )
+        .into_response()
 }
 
 /// One job's row.
@@ -102,6 +164,8 @@ pub struct View {
     pub calls: calls::Calls,
     /// The next 14 days.
     pub forecast: forecast::Shown,
+    /// Parked messages in all (more than `parked` shows when over 50).
+    pub parked_total: u64,
     pub query: RecentQuery,
     pub csrf: String,
 }
@@ -111,32 +175,27 @@ async fn dashboard(
     jar: CookieJar,
     query: Result<axum::extract::Query<RecentQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some(nonce) = session(&state, &jar) else {
-        return page::login(None).into_response();
+    let id = match session(&state, &jar).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return page::login(None).into_response(),
+        Err(e) => return unavailable(&e),
     };
     // A hand-edited query string shows the unfiltered page rather than an error.
     let query = query.map(|q| q.0).unwrap_or_default();
-    match view(&state, &nonce, query).await {
+    match view(&state, &id, query).await {
         // The page is the session's own: no cache keeps it (the script re-fetches it).
         Ok(v) => (
             [(axum::http::header::CACHE_CONTROL, "no-store")],
             page::dashboard(&v),
         )
             .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "the dashboard could not read the database");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                page::message("The database did not answer", "Try again in a moment."),
-            )
-                .into_response()
-        }
+        Err(e) => unavailable(&e),
     }
 }
 
 async fn view(
     state: &AppState,
-    nonce: &str,
+    session_id: &str,
     query: RecentQuery,
 ) -> Result<View, crate::store::StoreError> {
     let now = state.clock.now();
@@ -190,8 +249,7 @@ async fn view(
         })
         .collect();
     let recent = state.store.recent_attempts(&query.filter()).await?;
-    let mut parked = state.store.parked().await?;
-    parked.truncate(REVIEW_LIST as usize);
+    let (parked, parked_total) = state.store.parked_page(REVIEW_LIST).await?;
     let calls = match state.dashboard.calls.fresh(now, cache::CALLS_SECS) {
         Some(c) => c,
         None => {
@@ -206,11 +264,12 @@ async fn view(
         review,
         recent,
         parked,
+        parked_total,
         steps: funnel.steps,
         calls,
         forecast: forecast::current(state).await,
         query,
-        csrf: session::csrf(&state.token, nonce),
+        csrf: session::csrf(&state.token, session_id),
     })
 }
 
@@ -236,63 +295,158 @@ async fn read_calls(
 
 #[derive(Debug, Deserialize)]
 struct LoginForm {
+    #[serde(default)]
     password: String,
+}
+
+/// The dashboard's answer to a form it cannot read.
+fn bad_form(e: &FormRejection) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        page::message(
+            "Not understood",
+            &format!("The form could not be read: {}", e.body_text()),
+        ),
+    )
+        .into_response()
+}
+
+/// The session cookie with `value`, as this dashboard sets it (`max_age` 0 clears it).
+fn session_cookie(state: &AppState, value: String, max_age: chrono::Duration) -> Cookie<'static> {
+    Cookie::build((session::cookie_name(state.site.https), value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.site.https)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(max_age.num_seconds()))
+        .build()
 }
 
 async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::http::throttle::Client(client): crate::http::throttle::Client,
     jar: CookieJar,
-    Form(f): Form<LoginForm>,
+    form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
+    if !same_origin(&state, &headers) {
+        return cross_origin();
+    }
+    if let Some(wait) = state.throttle.waiting(client, "login") {
+        return too_many_logins(wait);
+    }
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return bad_form(&e),
+    };
     if !state.token.matches(f.password.trim().as_bytes()) {
+        if let Some(wait) = state.throttle.failed(client, "login") {
+            return too_many_logins(wait);
+        }
         return (
             StatusCode::UNAUTHORIZED,
             page::login(Some("That is not the token (FLUIDTALK_RUNNER_TOKEN).")),
         )
             .into_response();
     }
-    let value = session::new_session(&state.token, state.clock.now());
-    let cookie = Cookie::build((session::COOKIE, value))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .path("/")
-        .build();
+    let new = match session::new_session(&state.token) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start a dashboard session");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                page::message(
+                    "No session",
+                    "The system has no randomness to give; try again.",
+                ),
+            )
+                .into_response();
+        }
+    };
+    let now = state.clock.now();
+    if let Err(e) = state
+        .store
+        .start_session(&new.id, now, now + session::LIFETIME, session::MAX_SESSIONS)
+        .await
+    {
+        return unavailable(&e);
+    }
+    let cookie = session_cookie(&state, new.cookie, session::LIFETIME);
     (jar.add(cookie), Redirect::to("/")).into_response()
+}
+
+/// The login page's answer to an address that tried too many wrong tokens.
+fn too_many_logins(wait: std::time::Duration) -> Response {
+    let secs = crate::http::throttle::retry_after(wait);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(axum::http::header::RETRY_AFTER, secs.to_string())],
+        page::login(Some(&format!(
+            "Too many wrong tokens from your address: try again in {secs} seconds."
+        ))),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
 struct ActionForm {
+    #[serde(default)]
     csrf: String,
 }
 
 async fn logout(
     State(state): State<AppState>,
+    headers: HeaderMap,
     jar: CookieJar,
-    Form(f): Form<ActionForm>,
+    form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &jar, &f) {
-        return refused;
+    let id = match refusal(&state, &headers, &jar, form).await {
+        Ok(id) => id,
+        Err(refused) => return refused,
+    };
+    // Ended in the database: the cookie is refused everywhere, even where it was copied.
+    if let Err(e) = state.store.end_session(&id).await {
+        return unavailable(&e);
     }
     (
-        jar.remove(Cookie::build(session::COOKIE).path("/")),
+        jar.add(session_cookie(
+            &state,
+            String::new(),
+            chrono::Duration::zero(),
+        )),
         Redirect::to("/"),
     )
         .into_response()
 }
 
-/// The refusal of a form that lacks a live session or that session's CSRF token.
-fn refusal(state: &AppState, jar: &CookieJar, form: &ActionForm) -> Option<Response> {
-    let Some(nonce) = session(state, jar) else {
-        return Some(
-            (
+/// The session id of a form sent from this dashboard with a live session and that
+/// session's CSRF token; the refusal otherwise.
+async fn refusal(
+    state: &AppState,
+    headers: &HeaderMap,
+    jar: &CookieJar,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Result<String, Response> {
+    if !same_origin(state, headers) {
+        return Err(cross_origin());
+    }
+    let id = match session(state, jar).await {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            return Err((
                 StatusCode::UNAUTHORIZED,
                 page::login(Some("Your session ended; log in again.")),
             )
-                .into_response(),
-        );
+                .into_response());
+        }
+        Err(e) => return Err(unavailable(&e)),
     };
-    if !session::csrf_ok(&state.token, &nonce, &form.csrf) {
-        return Some((
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(e) => return Err(bad_form(&e)),
+    };
+    if !session::csrf_ok(&state.token, &id, &form.csrf) {
+        return Err((
             StatusCode::FORBIDDEN,
             page::message(
                 "Not allowed",
@@ -301,7 +455,7 @@ fn refusal(state: &AppState, jar: &CookieJar, form: &ActionForm) -> Option<Respo
         )
             .into_response());
     }
-    None
+    Ok(id)
 }
 
 /// Back to the page's `anchor` when done; what stopped it otherwise.
@@ -318,11 +472,12 @@ fn done<T>(result: Result<T, crate::store::StoreError>, anchor: &str) -> Respons
 
 async fn lead_action(
     State(state): State<AppState>,
+    headers: HeaderMap,
     jar: CookieJar,
     Path((target, action)): Path<(String, String)>,
-    Form(f): Form<ActionForm>,
+    form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &jar, &f) {
+    if let Err(refused) = refusal(&state, &headers, &jar, form).await {
         return refused;
     }
     let now = state.clock.now();
@@ -348,11 +503,16 @@ async fn lead_action(
 
 async fn redeliver(
     State(state): State<AppState>,
+    headers: HeaderMap,
     jar: CookieJar,
-    Path(id): Path<i64>,
-    Form(f): Form<ActionForm>,
+    id: Result<Path<i64>, PathRejection>,
+    form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &jar, &f) {
+    let Path(id) = match id {
+        Ok(id) => id,
+        Err(e) => return crate::http::error::path_rejection(e).into_response(),
+    };
+    if let Err(refused) = refusal(&state, &headers, &jar, form).await {
         return refused;
     }
     state.dashboard.funnel.forget();

@@ -1,11 +1,18 @@
 //! The dashboard's HTML (maud: escaped by construction), with its styles inline: nothing is
 //! fetched from elsewhere. Semantic markup: headings, tables with captions and header
 //! cells, labelled forms; readable on a phone (one column) and a laptop.
+//!
+//! The page's one `<style>` and one `<script>` are constants, allowed by their SHA-256 in
+//! the Content-Security-Policy (`content_security_policy`); nothing else may run or style
+//! it, so no element carries a `style` attribute (bars and swatches are SVG shapes). Text
+//! from the database is clipped where shown (`clip`), so a huge field cannot make a huge
+//! page.
 
 use super::View;
 use crate::lead::LeadState;
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use std::borrow::Cow;
 
 const STYLE: &str = "
 :root { font-family: system-ui, sans-serif; color: #1b1b1b; background: #fafafa; }
@@ -17,7 +24,7 @@ caption { text-align: left; font-weight: 600; padding: .3rem 0; }
 th, td { border-bottom: 1px solid #ddd; padding: .35rem .5rem; text-align: left; vertical-align: top; }
 td.count, td.share { text-align: right; font-variant-numeric: tabular-nums; }
 .banner { background: #fde2e1; border: 2px solid #b3261e; padding: .6rem .8rem; margin: .8rem 0; }
-.muted { color: #666; } .bar { background: #3b6ea8; height: .6rem; display: inline-block; }
+.muted { color: #666; } svg.bar { display: block; width: 100%; height: .6rem; } svg.bar rect { fill: #3b6ea8; }
 td.barcell { width: 40%; }
 form.inline { display: inline; } button { font: inherit; padding: .2rem .6rem; }
 .scroll { overflow-x: auto; }
@@ -25,10 +32,54 @@ figure.chart { margin: .6rem 0; background: #fff; padding: .5rem; }
 figure.chart .plot { overflow-x: auto; }
 figure.chart svg { display: block; width: 100%; min-width: 34rem; max-width: 56rem; height: auto; }
 ul.legend { list-style: none; display: flex; flex-wrap: wrap; gap: .3rem 1rem; padding: 0; margin: .4rem 0; font-size: .9rem; }
-.swatch { display: inline-block; width: .8rem; height: .8rem; vertical-align: -.1rem; border: 1px solid #0003; }
+.swatch { display: inline-block; width: .8rem; height: .8rem; vertical-align: -.1rem; } .swatch polygon { stroke: #0003; }
 details summary { cursor: pointer; }
 @media (max-width: 40rem) { th, td { padding: .3rem; font-size: .9rem; } }
 ";
+
+/// The most characters of one database text shown on the page.
+pub const SHOWN_CHARS: usize = 200;
+
+/// `text`, cut to `SHOWN_CHARS` characters with an ellipsis.
+pub fn clip(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        None => Cow::Borrowed(text),
+        Some((at, _)) => Cow::Owned(format!("{}…", &text[..at])),
+    }
+}
+
+/// `sha256-<base64>` of `text`, as a Content-Security-Policy source.
+fn hash_source(text: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
+    )
+}
+
+/// Every page's policy: its own script (the live updates) and style, by hash; fetches and
+/// forms only to the dashboard itself; no frames, no `<base>`, nothing else.
+pub fn content_security_policy() -> &'static str {
+    static POLICY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "default-src 'none'; script-src {}; style-src {}; img-src 'self'; connect-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            hash_source(super::live::SCRIPT),
+            hash_source(STYLE)
+        )
+    });
+    POLICY.as_str()
+}
+
+/// A share (0 to 100) as a bar across its cell.
+pub fn bar(percent: f64) -> Markup {
+    html! {
+        svg.bar viewBox="0 0 100 1" preserveAspectRatio="none" aria-hidden="true" focusable="false" {
+            rect width=(format!("{:.1}", percent.clamp(0.0, 100.0))) height="1" {}
+        }
+    }
+}
 
 fn frame(title: &str, refresh: bool, body: Markup) -> Markup {
     html! {
@@ -97,7 +148,7 @@ fn action_form(target: &str, action: &str, label: &str, csrf: &str) -> Markup {
     html! {
         form.inline method="post" action=(path) {
             input type="hidden" name="csrf" value=(csrf);
-            button type="submit" aria-label=(format!("{label} {target}")) { (label) }
+            button type="submit" aria-label=(format!("{label} {}", clip(target))) { (label) }
         }
     }
 }
@@ -139,7 +190,7 @@ pub fn dashboard(v: &View) -> Markup {
                                     th scope="row" { (st.as_str()) }
                                     td.count { (n) }
                                     td.share { (format!("{share:.1}%")) }
-                                    td.barcell { span.bar style=(format!("width: {:.1}%", share.min(100.0))) {} }
+                                    td.barcell { (bar(share)) }
                                 }
                             }
                         }
@@ -172,7 +223,8 @@ pub fn dashboard(v: &View) -> Markup {
                 }
                 section aria-labelledby="outbox" {
                     h2 #outbox { "Outbox" }
-                    p { (r.outbox.pending) " message(s) waiting to be delivered, " (r.outbox.parked) " parked." }
+                    p { (r.outbox.pending) " message(s) waiting to be delivered, " (r.outbox.parked) " parked."
+                        @if v.parked_total > v.parked.len() as u64 { " The oldest " (v.parked.len()) " are listed (`outbox list --parked` lists them all)." } }
                     @if !v.parked.is_empty() {
                         div.scroll { table {
                             caption { "Parked webhook deliveries: past max_age, holding back their lead's later messages" }
@@ -184,9 +236,9 @@ pub fn dashboard(v: &View) -> Markup {
                                 @for m in &v.parked {
                                     tr data-parked=(m.id) {
                                         th scope="row" { "#" (m.id) " " span.muted { (m.action) } }
-                                        td { (m.target) }
+                                        td { (clip(&m.target)) }
                                         td.count { (m.tries) }
-                                        td.muted { (m.last_error.as_deref().unwrap_or("")) }
+                                        td.muted { (clip(m.last_error.as_deref().unwrap_or(""))) }
                                         td { (when(Some(m.parked_at))) }
                                         td {
                                             form.inline method="post" action=(format!("/ui/outbox/{}/redeliver", m.id)) {
@@ -210,11 +262,11 @@ pub fn dashboard(v: &View) -> Markup {
                             tbody {
                                 @for (lead, last) in &v.review {
                                     tr data-target=(lead.target) {
-                                        th scope="row" { (lead.target) }
+                                        th scope="row" { (clip(&lead.target)) }
                                         td { (lead.state.as_str()) }
                                         td { @if let Some(a) = last {
                                             (a.action.as_str()) " step " (a.step) ": " (a.status.as_str()) " " (when(Some(a.started_at)))
-                                            @if let Some(d) = &a.error_detail { br; span.muted { (d) } }
+                                            @if let Some(d) = &a.error_detail { br; span.muted { (clip(d)) } }
                                         } @else { "-" } }
                                         td {
                                             (action_form(&lead.target, "retry", "Retry", &v.csrf)) " "
@@ -295,11 +347,11 @@ fn recent(v: &View) -> Markup {
                     @for (a, target) in &v.recent {
                         tr data-attempt=(a.id) {
                             td { (when(Some(a.started_at))) }
-                            th scope="row" { (target) }
+                            th scope="row" { (clip(target)) }
                             td { (a.job) }
                             td { (a.action.as_str()) " step " (a.step) }
                             td { (a.status.as_str()) @if let Some(h) = a.http_status { " (" (h) ")" } }
-                            td.muted { (a.error_detail.as_deref().unwrap_or("")) }
+                            td.muted { (clip(a.error_detail.as_deref().unwrap_or(""))) }
                         }
                     }
                 }

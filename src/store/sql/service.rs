@@ -77,21 +77,46 @@ macro_rules! sql_service {
                 .await
             }
 
-            async fn queued_events_of(&self, lead_id: i64) -> Result<Vec<QueuedEvent>, StoreError> {
-                let found: Vec<rows::EventRow> = sqlx::query_as(
+            async fn queued_events_of(
+                &self,
+                lead_id: i64,
+                limit: u32,
+                max_bytes: usize,
+            ) -> Result<(Vec<QueuedEvent>, u64), StoreError> {
+                let rows = sqlx::query_as::<_, rows::EventRow>(
                     "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
                      FROM events e JOIN leads l ON l.id = e.lead_id
                      WHERE e.lead_id = $1 AND e.state = 'queued'
-                     ORDER BY e.id",
+                     ORDER BY e.id LIMIT $2",
                 )
                 .bind(lead_id)
-                .fetch_all(&self.pool)
+                .bind(i64::from(limit))
+                .fetch(&self.pool);
+                let (events, _) = rows::within(
+                    rows,
+                    max_bytes,
+                    |r| Ok(QueuedEvent::from(r)),
+                    |e: &QueuedEvent| {
+                        256 + e.target.len() + e.event_type.len() + e.context.as_ref().map_or(0, String::len)
+                    },
+                )
                 .await?;
-                Ok(found.into_iter().map(QueuedEvent::from).collect())
+                let total: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM events WHERE lead_id = $1 AND state = 'queued'",
+                )
+                .bind(lead_id)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((events, total.max(0) as u64))
             }
 
-            async fn outbox_page(&self, after: i64, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
-                let found: Vec<rows::OutboxRow> = sqlx::query_as(
+            async fn outbox_page(
+                &self,
+                after: i64,
+                limit: u32,
+                max_bytes: usize,
+            ) -> Result<Vec<OutboxItem>, StoreError> {
+                let rows = sqlx::query_as::<_, rows::OutboxRow>(
                     "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
                             o.created_at, o.acked_at, l.state AS lead_state
                      FROM outbox o JOIN leads l ON l.id = o.lead_id
@@ -100,9 +125,129 @@ macro_rules! sql_service {
                 )
                 .bind(after)
                 .bind(i64::from(limit))
+                .fetch(&self.pool);
+                let (items, _) = rows::within(rows, max_bytes, OutboxItem::try_from, |o: &OutboxItem| {
+                    256 + o.target.len() + o.message.len() + o.session_id.as_ref().map_or(0, String::len)
+                })
+                .await?;
+                Ok(items)
+            }
+
+            async fn leads_within(
+                &self,
+                filter: &LeadFilter,
+                max_bytes: usize,
+            ) -> Result<(Vec<Lead>, bool), StoreError> {
+                let rows = sqlx::query_as::<_, rows::LeadRow>(stmt!(
+                    "SELECT {LEAD_COLUMNS} FROM leads
+                     WHERE (CAST($1 AS TEXT) IS NULL OR state = $1)
+                       AND (CAST($2 AS TEXT) IS NULL OR {tag})
+                       AND id > $4
+                     ORDER BY id
+                     LIMIT $3",
+                    tag = D::has_tag(2)
+                ))
+                .bind(filter.state.map($crate::lead::LeadState::as_str))
+                .bind(filter.tag.as_deref())
+                .bind(filter.limit.map(i64::from).or(D::NO_LIMIT))
+                .bind(filter.after.unwrap_or(0))
+                .fetch(&self.pool);
+                rows::within(rows, max_bytes, Lead::try_from, rows::lead_size).await
+            }
+
+            async fn attempts_of(
+                &self,
+                lead_id: i64,
+                limit: u32,
+            ) -> Result<(Vec<Attempt>, u64), StoreError> {
+                let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE lead_id = $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(lead_id)
+                .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                rows::all(found)
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE lead_id = $1")
+                    .bind(lead_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((rows::all(found)?, total.max(0) as u64))
+            }
+
+            async fn parked_page(
+                &self,
+                limit: u32,
+            ) -> Result<(Vec<$crate::store::ParkedItem>, u64), StoreError> {
+                let found: Vec<$crate::store::outbox::ParkedRow> = sqlx::query_as(
+                    "SELECT id, target, action, message, created_at, delivery_tries, last_error, parked_at
+                     FROM outbox WHERE acked_at IS NULL AND parked_at IS NOT NULL ORDER BY id LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let total: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL AND parked_at IS NOT NULL",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((rows::all(found)?, total.max(0) as u64))
+            }
+
+            async fn start_session(
+                &self,
+                id: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                expires_at: chrono::DateTime<chrono::Utc>,
+                keep: u32,
+            ) -> Result<(), StoreError> {
+                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+                    sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
+                        .bind(Ts(now))
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO dashboard_sessions (id, created_at, expires_at) VALUES ($1, $2, $3)",
+                    )
+                    .bind(id)
+                    .bind(Ts(now))
+                    .bind(Ts(expires_at))
+                    .execute(&mut *tx)
+                    .await?;
+                    // The newest `keep` stay; ties at the edge stay too (a bound, not a count).
+                    sqlx::query(
+                        "DELETE FROM dashboard_sessions WHERE created_at < (
+                             SELECT created_at FROM dashboard_sessions
+                             ORDER BY created_at DESC LIMIT 1 OFFSET $1)",
+                    )
+                    .bind(i64::from(keep))
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn session_alive(
+                &self,
+                id: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, StoreError> {
+                let found: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM dashboard_sessions WHERE id = $1 AND expires_at > $2",
+                )
+                .bind(id)
+                .bind(Ts(now))
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(found.is_some())
+            }
+
+            async fn end_session(&self, id: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM dashboard_sessions WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn outbox_of_attempt(&self, attempt_id: i64) -> Result<Option<OutboxItem>, StoreError> {
