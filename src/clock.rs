@@ -60,7 +60,15 @@ pub struct OffsetClock(pub chrono::Duration);
 
 impl Clock for OffsetClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.0
+        // Saturating: `from_env` keeps the offset within `MAX_OFFSET`, and no offset made
+        // by hand may panic either.
+        let now = Utc::now();
+        now.checked_add_signed(self.0)
+            .unwrap_or(if self.0 > chrono::Duration::zero() {
+                DateTime::<Utc>::MAX_UTC
+            } else {
+                DateTime::<Utc>::MIN_UTC
+            })
     }
 
     fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
@@ -71,6 +79,10 @@ impl Clock for OffsetClock {
 /// The environment variable that moves a runner's clock: a duration such as `2h` or `-90s`.
 pub const OFFSET_ENV: &str = "FLUIDTALK_CLOCK_OFFSET";
 
+/// The largest offset either way: 100 years (36,525 days). Tests need hours; further would
+/// leave the times the databases store.
+pub const MAX_OFFSET: chrono::Duration = chrono::Duration::days(36_525);
+
 /// The runner's clock: the machine's, moved by `FLUIDTALK_CLOCK_OFFSET` if that is set.
 pub fn from_env() -> Result<std::sync::Arc<dyn Clock>, String> {
     match std::env::var(OFFSET_ENV) {
@@ -80,11 +92,16 @@ pub fn from_env() -> Result<std::sync::Arc<dyn Clock>, String> {
                 Some(rest) => (-1, rest),
                 None => (1, v.trim().trim_start_matches('+')),
             };
-            let d = humantime::parse_duration(text)
+            let d = humantime::parse_duration(text).map_err(|_| {
+                format!("{OFFSET_ENV}={v:?}: expected a duration such as 2h, 90s or -15m")
+            })?;
+            let d = chrono::Duration::from_std(d)
                 .ok()
-                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .filter(|d| *d <= MAX_OFFSET)
                 .ok_or_else(|| {
-                    format!("{OFFSET_ENV}={v:?}: expected a duration such as 2h, 90s or -15m")
+                    format!(
+                        "{OFFSET_ENV}={v:?} is out of range: at most 100 years (36525days) either way"
+                    )
                 })?;
             tracing::warn!(
                 offset = %v,
@@ -137,6 +154,15 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19: `FLUIDTALK_CLOCK_OFFSET=300000years` panicked in `now()`.
+    #[test]
+    fn an_offset_past_its_range_is_refused_and_none_can_panic() {
+        assert!(OffsetClock(chrono::Duration::MAX).now() == DateTime::<Utc>::MAX_UTC);
+        assert!(OffsetClock(chrono::Duration::MIN).now() == DateTime::<Utc>::MIN_UTC);
+        let hundred = Utc::now() + MAX_OFFSET;
+        assert!(OffsetClock(MAX_OFFSET).now() >= hundred);
+    }
 
     #[test]
     fn time_arithmetic_saturates_instead_of_panicking() {

@@ -8,6 +8,11 @@
 //! is claimed in the database (job, scheduled time), so of several runners exactly one runs
 //! it. Ticks missed while the daemon was down are not replayed: the next fire time is
 //! computed from now, and since selection is by lead state, the next tick catches up.
+//!
+//! Each heartbeat also re-reads the stored pauses, so the runner's holds follow them
+//! between ticks (a `pause clear` is honoured within a second), and publishes what the
+//! runner holds and why (`runners` table) for `status`: when it changes, and at least
+//! every `PUBLISH_EVERY`. A clean stop removes the row.
 
 use crate::clock::Clock;
 use crate::config::{Config, Job};
@@ -35,6 +40,12 @@ pub enum Tick {
     /// Dry run: the plan was logged, with this many calls.
     Planned(usize),
 }
+
+/// A heartbeat row is written at least this often, even when nothing changed.
+const PUBLISH_EVERY: chrono::Duration = chrono::Duration::seconds(10);
+
+/// How long publishing the heartbeat row may take before the heartbeat goes on.
+const PUBLISH_LIMIT: Duration = Duration::from_secs(5);
 
 struct ClearOnDrop(Arc<AtomicBool>);
 
@@ -79,6 +90,9 @@ pub struct Daemon {
     /// The job runs started, so a stop can wait for them.
     runs: TaskTracker,
     fatal: Arc<Fatal>,
+    started_at: DateTime<Utc>,
+    /// The holds last published, and when.
+    published: Mutex<Option<(DateTime<Utc>, Vec<crate::store::HeldPause>)>>,
 }
 
 impl Daemon {
@@ -112,6 +126,37 @@ impl Daemon {
             slots,
             runs: TaskTracker::new(),
             fatal,
+            started_at: now,
+            published: Mutex::new(None),
+        }
+    }
+
+    /// Once a second, beside `poll`: holds follow the stored pauses (up and down), and
+    /// what the runner holds is published for `status` when it changed or every
+    /// `PUBLISH_EVERY`. Bounded in time; a failure is tried again on the next heartbeat.
+    pub async fn heartbeat(&self) {
+        let Some(runner) = &self.runner else { return };
+        let now = self.clock.now();
+        runner.holds().refresh(&*self.store, now).await;
+        let held = runner.holds().held_now(now);
+        let due = self
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(|(at, last)| *last != held || now - *at >= PUBLISH_EVERY);
+        if !due {
+            return;
+        }
+        let publish = self
+            .store
+            .publish_runner(&self.runner_id, self.started_at, &held, now);
+        match tokio::time::timeout(PUBLISH_LIMIT, publish).await {
+            Ok(Ok(())) => {
+                *self.published.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, held));
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not publish the heartbeat"),
+            Err(_) => tracing::debug!("publishing the heartbeat timed out"),
         }
     }
 
@@ -299,6 +344,7 @@ impl Daemon {
                 let me = me.clone();
                 Box::pin(async move {
                     me.poll().await;
+                    me.heartbeat().await;
                 })
             })?)
             .await?;
@@ -323,6 +369,13 @@ impl Daemon {
             tracing::warn!(
                 "grace period over with a run still going; its calls in flight go to review once their leases expire"
             );
+        }
+        if self.runner.is_some() {
+            // Gone: `status` no longer lists this runner (a row left by a hard stop ages out).
+            let forget = self.store.forget_runner(&self.runner_id);
+            if let Ok(Err(e)) = tokio::time::timeout(PUBLISH_LIMIT, forget).await {
+                tracing::debug!(error = %e, "could not remove the heartbeat row");
+            }
         }
         Ok(ended)
     }

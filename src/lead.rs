@@ -6,6 +6,10 @@
 //! account), `blocked` (do-not-contact), `failed` (permanent error or retries used up),
 //! `needs_review` (an attempt's outcome is unknown). A 404 on a follow-up sends the lead
 //! back to `new` for the opener job. The names are part of the CLI's JSON output.
+//!
+//! `fields`: every lead field's limit and check, once for every way a lead comes in.
+
+pub mod fields;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -144,7 +144,9 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
 /// a shipper that reads JSON sees why the process stopped.
 pub fn print_fatal(format: LogFormat, message: &str, exit_code: u8) {
     match format {
-        LogFormat::Text => eprintln!("error: {message}"),
+        // Escaped as every text line is: the message may quote input (a target, a file's
+        // row) whose control characters would otherwise forge lines after it.
+        LogFormat::Text => eprintln!("error: {}", escape_controls(message)),
         LogFormat::Json => eprintln!("{}", fatal_line(message, exit_code)),
     }
 }

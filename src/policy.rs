@@ -44,6 +44,9 @@ pub struct Context<'a> {
     pub transient_failures: i32,
     pub backoff: &'a Backoff,
     pub on_unknown: OnUnknown,
+    /// Whether `on_unknown = "retry"` already re-sent this step once (read from the
+    /// step's attempts: nothing a person does to the lead resets it).
+    pub step_retried: bool,
 }
 
 /// What happens to the lead.
@@ -199,9 +202,10 @@ pub fn decide(ctx: &Context<'_>, outcome: Outcome<'_>) -> Decision {
             ErrorKind::Timeout | ErrorKind::Network | ErrorKind::Decode | ErrorKind::Gateway => {
                 // The engine may have acted: a repeat could open a second conversation or
                 // come back `continued` with the first answer's text lost. Only a job that
-                // opted in retries, once (the runner records that as a release of the step).
+                // opted in retries, once in the step's life (the runner records that as a
+                // release of the step, and reads it back: `step_retried`).
                 let lead = match ctx.on_unknown {
-                    OnUnknown::Retry if ctx.transient_failures == 0 => transient(ctx),
+                    OnUnknown::Retry if !ctx.step_retried => transient(ctx),
                     _ => LeadEffect::Event(LeadEvent::OutcomeUnknown),
                 };
                 Decision::new(S::Unknown, lead)
@@ -265,6 +269,7 @@ mod tests {
                 transient_failures: failures,
                 backoff: &b,
                 on_unknown,
+                step_retried: false,
             },
             outcome,
         )
@@ -435,8 +440,20 @@ mod tests {
             );
             let once = decide_with(Action::Opener, 0, OnUnknown::Retry, err(kind));
             assert!(matches!(once.lead, LeadEffect::RetryAfter(_)), "{once:?}");
-            let twice = decide_with(Action::Opener, 1, OnUnknown::Retry, err(kind));
+            // Whether the step was retried decides, not the lead's failure count (which a
+            // person's unblock or retry resets, and an earlier 5xx raises).
+            let b = backoff();
+            let ctx = |failures, step_retried| Context {
+                action: Action::Opener,
+                transient_failures: failures,
+                backoff: &b,
+                on_unknown: OnUnknown::Retry,
+                step_retried,
+            };
+            let twice = decide(&ctx(0, true), err(kind));
             assert_eq!(twice.lead, LeadEffect::Event(LeadEvent::OutcomeUnknown));
+            let after_a_5xx = decide(&ctx(1, false), err(kind));
+            assert!(matches!(after_a_5xx.lead, LeadEffect::RetryAfter(_)));
         }
     }
 

@@ -1,12 +1,16 @@
 //! The campaign's state at a glance, for `status` and `GET /v1/status`: leads per state,
-//! pauses in force, leads held by runners, each job's last run and next fire, and queued
-//! events no job sends.
+//! pauses in force, leads held by runners, what each running daemon holds back and why,
+//! each job's last run and next fire, and queued events no job sends.
 
 use crate::config::Config;
 use crate::lead::LeadState;
-use crate::store::{JobRun, LeaseSummary, OutboxCounts, Pause, Store, StoreError};
+use crate::store::{JobRun, LeaseSummary, OutboxCounts, Pause, RunnerSeen, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+
+/// A daemon whose heartbeat is older than this is not listed (it stopped without saying
+/// so; its row ages out after a day). Heartbeats are written at least every 10 s.
+pub const RUNNER_ALIVE: chrono::Duration = chrono::Duration::seconds(60);
 
 /// What `status` reports.
 #[derive(Debug, Clone)]
@@ -15,6 +19,8 @@ pub struct Report {
     /// Pauses still in force.
     pub pauses: Vec<Pause>,
     pub held: LeaseSummary,
+    /// Daemons seen within `RUNNER_ALIVE`, newest heartbeat first, with what each holds.
+    pub runners: Vec<RunnerSeen>,
     /// The latest run of each job.
     pub runs: Vec<JobRun>,
     /// Queued events per type that no job sends (they wait forever).
@@ -90,12 +96,19 @@ impl Report {
             .filter(|(t, _)| !sent_by_jobs.contains(&t.as_str()))
             .collect();
         let outbox = store.outbox_counts().await?;
+        let runners = store
+            .runners()
+            .await?
+            .into_iter()
+            .filter(|r| now - r.seen_at <= RUNNER_ALIVE)
+            .collect();
         let storage = StorageState {
             problem: store.write_problem().await,
             outage: None,
         };
         Ok(Report {
             outbox,
+            runners,
             storage,
             leads,
             pauses,
@@ -131,6 +144,7 @@ impl Report {
             "leads": counts(&mut self.leads.iter().map(|(s, n)| (s.as_str().to_string(), *n))),
             "pauses": self.pauses,
             "held_by_runners": self.held,
+            "runners": self.runners,
             "jobs": jobs,
             "events_no_job_sends": counts(&mut self.unsent_events.iter().cloned()),
             "outbox": {"pending": self.outbox.pending, "parked": self.outbox.parked},

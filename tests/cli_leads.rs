@@ -92,7 +92,7 @@ fn an_import_keeps_good_rows_and_names_the_line_and_reason_of_each_bad_one() {
     let stderr = text(&out.stderr);
     for (line, reason) in [
         (3, "target is empty"),
-        (4, "target is longer than 255 characters"),
+        (4, "target is 256 characters long; the limit is 255"),
         (5, "target contains a control character (U+0007)"),
         (6, "unknown time zone \"Mars/Base\""),
         (

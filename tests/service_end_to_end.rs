@@ -103,22 +103,38 @@ async fn one_daemon_serves_delivers_and_reports(db: TestDb) {
     assert_eq!(ben.id, answer["outbox_id"].as_i64().expect("an outbox id"));
     assert_eq!(ben.text, answer["message"].as_str().unwrap_or(""));
 
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    for series in [
+    // The delivery's metric is recorded once its result is written, a moment after the
+    // webhook got the message: read until every series is there (bounded).
+    let series = [
         r#"fluidtalk_runner_api_calls_total{action="inbound",outcome="ok"}"#,
         r#"fluidtalk_runner_api_calls_total{action="event",outcome="ok"}"#,
         r#"fluidtalk_runner_webhook_deliveries_total{result="delivered"}"#,
         r#"fluidtalk_runner_http_requests_total{route="/v1/leads/{target}/inbound",status="200"}"#,
-    ] {
-        assert!(metrics.contains(series), "{series} in {metrics}");
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let missing: Vec<&str> = series
+            .iter()
+            .copied()
+            .filter(|s| !metrics.contains(s))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing:?} not in {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     signal(&daemon, libc::SIGTERM);
     let out = finish(daemon, Duration::from_secs(30)).await;

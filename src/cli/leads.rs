@@ -105,10 +105,13 @@ pub struct LeadsArgs {
     pub command: LeadsCommand,
 }
 
+/// A time given on the command line: RFC 3339, within years 1 to 9999 (what both
+/// databases store).
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("{s:?} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)"))
+        .map_err(|_| format!("{s:?} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)"))?;
+    crate::lead::fields::time("the time", t).map_err(|e| e.to_string())
 }
 
 pub(super) fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
@@ -191,7 +194,6 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             json,
         } => {
             let input = import::check_input(&target, own_username, timezone, profile_image, tags)
-                .map_err(|why| anyhow!("{why}"))
                 .exit_with(Exit::Config)?;
             let target = input.target.clone();
             let mut session = store.begin_import(false).await.map_err(store_failure)?;
@@ -322,9 +324,7 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
         }
         LeadsCommand::Block { target, json } => {
             // A do-not-contact list may name people not imported yet: add them, blocked.
-            let target = import::check_target(&target)
-                .map_err(|why| anyhow!("{why}"))
-                .exit_with(Exit::Config)?;
+            let target = crate::lead::fields::target(&target).exit_with(Exit::Config)?;
             let lead = crate::store::block_adding(&*store, &target, now)
                 .await
                 .map_err(store_failure)?;
@@ -350,22 +350,13 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             context,
             json,
         } => {
-            let target = import::check_target(&target)
-                .map_err(|why| anyhow!("{why}"))
-                .exit_with(Exit::Config)?;
+            let target = crate::lead::fields::target(&target).exit_with(Exit::Config)?;
             let event_type = event_type.trim().to_string();
             let context = context
-                .map(
-                    |text| match serde_json::from_str::<serde_json::Value>(&text) {
-                        Ok(serde_json::Value::Object(map)) => {
-                            Ok(serde_json::Value::Object(map).to_string())
-                        }
-                        _ => Err(anyhow!(
-                            "--context must be a JSON object like '{{\"reaction\": \"🔥\"}}'"
-                        )),
-                    },
-                )
+                .as_deref()
+                .map(crate::lead::fields::event_context_text)
                 .transpose()
+                .map_err(|e| anyhow!("--context: {e}"))
                 .exit_with(Exit::Config)?;
             let event = store
                 .queue_event(&target, &event_type, context.as_deref(), now)

@@ -83,11 +83,13 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
     let runner =
         Runner::new(store, client, Arc::new(config.clone()), clock, runner_id()).stopped_by(stop);
     let per_job = run_jobs(&runner, &jobs, args.json).await?;
+    let mut total = Summary::default();
+    for (_, s) in &per_job {
+        total.add(s);
+    }
     if args.json {
-        let mut total = Summary::default();
         let mut jobs = serde_json::Map::new();
         for (name, s) in &per_job {
-            total.add(s);
             jobs.insert(name.clone(), serde_json::to_value(s).unwrap_or_default());
         }
         let value = serde_json::json!({ "jobs": jobs, "total": total });
@@ -99,6 +101,16 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
             "stopped before the work was done: answers received were recorded; leads not reached stay due"
         ))
         .exit_with(Exit::Stopped);
+    }
+    if total.api_unreachable() {
+        return Err(anyhow!(
+            "no call reached the API: every one of the {} call(s) tried failed to connect to {} \
+             (refused, no route or no DNS answer); their leads stay due and are tried again \
+             after back-off",
+            total.calls,
+            config.base_url()
+        ))
+        .exit_with(Exit::Api);
     }
     Ok(())
 }

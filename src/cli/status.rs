@@ -1,5 +1,5 @@
-//! `fluidtalk-runner status [--json]`: leads per state, active pauses, and each job's last
-//! run and next fire time.
+//! `fluidtalk-runner status [--json]`: leads per state, active pauses, what each running
+//! daemon holds back and why, and each job's last run and next fire time.
 
 use super::store_access::{Open, open_as, store_failure};
 use crate::config::Config;
@@ -33,6 +33,7 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
         leads: counts,
         pauses,
         held,
+        runners,
         runs,
         unsent_events: unsent,
         outbox,
@@ -85,6 +86,39 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
     if !pauses.is_empty() {
         outln!(
             "  (after buying tokens or fixing the key: `fluidtalk-runner pause clear` lifts them now)"
+        );
+    }
+    for r in &runners {
+        let holding = if r.holds.is_empty() {
+            "holding nothing".to_string()
+        } else {
+            let held: Vec<String> = r
+                .holds
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{} until {} ({}{})",
+                        h.scope.as_str(),
+                        h.until.format("%Y-%m-%d %H:%M:%S UTC"),
+                        if h.stored {
+                            "stored pause"
+                        } else {
+                            "heard by this runner, not stored: holds it alone until then"
+                        },
+                        if h.reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", h.reason)
+                        }
+                    )
+                })
+                .collect();
+            format!("holding {}", held.join("; "))
+        };
+        outln!(
+            "runner {}: seen {}s ago, {holding}",
+            r.runner_id,
+            (now - r.seen_at).num_seconds().max(0)
         );
     }
     for (t, n) in &unsent {

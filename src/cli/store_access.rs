@@ -39,13 +39,15 @@ pub async fn open_as(config: &Config, how: Open) -> Result<Arc<dyn Store>, Failu
     Ok(store)
 }
 
-/// A store error with its exit code: the user's input (3) or the database itself (6).
+/// A store error with its exit code: the user's input or what it asked for now (3), or the
+/// database itself (6).
 pub fn store_failure(e: StoreError) -> Failure {
     let exit = match e {
         StoreError::NotFound(_)
         | StoreError::Refused(_)
         | StoreError::BadUrl { .. }
-        | StoreError::InTheFuture { .. } => Exit::Config,
+        | StoreError::InTheFuture { .. }
+        | StoreError::Busy(_) => Exit::Config,
         ref e if e.is_moved() => Exit::DatabaseMoved,
         _ => Exit::Database,
     };

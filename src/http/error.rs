@@ -19,7 +19,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable word to branch on: `unauthorized`, `bad_request`, `not_found`, `conflict`,
-    /// `too_large`, `api_error`, `unavailable`, `internal`, ...
+    /// `too_large`, `over_limit` (a field over its limit, 422), `api_error`, `unavailable`,
+    /// `internal`, ...
     pub kind: &'static str,
     pub message: String,
     /// The request field the error is about, if one.
@@ -73,6 +74,23 @@ impl ApiError {
     pub fn index(mut self, index: usize) -> Self {
         self.detail.index = Some(index);
         self
+    }
+}
+
+/// A lead field's value refused (`lead::fields`): 422 `over_limit` when it is over a limit
+/// or outside a range, else 400; the field named either way.
+impl From<crate::lead::fields::FieldError> for ApiError {
+    fn from(e: crate::lead::fields::FieldError) -> Self {
+        let err = if e.is_limit() {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "over_limit",
+                e.to_string(),
+            )
+        } else {
+            ApiError::bad_request(e.to_string())
+        };
+        err.field(e.field())
     }
 }
 

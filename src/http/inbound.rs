@@ -28,8 +28,6 @@ use utoipa::ToSchema;
 pub const INBOUND_JOB: &str = "(inbound)";
 /// How long a relayed call waits for a free call slot before the caller is told to retry.
 const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// The longest message relayed, in characters.
-pub const MAX_MESSAGE: usize = 10_000;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -73,7 +71,7 @@ pub struct InboundAnswer {
     responses((status = 200, body = InboundAnswer),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 415, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "blocked lead, a call in flight, or the key in use"),
-              (status = 422, body = ErrorBody, description = "the key was used with another request"),
+              (status = 422, body = ErrorBody, description = "the key was used with another request, or a field over its limit"),
               (status = 502, body = ErrorBody, description = "the FluidTalk API answered with an error"),
               (status = 503, body = ErrorBody, description = "every call is paused (the API refused the key)")),
     security(("bearer" = [])))]
@@ -95,22 +93,12 @@ async fn accept(
     headers: &HeaderMap,
     req: InboundRequest,
 ) -> Result<Response, ApiError> {
+    use crate::lead::fields;
     let checked =
-        crate::import::check_input(&target, req.own_username.clone(), None, None, Vec::new())
-            .map_err(|e| ApiError::bad_request(e).field("own_username"))?;
-    if req.message.trim().is_empty() {
-        return Err(ApiError::bad_request("message is empty").field("message"));
-    }
-    if req.message.chars().count() > MAX_MESSAGE {
-        return Err(
-            ApiError::bad_request(format!("message is over {MAX_MESSAGE} characters"))
-                .field("message"),
-        );
-    }
-    if let Some(u) = &req.image_url
-        && !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-    {
-        return Err(ApiError::bad_request("image_url must be an http(s) URL").field("image_url"));
+        crate::import::check_input(&target, req.own_username.clone(), None, None, Vec::new())?;
+    fields::message(&req.message)?;
+    if let Some(u) = &req.image_url {
+        fields::image_url(u)?;
     }
     let key = idempotency::key(headers)?;
     let scope = format!("inbound:{}", checked.target);
@@ -319,6 +307,7 @@ async fn relay(
     let rules = Rules {
         backoff: &state.config.backoff,
         on_unknown: OnUnknown::Review,
+        step_retried: false,
     };
     let outcome = CallOutcome::Answered(answer.map(|chat| ActionResult {
         session_id: chat.session_id.clone(),

@@ -42,9 +42,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Target {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(super::error::path_rejection)?;
-        crate::import::check_target(&raw)
-            .map(Target)
-            .map_err(|e| ApiError::bad_request(e).field("target"))
+        // The one rule for targets, as in bodies: trimmed, within its limit (422).
+        Ok(Target(crate::lead::fields::target(&raw)?))
     }
 }
 
@@ -82,9 +81,12 @@ pub struct ImportResult {
 }
 
 /// Adds or updates leads, checked as `leads import` checks a file's rows; items that fail
-/// the check are listed in `rejected` and the rest are stored.
+/// the check are listed in `rejected` and the rest are stored. An item with a field over
+/// its limit (README, "Limits") refuses the whole request with 422, naming the item's
+/// `index` and the `field`: nothing is stored.
 #[utoipa::path(post, path = "/v1/leads", tag = "leads", request_body = ImportRequest,
     responses((status = 200, body = ImportResult), (status = 400, body = super::ErrorBody),
+              (status = 422, body = super::ErrorBody, description = "a field over its limit"),
               (status = 401, body = super::ErrorBody), (status = 413, body = super::ErrorBody), (status = 415, body = super::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn import(
@@ -109,7 +111,11 @@ pub async fn import(
             l.tags.unwrap_or_default(),
         ) {
             Ok(row) => rows.push(row),
-            Err(error) => rejected.push(Rejected { index, error }),
+            Err(e) if e.is_limit() => return Err(ApiError::from(e).index(index)),
+            Err(e) => rejected.push(Rejected {
+                index,
+                error: e.to_string(),
+            }),
         }
     }
     let now = state.clock.now();
@@ -250,6 +256,7 @@ pub struct RepliedRequest {
     params(("target" = String, Path, description = "The lead's target")),
     request_body(content = Option<RepliedRequest>, description = "Optional; `{}` or no body means now"),
     responses((status = 200, body = Lead), (status = 400, body = super::ErrorBody),
+              (status = 422, body = super::ErrorBody, description = "`at` outside years 1 to 9999"),
               (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody),
               (status = 401, body = super::ErrorBody)),
     security(("bearer" = [])))]
@@ -265,12 +272,8 @@ pub async fn replied(
             .map_err(|e| ApiError::bad_request(format!("the body is not a reply: {e}")))?
     };
     let now = state.clock.now();
-    Ok(Json(
-        state
-            .store
-            .record_reply(&target, req.at.unwrap_or(now), now)
-            .await?,
-    ))
+    let at = crate::lead::fields::time("at", req.at.unwrap_or(now))?;
+    Ok(Json(state.store.record_reply(&target, at, now).await?))
 }
 
 macro_rules! user_action {
@@ -297,7 +300,8 @@ macro_rules! user_action {
 #[utoipa::path(post, path = "/v1/leads/{target}/block", tag = "leads",
     params(("target" = String, Path, description = "The lead's target")),
     responses((status = 200, body = Lead), (status = 400, body = super::ErrorBody),
-              (status = 409, body = super::ErrorBody), (status = 401, body = super::ErrorBody)),
+              (status = 409, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+              (status = 422, body = super::ErrorBody, description = "the target over its limit")),
     security(("bearer" = [])))]
 pub async fn block(
     State(state): State<AppState>,
@@ -328,7 +332,8 @@ pub struct EventRequest {
     /// An event type some `event` job sends.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// The event's context, a JSON object, sent as the trigger's `entry_context`.
+    /// The event's context, a JSON object, sent as the trigger's `entry_context`: at most
+    /// 16 KiB as JSON text, nesting at most 8 levels.
     #[schema(value_type = Option<Object>)]
     pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -349,7 +354,7 @@ pub struct EventQueued {
     responses((status = 202, body = EventQueued), (status = 400, body = super::ErrorBody), (status = 415, body = super::ErrorBody),
               (status = 401, body = super::ErrorBody),
               (status = 409, body = super::ErrorBody, description = "a request with this key is still being answered"),
-              (status = 422, body = super::ErrorBody, description = "the key was used with another request"),
+              (status = 422, body = super::ErrorBody, description = "the target or the context over its limit, or the key was used with another request"),
               (status = 502, body = super::ErrorBody, description = "the first request with this key ended without an answer")),
     security(("bearer" = [])))]
 pub async fn event(
@@ -361,8 +366,8 @@ pub async fn event(
     let sent = state.config.event_types();
     if !sent.contains(&req.event_type.as_str()) {
         return Err(ApiError::bad_request(format!(
-            "no job sends event type {:?}: it would wait forever; types sent: {}",
-            req.event_type,
+            "no job sends event type {}: it would wait forever; types sent: {}",
+            crate::lead::fields::shown(&req.event_type),
             if sent.is_empty() {
                 "none".to_string()
             } else {
@@ -397,7 +402,9 @@ pub async fn event(
     }
     let context = req
         .context
-        .map(|m| serde_json::Value::Object(m).to_string());
+        .as_ref()
+        .map(crate::lead::fields::event_context)
+        .transpose()?;
     let now = state.clock.now();
     let queued = state
         .store

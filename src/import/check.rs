@@ -2,50 +2,25 @@
 
 use super::rows::RawRow;
 use crate::lead::LeadState;
-use crate::store::{LeadInput, MAX_TARGET_LEN};
+use crate::lead::fields::{self, FieldError, shown};
+use crate::store::LeadInput;
 use chrono::{DateTime, Utc};
 
-fn no_control(name: &str, value: &str) -> Result<(), String> {
-    match value.chars().find(|c| c.is_control()) {
-        Some(c) => Err(format!(
-            "{name} contains a control character (U+{:04X})",
-            c as u32
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Unicode format characters (general category Cf): bidi controls, zero-width spaces and
-/// joiners, the BOM, invisible operators, tags. In a target they make two handles look
-/// the same while differing, or one look like another.
-fn is_format(c: char) -> bool {
-    matches!(c as u32,
-        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
-        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
-        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
-        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
-}
-
-fn no_format(name: &str, value: &str) -> Result<(), String> {
-    match value.chars().find(|c| is_format(*c)) {
-        Some(c) => Err(format!(
-            "{name} contains an invisible format character (U+{:04X}), such as a bidi control or zero-width space",
-            c as u32
-        )),
-        None => Ok(()),
-    }
-}
-
-fn time(name: &str, value: &str) -> Result<DateTime<Utc>, String> {
+fn time(name: &'static str, value: &str) -> Result<DateTime<Utc>, String> {
     let t = DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
-            format!("{name} {value:?} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)")
+            format!(
+                "{name} {} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)",
+                shown(value)
+            )
         })?;
+    let t = fields::time(name, t).map_err(|e| e.to_string())?;
     // A time in the future would stall the lead until then.
     if t > Utc::now() + crate::store::FUTURE_SKEW {
         return Err(format!(
-            "{name} {value:?} is in the future; give the time it happened"
+            "{name} {} is in the future; give the time it happened",
+            shown(value)
         ));
     }
     Ok(t)
@@ -53,26 +28,13 @@ fn time(name: &str, value: &str) -> Result<DateTime<Utc>, String> {
 
 /// Checks one field that names an IANA time zone.
 pub fn check_timezone(value: &str) -> Result<String, String> {
-    value
-        .parse::<chrono_tz::Tz>()
-        .map(|tz| tz.name().to_string())
-        .map_err(|_| {
-            format!("unknown time zone {value:?} (expected an IANA name such as Europe/Berlin)")
-        })
+    fields::timezone(value).map_err(|e| e.to_string())
 }
 
-/// Checks a target: not empty, not over-long, no control characters.
+/// Checks a target: not empty, not over-long, no control or invisible characters
+/// (`lead::fields::target`, its words as text).
 pub fn check_target(value: &str) -> Result<String, String> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err("target is empty".into());
-    }
-    if value.chars().count() > MAX_TARGET_LEN {
-        return Err(format!("target is longer than {MAX_TARGET_LEN} characters"));
-    }
-    no_control("target", value)?;
-    no_format("target", value)?;
-    Ok(value.to_string())
+    fields::target(value).map_err(|e| e.to_string())
 }
 
 pub(super) fn check(raw: RawRow) -> Result<LeadInput, String> {
@@ -87,28 +49,31 @@ pub(super) fn check(raw: RawRow) -> Result<LeadInput, String> {
         last_reply,
         follow_ups,
     ] = raw.fields;
-    let target = check_target(target.as_deref().unwrap_or(""))?;
-    if let Some(v) = &own_username {
-        no_control("own_username", v)?;
-        no_format("own_username", v)?;
-    }
-    if let Some(v) = &profile_image {
-        no_control("profile_image", v)?;
-    }
-    let timezone = timezone.as_deref().map(check_timezone).transpose()?;
+    let text = |e: FieldError| e.to_string();
+    let target = fields::target(target.as_deref().unwrap_or("")).map_err(text)?;
+    let own_username = own_username
+        .as_deref()
+        .map(fields::own_username)
+        .transpose()
+        .map_err(text)?;
+    let profile_image = profile_image
+        .as_deref()
+        .map(fields::profile_image)
+        .transpose()
+        .map_err(text)?;
+    let timezone = timezone
+        .as_deref()
+        .map(fields::timezone)
+        .transpose()
+        .map_err(text)?;
     let tags = match (raw.tag_list, tags) {
         (Some(list), _) => Some(list),
         (None, Some(text)) => Some(text.split(';').map(str::to_string).collect()),
         (None, None) => None,
     }
-    .map(|list| {
-        list.into_iter()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .map(|t| no_control("tags", &t).map(|()| t))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .transpose()?;
+    .map(fields::tags)
+    .transpose()
+    .map_err(text)?;
     let last_contact_at = last_contact
         .as_deref()
         .map(|v| time("last_contact_at", v))
@@ -124,7 +89,10 @@ pub(super) fn check(raw: RawRow) -> Result<LeadInput, String> {
                 .ok()
                 .filter(|n| (0..=1000).contains(n))
                 .ok_or_else(|| {
-                    format!("follow_ups_sent {v:?} is not a whole number from 0 to 1000")
+                    format!(
+                        "follow_ups_sent {} is not a whole number from 0 to 1000",
+                        shown(v)
+                    )
                 })
         })
         .transpose()?;
@@ -135,7 +103,8 @@ pub(super) fn check(raw: RawRow) -> Result<LeadInput, String> {
         Some("contacted") => Some(LeadState::Contacted),
         Some(other) => {
             return Err(format!(
-                "state {other:?} cannot be imported (expected new or contacted)"
+                "state {} cannot be imported (expected new or contacted)",
+                shown(other)
             ));
         }
     };
@@ -169,21 +138,33 @@ pub(super) fn check(raw: RawRow) -> Result<LeadInput, String> {
     })
 }
 
-/// Checks the fields of `leads add`, as an import row would be checked.
+/// Checks the fields of one lead given outside a file (`leads add`, `POST /v1/leads`), by
+/// the same rules as an import row; empty values count as not given.
 pub fn check_input(
     target: &str,
     own_username: Option<String>,
     timezone: Option<String>,
     profile_image: Option<String>,
     tags: Vec<String>,
-) -> Result<LeadInput, String> {
-    let mut raw = RawRow::default();
-    raw.fields[0] = Some(target.to_string());
-    raw.fields[1] = own_username.filter(|s| !s.is_empty());
-    raw.fields[2] = timezone.filter(|s| !s.is_empty());
-    raw.fields[3] = profile_image.filter(|s| !s.is_empty());
-    raw.tag_list = (!tags.is_empty()).then_some(tags);
-    check(raw)
+) -> Result<LeadInput, FieldError> {
+    let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    Ok(LeadInput {
+        target: fields::target(target)?,
+        own_username: given(own_username)
+            .as_deref()
+            .map(fields::own_username)
+            .transpose()?,
+        timezone: given(timezone)
+            .as_deref()
+            .map(fields::timezone)
+            .transpose()?,
+        profile_image: given(profile_image)
+            .as_deref()
+            .map(fields::profile_image)
+            .transpose()?,
+        tags: Some(fields::tags(tags)?).filter(|t| !t.is_empty()),
+        ..LeadInput::default()
+    })
 }
 
 #[cfg(test)]
@@ -225,10 +206,13 @@ mod tests {
 
     #[test]
     fn each_kind_of_bad_value_is_rejected_with_its_reason() {
-        let long = "x".repeat(MAX_TARGET_LEN + 1);
+        let long = "x".repeat(fields::TARGET_CHARS + 1);
         let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
             (vec![("target", "  ")], "target is empty"),
-            (vec![("target", long.as_str())], "longer than 255"),
+            (
+                vec![("target", long.as_str())],
+                "target is 256 characters long; the limit is 255",
+            ),
             (vec![("target", "@a\u{7}b")], "control character (U+0007)"),
             (
                 vec![("target", "@a"), ("timezone", "Mars/Olympus")],

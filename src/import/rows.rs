@@ -1,8 +1,15 @@
 //! Reading a lead file row by row: CSV with a header row, or JSON Lines; each row handed
 //! to `check` with the line it starts on.
+//!
+//! A row is held in memory only up to `lead::fields::ROW_BYTES`: a longer CSV record or
+//! JSON line is read on to its end without being kept, and rejected naming the field it
+//! went over in (a 200 MB `profile_image` costs a buffer, not 200 MB). CSV is parsed with
+//! `csv_core` (RFC 4180 quoting, `\n` ends a record), which hands a record over in pieces
+//! of the caller's buffer, so the bound is the buffer's size.
 
 use super::check::check;
 use super::{COLUMNS, FileError, Format};
+use crate::lead::fields::{self, FieldError, ROW_BYTES, shown};
 use crate::store::LeadInput;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -27,15 +34,123 @@ pub struct Rows {
 
 enum RowsInner {
     Csv {
-        reader: csv::Reader<Box<dyn Read + Send>>,
+        records: CsvRecords,
         columns: Vec<usize>,
-        record: csv::StringRecord,
     },
     Jsonl {
         reader: BufReader<Box<dyn Read + Send>>,
         buf: Vec<u8>,
         line: u64,
     },
+}
+
+/// One CSV record as read: its fields, or why it could not be kept.
+enum Record {
+    Fields(Vec<String>),
+    /// Over `ROW_BYTES`: read to its end and dropped; the field (by position) being read
+    /// when it went over.
+    TooLong {
+        field: usize,
+    },
+    /// The field (by position) is not UTF-8.
+    NotUtf8 {
+        field: usize,
+    },
+}
+
+/// CSV records from a reader, each held up to `ROW_BYTES`.
+struct CsvRecords {
+    reader: BufReader<Box<dyn Read + Send>>,
+    /// Boxed: its DFA tables are most of a kilobyte.
+    core: Box<csv_core::Reader>,
+    /// The record's bytes (at most `ROW_BYTES`) and where each field ends in them.
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    done: bool,
+}
+
+impl CsvRecords {
+    fn new(reader: Box<dyn Read + Send>) -> Self {
+        CsvRecords {
+            reader: BufReader::with_capacity(64 * 1024, reader),
+            // `\n` alone ends a record: the `\r` left at the end of a CRLF line's last
+            // field is trimmed like any other surrounding white space.
+            core: Box::new(
+                csv_core::ReaderBuilder::new()
+                    .terminator(csv_core::Terminator::Any(b'\n'))
+                    .build(),
+            ),
+            out: vec![0; 4096],
+            ends: vec![0; 16],
+            done: false,
+        }
+    }
+
+    /// The next record and the line it starts on; `None` at the end of the file.
+    fn next(&mut self) -> std::io::Result<Option<(u64, Record)>> {
+        use csv_core::ReadRecordResult as R;
+        if self.done {
+            return Ok(None);
+        }
+        let line = self.core.line();
+        let (mut outlen, mut endlen) = (0, 0);
+        // Set once the record is over `ROW_BYTES`: the rest is parsed into `skip` and
+        // dropped, so the record's end is found as the parser sees it (quotes included).
+        let mut over: Option<usize> = None;
+        let mut skip_out = [0u8; 4096];
+        let mut skip_ends = [0usize; 64];
+        loop {
+            let input = self.reader.fill_buf()?;
+            let (res, nin, nout, nend) = match over {
+                Some(_) => self.core.read_record(input, &mut skip_out, &mut skip_ends),
+                None => {
+                    self.core
+                        .read_record(input, &mut self.out[outlen..], &mut self.ends[endlen..])
+                }
+            };
+            self.reader.consume(nin);
+            if over.is_none() {
+                outlen += nout;
+                endlen += nend;
+            }
+            match res {
+                R::InputEmpty => continue,
+                R::OutputFull if over.is_none() => {
+                    if self.out.len() >= ROW_BYTES {
+                        over = Some(endlen);
+                    } else {
+                        let grown = (self.out.len() * 2).min(ROW_BYTES);
+                        self.out.resize(grown, 0);
+                    }
+                }
+                R::OutputEndsFull if over.is_none() => {
+                    // A field ends at most once per byte: bounded by the row's bytes.
+                    let grown = self.ends.len() * 2;
+                    self.ends.resize(grown, 0);
+                }
+                R::OutputFull | R::OutputEndsFull => {}
+                R::Record => {
+                    if let Some(field) = over {
+                        return Ok(Some((line, Record::TooLong { field })));
+                    }
+                    let mut fields = Vec::with_capacity(endlen);
+                    let mut start = 0;
+                    for (i, &end) in self.ends[..endlen].iter().enumerate() {
+                        match std::str::from_utf8(&self.out[start..end]) {
+                            Ok(text) => fields.push(text.to_string()),
+                            Err(_) => return Ok(Some((line, Record::NotUtf8 { field: i }))),
+                        }
+                        start = end;
+                    }
+                    return Ok(Some((line, Record::Fields(fields))));
+                }
+                R::End => {
+                    self.done = true;
+                    return Ok(None);
+                }
+            }
+        }
+    }
 }
 
 impl Rows {
@@ -59,26 +174,33 @@ impl Rows {
         path: &Path,
         reader: Box<dyn Read + Send>,
     ) -> Result<Rows, FileError> {
+        let io = |cause| FileError::Io {
+            path: path.to_path_buf(),
+            cause,
+        };
         let inner = match format {
             Format::Csv => {
-                // `\n` alone ends a record: with the default (CR, LF or CRLF) the csv crate
-                // numbers lines after a CRLF one too low. The `\r` left at the end of a
-                // line's last field is trimmed like any other surrounding white space.
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    .flexible(true)
-                    .terminator(csv::Terminator::Any(b'\n'))
-                    .from_reader(reader);
-                let header = reader
-                    .headers()
-                    .map_err(|e| csv_file_error(path, e))?
-                    .clone();
+                let mut records = CsvRecords::new(reader);
+                let header = match records.next().map_err(io)? {
+                    None => Vec::new(),
+                    Some((_, Record::Fields(header))) => header,
+                    Some((line, Record::TooLong { .. })) => {
+                        return Err(FileError::Header {
+                            path: path.to_path_buf(),
+                            line,
+                            why: format!("the header row is over {ROW_BYTES} bytes"),
+                        });
+                    }
+                    Some((line, Record::NotUtf8 { .. })) => {
+                        return Err(FileError::Header {
+                            path: path.to_path_buf(),
+                            line,
+                            why: "the header row is not valid UTF-8".into(),
+                        });
+                    }
+                };
                 let columns = header_columns(path, &header)?;
-                RowsInner::Csv {
-                    reader,
-                    columns,
-                    record: csv::StringRecord::new(),
-                }
+                RowsInner::Csv { records, columns }
             }
             Format::Jsonl => RowsInner::Jsonl {
                 reader: BufReader::new(reader),
@@ -95,28 +217,35 @@ impl Rows {
     /// The next row: its line and the checked lead or why it was rejected. `Err` is a
     /// read failure of the file itself.
     pub fn next_row(&mut self) -> Result<Option<Row>, FileError> {
+        let io = |path: &Path, cause| FileError::Io {
+            path: path.to_path_buf(),
+            cause,
+        };
         match &mut self.inner {
-            RowsInner::Csv {
-                reader,
-                columns,
-                record,
-            } => loop {
-                let more = match reader.read_record(record) {
-                    Ok(more) => more,
-                    Err(e) => {
-                        // A malformed record (bad quoting, invalid UTF-8) rejects that row;
-                        // an I/O error ends the file.
-                        if let csv::ErrorKind::Io(_) = e.kind() {
-                            return Err(csv_file_error(&self.path, e));
-                        }
-                        let line = e.position().map_or(0, |p| p.line());
-                        return Ok(Some((line, Err(format!("unreadable row: {e}")))));
+            RowsInner::Csv { records, columns } => loop {
+                let Some((line, record)) = records.next().map_err(|e| io(&self.path, e))? else {
+                    return Ok(None);
+                };
+                let column = |i: usize| {
+                    columns
+                        .get(i)
+                        .map_or_else(|| format!("field {}", i + 1), |&c| COLUMNS[c].to_string())
+                };
+                let record = match record {
+                    Record::Fields(fields) => fields,
+                    Record::TooLong { field } => {
+                        return Ok(Some((line, Err(unread(column(field))))));
+                    }
+                    Record::NotUtf8 { field } => {
+                        return Ok(Some((
+                            line,
+                            Err(format!(
+                                "unreadable row: {} is not valid UTF-8",
+                                column(field)
+                            )),
+                        )));
                     }
                 };
-                if !more {
-                    return Ok(None);
-                }
-                let line = record.position().map_or(0, |p| p.line());
                 // A blank line (only its `\r`, or spaces) is no row at all.
                 if record.len() == 1 && record[0].trim().is_empty() {
                     continue;
@@ -142,16 +271,15 @@ impl Rows {
             },
             RowsInner::Jsonl { reader, buf, line } => loop {
                 buf.clear();
-                let read = reader
-                    .read_until(b'\n', buf)
-                    .map_err(|source| FileError::Io {
-                        path: self.path.clone(),
-                        cause: source,
-                    })?;
-                if read == 0 {
+                let whole = read_line(reader, buf).map_err(|e| io(&self.path, e))?;
+                if buf.is_empty() && whole == Some(0) {
                     return Ok(None);
                 }
                 *line += 1;
+                if whole.is_none() {
+                    let key = key_at_end(buf).unwrap_or_else(|| "the line".into());
+                    return Ok(Some((*line, Err(unread(key)))));
+                }
                 // Bytes that are not UTF-8 reject their line, not the file.
                 let Ok(text) = std::str::from_utf8(buf) else {
                     return Ok(Some((*line, Err("the line is not valid UTF-8".into()))));
@@ -170,23 +298,92 @@ impl Rows {
     }
 }
 
-fn csv_file_error(path: &Path, e: csv::Error) -> FileError {
-    let line = e.position().map_or(1, |p| p.line());
-    match e.into_kind() {
-        csv::ErrorKind::Io(source) => FileError::Io {
-            path: path.to_path_buf(),
-            cause: source,
-        },
-        other => FileError::Header {
-            path: path.to_path_buf(),
-            line,
-            why: format!("{other:?}"),
-        },
+/// The rejection of a row too long to read: the field it went over in, and its limit.
+fn unread(field: String) -> String {
+    let limit = fields::limit_of(&field);
+    FieldError::Unread {
+        field,
+        bytes: ROW_BYTES,
+        limit,
+    }
+    .to_string()
+}
+
+/// Reads one line (to `\n` or the end of the file) into `buf`, keeping at most
+/// `ROW_BYTES`: `Some(bytes read)`, or `None` when the line was longer (its start is in
+/// `buf`, the rest was read and dropped).
+fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+    let mut total = 0;
+    let mut over = false;
+    loop {
+        let input = reader.fill_buf()?;
+        if input.is_empty() {
+            return Ok((!over).then_some(total));
+        }
+        let (chunk, ends) = match input.iter().position(|b| *b == b'\n') {
+            Some(i) => (&input[..=i], true),
+            None => (input, false),
+        };
+        let n = chunk.len();
+        if !over {
+            let room = ROW_BYTES.saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..n.min(room)]);
+            over = n > room;
+        }
+        total += n;
+        reader.consume(n);
+        if ends {
+            return Ok((!over).then_some(total));
+        }
     }
 }
 
+/// The key whose value a JSON object's text was in when it was cut off: what a JSON line
+/// too long to read is rejected for. Follows strings and nesting; `None` if the cut is
+/// not inside a top-level key's value.
+fn key_at_end(text: &[u8]) -> Option<String> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut string_start = 0;
+    let mut last_string: Option<(usize, usize)> = None;
+    let mut key: Option<(usize, usize)> = None;
+    for (i, &b) in text.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => {
+                    in_string = false;
+                    last_string = Some((string_start, i));
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                string_start = i + 1;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b':' if depth == 1 => key = last_string,
+            b',' if depth == 1 => key = None,
+            _ => {}
+        }
+    }
+    let (start, end) = key?;
+    let name = String::from_utf8_lossy(&text[start..end]).into_owned();
+    Some(if COLUMNS.contains(&name.as_str()) {
+        name
+    } else {
+        format!("key {}", shown(&name))
+    })
+}
+
 /// Maps header cells to column indexes, refusing unknown, repeated or missing columns.
-fn header_columns(path: &Path, header: &csv::StringRecord) -> Result<Vec<usize>, FileError> {
+fn header_columns(path: &Path, header: &[String]) -> Result<Vec<usize>, FileError> {
     let bad = |why: String| FileError::Header {
         path: path.to_path_buf(),
         line: 1,
@@ -210,12 +407,13 @@ fn header_columns(path: &Path, header: &csv::StringRecord) -> Result<Vec<usize>,
         let name = name.trim().to_ascii_lowercase();
         let Some(col) = COLUMNS.iter().position(|c| *c == name) else {
             return Err(bad(format!(
-                "unknown column {name:?} (expected: {})",
+                "unknown column {} (expected: {})",
+                shown(&name),
                 COLUMNS.join(", ")
             )));
         };
         if columns.contains(&col) {
-            return Err(bad(format!("column {name:?} appears twice")));
+            return Err(bad(format!("column {} appears twice", shown(&name))));
         }
         columns.push(col);
     }
@@ -257,7 +455,10 @@ fn jsonl_row(text: &str) -> Result<RawRow, String> {
         serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
     for (i, (key, _)) in entries.iter().enumerate() {
         if entries[..i].iter().any(|(k, _)| k == key) {
-            return Err(format!("key {key:?} appears twice; give each key once"));
+            return Err(format!(
+                "key {} appears twice; give each key once",
+                shown(key)
+            ));
         }
     }
     if !entries.iter().any(|(k, _)| k == "target") {
@@ -267,7 +468,8 @@ fn jsonl_row(text: &str) -> Result<RawRow, String> {
     for (key, value) in entries {
         let Some(col) = COLUMNS.iter().position(|c| *c == key) else {
             return Err(format!(
-                "unknown key {key:?} (expected: {})",
+                "unknown key {} (expected: {})",
+                shown(&key),
                 COLUMNS.join(", ")
             ));
         };
@@ -291,7 +493,12 @@ fn jsonl_row(text: &str) -> Result<RawRow, String> {
                     raw.fields[col] = Some(s.to_string());
                 }
             }
-            (key, other) => return Err(format!("{key} must be a string, not {other}")),
+            (key, other) => {
+                return Err(format!(
+                    "{key} must be a string, not {}",
+                    shown(&other.to_string())
+                ));
+            }
         }
     }
     Ok(raw)

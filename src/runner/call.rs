@@ -67,7 +67,7 @@ impl Caller {
                     continue;
                 }
                 let first = crate::clock::later(now, effect.pause_length(&self.backoff, 1));
-                self.holds.hold(scope, first);
+                self.holds.hold(scope, first, &e.to_string());
                 let backoff = self.backoff;
                 let length = move |strikes| effect.pause_length(&backoff, strikes);
                 // Bounded: a database gone silent must not hold the call's answer hostage.
@@ -79,7 +79,7 @@ impl Caller {
                 .await;
                 match stored {
                     Ok(Ok(p)) => {
-                        self.holds.hold(scope, p.until);
+                        self.holds.stored(&p);
                         tracing::warn!(scope = scope.as_str(), until = %p.until, strikes = p.strikes, "paused: {e}");
                     }
                     Ok(Err(db)) => {

@@ -124,6 +124,11 @@ impl Runner {
         &self.caller.client
     }
 
+    /// What the runner holds back, per pause scope (`holds`).
+    pub fn holds(&self) -> &Holds {
+        &self.holds
+    }
+
     /// The runner's way to the database, riding out outages (for callers outside a job,
     /// such as the HTTP relay, whose writes must survive one too).
     pub fn db(&self) -> &Db {

@@ -4,7 +4,8 @@
 //! (`error_kind = runner_lost`, so a late answer from that runner is still recorded over
 //! it) and keeps its step; the lead goes to `needs_review`, or, blocked meanwhile, keeps
 //! that pending for its unblock. A job with `on_unknown = "retry"` instead releases the
-//! step once, recorded as such. Leases that expired with nothing in flight are cleared: a
+//! step, recorded as such, once in the step's life (an earlier release by it is read back
+//! from the step's attempts). Leases that expired with nothing in flight are cleared: a
 //! claimed lead whose call never started is simply worked again.
 
 use super::Runner;
@@ -12,7 +13,9 @@ use super::db::OnStop;
 use super::summary::Summary;
 use crate::config::OnUnknown;
 use crate::lead::LeadEvent;
-use crate::store::{AttemptEnd, AttemptStatus, LeadResult, RUNNER_LOST, StoreError};
+use crate::store::{
+    AttemptEnd, AttemptStatus, LeadResult, ON_UNKNOWN_RELEASE, RUNNER_LOST, StoreError,
+};
 
 impl Runner {
     /// Settles what dead runners left in flight, and clears their empty leases.
@@ -24,13 +27,25 @@ impl Runner {
             .await?;
         let mut results = Vec::with_capacity(orphans.len());
         for o in orphans {
-            let retry = self
+            let retries = self
                 .config
                 .jobs
                 .iter()
                 .find(|j| j.name == o.attempt.job)
-                .is_some_and(|j| j.on_unknown == OnUnknown::Retry)
-                && o.lead.transient_failures == 0;
+                .is_some_and(|j| j.on_unknown == OnUnknown::Retry);
+            // Once in the step's life, whatever was done to the lead since.
+            let retry = retries
+                && !self
+                    .db
+                    .run("read the step's releases", OnStop::GiveUp, || {
+                        self.store.step_released_by(
+                            o.lead.id,
+                            o.attempt.action,
+                            o.attempt.step,
+                            ON_UNKNOWN_RELEASE,
+                        )
+                    })
+                    .await?;
             tracing::warn!(target = %o.lead.target, job = %o.attempt.job, action = o.attempt.action.as_str(),
                 retry, "an attempt was left in flight by a runner that stopped; its outcome is unknown");
             // The attempt's own token: its lease is cleared if it still holds one; a lease
@@ -48,7 +63,7 @@ impl Runner {
                 session_id: None,
                 finished_at: now,
                 message: None,
-                release: retry.then(|| "on_unknown = \"retry\"".to_string()),
+                release: retry.then(|| ON_UNKNOWN_RELEASE.to_string()),
             });
             if retry {
                 result.transient_failures += 1;

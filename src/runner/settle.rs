@@ -30,11 +30,14 @@ pub struct Started {
     pub attempt_id: i64,
 }
 
-/// The job settings settling needs.
+/// The job settings settling needs, and what the step's history says.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules<'a> {
     pub backoff: &'a Backoff,
     pub on_unknown: OnUnknown,
+    /// `on_unknown = "retry"` already re-sent this step once (`store::ON_UNKNOWN_RELEASE`
+    /// on an earlier attempt of it): an unknown outcome now goes to review.
+    pub step_retried: bool,
 }
 
 /// What one settled call writes and counts.
@@ -45,6 +48,8 @@ pub struct Settled {
     pub tally: Option<Tally>,
     /// What the answer means for the account, with the error's words.
     pub account: Option<(AccountEffect, String)>,
+    /// The connection could not be made: the API never saw the call.
+    pub unreachable: bool,
 }
 
 /// Settles `started` with its `outcome` at `now`.
@@ -78,6 +83,7 @@ pub fn settle(
                 result,
                 tally: None,
                 account: None,
+                unreachable: false,
             };
         }
         CallOutcome::Lost => {
@@ -92,6 +98,7 @@ pub fn settle(
                 result,
                 tally: Some(Tally::Review),
                 account: None,
+                unreachable: false,
             };
         }
         CallOutcome::Answered(answer) => answer,
@@ -101,6 +108,7 @@ pub fn settle(
         transient_failures: lead.transient_failures,
         backoff: rules.backoff,
         on_unknown: rules.on_unknown,
+        step_retried: rules.step_retried,
     };
     let (ok, err) = match &answer {
         Ok(r) => (Some(r), None),
@@ -191,7 +199,7 @@ pub fn settle(
             if decision.status == AttemptStatus::Unknown
                 && let Some(a) = result.attempt.as_mut()
             {
-                a.release = Some("on_unknown = \"retry\"".into());
+                a.release = Some(crate::store::ON_UNKNOWN_RELEASE.into());
             }
         }
     }
@@ -202,6 +210,7 @@ pub fn settle(
         result,
         tally: Some(tally),
         account,
+        unreachable: err.is_some_and(|e| e.kind() == crate::fluidtalk::ErrorKind::Connect),
     }
 }
 
@@ -276,6 +285,7 @@ mod tests {
             Rules {
                 backoff: &b,
                 on_unknown: u,
+                step_retried: false,
             },
             s,
             outcome,
@@ -473,6 +483,7 @@ mod tests {
             Rules {
                 backoff: &huge,
                 on_unknown: OnUnknown::Review,
+                step_retried: false,
             },
             &started(Action::Opener, 0, false),
             failed(500),

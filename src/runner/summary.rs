@@ -32,6 +32,9 @@ pub struct Summary {
     pub outside_window: u64,
     /// Attempts found in flight from a runner that died.
     pub recovered: u64,
+    /// Calls whose connection could not be made (refused, no route, no DNS answer): the
+    /// API never saw them. Also counted in `calls` (and `retried` or `failed`).
+    pub unreachable: u64,
     /// Why the job could not work, if a pause held it.
     pub held: Option<String>,
     /// The run was stopped (SIGTERM, Ctrl-C) before it had worked every due lead.
@@ -77,7 +80,8 @@ impl Summary {
             exhausted,
             dropped,
             outside_window,
-            recovered
+            recovered,
+            unreachable
         );
         if self.held.is_none() {
             self.held = o.held.clone();
@@ -105,6 +109,12 @@ impl Summary {
         *slot += 1;
     }
 
+    /// Whether calls were tried and none of them reached the API: each failed to connect
+    /// (`run` then exits 4: cron and CI see the failure).
+    pub fn api_unreachable(&self) -> bool {
+        self.calls > 0 && self.unreachable >= self.calls
+    }
+
     /// "sent 3, continued 1, ..." with the counts that are not zero.
     pub fn describe(&self) -> String {
         let fields = [
@@ -124,6 +134,7 @@ impl Summary {
             ("events dropped", self.dropped),
             ("outside window", self.outside_window),
             ("recovered", self.recovered),
+            ("could not connect", self.unreachable),
         ];
         let mut parts: Vec<String> = fields
             .iter()

@@ -122,7 +122,7 @@ impl<'a> JobRun<'a> {
             // The run cannot go on: let the calls in flight end and record them.
             self.halt.get_or_insert(Halt::Stopped);
             while let Some(joined) = self.calls.join_next_with_id().await {
-                self.on_answer(joined);
+                self.on_answer(joined).await;
             }
         }
         // Answers first: they exist only in memory; a lease not given back runs out.
@@ -183,11 +183,11 @@ impl<'a> JobRun<'a> {
                     self.unless_stopping(started)?;
                 }
                 Some(joined) = self.calls.join_next_with_id(), if !self.calls.is_empty() => {
-                    self.on_answer(joined);
+                    self.on_answer(joined).await;
                     // Every other call that ended meanwhile too: answers that arrive
                     // together are written together, and their slots refilled as one group.
                     while let Some(joined) = self.calls.try_join_next_with_id() {
-                        self.on_answer(joined);
+                        self.on_answer(joined).await;
                     }
                 }
                 () = tokio::time::sleep(flush_in.unwrap_or_default()), if flush_in.is_some() => {}
@@ -232,7 +232,7 @@ impl<'a> JobRun<'a> {
     }
 
     /// Settles one finished call and takes in what its answer means for the job.
-    fn on_answer(
+    async fn on_answer(
         &mut self,
         joined: Result<(tokio::task::Id, CallOutcome), tokio::task::JoinError>,
     ) {
@@ -250,15 +250,18 @@ impl<'a> JobRun<'a> {
             return;
         };
         (self.progress)();
+        let step_retried = self.step_retried(&started, &outcome).await;
         let rules = Rules {
             backoff: &self.runner.config.backoff,
             on_unknown: self.job.on_unknown,
+            step_retried,
         };
         let settled = settle::settle(rules, &started, outcome, self.runner.clock.now());
         match settled.tally {
             Some(tally) => self.summary.count(tally, true),
             None => self.summary.cancelled += 1,
         }
+        self.summary.unreachable += u64::from(settled.unreachable);
         if matches!(
             settled.result.attempt.as_ref().map(|a| a.status),
             Some(AttemptStatus::Sent | AttemptStatus::Continued)
@@ -268,6 +271,38 @@ impl<'a> JobRun<'a> {
         self.push_settled(settled.result);
         if let Some((effect, why)) = settled.account {
             self.on_account_effect(effect, &why);
+        }
+    }
+
+    /// Whether `on_unknown = "retry"` already re-sent this call's step once: asked of the
+    /// database only for an unknown outcome of a job that retries (rare), since only then
+    /// does it matter. Unreadable: taken as retried, so the lead goes to a person rather
+    /// than risk a third send.
+    async fn step_retried(&self, started: &Started, outcome: &CallOutcome) -> bool {
+        let unknown =
+            matches!(outcome, CallOutcome::Answered(Err(e)) if e.kind().outcome_unknown());
+        if !unknown || self.job.on_unknown != crate::config::OnUnknown::Retry {
+            return false;
+        }
+        let (store, call) = (&self.runner.store, &started.call);
+        match self
+            .runner
+            .db
+            .run("read the step's releases", OnStop::GiveUp, || {
+                store.step_released_by(
+                    call.lead.id,
+                    call.action,
+                    call.step,
+                    crate::store::ON_UNKNOWN_RELEASE,
+                )
+            })
+            .await
+        {
+            Ok(retried) => retried,
+            Err(e) => {
+                tracing::warn!(error = %e, target = %call.target, "could not read whether the step was retried; it goes to review");
+                true
+            }
         }
     }
 

@@ -73,8 +73,27 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://fluidtalk-runner.db";
 /// outcome is unknown, but a late answer from that runner is still recorded over it.
 pub const RUNNER_LOST: &str = "runner_lost";
 
-/// The longest target accepted (platform handles are far shorter).
-pub const MAX_TARGET_LEN: usize = 255;
+/// How long a runner's heartbeat row is kept after its last heartbeat (a runner that
+/// stopped cleanly removes its own at once).
+pub const RUNNER_ROW_KEPT: chrono::Duration = chrono::Duration::days(1);
+
+/// What an attempt's `released_by` says when a job's `on_unknown = "retry"` freed its step:
+/// it does so once per step, ever (`RunnerStore::step_released_by`).
+pub const ON_UNKNOWN_RELEASE: &str = "on_unknown = \"retry\"";
+
+/// The longest target accepted (`lead::fields`, where every field's limit is).
+pub const MAX_TARGET_LEN: usize = crate::lead::fields::TARGET_CHARS;
+
+/// No idle timeout and no maximum lifetime, so sqlx starts no maintenance task: in sqlx
+/// 0.9.0 that task can spin a core forever on an underflowed idle count and hang the
+/// process at exit (sqlx issue #3645, fixed by PR #4289, not released). Connections are
+/// still tested before use (`test_before_acquire`), so dead ones are replaced, and a
+/// failed transaction end closes its connection (`rules::in_tx`).
+pub(crate) fn no_reaper<DB: sqlx::Database>(
+    options: sqlx::pool::PoolOptions<DB>,
+) -> sqlx::pool::PoolOptions<DB> {
+    options.idle_timeout(None).max_lifetime(None)
+}
 
 /// Whether a SQLite URL asks for an in-memory database.
 fn memory_url(url: &str) -> bool {

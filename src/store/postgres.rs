@@ -125,7 +125,7 @@ async fn with_nodelay(options: &PgConnectOptions) -> PgPoolOptions {
             .unwrap_or_default()
     };
     let peers = std::sync::Arc::new(peers);
-    PgPoolOptions::new().after_connect(move |_conn, _meta| {
+    super::no_reaper(PgPoolOptions::new()).after_connect(move |_conn, _meta| {
         let peers = peers.clone();
         Box::pin(async move {
             if !peers.is_empty() {

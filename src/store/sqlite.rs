@@ -96,7 +96,7 @@ impl SqliteStore {
                 url: redact_url(url),
             });
         }
-        let pool = SqlitePoolOptions::new()
+        let pool = super::no_reaper(SqlitePoolOptions::new())
             .max_connections(max_connections)
             .connect_with(options)
             .await

@@ -104,6 +104,16 @@ pub trait RunnerStore: Send + Sync {
     /// expired (it died mid-call), or was given back or lost while an attempt it recorded
     /// after a timed-out try was committed late. Their outcome is unknown.
     async fn orphans(&self, now: DateTime<Utc>) -> Result<Vec<Orphan>, StoreError>;
+    /// Whether `action` step `step` of the lead was ever released by `by` (an attempt's
+    /// `released_by`): a job's `on_unknown = "retry"` re-sends a step at most once in its
+    /// life, whatever a person's block, unblock or retry did to the lead since.
+    async fn step_released_by(
+        &self,
+        lead_id: i64,
+        action: Action,
+        step: i64,
+        by: &str,
+    ) -> Result<bool, StoreError>;
     /// Clears expired leases that hold no attempt in flight.
     async fn clear_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Calls of `job` started since `since` that count against a daily cap.
@@ -129,6 +139,19 @@ pub trait RunnerStore: Send + Sync {
         scope: PauseScope,
         ended_by: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Writes this runner's heartbeat row (`runners`): when it started, now, and what it
+    /// holds. Rows not written for `RUNNER_ROW_KEPT` are removed in the same call, so the
+    /// table holds the runners alive now and those that died within a day.
+    async fn publish_runner(
+        &self,
+        runner: &str,
+        started_at: DateTime<Utc>,
+        holds: &[HeldPause],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Removes this runner's heartbeat row (a clean stop).
+    async fn forget_runner(&self, runner: &str) -> Result<(), StoreError>;
 
     /// Claims cron tick (`job`, `scheduled_at`) for `runner`; false if another runner has it.
     async fn claim_tick(
@@ -173,6 +196,8 @@ pub trait AdminStore: Send + Sync {
     async fn list_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError>;
     /// A lead's attempts, newest first.
     async fn attempts_for(&self, lead_id: i64) -> Result<Vec<Attempt>, StoreError>;
+    /// The runners' heartbeat rows, newest heartbeat first (at most 100).
+    async fn runners(&self) -> Result<Vec<RunnerSeen>, StoreError>;
     /// Leads per state; every state is present, with 0 where there are none.
     async fn count_by_state(&self) -> Result<BTreeMap<LeadState, u64>, StoreError>;
 

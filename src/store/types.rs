@@ -423,7 +423,19 @@ impl LeadResult {
 }
 
 /// What a pause stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PauseScope {
     /// Openers and events (402).
@@ -465,6 +477,30 @@ pub struct Pause {
     pub strikes: i32,
     pub set_at: DateTime<Utc>,
     pub set_by: Option<String>,
+}
+
+/// A pause one runner holds in memory, and why (`runner::holds`): what it publishes with
+/// its heartbeat for `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct HeldPause {
+    pub scope: PauseScope,
+    pub until: DateTime<Utc>,
+    pub reason: String,
+    /// Whether it is a stored pause (`pause clear` lifts it), or one this runner set from
+    /// an answer and could not store (yet): it holds only this runner, until it ends.
+    pub stored: bool,
+}
+
+/// A running daemon as it last said (`runners` table, one row per runner, written with
+/// its heartbeat), for `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RunnerSeen {
+    pub runner_id: String,
+    pub started_at: DateTime<Utc>,
+    /// Its last heartbeat.
+    pub seen_at: DateTime<Utc>,
+    /// What it holds back, and why.
+    pub holds: Vec<HeldPause>,
 }
 
 /// A job run, for `status`.

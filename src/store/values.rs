@@ -33,20 +33,16 @@ pub(crate) fn ts(t: DateTime<Utc>) -> String {
     storable(t).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// `t` within the years 0000 to 9999, which both backends store and whose text is fixed
-/// width (a time past 9999, say a saturated pause, would print as `+10000-...` and sort
-/// before `2026-...`): later is the last microsecond of 9999, earlier the first of 0000.
+/// `t` within the years 1 to 9999 (`lead::fields::earliest`, `latest`), which both
+/// backends store, as text too (PostgreSQL reads no year 0 in text), and whose text is
+/// fixed width (a time past 9999, say a saturated pause, would print as `+10000-...` and
+/// sort before `2026-...`): later is the last microsecond of 9999, earlier the first of
+/// year 1. So `DateTime::MIN_UTC` is "before every stored time", as a page cursor's start.
 pub(crate) fn storable(t: DateTime<Utc>) -> DateTime<Utc> {
-    use chrono::TimeZone;
-    let first = Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).single();
-    let last = Utc
-        .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
-        .single()
-        .map(|l| l + chrono::Duration::microseconds(999_999));
-    match (first, last) {
-        (Some(first), Some(last)) => t.clamp(first, last),
-        _ => t,
-    }
+    t.clamp(
+        crate::lead::fields::earliest(),
+        crate::lead::fields::latest(),
+    )
 }
 
 pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -201,7 +197,7 @@ mod tests {
         assert_eq!(ts(far), "9999-12-31T23:59:59.999999Z");
         assert_eq!(ts(far).len(), ts(now).len());
         assert!(ts(now) < ts(far));
-        assert_eq!(ts(DateTime::<Utc>::MIN_UTC), "0000-01-01T00:00:00.000000Z");
+        assert_eq!(ts(DateTime::<Utc>::MIN_UTC), "0001-01-01T00:00:00.000000Z");
         assert_eq!(storable(now), now);
     }
 }

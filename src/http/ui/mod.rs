@@ -480,6 +480,20 @@ async fn lead_action(
     if let Err(refused) = refusal(&state, &headers, &jar, form).await {
         return refused;
     }
+    // The same check as every other way a target comes in (one rule: trimmed, within its
+    // limit): a forged form cannot store a target the API would refuse, and a target
+    // with spaces around it names the same lead as in the API.
+    let target = match crate::lead::fields::target(&target) {
+        Ok(target) => target,
+        Err(e) => {
+            let status = if e.is_limit() {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return (status, page::message("Not done", &e.to_string())).into_response();
+        }
+    };
     let now = state.clock.now();
     state.dashboard.funnel.forget();
     let result = match action.as_str() {

@@ -15,6 +15,25 @@ macro_rules! sql_admin {
                 in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                     let lead = lead_in(tx, target, true).await?;
                     let (to, pending) = user_change(action, &lead)?;
+                    if action == UserAction::Retry {
+                        // A call under a live lease (a runner's, or the inbound relay's for
+                        // a lead under review) will be answered: retrying now would throw
+                        // that answer away and send the step again. Refused until it is
+                        // answered; a call whose lease ran out (its runner died) is not
+                        // waited for.
+                        let flying: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM attempts a JOIN leads l ON l.id = a.lead_id
+                             WHERE a.lead_id = $1 AND a.status = 'in_flight'
+                               AND l.lease_owner = a.runner_id AND l.lease_expires_at > $2",
+                        )
+                        .bind(lead.id)
+                        .bind(Ts(now))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        if flying > 0 {
+                            return Err(StoreError::Busy(target.to_string()));
+                        }
+                    }
                     let done = sqlx::query(
                         // Retry and unblock make the lead eligible at once, with a fresh retry
                         // budget; a retry starts afresh, while an unblocked lead's call may
@@ -124,6 +143,28 @@ macro_rules! sql_admin {
                 .fetch_all(&self.pool)
                 .await?;
                 rows::all(found)
+            }
+
+            async fn runners(&self) -> Result<Vec<RunnerSeen>, StoreError> {
+                let found: Vec<(String, Ts, Ts, String)> = sqlx::query_as(
+                    "SELECT runner_id, started_at, seen_at, holds FROM runners
+                     ORDER BY seen_at DESC LIMIT 100",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                found
+                    .into_iter()
+                    .map(|(runner_id, started_at, seen_at, holds)| {
+                        Ok(RunnerSeen {
+                            runner_id,
+                            started_at: started_at.0,
+                            seen_at: seen_at.0,
+                            holds: serde_json::from_str(&holds).map_err(|e| {
+                                StoreError::Corrupt(format!("runners.holds {holds:?}: {e}"))
+                            })?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn count_by_state(

@@ -335,7 +335,7 @@ macro_rules! sql_hot {
         /// Every hot statement with parameters like a run's at `now`.
         fn hot_samples(now: When) -> Vec<Hot> {
             let day = chrono::Duration::days(1);
-            let start = (chrono::DateTime::UNIX_EPOCH, 0);
+            let start = (chrono::DateTime::<chrono::Utc>::MIN_UTC, 0);
             let cutoffs = [now - day, now - day * 3, now - day * 7];
             let ids: Vec<i64> = (1..=500).collect();
             vec![

@@ -75,7 +75,9 @@ macro_rules! sql_runner {
             }
 
             async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError> {
-                let after = q.after.unwrap_or((chrono::DateTime::UNIX_EPOCH, 0));
+                // No cursor: before every stored time (a lead contacted in year 1, a CRM's
+                // "empty date", is due like any other).
+                let after = q.after.unwrap_or((chrono::DateTime::<chrono::Utc>::MIN_UTC, 0));
                 let hot = match &q.due {
                     Due::Opener => hot_due_openers(q.now, after, q.limit),
                     Due::FollowUp { cutoffs, max } => {
@@ -275,6 +277,27 @@ macro_rules! sql_runner {
                 .await
             }
 
+            async fn step_released_by(
+                &self,
+                lead_id: i64,
+                action: Action,
+                step: i64,
+                by: &str,
+            ) -> Result<bool, StoreError> {
+                // Read through `attempts_by_lead (lead_id, id)`: a lead's attempts only.
+                let found: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM attempts
+                     WHERE lead_id = $1 AND action = $2 AND step = $3 AND released_by = $4",
+                )
+                .bind(lead_id)
+                .bind(action.as_str())
+                .bind(step)
+                .bind(by)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(found > 0)
+            }
+
             async fn orphans(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Orphan>, StoreError> {
                 let found: Vec<rows::AttemptRow> = hot_orphans(now).fetch(&self.pool).await?;
                 let mut attempts: Vec<Attempt> = rows::all(found)?;
@@ -386,6 +409,43 @@ macro_rules! sql_runner {
                 sqlx::query("DELETE FROM pauses WHERE scope = $1 AND until <= $2")
                     .bind(scope.as_str())
                     .bind(Ts(ended_by))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn publish_runner(
+                &self,
+                runner: &str,
+                started_at: chrono::DateTime<chrono::Utc>,
+                holds: &[HeldPause],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), StoreError> {
+                let holds = serde_json::to_string(holds)
+                    .map_err(|e| StoreError::Corrupt(format!("holds as JSON: {e}")))?;
+                sqlx::query(
+                    "INSERT INTO runners (runner_id, started_at, seen_at, holds) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (runner_id) DO UPDATE SET seen_at = excluded.seen_at, holds = excluded.holds",
+                )
+                .bind(runner)
+                .bind(Ts(started_at))
+                .bind(Ts(now))
+                .bind(clean(&holds))
+                .execute(&self.pool)
+                .await?;
+                sqlx::query("DELETE FROM runners WHERE seen_at < $1")
+                    .bind(Ts($crate::clock::earlier(
+                        now,
+                        $crate::store::RUNNER_ROW_KEPT.to_std().unwrap_or_default(),
+                    )))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn forget_runner(&self, runner: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM runners WHERE runner_id = $1")
+                    .bind(runner)
                     .execute(&self.pool)
                     .await?;
                 Ok(())

@@ -42,17 +42,28 @@ macro_rules! sql_schema {
                     if found > known {
                         return Err(StoreError::SchemaTooNew { found, known });
                     }
-                    match MIGRATOR.run(&self.pool).await {
-                        Ok(()) => Ok(()),
-                        // Another process migrating the same database at the same moment
-                        // recorded the migration first (SQLite's migrations are not locked
-                        // across processes): the schema is what this binary needs.
-                        Err(e) if self.schema_version().await.is_ok_and(|v| v == known) => {
-                            tracing::info!(error = %e, "another process migrated the database at the same time");
-                            Ok(())
+                    // Another process migrating the same database at the same moment may
+                    // record a migration first (SQLite's migrations are not locked across
+                    // processes): this one's run then fails on it, and the rest is applied
+                    // by another pass (of this process or the other). Done when the schema
+                    // is what this binary needs.
+                    let mut first_error = None;
+                    for _ in 0..3 {
+                        match MIGRATOR.run(&self.pool).await {
+                            Ok(()) => return Ok(()),
+                            Err(e) if self.schema_version().await.is_ok_and(|v| v == known) => {
+                                tracing::info!(error = %e, "another process migrated the database at the same time");
+                                return Ok(());
+                            }
+                            Err(e) => {
+                                tracing::info!(error = %e, "a migration failed; trying once more in case another process is migrating too");
+                                first_error.get_or_insert(e);
+                            }
                         }
-                        Err(e) => Err(StoreError::Migrate(e)),
                     }
+                    Err(StoreError::Migrate(first_error.unwrap_or(
+                        sqlx::migrate::MigrateError::VersionMissing(known),
+                    )))
                 })
                 .await
             }

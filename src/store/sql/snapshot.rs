@@ -50,7 +50,9 @@ macro_rules! sql_snapshot {
             }
 
             async fn count_due(&self, q: &DueQuery) -> Result<u64, StoreError> {
-                let after = q.after.unwrap_or((chrono::DateTime::UNIX_EPOCH, 0));
+                // No cursor: before every stored time (a lead contacted in year 1, a CRM's
+                // "empty date", is due like any other).
+                let after = q.after.unwrap_or((chrono::DateTime::<chrono::Utc>::MIN_UTC, 0));
                 let hot = match &q.due {
                     Due::Opener => hot_due_openers(q.now, after, u32::MAX),
                     Due::FollowUp { cutoffs, max } => {
