@@ -68,7 +68,7 @@ pub async fn preview_each(
         }
     }
     let pauses = store.pauses().await?;
-    if let Some(p) = crate::runner::blocking_pause(&pauses, job, now) {
+    if let Some(p) = crate::policy::blocking_pause(&pauses, job, now) {
         let _ = each(Preview::Note(format!(
             "paused ({}) until {}: {}",
             p.scope.as_str(),

@@ -19,11 +19,12 @@
 //! `sent` (the lead → `contacted`), and a transient failure is not charged to the lead
 //! (the relay's caller tries again).
 
-use crate::config::{Backoff, OnUnknown};
+use crate::config::{Backoff, Job, JobKind, OnUnknown};
 use crate::fluidtalk::{ActionResult, ErrorKind};
 use crate::lead::LeadEvent;
-use crate::store::{Action, AttemptStatus, PauseScope};
+use crate::store::{Action, AttemptStatus, Pause, PauseScope};
 use backon::BackoffBuilder;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// One call's answer, as the policy needs it.
@@ -228,6 +229,22 @@ fn transient(ctx: &Context<'_>) -> LeadEffect {
     } else {
         LeadEffect::RetryAfter(retry_delay(ctx.backoff, failures - 1))
     }
+}
+
+/// Whether `pause` stops a job of `kind` at `now`: `all` stops every job, `new_conversations`
+/// every job but follow-ups, `follow_ups` only follow-ups.
+pub fn pause_blocks(pause: &Pause, kind: &JobKind, now: DateTime<Utc>) -> bool {
+    pause.until > now
+        && match pause.scope {
+            PauseScope::All => true,
+            PauseScope::NewConversations => !matches!(kind, JobKind::FollowUp { .. }),
+            PauseScope::FollowUps => matches!(kind, JobKind::FollowUp { .. }),
+        }
+}
+
+/// The pause, if any, that stops `job` at `now`.
+pub fn blocking_pause<'a>(pauses: &'a [Pause], job: &Job, now: DateTime<Utc>) -> Option<&'a Pause> {
+    pauses.iter().find(|p| pause_blocks(p, &job.kind, now))
 }
 
 #[cfg(test)]

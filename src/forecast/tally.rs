@@ -264,7 +264,7 @@ impl Tally {
                 .refused
                 .get(&i)
                 .is_some_and(|js| js.contains(&job.name));
-            let paused = crate::runner::blocking_pause(&pauses, job, before);
+            let paused = crate::policy::blocking_pause(&pauses, job, before);
             if let Some(p) = paused.filter(|p| p.scope == crate::store::PauseScope::All) {
                 let until = p.until.format("%Y-%m-%d %H:%M UTC");
                 reasons.push(format!("the key is refused (401): paused until {until}"));

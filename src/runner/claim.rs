@@ -4,9 +4,10 @@
 
 use super::RunError;
 use super::db::{DB_OUTAGE_BUDGET, OnStop};
-use super::holds::{blocking_pause, held_by};
+use super::holds::held_by;
 use super::window::{Claimed, Halt, JobRun};
 use crate::plan;
+use crate::policy::blocking_pause;
 use crate::store::{Lead, PauseScope};
 use std::sync::atomic::Ordering;
 

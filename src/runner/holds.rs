@@ -11,7 +11,6 @@
 //! `held_now` tells what the runner holds and why; the daemon publishes it with its
 //! heartbeat (`RunnerStore::publish_runner`) for `status`.
 
-use crate::config::{Job, JobKind};
 use crate::store::{Action, HeldPause, Pause, PauseScope, Store};
 use chrono::{DateTime, Utc};
 use std::sync::Mutex;
@@ -191,20 +190,6 @@ impl Holds {
             }
         });
     }
-}
-
-fn pause_blocks(pause: &Pause, kind: &JobKind, now: DateTime<Utc>) -> bool {
-    pause.until > now
-        && match pause.scope {
-            PauseScope::All => true,
-            PauseScope::NewConversations => !matches!(kind, JobKind::FollowUp { .. }),
-            PauseScope::FollowUps => matches!(kind, JobKind::FollowUp { .. }),
-        }
-}
-
-/// The pause, if any, that stops `job` at `now`.
-pub fn blocking_pause<'a>(pauses: &'a [Pause], job: &Job, now: DateTime<Utc>) -> Option<&'a Pause> {
-    pauses.iter().find(|p| pause_blocks(p, &job.kind, now))
 }
 
 /// A pause in words, for a run's summary.

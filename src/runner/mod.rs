@@ -26,7 +26,7 @@ mod summary;
 mod window;
 
 pub use db::DB_OUTAGE_BUDGET;
-pub use holds::{blocking_pause, held_by};
+pub use holds::held_by;
 pub use summary::{Summary, Tally};
 
 use crate::clock::Clock;
