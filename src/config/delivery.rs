@@ -2,7 +2,7 @@
 //! checked. The secret itself is never in the file: `secret_env` names the environment
 //! variable that holds it.
 
-use super::fields::{BackoffDur, Count, EnvName, MaxAgeDur, TimeoutDur, WebhookUrl};
+use super::fields::{BackoffDur, Count, EnvName, MaxAgeDur, TimeoutDur, WebhookUrl, origin};
 use super::{ConfigError, locate};
 use serde::Deserialize;
 use std::fmt;
@@ -51,22 +51,6 @@ impl fmt::Debug for Delivery {
             .field("max_age", &self.max_age)
             .field("concurrency", &self.concurrency)
             .finish()
-    }
-}
-
-/// `scheme://host[:port]/…` of a URL: what may be shown of a webhook URL, whose path or
-/// query may be a credential.
-pub(super) fn origin(url: &str) -> String {
-    match url::Url::parse(url.trim()) {
-        Ok(u) if u.host_str().is_some() => {
-            let rest = if u.path() == "/" && u.query().is_none() {
-                ""
-            } else {
-                "/…"
-            };
-            format!("{}{rest}", u.origin().ascii_serialization())
-        }
-        _ => "(not a URL)".into(),
     }
 }
 

@@ -164,6 +164,22 @@ pub fn check_base_url(text: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_string())
 }
 
+/// `scheme://host[:port]/…` of a URL: what may be shown of a webhook URL, whose path or
+/// query may be a credential.
+pub(super) fn origin(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(u) if u.host_str().is_some() => {
+            let rest = if u.path() == "/" && u.query().is_none() {
+                ""
+            } else {
+                "/…"
+            };
+            format!("{}{rest}", u.origin().ascii_serialization())
+        }
+        _ => "(not a URL)".into(),
+    }
+}
+
 /// `[delivery] webhook_url`: http or https, with a host. It may carry a token in its path
 /// or query, so only its scheme and host are ever shown (`Delivery::shown_url`).
 #[derive(Clone, PartialEq, Eq)]
@@ -171,7 +187,7 @@ pub struct WebhookUrl(pub String);
 
 impl fmt::Debug for WebhookUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WebhookUrl({:?})", super::delivery::origin(&self.0))
+        write!(f, "WebhookUrl({:?})", origin(&self.0))
     }
 }
 
@@ -182,7 +198,7 @@ impl<'de> Deserialize<'de> for WebhookUrl {
             let bad = || {
                 format!(
                     "{:?} is not an http(s) URL with a host; expected e.g. \"https://hooks.example.com/fluidtalk\"",
-                    super::delivery::origin(text)
+                    origin(text)
                 )
             };
             let url = url::Url::parse(text).map_err(|_| bad())?;

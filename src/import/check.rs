@@ -1,10 +1,17 @@
 //! Checking one lead row: every field in its expected form, or why not, in words.
 
-use super::rows::RawRow;
 use crate::lead::LeadState;
 use crate::lead::fields::{self, FieldError, shown};
 use crate::store::LeadInput;
 use chrono::{DateTime, Utc};
+
+/// A row as read, before it is checked: text values, `None` where absent or empty.
+#[derive(Debug, Default)]
+pub(super) struct RawRow {
+    pub(super) fields: [Option<String>; 9],
+    /// Tags from JSONL arrive as a list already.
+    pub(super) tag_list: Option<Vec<String>>,
+}
 
 fn time(name: &'static str, value: &str) -> Result<DateTime<Utc>, String> {
     let t = DateTime::parse_from_rfc3339(value)

@@ -7,21 +7,13 @@
 //! `csv_core` (RFC 4180 quoting, `\n` ends a record), which hands a record over in pieces
 //! of the caller's buffer, so the bound is the buffer's size.
 
-use super::check::check;
+use super::check::{RawRow, check};
 use super::{COLUMNS, FileError, Format};
 use crate::lead::fields::{self, FieldError, ROW_BYTES, shown};
 use crate::store::LeadInput;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-
-/// A row as read, before it is checked: text values, `None` where absent or empty.
-#[derive(Debug, Default)]
-pub(super) struct RawRow {
-    pub(super) fields: [Option<String>; 9],
-    /// Tags from JSONL arrive as a list already.
-    pub(super) tag_list: Option<Vec<String>>,
-}
 
 /// A row's line and either the checked lead or why it was rejected.
 pub type Row = (u64, Result<LeadInput, String>);

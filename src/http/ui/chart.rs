@@ -10,6 +10,15 @@
 
 use maud::{Markup, html};
 
+/// A share (0 to 100) as a bar across its cell.
+pub fn bar(percent: f64) -> Markup {
+    html! {
+        svg.bar viewBox="0 0 100 1" preserveAspectRatio="none" aria-hidden="true" focusable="false" {
+            rect width=(format!("{:.1}", percent.clamp(0.0, 100.0))) height="1" {}
+        }
+    }
+}
+
 /// One stack of the chart: how its values are named and drawn.
 #[derive(Debug, Clone, Copy)]
 pub struct Series<'a> {

@@ -67,7 +67,7 @@ pub fn table(steps: &Steps) -> Markup {
                 th scope="row" { (label) }
                 td.count { (n) }
                 td.share { (format!("{s:.1}%")) }
-                td.barcell { (super::page::bar(s)) }
+                td.barcell { (super::chart::bar(s)) }
             }
         }
     };

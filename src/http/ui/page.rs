@@ -72,15 +72,6 @@ pub fn content_security_policy() -> &'static str {
     POLICY.as_str()
 }
 
-/// A share (0 to 100) as a bar across its cell.
-pub fn bar(percent: f64) -> Markup {
-    html! {
-        svg.bar viewBox="0 0 100 1" preserveAspectRatio="none" aria-hidden="true" focusable="false" {
-            rect width=(format!("{:.1}", percent.clamp(0.0, 100.0))) height="1" {}
-        }
-    }
-}
-
 fn frame(title: &str, refresh: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -190,7 +181,7 @@ pub fn dashboard(v: &View) -> Markup {
                                     th scope="row" { (st.as_str()) }
                                     td.count { (n) }
                                     td.share { (format!("{share:.1}%")) }
-                                    td.barcell { (bar(share)) }
+                                    td.barcell { (super::chart::bar(share)) }
                                 }
                             }
                         }
