@@ -1,5 +1,5 @@
 //! The fuzz targets' bodies (`fuzz/fuzz_targets/*`), kept in the library so the same code
-//! also runs in `cargo test`: `tests/fuzz_corpus.rs` replays the seed corpus and every
+//! also runs in `cargo test`: `tests/it/fuzz_corpus.rs` replays the seed corpus and every
 //! input a fuzzer ever crashed on (`fuzz/regressions/`). Each function must return
 //! normally for any input; a panic is the bug a fuzzer reports.
 

@@ -91,7 +91,7 @@ impl Dialect for Lite {
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN";
     const PLAN_COLUMN: &'static str = "detail";
     /// SQLite's plans for these statements do not depend on statistics (the test in
-    /// `tests/query_plans.rs` runs without them), and ANALYZE reads the whole table.
+    /// `tests/it/query_plans.rs` runs without them), and ANALYZE reads the whole table.
     const REFRESH_STATS: Option<&'static str> = None;
     const ROW_VALUE_SEEK: bool = false;
 

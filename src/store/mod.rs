@@ -6,7 +6,7 @@
 //! driver: `sqlite` and `postgres` hold only how to connect, and expand the shared store
 //! with their types. Each backend has its own migrations (`migrations/sqlite`,
 //! `migrations/postgres`), applied when a store is opened. Both pass one conformance suite
-//! (`tests/store_conformance.rs`). Timestamps are UTC.
+//! (`tests/it/store_conformance.rs`). Timestamps are UTC.
 //!
 //! - `types`: the data; `traits`: `RunnerStore` (the runner's hot path), `AdminStore`
 //!   (people's commands), `DeliveryStore` (the outbox's webhook delivery, its types in

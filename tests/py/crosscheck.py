@@ -1,4 +1,4 @@
-"""Drives the official FluidTalk Python client for tests/python_crosscheck.rs.
+"""Drives the official FluidTalk Python client for tests/it/python_crosscheck.rs.
 
   crosscheck.py calls BASE_URL IMAGE_PATH  -- the same calls the Rust test makes, against a
                                              recording server; prints nothing of interest.

@@ -1,0 +1,582 @@
+//! `fluidtalk-runner leads ...`, `outbox ...` and `migrate` as a user runs them, on a real
+//! SQLite file (and PostgreSQL where `TEST_DATABASE_URL` is set).
+
+use crate::common;
+
+use chrono::Utc;
+use common::bin;
+use fluidtalk_runner::store::{self, Action, AttemptEnd, AttemptStatus, NewAttempt};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Output;
+
+struct Env {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Env {
+    fn sqlite() -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("leads.db").display());
+        // `leads event` takes only types a job sends.
+        std::fs::write(
+            dir.path().join("jobs.toml"),
+            "[[job]]\nname = \"reactions\"\nkind = \"event\"\nevent_type = \"story_reaction\"\n\
+             schedule = \"0 * * * * *\"\n",
+        )
+        .expect("write jobs.toml");
+        Env { dir, url }
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write file");
+        path.display().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        bin()
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("DATABASE_URL", &self.url)
+            .env_remove("FLUIDTALK_RUNNER_CONFIG")
+            .output()
+            .expect("run the cli")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON: {e}"))
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.json(&["leads", "list", "--json"])
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|l| l["target"].as_str().expect("target").to_string())
+            .collect()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn an_import_keeps_good_rows_and_names_the_line_and_reason_of_each_bad_one() {
+    let env = Env::sqlite();
+    let long = "x".repeat(256);
+    let csv = format!(
+        "target,own_username,timezone,profile_image,tags,state,last_contact_at,last_reply_at,follow_ups_sent\n\
+         @ana,@me,Europe/Berlin,https://cdn/a.jpg,vip;spring,,,,\n\
+         ,,,,,,,,\n\
+         {long},,,,,,,,\n\
+         @ctl\u{7},,,,,,,,\n\
+         @tz,,Mars/Base,,,,,,\n\
+         @time,,,,,contacted,last tuesday,,\n\
+         @state,,,,,done,,,\n\
+         @fus,,,,,contacted,2026-11-20T10:00:00Z,,many\n\
+         @short,@me\n\
+         @old,,,,,contacted,2026-11-20T10:00:00Z,2026-11-21T08:00:00+01:00,1\n"
+    );
+    let path = env.file("leads.csv", csv.as_bytes());
+    let out = env.run(&["leads", "import", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "imported 2, updated 0, rejected 8"
+    );
+    let stderr = text(&out.stderr);
+    for (line, reason) in [
+        (3, "target is empty"),
+        (4, "target is 256 characters long; the limit is 255"),
+        (5, "target contains a control character (U+0007)"),
+        (6, "unknown time zone \"Mars/Base\""),
+        (
+            7,
+            "last_contact_at \"last tuesday\" is not an RFC 3339 time",
+        ),
+        (8, "state \"done\" cannot be imported"),
+        (9, "follow_ups_sent \"many\" is not a whole number"),
+        (10, "expected 9 fields as in the header, found 2"),
+    ] {
+        let want = format!("{path}:{line}: {reason}");
+        assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
+    }
+    let leads = env.json(&["leads", "list", "--json"]);
+    let ana = &leads[0];
+    assert_eq!(ana["target"], "@ana");
+    assert_eq!(ana["own_username"], "@me");
+    assert_eq!(ana["state"], "new");
+    assert_eq!(ana["tags"], serde_json::json!(["vip", "spring"]));
+    assert_eq!(ana["follow_ups_sent"], 0);
+    assert!(ana["next_eligible_at"].is_string());
+    let old = &leads[1];
+    assert_eq!(old["state"], "contacted");
+    assert_eq!(old["last_contact_at"], "2026-11-20T10:00:00Z");
+    assert_eq!(old["last_reply_at"], "2026-11-21T07:00:00Z");
+    assert_eq!(old["follow_ups_sent"], 1);
+    for key in [
+        "session_id",
+        "last_reply_at",
+        "next_eligible_at",
+        "own_username",
+    ] {
+        assert!(ana.get(key).is_some(), "list JSON has {key}");
+    }
+}
+
+#[test]
+fn a_bom_crlf_file_with_duplicate_targets_imports_like_a_plain_one() {
+    let env = Env::sqlite();
+    let path = env.file(
+        "crlf.csv",
+        b"\xef\xbb\xbftarget,Tags\r\n@a,x\r\n\r\n@b,\r\n@a,y;z\r\n,\r\n",
+    );
+    let out = env.run(&["leads", "import", &path, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["imported"], 2);
+    assert_eq!(report["updated"], 1, "the second @a updates the first");
+    assert_eq!(report["rejected"], 1);
+    assert_eq!(report["rejections"][0]["line"], 6);
+    assert_eq!(env.targets(), ["@a", "@b"]);
+    let a = env.json(&["leads", "show", "@a", "--json"]);
+    assert_eq!(a["lead"]["tags"], serde_json::json!(["y", "z"]));
+}
+
+#[test]
+fn a_jsonl_file_imports_with_tags_as_an_array() {
+    let env = Env::sqlite();
+    let path = env.file(
+        "leads.jsonl",
+        br#"{"target": "@j1", "tags": ["a", "b"], "timezone": "Asia/Tokyo"}
+
+{"target": "@j2", "follow_ups_sent": 2, "state": "contacted", "last_contact_at": "2026-11-01T00:00:00Z"}
+{"target": "@j3", "tags": "a;b"}
+{"target": "@j4", "colour": "red"}
+not json
+"#,
+    );
+    let out = env.run(&["leads", "import", &path]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "imported 2, updated 0, rejected 3"
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(":4: tags must be an array of strings"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(":5: unknown key \"colour\""), "{stderr}");
+    assert!(stderr.contains(":6: not a JSON object"), "{stderr}");
+    let j2 = env.json(&["leads", "show", "@j2", "--json"]);
+    assert_eq!(j2["lead"]["follow_ups_sent"], 2);
+}
+
+#[test]
+fn a_strict_import_with_a_bad_row_leaves_the_database_untouched() {
+    let env = Env::sqlite();
+    let first = env.file("first.csv", b"target,tags\n@keep,old\n");
+    assert!(env.run(&["leads", "import", &first]).status.success());
+    let before = env.json(&["leads", "list", "--json"]);
+
+    let path = env.file(
+        "bad.csv",
+        b"target,tags\n@new1,a\n@keep,new\n@bad,x\n,\n@new2,b\n",
+    );
+    let out = env.run(&["leads", "import", &path, "--strict"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "imported 0, updated 0, rejected 1"
+    );
+    assert!(text(&out.stderr).contains("nothing from it was kept"));
+    assert_eq!(env.json(&["leads", "list", "--json"]), before);
+
+    // Without --strict the good rows are kept.
+    let out = env.run(&["leads", "import", &path]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(env.targets(), ["@keep", "@new1", "@bad", "@new2"]);
+}
+
+#[test]
+fn a_file_that_cannot_be_read_as_leads_imports_nothing_and_exits_3() {
+    let env = Env::sqlite();
+    let cases = [
+        (
+            "cols.csv",
+            &b"target,colour\n@a,red\n"[..],
+            "line 1: unknown column \"colour\"",
+        ),
+        (
+            "notarget.csv",
+            &b"own_username\n@me\n"[..],
+            "no \"target\" column",
+        ),
+        (
+            "twice.csv",
+            &b"target,tags,Tags\n@a,,\n"[..],
+            "column \"tags\" appears twice",
+        ),
+        ("leads.xlsx", &b"x"[..], "expected a .csv or .jsonl file"),
+    ];
+    for (name, bytes, want) in cases {
+        let path = env.file(name, bytes);
+        let out = env.run(&["leads", "import", &path]);
+        assert_eq!(out.status.code(), Some(3), "{name}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&path) && stderr.contains(want),
+            "{name}: {stderr}"
+        );
+    }
+    let out = env.run(&["leads", "import", "missing.csv"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("missing.csv: cannot read"));
+    assert!(env.targets().is_empty());
+}
+
+#[test]
+fn add_list_show_reply_block_unblock_and_events_work_from_the_command_line() {
+    let env = Env::sqlite();
+    let out = env.run(&[
+        "leads",
+        "add",
+        "@ana",
+        "--timezone",
+        "America/Chicago",
+        "--tag",
+        "vip",
+        "--tag",
+        "b",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "added @ana");
+    let out = env.run(&["leads", "add", "@ana", "--own-username", "@me"]);
+    assert_eq!(text(&out.stdout).trim(), "updated @ana");
+    let ana = env.json(&["leads", "show", "@ana", "--json"]);
+    assert_eq!(ana["lead"]["timezone"], "America/Chicago");
+    assert_eq!(ana["lead"]["own_username"], "@me");
+    assert_eq!(ana["attempts"], serde_json::json!([]));
+
+    let out = env.run(&["leads", "add", "@x", "--timezone", "Nowhere/Land"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("unknown time zone \"Nowhere/Land\""));
+
+    let replied = env.json(&[
+        "leads",
+        "replied",
+        "@ana",
+        "--at",
+        "2026-11-24T09:00:00+01:00",
+        "--json",
+    ]);
+    assert_eq!(replied["state"], "contacted");
+    assert_eq!(replied["last_reply_at"], "2026-11-24T08:00:00Z");
+
+    assert_eq!(
+        env.json(&["leads", "block", "@ana", "--json"])["state"],
+        "blocked"
+    );
+    let out = env.run(&["leads", "block", "@ana"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: a blocked lead cannot take block: it is already blocked"
+    );
+    assert_eq!(
+        env.json(&["leads", "list", "--state", "blocked", "--json"])[0]["target"],
+        "@ana"
+    );
+    assert_eq!(
+        env.json(&["leads", "unblock", "@ana", "--json"])["state"],
+        "new"
+    );
+    let out = env.run(&["leads", "retry", "@ana"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("only a failed or needs_review lead is retried"));
+
+    let out = env.run(&[
+        "leads",
+        "event",
+        "@fan",
+        "story_reaction",
+        "--context",
+        r#"{"reaction":"🔥"}"#,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("queued event #1 story_reaction for @fan"));
+    let out = env.run(&["leads", "event", "@fan", "x", "--context", "[1]"]);
+    assert_eq!(out.status.code(), Some(3));
+    let vip = env.json(&["leads", "list", "--tag", "vip", "--json"]);
+    assert_eq!(vip.as_array().map(Vec::len), Some(1));
+    assert_eq!(vip[0]["target"], "@ana");
+    assert_eq!(env.targets(), ["@ana", "@fan"]);
+
+    let out = env.run(&["leads", "show", "@nobody"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("no lead with target \"@nobody\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outbox_lists_pending_text_and_acks_it_once() {
+    let env = Env::sqlite();
+    assert!(env.run(&["leads", "add", "@a"]).status.success());
+    let store = store::open(&env.url).await.expect("open");
+    let lead = store.get_lead("@a").await.expect("get").expect("exists");
+    let now = Utc::now();
+    let ids = store
+        .start_attempts(&[NewAttempt {
+            lead_id: lead.id,
+            job: "openers".into(),
+            action: Action::Opener,
+            step: 0,
+            lease_token: "r1".into(),
+            claimed: None,
+            started_at: now,
+        }])
+        .await
+        .expect("start");
+    store
+        .finish_attempts(&[AttemptEnd {
+            attempt_id: ids[0],
+            status: AttemptStatus::Sent,
+            http_status: Some(200),
+            error_kind: None,
+            error_detail: None,
+            session_id: Some("s1".into()),
+            finished_at: now,
+            message: Some("Hi @a!".into()),
+            release: None,
+        }])
+        .await
+        .expect("finish");
+
+    let items = env.json(&["outbox", "list", "--json"]);
+    assert_eq!(items.as_array().map(Vec::len), Some(1));
+    assert_eq!(items[0]["message"], "Hi @a!");
+    let id = items[0]["id"].to_string();
+    let show = env.json(&["leads", "show", "@a", "--json"]);
+    assert_eq!(show["attempts"][0]["status"], "sent");
+    assert_eq!(show["attempts"][0]["action"], "opener");
+
+    let out = env.run(&["outbox", "ack", &id, "424242"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim(), "acked 1");
+    assert!(text(&out.stderr).contains("not pending (unknown or already acked): 424242"));
+    assert_eq!(
+        env.json(&["outbox", "list", "--json"]),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        env.json(&["outbox", "list", "--all", "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
+fn the_database_url_comes_from_the_environment_then_jobs_toml_then_the_default() {
+    let env = Env::sqlite();
+    // No DATABASE_URL: ./jobs.toml names the file.
+    std::fs::write(
+        env.dir.path().join("jobs.toml"),
+        "[database]\nurl = \"sqlite://from-config.db\"\n",
+    )
+    .expect("write config");
+    let out = bin()
+        .args(["leads", "add", "@c"])
+        .current_dir(env.dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("FLUIDTALK_RUNNER_CONFIG")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(env.dir.path().join("from-config.db").exists());
+    // No config file at all: the default file in the working directory.
+    let bare = tempfile::tempdir().expect("temp dir");
+    let out = bin()
+        .args(["migrate"])
+        .current_dir(bare.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("FLUIDTALK_RUNNER_CONFIG")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(Path::new(&bare.path().join("fluidtalk-runner.db")).exists());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "sqlite database at sqlite://fluidtalk-runner.db is up to date"
+    );
+    // A named config file that does not exist, or a bad value, is an error naming it.
+    let out = bin()
+        .args(["--config", "nope.toml", "migrate"])
+        .current_dir(bare.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("nope.toml: cannot read"));
+    std::fs::write(bare.path().join("bad.toml"), "[database]\nurl = 42\n").expect("write");
+    let out = bin()
+        .args(["--config", "bad.toml", "migrate"])
+        .current_dir(bare.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr)
+            .contains("bad.toml: line 2, column 7: [database] url: invalid type: integer `42`, expected a string"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An unreachable PostgreSQL is a database error (6) and the password is not shown.
+    let out = bin()
+        .args(["migrate"])
+        .current_dir(bare.path())
+        .env("DATABASE_URL", "postgres://app:hunter2@127.0.0.1:1/leads")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(6));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("postgres://app:***@127.0.0.1:1/leads"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_commands_work_on_postgresql() {
+    let Some(db) = common::db::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("l.csv");
+    std::fs::write(&path, "target,tags\n@p1,a\n@p2,b\n,\n").expect("write");
+    let run = |args: &[&str]| {
+        bin()
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .expect("run")
+    };
+    let out = run(&["leads", "import", path.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "imported 2, updated 0, rejected 1"
+    );
+    let out = run(&["leads", "list", "--tag", "b", "--json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list[0]["target"], "@p2");
+    let out = run(&["leads", "replied", "@p1", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["migrate"]);
+    assert!(text(&out.stdout).starts_with("postgres database at"));
+}
+
+#[test]
+fn a_jsonl_line_that_is_not_utf8_is_rejected_alone_and_blank_crlf_lines_are_skipped() {
+    let env = Env::sqlite();
+    let path = env.file(
+        "mixed.jsonl",
+        b"{\"target\": \"@ok1\"}\n{\"target\": \"@bad\xff\"}\n{\"target\": \"@ok2\"}\n",
+    );
+    let out = env.run(&["leads", "import", &path]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "imported 2, updated 0, rejected 1"
+    );
+    assert!(
+        text(&out.stderr).contains(":2: the line is not valid UTF-8"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A one-column CRLF file with a blank line: the blank line is no row.
+    let path = env.file("one.csv", b"target\r\n@c1\r\n\r\n@c2\r\n");
+    let out = env.run(&["leads", "import", &path, "--strict"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "imported 2, updated 0, rejected 0"
+    );
+    assert_eq!(env.targets(), ["@ok1", "@ok2", "@c1", "@c2"]);
+}
+
+#[test]
+fn a_do_not_contact_list_can_be_built_before_import_and_targets_without_at_get_a_hint() {
+    let env = Env::sqlite();
+    let blocked = env.json(&["leads", "block", "@never", "--json"]);
+    assert_eq!(blocked["state"], "blocked");
+    // Importing the same target later does not unblock it.
+    let path = env.file("l.csv", b"target,tags\n@never,x\n@ana,\n");
+    assert!(env.run(&["leads", "import", &path]).status.success());
+    assert_eq!(
+        env.json(&["leads", "show", "@never", "--json"])["lead"]["state"],
+        "blocked"
+    );
+    let out = env.run(&["leads", "show", "ana"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: no lead with target \"ana\" (did you mean \"@ana\"?)"
+    );
+    // Queued events show with their lead.
+    assert!(
+        env.run(&[
+            "leads",
+            "event",
+            "@ana",
+            "story_reaction",
+            "--context",
+            "{\"r\":1}"
+        ])
+        .status
+        .success()
+    );
+    let shown = env.json(&["leads", "show", "@ana", "--json"]);
+    assert_eq!(shown["queued_events"][0]["event_type"], "story_reaction");
+    let out = env.run(&["leads", "show", "@ana"]);
+    assert!(
+        text(&out.stdout).contains("queued event #1 story_reaction {\"r\":1}"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).starts_with("TARGET "), "a header row");
+}
+
+#[test]
+fn a_file_that_cannot_be_read_prints_no_summary_and_an_empty_file_says_so() {
+    let env = Env::sqlite();
+    let out = env.run(&["leads", "import", "nope.csv"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stdout).is_empty(),
+        "no summary: {}",
+        text(&out.stdout)
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.matches("No such file").count(),
+        1,
+        "the cause once: {stderr}"
+    );
+    let path = env.file("empty.csv", b"");
+    let out = env.run(&["leads", "import", &path]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("the file is empty"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,50 @@
+//! The integration tests, as one binary: each file of this folder is a module, and
+//! `common` (in `tests/common/`) is compiled once for all of them. Two tests live in a
+//! binary of their own (`tests/import_memory.rs`, `tests/import_huge_rows.rs`): each
+//! measures the peak memory of the processes it starts with `getrusage(RUSAGE_CHILDREN)`,
+//! which counts every child of the test process, so no other test may start one beside it.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod browser;
+mod chaos;
+mod cli_api;
+mod cli_check;
+mod cli_leads;
+mod cli_run;
+mod client_errors;
+mod client_wire;
+mod completions_and_man;
+mod daemon;
+mod dashboard;
+mod dashboard_forecast;
+mod delivery;
+mod delivery_daemon;
+mod delivery_store;
+mod field_limits;
+mod forecast;
+mod forecast_assumptions;
+mod fuzz_corpus;
+mod hardening;
+mod http_api;
+mod http_attack;
+mod http_daemon;
+mod http_inbound;
+mod log_format;
+mod multi_runner;
+mod planner_model;
+mod python_crosscheck;
+mod query_plans;
+mod reliability;
+mod runner;
+mod runner_faults;
+mod secret;
+mod service_end_to_end;
+mod sim;
+mod storage_faults;
+mod store_conformance;
+mod store_never_twice;
+mod store_upgrade;
+mod stuck_leads;
+mod systemd_unit;
