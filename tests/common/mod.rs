@@ -5,6 +5,7 @@
 pub mod campaign;
 pub mod db;
 pub mod http;
+pub mod logs;
 pub mod webhook;
 
 use fluidtalk_runner::fluidtalk::{ApiKey, Client, ClientConfig};
@@ -12,6 +13,35 @@ use fluidtalk_runner::sim::{SimConfig, Simulator};
 use std::time::Duration;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+/// Runs each named `async fn(TestDb)` of the calling module twice: on a fresh SQLite file
+/// (`mod sqlite`) and on a fresh PostgreSQL schema (`mod postgres`; without
+/// `TEST_DATABASE_URL` that half says it was skipped, and CI sets it).
+#[allow(unused_macros)]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::common::db::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = crate::common::db::postgres().await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use conformance;
 
 pub const TEST_KEY: &str = "ft_sk_test_7f3a9c1e5b2d";
 

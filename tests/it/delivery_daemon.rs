@@ -9,7 +9,7 @@ use common::campaign::{Campaign, finish, signal, text};
 use common::webhook::{Answer, Receiver, SECRET, t0, write_messages};
 use fluidtalk_runner::clock::{Clock, ManualClock, SystemClock};
 use fluidtalk_runner::delivery::{Deliverer, Signer};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const OPENERS_EVERY_SECOND: &str =
@@ -252,29 +252,9 @@ const EXPECTED: [&str; 11] = [
     "# HELP fluidtalk_runner_webhook_deliveries_total",
 ];
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn the_webhook_secret_is_in_no_log_line_or_debug_output() {
-    let logs = Captured::default();
+    let logs = common::logs::Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(logs.clone())
@@ -307,7 +287,7 @@ async fn the_webhook_secret_is_in_no_log_line_or_debug_output() {
     let parked = db.store.parked().await.expect("parked");
     assert_eq!(parked.len(), 2, "both tried to the end");
     debug.push(format!("{parked:?}"));
-    let logs = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    let logs = logs.text();
     assert!(logs.contains("webhook"), "the capture works: {logs}");
     for text in debug.iter().chain([&logs]) {
         assert!(!text.contains(SECRET), "the secret leaked: {text}");

@@ -292,30 +292,7 @@ async fn concurrent_claims_take_each_message_once_and_one_per_target(db: TestDb)
     );
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::common::db::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(db) = super::common::db::postgres().await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+common::conformance!(
     a_claim_takes_the_first_message_of_each_target_in_id_order,
     a_failed_try_waits_for_its_next_try_and_holds_the_later_messages,
     results_are_written_only_under_the_lease_that_holds_the_message,

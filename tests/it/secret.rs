@@ -8,34 +8,12 @@ use fluidtalk_runner::fluidtalk::{
     ChatRequest, EventRequest, FollowUpRequest, ImageFile, OpenerRequest,
 };
 use fluidtalk_runner::sim::SimConfig;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wiremock::ResponseTemplate;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn the_key_is_in_no_log_line_error_or_debug_output() {
-    let logs = Captured::default();
+    let logs = common::logs::Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(logs.clone())
@@ -133,7 +111,7 @@ async fn the_key_is_in_no_log_line_error_or_debug_output() {
         .expect_err("refused");
     texts.extend([e.to_string(), format!("{e:?}")]);
 
-    let logged = String::from_utf8_lossy(&logs.0.lock().expect("capture lock")).into_owned();
+    let logged = logs.text();
     // The capture must really have seen the calls, or this test could pass vacuously.
     assert!(
         logged.contains("FluidTalk call"),

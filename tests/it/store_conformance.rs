@@ -716,30 +716,7 @@ async fn several_runners_claiming_the_same_ticks_at_once_get_each_exactly_once(d
     assert_eq!(all, ticks, "every tick claimed exactly once");
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::common::db::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(db) = super::common::db::postgres().await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+common::conformance!(
     several_runners_claiming_the_same_ticks_at_once_get_each_exactly_once,
     a_new_lead_takes_the_defaults_and_an_update_changes_only_given_fields,
     duplicate_targets_in_one_batch_merge_and_count_as_updates,

@@ -593,30 +593,7 @@ async fn text_for_a_lead_blocked_since_it_was_written_says_so(db: TestDb) {
     );
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::common::db::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(db) = super::common::db::postgres().await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+common::conformance!(
     every_attempt_that_may_have_reached_the_api_holds_its_step,
     an_answer_lost_while_the_lead_was_blocked_makes_it_needs_review_when_unblocked,
     a_seal_or_an_answer_that_arrived_while_blocked_waits_for_the_unblock,
