@@ -231,15 +231,30 @@ fn transient(ctx: &Context<'_>) -> LeadEffect {
     }
 }
 
-/// Whether `pause` stops a job of `kind` at `now`: `all` stops every job, `new_conversations`
-/// every job but follow-ups, `follow_ups` only follow-ups.
+/// Whether a pause of `scope` stops a call of `action`: `all` stops every call,
+/// `new_conversations` openers and events, `follow_ups` follow-ups. An inbound call (the
+/// lead wrote first, through the HTTP relay) is stopped by `all` only. The one rule for
+/// jobs, the runner's in-memory holds and the relay.
+pub fn scope_stops(scope: PauseScope, action: Action) -> bool {
+    match scope {
+        PauseScope::All => true,
+        PauseScope::NewConversations => matches!(action, Action::Opener | Action::Event),
+        PauseScope::FollowUps => action == Action::FollowUp,
+    }
+}
+
+/// The action a job's calls make.
+pub fn job_action(kind: &JobKind) -> Action {
+    match kind {
+        JobKind::Opener { .. } => Action::Opener,
+        JobKind::FollowUp { .. } => Action::FollowUp,
+        JobKind::Event { .. } => Action::Event,
+    }
+}
+
+/// Whether `pause` stops a job of `kind` at `now`.
 pub fn pause_blocks(pause: &Pause, kind: &JobKind, now: DateTime<Utc>) -> bool {
-    pause.until > now
-        && match pause.scope {
-            PauseScope::All => true,
-            PauseScope::NewConversations => !matches!(kind, JobKind::FollowUp { .. }),
-            PauseScope::FollowUps => matches!(kind, JobKind::FollowUp { .. }),
-        }
+    pause.until > now && scope_stops(pause.scope, job_action(kind))
 }
 
 /// The pause, if any, that stops `job` at `now`.

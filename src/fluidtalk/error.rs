@@ -125,7 +125,7 @@ impl ErrorKind {
 }
 
 /// A failed API call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
     kind: ErrorKind,

@@ -7,7 +7,8 @@ use super::settle::CallOutcome;
 use crate::clock::Clock;
 use crate::config::Backoff;
 use crate::fluidtalk::{
-    ActionResult, Client, Error as ApiError, EventRequest, FollowUpRequest, OpenerRequest,
+    ActionResult, ChatRequest, ChatResult, Client, Error as ApiError, EventRequest,
+    FollowUpRequest, OpenerRequest,
 };
 use crate::plan::PlannedCall;
 use crate::policy;
@@ -58,40 +59,65 @@ impl Caller {
             crate::metrics::outcome(&answer),
             asked.elapsed(),
         );
-        if let Err(e) = &answer
-            && let Some(effect) = policy::account_effect(e.kind(), call.action, None)
-        {
-            let now = self.clock.now();
-            for &scope in effect.pauses() {
-                if self.holds.held(scope, now) {
-                    continue;
+        if let Err(e) = &answer {
+            self.react(e, call.action).await;
+        }
+        CallOutcome::Answered(answer)
+    }
+
+    /// An inbound call (the HTTP relay's): the lead's message to the persona, with the
+    /// same metrics and the same reaction to a 402 or 401 as a job's call. It is made
+    /// even while the runner stops: the relay's caller is waiting for its answer.
+    pub async fn chat(&self, request: &ChatRequest) -> Result<ChatResult, ApiError> {
+        let asked = std::time::Instant::now();
+        let answer = self.client.inbound_chat(request).await;
+        crate::metrics::api_call(
+            Action::Inbound.as_str(),
+            crate::metrics::outcome(&answer),
+            asked.elapsed(),
+        );
+        if let Err(e) = &answer {
+            self.react(e, Action::Inbound).await;
+        }
+        answer
+    }
+
+    /// A 402 or 401 (`policy::account_effect`): holds this runner's calls of the scopes it
+    /// pauses at once, then stores each pause for every runner (the first one a strike;
+    /// one heard while the pause is in force is not), within `PAUSE_WRITE_LIMIT`.
+    async fn react(&self, e: &ApiError, action: Action) {
+        let Some(effect) = policy::account_effect(e.kind(), action, None) else {
+            return;
+        };
+        let now = self.clock.now();
+        for &scope in effect.pauses() {
+            if self.holds.held(scope, now) {
+                continue;
+            }
+            let first = crate::clock::later(now, effect.pause_length(&self.backoff, 1));
+            self.holds.hold(scope, first, &e.to_string());
+            let backoff = self.backoff;
+            let length = move |strikes| effect.pause_length(&backoff, strikes);
+            // Bounded: a database gone silent must not hold the call's answer hostage.
+            let stored = tokio::time::timeout(
+                PAUSE_WRITE_LIMIT,
+                self.store
+                    .set_pause(scope, &e.to_string(), &self.runner_id, now, &length),
+            )
+            .await;
+            match stored {
+                Ok(Ok(p)) => {
+                    self.holds.stored(&p);
+                    tracing::warn!(scope = scope.as_str(), until = %p.until, strikes = p.strikes, "paused: {e}");
                 }
-                let first = crate::clock::later(now, effect.pause_length(&self.backoff, 1));
-                self.holds.hold(scope, first, &e.to_string());
-                let backoff = self.backoff;
-                let length = move |strikes| effect.pause_length(&backoff, strikes);
-                // Bounded: a database gone silent must not hold the call's answer hostage.
-                let stored = tokio::time::timeout(
-                    PAUSE_WRITE_LIMIT,
-                    self.store
-                        .set_pause(scope, &e.to_string(), &self.runner_id, now, &length),
-                )
-                .await;
-                match stored {
-                    Ok(Ok(p)) => {
-                        self.holds.stored(&p);
-                        tracing::warn!(scope = scope.as_str(), until = %p.until, strikes = p.strikes, "paused: {e}");
-                    }
-                    Ok(Err(db)) => {
-                        tracing::error!(error = %db, "could not store the pause; it holds in this runner")
-                    }
-                    Err(_) => {
-                        tracing::error!("storing the pause timed out; it holds in this runner")
-                    }
+                Ok(Err(db)) => {
+                    tracing::error!(error = %db, "could not store the pause; it holds in this runner")
+                }
+                Err(_) => {
+                    tracing::error!("storing the pause timed out; it holds in this runner")
                 }
             }
         }
-        CallOutcome::Answered(answer)
     }
 
     async fn request(&self, call: &PlannedCall) -> Result<ActionResult, ApiError> {
@@ -153,9 +179,9 @@ impl Caller {
                     })
                     .await
             }
-            // Jobs never plan one; the HTTP relay makes inbound calls itself.
+            // Jobs never plan one; an inbound call goes through `chat`.
             Action::Inbound => Err(ApiError::not_sent(
-                "an inbound call is made by the HTTP relay, not by a job".into(),
+                "an inbound call is made by `Caller::chat`, not by a job".into(),
             )),
         }
     }

@@ -129,11 +129,9 @@ impl Holds {
 
     /// Whether a call of `action` must wait at `now`.
     pub fn blocks(&self, action: Action, now: DateTime<Utc>) -> bool {
-        self.held(PauseScope::All, now)
-            || match action {
-                Action::FollowUp => self.held(PauseScope::FollowUps, now),
-                _ => self.held(PauseScope::NewConversations, now),
-            }
+        SCOPES
+            .iter()
+            .any(|&scope| crate::policy::scope_stops(scope, action) && self.held(scope, now))
     }
 
     /// What this runner holds at `now`, and why.

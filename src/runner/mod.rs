@@ -19,14 +19,16 @@ pub mod db;
 mod flight;
 pub mod holds;
 pub mod image;
+pub mod one;
 mod pace;
 mod recover;
-pub mod settle;
+mod settle;
 mod summary;
 mod window;
 
 pub use db::DB_OUTAGE_BUDGET;
 pub use holds::held_by;
+pub use one::{Called, INBOUND_JOB, Inbound, NotCalled};
 pub use summary::{Summary, Tally};
 
 use crate::clock::Clock;

@@ -224,11 +224,7 @@ impl<'a> JobRun<'a> {
 
     /// The action this job's calls make.
     pub fn action(&self) -> Action {
-        match self.job.kind {
-            JobKind::Opener { .. } => Action::Opener,
-            JobKind::FollowUp { .. } => Action::FollowUp,
-            JobKind::Event { .. } => Action::Event,
-        }
+        crate::policy::job_action(&self.job.kind)
     }
 
     /// Settles one finished call and takes in what its answer means for the job.
