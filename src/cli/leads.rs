@@ -68,15 +68,29 @@ pub enum LeadsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Mark a lead do-not-contact.
+    /// Mark leads do-not-contact (unknown targets are added, blocked). With several
+    /// targets, one already blocked is said on stderr and skipped.
     Block {
-        target: String,
+        /// The leads' targets (@username).
+        #[arg(required_unless_present = "file")]
+        targets: Vec<String>,
+        /// Also every target in this file, one per line (blank lines are skipped).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The lead as JSON; a JSON array of them when several are named.
         #[arg(long)]
         json: bool,
     },
-    /// Lift a block.
+    /// Lift blocks. With several targets, one not blocked is said on stderr and skipped,
+    /// and unknown ones are listed at the end (exit 3; the others are unblocked).
     Unblock {
-        target: String,
+        /// The leads' targets (@username).
+        #[arg(required_unless_present = "file")]
+        targets: Vec<String>,
+        /// Also every target in this file, one per line (blank lines are skipped).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The lead as JSON; a JSON array of them when several are named.
         #[arg(long)]
         json: bool,
     },
@@ -322,24 +336,81 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             };
             done(&lead, json, "reply recorded for")
         }
-        LeadsCommand::Block { target, json } => {
-            // A do-not-contact list may name people not imported yet: add them, blocked.
-            let target = crate::lead::fields::target(&target).exit_with(Exit::Config)?;
-            let lead = crate::store::block_adding(&*store, &target, now)
-                .await
-                .map_err(store_failure)?;
-            done(&lead, json, "blocked")
+        LeadsCommand::Block {
+            targets,
+            file,
+            json,
+        } => {
+            let (targets, several) = targets_named(targets, file.as_deref())?;
+            let mut leads = Vec::with_capacity(targets.len());
+            for target in &targets {
+                // A do-not-contact list may name people not imported yet: add them, blocked.
+                match crate::store::block_adding(&*store, target, now).await {
+                    Ok(lead) => {
+                        if !json {
+                            outln!("blocked {} (now {})", lead.target, lead.state);
+                        }
+                        leads.push(lead);
+                    }
+                    // A list may name a lead blocked before: it stays blocked.
+                    Err(crate::store::StoreError::Refused(r))
+                        if several && r.from == LeadState::Blocked =>
+                    {
+                        eprintln!("{target}: already blocked");
+                    }
+                    Err(e) => return Err(store_failure(e)),
+                }
+            }
+            several_done(&leads, json, several)
         }
-        LeadsCommand::Unblock { target, json } => {
-            user_action(
-                &*store,
-                &target,
-                UserAction::Unblock,
-                now,
-                json,
-                "unblocked",
-            )
-            .await
+        LeadsCommand::Unblock {
+            targets,
+            file,
+            json,
+        } => {
+            let (targets, several) = targets_named(targets, file.as_deref())?;
+            let mut leads = Vec::with_capacity(targets.len());
+            let mut unknown = Vec::new();
+            for target in &targets {
+                match store
+                    .apply_user_action(target, UserAction::Unblock, now)
+                    .await
+                {
+                    Ok(lead) => {
+                        if !json {
+                            outln!("unblocked {} (now {})", lead.target, lead.state);
+                        }
+                        leads.push(lead);
+                    }
+                    Err(crate::store::StoreError::NotFound(_)) if several => {
+                        unknown.push(target.clone())
+                    }
+                    // A list may name a lead that is not blocked: nothing to lift.
+                    Err(crate::store::StoreError::Refused(r))
+                        if several && r.from != LeadState::Blocked =>
+                    {
+                        eprintln!("{target}: not blocked (it is {})", r.from);
+                    }
+                    Err(crate::store::StoreError::NotFound(_)) => {
+                        return Err(not_found(&*store, target).await);
+                    }
+                    Err(e) => return Err(store_failure(e)),
+                }
+            }
+            several_done(&leads, json, several)?;
+            if unknown.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure {
+                    exit: Exit::Config,
+                    error: anyhow!(
+                        "{} of {} targets are no lead (the others were unblocked): {}",
+                        unknown.len(),
+                        targets.len(),
+                        shown_list(&unknown)
+                    ),
+                })
+            }
         }
         LeadsCommand::Retry { target, json } => {
             user_action(&*store, &target, UserAction::Retry, now, json, "will retry").await
@@ -384,6 +455,87 @@ fn done(lead: &Lead, json: bool, verb: &str) -> Result<(), Failure> {
         outln!("{verb} {} (now {})", lead.target, lead.state);
         Ok(())
     }
+}
+
+/// The most targets one `block` or `unblock` takes (arguments and file together).
+pub const MAX_TARGETS: usize = 1_000_000;
+/// The largest target file read.
+const MAX_TARGET_FILE: u64 = 64 * 1024 * 1024;
+
+/// The targets named on the command line and in `file`, each checked (the first bad one
+/// is an error naming its argument or its file and line, and nothing is written), in
+/// order, each once; and whether several were asked for (a JSON array then).
+fn targets_named(args: Vec<String>, file: Option<&Path>) -> Result<(Vec<String>, bool), Failure> {
+    let several = args.len() != 1 || file.is_some();
+    let mut seen = std::collections::HashSet::new();
+    let mut targets = Vec::new();
+    let mut take = |target: String| -> Result<(), String> {
+        if seen.insert(target.clone()) {
+            if targets.len() == MAX_TARGETS {
+                return Err(format!("more than {MAX_TARGETS} targets; split the list"));
+            }
+            targets.push(target);
+        }
+        Ok(())
+    };
+    for (i, arg) in args.iter().enumerate() {
+        let target = crate::lead::fields::target(arg)
+            .map_err(|e| anyhow!("target {} ({arg:?}): {e}", i + 1))
+            .exit_with(Exit::Config)?;
+        take(target)
+            .map_err(|e| anyhow!(e))
+            .exit_with(Exit::Config)?;
+    }
+    if let Some(path) = file {
+        use std::io::{BufRead, Read};
+        let shown = path.display();
+        let opened = std::fs::File::open(path)
+            .map_err(|e| anyhow!("{shown}: cannot read: {e}"))
+            .exit_with(Exit::Config)?;
+        let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
+        if size > MAX_TARGET_FILE {
+            return Err(Failure {
+                exit: Exit::Config,
+                error: anyhow!(
+                    "{shown}: {size} bytes, more than {MAX_TARGET_FILE}; split the list"
+                ),
+            });
+        }
+        let reader = std::io::BufReader::new(opened.take(MAX_TARGET_FILE));
+        for (n, line) in reader.lines().enumerate() {
+            let line = line
+                .map_err(|e| anyhow!("{shown}:{}: cannot read: {e}", n + 1))
+                .exit_with(Exit::Config)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let target = crate::lead::fields::target(&line)
+                .map_err(|e| anyhow!("{shown}:{}: {e}", n + 1))
+                .exit_with(Exit::Config)?;
+            take(target)
+                .map_err(|e| anyhow!("{shown}:{}: {e}", n + 1))
+                .exit_with(Exit::Config)?;
+        }
+    }
+    Ok((targets, several))
+}
+
+/// Prints the leads as JSON (text lines were printed as each was done).
+fn several_done(leads: &[Lead], json: bool, several: bool) -> Result<(), Failure> {
+    match (json, several) {
+        (false, _) => Ok(()),
+        (true, true) => print_json(&leads),
+        (true, false) => leads.first().map_or(Ok(()), print_json),
+    }
+}
+
+/// At most ten targets, then how many more.
+fn shown_list(targets: &[String]) -> String {
+    let mut shown: Vec<String> = targets.iter().take(10).map(|t| format!("{t:?}")).collect();
+    if targets.len() > 10 {
+        shown.push(format!("and {} more", targets.len() - 10));
+    }
+    shown.join(", ")
 }
 
 async fn user_action(

@@ -25,16 +25,84 @@ pub enum OutboxCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Mark rows as delivered.
+    /// Mark messages as delivered.
     Ack {
-        #[arg(required = true)]
-        ids: Vec<i64>,
+        /// Message ids as `outbox list` shows them: `17`, `#17`, or a range `17-25`.
+        #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_ids)]
+        ids: Vec<Ids>,
+        /// Every pending message (not those held back for a blocked lead).
+        #[arg(long)]
+        all: bool,
     },
     /// Send parked messages to the webhook again: each is due now, with a fresh max_age.
     Redeliver {
-        #[arg(required = true)]
-        ids: Vec<i64>,
+        /// Message ids as `outbox list --parked` shows them: `17`, `#17`, or a range `17-25`.
+        #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_ids)]
+        ids: Vec<Ids>,
+        /// Every parked message.
+        #[arg(long)]
+        all: bool,
     },
+}
+
+/// The most ids one range may name: a typo such as `1-10000000` is an error, not a
+/// million-row statement (`--all` takes every message).
+pub const MAX_RANGE: i64 = 10_000;
+/// Ids acked or redelivered per statement.
+const CHUNK: usize = 1_000;
+
+/// One id, or a range of them, as written on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ids {
+    first: i64,
+    last: i64,
+}
+
+impl Ids {
+    fn each(self) -> impl Iterator<Item = i64> {
+        self.first..=self.last
+    }
+}
+
+/// `17`, `#17`, `17-25` or `#17-#25`.
+pub fn parse_ids(text: &str) -> Result<Ids, String> {
+    let one = |t: &str| -> Result<i64, String> {
+        let t = t.trim();
+        let digits = t.strip_prefix('#').unwrap_or(t);
+        match digits.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "{t:?} is not a message id; expected a number as `outbox list` shows it (17 or #17) or a range (17-25)"
+            )),
+        }
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (one(a)?, one(b)?),
+        None => {
+            let n = one(text)?;
+            (n, n)
+        }
+    };
+    if last < first {
+        return Err(format!(
+            "the range {text:?} runs backwards; expected the lower id first, e.g. {last}-{first}"
+        ));
+    }
+    if last - first >= MAX_RANGE {
+        return Err(format!(
+            "the range {text:?} names {} ids, more than {MAX_RANGE}; use --all, or several ranges",
+            last - first + 1
+        ));
+    }
+    Ok(Ids { first, last })
+}
+
+/// The ids named, in order, each once.
+fn expand(ids: &[Ids]) -> Vec<i64> {
+    let mut all: Vec<i64> = ids.iter().flat_map(|r| r.each()).collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure> {
@@ -117,26 +185,49 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
             }
             Ok(())
         }
-        OutboxCommand::Ack { ids } => {
-            let acked = store
-                .ack_outbox(&ids, Utc::now())
-                .await
-                .map_err(store_failure)?;
+        OutboxCommand::Ack { ids, all } => {
+            let now = Utc::now();
+            let (asked, named) = if all {
+                let pending = store.outbox(false).await.map_err(store_failure)?;
+                let ids = pending
+                    .iter()
+                    .filter(|i| i.acked_at.is_none() && i.lead_state != LeadState::Blocked)
+                    .map(|i| i.id)
+                    .collect();
+                (ids, false)
+            } else {
+                (expand(&ids), true)
+            };
+            let mut acked = Vec::with_capacity(asked.len());
+            for chunk in asked.chunks(CHUNK) {
+                acked.extend(store.ack_outbox(chunk, now).await.map_err(store_failure)?);
+            }
             outln!("acked {}", acked.len());
-            not_done(&ids, &acked, "not pending (unknown or already acked)");
+            if named {
+                not_done(&asked, &acked, "not pending (unknown or already acked)");
+            }
             Ok(())
         }
-        OutboxCommand::Redeliver { ids } => {
-            let unparked = store
-                .redeliver(&ids, Utc::now())
-                .await
-                .map_err(store_failure)?;
+        OutboxCommand::Redeliver { ids, all } => {
+            let now = Utc::now();
+            let (asked, named) = if all {
+                let parked = store.parked().await.map_err(store_failure)?;
+                (parked.iter().map(|i| i.id).collect(), false)
+            } else {
+                (expand(&ids), true)
+            };
+            let mut unparked = Vec::with_capacity(asked.len());
+            for chunk in asked.chunks(CHUNK) {
+                unparked.extend(store.redeliver(chunk, now).await.map_err(store_failure)?);
+            }
             outln!("redelivering {}", unparked.len());
-            not_done(
-                &ids,
-                &unparked,
-                "not parked (unknown, pending or delivered)",
-            );
+            if named {
+                not_done(
+                    &asked,
+                    &unparked,
+                    "not parked (unknown, pending or delivered)",
+                );
+            }
             Ok(())
         }
     }
@@ -144,12 +235,48 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
 
 /// Says which of `asked` were not `done`, and why.
 fn not_done(asked: &[i64], done: &[i64], why: &str) {
+    let done: std::collections::HashSet<i64> = done.iter().copied().collect();
     let missed: Vec<String> = asked
         .iter()
         .filter(|id| !done.contains(id))
-        .map(|id| id.to_string())
+        .map(|id| format!("#{id}"))
         .collect();
     if !missed.is_empty() {
         eprintln!("{why}: {}", missed.join(", "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_read_as_outbox_list_shows_them() {
+        assert_eq!(
+            parse_ids("17"),
+            Ok(Ids {
+                first: 17,
+                last: 17
+            })
+        );
+        assert_eq!(
+            parse_ids("#17"),
+            Ok(Ids {
+                first: 17,
+                last: 17
+            })
+        );
+        assert_eq!(parse_ids("#4-#9"), Ok(Ids { first: 4, last: 9 }));
+        assert_eq!(parse_ids("4-9"), Ok(Ids { first: 4, last: 9 }));
+        assert_eq!(
+            expand(&[Ids { first: 4, last: 6 }, Ids { first: 5, last: 7 }]),
+            vec![4, 5, 6, 7]
+        );
+        for bad in ["", "#", "x", "0", "-3", "4-", "9-4", "1-10001", "##4"] {
+            assert!(parse_ids(bad).is_err(), "{bad:?} was taken");
+        }
+        assert!(parse_ids("1-10000").is_ok());
+        let e = parse_ids("9-4").unwrap_err();
+        assert!(e.contains("4-9"), "{e}");
     }
 }

@@ -365,10 +365,30 @@ async fn the_outbox_lists_pending_text_and_acks_it_once() {
     assert_eq!(show["attempts"][0]["status"], "sent");
     assert_eq!(show["attempts"][0]["action"], "opener");
 
-    let out = env.run(&["outbox", "ack", &id, "424242"]);
+    // Ids as the list shows them (`#17`), and ranges; a backwards range is a usage error
+    // that names the argument and acks nothing.
+    let out = env.run(&["outbox", "ack", "424242-424240"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("runs backwards; expected the lower id first, e.g. 424240-424242"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        env.json(&["outbox", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let out = env.run(&["outbox", "ack", &format!("#{id}"), "424242-424243"]);
     assert!(out.status.success());
     assert_eq!(text(&out.stdout).trim(), "acked 1");
-    assert!(text(&out.stderr).contains("not pending (unknown or already acked): 424242"));
+    assert!(
+        text(&out.stderr).contains("not pending (unknown or already acked): #424242, #424243"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(
         env.json(&["outbox", "list", "--json"]),
         serde_json::json!([])
@@ -379,6 +399,56 @@ async fn the_outbox_lists_pending_text_and_acks_it_once() {
             .map(Vec::len),
         Some(1)
     );
+
+    // --all acks every pending message, and only those: not one held for a blocked lead.
+    for t in ["@b", "@c", "@d"] {
+        assert!(env.run(&["leads", "add", t]).status.success());
+        let lead = store.get_lead(t).await.expect("get").expect("exists");
+        let ids = store
+            .start_attempts(&[NewAttempt {
+                lead_id: lead.id,
+                job: "openers".into(),
+                action: Action::Opener,
+                step: 0,
+                lease_token: format!("r-{t}"),
+                claimed: None,
+                started_at: now,
+            }])
+            .await
+            .expect("start");
+        store
+            .finish_attempts(&[AttemptEnd {
+                attempt_id: ids[0],
+                status: AttemptStatus::Sent,
+                http_status: Some(200),
+                error_kind: None,
+                error_detail: None,
+                session_id: None,
+                finished_at: now,
+                message: Some(format!("Hi {t}!")),
+                release: None,
+            }])
+            .await
+            .expect("finish");
+    }
+    assert!(env.run(&["leads", "block", "@d"]).status.success());
+    let out = env.run(&["outbox", "ack", "--all"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "acked 2");
+    assert_eq!(
+        env.json(&["outbox", "list", "--json"]),
+        serde_json::json!([])
+    );
+    let held: Vec<serde_json::Value> = env
+        .json(&["outbox", "list", "--all", "--json"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m["acked_at"].is_null())
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["target"], "@d");
 }
 
 #[test]
@@ -579,4 +649,66 @@ fn a_file_that_cannot_be_read_prints_no_summary_and_an_empty_file_says_so() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn several_targets_are_blocked_and_unblocked_from_arguments_and_a_file() {
+    let env = Env::sqlite();
+    let state = |t: &str| env.json(&["leads", "show", t, "--json"])["lead"]["state"].clone();
+
+    // A bad line anywhere refuses the whole list, naming its file and line: nothing is
+    // written.
+    let bad = env.file("bad.txt", b"@ok\n@bad\x07x\n");
+    let out = env.run(&["leads", "block", "--file", &bad]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("{bad}:2: ")), "{stderr}");
+    assert!(stderr.contains("control character"), "{stderr}");
+    assert!(env.targets().is_empty(), "nothing was stored");
+
+    // Arguments, then the file's lines (blank ones skipped), each once; unknown targets
+    // are added, blocked.
+    let list = env.file("dnc.txt", b"@b\n\n@c\n@b\n");
+    let blocked = env.json(&["leads", "block", "@a", "--file", &list, "--json"]);
+    let targets: Vec<&str> = blocked
+        .as_array()
+        .expect("several: an array")
+        .iter()
+        .map(|l| l["target"].as_str().expect("target"))
+        .collect();
+    assert_eq!(targets, ["@a", "@b", "@c"]);
+    assert!(
+        blocked
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|l| l["state"] == "blocked")
+    );
+
+    // Blocking a list again: those blocked before are said and skipped.
+    let out = env.run(&["leads", "block", "@a", "@z"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("@a: already blocked"));
+    assert_eq!(text(&out.stdout).trim(), "blocked @z (now blocked)");
+
+    // Unblock: the known ones are unblocked, the unknown listed at the end (exit 3).
+    let out = env.run(&["leads", "unblock", "@a", "@b", "@nobody"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("1 of 3 targets are no lead (the others were unblocked): \"@nobody\""),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(state("@a"), "new");
+    assert_eq!(state("@b"), "new");
+    let out = env.run(&["leads", "unblock", "@a", "@c"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("@a: not blocked (it is new)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(state("@c"), "new");
+    assert_eq!(state("@z"), "blocked");
 }
