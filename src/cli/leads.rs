@@ -47,9 +47,14 @@ pub enum LeadsCommand {
         state: Option<LeadState>,
         #[arg(long)]
         tag: Option<String>,
-        /// At most this many (default 1000; 0 for all).
+        /// At most this many (default 1000; 0 for all, read a page at a time). A list
+        /// that was cut says so on stderr, with the `--after` that shows the next ones.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Only leads after this id (the `id` of the last one shown): the next page.
+        #[arg(long, value_name = "ID")]
+        after: Option<i64>,
+        /// One JSON array.
         #[arg(long)]
         json: bool,
     },
@@ -238,29 +243,9 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             state,
             tag,
             limit,
+            after,
             json,
-        } => {
-            let filter = LeadFilter {
-                state,
-                tag,
-                limit: (limit > 0).then_some(limit),
-                after: None,
-            };
-            let leads = store.list_leads(&filter).await.map_err(store_failure)?;
-            if json {
-                return print_json(&leads);
-            }
-            if !leads.is_empty() {
-                outln!("{LEAD_HEADER}");
-            }
-            for lead in &leads {
-                print_lead(lead)?;
-            }
-            if leads.is_empty() {
-                eprintln!("no leads match");
-            }
-            Ok(())
-        }
+        } => list(&*store, state, tag, limit, after, json).await,
         LeadsCommand::Show { target, json } => {
             let Some(lead) = store.get_lead(&target).await.map_err(store_failure)? else {
                 return Err(not_found(&*store, &target).await);
@@ -455,6 +440,77 @@ fn done(lead: &Lead, json: bool, verb: &str) -> Result<(), Failure> {
         outln!("{verb} {} (now {})", lead.target, lead.state);
         Ok(())
     }
+}
+
+/// Leads read from the database per statement by `leads list`.
+const LIST_PAGE: u32 = 1_000;
+
+/// `leads list`: printed a page at a time (memory stays bounded whatever `--limit`), and
+/// a list cut by `limit` says so, with the `--after` that shows the next ones.
+async fn list(
+    store: &dyn Store,
+    state: Option<LeadState>,
+    tag: Option<String>,
+    limit: u32,
+    after: Option<i64>,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut filter = LeadFilter {
+        state,
+        tag,
+        limit: None,
+        after,
+    };
+    let mut shown: u64 = 0;
+    let mut last: Option<i64> = None;
+    let mut cut = false;
+    if json {
+        outln!("[");
+    }
+    loop {
+        let left = if limit == 0 {
+            LIST_PAGE
+        } else {
+            (u64::from(limit) - shown).min(u64::from(LIST_PAGE)) as u32
+        };
+        // One more than wanted: whether the list goes on past the limit.
+        filter.limit = Some(left + 1);
+        filter.after = last.or(after);
+        let page = store.list_leads(&filter).await.map_err(store_failure)?;
+        let more = page.len() > left as usize;
+        for lead in page.iter().take(left as usize) {
+            if json {
+                let text = serde_json::to_string_pretty(lead).exit_with(Exit::Failure)?;
+                let comma = if shown > 0 { "," } else { "" };
+                outln!("{comma}{text}");
+            } else {
+                if shown == 0 {
+                    outln!("{LEAD_HEADER}");
+                }
+                print_lead(lead)?;
+            }
+            shown += 1;
+            last = Some(lead.id);
+        }
+        if !more {
+            break;
+        }
+        if limit != 0 && shown >= u64::from(limit) {
+            cut = true;
+            break;
+        }
+    }
+    if json {
+        outln!("]");
+    }
+    if cut && let Some(last) = last {
+        eprintln!(
+            "cut at {shown} leads (--limit {limit}); more match: `--after {last}` shows the next ones, `--limit 0` all"
+        );
+    } else if shown == 0 && !json {
+        eprintln!("no leads match");
+    }
+    Ok(())
 }
 
 /// The most targets one `block` or `unblock` takes (arguments and file together).

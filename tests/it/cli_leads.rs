@@ -712,3 +712,53 @@ fn several_targets_are_blocked_and_unblocked_from_arguments_and_a_file() {
     assert_eq!(state("@c"), "new");
     assert_eq!(state("@z"), "blocked");
 }
+
+#[test]
+fn a_cut_list_says_so_and_how_to_see_the_next_page() {
+    let env = Env::sqlite();
+    let mut csv = String::from("target\n");
+    for i in 0..2_500 {
+        csv.push_str(&format!("@l{i:04}\n"));
+    }
+    let file = env.file("leads.csv", csv.as_bytes());
+    assert!(env.run(&["leads", "import", &file]).status.success());
+
+    // The default limit: 1,000 shown, and the cut said on stderr with the next page's cursor.
+    let out = env.run(&["leads", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first: Vec<Value> = serde_json::from_slice(&out.stdout).expect("one JSON array");
+    assert_eq!(first.len(), 1_000);
+    let last = first[999]["id"].as_i64().expect("id");
+    let hint = text(&out.stderr);
+    assert!(
+        hint.contains(&format!(
+            "cut at 1000 leads (--limit 1000); more match: `--after {last}`"
+        )),
+        "{hint}"
+    );
+    // The next page starts right after it.
+    let next = env.json(&[
+        "leads",
+        "list",
+        "--json",
+        "--after",
+        &last.to_string(),
+        "--limit",
+        "2000",
+    ]);
+    let next = next.as_array().expect("array");
+    assert_eq!(next.len(), 1_500);
+    assert_eq!(next[0]["target"], "@l1000");
+    // All, read a page at a time, and nothing said when nothing was cut.
+    let out = env.run(&["leads", "list", "--limit", "0"]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        2_501,
+        "a header and every lead"
+    );
+    assert_eq!(text(&out.stderr), "");
+    // A list that ends exactly at the limit is not cut.
+    let out = env.run(&["leads", "list", "--limit", "2500", "--json"]);
+    assert_eq!(text(&out.stderr), "");
+}
