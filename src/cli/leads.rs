@@ -343,7 +343,16 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                     {
                         eprintln!("{target}: already blocked");
                     }
-                    Err(e) => return Err(store_failure(e)),
+                    Err(e) => {
+                        if several {
+                            eprintln!(
+                                "blocked {} of {} before the error below",
+                                leads.len(),
+                                targets.len()
+                            );
+                        }
+                        return Err(store_failure(e));
+                    }
                 }
             }
             several_done(&leads, json, several)
@@ -379,7 +388,16 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                     Err(crate::store::StoreError::NotFound(_)) => {
                         return Err(not_found(&*store, target).await);
                     }
-                    Err(e) => return Err(store_failure(e)),
+                    Err(e) => {
+                        if several {
+                            eprintln!(
+                                "unblocked {} of {} before the error below",
+                                leads.len(),
+                                targets.len()
+                            );
+                        }
+                        return Err(store_failure(e));
+                    }
                 }
             }
             several_done(&leads, json, several)?;
@@ -548,30 +566,57 @@ fn targets_named(args: Vec<String>, file: Option<&Path>) -> Result<(Vec<String>,
         let opened = std::fs::File::open(path)
             .map_err(|e| anyhow!("{shown}: cannot read: {e}"))
             .exit_with(Exit::Config)?;
-        let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
-        if size > MAX_TARGET_FILE {
-            return Err(Failure {
-                exit: Exit::Config,
-                error: anyhow!(
-                    "{shown}: {size} bytes, more than {MAX_TARGET_FILE}; split the list"
-                ),
-            });
-        }
-        let reader = std::io::BufReader::new(opened.take(MAX_TARGET_FILE));
-        for (n, line) in reader.lines().enumerate() {
-            let line = line
-                .map_err(|e| anyhow!("{shown}:{}: cannot read: {e}", n + 1))
+        // One byte past the bound is read, so a pipe or FIFO (whose size is not known
+        // beforehand) that goes on is an error, never a list cut in the middle of a target.
+        let mut reader = std::io::BufReader::new(opened.take(MAX_TARGET_FILE + 1));
+        let mut read: u64 = 0;
+        let mut line = String::new();
+        for n in 1.. {
+            line.clear();
+            let got = reader
+                .read_line(&mut line)
+                .map_err(|e| anyhow!("{shown}:{n}: cannot read: {e}"))
                 .exit_with(Exit::Config)?;
-            if line.trim().is_empty() {
+            read += got as u64;
+            if read > MAX_TARGET_FILE {
+                return Err(Failure {
+                    exit: Exit::Config,
+                    error: anyhow!("{shown}: more than {MAX_TARGET_FILE} bytes; split the list"),
+                });
+            }
+            if got == 0 {
+                break;
+            }
+            let text = line
+                .trim_end_matches(['\n', '\r'])
+                .trim_start_matches('\u{feff}');
+            if text.trim().is_empty() {
                 continue;
             }
-            let target = crate::lead::fields::target(&line)
-                .map_err(|e| anyhow!("{shown}:{}: {e}", n + 1))
+            // One target per line: a CSV row, a comment or a name with spaces would be
+            // taken for a target (and a wrong person added, blocked) if not refused.
+            if text.trim().starts_with('#') || text.trim().contains([',', ';', '\t', ' ']) {
+                return Err(Failure {
+                    exit: Exit::Config,
+                    error: anyhow!(
+                        "{shown}:{n}: {} is not one target: the file holds one target per line (no header, comments, commas or spaces)",
+                        crate::lead::fields::shown(text.trim())
+                    ),
+                });
+            }
+            let target = crate::lead::fields::target(text)
+                .map_err(|e| anyhow!("{shown}:{n}: {e}"))
                 .exit_with(Exit::Config)?;
             take(target)
-                .map_err(|e| anyhow!("{shown}:{}: {e}", n + 1))
+                .map_err(|e| anyhow!("{shown}:{n}: {e}"))
                 .exit_with(Exit::Config)?;
         }
+    }
+    if targets.is_empty() {
+        return Err(Failure {
+            exit: Exit::Config,
+            error: anyhow!("no targets: the file holds none"),
+        });
     }
     Ok((targets, several))
 }

@@ -4,8 +4,10 @@
 use super::leads::print_json;
 use super::store_access::{Open, open_as, store_failure};
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::exit::Failure;
 use crate::lead::LeadState;
+use anyhow::anyhow;
 use chrono::Utc;
 use clap::Subcommand;
 
@@ -30,7 +32,8 @@ pub enum OutboxCommand {
         /// Message ids as `outbox list` shows them: `17`, `#17`, or a range `17-25`.
         #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_ids)]
         ids: Vec<Ids>,
-        /// Every pending message (not those held back for a blocked lead).
+        /// Every pending message: not those held back for a blocked lead, nor parked ones;
+        /// refused when [delivery] is set (the daemon delivers them).
         #[arg(long)]
         all: bool,
     },
@@ -97,12 +100,27 @@ pub fn parse_ids(text: &str) -> Result<Ids, String> {
     Ok(Ids { first, last })
 }
 
-/// The ids named, in order, each once.
-fn expand(ids: &[Ids]) -> Vec<i64> {
+/// The most ids one command names (ranges together).
+pub const MAX_IDS: u64 = 100_000;
+
+/// The ids named, in order, each once; more than `MAX_IDS` in all is an error.
+fn expand(ids: &[Ids]) -> Result<Vec<i64>, Failure> {
+    let named: u64 = ids
+        .iter()
+        .map(|r| r.last.abs_diff(r.first) + 1)
+        .fold(0, u64::saturating_add);
+    if named > MAX_IDS {
+        return Err(Failure {
+            exit: Exit::Usage,
+            error: anyhow!(
+                "{named} ids named, more than {MAX_IDS}; use --all, or several commands"
+            ),
+        });
+    }
     let mut all: Vec<i64> = ids.iter().flat_map(|r| r.each()).collect();
     all.sort_unstable();
     all.dedup();
-    all
+    Ok(all)
 }
 
 pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure> {
@@ -188,15 +206,36 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
         OutboxCommand::Ack { ids, all } => {
             let now = Utc::now();
             let (asked, named) = if all {
+                // With webhook delivery the daemon delivers: acking everything would drop
+                // what it has not sent yet.
+                if config.delivery.is_some() {
+                    return Err(Failure {
+                        exit: Exit::Config,
+                        error: anyhow!(
+                            "outbox ack --all refused: [delivery] is set, so the daemon delivers pending messages; ack ids by hand, or `outbox list --parked` and `outbox redeliver`"
+                        ),
+                    });
+                }
                 let pending = store.outbox(false).await.map_err(store_failure)?;
+                let parked: std::collections::HashSet<i64> = store
+                    .parked()
+                    .await
+                    .map_err(store_failure)?
+                    .iter()
+                    .map(|p| p.id)
+                    .collect();
                 let ids = pending
                     .iter()
-                    .filter(|i| i.acked_at.is_none() && i.lead_state != LeadState::Blocked)
+                    .filter(|i| {
+                        i.acked_at.is_none()
+                            && i.lead_state != LeadState::Blocked
+                            && !parked.contains(&i.id)
+                    })
                     .map(|i| i.id)
                     .collect();
                 (ids, false)
             } else {
-                (expand(&ids), true)
+                (expand(&ids)?, true)
             };
             let mut acked = Vec::with_capacity(asked.len());
             for chunk in asked.chunks(CHUNK) {
@@ -214,11 +253,17 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
                 let parked = store.parked().await.map_err(store_failure)?;
                 (parked.iter().map(|i| i.id).collect(), false)
             } else {
-                (expand(&ids), true)
+                (expand(&ids)?, true)
             };
             let mut unparked = Vec::with_capacity(asked.len());
             for chunk in asked.chunks(CHUNK) {
-                unparked.extend(store.redeliver(chunk, now).await.map_err(store_failure)?);
+                match store.redeliver(chunk, now).await {
+                    Ok(done) => unparked.extend(done),
+                    Err(e) => {
+                        eprintln!("redelivering {} before the error below", unparked.len());
+                        return Err(store_failure(e));
+                    }
+                }
             }
             outln!("redelivering {}", unparked.len());
             if named {
@@ -242,7 +287,12 @@ fn not_done(asked: &[i64], done: &[i64], why: &str) {
         .map(|id| format!("#{id}"))
         .collect();
     if !missed.is_empty() {
-        eprintln!("{why}: {}", missed.join(", "));
+        let more = missed.len().saturating_sub(20);
+        let mut shown = missed.into_iter().take(20).collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            shown.push_str(&format!(" and {more} more"));
+        }
+        eprintln!("{why}: {shown}");
     }
 }
 
@@ -269,9 +319,17 @@ mod tests {
         assert_eq!(parse_ids("#4-#9"), Ok(Ids { first: 4, last: 9 }));
         assert_eq!(parse_ids("4-9"), Ok(Ids { first: 4, last: 9 }));
         assert_eq!(
-            expand(&[Ids { first: 4, last: 6 }, Ids { first: 5, last: 7 }]),
-            vec![4, 5, 6, 7]
+            expand(&[Ids { first: 4, last: 6 }, Ids { first: 5, last: 7 }]).ok(),
+            Some(vec![4, 5, 6, 7])
         );
+        let many = vec![
+            Ids {
+                first: 1,
+                last: 10_000
+            };
+            11
+        ];
+        assert!(expand(&many).is_err(), "110,000 ids in all");
         for bad in ["", "#", "x", "0", "-3", "4-", "9-4", "1-10001", "##4"] {
             assert!(parse_ids(bad).is_err(), "{bad:?} was taken");
         }

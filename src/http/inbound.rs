@@ -183,7 +183,7 @@ async fn relay(
         lead,
         answer,
         may_have_acted,
-        unrecorded,
+        ..
     } = match called {
         Ok(c) => c,
         Err(NotCalled::Paused { until, reason }) => {
@@ -222,16 +222,14 @@ async fn relay(
     let store = &*state.store;
     match answer {
         Ok(chat) => {
-            // Not recorded: the caller still gets the answer (not queued in the outbox).
-            let outbox = if unrecorded.is_some() {
-                None
-            } else {
-                match store.outbox_of_attempt(attempt_id).await {
-                    Ok(o) => o,
-                    Err(e) => {
-                        tracing::warn!(error = %e, attempt_id, "could not read the relay's outbox row back");
-                        None
-                    }
+            // Read back even when the record failed (`Called::unrecorded`): a commit whose
+            // acknowledgement was lost may have queued it. Not found: the caller still gets
+            // the answer.
+            let outbox = match store.outbox_of_attempt(attempt_id).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt_id, "could not read the relay's outbox row back");
+                    None
                 }
             };
             let lead_state = store

@@ -1,6 +1,6 @@
 //! The OpenAPI document, built from the handlers' annotations: served at
 //! `/v1/openapi.json` and kept in `docs/openapi.json` (a test fails when they differ;
-//! `UPDATE_OPENAPI=1 cargo test --test http_api openapi` rewrites the file).
+//! `UPDATE_OPENAPI=1 cargo test --test it http_api::openapi` rewrites the file).
 
 use super::{AppState, inbound, leads, outbox};
 use axum::response::IntoResponse;

@@ -11,7 +11,7 @@ use super::settle::{CallOutcome, Rules, Started, settle};
 use crate::config::OnUnknown;
 use crate::fluidtalk::{ActionResult, ChatRequest, ChatResult, Error as ApiError};
 use crate::plan::PlannedCall;
-use crate::store::{Action, Lead, NewAttempt, PauseScope, StoreError};
+use crate::store::{Action, Lead, NewAttempt, StoreError};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -92,20 +92,18 @@ impl Runner {
     pub async fn call_inbound(&self, inbound: Inbound) -> Result<Called, NotCalled> {
         let store = &*self.store;
         let now = self.clock.now();
-        // The stored pauses, read now (the relay answers at once when a person or another
-        // runner paused every call), and this runner's own holds.
+        // The stored pauses, read now: the relay answers at once when a person or another
+        // runner paused the calls it makes (`policy::scope_stops`: only `all`), and goes
+        // on as soon as `pause clear` lifted them. This runner's own holds are not
+        // consulted: one it could not store would outlast a `pause clear`.
         let pauses = store.pauses().await.map_err(NotCalled::Store)?;
-        self.holds.absorb(&pauses);
-        if self.holds.blocks(Action::Inbound, now) {
+        if let Some(p) = pauses
+            .iter()
+            .find(|p| p.until > now && crate::policy::scope_stops(p.scope, Action::Inbound))
+        {
             return Err(NotCalled::Paused {
-                until: self.holds.until(PauseScope::All),
-                reason: self
-                    .holds
-                    .held_now(now)
-                    .into_iter()
-                    .find(|h| h.scope == PauseScope::All)
-                    .map(|h| h.reason)
-                    .unwrap_or_default(),
+                until: p.until,
+                reason: p.reason.clone(),
             });
         }
         // A caller told to come back later is better than a call that starts after it

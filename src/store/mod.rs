@@ -190,13 +190,21 @@ pub async fn block_adding(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Lead, StoreError> {
     if store.get_lead(target).await?.is_none() {
+        // Added blocked, in one transaction: no runner ever sees the person as `new`. (A
+        // lead added meanwhile by someone else is blocked too if never worked, else below.)
         let mut session = store.begin_import(false).await?;
         let input = LeadInput {
             target: target.to_string(),
+            state: Some(crate::lead::LeadState::Blocked),
             ..Default::default()
         };
         session.upsert(vec![input], now).await?;
         session.finish(true).await?;
+        if let Some(lead) = store.get_lead(target).await?
+            && lead.state == crate::lead::LeadState::Blocked
+        {
+            return Ok(lead);
+        }
     }
     store
         .apply_user_action(target, UserAction::Block, now)

@@ -43,6 +43,11 @@ macro_rules! conformance {
 #[allow(unused_imports)]
 pub(crate) use conformance;
 
+/// Held by the tests that load the machine (several daemon or runner processes, chaos,
+/// storage faults, the HTTP flood) and by those that measure time under such load: one of
+/// them at a time in the test binary, the others run beside it as before.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub const TEST_KEY: &str = "ft_sk_test_7f3a9c1e5b2d";
 
 /// A simulator serving on a free loopback port for the life of the test's runtime.
@@ -225,7 +230,7 @@ fn futures_once(
 
 /// The binary under test: the one just built, or the one `FLUIDTALK_RUNNER_BIN` names (to
 /// show a regression test fails on an older build: `FLUIDTALK_RUNNER_BIN=old/fluidtalk-runner
-/// cargo test --test reliability`).
+/// cargo test --test it reliability::`).
 pub fn bin() -> std::process::Command {
     match std::env::var_os("FLUIDTALK_RUNNER_BIN") {
         Some(path) => std::process::Command::new(path),

@@ -9,7 +9,7 @@
 //! - `needs_review` holds at most `concurrency` leads per kill;
 //! - nothing is left in flight or leased, and every lead ends in a known state.
 //!
-//! CI runs a few kills per backend; `CHAOS_KILLS=40 cargo test --test chaos` runs more,
+//! CI runs a few kills per backend; `CHAOS_KILLS=40 cargo test --test it chaos::` runs more,
 //! and `CHAOS_SEED=N` repeats a run.
 
 use crate::common;
@@ -18,7 +18,7 @@ use common::campaign::{Campaign, finish, signal, text};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::common::HEAVY as SERIAL;
 
 const CONCURRENCY: usize = 4;
 const RUNNERS: usize = 3;

@@ -432,6 +432,18 @@ async fn the_outbox_lists_pending_text_and_acks_it_once() {
             .expect("finish");
     }
     assert!(env.run(&["leads", "block", "@d"]).status.success());
+    // With webhook delivery the daemon delivers: --all would drop what it has not sent.
+    let with_delivery = env.file(
+        "delivery.toml",
+        b"[delivery]\nwebhook_url = \"https://hooks.example.com/ft\"\nsecret_env = \"WEBHOOK_SECRET\"\n",
+    );
+    let out = env.run(&["--config", &with_delivery, "outbox", "ack", "--all"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("[delivery] is set"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = env.run(&["outbox", "ack", "--all"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "acked 2");
@@ -664,6 +676,31 @@ fn several_targets_are_blocked_and_unblocked_from_arguments_and_a_file() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(&format!("{bad}:2: ")), "{stderr}");
     assert!(stderr.contains("control character"), "{stderr}");
+    assert!(env.targets().is_empty(), "nothing was stored");
+
+    // A CSV row, a header with a comment, or an empty file: refused, never taken for targets.
+    for (name, bytes, want) in [
+        (
+            "csv.txt",
+            &b"@ok\n@ana,Ana Smith\n"[..],
+            ":2: \"@ana,Ana Smith\" is not one target",
+        ),
+        (
+            "comment.txt",
+            &b"# do not contact\n@ok\n"[..],
+            ":1: \"# do not contact\" is not one target",
+        ),
+        ("empty.txt", &b"\n\n"[..], "no targets"),
+    ] {
+        let f = env.file(name, bytes);
+        let out = env.run(&["leads", "block", "--file", &f]);
+        assert_eq!(out.status.code(), Some(3), "{name}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(want),
+            "{name}: {}",
+            text(&out.stderr)
+        );
+    }
     assert!(env.targets().is_empty(), "nothing was stored");
 
     // Arguments, then the file's lines (blank ones skipped), each once; unknown targets

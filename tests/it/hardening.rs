@@ -2,7 +2,7 @@
 //! that panicked or that `check` passed, leads stuck without a word, a lead file that made
 //! the runner read (and upload) any file or hang on a FIFO, and the smaller ones. Each test
 //! failed on main before issue 9 (`FLUIDTALK_RUNNER_BIN=old/fluidtalk-runner cargo test
-//! --test hardening` runs them against an older build).
+//! --test it hardening::` runs them against an older build).
 
 use crate::common;
 

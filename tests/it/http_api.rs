@@ -437,7 +437,7 @@ async fn the_openapi_document_is_the_one_checked_in() {
     let kept = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         kept == generated,
-        "docs/openapi.json differs from the API the code serves: run `UPDATE_OPENAPI=1 cargo test --test http_api openapi` and commit it"
+        "docs/openapi.json differs from the API the code serves: run `UPDATE_OPENAPI=1 cargo test --test it http_api::openapi` and commit it"
     );
     for path in [
         "/v1/leads",

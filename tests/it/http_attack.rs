@@ -18,7 +18,7 @@
 //! - One error shape and one target rule; `Host` checked with `public_url`.
 //! - Events honour `Idempotency-Key`.
 //!
-//! `FLUIDTALK_RUNNER_BIN=path/to/old/fluidtalk-runner cargo test --test http_attack` runs
+//! `FLUIDTALK_RUNNER_BIN=path/to/old/fluidtalk-runner cargo test --test it http_attack::` runs
 //! them against another build (each fails on the build before issue 20).
 
 use crate::common;
@@ -258,6 +258,7 @@ const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%S', 'now') || '.000000Z'";
 /// every time, within 2 s. The refusals are counted, and logged in one line, not thousands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_address_cannot_take_the_service_down() {
+    let _heavy = crate::common::HEAVY.lock().await;
     // The attacker's 2,100 sockets: raise this process's open-files limit to its hard limit
     // (a soft limit of 1,024 is common).
     let mut limit = libc::rlimit {
@@ -378,6 +379,7 @@ async fn one_address_cannot_take_the_service_down() {
 /// are closed after `[http]`'s timeouts, and counted.
 #[tokio::test]
 async fn silent_and_idle_connections_are_closed_after_their_time() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let c = campaign("[http]\nheader_timeout = \"1s\"\nidle_timeout = \"2s\"\n").await;
     let d = Daemon::start(&c, &[]).await;
     let limit = Duration::from_secs(8);

@@ -19,7 +19,7 @@ use std::process::Output;
 use std::time::Duration;
 
 /// One test at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::common::HEAVY as SERIAL;
 
 /// How long any one runner process may take before the test fails.
 const RUNNER_LIMIT: Duration = Duration::from_secs(120);

@@ -2,7 +2,7 @@
 //! simulator as a process and a real SQLite file: a step sent twice after block and
 //! unblock, answers lost on SIGTERM, a crash that sends a whole batch to review. Each test
 //! failed on main before issue 9 (run them against an old build with
-//! `FLUIDTALK_RUNNER_BIN=path/to/old/fluidtalk-runner cargo test --test reliability`).
+//! `FLUIDTALK_RUNNER_BIN=path/to/old/fluidtalk-runner cargo test --test it reliability::`).
 
 use crate::common;
 
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// One test at a time: each loads the machine with processes and timing.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::common::HEAVY as SERIAL;
 
 const OPENERS: &str =
     "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 * * * *\"\n";

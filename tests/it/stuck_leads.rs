@@ -10,7 +10,7 @@
 //! - `FLUIDTALK_CLOCK_OFFSET=300000years` panicked.
 //!
 //! Each test failed on the build before the fix (`FLUIDTALK_RUNNER_BIN=old/fluidtalk-runner
-//! cargo test --test stuck_leads` runs the process tests against another build).
+//! cargo test --test it stuck_leads::` runs the process tests against another build).
 
 use crate::common;
 
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// One process test at a time: each loads the machine with processes and timing.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::common::HEAVY as SERIAL;
 
 async fn calls_to(c: &Campaign, target: &str) -> usize {
     c.sim_log()
