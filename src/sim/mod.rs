@@ -126,6 +126,11 @@ impl Simulator {
         }
     }
 
+    /// How many API requests were answered so far.
+    pub fn requests(&self) -> usize {
+        self.lock().log.len()
+    }
+
     /// Every API request answered so far, in order.
     pub fn log(&self) -> Vec<LogEntry> {
         self.lock().log.clone()
