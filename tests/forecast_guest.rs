@@ -291,3 +291,33 @@ fn forecast_settings_have_defaults_and_ranges() {
         assert!(e.contains(expected), "{text}: {e}");
     }
 }
+
+/// The command stopped by SIGTERM mid-forecast: exit 7, nothing printed, and its scratch
+/// folder is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forecast_command_stopped_by_sigterm_removes_its_scratch_folder() {
+    let toml = "[limits]\nper_second = 1\n\n\
+                [[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 * * * * *\"\nmax_per_run = 1\n";
+    let c = Campaign::on_sqlite(&[], "", toml).await;
+    c.import((0..20_000).map(|i| format!("@s{i:05}"))).await;
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let mut cmd = c.command(&["forecast", "--days", "14"]);
+    cmd.env("TMPDIR", tmp.path());
+    let child = cmd.spawn().expect("forecast starts");
+    let pid = child.id().expect("running");
+    // Its scratch folder appears once the copy starts; the 20,000 calls take longer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while scratch_of(tmp.path(), pid).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no scratch folder");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&child, libc::SIGTERM);
+    let out = finish(child, Duration::from_secs(30)).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert!(
+        scratch_of(tmp.path(), pid).is_empty(),
+        "the scratch folder outlived the command"
+    );
+}

@@ -136,9 +136,24 @@ pub async fn run(config: &Config, args: ForecastArgs) -> Result<(), Failure> {
     )
     .map_err(|e| anyhow!("could not start the forecast's thread: {e}"))
     .exit_with(Exit::Failure)?;
-    let shown = show_progress(progress);
+    let shown = show_progress(progress.clone());
+    // SIGTERM or Ctrl-C cancels the forecast; its thread removes the scratch copy before
+    // it answers (`ForecastError::Cancelled`, exit 7).
+    let signal = super::signals::shutdown_signal();
+    let cancel = progress.cancel.clone();
+    let on_signal = tokio::spawn(async move {
+        signal.await;
+        cancel.cancel();
+    });
     let result = rx.await;
+    on_signal.abort();
     shown.finish_and_clear();
+    if let Ok(Err(ForecastError::Cancelled)) = result {
+        return Err(anyhow!(
+            "stopped before the forecast was done; its scratch copy is removed"
+        ))
+        .exit_with(Exit::Stopped);
+    }
     let f = result
         .map_err(|_| anyhow!("the forecast's thread ended without a result"))
         .exit_with(Exit::Failure)?
