@@ -53,6 +53,12 @@ async fn an_every_second_job_over_a_day_is_a_few_steps() {
     assert!((1..=3).contains(&calls), "{table}");
     // Each call's tick, the idle tick after it, and a few more: not one per second.
     assert!(steps <= 4 * calls + 4, "{steps} steps: {table}");
+    // Piped, the command shows no progress.
+    assert!(
+        !text(&out.stderr).contains("of the days"),
+        "{}",
+        text(&out.stderr)
+    );
     // Not a timing assertion (the steps above are): printed for the record.
     eprintln!("forecast --days 1, every-second jobs: {steps} steps, {calls} calls, {took:?}");
 }
@@ -320,4 +326,33 @@ async fn a_forecast_command_stopped_by_sigterm_removes_its_scratch_folder() {
         scratch_of(tmp.path(), pid).is_empty(),
         "the scratch folder outlived the command"
     );
+}
+
+/// On a terminal (a pseudo-terminal from `script`), the command draws its progress on
+/// stderr, then clears it and prints the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_terminal_the_forecast_command_shows_progress() {
+    let toml = "[limits]\nper_second = 1\n\n\
+                [[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 * * * * *\"\nmax_per_run = 1\n";
+    let c = Campaign::on_sqlite(&[], "", toml).await;
+    c.import((0..1_000).map(|i| format!("@t{i:05}"))).await;
+    let bin = std::env::var("FLUIDTALK_RUNNER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_fluidtalk-runner").to_string());
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &format!("{bin} forecast --days 1"), "/dev/null"])
+        .current_dir(c.dir.path())
+        .env("DATABASE_URL", &c.url)
+        .env("FLUIDTALK_LOG", "warn")
+        .env("TERM", "xterm")
+        .env_remove("FLUIDTALK_CLOCK_OFFSET")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("ends in time")
+        .expect("script runs");
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("of the days"), "no progress drawn: {shown}");
+    assert!(shown.contains("Simulated "), "no table: {shown}");
 }
