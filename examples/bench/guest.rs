@@ -22,7 +22,8 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-pub async fn guest(bin: &std::path::Path, leads: u64, table: &mut Table) {
+/// `budget`: `[forecast]` keys to set (`""`: the defaults).
+pub async fn guest(bin: &std::path::Path, leads: u64, budget: &str, table: &mut Table) {
     let sim = env::sim(Duration::ZERO).await;
     let db = Db::new("sqlite", None).await;
     db.fill(leads).await;
@@ -32,6 +33,7 @@ pub async fn guest(bin: &std::path::Path, leads: u64, table: &mut Table) {
         &campaign,
         format!(
             "[fluidtalk]\nbase_url = \"{sim}\"\n[limits]\nconcurrency = 8\nper_second = 50\n\
+             [forecast]\n{budget}\n\
              [[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"* * * * * *\"\n\
              [[job]]\nname = \"follow-ups\"\nkind = \"follow_up\"\nschedule = \"* * * * * *\"\nquiet_after = [\"1h\"]\nmax_follow_ups = 2\n"
         ),
@@ -101,6 +103,7 @@ pub async fn guest(bin: &std::path::Path, leads: u64, table: &mut Table) {
     let limit = Instant::now() + Duration::from_secs(600);
     let mut last_look = Instant::now();
     let mut ended_after = 0.0;
+    let mut calls = 0u64;
     while Instant::now() < limit {
         peak = peak.max(rss_mb(pid));
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -109,6 +112,12 @@ pub async fn guest(bin: &std::path::Path, leads: u64, table: &mut Table) {
             let html = page().await;
             if html.contains("forecast-over-budget") {
                 outcome = "past the budget: the page names the command";
+                calls = html
+                    .split(" simulated calls in ")
+                    .next()
+                    .and_then(|t| t.rsplit(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
                 ended_after = started.elapsed().as_secs_f64();
                 break;
             }
@@ -136,6 +145,11 @@ pub async fn guest(bin: &std::path::Path, leads: u64, table: &mut Table) {
         .count();
     table.row(vec![
         ("leads", leads.into()),
+        (
+            "budget",
+            if budget.is_empty() { "default" } else { budget }.into(),
+        ),
+        ("calls_simulated", calls.into()),
         ("idle_rss_mb", num(idle, 1)),
         ("peak_rss_during_forecast_mb", num(peak, 1)),
         ("growth_mb", num(peak - idle, 1)),

@@ -132,7 +132,12 @@ async fn main() {
                 let sizes: &[u64] = if quick { &[10_000] } else { &[10_000, 100_000] };
                 forecast::forecast(&bin, pg.as_deref(), sizes, forecast).await;
             }
-            "guest" => guest::guest(&bin, if quick { 20_000 } else { 150_000 }, guest).await,
+            "guest" => {
+                let leads = if quick { 20_000 } else { 150_000 };
+                // `FLUIDTALK_BENCH_FORECAST="max_calls = 5000"`: another budget than the default.
+                let budget = std::env::var("FLUIDTALK_BENCH_FORECAST").unwrap_or_default();
+                guest::guest(&bin, leads, &budget, guest).await
+            }
             _ => unreachable!(),
         }
     }

@@ -13,7 +13,7 @@ use crate::store::{SqliteStore, Store};
 use std::sync::Arc;
 
 /// Leads copied per read and write.
-const PAGE: u32 = 5_000;
+const PAGE: u32 = 500;
 
 /// How far back attempts are copied: the daily caps count today's calls, in any zone.
 const CAP_LOOKBACK: chrono::Duration = chrono::Duration::hours(48);
@@ -51,6 +51,8 @@ impl Scratch {
             ignore_rate: a.ignore_rate,
             seal_rate: a.seal_rate,
             seed: a.seed,
+            // Only the count is read (the budget, the progress).
+            keep_log: false,
             ..SimConfig::default()
         });
         let mut leads = 0u64;
