@@ -75,7 +75,7 @@ fn scratch_of(dir: &Path, pid: u32) -> Vec<PathBuf> {
 }
 
 /// A dashboard session on the daemon at `base`.
-async fn session(http: &reqwest::Client, base: &str, token: &str) -> String {
+async fn session(base: &str, token: &str) -> String {
     let r = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -91,7 +91,6 @@ async fn session(http: &reqwest::Client, base: &str, token: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .expect("a session cookie")
         .to_string();
-    let _ = http;
     cookie.split(';').next().expect("name=value").to_string()
 }
 
@@ -175,7 +174,7 @@ async fn the_daemons_forecast_runs_once_stops_with_it_and_cleans_up() {
     fluidtalk_runner::fluidtalk::install_crypto_provider();
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
-    let cookie = session(&http, &base, TOKEN).await;
+    let cookie = session(&base, TOKEN).await;
     // Two pages at once, then a third: one forecast.
     let (a, b) = tokio::join!(page(&http, &base, &cookie), page(&http, &base, &cookie));
     for html in [&a, &b] {

@@ -1,8 +1,10 @@
 //! The dashboard's forecast as a guest in the daemon: the daemon's RSS idle and while its
 //! dashboard forecasts a large campaign (150,000 leads, an opener and a follow-up job
 //! firing every second, as in issue 19) on the default `[forecast]` budget, read from
-//! `/proc/PID/status` every 50 ms; how the forecast ended (past its budget, or done) and
-//! when; and how long a SIGTERM during it takes.
+//! `/proc/PID/status` every 50 ms; how the forecast ended (past its budget, or done),
+//! when, and after how many simulated calls; then how long the daemon's stop on SIGTERM
+//! takes and whether a scratch folder is left (the stop during a forecast is tested in
+//! `tests/forecast_guest.rs`).
 
 use crate::env::{self, Db};
 use crate::report::{Table, num};
@@ -128,7 +130,7 @@ pub async fn guest(bin: &std::path::Path, leads: u64, budget: &str, table: &mut 
             }
         }
     }
-    // A second forecast, stopped by SIGTERM halfway: how long the stop takes.
+    // The daemon's stop: how long it takes, and that nothing is left behind.
     let stop_at = Instant::now();
     // SAFETY: sends SIGTERM to the child started above.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
