@@ -195,6 +195,34 @@ impl Daemon {
         }
     }
 
+    /// Fires `job` next at its first scheduled time at or after `at` (the forecast sends a
+    /// job with nothing to do ahead to when it could have work), if that is later.
+    pub fn defer(&self, job: &str, at: DateTime<Utc>) {
+        for slot in self.slots.iter().filter(|s| s.job.name == job) {
+            let mut next = slot.next.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(current) = *next else { continue };
+            // `next_after` is strictly after whole seconds: a second before is "at or after".
+            let later = slot
+                .job
+                .schedule
+                .next_after(at - chrono::Duration::nanoseconds(1));
+            if later.is_none_or(|t| t > current) {
+                *next = later;
+            }
+        }
+    }
+
+    /// Fires `job` next at its first scheduled time after `now`, undoing `defer` (a
+    /// retired job stays retired).
+    pub fn resume(&self, job: &str, now: DateTime<Utc>) {
+        for slot in self.slots.iter().filter(|s| s.job.name == job) {
+            let mut next = slot.next.lock().unwrap_or_else(|p| p.into_inner());
+            if next.is_some() {
+                *next = slot.job.schedule.next_after(now);
+            }
+        }
+    }
+
     /// For each of `jobs` whose next fire time passed while its run was going (a run
     /// awaited in virtual time), the next one after `now`: the live daemon skips a tick
     /// that comes during the job's own run.

@@ -13,11 +13,14 @@
 //! 10,000, 1,000,000 and 10,000,000 leads; a dry run over 1,000,000 due leads), `import`
 //! (`leads import` of 1,000,000 rows), `memory` (the runner's peak RSS at 100,000 leads,
 //! the idle daemon's RSS and CPU over a minute), `forecast` (`forecast --days 14` over
-//! 10,000 and 100,000 leads). Without `TEST_DATABASE_URL` the PostgreSQL
+//! 10,000 and 100,000 leads), `guest` (a daemon's RSS idle and during its dashboard's
+//! forecast of 150,000 leads with every-second jobs, on the default `[forecast]` budget).
+//! Without `TEST_DATABASE_URL` the PostgreSQL
 //! rows are left out (and the output says so).
 
 mod env;
 mod forecast;
+mod guest;
 mod python;
 mod report;
 mod runs;
@@ -38,6 +41,7 @@ async fn main() {
         "import",
         "memory",
         "forecast",
+        "guest",
     ];
     let chosen: Vec<&str> = all
         .iter()
@@ -73,8 +77,21 @@ async fn main() {
             "forecast",
             "`forecast --days 14` (the runner in virtual time, 50 calls/s, a cap of 5 % of the leads a day)",
         ),
+        Table::new(
+            "guest",
+            "The daemon's RSS idle and during its dashboard's forecast (every-second jobs, default [forecast] budget)",
+        ),
     ];
-    let [throughput, python, planning, dry, import, memory, forecast] = &mut tables;
+    let [
+        throughput,
+        python,
+        planning,
+        dry,
+        import,
+        memory,
+        forecast,
+        guest,
+    ] = &mut tables;
     if pg.is_none() {
         throughput.note("TEST_DATABASE_URL is not set: no PostgreSQL rows.".into());
     }
@@ -114,6 +131,12 @@ async fn main() {
             "forecast" => {
                 let sizes: &[u64] = if quick { &[10_000] } else { &[10_000, 100_000] };
                 forecast::forecast(&bin, pg.as_deref(), sizes, forecast).await;
+            }
+            "guest" => {
+                let leads = if quick { 20_000 } else { 150_000 };
+                // `FLUIDTALK_BENCH_FORECAST="max_calls = 5000"`: another budget than the default.
+                let budget = std::env::var("FLUIDTALK_BENCH_FORECAST").unwrap_or_default();
+                guest::guest(&bin, leads, &budget, guest).await
             }
             _ => unreachable!(),
         }

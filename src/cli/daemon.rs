@@ -138,6 +138,8 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
     if listen.is_some() {
         open_files_for(config.http.max_connections);
     }
+    // Scratch folders of forecasts whose process was killed before it could remove them.
+    crate::forecast::clean_stale_scratch();
     let runner_id = crate::runner::runner_id();
     let clock = crate::clock::from_env()
         .map_err(|e| anyhow!(e))

@@ -1,11 +1,13 @@
 //! `fluidtalk-runner forecast [--days 14] [--from TIME] [--zone ZONE] [--json]` and the
 //! assumptions (`--reply-rate`, `--ignore-rate`, `--seal-rate`, `--seed`, `--tokens`): the
-//! days ahead, one row per day. Reads the database only; no API call, no key.
+//! days ahead, one row per day. Reads the database only; no API call, no key. No budget
+//! (the dashboard's `[forecast]` budget does not apply here); on a terminal it shows its
+//! progress on stderr.
 
 use super::sim::parse_rate;
 use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
-use crate::forecast::{Assumptions, Day, Forecast, ForecastError, Options};
+use crate::forecast::{Assumptions, Budget, Day, Forecast, ForecastError, Options, Progress};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -44,6 +46,46 @@ pub struct ForecastArgs {
     json: bool,
 }
 
+/// How often the progress bar is redrawn.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A progress bar on stderr (the days simulated, the calls so far) while the forecast
+/// runs, if stderr is a terminal; hidden otherwise, so a pipe or a log gets only the
+/// result.
+fn show_progress(progress: std::sync::Arc<Progress>) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    if bar.is_hidden() {
+        return bar;
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} forecast [{bar:30}] {percent:>3}% of the days {msg} ({elapsed})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message("copying the leads");
+    let shown = bar.clone();
+    tokio::spawn(async move {
+        while !shown.is_finished() {
+            let (done, total) = progress.seconds();
+            if total > 0 {
+                shown.set_length(total);
+                shown.set_position(done);
+                shown.set_message(format!("{} simulated calls", progress.calls()));
+            }
+            shown.tick();
+            tokio::time::sleep(PROGRESS_EVERY).await;
+        }
+    });
+    bar
+}
+
 fn parse_zone(s: &str) -> Result<Tz, String> {
     s.parse::<Tz>()
         .map_err(|_| format!("{s:?} is not an IANA time zone (e.g. Europe/Berlin, UTC)"))
@@ -80,10 +122,39 @@ pub async fn run(config: &Config, args: ForecastArgs) -> Result<(), Failure> {
             tokens: args.tokens,
         },
     };
+    // Scratch folders of earlier forecasts killed before they could remove them.
+    crate::forecast::clean_stale_scratch();
     // On a runtime of its own (one thread, so concurrent runs interleave the same way
     // each time), over its own read-only connection.
-    let f = crate::forecast::in_background(config.database_url(), config.clone(), opts)
-        .await
+    let progress = std::sync::Arc::new(Progress::default());
+    let (_thread, rx) = crate::forecast::spawn(
+        config.database_url(),
+        config.clone(),
+        opts,
+        Budget::UNLIMITED,
+        progress.clone(),
+    )
+    .map_err(|e| anyhow!("could not start the forecast's thread: {e}"))
+    .exit_with(Exit::Failure)?;
+    let shown = show_progress(progress.clone());
+    // SIGTERM or Ctrl-C cancels the forecast; its thread removes the scratch copy before
+    // it answers (`ForecastError::Cancelled`, exit 7).
+    let signal = super::signals::shutdown_signal();
+    let cancel = progress.cancel.clone();
+    let on_signal = tokio::spawn(async move {
+        signal.await;
+        cancel.cancel();
+    });
+    let result = rx.await;
+    on_signal.abort();
+    shown.finish_and_clear();
+    if let Ok(Err(ForecastError::Cancelled)) = result {
+        return Err(anyhow!(
+            "stopped before the forecast was done; its scratch copy is removed"
+        ))
+        .exit_with(Exit::Stopped);
+    }
+    let f = result
         .map_err(|_| anyhow!("the forecast's thread ended without a result"))
         .exit_with(Exit::Failure)?
         .map_err(|e| match e {
@@ -201,6 +272,10 @@ pub fn table(f: &Forecast) -> String {
         Some((date, why)) => out.push_str(&format!("First bottleneck: {date}: {why}.\n")),
         None => out.push_str("No cap, window or pause leaves due leads waiting at a day's end.\n"),
     }
+    out.push_str(&format!(
+        "Simulated {} call(s) in {} step(s) of the virtual clock.\n",
+        f.calls, f.steps
+    ));
     out
 }
 

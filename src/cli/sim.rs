@@ -82,6 +82,7 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         rate_limit: args.rate_limit,
         seed: args.seed,
         api_key,
+        keep_log: true,
     };
     let listener = tokio::net::TcpListener::bind(args.listen.as_str())
         .await

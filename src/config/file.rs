@@ -3,8 +3,8 @@
 //! ranges that must not cross, unique job names, the image folder on disk.
 
 use super::fields::{
-    BackoffDur, BaseUrl, Count, DatabaseUrl, Days, HhMm, JobName, Kind, PerSecond, QuietAfter,
-    TimeoutDur, Zone,
+    BackoffDur, BaseUrl, Count, DatabaseUrl, Days, ForecastCalls, ForecastTimeDur, HhMm, JobName,
+    Kind, PerSecond, QuietAfter, TimeoutDur, Zone,
 };
 use super::{
     ApiSettings, Backoff, Config, ConfigError, Job, JobKind, Limits, OnUnknown, SendWindow, locate,
@@ -33,6 +33,8 @@ struct File {
     #[serde(default)]
     http: super::http::RawHttp,
     delivery: Option<Spanned<super::delivery::RawDelivery>>,
+    #[serde(default)]
+    forecast: RawForecast,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
 }
@@ -57,6 +59,13 @@ struct Database {
 struct RawLimits {
     concurrency: Option<Count<1, 1024>>,
     per_second: Option<PerSecond>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawForecast {
+    max_calls: Option<ForecastCalls>,
+    max_time: Option<ForecastTimeDur>,
 }
 
 #[derive(Deserialize, Default)]
@@ -259,6 +268,16 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             .as_ref()
             .map(|d| super::delivery::check(path, text, d))
             .transpose()?,
+        forecast: super::ForecastSettings {
+            max_calls: raw
+                .forecast
+                .max_calls
+                .map_or(super::DEFAULT_FORECAST_CALLS, |n| u64::from(n.0)),
+            max_time: raw
+                .forecast
+                .max_time
+                .map_or(super::DEFAULT_FORECAST_TIME, |d| d.0),
+        },
         jobs,
     })
 }

@@ -115,7 +115,34 @@ pub struct Config {
     pub http: HttpSettings,
     /// `[delivery]`: the outbox's webhook, if the file sets one.
     pub delivery: Option<Delivery>,
+    /// `[forecast]`: the dashboard's forecast budget.
+    pub forecast: ForecastSettings,
     pub jobs: Vec<Job>,
+}
+
+/// `[forecast]`: how far the daemon's dashboard may take its forecast (the `forecast`
+/// command has no budget). Past either bound the forecast stops and the dashboard says
+/// so, naming the command.
+#[derive(Debug, Clone, Copy)]
+pub struct ForecastSettings {
+    /// Simulated API calls (default `DEFAULT_FORECAST_CALLS`).
+    pub max_calls: u64,
+    /// Wall time (default `DEFAULT_FORECAST_TIME`).
+    pub max_time: Duration,
+}
+
+/// `[forecast] max_calls` when not set.
+pub const DEFAULT_FORECAST_CALLS: u64 = 50_000;
+/// `[forecast] max_time` when not set.
+pub const DEFAULT_FORECAST_TIME: Duration = Duration::from_secs(60);
+
+impl Default for ForecastSettings {
+    fn default() -> Self {
+        ForecastSettings {
+            max_calls: DEFAULT_FORECAST_CALLS,
+            max_time: DEFAULT_FORECAST_TIME,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +281,10 @@ pub const BACKOFF_RANGE: (Duration, Duration) =
 pub const QUIET_RANGE: (Duration, Duration) = (Duration::from_secs(60), YEAR);
 /// `[delivery] max_age`: long enough for a few tries, short enough to notice.
 pub const MAX_AGE_RANGE: (Duration, Duration) = (Duration::from_secs(60), DAY.saturating_mul(365));
+/// `[forecast] max_time`.
+pub const FORECAST_TIME_RANGE: (Duration, Duration) = (SECOND, DAY);
+/// `[forecast] max_calls`.
+pub const FORECAST_CALLS_RANGE: (u32, u32) = (1, 10_000_000);
 /// `[limits] per_second`.
 pub const PER_SECOND_RANGE: (f64, f64) = (0.01, 100_000.0);
 

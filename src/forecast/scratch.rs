@@ -1,5 +1,9 @@
 //! The forecast's sandbox: a scratch SQLite file holding a copy of the campaign's working
 //! set, and the built-in simulator standing in for the API. Both go away with `Scratch`.
+//!
+//! The scratch folder is `fluidtalk-forecast-<pid>-<random>` in the temporary folder
+//! (`TMPDIR`, else `/tmp`): a process killed before it could remove its own leaves one
+//! that `clean_stale_scratch` finds by its process id and removes at the next start.
 
 use super::{ForecastError, Options};
 use crate::config::Config;
@@ -9,7 +13,7 @@ use crate::store::{SqliteStore, Store};
 use std::sync::Arc;
 
 /// Leads copied per read and write.
-const PAGE: u32 = 5_000;
+const PAGE: u32 = 500;
 
 /// How far back attempts are copied: the daily caps count today's calls, in any zone.
 const CAP_LOOKBACK: chrono::Duration = chrono::Duration::hours(48);
@@ -17,6 +21,7 @@ const CAP_LOOKBACK: chrono::Duration = chrono::Duration::hours(48);
 pub(super) struct Scratch {
     pub store: Arc<dyn Store>,
     pub sim_url: String,
+    pub sim: Simulator,
     /// Leads copied.
     pub leads: u64,
     /// The last attempt id copied: the forecast's own attempts come after it.
@@ -34,7 +39,7 @@ impl Scratch {
     ) -> Result<Self, ForecastError> {
         let setup = |what: &str, e: std::io::Error| ForecastError::Setup(format!("{what}: {e}"));
         let dir = tempfile::Builder::new()
-            .prefix("fluidtalk-forecast-")
+            .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(|e| setup("creating a scratch directory", e))?;
         let url = format!("sqlite://{}", dir.path().join("forecast.db").display());
@@ -46,6 +51,8 @@ impl Scratch {
             ignore_rate: a.ignore_rate,
             seal_rate: a.seal_rate,
             seed: a.seed,
+            // Only the count is read (the budget, the progress).
+            keep_log: false,
             ..SimConfig::default()
         });
         let mut leads = 0u64;
@@ -97,6 +104,7 @@ impl Scratch {
         Ok(Scratch {
             store,
             sim_url: format!("http://{addr}"),
+            sim,
             leads,
             last_attempt,
             _dir: dir,
@@ -116,4 +124,57 @@ fn in_conversation(l: &crate::store::Lead) -> bool {
     l.session_id.is_some()
         || l.last_contact_at.is_some()
         || matches!(l.state, LeadState::Contacted | LeadState::Exhausted)
+}
+
+/// The start of every forecast scratch folder's name in the temporary folder.
+pub const SCRATCH_PREFIX: &str = "fluidtalk-forecast-";
+
+/// A scratch folder whose process cannot be told (a name without a process id, or a
+/// process id reused by another process) is removed once it is this old.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes the forecast scratch folders in the temporary folder that earlier processes
+/// left (killed, or stopped before their forecast could clean up): those whose process
+/// is gone, and any older than a day. Another live process's folder stays. Returns how
+/// many were removed.
+pub fn clean_stale_scratch() -> usize {
+    let dir = std::env::temp_dir();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let own = std::process::id();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)) else {
+            continue;
+        };
+        let pid = rest
+            .split_once('-')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if pid == Some(own) {
+            continue;
+        }
+        let gone = pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists());
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= STALE_AFTER);
+        if !(gone || old) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                removed += 1;
+                tracing::info!(path = %path.display(), "removed a forecast scratch folder an earlier process left");
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove a stale forecast scratch folder")
+            }
+        }
+    }
+    removed
 }

@@ -135,14 +135,16 @@ impl Tally {
         self.days.iter().position(|d| d.date == date)
     }
 
-    /// Counts the calls made since the last look, and draws the leads' replies.
+    /// Counts the calls made since the last look, and draws the leads' replies; returns
+    /// how many replies it recorded.
     pub async fn answers(
         &mut self,
         store: &dyn Store,
         a: &Assumptions,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let mut new_402 = false;
+        let mut replies = 0;
         loop {
             let page = store.attempts_after(self.last_attempt, PAGE).await?;
             let Some(last) = page.last() else { break };
@@ -187,7 +189,10 @@ impl Tally {
                 {
                     let at = t.finished_at.unwrap_or(now);
                     match store.record_reply(&of.target, at, now).await {
-                        Ok(_) => day.replies += 1,
+                        Ok(_) => {
+                            day.replies += 1;
+                            replies += 1;
+                        }
                         Err(StoreError::Refused(_) | StoreError::NotFound(_)) => {}
                         Err(e) => return Err(e),
                     }
@@ -220,7 +225,7 @@ impl Tally {
                 self.windowed.entry(i).or_default().push(run.job.clone());
             }
         }
-        Ok(())
+        Ok(replies)
     }
 
     /// What stands at the end of day `i` (read at `now`: later than the day's end when a

@@ -88,6 +88,9 @@ pub struct AppState {
     /// The campaign's database, for the dashboard's forecast, which reads it on a
     /// connection of its own (`None`: the dashboard shows no forecast).
     pub database_url: Option<String>,
+    /// The dashboard's forecast: one at a time, on `[forecast]`'s budget, cancelled when
+    /// the server stops (`serve_with`).
+    pub forecasts: Arc<crate::forecast::Guest>,
     /// Wrong tokens per client address (`[http] auth_failures_per_minute`).
     pub(crate) throttle: Arc<throttle::Throttle>,
     /// How the service is reached (`[http] public_url`, TLS).
@@ -111,6 +114,7 @@ impl AppState {
             ready: Arc::default(),
             dashboard: Arc::default(),
             database_url: None,
+            forecasts: Arc::default(),
             throttle,
             site,
         }
@@ -177,5 +181,27 @@ pub async fn serve_with(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let http = state.config.http.clone();
-    serve::serve(listener, router(state), &http, tls.map(|t| t.0), stop).await
+    let forecasts = state.forecasts.clone();
+    // The forecast is cancelled as the stop begins, not once requests have drained.
+    let ended = CancellationToken::new();
+    let cancel = {
+        let (stop, ended) = (stop.clone(), ended.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = ended.cancelled() => {}
+            }
+            forecasts.stop(FORECAST_STOP).await
+        })
+    };
+    let served = serve::serve(listener, router(state), &http, tls.map(|t| t.0), stop).await;
+    ended.cancel();
+    if let Ok(false) = cancel.await {
+        tracing::warn!("the dashboard's forecast was still running when the server stopped");
+    }
+    served
 }
+
+/// How long a stop waits for the dashboard's forecast to end (it is cancelled at its next
+/// await: a statement of its scratch database or a simulated call).
+const FORECAST_STOP: std::time::Duration = std::time::Duration::from_secs(10);

@@ -57,6 +57,9 @@ pub struct SimConfig {
     pub seed: u64,
     /// The only key accepted; `None` accepts any non-empty key.
     pub api_key: Option<ApiKey>,
+    /// Keep every request in the log (`log`, `/_sim/log`); without it only their count
+    /// is kept (the forecast, whose memory must not grow with its calls).
+    pub keep_log: bool,
 }
 
 /// 429 bursts: requests are numbered from 0; those with `n % every < burst` get a 429 with
@@ -106,6 +109,7 @@ impl Default for SimConfig {
             rate_limit: None,
             seed: 0,
             api_key: None,
+            keep_log: true,
         }
     }
 }
@@ -124,6 +128,11 @@ impl Simulator {
             config: Arc::new(config),
             state: Arc::new(Mutex::new(state)),
         }
+    }
+
+    /// How many API requests were answered so far.
+    pub fn requests(&self) -> usize {
+        self.lock().requests as usize
     }
 
     /// Every API request answered so far, in order.
@@ -220,7 +229,7 @@ impl Simulator {
             logged.action = fields.get("action").unwrap_or(&logged.action).to_string();
             logged.target = fields.get("target").unwrap_or_default().to_string();
             if let Some(limit) = config.rate_limit {
-                let n = self.lock().log.len() as u64;
+                let n = self.lock().requests;
                 if n % limit.every < limit.burst {
                     return Err(Reply::detail(
                         StatusCode::TOO_MANY_REQUESTS,

@@ -55,6 +55,9 @@ pub(super) struct SimState {
     next_session: u64,
     uploads: u64,
     pub(super) log: Vec<LogEntry>,
+    /// Requests answered, logged or not.
+    pub(super) requests: u64,
+    keep_log: bool,
 }
 
 /// An answer: a status and a JSON body. Small, so it can be an `Err` as well as an `Ok`.
@@ -109,6 +112,8 @@ impl SimState {
             next_session: 0,
             uploads: 0,
             log: Vec::new(),
+            requests: 0,
+            keep_log: config.keep_log,
         }
     }
 
@@ -129,7 +134,11 @@ impl SimState {
         status: u16,
         dropped: bool,
     ) {
-        let seq = self.log.len() as u64 + 1;
+        self.requests += 1;
+        if !self.keep_log {
+            return;
+        }
+        let seq = self.requests;
         self.log.push(LogEntry {
             seq,
             path: path.to_string(),
@@ -150,7 +159,7 @@ impl SimState {
             tokens_left: self.tokens,
             conversations: self.conversations.len(),
             sealed: self.conversations.values().filter(|c| c.sealed).count(),
-            requests: self.log.len(),
+            requests: self.requests as usize,
         }
     }
 

@@ -25,6 +25,7 @@ mod delivery_store;
 mod field_limits;
 mod forecast;
 mod forecast_assumptions;
+mod forecast_guest;
 mod fuzz_corpus;
 mod hardening;
 mod http_api;

@@ -1,11 +1,13 @@
 //! The dashboard's forecast of the next 14 days: `forecast::in_background` over the
 //! campaign's database with the command's default assumptions (every call answered, no
 //! replies, unlimited tokens), kept for `KEEP_SECS` on the runner's clock. One forecast
-//! runs at a time; a page waits for it up to `WAIT`, then shows the last one (or says it
-//! is being computed) and the page's next update shows the new one.
+//! runs at a time (`AppState::forecasts`, a `forecast::Guest`): a page waits for it up to
+//! `WAIT`, then shows the last one (or how far the running one has got) and the page's
+//! next update shows the new one. It runs on `[forecast]`'s budget; past it the page says
+//! so and names the command that computes the whole forecast, and shows no numbers.
 
 use super::chart::{Day, Series};
-use crate::forecast::{Assumptions, Forecast, Options};
+use crate::forecast::{Assumptions, Budget, Forecast, ForecastError, Options};
 use crate::http::AppState;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -22,12 +24,31 @@ const WAIT: Duration = Duration::from_secs(5);
 pub const DAYS: u32 = 14;
 
 /// A forecast, or why there is none, and the instant it starts from.
-pub type Outcome = Arc<(DateTime<Utc>, Result<Forecast, String>)>;
+pub type Outcome = Arc<(DateTime<Utc>, Result<Forecast, Failed>)>;
+
+/// Why the page shows no forecast.
+#[derive(Debug)]
+pub enum Failed {
+    /// Past `[forecast]`'s budget: the whole text to show.
+    OverBudget(String),
+    Other(String),
+}
+
+/// The command that computes the whole forecast the dashboard shows.
+pub fn command() -> String {
+    format!("fluidtalk-runner forecast --days {DAYS}")
+}
+
+/// How far the running forecast has got: virtual seconds done and in all, calls simulated.
+pub struct Computing {
+    pub seconds: (u64, u64),
+    pub calls: u64,
+}
 
 /// What the page shows.
 pub enum Shown {
     Ready(Outcome),
-    Computing,
+    Computing(Option<Computing>),
     /// The server was started without the database's URL (see `AppState::database_url`).
     Unavailable,
 }
@@ -50,28 +71,72 @@ pub async fn current(state: &AppState) -> Shown {
             zone,
             assumptions: Assumptions::default(),
         };
-        let rx = crate::forecast::in_background(url, (*state.config).clone(), opts);
-        let kept = cache.clone();
-        let clock = state.clock.clone();
-        let done = tokio::spawn(async move {
-            let result = match rx.await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err("the forecast's thread ended without a result".into()),
-            };
-            if let Err(e) = &result {
-                tracing::warn!(error = %e, "the dashboard's forecast failed");
+        let budget = Budget::of(&state.config);
+        match state
+            .forecasts
+            .start(url, (*state.config).clone(), opts, budget)
+        {
+            Some(rx) => {
+                let kept = cache.clone();
+                let clock = state.clock.clone();
+                let done = tokio::spawn(async move {
+                    let result = match rx.await {
+                        Ok(Ok(f)) => Ok(f),
+                        Ok(Err(ForecastError::Cancelled)) | Err(_) => {
+                            // Stopping: nothing to keep, nothing to start again.
+                            kept.forecasting.store(false, Ordering::SeqCst);
+                            return;
+                        }
+                        Ok(Err(e @ ForecastError::OverBudget { .. })) => {
+                            tracing::info!(error = %e, "the dashboard's forecast went past its budget");
+                            Err(Failed::OverBudget(over_budget(&e)))
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "the dashboard's forecast failed");
+                            Err(Failed::Other(e.to_string()))
+                        }
+                    };
+                    // Kept from when it is ready: a forecast that took long is not stale
+                    // at once.
+                    kept.forecast.keep(clock.now(), Arc::new((now, result)));
+                    kept.forecasting.store(false, Ordering::SeqCst);
+                });
+                // A small campaign's forecast is ready at once; a big one shows on a
+                // later update.
+                let _ = tokio::time::timeout(WAIT, done).await;
             }
-            // Kept from when it is ready: a forecast that took long is not stale at once.
-            kept.forecast.keep(clock.now(), Arc::new((now, result)));
-            kept.forecasting.store(false, Ordering::SeqCst);
-        });
-        // A small campaign's forecast is ready at once; a big one shows on a later update.
-        let _ = tokio::time::timeout(WAIT, done).await;
+            // One is running already (or the server is stopping): its state is shown.
+            None => cache.forecasting.store(false, Ordering::SeqCst),
+        }
     }
     match cache.forecast.any() {
         Some(f) => Shown::Ready(f),
-        None => Shown::Computing,
+        None => Shown::Computing(state.forecasts.running().map(|p| Computing {
+            seconds: p.seconds(),
+            calls: p.calls(),
+        })),
     }
+}
+
+/// The page's text for a forecast past its budget: what stopped it and the command.
+fn over_budget(e: &ForecastError) -> String {
+    let ForecastError::OverBudget {
+        calls,
+        elapsed,
+        budget,
+    } = e
+    else {
+        return e.to_string();
+    };
+    format!(
+        "This campaign's forecast is larger than the dashboard's budget ({}): it was stopped \
+         after {calls} simulated calls in {:.0} s, so no numbers are shown rather than part of \
+         them. Run `{}` for the whole forecast; the budget is set in the campaign file's \
+         [forecast] section.",
+        crate::forecast::describe(budget),
+        elapsed.as_secs_f64(),
+        command()
+    )
 }
 
 fn series() -> [Series<'static>; 3] {
@@ -101,10 +166,18 @@ pub fn section(shown: &Shown) -> Markup {
             h2 #forecast { "Forecast" }
             @match shown {
                 Shown::Unavailable => p { "This server was started without the database's URL: no forecast." }
-                Shown::Computing => p.muted { "The forecast is being computed; the page shows it when it is ready." }
+                Shown::Computing(progress) => p.muted {
+                    "The forecast is being computed; the page shows it when it is ready."
+                    @if let Some(c) = progress {
+                        @let (done, total) = c.seconds;
+                        " " (done * 100 / total.max(1)) "% of the " (DAYS) " days simulated, "
+                        (c.calls) " calls so far."
+                    }
+                }
                 Shown::Ready(outcome) => {
                     @match &outcome.1 {
-                        Err(e) => p.muted { "The forecast could not be computed: " (e) }
+                        Err(Failed::OverBudget(text)) => p #forecast-over-budget { (text) }
+                        Err(Failed::Other(e)) => p.muted { "The forecast could not be computed: " (e) }
                         Ok(f) => (chart(f, outcome.0))
                     }
                 }
