@@ -9,7 +9,8 @@
 //! `line L, column C: KEY: what toml says`.
 
 use super::{
-    BACKOFF_RANGE, MAX_AGE_RANGE, OnUnknown, PER_SECOND_RANGE, QUIET_RANGE, TIMEOUT_RANGE,
+    BACKOFF_RANGE, MAX_AGE_RANGE, OnUnknown, PER_SECOND_RANGE, QUIET_RANGE, RETENTION_RANGE,
+    TIMEOUT_RANGE,
 };
 use chrono::{NaiveTime, Weekday};
 use chrono_tz::Tz;
@@ -51,6 +52,8 @@ pub type TimeoutDur = Dur<{ ms(TIMEOUT_RANGE.0) }, { ms(TIMEOUT_RANGE.1) }>;
 pub type BackoffDur = Dur<{ ms(BACKOFF_RANGE.0) }, { ms(BACKOFF_RANGE.1) }>;
 /// A follow-up job's `quiet_after` steps.
 pub type QuietDur = Dur<{ ms(QUIET_RANGE.0) }, { ms(QUIET_RANGE.1) }>;
+/// `[retention]` durations.
+pub type RetentionDur = Dur<{ ms(RETENTION_RANGE.0) }, { ms(RETENTION_RANGE.1) }>;
 /// `[delivery] max_age`.
 pub type MaxAgeDur = Dur<{ ms(MAX_AGE_RANGE.0) }, { ms(MAX_AGE_RANGE.1) }>;
 
