@@ -47,7 +47,7 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<(), Failure> {
             .await
             .map_err(store_failure)?;
         let free = store.reclaim_space(u32::MAX).await.map_err(store_failure)?;
-        (p, Some(free))
+        (p, (store.backend() == "sqlite").then_some(free))
     };
     if args.json {
         let cutoffs: serde_json::Map<String, serde_json::Value> = PruneTable::ALL
