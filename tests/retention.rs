@@ -44,14 +44,24 @@ fn retention_settings_have_defaults_and_ranges_and_errors_name_the_key() {
             attempts: day * 365,
         }
     );
-    let c = parse("[retention]\nruns = \"1h\"\noutbox = \"100years\"\nevents = \"7d\"\nattempts = \"2y\"\n")
-        .expect("in range");
+    let c = parse(
+        "[retention]\nruns = \"1h\"\noutbox = \"100years\"\nevents = \"7d\"\nattempts = \"2y\"\n",
+    )
+    .expect("in range");
     assert_eq!(c.retention.runs, std::time::Duration::from_secs(3600));
     assert_eq!(c.retention.events, day * 7);
     for (text, key, expected) in [
         ("[retention]\nruns = \"59m\"\n", "runs", "out of range"),
-        ("[retention]\noutbox = \"101years\"\n", "outbox", "out of range"),
-        ("[retention]\nevents = \"soon\"\n", "events", "not a duration"),
+        (
+            "[retention]\noutbox = \"101years\"\n",
+            "outbox",
+            "out of range",
+        ),
+        (
+            "[retention]\nevents = \"soon\"\n",
+            "events",
+            "not a duration",
+        ),
         ("[retention]\nattempts = 30\n", "attempts", "invalid type"),
         ("[retention]\nticks = \"1d\"\n", "ticks", "unknown field"),
     ] {
@@ -144,7 +154,11 @@ async fn prune_statements_are_bounded_and_remove_only_old_finished_rows(db: Test
     assert_eq!(would.rows["ticks"], 2500);
     assert_eq!(would.rows["job_runs"], 2500);
     assert_eq!(would.rows["events"], 2, "old sent and dropped, not queued");
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM ticks").await, 2510, "a dry run removes nothing");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM ticks").await,
+        2510,
+        "a dry run removes nothing"
+    );
     // One statement removes at most PRUNE_BATCH rows, whatever it is asked.
     let cut = retention::cutoff(PruneTable::Ticks, &r, now);
     assert_eq!(
@@ -176,13 +190,16 @@ async fn prune_statements_are_bounded_and_remove_only_old_finished_rows(db: Test
         "a queued event is never pruned, however old"
     );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events").await, 2);
-    let again = retention::would_prune(&*db.store, &r, now).await.expect("dry");
+    let again = retention::would_prune(&*db.store, &r, now)
+        .await
+        .expect("dry");
     assert_eq!(again.total(), 0, "{again:?}");
 }
 
 #[tokio::test]
 async fn prune_statements_are_bounded_and_remove_only_old_finished_rows_sqlite() {
-    prune_statements_are_bounded_and_remove_only_old_finished_rows(common::db::sqlite().await).await;
+    prune_statements_are_bounded_and_remove_only_old_finished_rows(common::db::sqlite().await)
+        .await;
 }
 
 #[tokio::test]
@@ -277,12 +294,24 @@ async fn pruning_never_lets_a_step_be_sent_twice(db: TestDb) {
     let calls = |action: &str| sim.log().iter().filter(|e| e.action == action).count();
     assert_eq!(calls("OUTREACH"), 5);
     assert_eq!(calls("FOLLOW_UP"), 10);
-    let lead = db.store.get_lead("@twice0").await.expect("get").expect("lead");
+    let lead = db
+        .store
+        .get_lead("@twice0")
+        .await
+        .expect("get")
+        .expect("lead");
     assert_eq!(lead.state.as_str(), "exhausted");
     assert_eq!(lead.follow_ups_total, 2);
     // A follow-up of another lead whose answer never came: its step is held.
-    let held = db.store.get_lead("@twice1").await.expect("get").expect("lead");
-    let unknown = starts(&db, held.id, Action::FollowUp, 3).await.expect("start");
+    let held = db
+        .store
+        .get_lead("@twice1")
+        .await
+        .expect("get")
+        .expect("lead");
+    let unknown = starts(&db, held.id, Action::FollowUp, 3)
+        .await
+        .expect("start");
     db.store
         .finish_attempts(&[AttemptEnd {
             attempt_id: unknown,
@@ -319,7 +348,10 @@ async fn pruning_never_lets_a_step_be_sent_twice(db: TestDb) {
         "SELECT COUNT(*) FROM attempts WHERE action = 'opener' AND status = 'sent'",
     )
     .await;
-    assert_eq!(left, 5, "every lead keeps the attempt that proves its opener was sent");
+    assert_eq!(
+        left, 5,
+        "every lead keeps the attempt that proves its opener was sent"
+    );
     // Follow-up steps up to the lead's follow-ups over its life are never planned again:
     // all ten go, but for one the newest outbox row still points at (a table's newest row
     // is kept, so SQLite never hands its id out again).
@@ -333,7 +365,11 @@ async fn pruning_never_lets_a_step_be_sent_twice(db: TestDb) {
         0
     );
     assert!(
-        count(&db, "SELECT COUNT(*) FROM attempts WHERE action = 'follow_up' AND step <= 2").await
+        count(
+            &db,
+            "SELECT COUNT(*) FROM attempts WHERE action = 'follow_up' AND step <= 2"
+        )
+        .await
             <= 1
     );
     for t in &targets {
@@ -395,15 +431,35 @@ async fn the_hourly_prune_is_claimed_once_across_daemons(db: TestDb) {
     let claims = count(&db, "SELECT COUNT(*) FROM prunes").await;
     assert_eq!(claims, 1, "one claim for the hour");
     let owner: String = match &db.raw {
-        Raw::Sqlite(p) => sqlx::query_scalar("SELECT runner_id FROM prunes").fetch_one(p).await,
-        Raw::Postgres(p) => sqlx::query_scalar("SELECT runner_id FROM prunes").fetch_one(p).await,
+        Raw::Sqlite(p) => {
+            sqlx::query_scalar("SELECT runner_id FROM prunes")
+                .fetch_one(p)
+                .await
+        }
+        Raw::Postgres(p) => {
+            sqlx::query_scalar("SELECT runner_id FROM prunes")
+                .fetch_one(p)
+                .await
+        }
     }
     .expect("owner");
     assert!(owner == "r1" || owner == "r2", "{owner}");
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM ticks").await, 10, "pruned once, fully");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM ticks").await,
+        10,
+        "pruned once, fully"
+    );
     let removed: String = match &db.raw {
-        Raw::Sqlite(p) => sqlx::query_scalar("SELECT removed FROM prunes").fetch_one(p).await,
-        Raw::Postgres(p) => sqlx::query_scalar("SELECT removed FROM prunes").fetch_one(p).await,
+        Raw::Sqlite(p) => {
+            sqlx::query_scalar("SELECT removed FROM prunes")
+                .fetch_one(p)
+                .await
+        }
+        Raw::Postgres(p) => {
+            sqlx::query_scalar("SELECT removed FROM prunes")
+                .fetch_one(p)
+                .await
+        }
     }
     .expect("removed");
     let removed: serde_json::Value = serde_json::from_str(&removed).expect("json");
@@ -440,7 +496,10 @@ async fn a_claim_retried_after_its_answer_was_lost_is_its_own() {
     let db = common::db::sqlite().await;
     let hour = retention::hour_of(t0());
     assert!(db.store.claim_prune(hour, "r1", t0()).await.expect("claim"));
-    assert!(db.store.claim_prune(hour, "r1", t0()).await.expect("again"), "its own");
+    assert!(
+        db.store.claim_prune(hour, "r1", t0()).await.expect("again"),
+        "its own"
+    );
     assert!(!db.store.claim_prune(hour, "r2", t0()).await.expect("other"));
     let r = settings();
     let other = retention::hourly(
@@ -467,7 +526,11 @@ async fn sqlite_page_count(db: &TestDb, pragma: &'static str) -> i64 {
 #[tokio::test]
 async fn a_new_sqlite_file_gives_pruned_space_back() {
     let db = common::db::sqlite().await;
-    assert_eq!(sqlite_page_count(&db, "PRAGMA auto_vacuum").await, 2, "incremental");
+    assert_eq!(
+        sqlite_page_count(&db, "PRAGMA auto_vacuum").await,
+        2,
+        "incremental"
+    );
     old_and_recent_rows(&db).await;
     let pages = sqlite_page_count(&db, "PRAGMA page_count").await;
     let pruned = retention::prune(&*db.store, &settings(), t0(), None, None)
@@ -489,7 +552,11 @@ async fn an_older_sqlite_file_keeps_its_free_pages_for_reuse() {
     {
         use sqlx::ConnectOptions;
         let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("url");
-        let mut c = opts.create_if_missing(true).connect().await.expect("create");
+        let mut c = opts
+            .create_if_missing(true)
+            .connect()
+            .await
+            .expect("create");
         sqlx::query("CREATE TABLE made_before (x INTEGER)")
             .execute(&mut c)
             .await
@@ -497,7 +564,10 @@ async fn an_older_sqlite_file_keeps_its_free_pages_for_reuse() {
     }
     let store = fluidtalk_runner::store::open(&url).await.expect("open");
     let raw = sqlx::SqlitePool::connect(&url).await.expect("raw");
-    let av: i64 = sqlx::query_scalar("PRAGMA auto_vacuum").fetch_one(&raw).await.expect("av");
+    let av: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(&raw)
+        .await
+        .expect("av");
     assert_eq!(av, 0, "left as it was");
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
@@ -522,16 +592,22 @@ const PRUNE_CAMPAIGN: &str = "[retention]\nruns = \"1d\"\n";
 #[tokio::test(flavor = "multi_thread")]
 async fn the_prune_command_says_what_it_removes() {
     let c = Campaign::on_sqlite(&[], "", PRUNE_CAMPAIGN).await;
-    let Raw::Sqlite(p) = &c.raw else { panic!("sqlite") };
+    let Raw::Sqlite(p) = &c.raw else {
+        panic!("sqlite")
+    };
     let now = Utc::now();
     for i in 0..1500 {
-        let at = (now - Duration::days(2)).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-        sqlx::query("INSERT INTO ticks (job, scheduled_at, runner_id, claimed_at) VALUES ($1, $2, 'r', $2)")
-            .bind(format!("j{i}"))
-            .bind(at)
-            .execute(p)
-            .await
-            .expect("tick");
+        let at = (now - Duration::days(2))
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        sqlx::query(
+            "INSERT INTO ticks (job, scheduled_at, runner_id, claimed_at) VALUES ($1, $2, 'r', $2)",
+        )
+        .bind(format!("j{i}"))
+        .bind(at)
+        .execute(p)
+        .await
+        .expect("tick");
     }
     let dry = c.ok(&["prune", "--dry-run", "--json"], &[]).await;
     let dry: serde_json::Value = serde_json::from_str(&dry).expect("json");
@@ -555,7 +631,10 @@ async fn the_prune_command_says_what_it_removes() {
     // The clock the runner runs on decides what is old (FLUIDTALK_CLOCK_OFFSET, as tests
     // move a real process's time).
     let later = c
-        .ok(&["prune", "--dry-run", "--json"], &[("FLUIDTALK_CLOCK_OFFSET", "3d")])
+        .ok(
+            &["prune", "--dry-run", "--json"],
+            &[("FLUIDTALK_CLOCK_OFFSET", "3d")],
+        )
         .await;
     let later: serde_json::Value = serde_json::from_str(&later).expect("json");
     assert_eq!(later["dry_run"], true);
@@ -571,7 +650,11 @@ async fn the_prune_command_says_what_it_removes() {
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
     assert!(!gone.exists(), "prune never creates a database");
     // A setting out of range: exit 3, naming the file, line and key.
-    std::fs::write(c.dir.path().join("bad.toml"), "[retention]\nattempts = \"30m\"\n").expect("write");
+    std::fs::write(
+        c.dir.path().join("bad.toml"),
+        "[retention]\nattempts = \"30m\"\n",
+    )
+    .expect("write");
     let out = c.output(&["prune", "--config", "bad.toml"], &[]).await;
     assert_eq!(out.status.code(), Some(3));
     let err = text(&out.stderr);

@@ -150,15 +150,32 @@ macro_rules! sql_retention {
             ) -> Result<u64, StoreError> {
                 use $crate::store::PruneTable as T;
                 let sql = match table {
-                    T::Outbox => concat!("SELECT COUNT(*) FROM outbox WHERE ", prunable_where!(outbox)),
-                    T::Events => concat!("SELECT COUNT(*) FROM events WHERE ", prunable_where!(events)),
-                    T::Ticks => concat!("SELECT COUNT(*) FROM ticks WHERE ", prunable_where!(ticks)),
-                    T::JobRuns => {
-                        concat!("SELECT COUNT(*) FROM job_runs WHERE ", prunable_where!(job_runs))
+                    T::Outbox => concat!(
+                        "SELECT COUNT(*) FROM outbox WHERE ",
+                        prunable_where!(outbox)
+                    ),
+                    T::Events => concat!(
+                        "SELECT COUNT(*) FROM events WHERE ",
+                        prunable_where!(events)
+                    ),
+                    T::Ticks => {
+                        concat!("SELECT COUNT(*) FROM ticks WHERE ", prunable_where!(ticks))
                     }
-                    T::Prunes => concat!("SELECT COUNT(*) FROM prunes WHERE ", prunable_where!(prunes)),
+                    T::JobRuns => {
+                        concat!(
+                            "SELECT COUNT(*) FROM job_runs WHERE ",
+                            prunable_where!(job_runs)
+                        )
+                    }
+                    T::Prunes => concat!(
+                        "SELECT COUNT(*) FROM prunes WHERE ",
+                        prunable_where!(prunes)
+                    ),
                     T::Attempts => {
-                        concat!("SELECT COUNT(*) FROM attempts WHERE ", prunable_where!(attempts))
+                        concat!(
+                            "SELECT COUNT(*) FROM attempts WHERE ",
+                            prunable_where!(attempts)
+                        )
                     }
                 };
                 let n: i64 = sqlx::query_scalar(sql)
