@@ -132,6 +132,28 @@ async fn old_and_recent_rows(db: &TestDb) {
     ] {
         db.exec(sql).await;
     }
+    // Attempts: a lead reopened once (a 404 on a follow-up), whose opener step 0 is passed
+    // (pruned) and step 1 is its current one (kept); a call that held no step (pruned); a
+    // recent one (kept: the newest, and within the window).
+    for sql in [
+        "INSERT INTO leads (target, created_at, updated_at, next_eligible_at, state, last_contact_at, reopens)
+         VALUES ('@reopened', '2025-01-01T00:00:00.000000Z', '2025-01-01T00:00:00.000000Z',
+                 '2025-01-01T00:00:00.000000Z', 'contacted', '2025-01-03T00:00:00.000000Z', 1)",
+        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, finished_at, runner_id)
+         SELECT id, 'o', 'opener', 0, 'sent', '2025-01-01T00:00:00.000000Z', '2025-01-01T00:00:01.000000Z', 'r'
+         FROM leads WHERE target = '@reopened'",
+        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, finished_at, runner_id)
+         SELECT id, 'o', 'opener', 1, 'sent', '2025-01-03T00:00:00.000000Z', '2025-01-03T00:00:01.000000Z', 'r'
+         FROM leads WHERE target = '@reopened'",
+        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, finished_at, runner_id)
+         SELECT id, 'o', 'opener', 0, 'transient_error', '2025-01-01T00:00:00.000000Z', '2025-01-01T00:00:01.000000Z', 'r'
+         FROM leads WHERE target = '@events'",
+        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, finished_at, runner_id)
+         SELECT id, 'o', 'opener', 0, 'sent', '2026-03-01T08:00:00.000000Z', '2026-03-01T08:00:01.000000Z', 'r'
+         FROM leads WHERE target = '@events'",
+    ] {
+        db.exec(sql).await;
+    }
 }
 
 fn settings() -> Retention {
@@ -154,6 +176,10 @@ async fn prune_statements_are_bounded_and_remove_only_old_finished_rows(db: Test
     assert_eq!(would.rows["ticks"], 2500);
     assert_eq!(would.rows["job_runs"], 2500);
     assert_eq!(would.rows["events"], 2, "old sent and dropped, not queued");
+    assert_eq!(
+        would.rows["attempts"], 2,
+        "the reopened lead's passed opener and the call that held no step"
+    );
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM ticks").await,
         2510,
@@ -190,6 +216,20 @@ async fn prune_statements_are_bounded_and_remove_only_old_finished_rows(db: Test
         "a queued event is never pruned, however old"
     );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events").await, 2);
+    assert_eq!(rest.rows["attempts"] + bounded.rows["attempts"], 2);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM attempts WHERE step = 1 OR started_at > '2026-01-01'"
+        )
+        .await,
+        2,
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM attempts").await,
+        2,
+        "the current opener and the recent one"
+    );
     let again = retention::would_prune(&*db.store, &r, now)
         .await
         .expect("dry");

@@ -9,7 +9,13 @@ CREATE INDEX ticks_age ON ticks (claimed_at);
 CREATE INDEX job_runs_age ON job_runs (started_at);
 CREATE INDEX outbox_acked_age ON outbox (acked_at) WHERE acked_at IS NOT NULL;
 CREATE INDEX events_done_age ON events (processed_at) WHERE state IN ('sent', 'dropped');
-CREATE INDEX attempts_age ON attempts (started_at);
+-- Attempts: only those a prune may find are indexed by age, so that no prune reads the
+-- attempts kept for good (each contacted lead's opener) again each hour.
+CREATE INDEX attempts_steps_age ON attempts (started_at) WHERE action <> 'opener';
+CREATE INDEX attempts_free_openers_age ON attempts (started_at)
+    WHERE action = 'opener' AND released_at IS NULL
+      AND status NOT IN ('in_flight', 'sent', 'continued', 'ignored', 'sealed', 'failed', 'unknown');
+CREATE INDEX leads_reopened ON leads (id) WHERE reopens > 0;
 
 -- One row per clock hour (UTC) in which a daemon pruned: claimed like a cron tick, so of
 -- several daemons on one database exactly one prunes in a given hour. Pruned itself with

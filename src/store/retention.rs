@@ -80,6 +80,10 @@ pub trait RetentionStore: Send + Sync {
         cutoff: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError>;
+    /// The plan of each prune statement at `cutoff` (`tests/query_plans.rs`: each reads an
+    /// index on age, never scans or sorts a whole table).
+    async fn prune_plans(&self, cutoff: DateTime<Utc>)
+    -> Result<Vec<super::QueryPlan>, StoreError>;
     /// How many rows `prune_batch` would remove in all (a dry run).
     async fn prunable(&self, table: PruneTable, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
     /// SQLite: gives up to `pages` free pages back to the file system

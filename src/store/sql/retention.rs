@@ -27,25 +27,54 @@ macro_rules! prunable_where {
     // Attempts that no rule needs any more (docs/ARCHITECTURE.md, "Retention"): never one
     // in flight, one an outbox row points at, or one of a lead an import may still treat
     // as untouched (`untouched!`); of the rest, those whose step the lead can never be
-    // sent again (an opener step below its reopens, a follow-up step up to its
-    // follow-ups over its life, an event no longer queued), inbound calls (not steps),
-    // and those that hold no step and record no release.
-    (attempts) => {
+    // sent again, inbound calls (not steps), and those that hold no step and record no
+    // release. In three statements, so that none reads the attempts kept for good (a
+    // contacted lead's opener) again each hour:
+    (attempts_common) => {
         "attempts.started_at < $1 AND attempts.status <> 'in_flight'
          AND attempts.id < (SELECT MAX(id) FROM attempts)
-         AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.attempt_id = attempts.id)
-         AND EXISTS (
-             SELECT 1 FROM leads WHERE leads.id = attempts.lead_id
-               AND NOT (leads.state = 'new' AND leads.last_contact_at IS NULL)
-               AND ((attempts.action = 'opener' AND attempts.step < leads.reopens)
-                 OR (attempts.action = 'follow_up' AND attempts.step <= leads.follow_ups_total)
-                 OR (attempts.action = 'event' AND NOT EXISTS (
-                         SELECT 1 FROM events WHERE events.id = attempts.step
-                           AND events.state NOT IN ('sent', 'dropped')))
-                 OR attempts.action = 'inbound'
-                 OR (attempts.released_at IS NULL
-                     AND attempts.status NOT IN ('sent', 'continued', 'ignored', 'sealed',
-                                                 'failed', 'unknown'))))"
+         AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.attempt_id = attempts.id)"
+    };
+    // 1. Follow-ups up to the lead's follow-ups over its life, events no longer queued,
+    //    inbound calls, and those holding no step (index `attempts_steps_age`).
+    (attempts_not_openers) => {
+        concat!(
+            "attempts.action <> 'opener' AND ",
+            prunable_where!(attempts_common),
+            " AND EXISTS (
+                 SELECT 1 FROM leads WHERE leads.id = attempts.lead_id
+                   AND NOT (leads.state = 'new' AND leads.last_contact_at IS NULL)
+                   AND ((attempts.action = 'follow_up' AND attempts.step <= leads.follow_ups_total)
+                     OR (attempts.action = 'event' AND NOT EXISTS (
+                             SELECT 1 FROM events WHERE events.id = attempts.step
+                               AND events.state NOT IN ('sent', 'dropped')))
+                     OR attempts.action = 'inbound'
+                     OR (attempts.released_at IS NULL
+                         AND attempts.status NOT IN ('sent', 'continued', 'ignored', 'sealed',
+                                                     'failed', 'unknown'))))"
+        )
+    };
+    // 2. Openers that hold no step and record no release (index `attempts_free_openers_age`).
+    (attempts_free_openers) => {
+        concat!(
+            "attempts.action = 'opener' AND attempts.released_at IS NULL
+             AND attempts.status NOT IN ('in_flight', 'sent', 'continued', 'ignored', 'sealed',
+                                         'failed', 'unknown') AND ",
+            prunable_where!(attempts_common),
+            " AND EXISTS (
+                 SELECT 1 FROM leads WHERE leads.id = attempts.lead_id
+                   AND NOT (leads.state = 'new' AND leads.last_contact_at IS NULL))"
+        )
+    };
+    // 3. Openers of a step below the lead's reopens, found from the reopened leads (index
+    //    `leads_reopened`; a lead is reopened by a 404 on a follow-up, rarely).
+    (attempts_reopened) => {
+        concat!(
+            "leads.reopens > 0 AND attempts.lead_id = leads.id AND attempts.action = 'opener'
+             AND attempts.step < leads.reopens
+             AND NOT (leads.state = 'new' AND leads.last_contact_at IS NULL) AND ",
+            prunable_where!(attempts_common)
+        )
     };
 }
 
@@ -100,47 +129,41 @@ macro_rules! sql_retention {
                 cutoff: chrono::DateTime<chrono::Utc>,
                 limit: u32,
             ) -> Result<u64, StoreError> {
-                use $crate::store::PruneTable as T;
                 let limit = i64::from(limit.min($crate::store::PRUNE_BATCH));
-                let sql = match table {
-                    T::Outbox => concat!(
-                        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE ",
-                        prunable_where!(outbox),
-                        " ORDER BY acked_at LIMIT $2)"
-                    ),
-                    T::Events => concat!(
-                        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ",
-                        prunable_where!(events),
-                        " ORDER BY processed_at LIMIT $2)"
-                    ),
-                    T::Ticks => concat!(
-                        "DELETE FROM ticks WHERE (job, scheduled_at) IN
-                         (SELECT job, scheduled_at FROM ticks WHERE ",
-                        prunable_where!(ticks),
-                        " ORDER BY claimed_at LIMIT $2)"
-                    ),
-                    T::JobRuns => concat!(
-                        "DELETE FROM job_runs WHERE id IN (SELECT id FROM job_runs WHERE ",
-                        prunable_where!(job_runs),
-                        " ORDER BY started_at LIMIT $2)"
-                    ),
-                    T::Prunes => concat!(
-                        "DELETE FROM prunes WHERE hour IN (SELECT hour FROM prunes WHERE ",
-                        prunable_where!(prunes),
-                        " ORDER BY hour LIMIT $2)"
-                    ),
-                    T::Attempts => concat!(
-                        "DELETE FROM attempts WHERE id IN (SELECT attempts.id FROM attempts WHERE ",
-                        prunable_where!(attempts),
-                        " ORDER BY attempts.started_at LIMIT $2)"
-                    ),
-                };
-                let done = sqlx::query(sql)
-                    .bind(Ts(cutoff))
-                    .bind(limit)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected())
+                // Attempts take up to three statements, each within what is left of `limit`.
+                let mut removed = 0u64;
+                for sql in prune_statements(table) {
+                    let left = limit - removed as i64;
+                    if left <= 0 {
+                        break;
+                    }
+                    removed += sqlx::query(*sql)
+                        .bind(Ts(cutoff))
+                        .bind(left)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                }
+                Ok(removed)
+            }
+
+            async fn prune_plans(
+                &self,
+                cutoff: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<QueryPlan>, StoreError> {
+                use $crate::store::values::Arg;
+                let mut plans = Vec::new();
+                for table in $crate::store::PruneTable::ALL {
+                    for (i, sql) in prune_statements(table).iter().enumerate() {
+                        let hot = Hot {
+                            name: if i == 0 { table.as_str() } else { ["attempts", "attempts (free openers)", "attempts (reopened)"][i] },
+                            sql,
+                            args: vec![Arg::Ts(Ts(cutoff)), Arg::Int(i64::from($crate::store::PRUNE_BATCH))],
+                        };
+                        plans.push(hot.plan(&self.pool).await?);
+                    }
+                }
+                Ok(plans)
             }
 
             async fn prunable(
@@ -171,12 +194,15 @@ macro_rules! sql_retention {
                         "SELECT COUNT(*) FROM prunes WHERE ",
                         prunable_where!(prunes)
                     ),
-                    T::Attempts => {
-                        concat!(
-                            "SELECT COUNT(*) FROM attempts WHERE ",
-                            prunable_where!(attempts)
-                        )
-                    }
+                    T::Attempts => concat!(
+                        "SELECT (SELECT COUNT(*) FROM attempts WHERE ",
+                        prunable_where!(attempts_not_openers),
+                        ") + (SELECT COUNT(*) FROM attempts WHERE ",
+                        prunable_where!(attempts_free_openers),
+                        ") + (SELECT COUNT(*) FROM leads, attempts WHERE ",
+                        prunable_where!(attempts_reopened),
+                        ")"
+                    ),
                 };
                 let n: i64 = sqlx::query_scalar(sql)
                     .bind(Ts(cutoff))
@@ -199,6 +225,55 @@ macro_rules! sql_retention {
                     .fetch_one(&self.pool)
                     .await?;
                 Ok(free.max(0) as u64)
+            }
+        }
+        /// The statements that prune `table` (`$1` the cutoff, `$2` the most rows).
+        fn prune_statements(table: $crate::store::PruneTable) -> &'static [&'static str] {
+            use $crate::store::PruneTable as T;
+            match table {
+                T::Outbox => &[concat!(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE ",
+                    prunable_where!(outbox),
+                    " ORDER BY acked_at LIMIT $2)"
+                )],
+                T::Events => &[concat!(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ",
+                    prunable_where!(events),
+                    " ORDER BY processed_at LIMIT $2)"
+                )],
+                T::Ticks => &[concat!(
+                    "DELETE FROM ticks WHERE (job, scheduled_at) IN
+                     (SELECT job, scheduled_at FROM ticks WHERE ",
+                    prunable_where!(ticks),
+                    " ORDER BY claimed_at LIMIT $2)"
+                )],
+                T::JobRuns => &[concat!(
+                    "DELETE FROM job_runs WHERE id IN (SELECT id FROM job_runs WHERE ",
+                    prunable_where!(job_runs),
+                    " ORDER BY started_at LIMIT $2)"
+                )],
+                T::Prunes => &[concat!(
+                    "DELETE FROM prunes WHERE hour IN (SELECT hour FROM prunes WHERE ",
+                    prunable_where!(prunes),
+                    " ORDER BY hour LIMIT $2)"
+                )],
+                T::Attempts => &[
+                    concat!(
+                        "DELETE FROM attempts WHERE id IN (SELECT attempts.id FROM attempts WHERE ",
+                        prunable_where!(attempts_not_openers),
+                        " ORDER BY attempts.started_at LIMIT $2)"
+                    ),
+                    concat!(
+                        "DELETE FROM attempts WHERE id IN (SELECT attempts.id FROM attempts WHERE ",
+                        prunable_where!(attempts_free_openers),
+                        " ORDER BY attempts.started_at LIMIT $2)"
+                    ),
+                    concat!(
+                        "DELETE FROM attempts WHERE id IN (SELECT attempts.id FROM leads, attempts WHERE ",
+                        prunable_where!(attempts_reopened),
+                        " LIMIT $2)"
+                    ),
+                ],
             }
         }
     };
