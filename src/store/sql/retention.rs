@@ -68,9 +68,11 @@ macro_rules! prunable_where {
     };
     // 3. Openers of a step below the lead's reopens, found from the reopened leads (index
     //    `leads_reopened`; a lead is reopened by a 404 on a follow-up, rarely).
+    // (Joined with `D::JOIN_IN_ORDER` from the leads: else SQLite walks every attempt by
+    // id.)
     (attempts_reopened) => {
         concat!(
-            "leads.reopens > 0 AND attempts.lead_id = leads.id AND attempts.action = 'opener'
+            "leads.reopens > 0 AND attempts.action = 'opener'
              AND attempts.step < leads.reopens
              AND NOT (leads.state = 'new' AND leads.last_contact_at IS NULL) AND ",
             prunable_where!(attempts_common)
@@ -137,7 +139,7 @@ macro_rules! sql_retention {
                     if left <= 0 {
                         break;
                     }
-                    removed += sqlx::query(*sql)
+                    removed += sqlx::query(sql)
                         .bind(Ts(cutoff))
                         .bind(left)
                         .execute(&self.pool)
@@ -199,7 +201,7 @@ macro_rules! sql_retention {
                         prunable_where!(attempts_not_openers),
                         ") + (SELECT COUNT(*) FROM attempts WHERE ",
                         prunable_where!(attempts_free_openers),
-                        ") + (SELECT COUNT(*) FROM leads, attempts WHERE ",
+                        ") + (SELECT COUNT(*) FROM leads JOIN attempts ON attempts.lead_id = leads.id WHERE ",
                         prunable_where!(attempts_reopened),
                         ")"
                     ),
@@ -228,36 +230,36 @@ macro_rules! sql_retention {
             }
         }
         /// The statements that prune `table` (`$1` the cutoff, `$2` the most rows).
-        fn prune_statements(table: $crate::store::PruneTable) -> &'static [&'static str] {
+        fn prune_statements(table: $crate::store::PruneTable) -> Vec<&'static str> {
             use $crate::store::PruneTable as T;
             match table {
-                T::Outbox => &[concat!(
+                T::Outbox => vec![concat!(
                     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE ",
                     prunable_where!(outbox),
                     " ORDER BY acked_at LIMIT $2)"
                 )],
-                T::Events => &[concat!(
+                T::Events => vec![concat!(
                     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ",
                     prunable_where!(events),
                     " ORDER BY processed_at LIMIT $2)"
                 )],
-                T::Ticks => &[concat!(
+                T::Ticks => vec![concat!(
                     "DELETE FROM ticks WHERE (job, scheduled_at) IN
                      (SELECT job, scheduled_at FROM ticks WHERE ",
                     prunable_where!(ticks),
                     " ORDER BY claimed_at LIMIT $2)"
                 )],
-                T::JobRuns => &[concat!(
+                T::JobRuns => vec![concat!(
                     "DELETE FROM job_runs WHERE id IN (SELECT id FROM job_runs WHERE ",
                     prunable_where!(job_runs),
                     " ORDER BY started_at LIMIT $2)"
                 )],
-                T::Prunes => &[concat!(
+                T::Prunes => vec![concat!(
                     "DELETE FROM prunes WHERE hour IN (SELECT hour FROM prunes WHERE ",
                     prunable_where!(prunes),
                     " ORDER BY hour LIMIT $2)"
                 )],
-                T::Attempts => &[
+                T::Attempts => vec![
                     concat!(
                         "DELETE FROM attempts WHERE id IN (SELECT attempts.id FROM attempts WHERE ",
                         prunable_where!(attempts_not_openers),
@@ -268,10 +270,11 @@ macro_rules! sql_retention {
                         prunable_where!(attempts_free_openers),
                         " ORDER BY attempts.started_at LIMIT $2)"
                     ),
-                    concat!(
-                        "DELETE FROM attempts WHERE id IN (SELECT attempts.id FROM leads, attempts WHERE ",
-                        prunable_where!(attempts_reopened),
-                        " LIMIT $2)"
+                    stmt!(
+                        "DELETE FROM attempts WHERE id IN (SELECT attempts.id FROM leads {join} attempts
+                         ON attempts.lead_id = leads.id WHERE {cond} LIMIT $2)",
+                        join = D::JOIN_IN_ORDER,
+                        cond = prunable_where!(attempts_reopened)
                     ),
                 ],
             }
