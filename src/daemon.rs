@@ -13,6 +13,10 @@
 //! between ticks (a `pause clear` is honoured within a second), and publishes what the
 //! runner holds and why (`runners` table) for `status`: when it changes, and at least
 //! every `PUBLISH_EVERY`. A clean stop removes the row.
+//!
+//! Once per clock hour, beside the heartbeat, a live daemon prunes old rows
+//! (`prune_if_due`, `crate::retention::hourly`): the hour is claimed in the database like
+//! a tick, so of several daemons on one database one prunes it.
 
 use crate::clock::Clock;
 use crate::config::{Config, Job};
@@ -93,6 +97,11 @@ pub struct Daemon {
     started_at: DateTime<Utc>,
     /// The holds last published, and when.
     published: Mutex<Option<(DateTime<Utc>, Vec<crate::store::HeldPause>)>>,
+    /// `[retention]`, and when the next prune is due (`None`: at the first heartbeat).
+    retention: crate::config::Retention,
+    prune_next: Mutex<Option<DateTime<Utc>>>,
+    /// Set while a prune runs (a prune never overlaps itself).
+    pruning: Arc<AtomicBool>,
 }
 
 impl Daemon {
@@ -128,7 +137,55 @@ impl Daemon {
             fatal,
             started_at: now,
             published: Mutex::new(None),
+            retention: config.retention,
+            prune_next: Mutex::new(None),
+            pruning: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Starts the hourly prune if its time has come (the first heartbeat, then each new
+    /// clock hour) and none is running: the hour is claimed in the database, so of several
+    /// daemons one prunes it; the prune is bounded (`retention::DAEMON_STATEMENTS`
+    /// statements of at most `PRUNE_BATCH` rows per table, yielding between them) and stops
+    /// between statements at shutdown. Returns its task (tests await it); a dry-run daemon
+    /// never prunes.
+    pub fn prune_if_due(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let runner = self.runner.as_ref()?;
+        if self.fatal.error.get().is_some() {
+            return None;
+        }
+        let now = self.clock.now();
+        let mut next = self.prune_next.lock().unwrap_or_else(|p| p.into_inner());
+        if next.is_some_and(|t| now < t) {
+            return None;
+        }
+        if self
+            .pruning
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return None;
+        }
+        *next = Some(crate::retention::hour_of(now) + chrono::Duration::hours(1));
+        drop(next);
+        let store = self.store.clone();
+        let retention = self.retention;
+        let runner_id = self.runner_id.clone();
+        let stop = runner.stop_token();
+        let pruning = ClearOnDrop(self.pruning.clone());
+        Some(self.runs.spawn(async move {
+            let _pruning = pruning;
+            match crate::retention::hourly(&*store, &retention, &runner_id, now, &stop).await {
+                Ok(Some(p)) if p.total() > 0 || !p.complete => {
+                    tracing::info!(removed = %p.describe(), complete = p.complete, "pruned old rows ([retention])")
+                }
+                Ok(Some(_)) => tracing::debug!("nothing to prune"),
+                Ok(None) => tracing::debug!("this hour's prune is another runner's"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not prune old rows; trying again next hour")
+                }
+            }
+        }))
     }
 
     /// Once a second, beside `poll`: holds follow the stored pauses (up and down), and
@@ -373,6 +430,7 @@ impl Daemon {
                 Box::pin(async move {
                     me.poll().await;
                     me.heartbeat().await;
+                    me.prune_if_due();
                 })
             })?)
             .await?;

@@ -15,6 +15,8 @@
 //! - `daemon`: every job on its schedule, one runner per tick.
 //! - `forecast`: the days ahead, the real daemon and runner run in virtual time over a
 //!   copy of the leads, against the simulator.
+//! - `retention`: old rows pruned (`[retention]`), hourly by the daemon, by hand with
+//!   `prune`.
 //! - `delivery`: the outbox POSTed to a webhook, signed, retried, in order per target.
 //! - `metrics`: Prometheus counters, histograms and gauges (rendered at `/metrics`).
 //! - `clock`: injected time, and time arithmetic that cannot overflow.
@@ -44,6 +46,7 @@ pub mod logs;
 pub mod metrics;
 pub mod plan;
 pub mod policy;
+pub mod retention;
 pub mod runner;
 pub mod schedule;
 pub mod sim;

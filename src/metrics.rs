@@ -33,6 +33,9 @@ pub const JOB_RUN_SECONDS: &str = "fluidtalk_runner_job_run_seconds";
 /// Whether this process's last writes to its database succeeded (1) or met an outage (0):
 /// a full disk, a read-only server, an I/O error, the database unreachable.
 pub const STORAGE_AVAILABLE: &str = "fluidtalk_runner_storage_available";
+/// Rows removed by retention, by `table` (`ticks`, `job_runs`, `outbox`, `events`,
+/// `attempts`, `prunes`).
+pub const PRUNED_ROWS: &str = "fluidtalk_runner_pruned_rows_total";
 /// HTTP requests by `route` and `status` (recorded by the HTTP server).
 pub const HTTP_REQUESTS: &str = "fluidtalk_runner_http_requests_total";
 /// HTTP connections closed at once by `reason`: `per_client` (over
@@ -116,6 +119,10 @@ fn describe() {
     );
     describe_counter!(JOB_RUNS, "Job runs by job and result (ok, failed).");
     describe_histogram!(JOB_RUN_SECONDS, Unit::Seconds, "Job run duration by job.");
+    describe_counter!(
+        PRUNED_ROWS,
+        "Rows removed by retention ([retention]), by table."
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests served by route and status.");
     describe_gauge!(
         STORAGE_AVAILABLE,
@@ -154,6 +161,11 @@ pub fn job_run(job: &str, ok: bool, took: Duration) {
     let result = if ok { "ok" } else { "failed" };
     ::metrics::counter!(JOB_RUNS, "job" => job.to_string(), "result" => result).increment(1);
     ::metrics::histogram!(JOB_RUN_SECONDS, "job" => job.to_string()).record(took.as_secs_f64());
+}
+
+/// Retention removed `rows` rows of `table`.
+pub fn pruned(table: &'static str, rows: u64) {
+    ::metrics::counter!(PRUNED_ROWS, "table" => table).increment(rows);
 }
 
 /// A webhook delivery try ended with `result`.

@@ -13,6 +13,7 @@ mod leads;
 mod man;
 mod outbox;
 mod pause;
+mod prune;
 mod run;
 mod signals;
 mod sim;
@@ -65,6 +66,9 @@ pub enum Command {
     },
     /// Create or upgrade the lead database's schema (also done by every command that uses it).
     Migrate,
+    /// Remove the rows [retention] no longer keeps (what a daemon does hourly), and say how
+    /// many per table; --dry-run only counts.
+    Prune(prune::PruneArgs),
     /// Check the campaign file and print each job's next five fire times in its time zone.
     Check,
     /// Run jobs once, now (all, or those named); --dry-run previews without acting.
@@ -97,6 +101,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             outln!("{} database at {url} is up to date", store.backend());
             Ok(())
         }
+        Command::Prune(args) => prune::run(&load(cli.config)?, args).await,
         Command::Check => check::run(&load(cli.config)?),
         Command::Run(args) => run::run(&load(cli.config)?, args).await,
         Command::Status(args) => status::run(&load(cli.config)?, args).await,
@@ -127,6 +132,7 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         | Command::Outbox { .. }
         | Command::Pause { .. }
         | Command::Migrate
+        | Command::Prune(_)
         | Command::Check
         | Command::Run(_)
         | Command::Status(_)

@@ -10,7 +10,7 @@
 
 use super::{
     BACKOFF_RANGE, FORECAST_CALLS_RANGE, FORECAST_TIME_RANGE, MAX_AGE_RANGE, OnUnknown,
-    PER_SECOND_RANGE, QUIET_RANGE, TIMEOUT_RANGE,
+    PER_SECOND_RANGE, QUIET_RANGE, RETENTION_RANGE, TIMEOUT_RANGE,
 };
 use chrono::{NaiveTime, Weekday};
 use chrono_tz::Tz;
@@ -56,6 +56,8 @@ pub type QuietDur = Dur<{ ms(QUIET_RANGE.0) }, { ms(QUIET_RANGE.1) }>;
 pub type ForecastTimeDur = Dur<{ ms(FORECAST_TIME_RANGE.0) }, { ms(FORECAST_TIME_RANGE.1) }>;
 /// `[forecast] max_calls`.
 pub type ForecastCalls = Count<{ FORECAST_CALLS_RANGE.0 }, { FORECAST_CALLS_RANGE.1 }>;
+/// `[retention]` durations.
+pub type RetentionDur = Dur<{ ms(RETENTION_RANGE.0) }, { ms(RETENTION_RANGE.1) }>;
 /// `[delivery] max_age`.
 pub type MaxAgeDur = Dur<{ ms(MAX_AGE_RANGE.0) }, { ms(MAX_AGE_RANGE.1) }>;
 

@@ -4,10 +4,11 @@
 
 use super::fields::{
     BackoffDur, BaseUrl, Count, DatabaseUrl, Days, ForecastCalls, ForecastTimeDur, HhMm, JobName,
-    Kind, PerSecond, QuietAfter, TimeoutDur, Zone,
+    Kind, PerSecond, QuietAfter, RetentionDur, TimeoutDur, Zone,
 };
 use super::{
-    ApiSettings, Backoff, Config, ConfigError, Job, JobKind, Limits, OnUnknown, SendWindow, locate,
+    ApiSettings, Backoff, Config, ConfigError, Job, JobKind, Limits, OnUnknown, Retention,
+    SendWindow, locate,
 };
 use crate::schedule::Schedule;
 use chrono_tz::Tz;
@@ -35,6 +36,8 @@ struct File {
     delivery: Option<Spanned<super::delivery::RawDelivery>>,
     #[serde(default)]
     forecast: RawForecast,
+    #[serde(default)]
+    retention: RawRetention,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
 }
@@ -76,6 +79,15 @@ struct RawBackoff {
     retry_base: Option<Spanned<BackoffDur>>,
     retry_max: Option<Spanned<BackoffDur>>,
     max_attempts: Option<Count<1, 100>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    runs: Option<RetentionDur>,
+    outbox: Option<RetentionDur>,
+    events: Option<RetentionDur>,
+    attempts: Option<RetentionDur>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +256,14 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         (&b.retry_max, "retry_max"),
         (backoff.retry_base, backoff.retry_max),
     )?;
+    let r = &raw.retention;
+    let kept = Retention::default();
+    let retention = Retention {
+        runs: r.runs.map_or(kept.runs, |d| d.0),
+        outbox: r.outbox.map_or(kept.outbox, |d| d.0),
+        events: r.events.map_or(kept.events, |d| d.0),
+        attempts: r.attempts.map_or(kept.attempts, |d| d.0),
+    };
     let mut jobs: Vec<Job> = Vec::with_capacity(raw.jobs.len());
     for rj in &raw.jobs {
         let job = check_job(&c, rj)?;
@@ -278,6 +298,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 .max_time
                 .map_or(super::DEFAULT_FORECAST_TIME, |d| d.0),
         },
+        retention,
         jobs,
     })
 }

@@ -117,6 +117,8 @@ pub struct Config {
     pub delivery: Option<Delivery>,
     /// `[forecast]`: the dashboard's forecast budget.
     pub forecast: ForecastSettings,
+    /// `[retention]`: how long old rows are kept.
+    pub retention: Retention,
     pub jobs: Vec<Job>,
 }
 
@@ -175,6 +177,31 @@ pub struct Backoff {
     pub retry_max: Duration,
     /// Transient failures before a lead is `failed`.
     pub max_attempts: u32,
+}
+
+/// `[retention]`: how long old rows are kept before they are pruned (each from
+/// `RETENTION_RANGE`). What may be pruned at all is in docs/ARCHITECTURE.md ("Retention").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Claimed ticks and job runs, by when they were claimed or started.
+    pub runs: Duration,
+    /// Outbox messages delivered or acknowledged, by when.
+    pub outbox: Duration,
+    /// Events sent or dropped, by when.
+    pub events: Duration,
+    /// Attempts the never-send-twice rule no longer needs, by when they started.
+    pub attempts: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            runs: DAY.saturating_mul(30),
+            outbox: DAY.saturating_mul(30),
+            events: DAY.saturating_mul(30),
+            attempts: DAY.saturating_mul(365),
+        }
+    }
 }
 
 /// What a job does with an attempt found in flight after a crash.
@@ -285,6 +312,9 @@ pub const MAX_AGE_RANGE: (Duration, Duration) = (Duration::from_secs(60), DAY.sa
 pub const FORECAST_TIME_RANGE: (Duration, Duration) = (SECOND, DAY);
 /// `[forecast] max_calls`.
 pub const FORECAST_CALLS_RANGE: (u32, u32) = (1, 10_000_000);
+/// `[retention]` durations: from an hour to a hundred years.
+pub const RETENTION_RANGE: (Duration, Duration) =
+    (Duration::from_secs(3600), YEAR.saturating_mul(100));
 /// `[limits] per_second`.
 pub const PER_SECOND_RANGE: (f64, f64) = (0.01, 100_000.0);
 

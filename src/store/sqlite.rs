@@ -10,7 +10,9 @@ use super::storage::{FileIdentity, Storage};
 use super::traits::{AdminStore, ImportSession, RunnerStore, ServiceStore};
 use super::types::*;
 use super::{RUNNER_LOST, StoreError, memory_url, redact_url};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,8 +42,14 @@ impl SqliteStore {
     }
 
     async fn open_as(url: &str, create: bool) -> Result<Self, StoreError> {
+        // A new file is made with `auto_vacuum = INCREMENTAL` (it must be set before the
+        // first table), so the pages a prune frees can be given back to the file system
+        // (`RetentionStore::reclaim_space`). On a file made before, the pragma changes
+        // nothing without a VACUUM, which is left to the operator (README, "Retention"):
+        // its free pages are still reused by new rows.
         let options = move |o: SqliteConnectOptions| {
             o.create_if_missing(create)
+                .auto_vacuum(SqliteAutoVacuum::Incremental)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)

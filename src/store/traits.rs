@@ -417,6 +417,7 @@ pub trait Store:
     + ServiceStore
     + DeliveryStore
     + SnapshotStore
+    + super::RetentionStore
     + super::Storage
     + std::fmt::Debug
 {
@@ -428,6 +429,7 @@ impl<
         + ServiceStore
         + DeliveryStore
         + SnapshotStore
+        + super::RetentionStore
         + super::Storage
         + std::fmt::Debug,
 > Store for T

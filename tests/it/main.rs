@@ -38,6 +38,7 @@ mod planner_model;
 mod python_crosscheck;
 mod query_plans;
 mod reliability;
+mod retention;
 mod runner;
 mod runner_faults;
 mod secret;

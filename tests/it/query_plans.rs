@@ -133,6 +133,8 @@ fn whole_table(backend: &str, line: &str) -> Option<&'static str> {
                 // Likewise the undelivered outbox, in id order: the pending messages only,
                 // whatever the outbox's size.
                 && !l.ends_with("INDEX outbox_pending")
+                // Leads reopened by a 404 on a follow-up (rare), for the prune.
+                && !l.ends_with("INDEX leads_reopened")
                 // The delivery claim's pick: a materialized CTE of at most `limit` rows.
                 && l != "SCAN picked"
             {
@@ -161,11 +163,28 @@ fn whole_table(backend: &str, line: &str) -> Option<&'static str> {
 async fn every_hot_statement_reads_an_index(db: TestDb) {
     fill(&db).await;
     let backend = db.store.backend();
-    let plans = db
+    let mut plans = db
         .store
         .hot_query_plans(now())
         .await
         .expect("read the hot plans");
+    // And retention's prune statements (issue 19), a year on. SQLite only: PostgreSQL's
+    // planner may join a batch of 1,000 ids to a whole (bounded) table by hash, and plans
+    // empty tables with a sort, which is its costing, not a missing index.
+    if backend == "sqlite" {
+        let later = now() + chrono::Duration::days(365);
+        let prunes = db.store.prune_plans(later).await.expect("the prune plans");
+        // Walking a table by id below its newest row is a whole-table read too.
+        for p in &prunes {
+            assert!(
+                !p.lines.iter().any(|l| l.contains("PRIMARY KEY (rowid<?)")),
+                "{}: walks the table by id: {:#?}",
+                p.name,
+                p.lines
+            );
+        }
+        plans.extend(prunes);
+    }
     let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
     for expected in [
         "due openers",

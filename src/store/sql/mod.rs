@@ -14,7 +14,7 @@
 //! - `runner`: `impl RunnerStore`; `admin`: `impl AdminStore`; `import`: `ImportSession`;
 //!   `delivery`: `impl DeliveryStore` (the outbox's webhook delivery);
 //!   `service`: `impl ServiceStore` (the HTTP service); `snapshot`: `impl SnapshotStore`
-//!   (the forecast's copy of a campaign);
+//!   (the forecast's copy of a campaign); `retention`: `impl RetentionStore` (pruning);
 //! - `schema`: the schema check and migrations.
 
 #[macro_use]
@@ -35,6 +35,8 @@ mod service;
 mod delivery;
 #[macro_use]
 mod snapshot;
+#[macro_use]
+mod retention;
 
 /// A statement's text, built once per backend from its dialect's pieces (`format!`
 /// arguments) and kept for the life of the process, so sqlx's prepared-statement cache
@@ -60,5 +62,6 @@ macro_rules! sql_store {
         sql_service!($store);
         sql_delivery!($store);
         sql_snapshot!($store);
+        sql_retention!($store);
     };
 }
