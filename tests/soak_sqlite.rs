@@ -1,10 +1,10 @@
-//! The soak on SQLite: 90 simulated days of the real daemon (see `soak/mod.rs` for exactly
+//! The soak on SQLite: a week (CI: 90 days) of the real daemon (see `soak/mod.rs` for exactly
 //! what it does and what it checks).
 
 mod common;
 mod soak;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ninety_days_on_sqlite_stay_within_the_retention_bounds() {
+async fn the_soak_on_sqlite_stays_within_the_retention_bounds() {
     soak::soak(common::db::sqlite().await, "sqlite").await;
 }

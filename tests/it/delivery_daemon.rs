@@ -159,7 +159,7 @@ async fn parked_messages_are_listed_and_redelivered_from_the_command_line() {
     assert!(out.status.success());
     assert_eq!(text(&out.stdout).trim(), "redelivering 1");
     assert!(text(&out.stderr).contains(&format!(
-        "not parked (unknown, pending or delivered): {}",
+        "not parked (unknown, pending or delivered): #{}",
         m[1]
     )));
     let listed = c.output(&["outbox", "list", "--parked"], &[]).await;
