@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::import;
 use crate::lead::LeadState;
-use crate::store::{ImportCounts, Lead, LeadFilter, Store, UserAction};
+use crate::store::{ImportCounts, Lead, Store, UserAction};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
@@ -146,9 +146,9 @@ fn show_time(t: Option<DateTime<Utc>>) -> String {
     )
 }
 
-const LEAD_HEADER: &str = "TARGET                   STATE        FU  LAST CONTACT (UTC)  LAST REPLY (UTC)    NEXT ELIGIBLE (UTC) TAGS";
+pub(super) const LEAD_HEADER: &str = "TARGET                   STATE        FU  LAST CONTACT (UTC)  LAST REPLY (UTC)    NEXT ELIGIBLE (UTC) TAGS";
 
-fn print_lead(lead: &Lead) -> Result<(), Failure> {
+pub(super) fn print_lead(lead: &Lead) -> Result<(), Failure> {
     outln!(
         "{:<24} {:<12} {:<3} {:<19} {:<19} {:<19} {}",
         lead.target,
@@ -245,7 +245,7 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             limit,
             after,
             json,
-        } => list(&*store, state, tag, limit, after, json).await,
+        } => super::leads_list::list(&*store, state, tag, limit, after, json).await,
         LeadsCommand::Show { target, json } => {
             let Some(lead) = store.get_lead(&target).await.map_err(store_failure)? else {
                 return Err(not_found(&*store, &target).await);
@@ -326,7 +326,7 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             file,
             json,
         } => {
-            let (targets, several) = targets_named(targets, file.as_deref())?;
+            let (targets, several) = super::targets::targets_named(targets, file.as_deref())?;
             let mut leads = Vec::with_capacity(targets.len());
             for target in &targets {
                 // A do-not-contact list may name people not imported yet: add them, blocked.
@@ -355,14 +355,14 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                     }
                 }
             }
-            several_done(&leads, json, several)
+            super::targets::several_done(&leads, json, several)
         }
         LeadsCommand::Unblock {
             targets,
             file,
             json,
         } => {
-            let (targets, several) = targets_named(targets, file.as_deref())?;
+            let (targets, several) = super::targets::targets_named(targets, file.as_deref())?;
             let mut leads = Vec::with_capacity(targets.len());
             let mut unknown = Vec::new();
             for target in &targets {
@@ -400,7 +400,7 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                     }
                 }
             }
-            several_done(&leads, json, several)?;
+            super::targets::several_done(&leads, json, several)?;
             if unknown.is_empty() {
                 Ok(())
             } else {
@@ -410,7 +410,7 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                         "{} of {} targets are no lead (the others were unblocked): {}",
                         unknown.len(),
                         targets.len(),
-                        shown_list(&unknown)
+                        super::targets::shown_list(&unknown)
                     ),
                 })
             }
@@ -458,185 +458,6 @@ fn done(lead: &Lead, json: bool, verb: &str) -> Result<(), Failure> {
         outln!("{verb} {} (now {})", lead.target, lead.state);
         Ok(())
     }
-}
-
-/// Leads read from the database per statement by `leads list`.
-const LIST_PAGE: u32 = 1_000;
-
-/// `leads list`: printed a page at a time (memory stays bounded whatever `--limit`), and
-/// a list cut by `limit` says so, with the `--after` that shows the next ones.
-async fn list(
-    store: &dyn Store,
-    state: Option<LeadState>,
-    tag: Option<String>,
-    limit: u32,
-    after: Option<i64>,
-    json: bool,
-) -> Result<(), Failure> {
-    let mut filter = LeadFilter {
-        state,
-        tag,
-        limit: None,
-        after,
-    };
-    let mut shown: u64 = 0;
-    let mut last: Option<i64> = None;
-    let mut cut = false;
-    if json {
-        outln!("[");
-    }
-    loop {
-        let left = if limit == 0 {
-            LIST_PAGE
-        } else {
-            (u64::from(limit) - shown).min(u64::from(LIST_PAGE)) as u32
-        };
-        // One more than wanted: whether the list goes on past the limit.
-        filter.limit = Some(left + 1);
-        filter.after = last.or(after);
-        let page = store.list_leads(&filter).await.map_err(store_failure)?;
-        let more = page.len() > left as usize;
-        for lead in page.iter().take(left as usize) {
-            if json {
-                let text = serde_json::to_string_pretty(lead).exit_with(Exit::Failure)?;
-                let comma = if shown > 0 { "," } else { "" };
-                outln!("{comma}{text}");
-            } else {
-                if shown == 0 {
-                    outln!("{LEAD_HEADER}");
-                }
-                print_lead(lead)?;
-            }
-            shown += 1;
-            last = Some(lead.id);
-        }
-        if !more {
-            break;
-        }
-        if limit != 0 && shown >= u64::from(limit) {
-            cut = true;
-            break;
-        }
-    }
-    if json {
-        outln!("]");
-    }
-    if cut && let Some(last) = last {
-        eprintln!(
-            "cut at {shown} leads (--limit {limit}); more match: `--after {last}` shows the next ones, `--limit 0` all"
-        );
-    } else if shown == 0 && !json {
-        eprintln!("no leads match");
-    }
-    Ok(())
-}
-
-/// The most targets one `block` or `unblock` takes (arguments and file together).
-pub const MAX_TARGETS: usize = 1_000_000;
-/// The largest target file read.
-const MAX_TARGET_FILE: u64 = 64 * 1024 * 1024;
-
-/// The targets named on the command line and in `file`, each checked (the first bad one
-/// is an error naming its argument or its file and line, and nothing is written), in
-/// order, each once; and whether several were asked for (a JSON array then).
-fn targets_named(args: Vec<String>, file: Option<&Path>) -> Result<(Vec<String>, bool), Failure> {
-    let several = args.len() != 1 || file.is_some();
-    let mut seen = std::collections::HashSet::new();
-    let mut targets = Vec::new();
-    let mut take = |target: String| -> Result<(), String> {
-        if seen.insert(target.clone()) {
-            if targets.len() == MAX_TARGETS {
-                return Err(format!("more than {MAX_TARGETS} targets; split the list"));
-            }
-            targets.push(target);
-        }
-        Ok(())
-    };
-    for (i, arg) in args.iter().enumerate() {
-        let target = crate::lead::fields::target(arg)
-            .map_err(|e| anyhow!("target {} ({arg:?}): {e}", i + 1))
-            .exit_with(Exit::Config)?;
-        take(target)
-            .map_err(|e| anyhow!(e))
-            .exit_with(Exit::Config)?;
-    }
-    if let Some(path) = file {
-        use std::io::{BufRead, Read};
-        let shown = path.display();
-        let opened = std::fs::File::open(path)
-            .map_err(|e| anyhow!("{shown}: cannot read: {e}"))
-            .exit_with(Exit::Config)?;
-        // One byte past the bound is read, so a pipe or FIFO (whose size is not known
-        // beforehand) that goes on is an error, never a list cut in the middle of a target.
-        let mut reader = std::io::BufReader::new(opened.take(MAX_TARGET_FILE + 1));
-        let mut read: u64 = 0;
-        let mut line = String::new();
-        for n in 1.. {
-            line.clear();
-            let got = reader
-                .read_line(&mut line)
-                .map_err(|e| anyhow!("{shown}:{n}: cannot read: {e}"))
-                .exit_with(Exit::Config)?;
-            read += got as u64;
-            if read > MAX_TARGET_FILE {
-                return Err(Failure {
-                    exit: Exit::Config,
-                    error: anyhow!("{shown}: more than {MAX_TARGET_FILE} bytes; split the list"),
-                });
-            }
-            if got == 0 {
-                break;
-            }
-            let text = line
-                .trim_end_matches(['\n', '\r'])
-                .trim_start_matches('\u{feff}');
-            if text.trim().is_empty() {
-                continue;
-            }
-            // One target per line: a CSV row, a comment or a name with spaces would be
-            // taken for a target (and a wrong person added, blocked) if not refused.
-            if text.trim().starts_with('#') || text.trim().contains([',', ';', '\t', ' ']) {
-                return Err(Failure {
-                    exit: Exit::Config,
-                    error: anyhow!(
-                        "{shown}:{n}: {} is not one target: the file holds one target per line (no header, comments, commas or spaces)",
-                        crate::lead::fields::shown(text.trim())
-                    ),
-                });
-            }
-            let target = crate::lead::fields::target(text)
-                .map_err(|e| anyhow!("{shown}:{n}: {e}"))
-                .exit_with(Exit::Config)?;
-            take(target)
-                .map_err(|e| anyhow!("{shown}:{n}: {e}"))
-                .exit_with(Exit::Config)?;
-        }
-    }
-    if targets.is_empty() {
-        return Err(Failure {
-            exit: Exit::Config,
-            error: anyhow!("no targets: the file holds none"),
-        });
-    }
-    Ok((targets, several))
-}
-
-/// Prints the leads as JSON (text lines were printed as each was done).
-fn several_done(leads: &[Lead], json: bool, several: bool) -> Result<(), Failure> {
-    match (json, several) {
-        (false, _) => Ok(()),
-        (true, true) => print_json(&leads),
-        (true, false) => leads.first().map_or(Ok(()), print_json),
-    }
-}
-
-/// At most ten targets, then how many more.
-fn shown_list(targets: &[String]) -> String {
-    let mut shown: Vec<String> = targets.iter().take(10).map(|t| format!("{t:?}")).collect();
-    if targets.len() > 10 {
-        shown.push(format!("and {} more", targets.len() - 10));
-    }
-    shown.join(", ")
 }
 
 async fn user_action(

@@ -10,6 +10,7 @@ mod daemon;
 mod demo;
 mod forecast;
 mod leads;
+mod leads_list;
 mod man;
 mod outbox;
 mod pause;
@@ -19,6 +20,7 @@ mod signals;
 mod sim;
 mod status;
 mod store_access;
+mod targets;
 
 use crate::config::{CONFIG_ENV, ConfigPath};
 use crate::exit::{ExitWith, Failure};
