@@ -26,6 +26,17 @@ fn window(w: Option<&SendWindow>) -> String {
 }
 
 pub fn run(config: &Config) -> Result<(), Failure> {
+    // Nothing to check is not "ok": say where a campaign file was looked for.
+    if !config.path.exists() {
+        return Err(Failure {
+            exit: crate::exit::Exit::Config,
+            error: anyhow::anyhow!(
+                "no campaign file: {} does not exist here; give one with --config PATH or {}",
+                config.path.display(),
+                crate::config::CONFIG_ENV
+            ),
+        });
+    }
     let now = Utc::now();
     let api = config
         .checked_base_url()

@@ -81,3 +81,22 @@ fn a_bad_campaign_file_stops_every_command_with_exit_3_and_writes_nothing() {
         "nothing written"
     );
 }
+
+#[test]
+fn check_without_a_campaign_file_says_so_instead_of_ok() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = bin()
+        .arg("check")
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("FLUIDTALK_RUNNER_CONFIG")
+        .output()
+        .expect("run check");
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no campaign file: jobs.toml does not exist here; give one with --config PATH or FLUIDTALK_RUNNER_CONFIG"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
