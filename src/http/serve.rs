@@ -156,6 +156,20 @@ impl Drop for OpenGauge {
     }
 }
 
+/// Where a person opens the dashboard: `[http] public_url` if set, else this address (an
+/// unspecified one, such as 0.0.0.0, shown as the loopback address of its family).
+pub fn dashboard_url(http: &HttpSettings, scheme: &str, addr: std::net::SocketAddr) -> String {
+    if let Some(u) = &http.public_url {
+        return u.to_string();
+    }
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("{scheme}://{}/", std::net::SocketAddr::new(ip, addr.port()))
+}
+
 /// Serves `app` on `listener` (over TLS with `tls`) until `stop`; then stops accepting,
 /// asks every connection to close once its requests are answered, and waits for them.
 pub async fn serve(
@@ -167,7 +181,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!(%addr, scheme, "HTTP API listening");
+        tracing::info!(%addr, scheme, dashboard = %dashboard_url(http, scheme, addr), "HTTP API listening");
     }
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -353,6 +367,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dashboard_url_is_the_public_one_or_a_reachable_local_one() {
+        let mut http = HttpSettings::default();
+        let any: std::net::SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        assert_eq!(dashboard_url(&http, "http", any), "http://127.0.0.1:8080/");
+        let v6: std::net::SocketAddr = "[::]:8443".parse().expect("addr");
+        assert_eq!(dashboard_url(&http, "https", v6), "https://[::1]:8443/");
+        let lan: std::net::SocketAddr = "10.0.0.5:80".parse().expect("addr");
+        assert_eq!(dashboard_url(&http, "http", lan), "http://10.0.0.5:80/");
+        http.public_url = Some(url::Url::parse("https://runner.example.com/").expect("url"));
+        assert_eq!(
+            dashboard_url(&http, "http", any),
+            "https://runner.example.com/"
+        );
+    }
 
     #[test]
     fn an_ipv6_client_is_its_64_and_a_mapped_ipv4_its_address() {

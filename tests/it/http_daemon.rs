@@ -121,6 +121,8 @@ async fn the_http_daemon_serves_keeps_secrets_and_stops_on_sigterm() {
         assert!(!log.contains(secret), "a secret in the log: {log}");
     }
     assert!(log.contains("HTTP API listening"), "{log}");
+    // The start-up log says where the dashboard is.
+    assert!(log.contains("dashboard=http://127.0.0.1:"), "{log}");
 }
 
 /// A campaign file with `[http] listen` still previews with `daemon --dry-run`: the HTTP
