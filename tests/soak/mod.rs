@@ -34,9 +34,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The simulated days, `FLUIDTALK_SOAK_DAYS` (1 to 3650) or `DEFAULT_DAYS`. `cargo test`
-/// runs a week (steady state: every retention window below is at most 3 days); CI runs 30
-/// (`.ci/run`); 90 is the horizon (about 10 minutes on SQLite, 5 on PostgreSQL in a
-/// debug build).
+/// runs a week (steady state: every retention window below is at most 3 days); CI runs 14
+/// (`.ci/run`); 90 is the horizon, run by hand (minutes per backend: on PostgreSQL a
+/// job run's cost grows with the leads table).
 pub const DEFAULT_DAYS: i64 = 7;
 
 fn days() -> i64 {
