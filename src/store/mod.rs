@@ -3,11 +3,26 @@
 //! Every SQL statement of the project lives under this module, written once (`sql/`) with
 //! `$N` placeholders; what truly differs between the backends is a `Dialect` (`dialect`).
 //! sqlx's Any driver cannot carry timestamps or JSON, so each backend is its own sqlx
-//! driver: `sqlite` and `postgres` hold only how to connect, and expand the shared store
-//! with their types. Each backend has its own migrations (`migrations/sqlite`,
+//! driver: `sqlite` and `postgres` hold only how to connect, and each mounts the files of
+//! `sql/` as its own modules (`#[path]`) over its types: `DB` (`sqlx::Sqlite`,
+//! `sqlx::Postgres`), `Conn` (its connection), `D` (its dialect) and `Store` (its store);
+//! sqlx binds and reads every value through types that know both backends (`Ts`, `Tags`,
+//! `#[derive(FromRow)]`). Each backend has its own migrations (`migrations/sqlite`,
 //! `migrations/postgres`), applied when a store is opened. Both pass one conformance suite
 //! (`tests/it/store_conformance.rs`). Timestamps are UTC.
 //!
+//! The files of `sql/`, each a module of both backends:
+//!   - `helpers`: statements used by several methods (leads by id, one lead, attempts in
+//!     flight, finishing attempts, counting the cap, an import batch);
+//!   - `hot`: the statements on the runner's hot path (due leads and events, claim,
+//!     exhaust, cap, orphans) with their parameters, to run or to explain;
+//!   - `runner`: `impl RunnerStore`; `admin`: `impl AdminStore`; `import`: `ImportSession`;
+//!     `delivery`: `impl DeliveryStore`; `service`: `impl ServiceStore` (the HTTP
+//!     service); `snapshot`: `impl SnapshotStore` (the forecast's copy of a campaign);
+//!     `retention`: `impl RetentionStore` (pruning); `schema`: the schema check and
+//!     migrations.
+//!
+//! The other modules:
 //! - `types`: the data; `traits`: `RunnerStore` (the runner's hot path), `AdminStore`
 //!   (people's commands), `DeliveryStore` (the outbox's webhook delivery, its types in
 //!   `outbox`), `Store` (all three); `error`: `StoreError`;
@@ -21,24 +36,25 @@
 //! silently overwrite each other.
 
 /// SQL: the lead has never been worked, so an import may still set its campaign fields.
-macro_rules! untouched {
-    () => {
-        "(leads.state = 'new' AND leads.last_contact_at IS NULL
-          AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id))"
-    };
-}
+const UNTOUCHED: &str = "(leads.state = 'new' AND leads.last_contact_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id))";
 
 /// SQL: the attempt holds its step, so the step cannot be sent again (the same list as the
 /// `attempts_once` index of migration 0003 and `AttemptStatus::holds_step`).
-macro_rules! holds_step {
-    () => {
-        "status IN ('in_flight', 'sent', 'continued', 'ignored', 'sealed', 'failed', 'unknown')
-         AND released_at IS NULL"
-    };
-}
+const HOLDS_STEP: &str =
+    "status IN ('in_flight', 'sent', 'continued', 'ignored', 'sealed', 'failed', 'unknown')
+         AND released_at IS NULL";
 
-#[macro_use]
-mod sql;
+/// A statement's text, built once per backend from its dialect's pieces (`format!`
+/// arguments) and kept for the life of the process, so sqlx's prepared-statement cache
+/// sees the same text each time.
+macro_rules! stmt {
+    ($($arg:tt)*) => {{
+        static STMT: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| format!($($arg)*));
+        STMT.as_str()
+    }};
+}
 
 mod dialect;
 mod error;

@@ -1,133 +1,135 @@
-//! `impl DeliveryStore`: the outbox's webhook delivery. Expanded by `sql_store!`.
+//! `impl DeliveryStore`: the outbox's webhook delivery. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
 
-macro_rules! sql_delivery {
-    ($store:ident) => {
-        #[async_trait::async_trait]
-        impl $crate::store::DeliveryStore for $store {
-            async fn claim_deliveries(
-                &self,
-                limit: u32,
-                token: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                lease_until: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<$crate::store::DeliveryItem>, StoreError> {
-                if limit == 0 {
-                    return Ok(Vec::new());
-                }
-                let found: Vec<$crate::store::outbox::DeliveryRow> =
-                    hot_claim_deliveries(limit, token, now, lease_until)
-                        .fetch(&self.pool)
-                        .await?;
-                let mut items: Vec<$crate::store::DeliveryItem> = rows::all(found)?;
-                items.sort_by_key(|i| i.id);
-                Ok(items)
-            }
+use super::hot::hot_claim_deliveries;
+use super::{D, Store};
+use crate::store::dialect::Dialect;
+use crate::store::values::{Ids, Ts};
+use crate::store::{StoreError, rows};
 
-            async fn delivered(
-                &self,
-                id: i64,
-                token: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE outbox SET acked_at = $3, delivered_by = 'webhook', last_error = NULL,
-                            lease_owner = NULL, lease_expires_at = NULL
-                     WHERE id = $1 AND lease_owner = $2 AND acked_at IS NULL",
-                )
-                .bind(id)
-                .bind(token)
-                .bind(Ts(now))
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn delivery_failed(
-                &self,
-                id: i64,
-                token: &str,
-                error: &str,
-                next_try_at: chrono::DateTime<chrono::Utc>,
-            ) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE outbox SET delivery_tries = delivery_tries + 1, next_try_at = $4,
-                            last_error = $3, lease_owner = NULL, lease_expires_at = NULL
-                     WHERE id = $1 AND lease_owner = $2 AND acked_at IS NULL",
-                )
-                .bind(id)
-                .bind(token)
-                .bind($crate::store::outbox::short_error(error))
-                .bind(Ts(next_try_at))
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn park_delivery(
-                &self,
-                id: i64,
-                token: &str,
-                error: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE outbox SET delivery_tries = delivery_tries + 1, parked_at = $4,
-                            next_try_at = NULL, last_error = $3,
-                            lease_owner = NULL, lease_expires_at = NULL
-                     WHERE id = $1 AND lease_owner = $2 AND acked_at IS NULL",
-                )
-                .bind(id)
-                .bind(token)
-                .bind($crate::store::outbox::short_error(error))
-                .bind(Ts(now))
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn parked(&self) -> Result<Vec<$crate::store::ParkedItem>, StoreError> {
-                let found: Vec<$crate::store::outbox::ParkedRow> = sqlx::query_as(
-                    "SELECT id, target, action, message, created_at, delivery_tries, last_error, parked_at
-                     FROM outbox WHERE acked_at IS NULL AND parked_at IS NOT NULL ORDER BY id",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                rows::all(found)
-            }
-
-            async fn redeliver(
-                &self,
-                ids: &[i64],
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<i64>, StoreError> {
-                let mut unparked: Vec<i64> = sqlx::query_scalar(stmt!(
-                    "UPDATE outbox SET parked_at = NULL, next_try_at = $2, delivery_tries = 0,
-                            first_try_at = NULL
-                     WHERE id {ids} AND parked_at IS NOT NULL AND acked_at IS NULL
-                     RETURNING id",
-                    ids = D::in_ids(1)
-                ))
-                .bind(Ids(ids.to_vec()))
-                .bind(Ts(now))
-                .fetch_all(&self.pool)
-                .await?;
-                unparked.sort_unstable();
-                Ok(unparked)
-            }
-
-            async fn outbox_counts(&self) -> Result<$crate::store::OutboxCounts, StoreError> {
-                let (pending, parked): (i64, i64) = sqlx::query_as(
-                    "SELECT COALESCE(SUM(CASE WHEN parked_at IS NULL THEN 1 ELSE 0 END), 0),
-                            COALESCE(SUM(CASE WHEN parked_at IS NULL THEN 0 ELSE 1 END), 0)
-                     FROM outbox WHERE acked_at IS NULL",
-                )
-                .fetch_one(&self.pool)
-                .await?;
-                Ok($crate::store::OutboxCounts {
-                    pending: pending.max(0) as u64,
-                    parked: parked.max(0) as u64,
-                })
-            }
+#[async_trait::async_trait]
+impl crate::store::DeliveryStore for Store {
+    async fn claim_deliveries(
+        &self,
+        limit: u32,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::store::DeliveryItem>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
         }
-    };
+        let found: Vec<crate::store::outbox::DeliveryRow> =
+            hot_claim_deliveries(limit, token, now, lease_until)
+                .fetch(&self.pool)
+                .await?;
+        let mut items: Vec<crate::store::DeliveryItem> = rows::all(found)?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+
+    async fn delivered(
+        &self,
+        id: i64,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET acked_at = $3, delivered_by = 'webhook', last_error = NULL,
+                    lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND lease_owner = $2 AND acked_at IS NULL",
+        )
+        .bind(id)
+        .bind(token)
+        .bind(Ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        token: &str,
+        error: &str,
+        next_try_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET delivery_tries = delivery_tries + 1, next_try_at = $4,
+                    last_error = $3, lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND lease_owner = $2 AND acked_at IS NULL",
+        )
+        .bind(id)
+        .bind(token)
+        .bind(crate::store::outbox::short_error(error))
+        .bind(Ts(next_try_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn park_delivery(
+        &self,
+        id: i64,
+        token: &str,
+        error: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET delivery_tries = delivery_tries + 1, parked_at = $4,
+                    next_try_at = NULL, last_error = $3,
+                    lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND lease_owner = $2 AND acked_at IS NULL",
+        )
+        .bind(id)
+        .bind(token)
+        .bind(crate::store::outbox::short_error(error))
+        .bind(Ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn parked(&self) -> Result<Vec<crate::store::ParkedItem>, StoreError> {
+        let found: Vec<crate::store::outbox::ParkedRow> = sqlx::query_as(
+            "SELECT id, target, action, message, created_at, delivery_tries, last_error, parked_at
+             FROM outbox WHERE acked_at IS NULL AND parked_at IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows::all(found)
+    }
+
+    async fn redeliver(
+        &self,
+        ids: &[i64],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut unparked: Vec<i64> = sqlx::query_scalar(stmt!(
+            "UPDATE outbox SET parked_at = NULL, next_try_at = $2, delivery_tries = 0,
+                    first_try_at = NULL
+             WHERE id {ids} AND parked_at IS NOT NULL AND acked_at IS NULL
+             RETURNING id",
+            ids = D::in_ids(1)
+        ))
+        .bind(Ids(ids.to_vec()))
+        .bind(Ts(now))
+        .fetch_all(&self.pool)
+        .await?;
+        unparked.sort_unstable();
+        Ok(unparked)
+    }
+
+    async fn outbox_counts(&self) -> Result<crate::store::OutboxCounts, StoreError> {
+        let (pending, parked): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN parked_at IS NULL THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN parked_at IS NULL THEN 0 ELSE 1 END), 0)
+             FROM outbox WHERE acked_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(crate::store::OutboxCounts {
+            pending: pending.max(0) as u64,
+            parked: parked.max(0) as u64,
+        })
+    }
 }

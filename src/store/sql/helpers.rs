@@ -1,234 +1,259 @@
-//! Statements several store methods share. Expanded by `sql_store!`.
+//! Statements several store methods share. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
 
-macro_rules! sql_helpers {
-    ($store:ident) => {
-        use $crate::store::dialect::{Col, Dialect};
-        use $crate::store::rows::{self, ATTEMPT_COLUMNS, LEAD_COLUMNS};
-        use $crate::store::values::{ts, Ids, Ts};
+use super::hot::hot_cap;
+use super::{Conn, D, Store};
+use crate::store::Lead;
+use crate::store::rules::{attempts_json, ends_json, ids_in_order, merge_batch, rows_json};
+use crate::store::types::{AttemptEnd, ImportCounts, LeadInput, NewAttempt};
+use crate::store::{RUNNER_LOST, StoreError, UNTOUCHED};
 
-        impl $store {
-            /// The leads with these ids, by id (one query).
-            async fn leads_by_id(
-                &self,
-                ids: impl Iterator<Item = i64>,
-            ) -> Result<std::collections::HashMap<i64, Lead>, StoreError> {
-                let ids = Ids(ids.collect());
-                let found: Vec<rows::LeadRow> = sqlx::query_as(stmt!(
-                    "SELECT {LEAD_COLUMNS} FROM leads WHERE id {ids}",
-                    ids = D::in_ids(1)
-                ))
-                .bind(ids)
-                .fetch_all(&self.pool)
-                .await?;
-                found
-                    .into_iter()
-                    .map(|r| Lead::try_from(r).map(|l| (l.id, l)))
-                    .collect()
-            }
-        }
+use crate::store::dialect::{Col, Dialect};
+use crate::store::rows::{self, LEAD_COLUMNS};
+use crate::store::values::{Ids, Ts};
 
-        /// The lead named `target` (locked, if `lock`, until the transaction ends).
-        async fn lead_in(conn: &mut Conn, target: &str, lock: bool) -> Result<Lead, StoreError> {
-            let sql = if lock {
-                stmt!(
-                    "SELECT {LEAD_COLUMNS} FROM leads WHERE target = $1{lock}",
-                    lock = D::FOR_UPDATE
-                )
-            } else {
-                stmt!("SELECT {LEAD_COLUMNS} FROM leads WHERE target = $1")
-            };
-            let row: Option<rows::LeadRow> = sqlx::query_as(sql)
-                .bind(target)
-                .fetch_optional(&mut *conn)
-                .await?;
-            row.map(Lead::try_from)
-                .transpose()?
-                .ok_or_else(|| StoreError::NotFound(target.to_string()))
-        }
-
-        /// Records `attempts` in flight (one statement), each only if its lead is still as
-        /// claimed; their ids in the same order, `None` for one not recorded.
-        async fn insert_attempts(
-            conn: &mut Conn,
-            attempts: &[NewAttempt],
-        ) -> Result<Vec<Option<i64>>, StoreError> {
-            if attempts.is_empty() {
-                return Ok(Vec::new());
-            }
-            // One statement: a person's block or the HTTP relay's lease either comes first
-            // (no call) or finds the call in flight. On PostgreSQL the leads read are
-            // locked, so a change committed while this waits is seen, not a stale snapshot.
-            let found: Vec<(i64, i64, String, i64)> = sqlx::query_as(stmt!(
-                "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
-                 SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.lease_token
-                 FROM {attempts} JOIN leads l ON l.id = j.lead_id
-                 WHERE j.claimed IS NULL
-                    OR (l.state = j.claimed AND l.lease_owner = j.lease_token){lock}
-                 RETURNING id, lead_id, action, step",
-                attempts = D::records(1, "j", &[
-                    Col::Int("lead_id"), Col::Text("job"), Col::Text("action"),
-                    Col::Int("step"), Col::Ts("started_at"), Col::Text("lease_token"),
-                    Col::Text("claimed"),
-                ]),
-                lock = D::FOR_SHARE_LEADS
-            ))
-            .bind(attempts_json(attempts))
-            .fetch_all(&mut *conn)
-            .await?;
-            Ok(ids_in_order(attempts, &found))
-        }
-
-        /// The state and lease holder of the leads of `attempts` (locked where the backend
-        /// locks rows), for `still_claimed`.
-        async fn claim_states(
-            conn: &mut Conn,
-            attempts: &[NewAttempt],
-        ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
-            let ids: Vec<i64> = attempts.iter().map(|a| a.lead_id).collect();
-            Ok(sqlx::query_as(stmt!(
-                "SELECT id, state, lease_owner FROM leads WHERE id {ids} ORDER BY id{lock}",
-                ids = D::in_ids(1),
-                lock = D::FOR_UPDATE
-            ))
-            .bind(Ids(ids))
-            .fetch_all(&mut *conn)
-            .await?)
-        }
-
-        /// A job's attempts started since `since` that count against its daily cap.
-        async fn count_started_in(
-            conn: &mut Conn,
-            job: &str,
-            since: chrono::DateTime<chrono::Utc>,
-        ) -> Result<i64, StoreError> {
-            hot_cap(job, since).count(conn).await
-        }
-
-        /// Finishes attempts still in flight (or found lost by another runner and not yet
-        /// released: a late answer is recorded as it is) and writes their outbox rows;
-        /// returns the ids finished. A late or repeated write changes nothing else.
-        async fn finish_in(conn: &mut Conn, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError> {
-            if ends.is_empty() {
-                return Ok(Vec::new());
-            }
-            let payload = ends_json(ends);
-            let finished: Vec<i64> = sqlx::query_scalar(stmt!(
-                "UPDATE attempts SET status = x.status, http_status = x.http_status,
-                        error_kind = x.error_kind,
-                        error_detail = CASE WHEN attempts.status = 'in_flight' THEN x.error_detail
-                            ELSE COALESCE(x.error_detail, 'answered after its runner was presumed lost') END,
-                        session_id = x.session_id, finished_at = x.finished_at,
-                        released_at = CASE WHEN x.released_by IS NULL THEN attempts.released_at
-                                           ELSE x.finished_at END,
-                        released_by = COALESCE(x.released_by, attempts.released_by)
-                 FROM {ends}
-                 WHERE attempts.id = x.id
-                   AND (attempts.status = 'in_flight'
-                        OR (attempts.status = 'unknown' AND attempts.error_kind = $2
-                            AND attempts.released_at IS NULL
-                            AND x.status NOT IN ('in_flight', 'unknown', 'cancelled')))
-                 RETURNING attempts.id",
-                ends = D::records(1, "x", &[
-                    Col::Int("id"), Col::Text("status"), Col::Int("http_status"),
-                    Col::Text("error_kind"), Col::Text("error_detail"), Col::Text("session_id"),
-                    Col::Ts("finished_at"), Col::Text("released_by"),
-                ])
-            ))
-            .bind(&payload)
-            .bind(RUNNER_LOST)
-            .fetch_all(&mut *conn)
-            .await?;
-            if finished.is_empty() || ends.iter().all(|e| e.message.is_none()) {
-                return Ok(finished);
-            }
-            // The batch drives the join (SQLite's CROSS JOIN fixes the order: driven from
-            // `attempts`, it re-parsed the whole batch per attempt).
-            sqlx::query(stmt!(
-                "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
-                 SELECT a.lead_id, a.id, l.target, a.action, x.message, x.session_id, x.finished_at
-                 FROM {ends} {join} attempts a ON a.id = x.id {join} leads l ON l.id = a.lead_id
-                 WHERE x.message IS NOT NULL AND x.id {finished}",
-                ends = D::records(1, "x", &[
-                    Col::Int("id"), Col::Text("message"), Col::Text("session_id"),
-                    Col::Ts("finished_at"),
-                ]),
-                join = D::JOIN_IN_ORDER,
-                finished = D::in_ids(2)
-            ))
-            .bind(&payload)
-            .bind(Ids(finished.clone()))
-            .execute(&mut *conn)
-            .await?;
-            Ok(finished)
-        }
-
-        /// Upserts one merged import batch inside `conn`'s transaction: one statement
-        /// inserts the targets that are new (skipping those that exist, even ones added a
-        /// moment ago), one updates the rest.
-        async fn upsert_batch(
-            conn: &mut Conn,
-            rows: Vec<LeadInput>,
-            now: chrono::DateTime<chrono::Utc>,
-        ) -> Result<ImportCounts, StoreError> {
-            const COLS: [Col; 9] = [
-                Col::Text("target"), Col::Text("own_username"), Col::Text("timezone"),
-                Col::Text("profile_image"), Col::Text("tags"), Col::Text("state"),
-                Col::Ts("last_contact_at"), Col::Ts("last_reply_at"),
-                Col::Int("follow_ups_sent"),
-            ];
-            let (rows, duplicates) = merge_batch(rows);
-            let inserted: std::collections::HashSet<String> = sqlx::query_scalar(stmt!(
-                "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
-                                    last_contact_at, last_reply_at, follow_ups_sent,
-                                    follow_ups_total, created_at, updated_at, next_eligible_at)
-                 SELECT x.target, x.own_username, x.timezone, x.profile_image, {tags},
-                        COALESCE(x.state, 'new'), x.last_contact_at, x.last_reply_at,
-                        COALESCE(x.follow_ups_sent, 0), COALESCE(x.follow_ups_sent, 0),
-                        $2, $2, $2
-                 FROM {rows} WHERE true
-                 ON CONFLICT (target) DO NOTHING
-                 RETURNING target",
-                tags = D::tags_from("COALESCE(x.tags, '[]')"),
-                rows = D::records(1, "x", &COLS)
-            ))
-            .bind(rows_json(rows.iter()))
-            .bind(Ts(now))
-            .fetch_all(&mut *conn)
-            .await?
+impl Store {
+    /// The leads with these ids, by id (one query).
+    pub(super) async fn leads_by_id(
+        &self,
+        ids: impl Iterator<Item = i64>,
+    ) -> Result<std::collections::HashMap<i64, Lead>, StoreError> {
+        let ids = Ids(ids.collect());
+        let found: Vec<rows::LeadRow> = sqlx::query_as(stmt!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE id {ids}",
+            ids = D::in_ids(1)
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        found
             .into_iter()
-            .collect();
-            let existing: Vec<&LeadInput> = rows
-                .iter()
-                .filter(|r| !inserted.contains(&r.target))
-                .collect();
-            if !existing.is_empty() {
-                sqlx::query(stmt!(
-                    "UPDATE leads SET
-                        own_username  = COALESCE(x.own_username, leads.own_username),
-                        timezone      = COALESCE(x.timezone, leads.timezone),
-                        profile_image = COALESCE(x.profile_image, leads.profile_image),
-                        tags          = COALESCE({tags}, leads.tags),
-                        state           = CASE WHEN {u} THEN COALESCE(x.state, leads.state) ELSE leads.state END,
-                        last_contact_at = CASE WHEN {u} THEN COALESCE(x.last_contact_at, leads.last_contact_at) ELSE leads.last_contact_at END,
-                        last_reply_at   = CASE WHEN {u} THEN COALESCE(x.last_reply_at, leads.last_reply_at) ELSE leads.last_reply_at END,
-                        follow_ups_sent = CASE WHEN {u} THEN COALESCE(x.follow_ups_sent, leads.follow_ups_sent) ELSE leads.follow_ups_sent END,
-                        follow_ups_total = CASE WHEN {u} THEN COALESCE(x.follow_ups_sent, leads.follow_ups_total) ELSE leads.follow_ups_total END,
-                        updated_at    = $2
-                     FROM {rows}
-                     WHERE leads.target = x.target",
-                    tags = D::tags_from("x.tags"),
-                    u = untouched!(),
-                    rows = D::records(1, "x", &COLS)
-                ))
-                .bind(rows_json(existing.iter().copied()))
-                .bind(Ts(now))
-                .execute(&mut *conn)
-                .await?;
-            }
-            Ok(ImportCounts {
-                imported: inserted.len() as u64,
-                updated: existing.len() as u64 + duplicates,
-            })
-        }
+            .map(|r| Lead::try_from(r).map(|l| (l.id, l)))
+            .collect()
+    }
+}
+
+/// The lead named `target` (locked, if `lock`, until the transaction ends).
+pub(super) async fn lead_in(conn: &mut Conn, target: &str, lock: bool) -> Result<Lead, StoreError> {
+    let sql = if lock {
+        stmt!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE target = $1{lock}",
+            lock = D::FOR_UPDATE
+        )
+    } else {
+        stmt!("SELECT {LEAD_COLUMNS} FROM leads WHERE target = $1")
     };
+    let row: Option<rows::LeadRow> = sqlx::query_as(sql)
+        .bind(target)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(Lead::try_from)
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(target.to_string()))
+}
+
+/// Records `attempts` in flight (one statement), each only if its lead is still as
+/// claimed; their ids in the same order, `None` for one not recorded.
+pub(super) async fn insert_attempts(
+    conn: &mut Conn,
+    attempts: &[NewAttempt],
+) -> Result<Vec<Option<i64>>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One statement: a person's block or the HTTP relay's lease either comes first
+    // (no call) or finds the call in flight. On PostgreSQL the leads read are
+    // locked, so a change committed while this waits is seen, not a stale snapshot.
+    let found: Vec<(i64, i64, String, i64)> = sqlx::query_as(stmt!(
+        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
+         SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.lease_token
+         FROM {attempts} JOIN leads l ON l.id = j.lead_id
+         WHERE j.claimed IS NULL
+            OR (l.state = j.claimed AND l.lease_owner = j.lease_token){lock}
+         RETURNING id, lead_id, action, step",
+        attempts = D::records(
+            1,
+            "j",
+            &[
+                Col::Int("lead_id"),
+                Col::Text("job"),
+                Col::Text("action"),
+                Col::Int("step"),
+                Col::Ts("started_at"),
+                Col::Text("lease_token"),
+                Col::Text("claimed"),
+            ]
+        ),
+        lock = D::FOR_SHARE_LEADS
+    ))
+    .bind(attempts_json(attempts))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ids_in_order(attempts, &found))
+}
+
+/// The state and lease holder of the leads of `attempts` (locked where the backend
+/// locks rows), for `still_claimed`.
+pub(super) async fn claim_states(
+    conn: &mut Conn,
+    attempts: &[NewAttempt],
+) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+    let ids: Vec<i64> = attempts.iter().map(|a| a.lead_id).collect();
+    Ok(sqlx::query_as(stmt!(
+        "SELECT id, state, lease_owner FROM leads WHERE id {ids} ORDER BY id{lock}",
+        ids = D::in_ids(1),
+        lock = D::FOR_UPDATE
+    ))
+    .bind(Ids(ids))
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// A job's attempts started since `since` that count against its daily cap.
+pub(super) async fn count_started_in(
+    conn: &mut Conn,
+    job: &str,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<i64, StoreError> {
+    hot_cap(job, since).count(conn).await
+}
+
+/// Finishes attempts still in flight (or found lost by another runner and not yet
+/// released: a late answer is recorded as it is) and writes their outbox rows;
+/// returns the ids finished. A late or repeated write changes nothing else.
+pub(super) async fn finish_in(
+    conn: &mut Conn,
+    ends: &[AttemptEnd],
+) -> Result<Vec<i64>, StoreError> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let payload = ends_json(ends);
+    let finished: Vec<i64> = sqlx::query_scalar(stmt!(
+        "UPDATE attempts SET status = x.status, http_status = x.http_status,
+                error_kind = x.error_kind,
+                error_detail = CASE WHEN attempts.status = 'in_flight' THEN x.error_detail
+                    ELSE COALESCE(x.error_detail, 'answered after its runner was presumed lost') END,
+                session_id = x.session_id, finished_at = x.finished_at,
+                released_at = CASE WHEN x.released_by IS NULL THEN attempts.released_at
+                                   ELSE x.finished_at END,
+                released_by = COALESCE(x.released_by, attempts.released_by)
+         FROM {ends}
+         WHERE attempts.id = x.id
+           AND (attempts.status = 'in_flight'
+                OR (attempts.status = 'unknown' AND attempts.error_kind = $2
+                    AND attempts.released_at IS NULL
+                    AND x.status NOT IN ('in_flight', 'unknown', 'cancelled')))
+         RETURNING attempts.id",
+        ends = D::records(1, "x", &[
+            Col::Int("id"), Col::Text("status"), Col::Int("http_status"),
+            Col::Text("error_kind"), Col::Text("error_detail"), Col::Text("session_id"),
+            Col::Ts("finished_at"), Col::Text("released_by"),
+        ])
+    ))
+    .bind(&payload)
+    .bind(RUNNER_LOST)
+    .fetch_all(&mut *conn)
+    .await?;
+    if finished.is_empty() || ends.iter().all(|e| e.message.is_none()) {
+        return Ok(finished);
+    }
+    // The batch drives the join (SQLite's CROSS JOIN fixes the order: driven from
+    // `attempts`, it re-parsed the whole batch per attempt).
+    sqlx::query(stmt!(
+        "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
+         SELECT a.lead_id, a.id, l.target, a.action, x.message, x.session_id, x.finished_at
+         FROM {ends} {join} attempts a ON a.id = x.id {join} leads l ON l.id = a.lead_id
+         WHERE x.message IS NOT NULL AND x.id {finished}",
+        ends = D::records(
+            1,
+            "x",
+            &[
+                Col::Int("id"),
+                Col::Text("message"),
+                Col::Text("session_id"),
+                Col::Ts("finished_at"),
+            ]
+        ),
+        join = D::JOIN_IN_ORDER,
+        finished = D::in_ids(2)
+    ))
+    .bind(&payload)
+    .bind(Ids(finished.clone()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(finished)
+}
+
+/// Upserts one merged import batch inside `conn`'s transaction: one statement
+/// inserts the targets that are new (skipping those that exist, even ones added a
+/// moment ago), one updates the rest.
+pub(super) async fn upsert_batch(
+    conn: &mut Conn,
+    rows: Vec<LeadInput>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ImportCounts, StoreError> {
+    const COLS: [Col; 9] = [
+        Col::Text("target"),
+        Col::Text("own_username"),
+        Col::Text("timezone"),
+        Col::Text("profile_image"),
+        Col::Text("tags"),
+        Col::Text("state"),
+        Col::Ts("last_contact_at"),
+        Col::Ts("last_reply_at"),
+        Col::Int("follow_ups_sent"),
+    ];
+    let (rows, duplicates) = merge_batch(rows);
+    let inserted: std::collections::HashSet<String> = sqlx::query_scalar(stmt!(
+        "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
+                            last_contact_at, last_reply_at, follow_ups_sent,
+                            follow_ups_total, created_at, updated_at, next_eligible_at)
+         SELECT x.target, x.own_username, x.timezone, x.profile_image, {tags},
+                COALESCE(x.state, 'new'), x.last_contact_at, x.last_reply_at,
+                COALESCE(x.follow_ups_sent, 0), COALESCE(x.follow_ups_sent, 0),
+                $2, $2, $2
+         FROM {rows} WHERE true
+         ON CONFLICT (target) DO NOTHING
+         RETURNING target",
+        tags = D::tags_from("COALESCE(x.tags, '[]')"),
+        rows = D::records(1, "x", &COLS)
+    ))
+    .bind(rows_json(rows.iter()))
+    .bind(Ts(now))
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let existing: Vec<&LeadInput> = rows
+        .iter()
+        .filter(|r| !inserted.contains(&r.target))
+        .collect();
+    if !existing.is_empty() {
+        sqlx::query(stmt!(
+            "UPDATE leads SET
+                own_username  = COALESCE(x.own_username, leads.own_username),
+                timezone      = COALESCE(x.timezone, leads.timezone),
+                profile_image = COALESCE(x.profile_image, leads.profile_image),
+                tags          = COALESCE({tags}, leads.tags),
+                state           = CASE WHEN {u} THEN COALESCE(x.state, leads.state) ELSE leads.state END,
+                last_contact_at = CASE WHEN {u} THEN COALESCE(x.last_contact_at, leads.last_contact_at) ELSE leads.last_contact_at END,
+                last_reply_at   = CASE WHEN {u} THEN COALESCE(x.last_reply_at, leads.last_reply_at) ELSE leads.last_reply_at END,
+                follow_ups_sent = CASE WHEN {u} THEN COALESCE(x.follow_ups_sent, leads.follow_ups_sent) ELSE leads.follow_ups_sent END,
+                follow_ups_total = CASE WHEN {u} THEN COALESCE(x.follow_ups_sent, leads.follow_ups_total) ELSE leads.follow_ups_total END,
+                updated_at    = $2
+             FROM {rows}
+             WHERE leads.target = x.target",
+            tags = D::tags_from("x.tags"),
+            u = UNTOUCHED,
+            rows = D::records(1, "x", &COLS)
+        ))
+        .bind(rows_json(existing.iter().copied()))
+        .bind(Ts(now))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(ImportCounts {
+        imported: inserted.len() as u64,
+        updated: existing.len() as u64 + duplicates,
+    })
 }

@@ -1,354 +1,370 @@
 //! The statements on the runner's hot path (and delivery's claim), each with its
 //! parameters, in one place: the store runs them, and `hot_query_plans` reads the plan of the very same text with the
 //! same kind of parameters (`tests/it/query_plans.rs` fails on a full scan or a sort of the
-//! table). Expanded by `sql_store!`.
+//! table). Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
 
-macro_rules! sql_hot {
-    ($store:ident) => {
-        use $crate::store::values::Arg;
+use super::{Conn, D, DB};
+use crate::store::StoreError;
+use crate::store::dialect::Dialect;
+use crate::store::rows::{ATTEMPT_COLUMNS, LEAD_COLUMNS};
+use crate::store::types::QueryPlan;
+use crate::store::values::{Ids, Ts, ts};
 
-        /// A hot statement and its parameters, ready to run or to explain.
-        struct Hot {
-            name: &'static str,
-            sql: &'static str,
-            args: Vec<Arg>,
-        }
+use crate::store::values::Arg;
 
-        type HotQuery<'q> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
+/// A hot statement and its parameters, ready to run or to explain.
+pub(super) struct Hot {
+    pub(super) name: &'static str,
+    pub(super) sql: &'static str,
+    pub(super) args: Vec<Arg>,
+}
 
-        impl Hot {
-            fn query<'q>(self) -> HotQuery<'q> {
-                bind_all(sqlx::query(self.sql), self.args)
-            }
+pub(super) type HotQuery<'q> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
 
-            /// The statement's rows as `T`.
-            async fn fetch<T>(self, pool: &sqlx::Pool<DB>) -> Result<Vec<T>, StoreError>
-            where
-                T: for<'r> sqlx::FromRow<'r, <DB as sqlx::Database>::Row> + Send + Unpin,
-            {
-                Ok(self
-                    .query()
-                    .try_map(|r| T::from_row(&r))
-                    .fetch_all(pool)
-                    .await?)
-            }
+impl Hot {
+    pub(super) fn query<'q>(self) -> HotQuery<'q> {
+        bind_all(sqlx::query(self.sql), self.args)
+    }
 
-            /// The statement's one number (a count).
-            async fn count(self, conn: &mut Conn) -> Result<i64, StoreError> {
-                use sqlx::Row;
-                Ok(self.query().fetch_one(&mut *conn).await?.try_get::<i64, _>(0)?)
-            }
+    /// The statement's rows as `T`.
+    pub(super) async fn fetch<T>(self, pool: &sqlx::Pool<DB>) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, <DB as sqlx::Database>::Row> + Send + Unpin,
+    {
+        Ok(self
+            .query()
+            .try_map(|r| T::from_row(&r))
+            .fetch_all(pool)
+            .await?)
+    }
 
-            /// How many rows the statement returns, counted by the database (no row is
-            /// sent or decoded).
-            async fn count_rows(self, pool: &sqlx::Pool<DB>) -> Result<i64, StoreError> {
-                use sqlx::Row;
-                let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM ({}) AS counted", self.sql));
-                let row = bind_all(sqlx::query(sql), self.args).fetch_one(pool).await?;
-                Ok(row.try_get::<i64, _>(0)?)
-            }
+    /// The statement's one number (a count).
+    pub(super) async fn count(self, conn: &mut Conn) -> Result<i64, StoreError> {
+        use sqlx::Row;
+        Ok(self
+            .query()
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get::<i64, _>(0)?)
+    }
 
-            /// The plan the database would use, one line per step.
-            async fn plan(self, pool: &sqlx::Pool<DB>) -> Result<QueryPlan, StoreError> {
-                use sqlx::Row;
-                let sql = sqlx::AssertSqlSafe(format!("{} {}", D::EXPLAIN, self.sql));
-                let rows = bind_all(sqlx::query(sql), self.args)
-                    .persistent(false)
-                    .fetch_all(pool)
-                    .await?;
-                let lines = rows
-                    .iter()
-                    .map(|r| r.try_get::<String, _>(D::PLAN_COLUMN))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(QueryPlan {
-                    name: self.name.to_string(),
-                    lines,
-                })
-            }
-        }
+    /// How many rows the statement returns, counted by the database (no row is
+    /// sent or decoded).
+    pub(super) async fn count_rows(self, pool: &sqlx::Pool<DB>) -> Result<i64, StoreError> {
+        use sqlx::Row;
+        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM ({}) AS counted", self.sql));
+        let row = bind_all(sqlx::query(sql), self.args)
+            .fetch_one(pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
 
-        fn bind_all<'q>(mut q: HotQuery<'q>, args: Vec<Arg>) -> HotQuery<'q> {
-            for a in args {
-                q = match a {
-                    Arg::Ts(t) => q.bind(t),
-                    Arg::Int(n) => q.bind(n),
-                    Arg::Text(s) => q.bind(s),
-                    Arg::Ids(ids) => q.bind(ids),
-                };
-            }
-            q
-        }
+    /// The plan the database would use, one line per step.
+    pub(super) async fn plan(self, pool: &sqlx::Pool<DB>) -> Result<QueryPlan, StoreError> {
+        use sqlx::Row;
+        let sql = sqlx::AssertSqlSafe(format!("{} {}", D::EXPLAIN, self.sql));
+        let rows = bind_all(sqlx::query(sql), self.args)
+            .persistent(false)
+            .fetch_all(pool)
+            .await?;
+        let lines = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(D::PLAN_COLUMN))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(QueryPlan {
+            name: self.name.to_string(),
+            lines,
+        })
+    }
+}
 
-        type When = chrono::DateTime<chrono::Utc>;
+pub(super) fn bind_all<'q>(mut q: HotQuery<'q>, args: Vec<Arg>) -> HotQuery<'q> {
+    for a in args {
+        q = match a {
+            Arg::Ts(t) => q.bind(t),
+            Arg::Int(n) => q.bind(n),
+            Arg::Text(s) => q.bind(s),
+            Arg::Ids(ids) => q.bind(ids),
+        };
+    }
+    q
+}
 
-        /// SQL: a contacted lead that had its last follow-up (`$1`), quiet since before `$2`
-        /// and not leased at `$3`: it is exhausted.
-        fn exhaustible() -> String {
-            format!(
-                "state = 'contacted' AND follow_ups_sent >= $1 AND {quiet} <= $2
-                 AND (lease_owner IS NULL OR lease_expires_at <= $3)",
-                quiet = D::QUIET_SINCE
+pub(super) type When = chrono::DateTime<chrono::Utc>;
+
+/// SQL: a contacted lead that had its last follow-up (`$1`), quiet since before `$2`
+/// and not leased at `$3`: it is exhausted.
+pub(super) fn exhaustible() -> String {
+    format!(
+        "state = 'contacted' AND follow_ups_sent >= $1 AND {quiet} <= $2
+         AND (lease_owner IS NULL OR lease_expires_at <= $3)",
+        quiet = D::QUIET_SINCE
+    )
+}
+
+/// A page of leads in `key` order after the cursor (`$2`, `$3`), up to `upper`.
+/// PostgreSQL seeks the row value `(key, id) > ($2, $3)` in the index. SQLite seeks
+/// it on `key` alone, so where many leads share a key each page reads again every
+/// lead of that key before the cursor; with `ties` (an import stamps one
+/// eligibility time on all its leads) it is two index ranges merged in order
+/// there, `key = $2 AND id > $3` then `key > $2 AND key <= upper`. (Without: when a
+/// lead went quiet is its answer's time, which leads seldom share, and SQLite
+/// cannot merge ranges of an expression index without sorting.)
+pub(super) fn keyset_page(key: &str, upper: &str, filter: &str, ties: bool) -> String {
+    if D::ROW_VALUE_SEEK || !ties {
+        return format!(
+            "SELECT {LEAD_COLUMNS}, {key} AS since FROM leads
+             WHERE {filter} AND {key} <= {upper} AND ({key}, id) > ($2, $3)
+             ORDER BY since, id LIMIT $4"
+        );
+    }
+    format!(
+        "SELECT {LEAD_COLUMNS}, {key} AS since FROM leads
+         WHERE {filter} AND {key} = $2 AND id > $3
+         UNION ALL
+         SELECT {LEAD_COLUMNS}, {key} AS since FROM leads
+         WHERE {filter} AND {key} > $2 AND {key} <= {upper}
+         ORDER BY since, id LIMIT $4"
+    )
+}
+
+/// New leads due at `now`, after the cursor `after`, oldest eligible first. No
+/// cursor is the beginning of time.
+pub(super) fn hot_due_openers(now: When, after: (When, i64), limit: u32) -> Hot {
+    Hot {
+        name: "due openers",
+        sql: stmt!(
+            "{}",
+            keyset_page(
+                "next_eligible_at",
+                "$1",
+                "state = 'new' AND next_eligible_at <= $1
+                 AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
+                 AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
+                 AND (lease_owner IS NULL OR lease_expires_at <= $1)",
+                true
             )
-        }
+        ),
+        args: vec![
+            Arg::Ts(Ts(now)),
+            Arg::Ts(Ts(after.0)),
+            Arg::Int(after.1),
+            Arg::Int(i64::from(limit)),
+        ],
+    }
+}
 
-        /// A page of leads in `key` order after the cursor (`$2`, `$3`), up to `upper`.
-        /// PostgreSQL seeks the row value `(key, id) > ($2, $3)` in the index. SQLite seeks
-        /// it on `key` alone, so where many leads share a key each page reads again every
-        /// lead of that key before the cursor; with `ties` (an import stamps one
-        /// eligibility time on all its leads) it is two index ranges merged in order
-        /// there, `key = $2 AND id > $3` then `key > $2 AND key <= upper`. (Without: when a
-        /// lead went quiet is its answer's time, which leads seldom share, and SQLite
-        /// cannot merge ranges of an expression index without sorting.)
-        fn keyset_page(key: &str, upper: &str, filter: &str, ties: bool) -> String {
-            if D::ROW_VALUE_SEEK || !ties {
-                return format!(
-                    "SELECT {LEAD_COLUMNS}, {key} AS since FROM leads
-                     WHERE {filter} AND {key} <= {upper} AND ({key}, id) > ($2, $3)
-                     ORDER BY since, id LIMIT $4"
-                );
-            }
-            format!(
-                "SELECT {LEAD_COLUMNS}, {key} AS since FROM leads
-                 WHERE {filter} AND {key} = $2 AND id > $3
-                 UNION ALL
-                 SELECT {LEAD_COLUMNS}, {key} AS since FROM leads
-                 WHERE {filter} AND {key} > $2 AND {key} <= {upper}
-                 ORDER BY since, id LIMIT $4"
+/// Contacted leads due a follow-up at `now` (`cutoffs[n]`: quiet since before it
+/// for follow-up n + 1), after the cursor, quiet longest first. The latest cutoff
+/// bounds the range read from `leads_quiet_due`: the read stops there.
+pub(super) fn hot_due_follow_ups(
+    now: When,
+    after: (When, i64),
+    limit: u32,
+    cutoffs: &[When],
+    max: u32,
+) -> Hot {
+    let latest = cutoffs.iter().max().copied().unwrap_or(now);
+    let cutoffs: Vec<String> = cutoffs.iter().map(|t| ts(*t)).collect();
+    Hot {
+        name: "due follow-ups",
+        sql: stmt!(
+            "{}",
+            keyset_page(
+                D::QUIET_SINCE,
+                "$7",
+                &format!(
+                    "state = 'contacted' AND follow_ups_sent < $5 AND next_eligible_at <= $1
+                     AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
+                     AND (lease_owner IS NULL OR lease_expires_at <= $1)
+                     AND {quiet} <= {cutoff}",
+                    quiet = D::QUIET_SINCE,
+                    cutoff = D::ts_at(6, "follow_ups_sent")
+                ),
+                false
             )
-        }
+        ),
+        args: vec![
+            Arg::Ts(Ts(now)),
+            Arg::Ts(Ts(after.0)),
+            Arg::Int(after.1),
+            Arg::Int(i64::from(limit)),
+            Arg::Int(i64::from(max)),
+            Arg::Text(serde_json::Value::from(cutoffs).to_string()),
+            Arg::Ts(Ts(latest)),
+        ],
+    }
+}
 
-        /// New leads due at `now`, after the cursor `after`, oldest eligible first. No
-        /// cursor is the beginning of time.
-        fn hot_due_openers(now: When, after: (When, i64), limit: u32) -> Hot {
-            Hot {
-                name: "due openers",
-                sql: stmt!(
-                    "{}",
-                    keyset_page(
-                        "next_eligible_at",
-                        "$1",
-                        "state = 'new' AND next_eligible_at <= $1
-                         AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
-                         AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
-                         AND (lease_owner IS NULL OR lease_expires_at <= $1)",
-                        true
-                    )
-                ),
-                args: vec![
-                    Arg::Ts(Ts(now)),
-                    Arg::Ts(Ts(after.0)),
-                    Arg::Int(after.1),
-                    Arg::Int(i64::from(limit)),
-                ],
-            }
-        }
+/// The oldest queued event of `event_type` per lead (one call per lead at a time)
+/// whose lead is workable at `now`, after event id `after`.
+pub(super) fn hot_due_events(event_type: &str, now: When, limit: u32, after: i64) -> Hot {
+    Hot {
+        name: "due events",
+        sql: "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
+             FROM events e JOIN leads l ON l.id = e.lead_id
+             WHERE e.state = 'queued' AND e.event_type = $1 AND e.id > $3
+               AND e.id = (SELECT MIN(e2.id) FROM events e2
+                           WHERE e2.lead_id = e.lead_id AND e2.state = 'queued'
+                             AND e2.event_type = e.event_type)
+               AND l.state IN ('new', 'contacted', 'exhausted') AND l.next_eligible_at <= $2
+               AND (l.lease_owner IS NULL OR l.lease_expires_at <= $2)
+               AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = l.id AND attempts.status = 'in_flight')
+             ORDER BY e.id LIMIT $4",
+        args: vec![
+            Arg::Text(event_type.to_string()),
+            Arg::Ts(Ts(now)),
+            Arg::Int(after),
+            Arg::Int(i64::from(limit)),
+        ],
+    }
+}
 
-        /// Contacted leads due a follow-up at `now` (`cutoffs[n]`: quiet since before it
-        /// for follow-up n + 1), after the cursor, quiet longest first. The latest cutoff
-        /// bounds the range read from `leads_quiet_due`: the read stops there.
-        fn hot_due_follow_ups(
-            now: When,
-            after: (When, i64),
-            limit: u32,
-            cutoffs: &[When],
-            max: u32,
-        ) -> Hot {
-            let latest = cutoffs.iter().max().copied().unwrap_or(now);
-            let cutoffs: Vec<String> = cutoffs.iter().map(|t| ts(*t)).collect();
-            Hot {
-                name: "due follow-ups",
-                sql: stmt!(
-                    "{}",
-                    keyset_page(
-                        D::QUIET_SINCE,
-                        "$7",
-                        &format!(
-                            "state = 'contacted' AND follow_ups_sent < $5 AND next_eligible_at <= $1
-                             AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
-                             AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
-                             AND (lease_owner IS NULL OR lease_expires_at <= $1)
-                             AND {quiet} <= {cutoff}",
-                            quiet = D::QUIET_SINCE,
-                            cutoff = D::ts_at(6, "follow_ups_sent")
-                        ),
-                        false
-                    )
-                ),
-                args: vec![
-                    Arg::Ts(Ts(now)),
-                    Arg::Ts(Ts(after.0)),
-                    Arg::Int(after.1),
-                    Arg::Int(i64::from(limit)),
-                    Arg::Int(i64::from(max)),
-                    Arg::Text(serde_json::Value::from(cutoffs).to_string()),
-                    Arg::Ts(Ts(latest)),
-                ],
-            }
-        }
+/// Leases the leads `ids` to `runner` until `lease_until`, those still workable and
+/// free at `now`. On PostgreSQL rows another runner is claiming right now are
+/// skipped, not waited on; on SQLite the statement holds the write lock.
+pub(super) fn hot_claim(ids: &[i64], runner: &str, now: When, lease_until: When) -> Hot {
+    Hot {
+        name: "claim leads",
+        sql: stmt!(
+            "UPDATE leads SET lease_owner = $2, lease_expires_at = $4
+             WHERE id IN (SELECT id FROM leads
+                          WHERE id {ids} AND state IN ('new', 'contacted', 'exhausted')
+                            AND (lease_owner IS NULL OR lease_expires_at <= $3 OR lease_owner = $2){skip})
+             RETURNING {LEAD_COLUMNS}",
+            ids = D::in_ids(1),
+            skip = D::FOR_UPDATE_SKIP_LOCKED
+        ),
+        args: vec![
+            Arg::Ids(Ids(ids.to_vec())),
+            Arg::Text(runner.to_string()),
+            Arg::Ts(Ts(now)),
+            Arg::Ts(Ts(lease_until)),
+        ],
+    }
+}
 
-        /// The oldest queued event of `event_type` per lead (one call per lead at a time)
-        /// whose lead is workable at `now`, after event id `after`.
-        fn hot_due_events(event_type: &str, now: When, limit: u32, after: i64) -> Hot {
-            Hot {
-                name: "due events",
-                sql: "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
-                     FROM events e JOIN leads l ON l.id = e.lead_id
-                     WHERE e.state = 'queued' AND e.event_type = $1 AND e.id > $3
-                       AND e.id = (SELECT MIN(e2.id) FROM events e2
-                                   WHERE e2.lead_id = e.lead_id AND e2.state = 'queued'
-                                     AND e2.event_type = e.event_type)
-                       AND l.state IN ('new', 'contacted', 'exhausted') AND l.next_eligible_at <= $2
-                       AND (l.lease_owner IS NULL OR l.lease_expires_at <= $2)
-                       AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = l.id AND attempts.status = 'in_flight')
-                     ORDER BY e.id LIMIT $4",
-                args: vec![
-                    Arg::Text(event_type.to_string()),
-                    Arg::Ts(Ts(now)),
-                    Arg::Int(after),
-                    Arg::Int(i64::from(limit)),
-                ],
-            }
-        }
-
-        /// Leases the leads `ids` to `runner` until `lease_until`, those still workable and
-        /// free at `now`. On PostgreSQL rows another runner is claiming right now are
-        /// skipped, not waited on; on SQLite the statement holds the write lock.
-        fn hot_claim(ids: &[i64], runner: &str, now: When, lease_until: When) -> Hot {
-            Hot {
-                name: "claim leads",
-                sql: stmt!(
-                    "UPDATE leads SET lease_owner = $2, lease_expires_at = $4
-                     WHERE id IN (SELECT id FROM leads
-                                  WHERE id {ids} AND state IN ('new', 'contacted', 'exhausted')
-                                    AND (lease_owner IS NULL OR lease_expires_at <= $3 OR lease_owner = $2){skip})
-                     RETURNING {LEAD_COLUMNS}",
-                    ids = D::in_ids(1),
-                    skip = D::FOR_UPDATE_SKIP_LOCKED
-                ),
-                args: vec![
-                    Arg::Ids(Ids(ids.to_vec())),
-                    Arg::Text(runner.to_string()),
-                    Arg::Ts(Ts(now)),
-                    Arg::Ts(Ts(lease_until)),
-                ],
-            }
-        }
-
-        /// Contacted leads that had their last follow-up (`max`), quiet since before
-        /// `cutoff` and not leased at `now`: counted (`dry`) or marked exhausted.
-        fn hot_exhaust(max: u32, cutoff: When, now: When, dry: bool) -> Hot {
-            let (name, sql) = if dry {
-                (
-                    "count exhausted",
-                    stmt!("SELECT COUNT(*) FROM leads WHERE {due}", due = exhaustible()),
-                )
-            } else {
-                (
-                    "mark exhausted",
-                    stmt!(
-                        "UPDATE leads SET state = 'exhausted', updated_at = $3 WHERE {due}",
-                        due = exhaustible()
-                    ),
-                )
-            };
-            Hot {
-                name,
-                sql,
-                args: vec![Arg::Int(i64::from(max)), Arg::Ts(Ts(cutoff)), Arg::Ts(Ts(now))],
-            }
-        }
-
-        /// Calls of `job` that count against its daily cap since `since`.
-        fn hot_cap(job: &str, since: When) -> Hot {
-            Hot {
-                name: "daily cap",
-                sql: "SELECT COUNT(*) FROM attempts
-                      WHERE job = $1 AND started_at >= $2
-                        AND status IN ('in_flight', 'sent', 'continued', 'unknown')",
-                args: vec![Arg::Text(job.to_string()), Arg::Ts(Ts(since))],
-            }
-        }
-
-        /// Attempts in flight that nobody holds the lead for at `now`: its lease ran out
-        /// (the runner died mid-call), or it was given back before a timed-out insert
-        /// committed. Unordered: the few rows found are sorted by the caller, so no plan
-        /// sorts by id.
-        fn hot_orphans(now: When) -> Hot {
-            Hot {
-                name: "orphans",
-                sql: stmt!(
-                    "SELECT {ATTEMPT_COLUMNS} FROM attempts
-                     WHERE status = 'in_flight'
-                       AND id IN (SELECT a.id FROM attempts a JOIN leads l ON l.id = a.lead_id
-                                  WHERE a.status = 'in_flight'
-                                    AND (l.lease_owner IS NULL OR l.lease_expires_at <= $1
-                                         OR l.lease_owner <> a.runner_id))"
-                ),
-                args: vec![Arg::Ts(Ts(now))],
-            }
-        }
-
-        /// Leases up to `limit` deliverable outbox messages to `token` until `lease_until`:
-        /// the first undelivered message of each lead, so one claim holds at most one
-        /// message per lead and order per target is kept even with several daemons. The
-        /// pick is a materialized CTE, run once: as an `IN (subquery)` PostgreSQL may run
-        /// it again per row, and its `LIMIT` then skips the rows this statement already
-        /// locked and takes more. The lease is checked again on the row being updated: on
-        /// PostgreSQL a row another daemon leased after this statement began is re-read.
-        fn hot_claim_deliveries(limit: u32, token: &str, now: When, lease_until: When) -> Hot {
-            Hot {
-                name: "claim deliveries",
-                sql: stmt!(
-                    "WITH picked AS MATERIALIZED (
-                         SELECT o.id FROM outbox o JOIN leads l ON l.id = o.lead_id
-                         WHERE o.acked_at IS NULL AND o.parked_at IS NULL
-                           AND (o.next_try_at IS NULL OR o.next_try_at <= $3)
-                           AND (o.lease_owner IS NULL OR o.lease_expires_at <= $3 OR o.lease_owner = $2)
-                           AND l.state <> 'blocked'
-                           AND NOT EXISTS (SELECT 1 FROM outbox e
-                                           WHERE e.lead_id = o.lead_id AND e.id < o.id
-                                             AND e.acked_at IS NULL)
-                         ORDER BY o.id LIMIT $1{skip})
-                     UPDATE outbox SET lease_owner = $2, lease_expires_at = $4,
-                            first_try_at = COALESCE(first_try_at, $3)
-                     WHERE id IN (SELECT id FROM picked)
-                       AND acked_at IS NULL AND parked_at IS NULL
-                       AND (lease_owner IS NULL OR lease_expires_at <= $3 OR lease_owner = $2)
-                     RETURNING id, lead_id, target, action, message, session_id, created_at,
-                               delivery_tries, first_try_at,
-                               (SELECT own_username FROM leads WHERE leads.id = outbox.lead_id) AS own_username",
-                    skip = if D::FOR_UPDATE_SKIP_LOCKED.is_empty() {
-                        ""
-                    } else {
-                        " FOR UPDATE OF o SKIP LOCKED"
-                    }
-                ),
-                args: vec![
-                    Arg::Int(i64::from(limit)),
-                    Arg::Text(token.to_string()),
-                    Arg::Ts(Ts(now)),
-                    Arg::Ts(Ts(lease_until)),
-                ],
-            }
-        }
-
-        /// Every hot statement with parameters like a run's at `now`.
-        fn hot_samples(now: When) -> Vec<Hot> {
-            let day = chrono::Duration::days(1);
-            let start = (chrono::DateTime::<chrono::Utc>::MIN_UTC, 0);
-            let cutoffs = [now - day, now - day * 3, now - day * 7];
-            let ids: Vec<i64> = (1..=500).collect();
-            vec![
-                hot_due_openers(now, start, 500),
-                hot_due_follow_ups(now, start, 500, &cutoffs, 3),
-                hot_due_events("story_reaction", now, 500, 0),
-                hot_claim(&ids, "host-1-0000000000000000/1", now, now + day),
-                hot_exhaust(3, now - day * 7, now, true),
-                hot_exhaust(3, now - day * 7, now, false),
-                hot_cap("openers", now - day),
-                hot_orphans(now),
-                hot_claim_deliveries(8, "host-1-0000000000000000/delivery", now, now + day),
-            ]
-        }
+/// Contacted leads that had their last follow-up (`max`), quiet since before
+/// `cutoff` and not leased at `now`: counted (`dry`) or marked exhausted.
+pub(super) fn hot_exhaust(max: u32, cutoff: When, now: When, dry: bool) -> Hot {
+    let (name, sql) = if dry {
+        (
+            "count exhausted",
+            stmt!(
+                "SELECT COUNT(*) FROM leads WHERE {due}",
+                due = exhaustible()
+            ),
+        )
+    } else {
+        (
+            "mark exhausted",
+            stmt!(
+                "UPDATE leads SET state = 'exhausted', updated_at = $3 WHERE {due}",
+                due = exhaustible()
+            ),
+        )
     };
+    Hot {
+        name,
+        sql,
+        args: vec![
+            Arg::Int(i64::from(max)),
+            Arg::Ts(Ts(cutoff)),
+            Arg::Ts(Ts(now)),
+        ],
+    }
+}
+
+/// Calls of `job` that count against its daily cap since `since`.
+pub(super) fn hot_cap(job: &str, since: When) -> Hot {
+    Hot {
+        name: "daily cap",
+        sql: "SELECT COUNT(*) FROM attempts
+              WHERE job = $1 AND started_at >= $2
+                AND status IN ('in_flight', 'sent', 'continued', 'unknown')",
+        args: vec![Arg::Text(job.to_string()), Arg::Ts(Ts(since))],
+    }
+}
+
+/// Attempts in flight that nobody holds the lead for at `now`: its lease ran out
+/// (the runner died mid-call), or it was given back before a timed-out insert
+/// committed. Unordered: the few rows found are sorted by the caller, so no plan
+/// sorts by id.
+pub(super) fn hot_orphans(now: When) -> Hot {
+    Hot {
+        name: "orphans",
+        sql: stmt!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts
+             WHERE status = 'in_flight'
+               AND id IN (SELECT a.id FROM attempts a JOIN leads l ON l.id = a.lead_id
+                          WHERE a.status = 'in_flight'
+                            AND (l.lease_owner IS NULL OR l.lease_expires_at <= $1
+                                 OR l.lease_owner <> a.runner_id))"
+        ),
+        args: vec![Arg::Ts(Ts(now))],
+    }
+}
+
+/// Leases up to `limit` deliverable outbox messages to `token` until `lease_until`:
+/// the first undelivered message of each lead, so one claim holds at most one
+/// message per lead and order per target is kept even with several daemons. The
+/// pick is a materialized CTE, run once: as an `IN (subquery)` PostgreSQL may run
+/// it again per row, and its `LIMIT` then skips the rows this statement already
+/// locked and takes more. The lease is checked again on the row being updated: on
+/// PostgreSQL a row another daemon leased after this statement began is re-read.
+pub(super) fn hot_claim_deliveries(limit: u32, token: &str, now: When, lease_until: When) -> Hot {
+    Hot {
+        name: "claim deliveries",
+        sql: stmt!(
+            "WITH picked AS MATERIALIZED (
+                 SELECT o.id FROM outbox o JOIN leads l ON l.id = o.lead_id
+                 WHERE o.acked_at IS NULL AND o.parked_at IS NULL
+                   AND (o.next_try_at IS NULL OR o.next_try_at <= $3)
+                   AND (o.lease_owner IS NULL OR o.lease_expires_at <= $3 OR o.lease_owner = $2)
+                   AND l.state <> 'blocked'
+                   AND NOT EXISTS (SELECT 1 FROM outbox e
+                                   WHERE e.lead_id = o.lead_id AND e.id < o.id
+                                     AND e.acked_at IS NULL)
+                 ORDER BY o.id LIMIT $1{skip})
+             UPDATE outbox SET lease_owner = $2, lease_expires_at = $4,
+                    first_try_at = COALESCE(first_try_at, $3)
+             WHERE id IN (SELECT id FROM picked)
+               AND acked_at IS NULL AND parked_at IS NULL
+               AND (lease_owner IS NULL OR lease_expires_at <= $3 OR lease_owner = $2)
+             RETURNING id, lead_id, target, action, message, session_id, created_at,
+                       delivery_tries, first_try_at,
+                       (SELECT own_username FROM leads WHERE leads.id = outbox.lead_id) AS own_username",
+            skip = if D::FOR_UPDATE_SKIP_LOCKED.is_empty() {
+                ""
+            } else {
+                " FOR UPDATE OF o SKIP LOCKED"
+            }
+        ),
+        args: vec![
+            Arg::Int(i64::from(limit)),
+            Arg::Text(token.to_string()),
+            Arg::Ts(Ts(now)),
+            Arg::Ts(Ts(lease_until)),
+        ],
+    }
+}
+
+/// Every hot statement with parameters like a run's at `now`.
+pub(super) fn hot_samples(now: When) -> Vec<Hot> {
+    let day = chrono::Duration::days(1);
+    let start = (chrono::DateTime::<chrono::Utc>::MIN_UTC, 0);
+    let cutoffs = [now - day, now - day * 3, now - day * 7];
+    let ids: Vec<i64> = (1..=500).collect();
+    vec![
+        hot_due_openers(now, start, 500),
+        hot_due_follow_ups(now, start, 500, &cutoffs, 3),
+        hot_due_events("story_reaction", now, 500, 0),
+        hot_claim(&ids, "host-1-0000000000000000/1", now, now + day),
+        hot_exhaust(3, now - day * 7, now, true),
+        hot_exhaust(3, now - day * 7, now, false),
+        hot_cap("openers", now - day),
+        hot_orphans(now),
+        hot_claim_deliveries(8, "host-1-0000000000000000/delivery", now, now + day),
+    ]
 }

@@ -1,110 +1,117 @@
-//! An import in progress (`ImportSession`). Expanded by `sql_store!`.
+//! An import in progress (`ImportSession`). Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
 
-macro_rules! sql_import {
-    ($store:ident) => {
-        struct Import {
-            pool: sqlx::Pool<DB>,
-            atomic: bool,
-            /// The atomic import's connection, inside the transaction it began with
-            /// `D::BEGIN_WRITE` (a plain statement, so that the connection can be closed
-            /// rather than pooled whenever the transaction's end is in doubt).
-            tx: Option<sqlx::pool::PoolConnection<DB>>,
-            /// Rows imported or updated so far.
-            written: u64,
+use super::helpers::upsert_batch;
+use super::{D, DB};
+use crate::store::ImportSession;
+use crate::store::StoreError;
+use crate::store::dialect::Dialect;
+use crate::store::rules::in_tx;
+use crate::store::types::{ImportCounts, LeadInput};
+
+pub(super) struct Import {
+    pub(super) pool: sqlx::Pool<DB>,
+    pub(super) atomic: bool,
+    /// The atomic import's connection, inside the transaction it began with
+    /// `D::BEGIN_WRITE` (a plain statement, so that the connection can be closed
+    /// rather than pooled whenever the transaction's end is in doubt).
+    pub(super) tx: Option<sqlx::pool::PoolConnection<DB>>,
+    /// Rows imported or updated so far.
+    pub(super) written: u64,
+}
+
+/// Begins the atomic import's transaction on a connection of its own.
+pub(super) async fn begin_import_tx(
+    pool: &sqlx::Pool<DB>,
+) -> Result<sqlx::pool::PoolConnection<DB>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    if let Err(e) = sqlx::query(D::BEGIN_WRITE).execute(&mut *conn).await {
+        conn.close_on_drop();
+        return Err(e.into());
+    }
+    Ok(conn)
+}
+
+/// Ends the atomic import's transaction with `end` (COMMIT or ROLLBACK); if that
+/// fails, the transaction's state is unknown and the connection is closed.
+pub(super) async fn end_import_tx(
+    mut conn: sqlx::pool::PoolConnection<DB>,
+    end: &'static str,
+) -> Result<(), StoreError> {
+    match sqlx::query(end).execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, end, "ending the import's transaction failed; the connection is closed, not reused");
+            conn.close_on_drop();
+            Err(e.into())
         }
+    }
+}
 
-        /// Begins the atomic import's transaction on a connection of its own.
-        async fn begin_import_tx(
-            pool: &sqlx::Pool<DB>,
-        ) -> Result<sqlx::pool::PoolConnection<DB>, StoreError> {
-            let mut conn = pool.acquire().await?;
-            if let Err(e) = sqlx::query(D::BEGIN_WRITE).execute(&mut *conn).await {
-                conn.close_on_drop();
-                return Err(e.into());
-            }
-            Ok(conn)
+impl Drop for Import {
+    /// An atomic import dropped unfinished (an error, a panic, a stop) still holds
+    /// its transaction: the connection is closed, which rolls it back.
+    fn drop(&mut self) {
+        if let Some(conn) = self.tx.as_mut() {
+            conn.close_on_drop();
         }
+    }
+}
 
-        /// Ends the atomic import's transaction with `end` (COMMIT or ROLLBACK); if that
-        /// fails, the transaction's state is unknown and the connection is closed.
-        async fn end_import_tx(
-            mut conn: sqlx::pool::PoolConnection<DB>,
-            end: &'static str,
-        ) -> Result<(), StoreError> {
-            match sqlx::query(end).execute(&mut *conn).await {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, end, "ending the import's transaction failed; the connection is closed, not reused");
-                    conn.close_on_drop();
-                    Err(e.into())
-                }
-            }
+/// An import that wrote at least this many rows refreshes the planner's statistics
+/// (where the dialect needs it): a run right after a big import should not plan
+/// with the statistics of an empty table.
+pub(super) const REFRESH_STATS_AFTER: u64 = 1_000;
+
+#[async_trait::async_trait]
+impl ImportSession for Import {
+    async fn upsert(
+        &mut self,
+        rows: Vec<LeadInput>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<ImportCounts, StoreError> {
+        if !self.atomic {
+            let counts = in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+                upsert_batch(tx, rows, now).await
+            })
+            .await?;
+            self.written += counts.imported + counts.updated;
+            return Ok(counts);
         }
-
-        impl Drop for Import {
-            /// An atomic import dropped unfinished (an error, a panic, a stop) still holds
-            /// its transaction: the connection is closed, which rolls it back.
-            fn drop(&mut self) {
-                if let Some(conn) = self.tx.as_mut() {
-                    conn.close_on_drop();
-                }
+        // One transaction for the whole import: a failed batch rolls it all back,
+        // and the session refuses further batches instead of committing them one
+        // by one.
+        let Some(mut tx) = self.tx.take() else {
+            return Err(StoreError::ImportAborted);
+        };
+        match upsert_batch(&mut tx, rows, now).await {
+            Ok(counts) => {
+                self.tx = Some(tx);
+                self.written += counts.imported + counts.updated;
+                Ok(counts)
             }
-        }
-
-        /// An import that wrote at least this many rows refreshes the planner's statistics
-        /// (where the dialect needs it): a run right after a big import should not plan
-        /// with the statistics of an empty table.
-        const REFRESH_STATS_AFTER: u64 = 1_000;
-
-        #[async_trait::async_trait]
-        impl ImportSession for Import {
-            async fn upsert(
-                &mut self,
-                rows: Vec<LeadInput>,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<ImportCounts, StoreError> {
-                if !self.atomic {
-                    let counts = in_tx(&self.pool, D::BEGIN_WRITE, async |tx| upsert_batch(tx, rows, now).await).await?;
-                    self.written += counts.imported + counts.updated;
-                    return Ok(counts);
-                }
-                // One transaction for the whole import: a failed batch rolls it all back,
-                // and the session refuses further batches instead of committing them one
-                // by one.
-                let Some(mut tx) = self.tx.take() else {
-                    return Err(StoreError::ImportAborted);
-                };
-                match upsert_batch(&mut tx, rows, now).await {
-                    Ok(counts) => {
-                        self.tx = Some(tx);
-                        self.written += counts.imported + counts.updated;
-                        Ok(counts)
-                    }
-                    Err(e) => {
-                        end_import_tx(tx, "ROLLBACK").await?;
-                        Err(e)
-                    }
-                }
-            }
-
-            async fn finish(mut self: Box<Self>, keep: bool) -> Result<(), StoreError> {
-                if self.atomic && self.tx.is_none() {
-                    return Err(StoreError::ImportAborted);
-                }
-                if let Some(tx) = self.tx.take() {
-                    end_import_tx(tx, if keep { "COMMIT" } else { "ROLLBACK" }).await?;
-                    if !keep {
-                        return Ok(());
-                    }
-                }
-                if let Some(sql) = D::REFRESH_STATS.filter(|_| self.written >= REFRESH_STATS_AFTER) {
-                    // The rows are stored; statistics are only a help to the planner.
-                    if let Err(e) = sqlx::query(sql).execute(&self.pool).await {
-                        tracing::warn!(error = %e, "could not refresh the planner's statistics after the import");
-                    }
-                }
-                Ok(())
+            Err(e) => {
+                end_import_tx(tx, "ROLLBACK").await?;
+                Err(e)
             }
         }
-    };
+    }
+
+    async fn finish(mut self: Box<Self>, keep: bool) -> Result<(), StoreError> {
+        if self.atomic && self.tx.is_none() {
+            return Err(StoreError::ImportAborted);
+        }
+        if let Some(tx) = self.tx.take() {
+            end_import_tx(tx, if keep { "COMMIT" } else { "ROLLBACK" }).await?;
+            if !keep {
+                return Ok(());
+            }
+        }
+        if let Some(sql) = D::REFRESH_STATS.filter(|_| self.written >= REFRESH_STATS_AFTER) {
+            // The rows are stored; statistics are only a help to the planner.
+            if let Err(e) = sqlx::query(sql).execute(&self.pool).await {
+                tracing::warn!(error = %e, "could not refresh the planner's statistics after the import");
+            }
+        }
+        Ok(())
+    }
 }

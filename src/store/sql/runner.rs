@@ -1,519 +1,557 @@
-//! `impl RunnerStore`: the runner's hot path. Expanded by `sql_store!`.
+//! `impl RunnerStore`: the runner's hot path. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
 
-macro_rules! sql_runner {
-    ($store:ident) => {
-        #[async_trait::async_trait]
-        impl RunnerStore for $store {
-            async fn start_attempts_within(
-                &self,
-                attempts: &[NewAttempt],
-                cap: Option<DailyCap>,
-            ) -> Result<Vec<Recorded>, StoreError> {
-                if attempts.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let started = match cap {
-                    // One statement, one round trip: the common case.
-                    None => insert_attempts(&mut *self.pool.acquire().await?, attempts)
-                        .await
-                        .map(|ids| {
-                            ids.into_iter()
-                                .map(|id| id.map_or(Recorded::Changed, Recorded::Started))
-                                .collect()
-                        }),
-                    Some(cap) => {
-                        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
-                            // Runners count and add to a job's day one at a time (SQLite: the
-                            // write lock; PostgreSQL: an advisory lock per job), so N runners
-                            // together never pass the cap.
-                            if let Some(lock) = D::cap_lock() {
-                                sqlx::query(lock)
-                                    .bind(format!("fluidtalk-runner daily cap: {}", attempts[0].job))
-                                    .execute(&mut *tx)
-                                    .await?;
-                            }
-                            let kept = still_claimed(attempts, &claim_states(tx, attempts).await?);
-                            let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
-                            let allowed =
-                                cap_allows(Some(cap), used, kept.iter().filter(|k| **k).count());
-                            let chosen: Vec<NewAttempt> = attempts
-                                .iter()
-                                .zip(&kept)
-                                .filter(|(_, k)| **k)
-                                .take(allowed)
-                                .map(|(a, _)| a.clone())
-                                .collect();
-                            let ids = insert_attempts(tx, &chosen).await?;
-                            Ok(recorded_under_cap(&kept, allowed, &ids))
-                        })
-                        .await
-                    }
-                };
-                match started {
-                    Err(StoreError::Db(e)) if is_unique_violation(&e) => {
-                        let held: Vec<(i64, String, i64)> = sqlx::query_as(stmt!(
-                            "SELECT a.lead_id, a.action, a.step FROM attempts a
-                             JOIN {x} ON a.lead_id = x.lead_id AND a.action = x.action AND a.step = x.step
-                             WHERE a.{holds}",
-                            x = D::records(1, "x", &[Col::Int("lead_id"), Col::Text("action"), Col::Int("step")]),
-                            holds = holds_step!()
-                        ))
-                        .bind(attempts_json(attempts))
-                        .fetch_all(&self.pool)
-                        .await?;
-                        Err(already_sent(attempts, &held))
-                    }
-                    other => other,
-                }
-            }
+use super::helpers::{claim_states, count_started_in, finish_in, insert_attempts};
+use super::hot::{
+    hot_claim, hot_due_events, hot_due_follow_ups, hot_due_openers, hot_exhaust, hot_orphans,
+};
+use super::{D, Store};
+use crate::store::Lead;
+use crate::store::RunnerStore;
+use crate::store::dialect::Col;
+use crate::store::dialect::Dialect;
+use crate::store::rules::{
+    Current, already_sent, attempts_json, cap_allows, clean, in_tx, is_unique_violation,
+    recorded_under_cap, settle_json, still_claimed,
+};
+use crate::store::types::{
+    Action, Attempt, AttemptEnd, DailyCap, Due, DueEvent, DueLead, DueQuery, HeldPause, LeadResult,
+    NewAttempt, Orphan, Pause, PauseScope, QueuedEvent, Recorded,
+};
+use crate::store::values::{Ids, Ts};
+use crate::store::{HOLDS_STEP, StoreError, rows};
 
-            async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError> {
-                if ends.is_empty() {
-                    return Ok(Vec::new());
-                }
-                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| finish_in(tx, ends).await).await
-            }
-
-            async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError> {
-                // No cursor: before every stored time (a lead contacted in year 1, a CRM's
-                // "empty date", is due like any other).
-                let after = q.after.unwrap_or((chrono::DateTime::<chrono::Utc>::MIN_UTC, 0));
-                let hot = match &q.due {
-                    Due::Opener => hot_due_openers(q.now, after, q.limit),
-                    Due::FollowUp { cutoffs, max } => {
-                        hot_due_follow_ups(q.now, after, q.limit, cutoffs, *max)
-                    }
-                };
-                let found: Vec<rows::DueRow> = hot.fetch(&self.pool).await?;
-                rows::all(found)
-            }
-
-            async fn claim_leads(
-                &self,
-                ids: &[i64],
-                runner: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                lease_until: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<Lead>, StoreError> {
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let found: Vec<rows::LeadRow> =
-                    hot_claim(ids, runner, now, lease_until).fetch(&self.pool).await?;
-                let mut leads: Vec<Lead> = rows::all(found)?;
-                leads.sort_by_key(|l| ids.iter().position(|id| *id == l.id));
-                Ok(leads)
-            }
-
-            async fn release_leads(
-                &self,
-                ids: &[i64],
-                runner: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), StoreError> {
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                let ids = Ids(ids.to_vec());
+#[async_trait::async_trait]
+impl RunnerStore for Store {
+    async fn start_attempts_within(
+        &self,
+        attempts: &[NewAttempt],
+        cap: Option<DailyCap>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = match cap {
+            // One statement, one round trip: the common case.
+            None => insert_attempts(&mut *self.pool.acquire().await?, attempts)
+                .await
+                .map(|ids| {
+                    ids.into_iter()
+                        .map(|id| id.map_or(Recorded::Changed, Recorded::Started))
+                        .collect()
+                }),
+            Some(cap) => {
                 in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
-                    sqlx::query(stmt!(
-                        "UPDATE attempts SET status = 'cancelled', finished_at = $3,
-                                error_detail = 'not called: the lead was given back'
-                         WHERE lead_id {ids} AND runner_id = $2 AND status = 'in_flight'",
-                        ids = D::in_ids(1)
-                    ))
-                    .bind(&ids)
-                    .bind(runner)
-                    .bind(Ts(now))
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(stmt!(
-                        "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
-                         WHERE id {ids} AND lease_owner = $2",
-                        ids = D::in_ids(1)
-                    ))
-                    .bind(&ids)
-                    .bind(runner)
-                    .execute(&mut *tx)
-                    .await?;
-                    Ok(())
+                    // Runners count and add to a job's day one at a time (SQLite: the
+                    // write lock; PostgreSQL: an advisory lock per job), so N runners
+                    // together never pass the cap.
+                    if let Some(lock) = D::cap_lock() {
+                        sqlx::query(lock)
+                            .bind(format!("fluidtalk-runner daily cap: {}", attempts[0].job))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let kept = still_claimed(attempts, &claim_states(tx, attempts).await?);
+                    let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
+                    let allowed = cap_allows(Some(cap), used, kept.iter().filter(|k| **k).count());
+                    let chosen: Vec<NewAttempt> = attempts
+                        .iter()
+                        .zip(&kept)
+                        .filter(|(_, k)| **k)
+                        .take(allowed)
+                        .map(|(a, _)| a.clone())
+                        .collect();
+                    let ids = insert_attempts(tx, &chosen).await?;
+                    Ok(recorded_under_cap(&kept, allowed, &ids))
                 })
                 .await
             }
-
-            async fn due_events(
-                &self,
-                event_type: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                limit: u32,
-                after: i64,
-            ) -> Result<Vec<DueEvent>, StoreError> {
-                let found: Vec<rows::EventRow> = hot_due_events(event_type, now, limit, after)
-                    .fetch(&self.pool)
-                    .await?;
-                let events: Vec<QueuedEvent> = found.into_iter().map(QueuedEvent::from).collect();
-                let leads = self.leads_by_id(events.iter().map(|e| e.lead_id)).await?;
-                Ok(events
-                    .into_iter()
-                    .filter_map(|event| {
-                        let lead = leads.get(&event.lead_id)?.clone();
-                        Some(DueEvent { event, lead })
-                    })
-                    .collect())
-            }
-
-            async fn drop_dead_events(
-                &self,
-                event_type: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<u64, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE events SET state = 'dropped', processed_at = $2
-                     WHERE state = 'queued' AND event_type = $1
-                       AND lead_id IN (SELECT id FROM leads
-                                       WHERE state IN ('done', 'ignored', 'blocked', 'failed'))",
-                )
-                .bind(event_type)
-                .bind(Ts(now))
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn exhaust(
-                &self,
-                max: u32,
-                cutoff: chrono::DateTime<chrono::Utc>,
-                now: chrono::DateTime<chrono::Utc>,
-                dry: bool,
-            ) -> Result<u64, StoreError> {
-                let hot = hot_exhaust(max, cutoff, now, dry);
-                if dry {
-                    let mut conn = self.pool.acquire().await?;
-                    return Ok(hot.count(&mut conn).await?.max(0) as u64);
-                }
-                let done = hot.query().execute(&self.pool).await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn record_results(
-                &self,
-                results: &[LeadResult],
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<i64>, StoreError> {
-                if results.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let ends: Vec<AttemptEnd> =
-                    results.iter().filter_map(|r| r.attempt.clone()).collect();
-                let ids = Ids(results.iter().map(|r| r.lead_id).collect());
-                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
-                    // The leads first (locked in id order on PostgreSQL), then their attempts:
-                    // the order a person's block, unblock or retry takes too, so the two cannot
-                    // deadlock.
-                    let found: Vec<(i64, String, Option<String>, Option<String>)> =
-                        sqlx::query_as(stmt!(
-                            "SELECT id, state, pending_event, lease_owner FROM leads
-                             WHERE id {ids} ORDER BY id{lock}",
-                            ids = D::in_ids(1),
-                            lock = D::FOR_UPDATE
-                        ))
-                        .bind(&ids)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    let finished: std::collections::HashSet<i64> =
-                        finish_in(tx, &ends).await?.into_iter().collect();
-                    let current = found
-                        .into_iter()
-                        .map(|(id, state, pending, owner)| Ok((id, Current::new(&state, pending, owner)?)))
-                        .collect::<Result<std::collections::HashMap<_, _>, StoreError>>()?;
-                    let (leads, events) = settle_json(results, current, &finished, now);
-                    sqlx::query(stmt!(
-                        "UPDATE leads SET
-                            state = x.state, pending_event = x.pending,
-                            last_contact_at = COALESCE(x.contacted_at, leads.last_contact_at),
-                            follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
-                                                   ELSE leads.follow_ups_sent + x.follow_up_inc END,
-                            follow_ups_total = leads.follow_ups_total + x.follow_up_inc,
-                            reopens = leads.reopens + x.reopen_inc,
-                            transient_failures = COALESCE(x.transient_failures, leads.transient_failures),
-                            next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
-                            session_id = COALESCE(x.session_id, leads.session_id),
-                            last_error = CASE WHEN x.set_error THEN x.last_error ELSE leads.last_error END,
-                            lease_owner = CASE WHEN leads.lease_owner = x.token THEN NULL
-                                               ELSE leads.lease_owner END,
-                            lease_expires_at = CASE WHEN leads.lease_owner = x.token THEN NULL
-                                                    ELSE leads.lease_expires_at END,
-                            updated_at = $2
-                         FROM {x}
-                         WHERE leads.id = x.id",
-                        x = D::records(1, "x", &[
-                            Col::Int("id"), Col::Text("token"), Col::Text("state"),
-                            Col::Text("pending"), Col::Ts("contacted_at"), Col::Int("follow_up_inc"),
-                            Col::Bool("reset_follow_ups"), Col::Int("reopen_inc"),
-                            Col::Int("transient_failures"), Col::Ts("next_eligible_at"),
-                            Col::Text("session_id"), Col::Bool("set_error"), Col::Text("last_error"),
-                        ])
-                    ))
-                    .bind(&leads)
-                    .bind(Ts(now))
-                    .execute(&mut *tx)
-                    .await?;
-                    if events != "[]" {
-                        sqlx::query(stmt!(
-                            "UPDATE events SET state = x.state, processed_at = $2
-                             FROM {x} WHERE events.id = x.id",
-                            x = D::records(1, "x", &[Col::Int("id"), Col::Text("state")])
-                        ))
-                        .bind(&events)
-                        .bind(Ts(now))
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    let mut finished: Vec<i64> = finished.into_iter().collect();
-                    finished.sort_unstable();
-                    Ok(finished)
-                })
-                .await
-            }
-
-            async fn step_released_by(
-                &self,
-                lead_id: i64,
-                action: Action,
-                step: i64,
-                by: &str,
-            ) -> Result<bool, StoreError> {
-                // Read through `attempts_by_lead (lead_id, id)`: a lead's attempts only.
-                let found: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM attempts
-                     WHERE lead_id = $1 AND action = $2 AND step = $3 AND released_by = $4",
-                )
-                .bind(lead_id)
-                .bind(action.as_str())
-                .bind(step)
-                .bind(by)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(found > 0)
-            }
-
-            async fn orphans(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Orphan>, StoreError> {
-                let found: Vec<rows::AttemptRow> = hot_orphans(now).fetch(&self.pool).await?;
-                let mut attempts: Vec<Attempt> = rows::all(found)?;
-                attempts.sort_by_key(|a| a.id);
-                let leads = self.leads_by_id(attempts.iter().map(|a| a.lead_id)).await?;
-                Ok(attempts
-                    .into_iter()
-                    .filter_map(|attempt| {
-                        let lead = leads.get(&attempt.lead_id)?.clone();
-                        Some(Orphan { lead, attempt })
-                    })
-                    .collect())
-            }
-
-            async fn clear_expired_leases(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
-                     WHERE lease_owner IS NOT NULL AND lease_expires_at <= $1
-                       AND NOT EXISTS (SELECT 1 FROM attempts
-                                       WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')",
-                )
-                .bind(Ts(now))
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn count_started_since(
-                &self,
-                job: &str,
-                since: chrono::DateTime<chrono::Utc>,
-            ) -> Result<u64, StoreError> {
-                let mut conn = self.pool.acquire().await?;
-                Ok(count_started_in(&mut conn, job, since).await?.max(0) as u64)
-            }
-
-            async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
-                let found: Vec<rows::PauseRow> = sqlx::query_as(
-                    "SELECT scope, until, reason, strikes, set_at, set_by FROM pauses ORDER BY scope",
-                )
+        };
+        match started {
+            Err(StoreError::Db(e)) if is_unique_violation(&e) => {
+                let held: Vec<(i64, String, i64)> = sqlx::query_as(stmt!(
+                    "SELECT a.lead_id, a.action, a.step FROM attempts a
+                     JOIN {x} ON a.lead_id = x.lead_id AND a.action = x.action AND a.step = x.step
+                     WHERE a.{holds}",
+                    x = D::records(
+                        1,
+                        "x",
+                        &[Col::Int("lead_id"), Col::Text("action"), Col::Int("step")]
+                    ),
+                    holds = HOLDS_STEP
+                ))
+                .bind(attempts_json(attempts))
                 .fetch_all(&self.pool)
                 .await?;
-                rows::all(found)
+                Err(already_sent(attempts, &held))
             }
+            other => other,
+        }
+    }
 
-            async fn set_pause(
-                &self,
-                scope: PauseScope,
-                reason: &str,
-                runner: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                length: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
-            ) -> Result<Pause, StoreError> {
-                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
-                    // A row to lock: concurrent 402s from several runners settle one by one.
-                    sqlx::query(
-                        "INSERT INTO pauses (scope, until, reason, strikes, set_at) VALUES ($1, $2, '', 0, $2)
-                         ON CONFLICT (scope) DO NOTHING",
-                    )
-                    .bind(scope.as_str())
-                    .bind(Ts(now))
-                    .execute(&mut *tx)
-                    .await?;
-                    let held: rows::PauseRow = sqlx::query_as(stmt!(
-                        "SELECT scope, until, reason, strikes, set_at, set_by FROM pauses
-                         WHERE scope = $1{lock}",
-                        lock = D::FOR_UPDATE
-                    ))
-                    .bind(scope.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let held = Pause::try_from(held)?;
-                    // A pause in force already answers this 402 (another runner, or a call
-                    // already in flight, heard the same news): it is not a further strike.
-                    if held.strikes > 0 && held.until > now {
-                        return Ok(held);
-                    }
-                    let strikes = held.strikes.max(0) + 1;
-                    let until = $crate::clock::later(now, length(strikes as u32));
-                    sqlx::query(
-                        "UPDATE pauses SET until = $2, reason = $3, strikes = $4, set_at = $5, set_by = $6
-                         WHERE scope = $1",
-                    )
-                    .bind(scope.as_str())
-                    .bind(Ts(until))
-                    .bind(clean(reason))
-                    .bind(strikes)
-                    .bind(Ts(now))
-                    .bind(runner)
-                    .execute(&mut *tx)
-                    .await?;
-                    Ok(Pause {
-                        scope,
-                        until,
-                        reason: clean(reason),
-                        strikes,
-                        set_at: now,
-                        set_by: Some(runner.to_string()),
-                    })
-                })
-                .await
+    async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError> {
+        if ends.is_empty() {
+            return Ok(Vec::new());
+        }
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            finish_in(tx, ends).await
+        })
+        .await
+    }
+
+    async fn due_leads(&self, q: &DueQuery) -> Result<Vec<DueLead>, StoreError> {
+        // No cursor: before every stored time (a lead contacted in year 1, a CRM's
+        // "empty date", is due like any other).
+        let after = q
+            .after
+            .unwrap_or((chrono::DateTime::<chrono::Utc>::MIN_UTC, 0));
+        let hot = match &q.due {
+            Due::Opener => hot_due_openers(q.now, after, q.limit),
+            Due::FollowUp { cutoffs, max } => {
+                hot_due_follow_ups(q.now, after, q.limit, cutoffs, *max)
             }
+        };
+        let found: Vec<rows::DueRow> = hot.fetch(&self.pool).await?;
+        rows::all(found)
+    }
 
-            async fn clear_pause(
-                &self,
-                scope: PauseScope,
-                ended_by: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM pauses WHERE scope = $1 AND until <= $2")
-                    .bind(scope.as_str())
-                    .bind(Ts(ended_by))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
+    async fn claim_leads(
+        &self,
+        ids: &[i64],
+        runner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Lead>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: Vec<rows::LeadRow> = hot_claim(ids, runner, now, lease_until)
+            .fetch(&self.pool)
+            .await?;
+        let mut leads: Vec<Lead> = rows::all(found)?;
+        leads.sort_by_key(|l| ids.iter().position(|id| *id == l.id));
+        Ok(leads)
+    }
 
-            async fn publish_runner(
-                &self,
-                runner: &str,
-                started_at: chrono::DateTime<chrono::Utc>,
-                holds: &[HeldPause],
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), StoreError> {
-                let holds = serde_json::to_string(holds)
-                    .map_err(|e| StoreError::Corrupt(format!("holds as JSON: {e}")))?;
-                sqlx::query(
-                    "INSERT INTO runners (runner_id, started_at, seen_at, holds) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (runner_id) DO UPDATE SET seen_at = excluded.seen_at, holds = excluded.holds",
+    async fn release_leads(
+        &self,
+        ids: &[i64],
+        runner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = Ids(ids.to_vec());
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            sqlx::query(stmt!(
+                "UPDATE attempts SET status = 'cancelled', finished_at = $3,
+                        error_detail = 'not called: the lead was given back'
+                 WHERE lead_id {ids} AND runner_id = $2 AND status = 'in_flight'",
+                ids = D::in_ids(1)
+            ))
+            .bind(&ids)
+            .bind(runner)
+            .bind(Ts(now))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(stmt!(
+                "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id {ids} AND lease_owner = $2",
+                ids = D::in_ids(1)
+            ))
+            .bind(&ids)
+            .bind(runner)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_events(
+        &self,
+        event_type: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+        after: i64,
+    ) -> Result<Vec<DueEvent>, StoreError> {
+        let found: Vec<rows::EventRow> = hot_due_events(event_type, now, limit, after)
+            .fetch(&self.pool)
+            .await?;
+        let events: Vec<QueuedEvent> = found.into_iter().map(QueuedEvent::from).collect();
+        let leads = self.leads_by_id(events.iter().map(|e| e.lead_id)).await?;
+        Ok(events
+            .into_iter()
+            .filter_map(|event| {
+                let lead = leads.get(&event.lead_id)?.clone();
+                Some(DueEvent { event, lead })
+            })
+            .collect())
+    }
+
+    async fn drop_dead_events(
+        &self,
+        event_type: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE events SET state = 'dropped', processed_at = $2
+             WHERE state = 'queued' AND event_type = $1
+               AND lead_id IN (SELECT id FROM leads
+                               WHERE state IN ('done', 'ignored', 'blocked', 'failed'))",
+        )
+        .bind(event_type)
+        .bind(Ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn exhaust(
+        &self,
+        max: u32,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+        dry: bool,
+    ) -> Result<u64, StoreError> {
+        let hot = hot_exhaust(max, cutoff, now, dry);
+        if dry {
+            let mut conn = self.pool.acquire().await?;
+            return Ok(hot.count(&mut conn).await?.max(0) as u64);
+        }
+        let done = hot.query().execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn record_results(
+        &self,
+        results: &[LeadResult],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ends: Vec<AttemptEnd> = results.iter().filter_map(|r| r.attempt.clone()).collect();
+        let ids = Ids(results.iter().map(|r| r.lead_id).collect());
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            // The leads first (locked in id order on PostgreSQL), then their attempts:
+            // the order a person's block, unblock or retry takes too, so the two cannot
+            // deadlock.
+            let found: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(stmt!(
+                "SELECT id, state, pending_event, lease_owner FROM leads
+                     WHERE id {ids} ORDER BY id{lock}",
+                ids = D::in_ids(1),
+                lock = D::FOR_UPDATE
+            ))
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            let finished: std::collections::HashSet<i64> =
+                finish_in(tx, &ends).await?.into_iter().collect();
+            let current = found
+                .into_iter()
+                .map(|(id, state, pending, owner)| Ok((id, Current::new(&state, pending, owner)?)))
+                .collect::<Result<std::collections::HashMap<_, _>, StoreError>>()?;
+            let (leads, events) = settle_json(results, current, &finished, now);
+            sqlx::query(stmt!(
+                "UPDATE leads SET
+                    state = x.state, pending_event = x.pending,
+                    last_contact_at = COALESCE(x.contacted_at, leads.last_contact_at),
+                    follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
+                                           ELSE leads.follow_ups_sent + x.follow_up_inc END,
+                    follow_ups_total = leads.follow_ups_total + x.follow_up_inc,
+                    reopens = leads.reopens + x.reopen_inc,
+                    transient_failures = COALESCE(x.transient_failures, leads.transient_failures),
+                    next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
+                    session_id = COALESCE(x.session_id, leads.session_id),
+                    last_error = CASE WHEN x.set_error THEN x.last_error ELSE leads.last_error END,
+                    lease_owner = CASE WHEN leads.lease_owner = x.token THEN NULL
+                                       ELSE leads.lease_owner END,
+                    lease_expires_at = CASE WHEN leads.lease_owner = x.token THEN NULL
+                                            ELSE leads.lease_expires_at END,
+                    updated_at = $2
+                 FROM {x}
+                 WHERE leads.id = x.id",
+                x = D::records(
+                    1,
+                    "x",
+                    &[
+                        Col::Int("id"),
+                        Col::Text("token"),
+                        Col::Text("state"),
+                        Col::Text("pending"),
+                        Col::Ts("contacted_at"),
+                        Col::Int("follow_up_inc"),
+                        Col::Bool("reset_follow_ups"),
+                        Col::Int("reopen_inc"),
+                        Col::Int("transient_failures"),
+                        Col::Ts("next_eligible_at"),
+                        Col::Text("session_id"),
+                        Col::Bool("set_error"),
+                        Col::Text("last_error"),
+                    ]
                 )
-                .bind(runner)
-                .bind(Ts(started_at))
+            ))
+            .bind(&leads)
+            .bind(Ts(now))
+            .execute(&mut *tx)
+            .await?;
+            if events != "[]" {
+                sqlx::query(stmt!(
+                    "UPDATE events SET state = x.state, processed_at = $2
+                     FROM {x} WHERE events.id = x.id",
+                    x = D::records(1, "x", &[Col::Int("id"), Col::Text("state")])
+                ))
+                .bind(&events)
                 .bind(Ts(now))
-                .bind(clean(&holds))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM runners WHERE seen_at < $1")
-                    .bind(Ts($crate::clock::earlier(
-                        now,
-                        $crate::store::RUNNER_ROW_KEPT.to_std().unwrap_or_default(),
-                    )))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
             }
+            let mut finished: Vec<i64> = finished.into_iter().collect();
+            finished.sort_unstable();
+            Ok(finished)
+        })
+        .await
+    }
 
-            async fn forget_runner(&self, runner: &str) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM runners WHERE runner_id = $1")
-                    .bind(runner)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+    async fn step_released_by(
+        &self,
+        lead_id: i64,
+        action: Action,
+        step: i64,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        // Read through `attempts_by_lead (lead_id, id)`: a lead's attempts only.
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM attempts
+             WHERE lead_id = $1 AND action = $2 AND step = $3 AND released_by = $4",
+        )
+        .bind(lead_id)
+        .bind(action.as_str())
+        .bind(step)
+        .bind(by)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(found > 0)
+    }
+
+    async fn orphans(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Orphan>, StoreError> {
+        let found: Vec<rows::AttemptRow> = hot_orphans(now).fetch(&self.pool).await?;
+        let mut attempts: Vec<Attempt> = rows::all(found)?;
+        attempts.sort_by_key(|a| a.id);
+        let leads = self.leads_by_id(attempts.iter().map(|a| a.lead_id)).await?;
+        Ok(attempts
+            .into_iter()
+            .filter_map(|attempt| {
+                let lead = leads.get(&attempt.lead_id)?.clone();
+                Some(Orphan { lead, attempt })
+            })
+            .collect())
+    }
+
+    async fn clear_expired_leases(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE leads SET lease_owner = NULL, lease_expires_at = NULL
+             WHERE lease_owner IS NOT NULL AND lease_expires_at <= $1
+               AND NOT EXISTS (SELECT 1 FROM attempts
+                               WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')",
+        )
+        .bind(Ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn count_started_since(
+        &self,
+        job: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(count_started_in(&mut conn, job, since).await?.max(0) as u64)
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        let found: Vec<rows::PauseRow> = sqlx::query_as(
+            "SELECT scope, until, reason, strikes, set_at, set_by FROM pauses ORDER BY scope",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows::all(found)
+    }
+
+    async fn set_pause(
+        &self,
+        scope: PauseScope,
+        reason: &str,
+        runner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        length: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
+    ) -> Result<Pause, StoreError> {
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            // A row to lock: concurrent 402s from several runners settle one by one.
+            sqlx::query(
+                "INSERT INTO pauses (scope, until, reason, strikes, set_at) VALUES ($1, $2, '', 0, $2)
+                 ON CONFLICT (scope) DO NOTHING",
+            )
+            .bind(scope.as_str())
+            .bind(Ts(now))
+            .execute(&mut *tx)
+            .await?;
+            let held: rows::PauseRow = sqlx::query_as(stmt!(
+                "SELECT scope, until, reason, strikes, set_at, set_by FROM pauses
+                 WHERE scope = $1{lock}",
+                lock = D::FOR_UPDATE
+            ))
+            .bind(scope.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let held = Pause::try_from(held)?;
+            // A pause in force already answers this 402 (another runner, or a call
+            // already in flight, heard the same news): it is not a further strike.
+            if held.strikes > 0 && held.until > now {
+                return Ok(held);
             }
+            let strikes = held.strikes.max(0) + 1;
+            let until = crate::clock::later(now, length(strikes as u32));
+            sqlx::query(
+                "UPDATE pauses SET until = $2, reason = $3, strikes = $4, set_at = $5, set_by = $6
+                 WHERE scope = $1",
+            )
+            .bind(scope.as_str())
+            .bind(Ts(until))
+            .bind(clean(reason))
+            .bind(strikes)
+            .bind(Ts(now))
+            .bind(runner)
+            .execute(&mut *tx)
+            .await?;
+            Ok(Pause {
+                scope,
+                until,
+                reason: clean(reason),
+                strikes,
+                set_at: now,
+                set_by: Some(runner.to_string()),
+            })
+        })
+        .await
+    }
 
-            async fn claim_tick(
-                &self,
-                job: &str,
-                scheduled_at: chrono::DateTime<chrono::Utc>,
-                runner: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "INSERT INTO ticks (job, scheduled_at, runner_id, claimed_at) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (job, scheduled_at) DO NOTHING",
-                )
+    async fn clear_pause(
+        &self,
+        scope: PauseScope,
+        ended_by: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pauses WHERE scope = $1 AND until <= $2")
+            .bind(scope.as_str())
+            .bind(Ts(ended_by))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn publish_runner(
+        &self,
+        runner: &str,
+        started_at: chrono::DateTime<chrono::Utc>,
+        holds: &[HeldPause],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let holds = serde_json::to_string(holds)
+            .map_err(|e| StoreError::Corrupt(format!("holds as JSON: {e}")))?;
+        sqlx::query(
+            "INSERT INTO runners (runner_id, started_at, seen_at, holds) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (runner_id) DO UPDATE SET seen_at = excluded.seen_at, holds = excluded.holds",
+        )
+        .bind(runner)
+        .bind(Ts(started_at))
+        .bind(Ts(now))
+        .bind(clean(&holds))
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM runners WHERE seen_at < $1")
+            .bind(Ts(crate::clock::earlier(
+                now,
+                crate::store::RUNNER_ROW_KEPT.to_std().unwrap_or_default(),
+            )))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn forget_runner(&self, runner: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM runners WHERE runner_id = $1")
+            .bind(runner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_tick(
+        &self,
+        job: &str,
+        scheduled_at: chrono::DateTime<chrono::Utc>,
+        runner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO ticks (job, scheduled_at, runner_id, claimed_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (job, scheduled_at) DO NOTHING",
+        )
+        .bind(job)
+        .bind(Ts(scheduled_at))
+        .bind(runner)
+        .bind(Ts(now))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // A claim retried after its answer was lost finds its own row.
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT runner_id FROM ticks WHERE job = $1 AND scheduled_at = $2")
                 .bind(job)
                 .bind(Ts(scheduled_at))
-                .bind(runner)
-                .bind(Ts(now))
-                .execute(&self.pool)
+                .fetch_optional(&self.pool)
                 .await?;
-                if done.rows_affected() == 1 {
-                    return Ok(true);
-                }
-                // A claim retried after its answer was lost finds its own row.
-                let owner: Option<String> =
-                    sqlx::query_scalar("SELECT runner_id FROM ticks WHERE job = $1 AND scheduled_at = $2")
-                        .bind(job)
-                        .bind(Ts(scheduled_at))
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(owner.as_deref() == Some(runner))
-            }
+        Ok(owner.as_deref() == Some(runner))
+    }
 
-            async fn start_run(
-                &self,
-                job: &str,
-                runner: &str,
-                scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<i64, StoreError> {
-                Ok(sqlx::query_scalar(
-                    "INSERT INTO job_runs (job, runner_id, scheduled_at, started_at) VALUES ($1, $2, $3, $4)
-                     RETURNING id",
-                )
-                .bind(job)
-                .bind(runner)
-                .bind(scheduled_at.map(Ts))
-                .bind(Ts(now))
-                .fetch_one(&self.pool)
-                .await?)
-            }
+    async fn start_run(
+        &self,
+        job: &str,
+        runner: &str,
+        scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO job_runs (job, runner_id, scheduled_at, started_at) VALUES ($1, $2, $3, $4)
+             RETURNING id",
+        )
+        .bind(job)
+        .bind(runner)
+        .bind(scheduled_at.map(Ts))
+        .bind(Ts(now))
+        .fetch_one(&self.pool)
+        .await?)
+    }
 
-            async fn finish_run(
-                &self,
-                run_id: i64,
-                summary: &serde_json::Value,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), StoreError> {
-                sqlx::query("UPDATE job_runs SET finished_at = $2, summary = $3 WHERE id = $1")
-                    .bind(run_id)
-                    .bind(Ts(now))
-                    .bind(summary.to_string())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
-        }
-    };
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        summary: &serde_json::Value,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE job_runs SET finished_at = $2, summary = $3 WHERE id = $1")
+            .bind(run_id)
+            .bind(Ts(now))
+            .bind(summary.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

@@ -1,441 +1,456 @@
 //! `impl ServiceStore`: what the HTTP service needs beyond people's commands (the inbound
 //! relay's reply and lease, pages of leads' events and the outbox, idempotency keys).
-//! Expanded by `sql_store!`.
+//! Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
 
-macro_rules! sql_service {
-    ($store:ident) => {
-        /// How long an idempotency key is remembered, in hours.
-        const KEY_HOURS: i64 = 24;
+use super::helpers::{lead_in, upsert_batch};
+use super::{D, Store};
+use crate::store::Lead;
+use crate::store::ServiceStore;
+use crate::store::dialect::Dialect;
+use crate::store::rows::{ATTEMPT_COLUMNS, LEAD_COLUMNS};
+use crate::store::rules::in_tx;
+use crate::store::types::{
+    Attempt, AttemptFilter, AttemptStatus, KeyClaim, LeadFilter, LeadInput, OutboxItem, QueuedEvent,
+};
+use crate::store::values::{Ids, Ts};
+use crate::store::{StoreError, rows};
 
-        #[async_trait::async_trait]
-        impl ServiceStore for $store {
-            async fn begin_inbound(
-                &self,
-                target: &str,
-                own_username: Option<&str>,
-                token: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                lease_until: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Lead, StoreError> {
-                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
-                    let lead = match lead_in(tx, target, true).await {
-                        Ok(lead) => lead,
-                        Err(StoreError::NotFound(_)) => {
-                            // A lead who writes first is in conversation from now on.
-                            let new = LeadInput {
-                                target: target.to_string(),
-                                own_username: own_username.map(str::to_string),
-                                state: Some($crate::lead::LeadState::Contacted),
-                                last_reply_at: Some(now),
-                                ..LeadInput::default()
-                            };
-                            upsert_batch(tx, vec![new], now).await?;
-                            lead_in(tx, target, true).await?
-                        }
-                        Err(e) => return Err(e),
+/// How long an idempotency key is remembered, in hours.
+pub(super) const KEY_HOURS: i64 = 24;
+
+#[async_trait::async_trait]
+impl ServiceStore for Store {
+    async fn begin_inbound(
+        &self,
+        target: &str,
+        own_username: Option<&str>,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Lead, StoreError> {
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            let lead = match lead_in(tx, target, true).await {
+                Ok(lead) => lead,
+                Err(StoreError::NotFound(_)) => {
+                    // A lead who writes first is in conversation from now on.
+                    let new = LeadInput {
+                        target: target.to_string(),
+                        own_username: own_username.map(str::to_string),
+                        state: Some(crate::lead::LeadState::Contacted),
+                        last_reply_at: Some(now),
+                        ..LeadInput::default()
                     };
-                    if lead.state == $crate::lead::LeadState::Blocked {
-                        return Err(StoreError::Refused($crate::lead::Refused {
-                            from: lead.state,
-                            event: "an inbound message",
-                            why: "the lead is blocked (do-not-contact): no call is made",
-                        }));
-                    }
-                    let busy: Option<i64> = sqlx::query_scalar(
-                        "SELECT id FROM attempts WHERE lead_id = $1 AND status = 'in_flight' LIMIT 1",
-                    )
-                    .bind(lead.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if busy.is_some() {
-                        return Err(StoreError::Busy(target.to_string()));
-                    }
-                    let to = $crate::lead::next(lead.state, $crate::lead::LeadEvent::Replied)?;
-                    // The reply resets the quiet clock and the follow-up count, as
-                    // `record_reply` does; the lease taken from a runner that only claimed
-                    // the lead stops its call (its lead is no longer as claimed).
-                    let done = sqlx::query(
-                        "UPDATE leads SET state = $1, follow_ups_sent = 0, updated_at = $2,
-                            last_reply_at = $2, own_username = COALESCE(own_username, $3),
-                            lease_owner = $4, lease_expires_at = $5
-                         WHERE id = $6 AND state = $7",
-                    )
-                    .bind(to.as_str())
-                    .bind(Ts(now))
-                    .bind(own_username)
-                    .bind(token)
-                    .bind(Ts(lease_until))
-                    .bind(lead.id)
-                    .bind(lead.state.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                    if done.rows_affected() != 1 {
-                        return Err(StoreError::Conflict(target.to_string()));
-                    }
-                    lead_in(tx, target, false).await
-                })
-                .await
-            }
-
-            async fn queued_events_of(
-                &self,
-                lead_id: i64,
-                limit: u32,
-                max_bytes: usize,
-            ) -> Result<(Vec<QueuedEvent>, u64), StoreError> {
-                let rows = sqlx::query_as::<_, rows::EventRow>(
-                    "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
-                     FROM events e JOIN leads l ON l.id = e.lead_id
-                     WHERE e.lead_id = $1 AND e.state = 'queued'
-                     ORDER BY e.id LIMIT $2",
-                )
-                .bind(lead_id)
-                .bind(i64::from(limit))
-                .fetch(&self.pool);
-                let (events, _) = rows::within(
-                    rows,
-                    max_bytes,
-                    |r| Ok(QueuedEvent::from(r)),
-                    |e: &QueuedEvent| {
-                        256 + e.target.len() + e.event_type.len() + e.context.as_ref().map_or(0, String::len)
-                    },
-                )
-                .await?;
-                let total: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM events WHERE lead_id = $1 AND state = 'queued'",
-                )
-                .bind(lead_id)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok((events, total.max(0) as u64))
-            }
-
-            async fn outbox_page(
-                &self,
-                after: i64,
-                limit: u32,
-                max_bytes: usize,
-            ) -> Result<Vec<OutboxItem>, StoreError> {
-                let rows = sqlx::query_as::<_, rows::OutboxRow>(
-                    "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
-                            o.created_at, o.acked_at, l.state AS lead_state
-                     FROM outbox o JOIN leads l ON l.id = o.lead_id
-                     WHERE o.acked_at IS NULL AND o.id > $1 AND l.state <> 'blocked'
-                     ORDER BY o.id LIMIT $2",
-                )
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch(&self.pool);
-                let (items, _) = rows::within(rows, max_bytes, OutboxItem::try_from, |o: &OutboxItem| {
-                    256 + o.target.len() + o.message.len() + o.session_id.as_ref().map_or(0, String::len)
-                })
-                .await?;
-                Ok(items)
-            }
-
-            async fn leads_within(
-                &self,
-                filter: &LeadFilter,
-                max_bytes: usize,
-            ) -> Result<(Vec<Lead>, bool), StoreError> {
-                let rows = sqlx::query_as::<_, rows::LeadRow>(stmt!(
-                    "SELECT {LEAD_COLUMNS} FROM leads
-                     WHERE (CAST($1 AS TEXT) IS NULL OR state = $1)
-                       AND (CAST($2 AS TEXT) IS NULL OR {tag})
-                       AND id > $4
-                     ORDER BY id
-                     LIMIT $3",
-                    tag = D::has_tag(2)
-                ))
-                .bind(filter.state.map($crate::lead::LeadState::as_str))
-                .bind(filter.tag.as_deref())
-                .bind(filter.limit.map(i64::from).or(D::NO_LIMIT))
-                .bind(filter.after.unwrap_or(0))
-                .fetch(&self.pool);
-                rows::within(rows, max_bytes, Lead::try_from, rows::lead_size).await
-            }
-
-            async fn attempts_of(
-                &self,
-                lead_id: i64,
-                limit: u32,
-            ) -> Result<(Vec<Attempt>, u64), StoreError> {
-                let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
-                    "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE lead_id = $1 ORDER BY id DESC LIMIT $2"
-                ))
-                .bind(lead_id)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE lead_id = $1")
-                    .bind(lead_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok((rows::all(found)?, total.max(0) as u64))
-            }
-
-            async fn parked_page(
-                &self,
-                limit: u32,
-            ) -> Result<(Vec<$crate::store::ParkedItem>, u64), StoreError> {
-                let found: Vec<$crate::store::outbox::ParkedRow> = sqlx::query_as(
-                    "SELECT id, target, action, message, created_at, delivery_tries, last_error, parked_at
-                     FROM outbox WHERE acked_at IS NULL AND parked_at IS NOT NULL ORDER BY id LIMIT $1",
-                )
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-                let total: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL AND parked_at IS NOT NULL",
-                )
-                .fetch_one(&self.pool)
-                .await?;
-                Ok((rows::all(found)?, total.max(0) as u64))
-            }
-
-            async fn start_session(
-                &self,
-                id: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                expires_at: chrono::DateTime<chrono::Utc>,
-                keep: u32,
-            ) -> Result<(), StoreError> {
-                in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
-                    sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
-                        .bind(Ts(now))
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(
-                        "INSERT INTO dashboard_sessions (id, created_at, expires_at) VALUES ($1, $2, $3)",
-                    )
-                    .bind(id)
-                    .bind(Ts(now))
-                    .bind(Ts(expires_at))
-                    .execute(&mut *tx)
-                    .await?;
-                    // The newest `keep` stay; ties at the edge stay too (a bound, not a count).
-                    sqlx::query(
-                        "DELETE FROM dashboard_sessions WHERE created_at < (
-                             SELECT created_at FROM dashboard_sessions
-                             ORDER BY created_at DESC LIMIT 1 OFFSET $1)",
-                    )
-                    .bind(i64::from(keep))
-                    .execute(&mut *tx)
-                    .await?;
-                    Ok(())
-                })
-                .await
-            }
-
-            async fn session_alive(
-                &self,
-                id: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<bool, StoreError> {
-                let found: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM dashboard_sessions WHERE id = $1 AND expires_at > $2",
-                )
-                .bind(id)
-                .bind(Ts(now))
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(found.is_some())
-            }
-
-            async fn end_session(&self, id: &str) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM dashboard_sessions WHERE id = $1")
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
-
-            async fn outbox_of_attempt(&self, attempt_id: i64) -> Result<Option<OutboxItem>, StoreError> {
-                let found: Option<rows::OutboxRow> = sqlx::query_as(
-                    "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
-                            o.created_at, o.acked_at, l.state AS lead_state
-                     FROM outbox o JOIN leads l ON l.id = o.lead_id
-                     WHERE o.attempt_id = $1",
-                )
-                .bind(attempt_id)
-                .fetch_optional(&self.pool)
-                .await?;
-                found.map(OutboxItem::try_from).transpose()
-            }
-
-            async fn claim_key(
-                &self,
-                scope: &str,
-                key: &str,
-                request_hash: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<KeyClaim, StoreError> {
-                // Keys are remembered for a day: a retry comes within minutes, and the
-                // table must not grow with every message relayed.
-                sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
-                    .bind(Ts(now - chrono::Duration::hours(KEY_HOURS)))
-                    .execute(&self.pool)
-                    .await?;
-                let inserted: Option<String> = sqlx::query_scalar(
-                    "INSERT INTO idempotency (scope, key, request_hash, created_at)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING
-                     RETURNING key",
-                )
-                .bind(scope)
-                .bind(key)
-                .bind(request_hash)
-                .bind(Ts(now))
-                .fetch_optional(&self.pool)
-                .await?;
-                if inserted.is_some() {
-                    return Ok(KeyClaim::New);
+                    upsert_batch(tx, vec![new], now).await?;
+                    lead_in(tx, target, true).await?
                 }
-                let found: Option<(String, Option<i32>, Option<String>, Ts)> = sqlx::query_as(
-                    "SELECT request_hash, status, response, created_at FROM idempotency
-                     WHERE scope = $1 AND key = $2",
-                )
-                .bind(scope)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(match found {
-                    // Forgotten between the two statements: the caller may try again.
-                    None => KeyClaim::InProgress { since: now },
-                    Some((hash, _, _, _)) if hash != request_hash => KeyClaim::Mismatch,
-                    Some((_, Some(status), Some(response), _)) => KeyClaim::Done {
-                        status: u16::try_from(status).unwrap_or(500),
-                        response,
-                    },
-                    Some((_, _, _, Ts(since))) => KeyClaim::InProgress { since },
-                })
+                Err(e) => return Err(e),
+            };
+            if lead.state == crate::lead::LeadState::Blocked {
+                return Err(StoreError::Refused(crate::lead::Refused {
+                    from: lead.state,
+                    event: "an inbound message",
+                    why: "the lead is blocked (do-not-contact): no call is made",
+                }));
             }
+            let busy: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM attempts WHERE lead_id = $1 AND status = 'in_flight' LIMIT 1",
+            )
+            .bind(lead.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if busy.is_some() {
+                return Err(StoreError::Busy(target.to_string()));
+            }
+            let to = crate::lead::next(lead.state, crate::lead::LeadEvent::Replied)?;
+            // The reply resets the quiet clock and the follow-up count, as
+            // `record_reply` does; the lease taken from a runner that only claimed
+            // the lead stops its call (its lead is no longer as claimed).
+            let done = sqlx::query(
+                "UPDATE leads SET state = $1, follow_ups_sent = 0, updated_at = $2,
+                    last_reply_at = $2, own_username = COALESCE(own_username, $3),
+                    lease_owner = $4, lease_expires_at = $5
+                 WHERE id = $6 AND state = $7",
+            )
+            .bind(to.as_str())
+            .bind(Ts(now))
+            .bind(own_username)
+            .bind(token)
+            .bind(Ts(lease_until))
+            .bind(lead.id)
+            .bind(lead.state.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(target.to_string()));
+            }
+            lead_in(tx, target, false).await
+        })
+        .await
+    }
 
-            async fn finish_key(
-                &self,
-                scope: &str,
-                key: &str,
-                status: u16,
-                response: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), StoreError> {
-                sqlx::query(
-                    "UPDATE idempotency SET status = $3, response = $4, finished_at = $5
-                     WHERE scope = $1 AND key = $2",
-                )
-                .bind(scope)
-                .bind(key)
-                .bind(i32::from(status))
-                .bind(response)
+    async fn queued_events_of(
+        &self,
+        lead_id: i64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<(Vec<QueuedEvent>, u64), StoreError> {
+        let rows = sqlx::query_as::<_, rows::EventRow>(
+            "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
+             FROM events e JOIN leads l ON l.id = e.lead_id
+             WHERE e.lead_id = $1 AND e.state = 'queued'
+             ORDER BY e.id LIMIT $2",
+        )
+        .bind(lead_id)
+        .bind(i64::from(limit))
+        .fetch(&self.pool);
+        let (events, _) = rows::within(
+            rows,
+            max_bytes,
+            |r| Ok(QueuedEvent::from(r)),
+            |e: &QueuedEvent| {
+                256 + e.target.len()
+                    + e.event_type.len()
+                    + e.context.as_ref().map_or(0, String::len)
+            },
+        )
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE lead_id = $1 AND state = 'queued'",
+        )
+        .bind(lead_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((events, total.max(0) as u64))
+    }
+
+    async fn outbox_page(
+        &self,
+        after: i64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query_as::<_, rows::OutboxRow>(
+            "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
+                    o.created_at, o.acked_at, l.state AS lead_state
+             FROM outbox o JOIN leads l ON l.id = o.lead_id
+             WHERE o.acked_at IS NULL AND o.id > $1 AND l.state <> 'blocked'
+             ORDER BY o.id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch(&self.pool);
+        let (items, _) = rows::within(rows, max_bytes, OutboxItem::try_from, |o: &OutboxItem| {
+            256 + o.target.len() + o.message.len() + o.session_id.as_ref().map_or(0, String::len)
+        })
+        .await?;
+        Ok(items)
+    }
+
+    async fn leads_within(
+        &self,
+        filter: &LeadFilter,
+        max_bytes: usize,
+    ) -> Result<(Vec<Lead>, bool), StoreError> {
+        let rows = sqlx::query_as::<_, rows::LeadRow>(stmt!(
+            "SELECT {LEAD_COLUMNS} FROM leads
+             WHERE (CAST($1 AS TEXT) IS NULL OR state = $1)
+               AND (CAST($2 AS TEXT) IS NULL OR {tag})
+               AND id > $4
+             ORDER BY id
+             LIMIT $3",
+            tag = D::has_tag(2)
+        ))
+        .bind(filter.state.map(crate::lead::LeadState::as_str))
+        .bind(filter.tag.as_deref())
+        .bind(filter.limit.map(i64::from).or(D::NO_LIMIT))
+        .bind(filter.after.unwrap_or(0))
+        .fetch(&self.pool);
+        rows::within(rows, max_bytes, Lead::try_from, rows::lead_size).await
+    }
+
+    async fn attempts_of(
+        &self,
+        lead_id: i64,
+        limit: u32,
+    ) -> Result<(Vec<Attempt>, u64), StoreError> {
+        let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE lead_id = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(lead_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE lead_id = $1")
+            .bind(lead_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((rows::all(found)?, total.max(0) as u64))
+    }
+
+    async fn parked_page(
+        &self,
+        limit: u32,
+    ) -> Result<(Vec<crate::store::ParkedItem>, u64), StoreError> {
+        let found: Vec<crate::store::outbox::ParkedRow> = sqlx::query_as(
+            "SELECT id, target, action, message, created_at, delivery_tries, last_error, parked_at
+             FROM outbox WHERE acked_at IS NULL AND parked_at IS NOT NULL ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL AND parked_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((rows::all(found)?, total.max(0) as u64))
+    }
+
+    async fn start_session(
+        &self,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        expires_at: chrono::DateTime<chrono::Utc>,
+        keep: u32,
+    ) -> Result<(), StoreError> {
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
                 .bind(Ts(now))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(())
-            }
+            sqlx::query(
+                "INSERT INTO dashboard_sessions (id, created_at, expires_at) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(Ts(now))
+            .bind(Ts(expires_at))
+            .execute(&mut *tx)
+            .await?;
+            // The newest `keep` stay; ties at the edge stay too (a bound, not a count).
+            sqlx::query(
+                "DELETE FROM dashboard_sessions WHERE created_at < (
+                     SELECT created_at FROM dashboard_sessions
+                     ORDER BY created_at DESC LIMIT 1 OFFSET $1)",
+            )
+            .bind(i64::from(keep))
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
 
-            async fn last_attempts(
-                &self,
-                lead_ids: &[i64],
-            ) -> Result<std::collections::HashMap<i64, Attempt>, StoreError> {
-                let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
-                    "SELECT {ATTEMPT_COLUMNS} FROM attempts
-                     WHERE id IN (SELECT MAX(id) FROM attempts WHERE lead_id {ids} GROUP BY lead_id)",
-                    ids = D::in_ids(1)
-                ))
-                .bind(Ids(lead_ids.to_vec()))
-                .fetch_all(&self.pool)
-                .await?;
-                let attempts: Vec<Attempt> = rows::all(found)?;
-                Ok(attempts.into_iter().map(|a| (a.lead_id, a)).collect())
-            }
+    async fn session_alive(
+        &self,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM dashboard_sessions WHERE id = $1 AND expires_at > $2",
+        )
+        .bind(id)
+        .bind(Ts(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
 
-            async fn recent_attempts(
-                &self,
-                filter: &AttemptFilter,
-            ) -> Result<Vec<(Attempt, String)>, StoreError> {
-                // Newest first by id (the primary key), filtered as it goes; a target is
-                // looked up once, and the targets of the page in one query after.
-                let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
-                    "SELECT {ATTEMPT_COLUMNS} FROM attempts
-                     WHERE (CAST($1 AS TEXT) IS NULL OR job = $1)
-                       AND (CAST($2 AS TEXT) IS NULL OR status = $2)
-                       AND (CAST($3 AS TEXT) IS NULL
-                            OR lead_id = (SELECT id FROM leads WHERE target = $3))
-                     ORDER BY id DESC LIMIT $4"
-                ))
-                .bind(filter.job.as_deref())
-                .bind(filter.status.map(AttemptStatus::as_str))
-                .bind(filter.target.as_deref())
-                .bind(i64::from(filter.limit))
-                .fetch_all(&self.pool)
-                .await?;
-                let attempts: Vec<Attempt> = rows::all(found)?;
-                let leads = self.leads_by_id(attempts.iter().map(|a| a.lead_id)).await?;
-                Ok(attempts
-                    .into_iter()
-                    .map(|a| {
-                        let target = leads.get(&a.lead_id).map(|l| l.target.clone()).unwrap_or_default();
-                        (a, target)
-                    })
-                    .collect())
-            }
+    async fn end_session(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM dashboard_sessions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 
-            async fn forget_key(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM idempotency WHERE scope = $1 AND key = $2")
-                    .bind(scope)
-                    .bind(key)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
+    async fn outbox_of_attempt(&self, attempt_id: i64) -> Result<Option<OutboxItem>, StoreError> {
+        let found: Option<rows::OutboxRow> = sqlx::query_as(
+            "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
+                    o.created_at, o.acked_at, l.state AS lead_state
+             FROM outbox o JOIN leads l ON l.id = o.lead_id
+             WHERE o.attempt_id = $1",
+        )
+        .bind(attempt_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        found.map(OutboxItem::try_from).transpose()
+    }
 
-            async fn attempts_per_hour(
-                &self,
-                job: &str,
-                since: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, AttemptStatus, u64)>, StoreError> {
-                // One job at a time, so the range reads `attempts_started (job, started_at)`.
-                let found: Vec<(String, String, i64)> = sqlx::query_as(stmt!(
-                    "SELECT {hour} AS hour, status, COUNT(*) FROM attempts
-                     WHERE job = $1 AND started_at >= $2
-                     GROUP BY 1, 2",
-                    hour = D::utc_hour("started_at")
-                ))
-                .bind(job)
-                .bind(Ts(since))
-                .fetch_all(&self.pool)
-                .await?;
-                found
-                    .into_iter()
-                    .map(|(hour, status, n)| {
-                        let at = chrono::NaiveDateTime::parse_from_str(
-                            &format!("{hour}:00"),
-                            "%Y-%m-%dT%H:%M",
-                        )
-                        .map_err(|e| StoreError::Corrupt(format!("hour {hour:?}: {e}")))?;
-                        Ok((at.and_utc(), AttemptStatus::parse(&status)?, n.max(0) as u64))
-                    })
-                    .collect()
-            }
-
-            async fn count_by_follow_ups(
-                &self,
-            ) -> Result<Vec<($crate::lead::LeadState, u32, u64)>, StoreError> {
-                let found: Vec<(String, i64, i64)> = sqlx::query_as(
-                    "SELECT state, CAST(follow_ups_sent AS BIGINT), COUNT(*) FROM leads
-                     WHERE state IN ('contacted', 'exhausted')
-                     GROUP BY state, follow_ups_sent",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                found
-                    .into_iter()
-                    .map(|(state, step, n)| {
-                        let state: $crate::lead::LeadState =
-                            state.parse().map_err(StoreError::Corrupt)?;
-                        Ok((state, u32::try_from(step).unwrap_or(0), n.max(0) as u64))
-                    })
-                    .collect()
-            }
+    async fn claim_key(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<KeyClaim, StoreError> {
+        // Keys are remembered for a day: a retry comes within minutes, and the
+        // table must not grow with every message relayed.
+        sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+            .bind(Ts(now - chrono::Duration::hours(KEY_HOURS)))
+            .execute(&self.pool)
+            .await?;
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO idempotency (scope, key, request_hash, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING
+             RETURNING key",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(request_hash)
+        .bind(Ts(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        if inserted.is_some() {
+            return Ok(KeyClaim::New);
         }
-    };
+        let found: Option<(String, Option<i32>, Option<String>, Ts)> = sqlx::query_as(
+            "SELECT request_hash, status, response, created_at FROM idempotency
+             WHERE scope = $1 AND key = $2",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match found {
+            // Forgotten between the two statements: the caller may try again.
+            None => KeyClaim::InProgress { since: now },
+            Some((hash, _, _, _)) if hash != request_hash => KeyClaim::Mismatch,
+            Some((_, Some(status), Some(response), _)) => KeyClaim::Done {
+                status: u16::try_from(status).unwrap_or(500),
+                response,
+            },
+            Some((_, _, _, Ts(since))) => KeyClaim::InProgress { since },
+        })
+    }
+
+    async fn finish_key(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        response: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE idempotency SET status = $3, response = $4, finished_at = $5
+             WHERE scope = $1 AND key = $2",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(i32::from(status))
+        .bind(response)
+        .bind(Ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn last_attempts(
+        &self,
+        lead_ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, Attempt>, StoreError> {
+        let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts
+             WHERE id IN (SELECT MAX(id) FROM attempts WHERE lead_id {ids} GROUP BY lead_id)",
+            ids = D::in_ids(1)
+        ))
+        .bind(Ids(lead_ids.to_vec()))
+        .fetch_all(&self.pool)
+        .await?;
+        let attempts: Vec<Attempt> = rows::all(found)?;
+        Ok(attempts.into_iter().map(|a| (a.lead_id, a)).collect())
+    }
+
+    async fn recent_attempts(
+        &self,
+        filter: &AttemptFilter,
+    ) -> Result<Vec<(Attempt, String)>, StoreError> {
+        // Newest first by id (the primary key), filtered as it goes; a target is
+        // looked up once, and the targets of the page in one query after.
+        let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts
+             WHERE (CAST($1 AS TEXT) IS NULL OR job = $1)
+               AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+               AND (CAST($3 AS TEXT) IS NULL
+                    OR lead_id = (SELECT id FROM leads WHERE target = $3))
+             ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(filter.job.as_deref())
+        .bind(filter.status.map(AttemptStatus::as_str))
+        .bind(filter.target.as_deref())
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let attempts: Vec<Attempt> = rows::all(found)?;
+        let leads = self.leads_by_id(attempts.iter().map(|a| a.lead_id)).await?;
+        Ok(attempts
+            .into_iter()
+            .map(|a| {
+                let target = leads
+                    .get(&a.lead_id)
+                    .map(|l| l.target.clone())
+                    .unwrap_or_default();
+                (a, target)
+            })
+            .collect())
+    }
+
+    async fn forget_key(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM idempotency WHERE scope = $1 AND key = $2")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn attempts_per_hour(
+        &self,
+        job: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, AttemptStatus, u64)>, StoreError> {
+        // One job at a time, so the range reads `attempts_started (job, started_at)`.
+        let found: Vec<(String, String, i64)> = sqlx::query_as(stmt!(
+            "SELECT {hour} AS hour, status, COUNT(*) FROM attempts
+             WHERE job = $1 AND started_at >= $2
+             GROUP BY 1, 2",
+            hour = D::utc_hour("started_at")
+        ))
+        .bind(job)
+        .bind(Ts(since))
+        .fetch_all(&self.pool)
+        .await?;
+        found
+            .into_iter()
+            .map(|(hour, status, n)| {
+                let at =
+                    chrono::NaiveDateTime::parse_from_str(&format!("{hour}:00"), "%Y-%m-%dT%H:%M")
+                        .map_err(|e| StoreError::Corrupt(format!("hour {hour:?}: {e}")))?;
+                Ok((
+                    at.and_utc(),
+                    AttemptStatus::parse(&status)?,
+                    n.max(0) as u64,
+                ))
+            })
+            .collect()
+    }
+
+    async fn count_by_follow_ups(
+        &self,
+    ) -> Result<Vec<(crate::lead::LeadState, u32, u64)>, StoreError> {
+        let found: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT state, CAST(follow_ups_sent AS BIGINT), COUNT(*) FROM leads
+             WHERE state IN ('contacted', 'exhausted')
+             GROUP BY state, follow_ups_sent",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        found
+            .into_iter()
+            .map(|(state, step, n)| {
+                let state: crate::lead::LeadState = state.parse().map_err(StoreError::Corrupt)?;
+                Ok((state, u32::try_from(step).unwrap_or(0), n.max(0) as u64))
+            })
+            .collect()
+    }
 }
