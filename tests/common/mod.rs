@@ -274,3 +274,46 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Runs `cmd` to its end, as `Command::output` does, and reads the child's own peak
+/// resident memory (KiB) from `wait4`: the rusage of this one process, not of every child
+/// of the test binary (`RUSAGE_CHILDREN`), so a test may measure it with others running
+/// beside it. Standard output and error go through files (no pipe to drain meanwhile).
+pub fn output_with_peak_rss(cmd: &mut std::process::Command) -> (std::process::Output, i64) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut stdout = tempfile::tempfile().expect("temp file for stdout");
+    let mut stderr = tempfile::tempfile().expect("temp file for stderr");
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout.try_clone().expect("clone"))
+        .stderr(stderr.try_clone().expect("clone"))
+        .spawn()
+        .expect("start the command");
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    let mut status: libc::c_int = 0;
+    // SAFETY: wait4 writes only into the status and rusage we pass; the child is ours and
+    // not waited for by anything else (`child` is dropped without `wait`).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = loop {
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break rc;
+    };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    drop(child);
+    let read = |file: &mut std::fs::File| {
+        use std::io::{Read, Seek};
+        file.rewind().expect("rewind");
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).expect("read");
+        bytes
+    };
+    let output = std::process::Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: read(&mut stdout),
+        stderr: read(&mut stderr),
+    };
+    (output, usage.ru_maxrss)
+}

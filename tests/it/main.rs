@@ -1,8 +1,10 @@
 //! The integration tests, as one binary: each file of this folder is a module, and
-//! `common` (in `tests/common/`) is compiled once for all of them. Two tests live in a
-//! binary of their own (`tests/import_memory.rs`, `tests/import_huge_rows.rs`): each
-//! measures the peak memory of the processes it starts with `getrusage(RUSAGE_CHILDREN)`,
-//! which counts every child of the test process, so no other test may start one beside it.
+//! `common` (in `tests/common/`) is compiled once for all of them. The soak has two binaries
+//! of its own (`tests/soak_sqlite.rs`, `tests/soak_postgres.rs`): each reads its own
+//! process's resident memory (VmRSS) day by day against a bound, which would count every
+//! other test running beside it here, and the other backend's soak in a shared binary.
+//! Tests that measure a child's memory read that one child's peak (`wait4`), so they live
+//! here.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -32,6 +34,8 @@ mod http_api;
 mod http_attack;
 mod http_daemon;
 mod http_inbound;
+mod import_huge_rows;
+mod import_memory;
 mod log_format;
 mod multi_runner;
 mod planner_model;

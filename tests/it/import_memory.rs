@@ -1,20 +1,11 @@
 //! A large import streams: 100,000 rows go through the real binary within a fixed memory
 //! bound (the same bound holds for a million: the file is read row by row and written in
-//! batches of 1,000). Alone in its test binary, so the peak RSS read from
-//! `getrusage(RUSAGE_CHILDREN)` is this import's.
+//! batches of 1,000). The peak RSS is the import process's own, read by `wait4`
+//! (`common::output_with_peak_rss`).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
-
-/// Peak resident memory, in KiB, of the largest child waited for so far.
-fn children_max_rss_kib() -> i64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    assert_eq!(rc, 0, "getrusage failed");
-    usage.ru_maxrss
-}
 
 #[test]
 fn a_100k_row_import_stays_within_a_memory_bound() {
@@ -42,15 +33,11 @@ fn a_100k_row_import_stays_within_a_memory_bound() {
     drop(file);
     let file_mib = std::fs::metadata(&path).expect("metadata").len() / (1 << 20);
 
-    let out = common::bin()
-        .args(["leads", "import"])
-        .arg(&path)
-        .env(
+    let (out, peak_kib) =
+        common::output_with_peak_rss(common::bin().args(["leads", "import"]).arg(&path).env(
             "DATABASE_URL",
             format!("sqlite://{}", dir.path().join("big.db").display()),
-        )
-        .output()
-        .expect("run the import");
+        ));
     assert!(
         out.status.success(),
         "{}",
@@ -60,9 +47,9 @@ fn a_100k_row_import_stays_within_a_memory_bound() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("imported {ROWS}, updated 0, rejected 0")
     );
-    let peak_mib = children_max_rss_kib() / 1024;
+    let peak_mib = peak_kib / 1024;
     eprintln!("import of {ROWS} rows ({file_mib} MiB file): peak RSS {peak_mib} MiB");
-    assert!(peak_mib > 0, "the measurement saw the child");
+    assert!(peak_mib > 0, "the measurement saw the import");
     assert!(
         peak_mib < BOUND_MIB,
         "peak RSS {peak_mib} MiB is over the {BOUND_MIB} MiB bound"
