@@ -8,7 +8,7 @@
 //! `install()`'s handle at `/metrics` and records `HTTP_REQUESTS` itself.
 
 use crate::lead::LeadState;
-use crate::store::{PauseScope, Store, StoreError};
+use crate::store::{AdminStore, PauseScope, StoreError};
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -175,7 +175,7 @@ pub fn webhook_delivery(result: &'static str) {
 
 /// Sets the gauges from the database at `now`: leads by state, pauses in force, and the
 /// outbox's pending and parked messages.
-pub async fn refresh_gauges(store: &dyn Store, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn refresh_gauges(store: &dyn AdminStore, now: DateTime<Utc>) -> Result<(), StoreError> {
     let counts = store.count_by_state().await?;
     for state in LeadState::ALL {
         let n = counts.get(&state).copied().unwrap_or(0);
@@ -198,7 +198,7 @@ pub async fn refresh_gauges(store: &dyn Store, now: DateTime<Utc>) -> Result<(),
 
 /// Refreshes the gauges now and then every `every` (real time) until `stop`.
 pub async fn refresh_every(
-    store: std::sync::Arc<dyn Store>,
+    store: std::sync::Arc<dyn AdminStore>,
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     every: Duration,
     stop: tokio_util::sync::CancellationToken,

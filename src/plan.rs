@@ -7,7 +7,7 @@
 //! with a cursor, so leads skipped for their window are not read again in the same run.
 
 use crate::config::{Job, JobKind};
-use crate::store::{Action, Due, DueQuery, Lead, Store, StoreError};
+use crate::store::{Action, Due, DueQuery, Lead, RunnerStore, StoreError};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -32,7 +32,7 @@ pub enum Preview {
 
 /// What `job` would do at `now`, read only: the same planner the live run uses.
 pub async fn preview(
-    store: &dyn Store,
+    store: &dyn RunnerStore,
     job: &Job,
     now: DateTime<Utc>,
 ) -> Result<JobPlan, StoreError> {
@@ -53,7 +53,7 @@ pub async fn preview(
 /// index range after the last). `each` may break to stop early (a closed output).
 /// Returns the number of calls planned.
 pub async fn preview_each(
-    store: &dyn Store,
+    store: &dyn RunnerStore,
     job: &Job,
     now: DateTime<Utc>,
     each: &mut (dyn FnMut(Preview) -> ControlFlow<()> + Send),
@@ -208,7 +208,7 @@ pub fn due_of(job: &Job, now: DateTime<Utc>) -> Due {
 
 /// How many more calls this run may make, given `max_per_run` and the daily cap.
 pub async fn remaining(
-    store: &dyn Store,
+    store: &dyn RunnerStore,
     job: &Job,
     now: DateTime<Utc>,
     cursor: &Cursor,
@@ -247,7 +247,7 @@ pub fn dry_cursor() -> Cursor {
 /// The next batch of calls for `job` at `now`, at most `limit`, after `cursor` (which it
 /// advances). An empty batch means nothing more is due in this run.
 pub async fn next_batch(
-    store: &dyn Store,
+    store: &dyn RunnerStore,
     job: &Job,
     now: DateTime<Utc>,
     limit: u32,

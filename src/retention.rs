@@ -13,7 +13,7 @@
 //! started in the job's day.
 
 use crate::config::Retention;
-use crate::store::{PRUNE_BATCH, PruneTable, Store, StoreError};
+use crate::store::{PRUNE_BATCH, PruneTable, RetentionStore, StoreError};
 use chrono::{DateTime, DurationRound, Utc};
 use std::collections::BTreeMap;
 use tokio_util::sync::CancellationToken;
@@ -84,7 +84,7 @@ pub fn hour_of(now: DateTime<Utc>) -> DateTime<Utc> {
 /// nothing is left), stopping between statements once `stop` is cancelled. Each statement's
 /// rows are counted in the `PRUNED_ROWS` metric as they go.
 pub async fn prune(
-    store: &dyn Store,
+    store: &dyn RetentionStore,
     r: &Retention,
     now: DateTime<Utc>,
     max_statements: Option<u32>,
@@ -122,7 +122,7 @@ pub async fn prune(
 
 /// What `prune` would remove at `now`, removing nothing.
 pub async fn would_prune(
-    store: &dyn Store,
+    store: &dyn RetentionStore,
     r: &Retention,
     now: DateTime<Utc>,
 ) -> Result<Pruned, StoreError> {
@@ -141,7 +141,7 @@ pub async fn would_prune(
 /// `DAEMON_STATEMENTS` per table, records what it removed and gives SQLite's free pages
 /// back. `None` when another daemon has this hour.
 pub async fn hourly(
-    store: &dyn Store,
+    store: &dyn RetentionStore,
     r: &Retention,
     runner: &str,
     now: DateTime<Utc>,

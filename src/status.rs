@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::lead::LeadState;
-use crate::store::{JobRun, LeaseSummary, OutboxCounts, Pause, RunnerSeen, Store, StoreError};
+use crate::store::{AdminStore, JobRun, LeaseSummary, OutboxCounts, Pause, RunnerSeen, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -64,7 +64,7 @@ impl StorageState {
 
 impl Report {
     pub async fn read(
-        store: &dyn Store,
+        store: &dyn AdminStore,
         config: &Config,
         now: DateTime<Utc>,
     ) -> Result<Report, StoreError> {
@@ -75,7 +75,7 @@ impl Report {
     /// `read`, with the leads per state already counted (the dashboard keeps them for a
     /// few seconds: counting reads every lead).
     pub async fn read_with(
-        store: &dyn Store,
+        store: &dyn AdminStore,
         config: &Config,
         now: DateTime<Utc>,
         leads: BTreeMap<LeadState, u64>,

@@ -180,6 +180,7 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
             .map_err(|e| anyhow!("cannot serve the HTTP API on {addr}: {e}"))
             .exit_with(Exit::Config)?;
         let state = crate::http::AppState::new(
+            store.clone(),
             runner.clone(),
             token,
             Some(Arc::new(move || metrics.render())),

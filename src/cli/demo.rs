@@ -9,7 +9,7 @@ use crate::fluidtalk::{ApiKey, Client, ClientConfig};
 use crate::import::Rows;
 use crate::runner::Runner;
 use crate::sim::{SimConfig, Simulator};
-use crate::store::{self, Store};
+use crate::store::{self, AdminStore};
 use anyhow::Context;
 use std::sync::Arc;
 
@@ -174,7 +174,7 @@ pub async fn run() -> Result<(), Failure> {
 }
 
 async fn import_sample(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), Failure> {
     let dir = tempfile_dir().exit_with(Exit::Failure)?;
@@ -203,7 +203,10 @@ async fn import_sample(
     Ok(())
 }
 
-async fn show_pauses(store: &dyn Store, now: chrono::DateTime<chrono::Utc>) -> Result<(), Failure> {
+async fn show_pauses(
+    store: &dyn AdminStore,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Failure> {
     for p in store
         .pauses()
         .await

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::import;
 use crate::lead::LeadState;
-use crate::store::{ImportCounts, Lead, Store, UserAction};
+use crate::store::{AdminStore, ImportCounts, Lead, UserAction};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
@@ -163,7 +163,7 @@ pub(super) fn print_lead(lead: &Lead) -> Result<(), Failure> {
 }
 
 /// "no lead with target" and, when the target lacks the `@` of a stored one, a hint.
-async fn not_found(store: &dyn Store, target: &str) -> Failure {
+async fn not_found(store: &dyn AdminStore, target: &str) -> Failure {
     let mut message = format!("no lead with target {target:?}");
     if !target.starts_with('@')
         && let Ok(Some(lead)) = store.get_lead(&format!("@{target}")).await
@@ -461,7 +461,7 @@ fn done(lead: &Lead, json: bool, verb: &str) -> Result<(), Failure> {
 }
 
 async fn user_action(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     target: &str,
     action: UserAction,
     now: DateTime<Utc>,
@@ -502,7 +502,7 @@ impl import::Load for Progress {
 }
 
 async fn import(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     path: &Path,
     strict: bool,
     json: bool,

@@ -4,7 +4,7 @@ use super::leads::{LEAD_HEADER, print_lead};
 use super::store_access::store_failure;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::lead::LeadState;
-use crate::store::{LeadFilter, Store};
+use crate::store::{AdminStore, LeadFilter};
 
 /// Leads read from the database per statement by `leads list`.
 const LIST_PAGE: u32 = 1_000;
@@ -12,7 +12,7 @@ const LIST_PAGE: u32 = 1_000;
 /// `leads list`: printed a page at a time (memory stays bounded whatever `--limit`), and
 /// a list cut by `limit` says so, with the `--after` that shows the next ones.
 pub(super) async fn list(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     state: Option<LeadState>,
     tag: Option<String>,
     limit: u32,

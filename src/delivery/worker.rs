@@ -9,7 +9,7 @@ use super::backoff::{Next, Retry};
 use super::signer::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
 use crate::clock::Clock;
 use crate::config::Delivery;
-use crate::store::{DeliveryItem, Store, StoreError};
+use crate::store::{DeliveryItem, DeliveryStore, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
@@ -84,7 +84,7 @@ impl Outcome {
 
 /// Delivers the outbox to one webhook.
 pub struct Deliverer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeliveryStore>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
     url: String,
@@ -116,7 +116,7 @@ impl Deliverer {
     pub fn new(
         settings: &Delivery,
         signer: Signer,
-        store: Arc<dyn Store>,
+        store: Arc<dyn DeliveryStore>,
         clock: Arc<dyn Clock>,
         runner_id: &str,
     ) -> Result<Deliverer, SetupError> {
@@ -154,7 +154,7 @@ impl Deliverer {
     /// environment variable it names; `None` when the file sets no webhook.
     pub fn from_config(
         config: &crate::config::Config,
-        store: Arc<dyn Store>,
+        store: Arc<dyn DeliveryStore>,
         clock: Arc<dyn Clock>,
         runner_id: &str,
     ) -> Result<Option<Deliverer>, SetupError> {

@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::fluidtalk::{ApiKey, Client, ClientConfig};
 use crate::runner::Runner;
-use crate::store::{Store, StoreError};
+use crate::store::{SnapshotStore, Store, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -185,7 +185,7 @@ const WATCH_EVERY: Duration = Duration::from_millis(20);
 
 /// The forecast of `config`'s jobs over `source`'s leads. Reads `source` only.
 pub async fn forecast(
-    source: &dyn Store,
+    source: &dyn SnapshotStore,
     config: &Config,
     opts: &Options,
 ) -> Result<Forecast, ForecastError> {
@@ -203,7 +203,7 @@ pub async fn forecast(
 /// budget or cancelled, it stops (its scratch database and simulator dropped, their files
 /// removed) and says so; it never returns partial numbers.
 pub async fn forecast_with(
-    source: &dyn Store,
+    source: &dyn SnapshotStore,
     config: &Config,
     opts: &Options,
     budget: Budget,
@@ -239,7 +239,7 @@ pub async fn forecast_with(
 }
 
 async fn simulate(
-    source: &dyn Store,
+    source: &dyn SnapshotStore,
     config: &Config,
     opts: &Options,
     progress: &Progress,

@@ -9,7 +9,7 @@ use super::{ForecastError, Options};
 use crate::config::Config;
 use crate::lead::LeadState;
 use crate::sim::{SimConfig, Simulator};
-use crate::store::{SqliteStore, Store};
+use crate::store::{SnapshotStore, SqliteStore, Store};
 use std::sync::Arc;
 
 /// Leads copied per read and write.
@@ -33,7 +33,7 @@ pub(super) struct Scratch {
 
 impl Scratch {
     pub async fn copy(
-        source: &dyn Store,
+        source: &dyn SnapshotStore,
         config: &Config,
         opts: &Options,
     ) -> Result<Self, ForecastError> {

@@ -4,7 +4,7 @@
 //! that says the API did not act is forgotten instead, so a retry may call again.
 
 use super::error::ApiError;
-use crate::store::{KeyClaim, Store};
+use crate::store::{KeyClaim, ServiceStore};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -53,7 +53,7 @@ pub enum Claimed {
 /// Claims `key` in `scope`; a stale claim (its request died mid-call) answers that the
 /// outcome is unknown (`stale_message` says what is unknown), as the attempt it left is.
 pub async fn claim(
-    store: &dyn Store,
+    store: &dyn ServiceStore,
     scope: &str,
     key: &str,
     hash: &str,

@@ -35,7 +35,7 @@ pub use tls::{Tls, TlsError};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::runner::Runner;
-use crate::store::Store;
+use crate::store::ServiceStore;
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +68,7 @@ pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn ServiceStore>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     /// The relay's calls: the client, `[limits]` shared with the jobs, database retries,
@@ -98,13 +98,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(runner: Runner, token: Token, metrics: Option<MetricsText>) -> AppState {
+    /// The service over `store` (the same database as `runner`'s, in its HTTP role).
+    pub fn new(
+        store: Arc<dyn ServiceStore>,
+        runner: Runner,
+        token: Token,
+        metrics: Option<MetricsText>,
+    ) -> AppState {
         let throttle = Arc::new(throttle::Throttle::new(
             runner.config.http.auth_failures_per_minute,
         ));
         let site = Arc::new(headers::Site::new(&runner.config.http));
         AppState {
-            store: runner.store.clone(),
+            store,
             config: runner.config.clone(),
             clock: runner.clock.clone(),
             runner,
@@ -130,7 +136,7 @@ impl AppState {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("store", &self.store)
+            .field("store", &self.store.backend())
             .field("runner_id", &self.runner.runner_id)
             .finish_non_exhaustive()
     }

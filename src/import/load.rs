@@ -4,7 +4,7 @@
 //! then written in one transaction, so one bad row keeps nothing.
 
 use super::{FileError, Rejection, Rows};
-use crate::store::{ImportCounts, ImportSession, Store, StoreError};
+use crate::store::{AdminStore, ImportCounts, ImportSession, StoreError};
 use chrono::{DateTime, Utc};
 use std::io::Read;
 use std::path::Path;
@@ -52,7 +52,7 @@ pub trait Load {
 /// loaded; one that stops being readable half-way keeps what was written (not with
 /// `strict`), and the error says how far it got.
 pub async fn load_file(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     path: &Path,
     strict: bool,
     now: DateTime<Utc>,

@@ -12,7 +12,7 @@ use crate::fluidtalk::{
 };
 use crate::plan::PlannedCall;
 use crate::policy;
-use crate::store::{Action, Store};
+use crate::store::{Action, RunnerStore};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ const PAUSE_WRITE_LIMIT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Caller {
     pub client: Client,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn RunnerStore>,
     pub clock: Arc<dyn Clock>,
     pub holds: Arc<Holds>,
     pub stop: CancellationToken,

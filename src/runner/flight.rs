@@ -14,7 +14,7 @@ use crate::config::JobKind;
 use crate::lead::LeadEvent;
 use crate::plan;
 use crate::store::{
-    AttemptStatus, DailyCap, LeadResult, NewAttempt, PauseScope, Recorded, Store, StoreError,
+    AttemptStatus, DailyCap, LeadResult, NewAttempt, PauseScope, Recorded, RunnerStore, StoreError,
 };
 use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
@@ -205,7 +205,7 @@ impl JobRun<'_> {
 /// their tokens), or `None` if it recorded none. One it did not record (its lead changed,
 /// or over the cap) is given back as `Changed`; the next group meets the cap again.
 async fn ours(
-    store: &dyn Store,
+    store: &dyn RunnerStore,
     attempts: &[NewAttempt],
 ) -> Result<Option<Vec<Recorded>>, StoreError> {
     let mut found = Vec::with_capacity(attempts.len());

@@ -11,7 +11,7 @@
 //! `held_now` tells what the runner holds and why; the daemon publishes it with its
 //! heartbeat (`RunnerStore::publish_runner`) for `status`.
 
-use crate::store::{Action, HeldPause, Pause, PauseScope, Store};
+use crate::store::{Action, HeldPause, Pause, PauseScope, RunnerStore};
 use chrono::{DateTime, Utc};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -155,7 +155,7 @@ impl Holds {
 
     /// Reads the stored pauses if they were last read more than `PAUSE_REFRESH` ago (one
     /// caller reads; the others go on). A read that fails keeps the holds as they are.
-    pub async fn refresh(&self, store: &dyn Store, now: DateTime<Utc>) {
+    pub async fn refresh(&self, store: &dyn RunnerStore, now: DateTime<Utc>) {
         let last = self.refreshed.load(Ordering::SeqCst);
         let due = now.timestamp_millis().saturating_sub(last) >= PAUSE_REFRESH.num_milliseconds();
         if due

@@ -34,7 +34,7 @@ pub use summary::{Summary, Tally};
 use crate::clock::Clock;
 use crate::config::{Config, Job, JobKind};
 use crate::fluidtalk::Client;
-use crate::store::{Store, StoreError};
+use crate::store::{RunnerStore, StoreError};
 use call::Caller;
 use chrono::{DateTime, Utc};
 use db::{Db, OnStop};
@@ -68,7 +68,7 @@ const LEASE_MARGIN: Duration = Duration::from_secs(60);
 /// flight, calls per second), the holds and the stop token. Clones share all of them.
 #[derive(Clone)]
 pub struct Runner {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn RunnerStore>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub runner_id: String,
@@ -83,7 +83,7 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn RunnerStore>,
         client: Client,
         config: Arc<Config>,
         clock: Arc<dyn Clock>,

@@ -16,16 +16,16 @@
 //!     flight, finishing attempts, counting the cap, an import batch);
 //!   - `hot`: the statements on the runner's hot path (due leads and events, claim,
 //!     exhaust, cap, orphans) with their parameters, to run or to explain;
-//!   - `runner`: `impl RunnerStore`; `admin`: `impl AdminStore`; `import`: `ImportSession`;
+//!   - `reads`: `impl Reads`; `runner`: `impl RunnerStore`; `admin`: `impl AdminStore`; `import`: `ImportSession`;
 //!     `delivery`: `impl DeliveryStore`; `service`: `impl ServiceStore` (the HTTP
 //!     service); `snapshot`: `impl SnapshotStore` (the forecast's copy of a campaign);
 //!     `retention`: `impl RetentionStore` (pruning); `schema`: the schema check and
 //!     migrations.
 //!
 //! The other modules:
-//! - `types`: the data; `traits`: `RunnerStore` (the runner's hot path), `AdminStore`
-//!   (people's commands), `DeliveryStore` (the outbox's webhook delivery, its types in
-//!   `outbox`), `Store` (all three); `error`: `StoreError`;
+//! - `types`: the data; `traits`: the roles, one per consumer (`Reads`, `RunnerStore`,
+//!   `AdminStore`, `ServiceStore`, `DeliveryStore`; delivery's types in `outbox`), and
+//!   `Store` (all of them); `error`: `StoreError`;
 //! - `rules`: what the store decides, once for both backends (how a result meets the lead
 //!   as it is now, what a person's action does, the daily cap, batch JSON);
 //! - `values`, `rows`: how values and rows are read and written (`Ts`, `Tags`, `FromRow`);
@@ -79,7 +79,9 @@ pub use rules::FUTURE_SKEW;
 pub use snapshot::{AttemptOf, SnapshotStore};
 pub use sqlite::SqliteStore;
 pub use storage::{MIN_FREE_BYTES, Storage};
-pub use traits::{AdminStore, DeliveryStore, ImportSession, RunnerStore, ServiceStore, Store};
+pub use traits::{
+    AdminStore, DeliveryStore, ImportSession, Reads, RunnerStore, ServiceStore, Store,
+};
 pub use types::*;
 
 use std::sync::Arc;
@@ -203,7 +205,7 @@ pub fn redact_url(url: &str) -> String {
 /// Blocks `target` (a checked target), adding it first if unknown: a do-not-contact list
 /// may name people not imported yet (`leads block`, `POST /v1/leads/{target}/block`).
 pub async fn block_adding(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     target: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Lead, StoreError> {

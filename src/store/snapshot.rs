@@ -15,7 +15,7 @@ pub struct AttemptOf {
 }
 
 #[async_trait]
-pub trait SnapshotStore: Send + Sync {
+pub trait SnapshotStore: super::Reads {
     /// Leads with an id above `after`, in id order, at most `limit`.
     async fn leads_page(&self, after: i64, limit: u32) -> Result<Vec<Lead>, StoreError>;
 

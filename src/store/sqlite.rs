@@ -152,6 +152,9 @@ mod hot;
 #[path = "sql/import.rs"]
 mod import;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/reads.rs"]
+mod reads;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/retention.rs"]
 mod retention;
 #[allow(clippy::duplicate_mod)]

@@ -1,6 +1,18 @@
-//! The store's interface, split by caller: what the runner needs on its hot path
-//! (`RunnerStore`), what people's commands need (`AdminStore`), and what the outbox's
-//! webhook delivery needs (`DeliveryStore`). `Store` is all three.
+//! The store's interface, one role per consumer, each depending on its role only:
+//! - `Reads` (with `Storage`, the storage's health): reads several roles share (pauses, a
+//!   job's calls today, a lead's attempts, queued events, the outbox's counts);
+//! - `RunnerStore: Reads`: the runner's hot path (`runner`, `plan`), the inbound relay's
+//!   lease included, since the runner makes every call;
+//! - `AdminStore: Reads`: people's commands (`cli`, `status`, `import`, the metrics' gauges);
+//! - `ServiceStore: AdminStore + DeliveryStore`: the HTTP service (people's commands over
+//!   HTTP, redelivery, pages, sessions, idempotency keys);
+//! - `DeliveryStore`: the outbox's webhook delivery (`delivery`);
+//! - `SnapshotStore: Reads` (`snapshot.rs`): the forecast's reads of the campaign it copies;
+//! - `RetentionStore` (`retention.rs`): pruning.
+//!
+//! `Store` is all of them: what `store::open` returns, what the daemon assembles its parts
+//! from (handing each its role), and what the forecast drives on its scratch copy (a whole
+//! campaign in miniature).
 
 use super::StoreError;
 use super::outbox::{DeliveryItem, OutboxCounts, ParkedItem};
@@ -11,10 +23,27 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
+/// Reads several roles share: the pauses in force, a job's calls today, a lead's
+/// attempts, the outbox's counts; and the storage's own health (`Storage`).
+#[async_trait]
+pub trait Reads: super::Storage {
+    /// Every pause row (expired ones included; compare `until` with now).
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
+    /// Calls of `job` started since `since` that count against a daily cap.
+    async fn count_started_since(&self, job: &str, since: DateTime<Utc>)
+    -> Result<u64, StoreError>;
+    /// A lead's attempts, newest first.
+    async fn attempts_for(&self, lead_id: i64) -> Result<Vec<Attempt>, StoreError>;
+    /// Undelivered messages: pending (held ones included) and parked.
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+    async fn queued_events(&self, event_type: Option<&str>)
+    -> Result<Vec<QueuedEvent>, StoreError>;
+}
+
 /// What the runner needs: due leads and events, claims, attempts in flight, results,
 /// recovery, pauses, cron ticks and run records.
 #[async_trait]
-pub trait RunnerStore: Send + Sync {
+pub trait RunnerStore: Reads {
     /// Records attempts as in flight, all or none, before their calls are made. A step
     /// that may already have reached the API is refused (`AlreadySent`) by the database's
     /// unique index; an attempt whose lead changed since its claim is an error here.
@@ -116,12 +145,7 @@ pub trait RunnerStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Clears expired leases that hold no attempt in flight.
     async fn clear_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
-    /// Calls of `job` started since `since` that count against a daily cap.
-    async fn count_started_since(&self, job: &str, since: DateTime<Utc>)
-    -> Result<u64, StoreError>;
 
-    /// Every pause row (expired ones included; compare `until` with now).
-    async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
     /// Sets or extends a pause: `length(strikes)` gives its length for the number of times
     /// in a row it has now been set.
     async fn set_pause(
@@ -174,12 +198,25 @@ pub trait RunnerStore: Send + Sync {
         summary: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// The lead `target` wrote to the persona (the inbound relay): records the reply as
+    /// `record_reply` does (an unknown target is added as `contacted`, with
+    /// `own_username`) and leases the lead to `token` until `lease_until` for the relay's
+    /// call, taking the lease from a runner that only claimed it (its call is then not
+    /// made). Refuses a `blocked` lead (`Refused`) and one with a call in flight (`Busy`).
+    async fn begin_inbound(
+        &self,
+        target: &str,
+        own_username: Option<&str>,
+        token: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Lead, StoreError>;
 }
 
 /// What people's commands need: imports, leads and their history, user actions, events,
 /// the outbox, counts and pauses lifted by hand.
 #[async_trait]
-pub trait AdminStore: Send + Sync {
+pub trait AdminStore: Reads {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
@@ -194,8 +231,6 @@ pub trait AdminStore: Send + Sync {
 
     async fn get_lead(&self, target: &str) -> Result<Option<Lead>, StoreError>;
     async fn list_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError>;
-    /// A lead's attempts, newest first.
-    async fn attempts_for(&self, lead_id: i64) -> Result<Vec<Attempt>, StoreError>;
     /// The runners' heartbeat rows, newest heartbeat first (at most 100).
     async fn runners(&self) -> Result<Vec<RunnerSeen>, StoreError>;
     /// Leads per state; every state is present, with 0 where there are none.
@@ -224,8 +259,6 @@ pub trait AdminStore: Send + Sync {
         context: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<QueuedEvent, StoreError>;
-    async fn queued_events(&self, event_type: Option<&str>)
-    -> Result<Vec<QueuedEvent>, StoreError>;
 
     /// Lifts the stored pauses of `scopes` whatever their end (a person fixed the key or
     /// bought tokens: `pause clear`); returns those lifted.
@@ -247,20 +280,7 @@ pub trait AdminStore: Send + Sync {
 
 /// What the HTTP service needs beyond people's commands.
 #[async_trait]
-pub trait ServiceStore: Send + Sync {
-    /// The lead `target` wrote to the persona (the inbound relay): records the reply as
-    /// `record_reply` does (an unknown target is added as `contacted`, with
-    /// `own_username`) and leases the lead to `token` until `lease_until` for the relay's
-    /// call, taking the lease from a runner that only claimed it (its call is then not
-    /// made). Refuses a `blocked` lead (`Refused`) and one with a call in flight (`Busy`).
-    async fn begin_inbound(
-        &self,
-        target: &str,
-        own_username: Option<&str>,
-        token: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Lead, StoreError>;
+pub trait ServiceStore: AdminStore + DeliveryStore {
     /// A lead's oldest `limit` queued events, fewer once their text passes about
     /// `max_bytes` (at least one), and how many it has queued in all.
     async fn queued_events_of(
@@ -405,8 +425,6 @@ pub trait DeliveryStore: Send + Sync {
     /// Unparks messages: each is due at `now`, with a fresh `max_age` (tries and first try
     /// reset). Returns the ids that were parked and are now pending.
     async fn redeliver(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;
-    /// Undelivered messages: pending (held ones included) and parked.
-    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
 }
 
 /// The lead database: everything the runner, people's commands, the HTTP service and

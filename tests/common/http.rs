@@ -48,6 +48,7 @@ pub async fn serve_with_timeout(db: TestDb, api_base: &str, toml: &str, timeout:
     );
     let metrics = fluidtalk_runner::metrics::install();
     let state = AppState::new(
+        db.store.clone(),
         runner,
         Token::new(TOKEN).expect("token"),
         Some(Arc::new(move || metrics.render())),

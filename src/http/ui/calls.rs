@@ -68,7 +68,7 @@ pub fn first_day(now: DateTime<Utc>, zone: Tz) -> (NaiveDate, DateTime<Utc>) {
 
 /// Reads and folds the calls of `jobs` (the relay's included by the caller).
 pub async fn read(
-    store: &dyn crate::store::Store,
+    store: &dyn crate::store::ServiceStore,
     jobs: &[&str],
     zone: Tz,
     zone_job: Option<String>,

@@ -17,7 +17,7 @@ pub struct Steps {
 }
 
 impl Steps {
-    pub async fn read(store: &dyn crate::store::Store) -> Result<Steps, StoreError> {
+    pub async fn read(store: &dyn crate::store::ServiceStore) -> Result<Steps, StoreError> {
         Ok(Steps::from_counts(store.count_by_follow_ups().await?))
     }
 

@@ -6,11 +6,11 @@ use super::import::{Import, begin_import_tx};
 use super::{D, Store};
 use crate::store::Lead;
 use crate::store::dialect::Dialect;
-use crate::store::rows::{ATTEMPT_COLUMNS, LEAD_COLUMNS};
+use crate::store::rows::LEAD_COLUMNS;
 use crate::store::rules::{FUTURE_SKEW, check_reply_time, counts_by_state, in_tx, user_change};
 use crate::store::types::{
-    Attempt, JobRun, LeadFilter, LeaseSummary, OutboxItem, Pause, PauseScope, QueryPlan,
-    QueuedEvent, RunnerSeen, UserAction,
+    JobRun, LeadFilter, LeaseSummary, OutboxItem, Pause, PauseScope, QueryPlan, QueuedEvent,
+    RunnerSeen, UserAction,
 };
 use crate::store::values::{Ids, Ts};
 use crate::store::{AdminStore, ImportSession};
@@ -149,16 +149,6 @@ impl AdminStore for Store {
         rows::all(found)
     }
 
-    async fn attempts_for(&self, lead_id: i64) -> Result<Vec<Attempt>, StoreError> {
-        let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
-            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE lead_id = $1 ORDER BY id DESC"
-        ))
-        .bind(lead_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows::all(found)
-    }
-
     async fn runners(&self) -> Result<Vec<RunnerSeen>, StoreError> {
         let found: Vec<(String, Ts, Ts, String)> = sqlx::query_as(
             "SELECT runner_id, started_at, seen_at, holds FROM runners
@@ -264,22 +254,6 @@ impl AdminStore for Store {
             Ok(QueuedEvent::from(row))
         })
         .await
-    }
-
-    async fn queued_events(
-        &self,
-        event_type: Option<&str>,
-    ) -> Result<Vec<QueuedEvent>, StoreError> {
-        let found: Vec<rows::EventRow> = sqlx::query_as(
-            "SELECT e.id, e.lead_id, l.target, e.event_type, e.context, e.state, e.created_at
-             FROM events e JOIN leads l ON l.id = e.lead_id
-             WHERE e.state = 'queued' AND (CAST($1 AS TEXT) IS NULL OR e.event_type = $1)
-             ORDER BY e.id",
-        )
-        .bind(event_type)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(found.into_iter().map(QueuedEvent::from).collect())
     }
 
     async fn lift_pauses(&self, scopes: &[PauseScope]) -> Result<Vec<Pause>, StoreError> {

@@ -118,18 +118,4 @@ impl crate::store::DeliveryStore for Store {
         unparked.sort_unstable();
         Ok(unparked)
     }
-
-    async fn outbox_counts(&self) -> Result<crate::store::OutboxCounts, StoreError> {
-        let (pending, parked): (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(CASE WHEN parked_at IS NULL THEN 1 ELSE 0 END), 0),
-                    COALESCE(SUM(CASE WHEN parked_at IS NULL THEN 0 ELSE 1 END), 0)
-             FROM outbox WHERE acked_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(crate::store::OutboxCounts {
-            pending: pending.max(0) as u64,
-            parked: parked.max(0) as u64,
-        })
-    }
 }

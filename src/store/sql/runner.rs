@@ -1,6 +1,8 @@
 //! `impl RunnerStore`: the runner's hot path. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
 
-use super::helpers::{claim_states, count_started_in, finish_in, insert_attempts};
+use super::helpers::{
+    claim_states, count_started_in, finish_in, insert_attempts, lead_in, upsert_batch,
+};
 use super::hot::{
     hot_claim, hot_due_events, hot_due_follow_ups, hot_due_openers, hot_exhaust, hot_orphans,
 };
@@ -14,8 +16,8 @@ use crate::store::rules::{
     recorded_under_cap, settle_json, still_claimed,
 };
 use crate::store::types::{
-    Action, Attempt, AttemptEnd, DailyCap, Due, DueEvent, DueLead, DueQuery, HeldPause, LeadResult,
-    NewAttempt, Orphan, Pause, PauseScope, QueuedEvent, Recorded,
+    Action, Attempt, AttemptEnd, DailyCap, Due, DueEvent, DueLead, DueQuery, HeldPause, LeadInput,
+    LeadResult, NewAttempt, Orphan, Pause, PauseScope, QueuedEvent, Recorded,
 };
 use crate::store::values::{Ids, Ts};
 use crate::store::{HOLDS_STEP, StoreError, rows};
@@ -365,24 +367,6 @@ impl RunnerStore for Store {
         Ok(done.rows_affected())
     }
 
-    async fn count_started_since(
-        &self,
-        job: &str,
-        since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        Ok(count_started_in(&mut conn, job, since).await?.max(0) as u64)
-    }
-
-    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
-        let found: Vec<rows::PauseRow> = sqlx::query_as(
-            "SELECT scope, until, reason, strikes, set_at, set_by FROM pauses ORDER BY scope",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows::all(found)
-    }
-
     async fn set_pause(
         &self,
         scope: PauseScope,
@@ -553,5 +537,72 @@ impl RunnerStore for Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+    async fn begin_inbound(
+        &self,
+        target: &str,
+        own_username: Option<&str>,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Lead, StoreError> {
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            let lead = match lead_in(tx, target, true).await {
+                Ok(lead) => lead,
+                Err(StoreError::NotFound(_)) => {
+                    // A lead who writes first is in conversation from now on.
+                    let new = LeadInput {
+                        target: target.to_string(),
+                        own_username: own_username.map(str::to_string),
+                        state: Some(crate::lead::LeadState::Contacted),
+                        last_reply_at: Some(now),
+                        ..LeadInput::default()
+                    };
+                    upsert_batch(tx, vec![new], now).await?;
+                    lead_in(tx, target, true).await?
+                }
+                Err(e) => return Err(e),
+            };
+            if lead.state == crate::lead::LeadState::Blocked {
+                return Err(StoreError::Refused(crate::lead::Refused {
+                    from: lead.state,
+                    event: "an inbound message",
+                    why: "the lead is blocked (do-not-contact): no call is made",
+                }));
+            }
+            let busy: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM attempts WHERE lead_id = $1 AND status = 'in_flight' LIMIT 1",
+            )
+            .bind(lead.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if busy.is_some() {
+                return Err(StoreError::Busy(target.to_string()));
+            }
+            let to = crate::lead::next(lead.state, crate::lead::LeadEvent::Replied)?;
+            // The reply resets the quiet clock and the follow-up count, as
+            // `record_reply` does; the lease taken from a runner that only claimed
+            // the lead stops its call (its lead is no longer as claimed).
+            let done = sqlx::query(
+                "UPDATE leads SET state = $1, follow_ups_sent = 0, updated_at = $2,
+                    last_reply_at = $2, own_username = COALESCE(own_username, $3),
+                    lease_owner = $4, lease_expires_at = $5
+                 WHERE id = $6 AND state = $7",
+            )
+            .bind(to.as_str())
+            .bind(Ts(now))
+            .bind(own_username)
+            .bind(token)
+            .bind(Ts(lease_until))
+            .bind(lead.id)
+            .bind(lead.state.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(target.to_string()));
+            }
+            lead_in(tx, target, false).await
+        })
+        .await
     }
 }
