@@ -150,7 +150,7 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
             .map_err(store_failure)?;
         (store, None)
     } else {
-        let client = super::run::campaign_client(config)?;
+        let client = super::common::campaign_client(config)?;
         let store = open_store(config).await?;
         let d = Runner::new(
             store.clone(),
