@@ -23,7 +23,6 @@ use crate::config::{Config, Job};
 use crate::runner::{DB_OUTAGE_BUDGET, RunError, Runner};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -102,6 +101,8 @@ pub struct Daemon {
     prune_next: Mutex<Option<DateTime<Utc>>>,
     /// Set while a prune runs (a prune never overlaps itself).
     pruning: Arc<AtomicBool>,
+    /// How long a stop waits for the runs going (`with_grace`).
+    grace: Duration,
 }
 
 impl Daemon {
@@ -140,6 +141,7 @@ impl Daemon {
             retention: config.retention,
             prune_next: Mutex::new(None),
             pruning: Arc::new(AtomicBool::new(false)),
+            grace: Duration::ZERO,
         }
     }
 
@@ -413,13 +415,19 @@ impl Daemon {
         out
     }
 
-    /// Runs until `shutdown` completes; then starts no new call, gives back leads not yet
-    /// called, waits up to `grace` for calls in flight to finish and be recorded, and
-    /// returns whether every run ended in time.
-    pub async fn serve(
+    /// How long a stop waits for the runs going (`run`); none unless set (the service sets
+    /// `service::Graces::runs`).
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Runs until `stop` is cancelled; then starts no new call, gives back leads not yet
+    /// called, waits up to its grace (`with_grace`) for calls in flight to finish and be
+    /// recorded, and returns whether every run ended in time.
+    pub async fn run(
         self: Arc<Self>,
-        shutdown: impl Future<Output = ()>,
-        grace: Duration,
+        stop: CancellationToken,
     ) -> Result<bool, tokio_cron_scheduler::JobSchedulerError> {
         use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
         let mut scheduler = JobScheduler::new().await?;
@@ -443,14 +451,16 @@ impl Daemon {
                 }
             }
         }
-        shutdown.await;
+        stop.cancelled().await;
         tracing::info!("stopping: no new calls; calls in flight finish and are recorded");
         if let Some(r) = &self.runner {
             r.stop_token().cancel();
         }
         scheduler.shutdown().await?;
         self.runs.close();
-        let ended = tokio::time::timeout(grace, self.runs.wait()).await.is_ok();
+        let ended = tokio::time::timeout(self.grace, self.runs.wait())
+            .await
+            .is_ok();
         if !ended {
             tracing::warn!(
                 "grace period over with a run still going; its calls in flight go to review once their leases expire"

@@ -1,6 +1,6 @@
 //! Prometheus metrics: the process's one recorder (`install`), what each metric means
 //! (described once there), the runner's and delivery's counters, and the gauges read from
-//! the database (`refresh_gauges`).
+//! the database (`refresh_gauges`, every `GAUGES_EVERY` in the daemon: `Gauges`).
 //!
 //! Counters and histograms are recorded where things happen (`api_call`, `job_run`,
 //! `webhook_delivery`); the gauges describe the shared database, so any daemon can refresh
@@ -196,20 +196,34 @@ pub async fn refresh_gauges(store: &dyn AdminStore, now: DateTime<Utc>) -> Resul
     Ok(())
 }
 
-/// Refreshes the gauges now and then every `every` (real time) until `stop`.
-pub async fn refresh_every(
+/// How often the daemon reads the gauges (leads by state, pauses, outbox) from the database.
+pub const GAUGES_EVERY: Duration = Duration::from_secs(15);
+
+/// The daemon's gauges: read from the database now and then every `GAUGES_EVERY` (real
+/// time).
+pub struct Gauges {
     store: std::sync::Arc<dyn AdminStore>,
     clock: std::sync::Arc<dyn crate::clock::Clock>,
-    every: Duration,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        if let Err(e) = refresh_gauges(&*store, clock.now()).await {
-            tracing::warn!(error = %e, "could not read the database for the metrics' gauges");
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+}
+
+impl Gauges {
+    pub fn new(
+        store: std::sync::Arc<dyn AdminStore>,
+        clock: std::sync::Arc<dyn crate::clock::Clock>,
+    ) -> Gauges {
+        Gauges { store, clock }
+    }
+
+    /// Refreshes the gauges now and then every `GAUGES_EVERY` until `stop`.
+    pub async fn run(self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = refresh_gauges(&*self.store, self.clock.now()).await {
+                tracing::warn!(error = %e, "could not read the database for the metrics' gauges");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(GAUGES_EVERY) => {}
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 //! (the dashboard's `[forecast]` budget does not apply here); on a terminal it shows its
 //! progress on stderr.
 
-use super::sim::parse_rate;
+use super::common::{parse_rate, parse_time};
 use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::forecast::{Assumptions, Budget, Day, Forecast, ForecastError, Options, Progress};
@@ -19,7 +19,7 @@ pub struct ForecastArgs {
     #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=366))]
     days: u32,
     /// Start here instead of now (RFC 3339).
-    #[arg(long, value_parser = super::leads::parse_time)]
+    #[arg(long, value_parser = parse_time)]
     from: Option<DateTime<Utc>>,
     /// The time zone days are counted in (default: the first job's).
     #[arg(long, value_parser = parse_zone)]

@@ -1,5 +1,6 @@
 //! `fluidtalk-runner leads ...`: the lead database from the command line.
 
+use super::common::{LEAD_HEADER, parse_time, print_json, print_lead, show_time};
 use super::store_access::{Open, open_as, store_failure};
 use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
@@ -122,44 +123,6 @@ pub enum LeadsCommand {
 pub struct LeadsArgs {
     #[command(subcommand)]
     pub command: LeadsCommand,
-}
-
-/// A time given on the command line: RFC 3339, within years 1 to 9999 (what both
-/// databases store).
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    let t = DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("{s:?} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)"))?;
-    crate::lead::fields::time("the time", t).map_err(|e| e.to_string())
-}
-
-pub(super) fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value).exit_with(Exit::Failure)?;
-    outln!("{text}");
-    Ok(())
-}
-
-fn show_time(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(
-        || "-".to_string(),
-        |t| t.format("%Y-%m-%d %H:%MZ").to_string(),
-    )
-}
-
-pub(super) const LEAD_HEADER: &str = "TARGET                   STATE        FU  LAST CONTACT (UTC)  LAST REPLY (UTC)    NEXT ELIGIBLE (UTC) TAGS";
-
-pub(super) fn print_lead(lead: &Lead) -> Result<(), Failure> {
-    outln!(
-        "{:<24} {:<12} {:<3} {:<19} {:<19} {:<19} {}",
-        lead.target,
-        lead.state,
-        lead.follow_ups_sent,
-        show_time(lead.last_contact_at),
-        show_time(lead.last_reply_at),
-        show_time(Some(lead.next_eligible_at)),
-        lead.tags.join(";"),
-    );
-    Ok(())
 }
 
 /// "no lead with target" and, when the target lacks the `@` of a stored one, a hint.

@@ -1,6 +1,6 @@
 //! `leads list`: a page of leads at a time, and a cut list says how to see the next one.
 
-use super::leads::{LEAD_HEADER, print_lead};
+use super::common::{LEAD_HEADER, print_lead};
 use super::store_access::store_failure;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::lead::LeadState;

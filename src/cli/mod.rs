@@ -5,6 +5,7 @@
 pub mod out;
 mod api;
 mod check;
+mod common;
 mod completions;
 mod daemon;
 mod demo;

@@ -1,7 +1,7 @@
 //! `fluidtalk-runner outbox ...`: the persona's text waiting for delivery: list it, ack
 //! what a pull consumer delivered, list what webhook delivery parked and send it again.
 
-use super::leads::print_json;
+use super::common::print_json;
 use super::store_access::{Open, open_as, store_failure};
 use crate::config::Config;
 use crate::exit::Exit;

@@ -1,11 +1,11 @@
 //! `fluidtalk-runner run [JOB...] [--dry-run] [--at TIME] [--json]`: the named jobs (all
 //! when none are named), once, now.
 
+use super::common::{campaign_client, parse_time};
 use super::store_access::store_failure;
 use crate::clock::{Clock, ManualClock};
 use crate::config::{Config, Job};
 use crate::exit::{Exit, ExitWith, Failure};
-use crate::fluidtalk::{ApiKey, Client};
 use crate::plan::{self, Preview};
 use crate::runner::{RunError, Runner, Summary};
 use crate::store;
@@ -24,7 +24,7 @@ pub struct RunArgs {
     #[arg(long)]
     dry_run: bool,
     /// Preview another instant (RFC 3339; dry runs only).
-    #[arg(long, value_parser = super::leads::parse_time, requires = "dry_run")]
+    #[arg(long, value_parser = parse_time, requires = "dry_run")]
     at: Option<DateTime<Utc>>,
     /// Print the plan or the summary as JSON.
     #[arg(long)]
@@ -113,13 +113,6 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
         .exit_with(Exit::Api);
     }
     Ok(())
-}
-
-/// The API client a campaign uses: the key from `FLUIDTALK_API_KEY`, the base URL, timeout
-/// and default sender from the campaign file (`FLUIDTALK_BASE_URL` overriding).
-pub fn campaign_client(config: &Config) -> Result<Client, Failure> {
-    let key = ApiKey::from_env().exit_with(Exit::Config)?;
-    config.client(key).exit_with(Exit::Config)
 }
 
 pub use crate::runner::runner_id;

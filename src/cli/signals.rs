@@ -1,6 +1,7 @@
 //! SIGTERM and Ctrl-C: the first stops cleanly, a second quits at once.
 
 use crate::exit::Exit;
+use crate::service::Stop;
 use tokio_util::sync::CancellationToken;
 
 /// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
@@ -51,5 +52,15 @@ pub fn stop_on_signals(stop: CancellationToken) {
             "error: quit at once on a second signal: calls in flight go to review, and the leads this runner had claimed wait, when their leases run out (`status` shows until when)"
         );
         std::process::exit(i32::from(Exit::Stopped.code()));
+    });
+}
+
+/// On the first signal, asks `stop` (the daemon's: every part winds down within its grace).
+/// The handlers are installed now: a signal during start-up stops cleanly too.
+pub fn ask_on_signal(stop: Stop) {
+    let signal = shutdown_signal();
+    tokio::spawn(async move {
+        signal.await;
+        stop.ask();
     });
 }

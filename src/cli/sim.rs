@@ -1,5 +1,6 @@
 //! `fluidtalk-runner sim`: the simulator on a socket until Ctrl-C or SIGTERM.
 
+use super::common::parse_rate;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::fluidtalk::ApiKey;
 use crate::sim::{SimConfig, Simulator};
@@ -51,15 +52,6 @@ pub struct SimArgs {
     /// Require exactly this key (default: any non-empty key). Also FLUIDTALK_SIM_API_KEY.
     #[arg(long, env = "FLUIDTALK_SIM_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-}
-
-pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is not between 0 and 1"))
-    }
 }
 
 pub async fn run(args: SimArgs) -> Result<(), Failure> {

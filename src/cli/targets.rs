@@ -1,7 +1,7 @@
 //! The targets of `leads block` and `leads unblock`: arguments and a file, each checked
 //! before anything is written; and how their results are printed.
 
-use super::leads::print_json;
+use super::common::print_json;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::store::Lead;
 use anyhow::anyhow;

@@ -89,7 +89,7 @@ pub struct AppState {
     /// connection of its own (`None`: the dashboard shows no forecast).
     pub database_url: Option<String>,
     /// The dashboard's forecast: one at a time, on `[forecast]`'s budget, cancelled when
-    /// the server stops (`serve_with`).
+    /// the server stops (`Server::run`).
     pub forecasts: Arc<crate::forecast::Guest>,
     /// Wrong tokens per client address (`[http] auth_failures_per_minute`).
     pub(crate) throttle: Arc<throttle::Throttle>,
@@ -176,36 +176,63 @@ pub async fn serve(
     state: AppState,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_with(listener, state, None, stop).await
+    Server::new(listener, state, None).run(stop).await
 }
 
-/// `serve`, over HTTPS with `tls` (`[http] tls_cert` and `tls_key`).
-pub async fn serve_with(
+/// The HTTP API bound to its address: `router(state)` on `listener`, over HTTPS with `tls`
+/// (`[http] tls_cert` and `tls_key`) if given.
+pub struct Server {
     listener: tokio::net::TcpListener,
     state: AppState,
     tls: Option<Tls>,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    let http = state.config.http.clone();
-    let forecasts = state.forecasts.clone();
-    // The forecast is cancelled as the stop begins, not once requests have drained.
-    let ended = CancellationToken::new();
-    let cancel = {
-        let (stop, ended) = (stop.clone(), ended.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = ended.cancelled() => {}
-            }
-            forecasts.stop(FORECAST_STOP).await
-        })
-    };
-    let served = serve::serve(listener, router(state), &http, tls.map(|t| t.0), stop).await;
-    ended.cancel();
-    if let Ok(false) = cancel.await {
-        tracing::warn!("the dashboard's forecast was still running when the server stopped");
+}
+
+impl Server {
+    pub fn new(listener: tokio::net::TcpListener, state: AppState, tls: Option<Tls>) -> Server {
+        Server {
+            listener,
+            state,
+            tls,
+        }
     }
-    served
+
+    /// The relayed calls' tasks: a stop waits for them (`AppState::tasks`).
+    pub fn relays(&self) -> TaskTracker {
+        self.state.tasks.clone()
+    }
+
+    /// Serves until `stop` is cancelled; requests being answered then finish, and the
+    /// dashboard's forecast is cancelled as the stop begins (waited for up to
+    /// `FORECAST_STOP`).
+    pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
+        let http = self.state.config.http.clone();
+        let forecasts = self.state.forecasts.clone();
+        // The forecast is cancelled as the stop begins, not once requests have drained.
+        let ended = CancellationToken::new();
+        let cancel = {
+            let (stop, ended) = (stop.clone(), ended.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = ended.cancelled() => {}
+                }
+                forecasts.stop(FORECAST_STOP).await
+            })
+        };
+        let served = serve::serve(
+            self.listener,
+            router(self.state),
+            &http,
+            self.tls.map(|t| t.0),
+            stop,
+        )
+        .await;
+        ended.cancel();
+        if let Ok(false) = cancel.await {
+            tracing::warn!("the dashboard's forecast was still running when the server stopped");
+        }
+        served
+    }
 }
 
 /// How long a stop waits for the dashboard's forecast to end (it is cancelled at its next

@@ -10,7 +10,7 @@
 //!
 //! The units: `claim` (plan and lease a batch), `flight` (record a group in flight),
 //! `call` (make one call), `settle` (an answer to a result, pure), `window` (the loop that
-//! ties them), `recover`, `holds` (pauses held in memory), `db` (riding out outages),
+//! ties them), `recover` (also on a timer in the daemon: `Recovery`), `holds` (pauses held in memory), `db` (riding out outages),
 //! `image` (local images), `summary`.
 
 mod call;
@@ -29,6 +29,7 @@ mod window;
 pub use db::DB_OUTAGE_BUDGET;
 pub use holds::held_by;
 pub use one::{Called, INBOUND_JOB, Inbound, NotCalled};
+pub use recover::{RECOVER_EVERY, Recovery};
 pub use summary::{Summary, Tally};
 
 use crate::clock::Clock;

@@ -16,6 +16,40 @@ use crate::lead::LeadEvent;
 use crate::store::{
     AttemptEnd, AttemptStatus, LeadResult, ON_UNKNOWN_RELEASE, RUNNER_LOST, StoreError,
 };
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often the daemon looks for calls left in flight by dead processes, besides each job
+/// run.
+pub const RECOVER_EVERY: Duration = Duration::from_secs(60);
+
+/// The daemon's recovery: calls a dead process left in flight (a job's or the relay's) are
+/// settled every `RECOVER_EVERY`, even when no job fires for a long time.
+pub struct Recovery {
+    runner: Runner,
+}
+
+impl Recovery {
+    pub fn new(runner: Runner) -> Recovery {
+        Recovery { runner }
+    }
+
+    /// Runs the runner's recovery every `RECOVER_EVERY` until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(RECOVER_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let mut summary = Summary::default();
+            if let Err(e) = self.runner.recover(&mut summary).await {
+                tracing::warn!(error = %e, "could not look for calls left in flight; trying again later");
+            }
+        }
+    }
+}
 
 impl Runner {
     /// Settles what dead runners left in flight, and clears their empty leases.
