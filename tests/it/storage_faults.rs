@@ -166,19 +166,29 @@ impl Daemon {
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
     }
 
-    /// `GET /v1/status`'s `storage` object.
+    /// `GET /v1/status`'s `storage` object. A read of the store may itself meet the full
+    /// disk (a connection the pool opens anew): the API then answers 503 "try again", as
+    /// documented, and is asked again, as a client would, for at most 20 s.
     async fn status_storage(&self) -> serde_json::Value {
-        let v: serde_json::Value = self
-            .http
-            .get(format!("{}/v1/status", self.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("status answers")
-            .json()
-            .await
-            .expect("status JSON");
-        v["storage"].clone()
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self
+                .http
+                .get(format!("{}/v1/status", self.base))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("status answers");
+            let code = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.expect("status JSON");
+            if code == 503 && tokio::time::Instant::now() < deadline {
+                assert_eq!(v["error"]["kind"], "unavailable", "{v}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            assert_eq!(code, 200, "{v}\n{}", self.log());
+            return v["storage"].clone();
+        }
     }
 
     /// SIGTERM, then the exit status within a minute.
