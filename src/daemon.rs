@@ -21,6 +21,7 @@
 use crate::clock::Clock;
 use crate::config::{Config, Job};
 use crate::runner::{DB_OUTAGE_BUDGET, RunError, Runner};
+use crate::store::Heartbeat;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -207,9 +208,13 @@ impl Daemon {
         if !due {
             return;
         }
-        let publish = self
-            .store
-            .publish_runner(&self.runner_id, self.started_at, &held, now);
+        let beat = Heartbeat {
+            runner_id: &self.runner_id,
+            started_at: self.started_at,
+            holds: &held,
+            now,
+        };
+        let publish = self.store.publish_runner(&beat);
         match tokio::time::timeout(PUBLISH_LIMIT, publish).await {
             Ok(Ok(())) => {
                 *self.published.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, held));
@@ -357,7 +362,12 @@ impl Daemon {
             }
             match self
                 .store
-                .claim_tick(&job.name, scheduled, &self.runner_id, now)
+                .claim_tick(&crate::store::Tick {
+                    job: &job.name,
+                    scheduled_at: scheduled,
+                    runner_id: &self.runner_id,
+                    now,
+                })
                 .await
             {
                 Ok(true) => runner.db().health.wrote(now),

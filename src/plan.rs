@@ -7,6 +7,8 @@
 //! with a cursor, so leads skipped for their window are not read again in the same run.
 
 use crate::config::{Job, JobKind};
+use crate::store::EventsQuery;
+use crate::store::Exhaustion;
 use crate::store::{Action, Due, DueQuery, Lead, RunnerStore, StoreError};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -80,7 +82,14 @@ pub async fn preview_each(
     if let JobKind::FollowUp { max_follow_ups, .. } = &job.kind {
         let quiet = job.quiet_before(*max_follow_ups).unwrap_or_default();
         let cutoff = crate::clock::earlier(now, quiet);
-        let n = store.exhaust(*max_follow_ups, cutoff, now, true).await?;
+        let n = store
+            .exhaust(&Exhaustion {
+                max: *max_follow_ups,
+                cutoff,
+                now,
+                dry: true,
+            })
+            .await?;
         if n > 0 {
             let note = format!("{n} lead(s) quiet after the last follow-up would become exhausted");
             if each(Preview::Note(note)).is_break() {
@@ -263,7 +272,12 @@ pub async fn next_batch(
         let found = match &job.kind {
             JobKind::Event { event_type, .. } => {
                 let due = store
-                    .due_events(event_type, now, page, cursor.event)
+                    .due_events(&EventsQuery {
+                        event_type,
+                        now,
+                        limit: page,
+                        after: cursor.event,
+                    })
                     .await?;
                 let n = due.len();
                 for d in due {

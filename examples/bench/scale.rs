@@ -35,7 +35,14 @@ async fn plan_and_claim(db: &Db) -> (f64, f64) {
         let ids: Vec<i64> = batch.iter().map(|c| c.lead.id).collect();
         let claimed = db
             .store
-            .claim_leads(&ids, "bench/1", now, now + chrono::Duration::minutes(5))
+            .claim_leads(
+                &ids,
+                fluidtalk_runner::store::Lease {
+                    lease_token: "bench/1",
+                    now,
+                    until: now + chrono::Duration::minutes(5),
+                },
+            )
             .await
             .expect("claim");
         let both = started.elapsed();

@@ -9,6 +9,7 @@ use crate::fluidtalk::{ApiKey, Client, ClientConfig};
 use crate::import::Rows;
 use crate::runner::Runner;
 use crate::sim::{SimConfig, Simulator};
+use crate::store::NewEvent;
 use crate::store::{self, AdminStore};
 use anyhow::Context;
 use std::sync::Arc;
@@ -91,12 +92,12 @@ pub async fn run() -> Result<(), Failure> {
     run("openers").await?;
     show_pauses(&*store, clock.now()).await?;
     store
-        .queue_event(
-            "@finn_photo",
-            "story_reaction",
-            Some(r#"{"reaction": "🔥"}"#),
-            clock.now(),
-        )
+        .queue_event(&NewEvent {
+            target: "@finn_photo",
+            event_type: "story_reaction",
+            context: Some(r#"{"reaction": "🔥"}"#),
+            now: clock.now(),
+        })
         .await
         .map_err(super::store_access::store_failure)?;
     step("day 1: @finn_photo reacted to a story, but new conversations are paused")?;

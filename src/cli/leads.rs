@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::import;
 use crate::lead::LeadState;
+use crate::store::NewEvent;
 use crate::store::{AdminStore, ImportCounts, Lead, UserAction};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -396,7 +397,12 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                 .map_err(|e| anyhow!("--context: {e}"))
                 .exit_with(Exit::Config)?;
             let event = store
-                .queue_event(&target, &event_type, context.as_deref(), now)
+                .queue_event(&NewEvent {
+                    target: &target,
+                    event_type: &event_type,
+                    context: context.as_deref(),
+                    now,
+                })
                 .await
                 .map_err(store_failure)?;
             if json {

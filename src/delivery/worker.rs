@@ -10,6 +10,7 @@ use super::signer::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Signer, TIMESTAMP_HEAD
 use crate::clock::Clock;
 use crate::config::Delivery;
 use crate::store::{DeliveryItem, DeliveryStore, StoreError};
+use crate::store::{Held, Lease};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
@@ -213,9 +214,11 @@ impl Deliverer {
             .store
             .claim_deliveries(
                 self.concurrency,
-                &self.token,
-                now,
-                crate::clock::later(now, lease),
+                Lease {
+                    lease_token: &self.token,
+                    now,
+                    until: crate::clock::later(now, lease),
+                },
             )
             .await?;
         let mut report = PassReport {
@@ -251,11 +254,12 @@ impl Deliverer {
     async fn deliver(&self, item: DeliveryItem) -> Outcome {
         let tried = self.post(&item).await;
         let now = self.clock.now();
+        let held = Held {
+            id: item.id,
+            lease_token: &self.token,
+        };
         let (result, written) = match &tried {
-            Tried::Delivered => (
-                Outcome::Delivered,
-                self.store.delivered(item.id, &self.token, now).await,
-            ),
+            Tried::Delivered => (Outcome::Delivered, self.store.delivered(held, now).await),
             Tried::Failed(error) => {
                 let jitter = rand::random::<f64>();
                 match self
@@ -266,18 +270,14 @@ impl Deliverer {
                         tracing::info!(outbox = item.id, target = %item.target, tries = item.tries + 1, next = %at, %error, "webhook delivery failed; trying again later");
                         (
                             Outcome::Failed,
-                            self.store
-                                .delivery_failed(item.id, &self.token, error, at)
-                                .await,
+                            self.store.delivery_failed(held, error, at).await,
                         )
                     }
                     Next::Park => {
                         tracing::warn!(outbox = item.id, target = %item.target, tries = item.tries + 1, %error, "webhook delivery gave up after [delivery] max_age: parked (outbox list --parked; outbox redeliver ID)");
                         (
                             Outcome::Parked,
-                            self.store
-                                .park_delivery(item.id, &self.token, error, now)
-                                .await,
+                            self.store.park_delivery(held, error, now).await,
                         )
                     }
                 }

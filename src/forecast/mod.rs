@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::fluidtalk::{ApiKey, Client, ClientConfig};
 use crate::runner::Runner;
+use crate::store::Exhaustion;
 use crate::store::{SnapshotStore, Store, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -402,7 +403,12 @@ async fn work_at(
     if let crate::config::JobKind::FollowUp { max_follow_ups, .. } = &job.kind {
         let quiet = job.quiet_before(*max_follow_ups).unwrap_or_default();
         n += store
-            .exhaust(*max_follow_ups, crate::clock::earlier(t, quiet), t, true)
+            .exhaust(&Exhaustion {
+                max: *max_follow_ups,
+                cutoff: crate::clock::earlier(t, quiet),
+                now: t,
+                dry: true,
+            })
             .await?;
     }
     Ok(n)

@@ -4,6 +4,7 @@
 //! that says the API did not act is forgotten instead, so a retry may call again.
 
 use super::error::ApiError;
+use crate::store::KeyOf;
 use crate::store::{KeyClaim, ServiceStore};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -61,7 +62,7 @@ pub async fn claim(
     stale_after: chrono::Duration,
     stale_message: &str,
 ) -> Result<Claimed, ApiError> {
-    Ok(match store.claim_key(scope, key, hash, now).await? {
+    Ok(match store.claim_key(KeyOf { scope, key }, hash, now).await? {
         KeyClaim::New => Claimed::First,
         KeyClaim::Done { status, response } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

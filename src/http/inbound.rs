@@ -15,6 +15,8 @@ use super::idempotency::{self, Claimed};
 use crate::lead::LeadState;
 use crate::runner::one::text_of;
 use crate::runner::{Called, Inbound, NotCalled};
+use crate::store::KeyAnswer;
+use crate::store::KeyOf;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -131,7 +133,17 @@ async fn accept(
         if let Some(k) = &key {
             let stored = if keep {
                 store
-                    .finish_key(&scope, k, status.as_u16(), &body.to_string(), clock.now())
+                    .finish_key(
+                        KeyOf {
+                            scope: &scope,
+                            key: k,
+                        },
+                        KeyAnswer {
+                            status: status.as_u16(),
+                            response: &body.to_string(),
+                        },
+                        clock.now(),
+                    )
                     .await
             } else {
                 store.forget_key(&scope, k).await

@@ -10,6 +10,9 @@ use super::error::{ApiError, Json};
 use super::idempotency::{self, Claimed};
 use crate::import::check_input;
 use crate::lead::LeadState;
+use crate::store::KeyAnswer;
+use crate::store::KeyOf;
+use crate::store::NewEvent;
 use crate::store::{Attempt, Lead, LeadFilter, QueuedEvent, UserAction};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -408,7 +411,12 @@ pub async fn event(
     let now = state.clock.now();
     let queued = state
         .store
-        .queue_event(&target, &req.event_type, context.as_deref(), now)
+        .queue_event(&NewEvent {
+            target: &target,
+            event_type: &req.event_type,
+            context: context.as_deref(),
+            now,
+        })
         .await;
     let event = match queued {
         Ok(event) => event,
@@ -431,10 +439,14 @@ pub async fn event(
         let stored = state
             .store
             .finish_key(
-                &scope,
-                k,
-                StatusCode::ACCEPTED.as_u16(),
-                &body,
+                KeyOf {
+                    scope: &scope,
+                    key: k,
+                },
+                KeyAnswer {
+                    status: StatusCode::ACCEPTED.as_u16(),
+                    response: &body,
+                },
                 state.clock.now(),
             )
             .await;

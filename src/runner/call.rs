@@ -12,6 +12,7 @@ use crate::fluidtalk::{
 };
 use crate::plan::PlannedCall;
 use crate::policy;
+use crate::store::NewPause;
 use crate::store::{Action, RunnerStore};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
@@ -101,8 +102,13 @@ impl Caller {
             // Bounded: a database gone silent must not hold the call's answer hostage.
             let stored = tokio::time::timeout(
                 PAUSE_WRITE_LIMIT,
-                self.store
-                    .set_pause(scope, &e.to_string(), &self.runner_id, now, &length),
+                self.store.set_pause(&NewPause {
+                    scope,
+                    reason: &e.to_string(),
+                    set_by: &self.runner_id,
+                    now,
+                    length: &length,
+                }),
             )
             .await;
             match stored {

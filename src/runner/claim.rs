@@ -8,6 +8,7 @@ use super::holds::held_by;
 use super::window::{Claimed, Halt, JobRun};
 use crate::plan;
 use crate::policy::blocking_pause;
+use crate::store::Lease;
 use crate::store::{Lead, PauseScope};
 use std::sync::atomic::Ordering;
 
@@ -61,7 +62,14 @@ impl JobRun<'_> {
         let ids: Vec<i64> = batch.iter().map(|c| c.lead.id).collect();
         let claimed =
             r.db.run("claim leads", OnStop::GiveUp, || {
-                r.store.claim_leads(&ids, &token, now, lease_until)
+                r.store.claim_leads(
+                    &ids,
+                    Lease {
+                        lease_token: &token,
+                        now,
+                        until: lease_until,
+                    },
+                )
             })
             .await?;
         // A call may start only while its lease still covers reading its image and the

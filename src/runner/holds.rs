@@ -300,7 +300,13 @@ mod tests {
         let now = DateTime::from_timestamp(-1_000_000_000, 0).unwrap_or_default();
         let hour = std::time::Duration::from_secs(3600);
         store
-            .set_pause(PauseScope::NewConversations, "402", "r", now, &|_| hour)
+            .set_pause(&crate::store::NewPause {
+                scope: PauseScope::NewConversations,
+                reason: "402",
+                set_by: "r",
+                now,
+                length: &|_| hour,
+            })
             .await
             .expect("pause");
         let holds = Holds::default();

@@ -35,6 +35,8 @@ pub use summary::{Summary, Tally};
 use crate::clock::Clock;
 use crate::config::{Config, Job, JobKind};
 use crate::fluidtalk::Client;
+use crate::store::Exhaustion;
+use crate::store::Tick;
 use crate::store::{RunnerStore, StoreError};
 use call::Caller;
 use chrono::{DateTime, Utc};
@@ -200,11 +202,16 @@ impl Runner {
             let timer = std::time::Instant::now();
             self.recover(&mut summary).await?;
             let started = self.clock.now();
+            let tick = Tick {
+                job: &job.name,
+                scheduled_at,
+                runner_id: &self.runner_id,
+                now: started,
+            };
             let run_id = self
                 .db
                 .run("record the run", OnStop::GiveUp, || {
-                    self.store
-                        .start_run(&job.name, &self.runner_id, scheduled_at, started)
+                    self.store.start_run(&tick)
                 })
                 .await?;
             let result = match self.prepare(job, &mut summary).await {
@@ -244,11 +251,16 @@ impl Runner {
         match &job.kind {
             JobKind::FollowUp { max_follow_ups, .. } => {
                 let quiet = job.quiet_before(*max_follow_ups).unwrap_or_default();
-                let cutoff = crate::clock::earlier(now, quiet);
+                let exhaustion = Exhaustion {
+                    max: *max_follow_ups,
+                    cutoff: crate::clock::earlier(now, quiet),
+                    now,
+                    dry: false,
+                };
                 summary.exhausted += self
                     .db
                     .run("mark exhausted leads", OnStop::GiveUp, || {
-                        self.store.exhaust(*max_follow_ups, cutoff, now, false)
+                        self.store.exhaust(&exhaustion)
                     })
                     .await?;
             }

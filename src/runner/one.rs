@@ -11,6 +11,7 @@ use super::settle::{CallOutcome, Rules, Started, settle};
 use crate::config::OnUnknown;
 use crate::fluidtalk::{ActionResult, ChatRequest, ChatResult, Error as ApiError};
 use crate::plan::PlannedCall;
+use crate::store::Lease;
 use crate::store::{Action, Lead, NewAttempt, StoreError};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,9 +119,11 @@ impl Runner {
             .begin_inbound(
                 &inbound.target,
                 inbound.own_username.as_deref(),
-                &token,
-                now,
-                now + lease,
+                Lease {
+                    lease_token: &token,
+                    now,
+                    until: now + lease,
+                },
             )
             .await
         {

@@ -13,6 +13,7 @@ use super::db::OnStop;
 use super::summary::Summary;
 use crate::config::OnUnknown;
 use crate::lead::LeadEvent;
+use crate::store::StepOf;
 use crate::store::{
     AttemptEnd, AttemptStatus, LeadResult, ON_UNKNOWN_RELEASE, RUNNER_LOST, StoreError,
 };
@@ -68,16 +69,16 @@ impl Runner {
                 .find(|j| j.name == o.attempt.job)
                 .is_some_and(|j| j.on_unknown == OnUnknown::Retry);
             // Once in the step's life, whatever was done to the lead since.
+            let step = StepOf {
+                lead_id: o.lead.id,
+                action: o.attempt.action,
+                step: o.attempt.step,
+            };
             let retry = retries
                 && !self
                     .db
                     .run("read the step's releases", OnStop::GiveUp, || {
-                        self.store.step_released_by(
-                            o.lead.id,
-                            o.attempt.action,
-                            o.attempt.step,
-                            ON_UNKNOWN_RELEASE,
-                        )
+                        self.store.step_released_by(&step, ON_UNKNOWN_RELEASE)
                     })
                     .await?;
             tracing::warn!(target = %o.lead.target, job = %o.attempt.job, action = o.attempt.action.as_str(),

@@ -16,6 +16,7 @@ use super::summary::Summary;
 use crate::config::{Job, JobKind};
 use crate::plan::{Cursor, PlannedCall};
 use crate::policy::AccountEffect;
+use crate::store::StepOf;
 use crate::store::{Action, AttemptStatus, LeadResult, PauseScope};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
@@ -281,16 +282,16 @@ impl<'a> JobRun<'a> {
             return false;
         }
         let (store, call) = (&self.runner.store, &started.call);
+        let step = StepOf {
+            lead_id: call.lead.id,
+            action: call.action,
+            step: call.step,
+        };
         match self
             .runner
             .db
             .run("read the step's releases", OnStop::GiveUp, || {
-                store.step_released_by(
-                    call.lead.id,
-                    call.action,
-                    call.step,
-                    crate::store::ON_UNKNOWN_RELEASE,
-                )
+                store.step_released_by(&step, crate::store::ON_UNKNOWN_RELEASE)
             })
             .await
         {

@@ -60,6 +60,7 @@ mod dialect;
 mod error;
 mod nodelay;
 mod outbox;
+mod params;
 mod postgres;
 mod retention;
 mod rows;
@@ -73,6 +74,10 @@ mod values;
 
 pub use error::StoreError;
 pub use outbox::{DeliveryItem, LAST_ERROR_MAX, OutboxCounts, ParkedItem};
+pub use params::{
+    EventsQuery, Exhaustion, Heartbeat, Held, KeyAnswer, KeyOf, Lease, NewEvent, NewPause,
+    NewSession, StepOf, Tick,
+};
 pub use postgres::PgStore;
 pub use retention::{PRUNE_BATCH, PruneTable, RetentionStore};
 pub use rules::FUTURE_SKEW;

@@ -16,6 +16,7 @@
 
 use super::StoreError;
 use super::outbox::{DeliveryItem, OutboxCounts, ParkedItem};
+use super::params::*;
 use super::snapshot::SnapshotStore;
 use super::types::*;
 use crate::lead::LeadState;
@@ -81,13 +82,7 @@ pub trait RunnerStore: Reads {
     /// statement; on PostgreSQL rows another runner is claiming are skipped, not waited on.
     /// `runner` is a lease token, unique per claim: claiming again with the same token
     /// (after a lost connection) returns the same leads, so a retry is safe.
-    async fn claim_leads(
-        &self,
-        ids: &[i64],
-        runner: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Vec<Lead>, StoreError>;
+    async fn claim_leads(&self, ids: &[i64], lease: Lease<'_>) -> Result<Vec<Lead>, StoreError>;
     /// Gives leases back without changing the leads.
     /// Only for leads not yet called: their in-flight attempts under this token (recorded
     /// by a try whose answer was lost) become `cancelled` in the same transaction.
@@ -99,13 +94,7 @@ pub trait RunnerStore: Reads {
     ) -> Result<(), StoreError>;
     /// Queued events of `event_type` whose lead can be worked now, oldest first, after
     /// event id `after`.
-    async fn due_events(
-        &self,
-        event_type: &str,
-        now: DateTime<Utc>,
-        limit: u32,
-        after: i64,
-    ) -> Result<Vec<DueEvent>, StoreError>;
+    async fn due_events(&self, q: &EventsQuery<'_>) -> Result<Vec<DueEvent>, StoreError>;
     /// Marks queued events whose lead will never be worked again (`done`, `ignored`,
     /// `blocked`, `failed`) as dropped; returns how many.
     async fn drop_dead_events(
@@ -115,13 +104,7 @@ pub trait RunnerStore: Reads {
     ) -> Result<u64, StoreError>;
     /// Contacted leads quiet past the last follow-up (`cutoff`) with `max` follow-ups sent
     /// become `exhausted` (or, with `dry`, are only counted); returns how many.
-    async fn exhaust(
-        &self,
-        max: u32,
-        cutoff: DateTime<Utc>,
-        now: DateTime<Utc>,
-        dry: bool,
-    ) -> Result<u64, StoreError>;
+    async fn exhaust(&self, q: &Exhaustion) -> Result<u64, StoreError>;
     /// Writes a batch of call outcomes: attempts, leads, outbox rows and events, in one
     /// transaction (see `LeadResult` for what applies). Returns the attempts it finished.
     async fn record_results(
@@ -136,26 +119,13 @@ pub trait RunnerStore: Reads {
     /// Whether `action` step `step` of the lead was ever released by `by` (an attempt's
     /// `released_by`): a job's `on_unknown = "retry"` re-sends a step at most once in its
     /// life, whatever a person's block, unblock or retry did to the lead since.
-    async fn step_released_by(
-        &self,
-        lead_id: i64,
-        action: Action,
-        step: i64,
-        by: &str,
-    ) -> Result<bool, StoreError>;
+    async fn step_released_by(&self, step: &StepOf, by: &str) -> Result<bool, StoreError>;
     /// Clears expired leases that hold no attempt in flight.
     async fn clear_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Sets or extends a pause: `length(strikes)` gives its length for the number of times
     /// in a row it has now been set.
-    async fn set_pause(
-        &self,
-        scope: PauseScope,
-        reason: &str,
-        runner: &str,
-        now: DateTime<Utc>,
-        length: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
-    ) -> Result<Pause, StoreError>;
+    async fn set_pause(&self, pause: &NewPause<'_>) -> Result<Pause, StoreError>;
     /// Lifts a pause, only if it had ended by `ended_by` (a pause another runner set or
     /// extended since is kept).
     async fn clear_pause(
@@ -167,31 +137,13 @@ pub trait RunnerStore: Reads {
     /// Writes this runner's heartbeat row (`runners`): when it started, now, and what it
     /// holds. Rows not written for `RUNNER_ROW_KEPT` are removed in the same call, so the
     /// table holds the runners alive now and those that died within a day.
-    async fn publish_runner(
-        &self,
-        runner: &str,
-        started_at: DateTime<Utc>,
-        holds: &[HeldPause],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    async fn publish_runner(&self, beat: &Heartbeat<'_>) -> Result<(), StoreError>;
     /// Removes this runner's heartbeat row (a clean stop).
     async fn forget_runner(&self, runner: &str) -> Result<(), StoreError>;
 
     /// Claims cron tick (`job`, `scheduled_at`) for `runner`; false if another runner has it.
-    async fn claim_tick(
-        &self,
-        job: &str,
-        scheduled_at: DateTime<Utc>,
-        runner: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-    async fn start_run(
-        &self,
-        job: &str,
-        runner: &str,
-        scheduled_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<i64, StoreError>;
+    async fn claim_tick(&self, tick: &Tick<'_>) -> Result<bool, StoreError>;
+    async fn start_run(&self, tick: &Tick<'_, Option<DateTime<Utc>>>) -> Result<i64, StoreError>;
     async fn finish_run(
         &self,
         run_id: i64,
@@ -207,9 +159,7 @@ pub trait RunnerStore: Reads {
         &self,
         target: &str,
         own_username: Option<&str>,
-        token: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: Lease<'_>,
     ) -> Result<Lead, StoreError>;
 }
 
@@ -252,13 +202,7 @@ pub trait AdminStore: Reads {
     ) -> Result<Lead, StoreError>;
 
     /// Queues a platform event for `target`, adding the lead (as `new`) if it is unknown.
-    async fn queue_event(
-        &self,
-        target: &str,
-        event_type: &str,
-        context: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<QueuedEvent, StoreError>;
+    async fn queue_event(&self, event: &NewEvent<'_>) -> Result<QueuedEvent, StoreError>;
 
     /// Lifts the stored pauses of `scopes` whatever their end (a person fixed the key or
     /// bought tokens: `pause clear`); returns those lifted.
@@ -320,13 +264,7 @@ pub trait ServiceStore: AdminStore + DeliveryStore {
     /// Starts a dashboard session: `id` (the hash of the cookie's secret) lives until
     /// `expires_at`. Sessions past their end are forgotten here, and the oldest beyond the
     /// newest `keep` (a table that cannot grow without bound).
-    async fn start_session(
-        &self,
-        id: &str,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-        keep: u32,
-    ) -> Result<(), StoreError>;
+    async fn start_session(&self, session: &NewSession<'_>) -> Result<(), StoreError>;
     /// Whether session `id` was started and has neither ended nor expired by `now`.
     async fn session_alive(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Ends session `id` (a logout): every daemon on the database refuses it from now.
@@ -337,18 +275,15 @@ pub trait ServiceStore: AdminStore + DeliveryStore {
     /// `request_hash`, or says what became of the first request that used it.
     async fn claim_key(
         &self,
-        scope: &str,
-        key: &str,
+        of: KeyOf<'_>,
         request_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<KeyClaim, StoreError>;
     /// Stores the answer to the request that claimed the key.
     async fn finish_key(
         &self,
-        scope: &str,
-        key: &str,
-        status: u16,
-        response: &str,
+        of: KeyOf<'_>,
+        answer: KeyAnswer<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// The last attempt of each of these leads that has one, by lead id (one query).
@@ -394,20 +329,16 @@ pub trait DeliveryStore: Send + Sync {
     async fn claim_deliveries(
         &self,
         limit: u32,
-        token: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: Lease<'_>,
     ) -> Result<Vec<DeliveryItem>, StoreError>;
     /// The webhook took message `id` (2xx): it is delivered. False if `token` no longer
     /// holds it (nothing written).
-    async fn delivered(&self, id: i64, token: &str, now: DateTime<Utc>)
-    -> Result<bool, StoreError>;
+    async fn delivered(&self, held: Held<'_>, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// A try failed with `error`: one more try is counted, the next is due at `next_try_at`
     /// and the lease is given back. False if `token` no longer holds the message.
     async fn delivery_failed(
         &self,
-        id: i64,
-        token: &str,
+        held: Held<'_>,
         error: &str,
         next_try_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
@@ -415,8 +346,7 @@ pub trait DeliveryStore: Send + Sync {
     /// False if `token` no longer holds it.
     async fn park_delivery(
         &self,
-        id: i64,
-        token: &str,
+        held: Held<'_>,
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;

@@ -300,13 +300,13 @@ async fn the_dashboard_in_a_real_browser() {
     let now = api.clock.now();
     api.db
         .store
-        .set_pause(
-            PauseScope::NewConversations,
-            "FluidTalk 402: insufficient_tokens",
-            "r1",
+        .set_pause(&fluidtalk_runner::store::NewPause {
+            scope: PauseScope::NewConversations,
+            reason: "FluidTalk 402: insufficient_tokens",
+            set_by: "r1",
             now,
-            &|_| Duration::from_secs(900),
-        )
+            length: &|_| Duration::from_secs(900),
+        })
         .await
         .expect("pause");
     c.refresh().await.expect("reload");

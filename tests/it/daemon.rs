@@ -364,7 +364,12 @@ async fn a_dry_run_daemon_logs_each_ticks_plan_and_writes_nothing() {
     // A dry tick claims nothing: a live runner can still take it.
     assert!(
         db.store
-            .claim_tick("openers", utc(2026, 11, 23, 10, 15, 0), "x", clock.now())
+            .claim_tick(&fluidtalk_runner::store::Tick {
+                job: "openers",
+                scheduled_at: utc(2026, 11, 23, 10, 15, 0),
+                runner_id: "x",
+                now: clock.now()
+            })
             .await
             .expect("claim")
     );

@@ -145,13 +145,13 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
         let now = api.clock.now();
         api.db
             .store
-            .set_pause(
-                PauseScope::NewConversations,
-                "FluidTalk 402: insufficient_tokens",
-                "r1",
+            .set_pause(&fluidtalk_runner::store::NewPause {
+                scope: PauseScope::NewConversations,
+                reason: "FluidTalk 402: insufficient_tokens",
+                set_by: "r1",
                 now,
-                &|_| std::time::Duration::from_secs(900),
-            )
+                length: &|_| std::time::Duration::from_secs(900),
+            })
             .await
             .expect("pause");
         let (_, html) = api.page(&cookie).await;
@@ -214,7 +214,14 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
         let claimed = api
             .db
             .store
-            .claim_deliveries(10, "test-deliverer", now, now + chrono::Duration::hours(1))
+            .claim_deliveries(
+                10,
+                fluidtalk_runner::store::Lease {
+                    lease_token: "test-deliverer",
+                    now,
+                    until: now + chrono::Duration::hours(1),
+                },
+            )
             .await
             .expect("claim");
         assert!(!claimed.is_empty(), "the relay's answers wait for delivery");
@@ -222,7 +229,14 @@ async fn the_dashboard_shows_the_database_and_acts_with_its_session() {
         assert!(
             api.db
                 .store
-                .park_delivery(parked, "test-deliverer", "HTTP 500 from the webhook", now)
+                .park_delivery(
+                    fluidtalk_runner::store::Held {
+                        id: parked,
+                        lease_token: "test-deliverer"
+                    },
+                    "HTTP 500 from the webhook",
+                    now
+                )
                 .await
                 .expect("park")
         );

@@ -128,12 +128,26 @@ async fn parked_messages_are_listed_and_redelivered_from_the_command_line() {
     let m = write_messages(&db, &[("@a", "one"), ("@a", "two")]).await;
     let claimed = db
         .store
-        .claim_deliveries(5, "d", t0(), t0() + chrono::Duration::minutes(5))
+        .claim_deliveries(
+            5,
+            fluidtalk_runner::store::Lease {
+                lease_token: "d",
+                now: t0(),
+                until: t0() + chrono::Duration::minutes(5),
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
     db.store
-        .park_delivery(m[0], "d", "the webhook answered HTTP 410", t0())
+        .park_delivery(
+            fluidtalk_runner::store::Held {
+                id: m[0],
+                lease_token: "d",
+            },
+            "the webhook answered HTTP 410",
+            t0(),
+        )
         .await
         .expect("park");
     let c = Campaign::new(db, &[], "", "").await;

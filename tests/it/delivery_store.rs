@@ -16,7 +16,14 @@ fn ids(items: &[fluidtalk_runner::store::DeliveryItem]) -> Vec<i64> {
 async fn claim(db: &TestDb, token: &str, at: chrono::DateTime<chrono::Utc>) -> Vec<i64> {
     let items = db
         .store
-        .claim_deliveries(10, token, at, at + Duration::minutes(5))
+        .claim_deliveries(
+            10,
+            fluidtalk_runner::store::Lease {
+                lease_token: token,
+                now: at,
+                until: at + Duration::minutes(5),
+            },
+        )
         .await
         .expect("claim");
     ids(&items)
@@ -35,7 +42,14 @@ async fn a_claim_takes_the_first_message_of_each_target_in_id_order(db: TestDb) 
     .await;
     let items = db
         .store
-        .claim_deliveries(10, "d1", t0(), t0() + Duration::minutes(5))
+        .claim_deliveries(
+            10,
+            fluidtalk_runner::store::Lease {
+                lease_token: "d1",
+                now: t0(),
+                until: t0() + Duration::minutes(5),
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(
@@ -58,7 +72,14 @@ async fn a_claim_takes_the_first_message_of_each_target_in_id_order(db: TestDb) 
     // The limit counts messages.
     let one = db
         .store
-        .claim_deliveries(1, "d1", t0(), t0() + Duration::minutes(5))
+        .claim_deliveries(
+            1,
+            fluidtalk_runner::store::Lease {
+                lease_token: "d1",
+                now: t0(),
+                until: t0() + Duration::minutes(5),
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(
@@ -68,13 +89,25 @@ async fn a_claim_takes_the_first_message_of_each_target_in_id_order(db: TestDb) 
     );
     assert!(
         db.store
-            .delivered(m[0], "d1", t0())
+            .delivered(
+                fluidtalk_runner::store::Held {
+                    id: m[0],
+                    lease_token: "d1"
+                },
+                t0()
+            )
             .await
             .expect("delivered")
     );
     assert!(
         !db.store
-            .delivered(m[0], "d1", t0())
+            .delivered(
+                fluidtalk_runner::store::Held {
+                    id: m[0],
+                    lease_token: "d1"
+                },
+                t0()
+            )
             .await
             .expect("delivered"),
         "once"
@@ -90,7 +123,14 @@ async fn a_failed_try_waits_for_its_next_try_and_holds_the_later_messages(db: Te
     let later = t0() + Duration::minutes(10);
     assert!(
         db.store
-            .delivery_failed(m[0], "d1", "the webhook answered HTTP 500", later)
+            .delivery_failed(
+                fluidtalk_runner::store::Held {
+                    id: m[0],
+                    lease_token: "d1"
+                },
+                "the webhook answered HTTP 500",
+                later
+            )
             .await
             .expect("failed")
     );
@@ -102,7 +142,14 @@ async fn a_failed_try_waits_for_its_next_try_and_holds_the_later_messages(db: Te
     );
     let items = db
         .store
-        .claim_deliveries(10, "d2", later, later + Duration::minutes(5))
+        .claim_deliveries(
+            10,
+            fluidtalk_runner::store::Lease {
+                lease_token: "d2",
+                now: later,
+                until: later + Duration::minutes(5),
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(ids(&items), vec![m[0]]);
@@ -122,25 +169,51 @@ async fn results_are_written_only_under_the_lease_that_holds_the_message(db: Tes
     assert_eq!(claim(&db, "d2", expired).await, vec![m[0]]);
     assert!(
         !db.store
-            .delivered(m[0], "d1", expired)
+            .delivered(
+                fluidtalk_runner::store::Held {
+                    id: m[0],
+                    lease_token: "d1"
+                },
+                expired
+            )
             .await
             .expect("write")
     );
     assert!(
         !db.store
-            .delivery_failed(m[0], "d1", "late", expired)
+            .delivery_failed(
+                fluidtalk_runner::store::Held {
+                    id: m[0],
+                    lease_token: "d1"
+                },
+                "late",
+                expired
+            )
             .await
             .expect("write")
     );
     assert!(
         !db.store
-            .park_delivery(m[0], "d1", "late", expired)
+            .park_delivery(
+                fluidtalk_runner::store::Held {
+                    id: m[0],
+                    lease_token: "d1"
+                },
+                "late",
+                expired
+            )
             .await
             .expect("write")
     );
     assert!(
         db.store
-            .delivered(m[0], "d2", expired)
+            .delivered(
+                fluidtalk_runner::store::Held {
+                    id: m[0],
+                    lease_token: "d2"
+                },
+                expired
+            )
             .await
             .expect("write")
     );
@@ -152,13 +225,26 @@ async fn a_parked_message_holds_its_target_until_it_is_redelivered(db: TestDb) {
     let long = "x".repeat(2000);
     assert!(
         db.store
-            .park_delivery(m[0], "d1", &long, t0())
+            .park_delivery(
+                fluidtalk_runner::store::Held {
+                    id: m[0],
+                    lease_token: "d1"
+                },
+                &long,
+                t0()
+            )
             .await
             .expect("park")
     );
     assert!(
         db.store
-            .delivered(m[2], "d1", t0())
+            .delivered(
+                fluidtalk_runner::store::Held {
+                    id: m[2],
+                    lease_token: "d1"
+                },
+                t0()
+            )
             .await
             .expect("delivered")
     );
@@ -197,7 +283,14 @@ async fn a_parked_message_holds_its_target_until_it_is_redelivered(db: TestDb) {
     assert!(db.store.parked().await.expect("parked").is_empty());
     let items = db
         .store
-        .claim_deliveries(10, "d1", now, now + Duration::minutes(5))
+        .claim_deliveries(
+            10,
+            fluidtalk_runner::store::Lease {
+                lease_token: "d1",
+                now,
+                until: now + Duration::minutes(5),
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(ids(&items), vec![m[0]]);
@@ -221,7 +314,18 @@ async fn a_blocked_leads_text_is_held_and_an_ack_by_hand_ends_delivery(db: TestD
         db.store.ack_outbox(&[m[1]], t0()).await.expect("ack"),
         vec![m[1]]
     );
-    assert!(!db.store.delivered(m[1], "d1", t0()).await.expect("write"));
+    assert!(
+        !db.store
+            .delivered(
+                fluidtalk_runner::store::Held {
+                    id: m[1],
+                    lease_token: "d1"
+                },
+                t0()
+            )
+            .await
+            .expect("write")
+    );
     assert_eq!(claim(&db, "d1", t0()).await, vec![m[2]]);
     db.store
         .apply_user_action("@a", UserAction::Unblock, t0())
@@ -253,7 +357,14 @@ async fn concurrent_claims_take_each_message_once_and_one_per_target(db: TestDb)
         let store = db.store.clone();
         claims.spawn(async move {
             let items = store
-                .claim_deliveries(5, &format!("d{d}"), t0(), t0() + Duration::minutes(5))
+                .claim_deliveries(
+                    5,
+                    fluidtalk_runner::store::Lease {
+                        lease_token: &format!("d{d}"),
+                        now: t0(),
+                        until: t0() + Duration::minutes(5),
+                    },
+                )
                 .await
                 .expect("claim");
             items

@@ -91,7 +91,12 @@ async fn seed(db: &TestDb) {
     s.finish(true).await.expect("finish");
     for t in ["@new85", "@new86", "@old0", "@walk_in"] {
         db.store
-            .queue_event(t, "story_reaction", Some(r#"{"emoji": "🔥"}"#), at)
+            .queue_event(&fluidtalk_runner::store::NewEvent {
+                target: t,
+                event_type: "story_reaction",
+                context: Some(r#"{"emoji": "🔥"}"#),
+                now: at,
+            })
             .await
             .expect("queue an event");
     }

@@ -173,13 +173,13 @@ async fn a_pause_in_force_is_copied_and_holds_the_days_it_covers() {
     let db = leads(30).await;
     // The key was refused the evening before: every call paused for two and a half days.
     db.store
-        .set_pause(
-            fluidtalk_runner::store::PauseScope::All,
-            "401: invalid API key",
-            "test",
-            from() - chrono::Duration::hours(12),
-            &|_| std::time::Duration::from_secs(60 * 60 * 60),
-        )
+        .set_pause(&fluidtalk_runner::store::NewPause {
+            scope: fluidtalk_runner::store::PauseScope::All,
+            reason: "401: invalid API key",
+            set_by: "test",
+            now: from() - chrono::Duration::hours(12),
+            length: &|_| std::time::Duration::from_secs(60 * 60 * 60),
+        })
         .await
         .expect("a pause");
     let d = days(&db, Assumptions::default()).await;

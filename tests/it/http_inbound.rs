@@ -459,9 +459,11 @@ async fn a_lead_with_a_call_in_flight_is_busy_and_a_claim_loses_its_lead() {
         let claimed = store
             .claim_leads(
                 &[ben.id],
-                "runner-x/1",
-                now,
-                now + chrono::Duration::hours(1),
+                fluidtalk_runner::store::Lease {
+                    lease_token: "runner-x/1",
+                    now,
+                    until: now + chrono::Duration::hours(1),
+                },
             )
             .await
             .expect("claim");

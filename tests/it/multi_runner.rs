@@ -669,13 +669,13 @@ async fn a_pause_stored_by_another_runner_stops_calls_within_about_a_second() {
     c.wait_for_calls(40).await;
     // Another runner hears 402 and stores the pause.
     c.db.store
-        .set_pause(
-            fluidtalk_runner::store::PauseScope::NewConversations,
-            "out of tokens (402), heard by another runner",
-            "other-runner",
-            chrono::Utc::now(),
-            &|_| Duration::from_secs(600),
-        )
+        .set_pause(&fluidtalk_runner::store::NewPause {
+            scope: fluidtalk_runner::store::PauseScope::NewConversations,
+            reason: "out of tokens (402), heard by another runner",
+            set_by: "other-runner",
+            now: chrono::Utc::now(),
+            length: &|_| Duration::from_secs(600),
+        })
         .await
         .expect("pause");
     let at_pause = c.sim_log().await.len();

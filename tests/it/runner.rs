@@ -466,15 +466,30 @@ async fn events_are_sent_oldest_first_with_their_context() {
     let w = world(SimConfig::default(), "[[job]]\nname = \"reactions\"\nkind = \"event\"\nevent_type = \"story_reaction\"\nschedule = \"*/30 * * * * *\"\n").await;
     let now = w.clock.now();
     w.store
-        .queue_event("@fan", "story_reaction", Some(r#"{"reaction":"🔥"}"#), now)
+        .queue_event(&fluidtalk_runner::store::NewEvent {
+            target: "@fan",
+            event_type: "story_reaction",
+            context: Some(r#"{"reaction":"🔥"}"#),
+            now,
+        })
         .await
         .expect("queue");
     w.store
-        .queue_event("@fan", "story_reaction", None, now)
+        .queue_event(&fluidtalk_runner::store::NewEvent {
+            target: "@fan",
+            event_type: "story_reaction",
+            context: None,
+            now,
+        })
         .await
         .expect("queue");
     w.store
-        .queue_event("@other", "follow", None, now)
+        .queue_event(&fluidtalk_runner::store::NewEvent {
+            target: "@other",
+            event_type: "follow",
+            context: None,
+            now,
+        })
         .await
         .expect("queue");
     let s = w.run("reactions").await.expect("run");
@@ -538,7 +553,14 @@ async fn an_attempt_left_in_flight_by_a_dead_runner_is_never_resent_on_its_own()
         .expect("exists");
     let now = w.clock.now();
     w.store
-        .claim_leads(&[l.id], "dead-runner", now, now + Duration::minutes(5))
+        .claim_leads(
+            &[l.id],
+            fluidtalk_runner::store::Lease {
+                lease_token: "dead-runner",
+                now,
+                until: now + Duration::minutes(5),
+            },
+        )
         .await
         .expect("claim");
     w.store

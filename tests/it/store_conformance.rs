@@ -498,14 +498,24 @@ async fn a_queued_event_adds_an_unknown_lead_and_keeps_its_context_text(db: Test
     let ctx = r#"{"zeta":1,"alpha":"🔥"}"#;
     let ev = db
         .store
-        .queue_event("@fan", "story_reaction", Some(ctx), t(9))
+        .queue_event(&fluidtalk_runner::store::NewEvent {
+            target: "@fan",
+            event_type: "story_reaction",
+            context: Some(ctx),
+            now: t(9),
+        })
         .await
         .expect("queue");
     assert_eq!(ev.target, "@fan");
     assert_eq!(ev.state, "queued");
     assert_eq!(get(&db, "@fan").await.state, LeadState::New);
     db.store
-        .queue_event("@fan", "follow", None, t(10))
+        .queue_event(&fluidtalk_runner::store::NewEvent {
+            target: "@fan",
+            event_type: "follow",
+            context: None,
+            now: t(10),
+        })
         .await
         .expect("queue");
     let queued = db
@@ -689,7 +699,12 @@ async fn several_runners_claiming_the_same_ticks_at_once_get_each_exactly_once(d
             let mut won = Vec::new();
             for tick in &ticks {
                 if store
-                    .claim_tick("openers", *tick, &runner, t(9))
+                    .claim_tick(&fluidtalk_runner::store::Tick {
+                        job: "openers",
+                        scheduled_at: *tick,
+                        runner_id: &runner,
+                        now: t(9),
+                    })
                     .await
                     .expect("claim a tick")
                 {
@@ -700,7 +715,12 @@ async fn several_runners_claiming_the_same_ticks_at_once_get_each_exactly_once(d
             for tick in &won {
                 assert!(
                     store
-                        .claim_tick("openers", *tick, &runner, t(9))
+                        .claim_tick(&fluidtalk_runner::store::Tick {
+                            job: "openers",
+                            scheduled_at: *tick,
+                            runner_id: &runner,
+                            now: t(9)
+                        })
                         .await
                         .expect("claim again")
                 );
@@ -884,28 +904,56 @@ async fn a_claim_repeated_with_its_token_is_the_same_claim(db: TestDb) {
     let until = t(10) + Duration::minutes(5);
     let first = db
         .store
-        .claim_leads(&[x], "host-1/1", t(10), until)
+        .claim_leads(
+            &[x],
+            fluidtalk_runner::store::Lease {
+                lease_token: "host-1/1",
+                now: t(10),
+                until,
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(first.len(), 1);
     // The same token again (a retry after a lost answer) gets the same lead back ...
     let again = db
         .store
-        .claim_leads(&[x, y], "host-1/1", t(10), until)
+        .claim_leads(
+            &[x, y],
+            fluidtalk_runner::store::Lease {
+                lease_token: "host-1/1",
+                now: t(10),
+                until,
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(again.iter().map(|l| l.id).collect::<Vec<_>>(), vec![x, y]);
     // ... another token, even of the same process, does not.
     let other = db
         .store
-        .claim_leads(&[x, y], "host-1/2", t(10), until)
+        .claim_leads(
+            &[x, y],
+            fluidtalk_runner::store::Lease {
+                lease_token: "host-1/2",
+                now: t(10),
+                until,
+            },
+        )
         .await
         .expect("claim");
     assert!(other.is_empty());
     // Until the lease runs out.
     let late = db
         .store
-        .claim_leads(&[x], "host-2/1", until, until + Duration::minutes(5))
+        .claim_leads(
+            &[x],
+            fluidtalk_runner::store::Lease {
+                lease_token: "host-2/1",
+                now: until,
+                until: until + Duration::minutes(5),
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(late.len(), 1);

@@ -71,7 +71,14 @@ fn end(id: i64, status: AttemptStatus, message: Option<&str>) -> AttemptEnd {
 async fn in_flight(db: &TestDb, lead: &Lead, token: &str) -> i64 {
     let claimed = db
         .store
-        .claim_leads(&[lead.id], token, t(10), t(12))
+        .claim_leads(
+            &[lead.id],
+            fluidtalk_runner::store::Lease {
+                lease_token: token,
+                now: t(10),
+                until: t(12),
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -248,7 +255,12 @@ async fn a_late_answer_after_recovery_is_recorded_over_the_lost_attempt(db: Test
     let fan = add(&db, "@fan").await;
     let event = db
         .store
-        .queue_event("@fan", "story_reaction", None, t(9))
+        .queue_event(&fluidtalk_runner::store::NewEvent {
+            target: "@fan",
+            event_type: "story_reaction",
+            context: None,
+            now: t(9),
+        })
         .await
         .expect("queue");
     let id = in_flight(&db, &fan, "dead/1").await;
@@ -314,7 +326,12 @@ async fn a_late_answer_for_a_released_attempt_changes_nothing(db: TestDb) {
     let l = add(&db, "@l").await;
     let event = db
         .store
-        .queue_event("@l", "story_reaction", None, t(9))
+        .queue_event(&fluidtalk_runner::store::NewEvent {
+            target: "@l",
+            event_type: "story_reaction",
+            context: None,
+            now: t(9),
+        })
         .await
         .expect("queue");
     let id = in_flight(&db, &l, "dead/1").await;
@@ -403,11 +420,23 @@ async fn a_reply_time_in_the_future_is_refused_and_a_stored_one_is_corrected(db:
 async fn a_person_lifts_pauses_and_sees_events_no_job_sends(db: TestDb) {
     let hour = |_| std::time::Duration::from_secs(3600);
     db.store
-        .set_pause(PauseScope::All, "401", "r", t(9), &hour)
+        .set_pause(&fluidtalk_runner::store::NewPause {
+            scope: PauseScope::All,
+            reason: "401",
+            set_by: "r",
+            now: t(9),
+            length: &hour,
+        })
         .await
         .expect("pause");
     db.store
-        .set_pause(PauseScope::NewConversations, "402", "r", t(9), &hour)
+        .set_pause(&fluidtalk_runner::store::NewPause {
+            scope: PauseScope::NewConversations,
+            reason: "402",
+            set_by: "r",
+            now: t(9),
+            length: &hour,
+        })
         .await
         .expect("pause");
     let lifted = db
@@ -433,7 +462,12 @@ async fn a_person_lifts_pauses_and_sees_events_no_job_sends(db: TestDb) {
         ("@c", "story_reaction"),
     ] {
         db.store
-            .queue_event(target, kind, None, t(9))
+            .queue_event(&fluidtalk_runner::store::NewEvent {
+                target,
+                event_type: kind,
+                context: None,
+                now: t(9),
+            })
             .await
             .expect("queue");
     }
@@ -452,7 +486,14 @@ async fn a_lead_blocked_after_its_claim_is_not_recorded_in_flight(db: TestDb) {
     let c = add(&db, "@c").await;
     let claimed = db
         .store
-        .claim_leads(&[a.id, b.id, c.id], "r/1", t(10), t(12))
+        .claim_leads(
+            &[a.id, b.id, c.id],
+            fluidtalk_runner::store::Lease {
+                lease_token: "r/1",
+                now: t(10),
+                until: t(12),
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 3);
@@ -464,7 +505,14 @@ async fn a_lead_blocked_after_its_claim_is_not_recorded_in_flight(db: TestDb) {
         .expect("block");
     assert_eq!(
         db.store
-            .claim_leads(&[c.id], "r2/1", t(12), t(13))
+            .claim_leads(
+                &[c.id],
+                fluidtalk_runner::store::Lease {
+                    lease_token: "r2/1",
+                    now: t(12),
+                    until: t(13)
+                }
+            )
             .await
             .expect("claim")
             .len(),
@@ -526,7 +574,14 @@ async fn a_lead_blocked_after_its_claim_is_not_recorded_in_flight(db: TestDb) {
 async fn an_attempt_committed_after_its_lease_was_given_back_is_found_and_reviewed(db: TestDb) {
     let lead = add(&db, "@late").await;
     db.store
-        .claim_leads(&[lead.id], "r/1", t(10), t(20))
+        .claim_leads(
+            &[lead.id],
+            fluidtalk_runner::store::Lease {
+                lease_token: "r/1",
+                now: t(10),
+                until: t(20),
+            },
+        )
         .await
         .expect("claim");
     // The runner's insert timed out; it gave the lease back; then the insert committed.
@@ -622,7 +677,14 @@ async fn an_attempt_waits_for_a_concurrent_change_of_its_lead_and_sees_it() {
     let lead = add(&db, "@ana").await;
     let claimed = db
         .store
-        .claim_leads(&[lead.id], "runner-a/1", t(10), t(11))
+        .claim_leads(
+            &[lead.id],
+            fluidtalk_runner::store::Lease {
+                lease_token: "runner-a/1",
+                now: t(10),
+                until: t(11),
+            },
+        )
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);

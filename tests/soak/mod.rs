@@ -211,7 +211,12 @@ pub async fn soak(db: TestDb, backend: &str) {
             if step == 0 && day >= 1 {
                 for n in 0..EVENTS_PER_DAY {
                     db.store
-                        .queue_event(&target(day - 1, n), "story_reaction", None, now)
+                        .queue_event(&fluidtalk_runner::store::NewEvent {
+                            target: &target(day - 1, n),
+                            event_type: "story_reaction",
+                            context: None,
+                            now,
+                        })
                         .await
                         .expect("queue an event");
                     events += 1;

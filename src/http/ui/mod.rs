@@ -366,7 +366,12 @@ async fn login(
     let now = state.clock.now();
     if let Err(e) = state
         .store
-        .start_session(&new.id, now, now + session::LIFETIME, session::MAX_SESSIONS)
+        .start_session(&crate::store::NewSession {
+            id: &new.id,
+            now,
+            expires_at: now + session::LIFETIME,
+            keep: session::MAX_SESSIONS,
+        })
         .await
     {
         return unavailable(&e);

@@ -6,6 +6,7 @@ use super::import::{Import, begin_import_tx};
 use super::{D, Store};
 use crate::store::Lead;
 use crate::store::dialect::Dialect;
+use crate::store::params::*;
 use crate::store::rows::LEAD_COLUMNS;
 use crate::store::rules::{FUTURE_SKEW, check_reply_time, counts_by_state, in_tx, user_change};
 use crate::store::types::{
@@ -224,13 +225,13 @@ impl AdminStore for Store {
         self.user_transition(target, action, now).await
     }
 
-    async fn queue_event(
-        &self,
-        target: &str,
-        event_type: &str,
-        context: Option<&str>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<QueuedEvent, StoreError> {
+    async fn queue_event(&self, event: &NewEvent<'_>) -> Result<QueuedEvent, StoreError> {
+        let NewEvent {
+            target,
+            event_type,
+            context,
+            now,
+        } = *event;
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
             sqlx::query(
                 "INSERT INTO leads (target, created_at, updated_at, next_eligible_at)

@@ -3,23 +3,28 @@
 use super::hot::hot_claim_deliveries;
 use super::{D, Store};
 use crate::store::dialect::Dialect;
+use crate::store::params::*;
 use crate::store::values::{Ids, Ts};
 use crate::store::{StoreError, rows};
+use chrono::{DateTime, Utc};
 
 #[async_trait::async_trait]
 impl crate::store::DeliveryStore for Store {
     async fn claim_deliveries(
         &self,
         limit: u32,
-        token: &str,
-        now: chrono::DateTime<chrono::Utc>,
-        lease_until: chrono::DateTime<chrono::Utc>,
+        lease: Lease<'_>,
     ) -> Result<Vec<crate::store::DeliveryItem>, StoreError> {
+        let Lease {
+            lease_token,
+            now,
+            until: lease_until,
+        } = lease;
         if limit == 0 {
             return Ok(Vec::new());
         }
         let found: Vec<crate::store::outbox::DeliveryRow> =
-            hot_claim_deliveries(limit, token, now, lease_until)
+            hot_claim_deliveries(limit, lease_token, now, lease_until)
                 .fetch(&self.pool)
                 .await?;
         let mut items: Vec<crate::store::DeliveryItem> = rows::all(found)?;
@@ -27,19 +32,15 @@ impl crate::store::DeliveryStore for Store {
         Ok(items)
     }
 
-    async fn delivered(
-        &self,
-        id: i64,
-        token: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, StoreError> {
+    async fn delivered(&self, held: Held<'_>, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let Held { id, lease_token } = held;
         let done = sqlx::query(
             "UPDATE outbox SET acked_at = $3, delivered_by = 'webhook', last_error = NULL,
                     lease_owner = NULL, lease_expires_at = NULL
              WHERE id = $1 AND lease_owner = $2 AND acked_at IS NULL",
         )
         .bind(id)
-        .bind(token)
+        .bind(lease_token)
         .bind(Ts(now))
         .execute(&self.pool)
         .await?;
@@ -48,18 +49,18 @@ impl crate::store::DeliveryStore for Store {
 
     async fn delivery_failed(
         &self,
-        id: i64,
-        token: &str,
+        held: Held<'_>,
         error: &str,
-        next_try_at: chrono::DateTime<chrono::Utc>,
+        next_try_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let Held { id, lease_token } = held;
         let done = sqlx::query(
             "UPDATE outbox SET delivery_tries = delivery_tries + 1, next_try_at = $4,
                     last_error = $3, lease_owner = NULL, lease_expires_at = NULL
              WHERE id = $1 AND lease_owner = $2 AND acked_at IS NULL",
         )
         .bind(id)
-        .bind(token)
+        .bind(lease_token)
         .bind(crate::store::outbox::short_error(error))
         .bind(Ts(next_try_at))
         .execute(&self.pool)
@@ -69,11 +70,11 @@ impl crate::store::DeliveryStore for Store {
 
     async fn park_delivery(
         &self,
-        id: i64,
-        token: &str,
+        held: Held<'_>,
         error: &str,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let Held { id, lease_token } = held;
         let done = sqlx::query(
             "UPDATE outbox SET delivery_tries = delivery_tries + 1, parked_at = $4,
                     next_try_at = NULL, last_error = $3,
@@ -81,7 +82,7 @@ impl crate::store::DeliveryStore for Store {
              WHERE id = $1 AND lease_owner = $2 AND acked_at IS NULL",
         )
         .bind(id)
-        .bind(token)
+        .bind(lease_token)
         .bind(crate::store::outbox::short_error(error))
         .bind(Ts(now))
         .execute(&self.pool)

@@ -11,16 +11,18 @@ use crate::store::Lead;
 use crate::store::RunnerStore;
 use crate::store::dialect::Col;
 use crate::store::dialect::Dialect;
+use crate::store::params::*;
 use crate::store::rules::{
     Current, already_sent, attempts_json, cap_allows, clean, in_tx, is_unique_violation,
     recorded_under_cap, settle_json, still_claimed,
 };
 use crate::store::types::{
-    Action, Attempt, AttemptEnd, DailyCap, Due, DueEvent, DueLead, DueQuery, HeldPause, LeadInput,
-    LeadResult, NewAttempt, Orphan, Pause, PauseScope, QueuedEvent, Recorded,
+    Attempt, AttemptEnd, DailyCap, Due, DueEvent, DueLead, DueQuery, LeadInput, LeadResult,
+    NewAttempt, Orphan, Pause, PauseScope, QueuedEvent, Recorded,
 };
 use crate::store::values::{Ids, Ts};
 use crate::store::{HOLDS_STEP, StoreError, rows};
+use chrono::{DateTime, Utc};
 
 #[async_trait::async_trait]
 impl RunnerStore for Store {
@@ -116,17 +118,16 @@ impl RunnerStore for Store {
         rows::all(found)
     }
 
-    async fn claim_leads(
-        &self,
-        ids: &[i64],
-        runner: &str,
-        now: chrono::DateTime<chrono::Utc>,
-        lease_until: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<Lead>, StoreError> {
+    async fn claim_leads(&self, ids: &[i64], lease: Lease<'_>) -> Result<Vec<Lead>, StoreError> {
+        let Lease {
+            lease_token,
+            now,
+            until: lease_until,
+        } = lease;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let found: Vec<rows::LeadRow> = hot_claim(ids, runner, now, lease_until)
+        let found: Vec<rows::LeadRow> = hot_claim(ids, lease_token, now, lease_until)
             .fetch(&self.pool)
             .await?;
         let mut leads: Vec<Lead> = rows::all(found)?;
@@ -170,13 +171,13 @@ impl RunnerStore for Store {
         .await
     }
 
-    async fn due_events(
-        &self,
-        event_type: &str,
-        now: chrono::DateTime<chrono::Utc>,
-        limit: u32,
-        after: i64,
-    ) -> Result<Vec<DueEvent>, StoreError> {
+    async fn due_events(&self, q: &EventsQuery<'_>) -> Result<Vec<DueEvent>, StoreError> {
+        let EventsQuery {
+            event_type,
+            now,
+            limit,
+            after,
+        } = *q;
         let found: Vec<rows::EventRow> = hot_due_events(event_type, now, limit, after)
             .fetch(&self.pool)
             .await?;
@@ -209,13 +210,13 @@ impl RunnerStore for Store {
         Ok(done.rows_affected())
     }
 
-    async fn exhaust(
-        &self,
-        max: u32,
-        cutoff: chrono::DateTime<chrono::Utc>,
-        now: chrono::DateTime<chrono::Utc>,
-        dry: bool,
-    ) -> Result<u64, StoreError> {
+    async fn exhaust(&self, q: &Exhaustion) -> Result<u64, StoreError> {
+        let Exhaustion {
+            max,
+            cutoff,
+            now,
+            dry,
+        } = *q;
         let hot = hot_exhaust(max, cutoff, now, dry);
         if dry {
             let mut conn = self.pool.acquire().await?;
@@ -316,13 +317,12 @@ impl RunnerStore for Store {
         .await
     }
 
-    async fn step_released_by(
-        &self,
-        lead_id: i64,
-        action: Action,
-        step: i64,
-        by: &str,
-    ) -> Result<bool, StoreError> {
+    async fn step_released_by(&self, step: &StepOf, by: &str) -> Result<bool, StoreError> {
+        let StepOf {
+            lead_id,
+            action,
+            step,
+        } = *step;
         // Read through `attempts_by_lead (lead_id, id)`: a lead's attempts only.
         let found: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM attempts
@@ -367,14 +367,14 @@ impl RunnerStore for Store {
         Ok(done.rows_affected())
     }
 
-    async fn set_pause(
-        &self,
-        scope: PauseScope,
-        reason: &str,
-        runner: &str,
-        now: chrono::DateTime<chrono::Utc>,
-        length: &(dyn Fn(u32) -> std::time::Duration + Send + Sync),
-    ) -> Result<Pause, StoreError> {
+    async fn set_pause(&self, pause: &NewPause<'_>) -> Result<Pause, StoreError> {
+        let NewPause {
+            scope,
+            reason,
+            set_by,
+            now,
+            length,
+        } = *pause;
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
             // A row to lock: concurrent 402s from several runners settle one by one.
             sqlx::query(
@@ -410,7 +410,7 @@ impl RunnerStore for Store {
             .bind(clean(reason))
             .bind(strikes)
             .bind(Ts(now))
-            .bind(runner)
+            .bind(set_by)
             .execute(&mut *tx)
             .await?;
             Ok(Pause {
@@ -419,7 +419,7 @@ impl RunnerStore for Store {
                 reason: clean(reason),
                 strikes,
                 set_at: now,
-                set_by: Some(runner.to_string()),
+                set_by: Some(set_by.to_string()),
             })
         })
         .await
@@ -438,20 +438,20 @@ impl RunnerStore for Store {
         Ok(())
     }
 
-    async fn publish_runner(
-        &self,
-        runner: &str,
-        started_at: chrono::DateTime<chrono::Utc>,
-        holds: &[HeldPause],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), StoreError> {
+    async fn publish_runner(&self, beat: &Heartbeat<'_>) -> Result<(), StoreError> {
+        let Heartbeat {
+            runner_id,
+            started_at,
+            holds,
+            now,
+        } = *beat;
         let holds = serde_json::to_string(holds)
             .map_err(|e| StoreError::Corrupt(format!("holds as JSON: {e}")))?;
         sqlx::query(
             "INSERT INTO runners (runner_id, started_at, seen_at, holds) VALUES ($1, $2, $3, $4)
              ON CONFLICT (runner_id) DO UPDATE SET seen_at = excluded.seen_at, holds = excluded.holds",
         )
-        .bind(runner)
+        .bind(runner_id)
         .bind(Ts(started_at))
         .bind(Ts(now))
         .bind(clean(&holds))
@@ -475,20 +475,20 @@ impl RunnerStore for Store {
         Ok(())
     }
 
-    async fn claim_tick(
-        &self,
-        job: &str,
-        scheduled_at: chrono::DateTime<chrono::Utc>,
-        runner: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, StoreError> {
+    async fn claim_tick(&self, tick: &Tick<'_>) -> Result<bool, StoreError> {
+        let Tick {
+            job,
+            scheduled_at,
+            runner_id,
+            now,
+        } = *tick;
         let done = sqlx::query(
             "INSERT INTO ticks (job, scheduled_at, runner_id, claimed_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (job, scheduled_at) DO NOTHING",
         )
         .bind(job)
         .bind(Ts(scheduled_at))
-        .bind(runner)
+        .bind(runner_id)
         .bind(Ts(now))
         .execute(&self.pool)
         .await?;
@@ -502,22 +502,22 @@ impl RunnerStore for Store {
                 .bind(Ts(scheduled_at))
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(owner.as_deref() == Some(runner))
+        Ok(owner.as_deref() == Some(runner_id))
     }
 
-    async fn start_run(
-        &self,
-        job: &str,
-        runner: &str,
-        scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<i64, StoreError> {
+    async fn start_run(&self, tick: &Tick<'_, Option<DateTime<Utc>>>) -> Result<i64, StoreError> {
+        let Tick {
+            job,
+            scheduled_at,
+            runner_id,
+            now,
+        } = *tick;
         Ok(sqlx::query_scalar(
             "INSERT INTO job_runs (job, runner_id, scheduled_at, started_at) VALUES ($1, $2, $3, $4)
              RETURNING id",
         )
         .bind(job)
-        .bind(runner)
+        .bind(runner_id)
         .bind(scheduled_at.map(Ts))
         .bind(Ts(now))
         .fetch_one(&self.pool)
@@ -542,10 +542,13 @@ impl RunnerStore for Store {
         &self,
         target: &str,
         own_username: Option<&str>,
-        token: &str,
-        now: chrono::DateTime<chrono::Utc>,
-        lease_until: chrono::DateTime<chrono::Utc>,
+        lease: Lease<'_>,
     ) -> Result<Lead, StoreError> {
+        let Lease {
+            lease_token,
+            now,
+            until: lease_until,
+        } = lease;
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
             let lead = match lead_in(tx, target, true).await {
                 Ok(lead) => lead,
@@ -592,7 +595,7 @@ impl RunnerStore for Store {
             .bind(to.as_str())
             .bind(Ts(now))
             .bind(own_username)
-            .bind(token)
+            .bind(lease_token)
             .bind(Ts(lease_until))
             .bind(lead.id)
             .bind(lead.state.as_str())

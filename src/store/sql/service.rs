@@ -6,6 +6,7 @@ use super::{D, Store};
 use crate::store::Lead;
 use crate::store::ServiceStore;
 use crate::store::dialect::Dialect;
+use crate::store::params::*;
 use crate::store::rows::{ATTEMPT_COLUMNS, LEAD_COLUMNS};
 use crate::store::rules::in_tx;
 use crate::store::types::{
@@ -13,6 +14,7 @@ use crate::store::types::{
 };
 use crate::store::values::{Ids, Ts};
 use crate::store::{StoreError, rows};
+use chrono::{DateTime, Utc};
 
 /// How long an idempotency key is remembered, in hours.
 pub(super) const KEY_HOURS: i64 = 24;
@@ -137,13 +139,13 @@ impl ServiceStore for Store {
         Ok((rows::all(found)?, total.max(0) as u64))
     }
 
-    async fn start_session(
-        &self,
-        id: &str,
-        now: chrono::DateTime<chrono::Utc>,
-        expires_at: chrono::DateTime<chrono::Utc>,
-        keep: u32,
-    ) -> Result<(), StoreError> {
+    async fn start_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
+        let NewSession {
+            id,
+            now,
+            expires_at,
+            keep,
+        } = *session;
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
             sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
                 .bind(Ts(now))
@@ -209,11 +211,11 @@ impl ServiceStore for Store {
 
     async fn claim_key(
         &self,
-        scope: &str,
-        key: &str,
+        of: KeyOf<'_>,
         request_hash: &str,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
     ) -> Result<KeyClaim, StoreError> {
+        let KeyOf { scope, key } = of;
         // Keys are remembered for a day: a retry comes within minutes, and the
         // table must not grow with every message relayed.
         sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
@@ -256,12 +258,11 @@ impl ServiceStore for Store {
 
     async fn finish_key(
         &self,
-        scope: &str,
-        key: &str,
-        status: u16,
-        response: &str,
-        now: chrono::DateTime<chrono::Utc>,
+        of: KeyOf<'_>,
+        answer: KeyAnswer<'_>,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let (KeyOf { scope, key }, KeyAnswer { status, response }) = (of, answer);
         sqlx::query(
             "UPDATE idempotency SET status = $3, response = $4, finished_at = $5
              WHERE scope = $1 AND key = $2",
