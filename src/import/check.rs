@@ -34,14 +34,14 @@ fn time(name: &'static str, value: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// Checks one field that names an IANA time zone.
-pub fn check_timezone(value: &str) -> Result<String, String> {
-    fields::timezone(value).map_err(|e| e.to_string())
+pub fn check_timezone(value: &str) -> Result<String, FieldError> {
+    fields::timezone(value)
 }
 
 /// Checks a target: not empty, not over-long, no control or invisible characters
-/// (`lead::fields::target`, its words as text).
-pub fn check_target(value: &str) -> Result<String, String> {
-    fields::target(value).map_err(|e| e.to_string())
+/// (`lead::fields::target`).
+pub fn check_target(value: &str) -> Result<String, FieldError> {
+    fields::target(value)
 }
 
 pub(super) fn check(raw: RawRow) -> Result<LeadInput, String> {
