@@ -83,8 +83,17 @@ pub const OFFSET_ENV: &str = "FLUIDTALK_CLOCK_OFFSET";
 /// leave the times the databases store.
 pub const MAX_OFFSET: chrono::Duration = chrono::Duration::days(36_525);
 
+/// Why `FLUIDTALK_CLOCK_OFFSET` cannot be used; each quotes the value as set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OffsetError {
+    #[error("{OFFSET_ENV}={0:?}: expected a duration such as 2h, 90s or -15m")]
+    NotADuration(String),
+    #[error("{OFFSET_ENV}={0:?} is out of range: at most 100 years (36525days) either way")]
+    OutOfRange(String),
+}
+
 /// The runner's clock: the machine's, moved by `FLUIDTALK_CLOCK_OFFSET` if that is set.
-pub fn from_env() -> Result<std::sync::Arc<dyn Clock>, String> {
+pub fn from_env() -> Result<std::sync::Arc<dyn Clock>, OffsetError> {
     match std::env::var(OFFSET_ENV) {
         Err(_) => Ok(std::sync::Arc::new(SystemClock)),
         Ok(v) => {
@@ -92,17 +101,12 @@ pub fn from_env() -> Result<std::sync::Arc<dyn Clock>, String> {
                 Some(rest) => (-1, rest),
                 None => (1, v.trim().trim_start_matches('+')),
             };
-            let d = humantime::parse_duration(text).map_err(|_| {
-                format!("{OFFSET_ENV}={v:?}: expected a duration such as 2h, 90s or -15m")
-            })?;
+            let d = humantime::parse_duration(text)
+                .map_err(|_| OffsetError::NotADuration(v.clone()))?;
             let d = chrono::Duration::from_std(d)
                 .ok()
                 .filter(|d| *d <= MAX_OFFSET)
-                .ok_or_else(|| {
-                    format!(
-                        "{OFFSET_ENV}={v:?} is out of range: at most 100 years (36525days) either way"
-                    )
-                })?;
+                .ok_or_else(|| OffsetError::OutOfRange(v.clone()))?;
             tracing::warn!(
                 offset = %v,
                 "{OFFSET_ENV} is set: this runner's clock is moved; leases and pauses shared with \

@@ -11,7 +11,7 @@
 //! - `plan`: which leads are due for a job at a time, and why (dry and live runs alike).
 //! - `fluidtalk`: the API client: typed requests in, typed results or a classified error out.
 //! - `policy`: what each API answer means for the attempt, the lead and the account.
-//! - `runner`: works a job: claims, records in flight, calls, settles, recovers.
+//! - `runner`: works a job: claims, records in flight, calls, judges the answers, recovers.
 //! - `daemon`: every job on its schedule, one runner per tick.
 //! - `forecast`: the days ahead, the real daemon and runner run in virtual time over a
 //!   copy of the leads, against the simulator.

@@ -14,6 +14,19 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
+/// Why a cron expression was refused; each quotes the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(
+        "{text:?} has {fields} fields; expected 6 (sec min hour day-of-month month \
+         day-of-week), e.g. \"0 */15 * * * *\" for every 15 minutes"
+    )]
+    Fields { text: String, fields: usize },
+    /// `why` is croner's own words.
+    #[error("{text:?} is not a valid cron expression: {why}")]
+    Invalid { text: String, why: String },
+}
+
 /// A parsed cron expression and the zone it is read in.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -24,20 +37,23 @@ pub struct Schedule {
 
 impl Schedule {
     /// Parses `text` (6 or 7 fields, seconds first), read in `tz`.
-    pub fn parse(text: &str, tz: Tz) -> Result<Schedule, String> {
+    pub fn parse(text: &str, tz: Tz) -> Result<Schedule, ScheduleError> {
         let fields = text.split_whitespace().count();
         if !(6..=7).contains(&fields) {
-            return Err(format!(
-                "{text:?} has {fields} fields; expected 6 (sec min hour day-of-month month \
-                 day-of-week), e.g. \"0 */15 * * * *\" for every 15 minutes"
-            ));
+            return Err(ScheduleError::Fields {
+                text: text.to_string(),
+                fields,
+            });
         }
         let cron = CronParser::builder()
             .seconds(Seconds::Required)
             .dom_and_dow(true)
             .build()
             .parse(text)
-            .map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))?;
+            .map_err(|e| ScheduleError::Invalid {
+                text: text.to_string(),
+                why: e.to_string(),
+            })?;
         Ok(Schedule {
             text: text.to_string(),
             cron,
@@ -140,9 +156,13 @@ mod tests {
 
     #[test]
     fn five_fields_are_refused_with_an_example() {
-        let err = Schedule::parse("*/15 * * * *", Tz::UTC).expect_err("5 fields");
+        let err = Schedule::parse("*/15 * * * *", Tz::UTC)
+            .expect_err("5 fields")
+            .to_string();
         assert!(err.contains("has 5 fields; expected 6"), "{err}");
-        let err = Schedule::parse("0 0 25 * * *", Tz::UTC).expect_err("hour 25");
+        let err = Schedule::parse("0 0 25 * * *", Tz::UTC)
+            .expect_err("hour 25")
+            .to_string();
         assert!(err.contains("not a valid cron expression"), "{err}");
     }
 

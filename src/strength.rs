@@ -13,40 +13,53 @@ pub const MIN_DISTINCT: usize = 10;
 /// How to make a good one.
 pub const HOW: &str = "make one with `openssl rand -hex 32`";
 
+/// Why a secret is too easy to guess. Each names the variable `var` that holds it and how
+/// to make a good one, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WeakSecret {
+    #[error("{var} is {len} characters long; it must have at least {MIN_LEN}: {HOW}")]
+    TooShort { var: String, len: usize },
+    #[error("{var} repeats a pattern of {period} character(s): it is easy to guess; {HOW}")]
+    Repeats { var: String, period: usize },
+    #[error("{var} is a run of consecutive characters: it is easy to guess; {HOW}")]
+    Consecutive { var: String },
+    #[error(
+        "{var} holds only {distinct} different characters (at least {MIN_DISTINCT}): it is easy to guess; {HOW}"
+    )]
+    FewDistinct { var: String, distinct: usize },
+}
+
 /// Whether `value`, held by the environment variable `var`, is strong enough; the error
 /// names the variable and says what is wrong and how to make a good one, never the value.
-pub fn check(var: &str, value: &str) -> Result<(), String> {
+pub fn check(var: &str, value: &str) -> Result<(), WeakSecret> {
+    let var = var.to_string();
     let chars: Vec<char> = value.chars().collect();
     if chars.len() < MIN_LEN {
-        return Err(format!(
-            "{var} is {} characters long; it must have at least {MIN_LEN}: {HOW}",
-            chars.len()
-        ));
+        return Err(WeakSecret::TooShort {
+            var,
+            len: chars.len(),
+        });
     }
     let period =
         (1..=chars.len() / 2).find(|&p| chars.iter().zip(&chars[p..]).all(|(a, b)| a == b));
-    if let Some(p) = period {
-        return Err(format!(
-            "{var} repeats a pattern of {p} character(s): it is easy to guess; {HOW}"
-        ));
+    if let Some(period) = period {
+        return Err(WeakSecret::Repeats { var, period });
     }
     let step = u32::from(chars[1]).wrapping_sub(u32::from(chars[0]));
     if chars
         .windows(2)
         .all(|w| u32::from(w[1]).wrapping_sub(u32::from(w[0])) == step)
     {
-        return Err(format!(
-            "{var} is a run of consecutive characters: it is easy to guess; {HOW}"
-        ));
+        return Err(WeakSecret::Consecutive { var });
     }
     let mut distinct = chars.clone();
     distinct.sort_unstable();
     distinct.dedup();
     if distinct.len() < MIN_DISTINCT {
-        return Err(format!(
-            "{var} holds only {} different characters (at least {MIN_DISTINCT}): it is easy to guess; {HOW}",
-            distinct.len()
-        ));
+        return Err(WeakSecret::FewDistinct {
+            var,
+            distinct: distinct.len(),
+        });
     }
     Ok(())
 }
@@ -75,7 +88,9 @@ mod tests {
                 "different characters",
             ),
         ] {
-            let e = check("FLUIDTALK_RUNNER_TOKEN", bad).expect_err(bad);
+            let e = check("FLUIDTALK_RUNNER_TOKEN", bad)
+                .expect_err(bad)
+                .to_string();
             assert!(e.contains(why), "{bad}: {e}");
             assert!(
                 e.contains("FLUIDTALK_RUNNER_TOKEN") && e.contains("openssl rand -hex 32"),

@@ -27,10 +27,52 @@ fn invalid<E: de::Error>(why: impl fmt::Display) -> E {
     E::custom(format!("{MARK}{why}"))
 }
 
+/// Why a value was refused, in words that follow `line L: KEY: ` (or the name of the
+/// environment variable that gave it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("must be longer than zero")]
+    ZeroDuration,
+    #[error(
+        "{text:?} is out of range; expected from {} to {}",
+        humantime::format_duration(*.min),
+        humantime::format_duration(*.max)
+    )]
+    DurationOutOfRange {
+        text: String,
+        min: Duration,
+        max: Duration,
+    },
+    #[error("{text:?} is not a duration; expected e.g. \"30s\", \"15m\", \"6h\", \"3d\"")]
+    NotADuration { text: String },
+    #[error("{text:?} is not a URL ({why}); expected e.g. \"https://api.fluidtalk.ai\"")]
+    NotAUrl { text: String, why: url::ParseError },
+    #[error(
+        "{text:?} is not an http(s) URL with a host; expected e.g. \"https://api.fluidtalk.ai\""
+    )]
+    NotHttp { text: String },
+    #[error("is empty; expected e.g. \"sqlite://fluidtalk-runner.db\"")]
+    NoDatabase,
+    /// `shown` is the URL with its password hidden, as are the next.
+    #[error(
+        "{shown:?} is not a database this runner can use; expected sqlite://PATH or \
+         postgres://USER@HOST/DB"
+    )]
+    UnknownDatabase { shown: String },
+    #[error(
+        "{shown:?} is an in-memory database, which keeps nothing after the command ends; \
+         name a file, e.g. \"sqlite://fluidtalk-runner.db\""
+    )]
+    InMemoryDatabase { shown: String },
+    #[error("{text:?} is not a day; expected days like \"mon-fri\", \"sat,sun\" or \"daily\"")]
+    NotADay { text: String },
+}
+
 /// A string value, read then checked by `check`.
-fn checked<'de, D, T>(d: D, check: impl FnOnce(&str) -> Result<T, String>) -> Result<T, D::Error>
+fn checked<'de, D, T, E>(d: D, check: impl FnOnce(&str) -> Result<T, E>) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
+    E: fmt::Display,
 {
     let text = String::deserialize(d)?;
     check(&text).map_err(invalid)
@@ -62,19 +104,21 @@ pub type RetentionDur = Dur<{ ms(RETENTION_RANGE.0) }, { ms(RETENTION_RANGE.1) }
 pub type MaxAgeDur = Dur<{ ms(MAX_AGE_RANGE.0) }, { ms(MAX_AGE_RANGE.1) }>;
 
 /// Reads a duration within `(min, max)`; the error quotes the text as written.
-pub fn parse_duration(text: &str, (min, max): (Duration, Duration)) -> Result<Duration, String> {
-    let shown = |d| humantime::format_duration(d).to_string();
+pub fn parse_duration(
+    text: &str,
+    (min, max): (Duration, Duration),
+) -> Result<Duration, ValueError> {
     match humantime::parse_duration(text.trim()) {
-        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
-        Ok(d) if d < min || d > max => Err(format!(
-            "{text:?} is out of range; expected from {} to {}",
-            shown(min),
-            shown(max)
-        )),
+        Ok(d) if d.is_zero() => Err(ValueError::ZeroDuration),
+        Ok(d) if d < min || d > max => Err(ValueError::DurationOutOfRange {
+            text: text.to_string(),
+            min,
+            max,
+        }),
         Ok(d) => Ok(d),
-        Err(_) => Err(format!(
-            "{text:?} is not a duration; expected e.g. \"30s\", \"15m\", \"6h\", \"3d\""
-        )),
+        Err(_) => Err(ValueError::NotADuration {
+            text: text.to_string(),
+        }),
     }
 }
 
@@ -158,15 +202,16 @@ impl<'de> Deserialize<'de> for BaseUrl {
 }
 
 /// A base URL the client can call: http or https, with a host.
-pub fn check_base_url(text: &str) -> Result<String, String> {
+pub fn check_base_url(text: &str) -> Result<String, ValueError> {
     let text = text.trim();
-    let url = url::Url::parse(text).map_err(|e| {
-        format!("{text:?} is not a URL ({e}); expected e.g. \"https://api.fluidtalk.ai\"")
+    let url = url::Url::parse(text).map_err(|why| ValueError::NotAUrl {
+        text: text.to_string(),
+        why,
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(format!(
-            "{text:?} is not an http(s) URL with a host; expected e.g. \"https://api.fluidtalk.ai\""
-        ));
+        return Err(ValueError::NotHttp {
+            text: text.to_string(),
+        });
     }
     Ok(text.trim_end_matches('/').to_string())
 }
@@ -259,27 +304,21 @@ impl<'de> Deserialize<'de> for DatabaseUrl {
 }
 
 /// A database URL the runner can open (the password is never shown back).
-pub fn check_database_url(text: &str) -> Result<String, String> {
+pub fn check_database_url(text: &str) -> Result<String, ValueError> {
     let text = text.trim();
     let shown = crate::store::redact_url(text);
     if text.is_empty() {
-        return Err("is empty; expected e.g. \"sqlite://fluidtalk-runner.db\"".into());
+        return Err(ValueError::NoDatabase);
     }
     let lower = text.to_ascii_lowercase();
     if !(lower.starts_with("sqlite:")
         || lower.starts_with("postgres://")
         || lower.starts_with("postgresql://"))
     {
-        return Err(format!(
-            "{shown:?} is not a database this runner can use; expected sqlite://PATH or \
-             postgres://USER@HOST/DB"
-        ));
+        return Err(ValueError::UnknownDatabase { shown });
     }
     if lower.contains(":memory:") || lower.contains("mode=memory") {
-        return Err(format!(
-            "{shown:?} is an in-memory database, which keeps nothing after the command ends; \
-             name a file, e.g. \"sqlite://fluidtalk-runner.db\""
-        ));
+        return Err(ValueError::InMemoryDatabase { shown });
     }
     Ok(text.to_string())
 }
@@ -391,13 +430,14 @@ impl<'de> Deserialize<'de> for Days {
 }
 
 /// `mon-fri`, `sat,sun`, `mon-wed,fri`, `daily`.
-pub fn parse_days(text: &str) -> Result<[bool; 7], String> {
-    let expected = "expected days like \"mon-fri\", \"sat,sun\" or \"daily\"";
-    let day = |s: &str| -> Result<usize, String> {
+pub fn parse_days(text: &str) -> Result<[bool; 7], ValueError> {
+    let day = |s: &str| -> Result<usize, ValueError> {
         s.trim()
             .parse::<Weekday>()
             .map(|d| d.num_days_from_monday() as usize)
-            .map_err(|_| format!("{s:?} is not a day; {expected}"))
+            .map_err(|_| ValueError::NotADay {
+                text: s.to_string(),
+            })
     };
     let text = text.trim().to_ascii_lowercase();
     if text == "daily" || text == "*" {

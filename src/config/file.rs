@@ -308,7 +308,7 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
     let key = |k: &str| format!("[[job]] {name:?} {k}");
     let timezone = rj.timezone.map_or(Tz::UTC, |z| z.0);
     let schedule = Schedule::parse(rj.schedule.get_ref().trim(), timezone)
-        .or_else(|why| c.err(rj.schedule.span(), key("schedule"), why))?;
+        .or_else(|why| c.err(rj.schedule.span(), key("schedule"), why.to_string()))?;
     let send_window = rj
         .send_window
         .as_ref()

@@ -19,7 +19,7 @@ mod locate;
 mod tests;
 
 pub use delivery::{DEFAULT_SECRET_ENV, Delivery};
-pub use fields::{check_base_url, check_database_url, parse_duration};
+pub use fields::{ValueError, check_base_url, check_database_url, parse_duration};
 pub use http::{HttpSettings, TlsFiles};
 
 use crate::schedule::Schedule;
@@ -318,6 +318,27 @@ pub const RETENTION_RANGE: (Duration, Duration) =
 /// `[limits] per_second`.
 pub const PER_SECOND_RANGE: (f64, f64) = (0.01, 100_000.0);
 
+/// An event type that no job of the campaign file `path` sends (`Config::check_event_type`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventTypeError {
+    #[error(
+        "no job sends {event_type:?} events: {path} has no event job, so the event would \
+         wait forever (and hold its lead back from openers); add a [[job]] with \
+         kind = \"event\" and event_type = {event_type:?} first"
+    )]
+    NoEventJob { event_type: String, path: PathBuf },
+    /// `sent`: the event types the file's event jobs send, comma-separated.
+    #[error(
+        "no job sends {event_type:?} events (the event jobs of {path} send: {sent}); it would \
+         wait forever and hold its lead back from openers"
+    )]
+    NotSent {
+        event_type: String,
+        path: PathBuf,
+        sent: String,
+    },
+}
+
 impl Config {
     /// The event types the campaign's event jobs send, in file order.
     pub fn event_types(&self) -> Vec<&str> {
@@ -332,25 +353,20 @@ impl Config {
 
     /// Refuses an event type no job sends: such an event would wait forever, and hold its
     /// lead back from openers meanwhile (a typo like `story_reactoin`).
-    pub fn check_event_type(&self, event_type: &str) -> Result<(), String> {
+    pub fn check_event_type(&self, event_type: &str) -> Result<(), EventTypeError> {
         let known = self.event_types();
         if known.contains(&event_type) {
             return Ok(());
         }
+        let (event_type, path) = (event_type.to_string(), self.path.clone());
         Err(if known.is_empty() {
-            format!(
-                "no job sends {event_type:?} events: {} has no event job, so the event would \
-                 wait forever (and hold its lead back from openers); add a [[job]] with \
-                 kind = \"event\" and event_type = {event_type:?} first",
-                self.path.display()
-            )
+            EventTypeError::NoEventJob { event_type, path }
         } else {
-            format!(
-                "no job sends {event_type:?} events (the event jobs of {} send: {}); it would \
-                 wait forever and hold its lead back from openers",
-                self.path.display(),
-                known.join(", ")
-            )
+            EventTypeError::NotSent {
+                event_type,
+                path,
+                sent: known.join(", "),
+            }
         })
     }
 

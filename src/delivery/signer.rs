@@ -23,7 +23,7 @@ pub enum SecretError {
     )]
     Missing { var: String, why: &'static str },
     #[error("[delivery] webhook_url is set, but its signing secret is weak: {0}")]
-    Weak(String),
+    Weak(crate::strength::WeakSecret),
 }
 
 /// Signs bodies with the webhook's secret.

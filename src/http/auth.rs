@@ -16,6 +16,29 @@ pub const TOKEN_ENV: &str = "FLUIDTALK_RUNNER_TOKEN";
 /// The shortest token accepted: a guessable token is no lock (`strength`).
 pub const MIN_TOKEN_LEN: usize = crate::strength::MIN_LEN;
 
+/// Why the API's token cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "{TOKEN_ENV} is empty; set it to at least {MIN_TOKEN_LEN} random characters: {}",
+        crate::strength::HOW
+    )]
+    Empty,
+    #[error(
+        "{TOKEN_ENV} holds a space, a control character or a non-ASCII character: a bearer token is printable ASCII; {}",
+        crate::strength::HOW
+    )]
+    NotPrintable,
+    #[error(transparent)]
+    Weak(#[from] crate::strength::WeakSecret),
+    #[error(
+        "the HTTP API needs a token: set {TOKEN_ENV} (at least {MIN_TOKEN_LEN} characters, e.g. `export {TOKEN_ENV}=$(openssl rand -hex 32)`)"
+    )]
+    Unset,
+    #[error("{TOKEN_ENV} is not valid UTF-8")]
+    NotUnicode,
+}
+
 /// The API's bearer token. Its `Debug` shows no part of it.
 #[derive(Clone)]
 pub struct Token(SecretString);
@@ -29,18 +52,12 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// A token as given: printable ASCII, and hard to guess (`strength::check`: at least
     /// `MIN_TOKEN_LEN` characters, no repeated pattern).
-    pub fn new(value: &str) -> Result<Token, String> {
+    pub fn new(value: &str) -> Result<Token, TokenError> {
         if value.is_empty() {
-            return Err(format!(
-                "{TOKEN_ENV} is empty; set it to at least {MIN_TOKEN_LEN} random characters: {}",
-                crate::strength::HOW
-            ));
+            return Err(TokenError::Empty);
         }
         if !value.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!(
-                "{TOKEN_ENV} holds a space, a control character or a non-ASCII character: a bearer token is printable ASCII; {}",
-                crate::strength::HOW
-            ));
+            return Err(TokenError::NotPrintable);
         }
         crate::strength::check(TOKEN_ENV, value)?;
         Ok(Token(SecretString::from(value.to_string())))
@@ -52,15 +69,11 @@ impl Token {
     }
 
     /// The token from `FLUIDTALK_RUNNER_TOKEN`.
-    pub fn from_env() -> Result<Token, String> {
+    pub fn from_env() -> Result<Token, TokenError> {
         match std::env::var(TOKEN_ENV) {
             Ok(v) => Token::new(&v),
-            Err(std::env::VarError::NotPresent) => Err(format!(
-                "the HTTP API needs a token: set {TOKEN_ENV} (at least {MIN_TOKEN_LEN} characters, e.g. `export {TOKEN_ENV}=$(openssl rand -hex 32)`)"
-            )),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                Err(format!("{TOKEN_ENV} is not valid UTF-8"))
-            }
+            Err(std::env::VarError::NotPresent) => Err(TokenError::Unset),
+            Err(std::env::VarError::NotUnicode(_)) => Err(TokenError::NotUnicode),
         }
     }
 
@@ -133,15 +146,19 @@ mod tests {
 
     #[test]
     fn short_unprintable_or_repetitive_tokens_are_refused_with_the_variable_named() {
-        let e = Token::new("short").expect_err("too short");
+        let e = Token::new("short").expect_err("too short").to_string();
         assert!(
             e.contains("FLUIDTALK_RUNNER_TOKEN") && e.contains("at least 32"),
             "{e}"
         );
         assert!(e.contains("openssl rand -hex 32"), "{e}");
-        let e = Token::new(&format!("{GOOD} 012")).expect_err("space");
+        let e = Token::new(&format!("{GOOD} 012"))
+            .expect_err("space")
+            .to_string();
         assert!(e.contains("printable ASCII"), "{e}");
-        let e = Token::new(&"ab".repeat(20)).expect_err("a pattern");
+        let e = Token::new(&"ab".repeat(20))
+            .expect_err("a pattern")
+            .to_string();
         assert!(e.contains("repeats a pattern"), "{e}");
         Token::new("aaaaaaaaaaaaaaaa").expect_err("the issue's token");
     }

@@ -26,7 +26,7 @@ pub mod throttle;
 pub mod tls;
 pub mod ui;
 
-pub use auth::Token;
+pub use auth::{Token, TokenError};
 pub use error::{ApiError, ErrorBody};
 pub use openapi::openapi;
 pub use serve::{MAX_STREAMS, client_key};

@@ -1,5 +1,6 @@
 //! Checking one lead row: every field in its expected form, or why not, in words.
 
+use super::COLUMNS;
 use crate::lead::LeadState;
 use crate::lead::fields::{self, FieldError, shown};
 use crate::store::LeadInput;
@@ -13,38 +14,86 @@ pub(super) struct RawRow {
     pub(super) tag_list: Option<Vec<String>>,
 }
 
-fn time(name: &'static str, value: &str) -> Result<DateTime<Utc>, String> {
+/// Why a row of a lead file was rejected; each names the field or key and says what was
+/// expected (a value is quoted, cut short, by `fields::shown`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    /// A value `lead::fields` refused (also a row too long to read).
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// CSV: the field in `column` is not UTF-8.
+    #[error("unreadable row: {column} is not valid UTF-8")]
+    FieldNotUtf8 { column: String },
+    #[error("expected {expected} fields as in the header, found {found}")]
+    FieldCount { expected: usize, found: usize },
+    #[error("the line is not valid UTF-8")]
+    LineNotUtf8,
+    /// JSONL: serde_json's words.
+    #[error("not a JSON object: {0}")]
+    NotAnObject(String),
+    #[error("key {} appears twice; give each key once", shown(.0))]
+    KeyTwice(String),
+    #[error("the \"target\" key is missing (every line needs the lead's handle)")]
+    NoTarget,
+    #[error("unknown key {} (expected: {})", shown(.0), COLUMNS.join(", "))]
+    UnknownKey(String),
+    #[error("tags must be an array of strings")]
+    TagsNotStrings,
+    /// `value`: the JSON given instead.
+    #[error("{key} must be a string, not {}", shown(.value))]
+    NotAString { key: String, value: String },
+    #[error(
+        "{name} {} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)",
+        shown(.value)
+    )]
+    NotATime { name: &'static str, value: String },
+    #[error("{name} {} is in the future; give the time it happened", shown(.value))]
+    InTheFuture { name: &'static str, value: String },
+    #[error(
+        "follow_ups_sent {} is not a whole number from 0 to 1000",
+        shown(.0)
+    )]
+    FollowUps(String),
+    #[error("state {} cannot be imported (expected new or contacted)", shown(.0))]
+    State(String),
+    #[error("state contacted needs last_contact_at (when the lead was contacted)")]
+    ContactedUnknown,
+    #[error("state new cannot have last_contact_at or follow-ups sent: use state contacted")]
+    NewButContacted,
+    #[error("follow_ups_sent needs state contacted and last_contact_at")]
+    FollowUpsUncontacted,
+}
+
+fn time(name: &'static str, value: &str) -> Result<DateTime<Utc>, RowError> {
     let t = DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            format!(
-                "{name} {} is not an RFC 3339 time (like 2026-11-24T09:00:00Z)",
-                shown(value)
-            )
+        .map_err(|_| RowError::NotATime {
+            name,
+            value: value.to_string(),
         })?;
-    let t = fields::time(name, t).map_err(|e| e.to_string())?;
+    let t = fields::time(name, t)?;
     // A time in the future would stall the lead until then.
     if t > Utc::now() + crate::store::FUTURE_SKEW {
-        return Err(format!(
-            "{name} {} is in the future; give the time it happened",
-            shown(value)
-        ));
+        return Err(RowError::InTheFuture {
+            name,
+            value: value.to_string(),
+        });
     }
     Ok(t)
 }
 
 /// Checks one field that names an IANA time zone.
-pub fn check_timezone(value: &str) -> Result<String, String> {
-    fields::timezone(value).map_err(|e| e.to_string())
+pub fn check_timezone(value: &str) -> Result<String, FieldError> {
+    fields::timezone(value)
 }
 
 /// Checks a target: not empty, not over-long, no control or invisible characters
-/// (`lead::fields::target`, its words as text).
-pub fn check_target(value: &str) -> Result<String, String> {
-    fields::target(value).map_err(|e| e.to_string())
+/// (`lead::fields::target`).
+pub fn check_target(value: &str) -> Result<String, FieldError> {
+    fields::target(value)
 }
 
-pub(super) fn check(raw: RawRow) -> Result<LeadInput, String> {
+pub(super) fn check(raw: RawRow) -> Result<LeadInput, RowError> {
     let [
         target,
         own_username,
@@ -56,31 +105,23 @@ pub(super) fn check(raw: RawRow) -> Result<LeadInput, String> {
         last_reply,
         follow_ups,
     ] = raw.fields;
-    let text = |e: FieldError| e.to_string();
-    let target = fields::target(target.as_deref().unwrap_or("")).map_err(text)?;
+    let target = fields::target(target.as_deref().unwrap_or(""))?;
     let own_username = own_username
         .as_deref()
         .map(fields::own_username)
-        .transpose()
-        .map_err(text)?;
+        .transpose()?;
     let profile_image = profile_image
         .as_deref()
         .map(fields::profile_image)
-        .transpose()
-        .map_err(text)?;
-    let timezone = timezone
-        .as_deref()
-        .map(fields::timezone)
-        .transpose()
-        .map_err(text)?;
+        .transpose()?;
+    let timezone = timezone.as_deref().map(fields::timezone).transpose()?;
     let tags = match (raw.tag_list, tags) {
         (Some(list), _) => Some(list),
         (None, Some(text)) => Some(text.split(';').map(str::to_string).collect()),
         (None, None) => None,
     }
     .map(fields::tags)
-    .transpose()
-    .map_err(text)?;
+    .transpose()?;
     let last_contact_at = last_contact
         .as_deref()
         .map(|v| time("last_contact_at", v))
@@ -95,12 +136,7 @@ pub(super) fn check(raw: RawRow) -> Result<LeadInput, String> {
             v.parse::<i32>()
                 .ok()
                 .filter(|n| (0..=1000).contains(n))
-                .ok_or_else(|| {
-                    format!(
-                        "follow_ups_sent {} is not a whole number from 0 to 1000",
-                        shown(v)
-                    )
-                })
+                .ok_or_else(|| RowError::FollowUps(v.to_string()))
         })
         .transpose()?;
     let state = match state.as_deref() {
@@ -109,26 +145,18 @@ pub(super) fn check(raw: RawRow) -> Result<LeadInput, String> {
         Some("new") => Some(LeadState::New),
         Some("contacted") => Some(LeadState::Contacted),
         Some(other) => {
-            return Err(format!(
-                "state {} cannot be imported (expected new or contacted)",
-                shown(other)
-            ));
+            return Err(RowError::State(other.to_string()));
         }
     };
     match state {
         Some(LeadState::Contacted) if last_contact_at.is_none() => {
-            return Err(
-                "state contacted needs last_contact_at (when the lead was contacted)".into(),
-            );
+            return Err(RowError::ContactedUnknown);
         }
         Some(LeadState::New) if last_contact_at.is_some() || follow_ups_sent.unwrap_or(0) > 0 => {
-            return Err(
-                "state new cannot have last_contact_at or follow-ups sent: use state contacted"
-                    .into(),
-            );
+            return Err(RowError::NewButContacted);
         }
         None if follow_ups_sent.unwrap_or(0) > 0 => {
-            return Err("follow_ups_sent needs state contacted and last_contact_at".into());
+            return Err(RowError::FollowUpsUncontacted);
         }
         _ => {}
     }
@@ -185,7 +213,7 @@ mod tests {
             let col = COLUMNS.iter().position(|c| c == k).expect("known column");
             raw.fields[col] = Some(v.to_string());
         }
-        check(raw)
+        check(raw).map_err(|e| e.to_string())
     }
 
     #[test]

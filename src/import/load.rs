@@ -118,7 +118,8 @@ async fn pass(
         match row {
             Ok(input) if session.is_some() => batch.push(input),
             Ok(_) => {}
-            Err(reason) => {
+            Err(why) => {
+                let reason = why.to_string();
                 result.rejected += 1;
                 seen.rejected(line, &reason);
                 if result.rejections.len() < REJECTIONS_KEPT {

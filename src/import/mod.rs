@@ -9,7 +9,7 @@ mod check;
 mod load;
 mod rows;
 
-pub use check::{check_input, check_target, check_timezone};
+pub use check::{RowError, check_input, check_target, check_timezone};
 pub use load::{Load, LoadError, Loaded, load_file};
 pub use rows::{Row, Rows};
 

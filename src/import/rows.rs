@@ -7,7 +7,7 @@
 //! `csv_core` (RFC 4180 quoting, `\n` ends a record), which hands a record over in pieces
 //! of the caller's buffer, so the bound is the buffer's size.
 
-use super::check::{RawRow, check};
+use super::check::{RawRow, RowError, check};
 use super::{COLUMNS, FileError, Format};
 use crate::lead::fields::{self, FieldError, ROW_BYTES, shown};
 use crate::store::LeadInput;
@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// A row's line and either the checked lead or why it was rejected.
-pub type Row = (u64, Result<LeadInput, String>);
+pub type Row = (u64, Result<LeadInput, RowError>);
 
 /// Rows of a lead file, in order, each with the line it starts on.
 pub struct Rows {
@@ -229,13 +229,8 @@ impl Rows {
                         return Ok(Some((line, Err(unread(column(field))))));
                     }
                     Record::NotUtf8 { field } => {
-                        return Ok(Some((
-                            line,
-                            Err(format!(
-                                "unreadable row: {} is not valid UTF-8",
-                                column(field)
-                            )),
-                        )));
+                        let column = column(field);
+                        return Ok(Some((line, Err(RowError::FieldNotUtf8 { column }))));
                     }
                 };
                 // A blank line (only its `\r`, or spaces) is no row at all.
@@ -245,11 +240,10 @@ impl Rows {
                 if record.len() != columns.len() {
                     return Ok(Some((
                         line,
-                        Err(format!(
-                            "expected {} fields as in the header, found {}",
-                            columns.len(),
-                            record.len()
-                        )),
+                        Err(RowError::FieldCount {
+                            expected: columns.len(),
+                            found: record.len(),
+                        }),
                     )));
                 }
                 let mut raw = RawRow::default();
@@ -274,7 +268,7 @@ impl Rows {
                 }
                 // Bytes that are not UTF-8 reject their line, not the file.
                 let Ok(text) = std::str::from_utf8(buf) else {
-                    return Ok(Some((*line, Err("the line is not valid UTF-8".into()))));
+                    return Ok(Some((*line, Err(RowError::LineNotUtf8))));
                 };
                 let text = if *line == 1 {
                     text.trim_start_matches('\u{feff}')
@@ -291,14 +285,13 @@ impl Rows {
 }
 
 /// The rejection of a row too long to read: the field it went over in, and its limit.
-fn unread(field: String) -> String {
+fn unread(field: String) -> RowError {
     let limit = fields::limit_of(&field);
-    FieldError::Unread {
+    RowError::Field(FieldError::Unread {
         field,
         bytes: ROW_BYTES,
         limit,
-    }
-    .to_string()
+    })
 }
 
 /// Reads one line (to `\n` or the end of the file) into `buf`, keeping at most
@@ -442,28 +435,21 @@ impl<'de> serde::Deserialize<'de> for Entries {
     }
 }
 
-fn jsonl_row(text: &str) -> Result<RawRow, String> {
+fn jsonl_row(text: &str) -> Result<RawRow, RowError> {
     let Entries(entries) =
-        serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+        serde_json::from_str(text).map_err(|e| RowError::NotAnObject(e.to_string()))?;
     for (i, (key, _)) in entries.iter().enumerate() {
         if entries[..i].iter().any(|(k, _)| k == key) {
-            return Err(format!(
-                "key {} appears twice; give each key once",
-                shown(key)
-            ));
+            return Err(RowError::KeyTwice(key.clone()));
         }
     }
     if !entries.iter().any(|(k, _)| k == "target") {
-        return Err("the \"target\" key is missing (every line needs the lead's handle)".into());
+        return Err(RowError::NoTarget);
     }
     let mut raw = RawRow::default();
     for (key, value) in entries {
         let Some(col) = COLUMNS.iter().position(|c| *c == key) else {
-            return Err(format!(
-                "unknown key {} (expected: {})",
-                shown(&key),
-                COLUMNS.join(", ")
-            ));
+            return Err(RowError::UnknownKey(key));
         };
         match (key.as_str(), value) {
             (_, Value::Null) => {}
@@ -472,12 +458,12 @@ fn jsonl_row(text: &str) -> Result<RawRow, String> {
                     .into_iter()
                     .map(|t| match t {
                         Value::String(s) => Ok(s),
-                        _ => Err("tags must be an array of strings".to_string()),
+                        _ => Err(RowError::TagsNotStrings),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 raw.tag_list = Some(tags);
             }
-            ("tags", _) => return Err("tags must be an array of strings".into()),
+            ("tags", _) => return Err(RowError::TagsNotStrings),
             ("follow_ups_sent", Value::Number(n)) => raw.fields[col] = Some(n.to_string()),
             (_, Value::String(s)) => {
                 let s = s.trim();
@@ -486,10 +472,10 @@ fn jsonl_row(text: &str) -> Result<RawRow, String> {
                 }
             }
             (key, other) => {
-                return Err(format!(
-                    "{key} must be a string, not {}",
-                    shown(&other.to_string())
-                ));
+                return Err(RowError::NotAString {
+                    key: key.to_string(),
+                    value: other.to_string(),
+                });
             }
         }
     }
@@ -502,7 +488,9 @@ mod tests {
 
     #[test]
     fn a_jsonl_line_that_repeats_a_key_is_rejected_not_half_read() {
-        let err = jsonl_row(r#"{"target": "@a", "target": "@b"}"#).err();
+        let err = jsonl_row(r#"{"target": "@a", "target": "@b"}"#)
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
             Some("key \"target\" appears twice; give each key once")
@@ -511,12 +499,14 @@ mod tests {
         assert!(
             jsonl_row(r#"{"own_username": "x"}"#)
                 .err()
+                .map(|e| e.to_string())
                 .unwrap_or_default()
                 .contains("the \"target\" key is missing")
         );
         assert!(
             jsonl_row("[1]")
                 .err()
+                .map(|e| e.to_string())
                 .unwrap_or_default()
                 .contains("not a JSON object")
         );

@@ -3,7 +3,7 @@
 
 use super::holds::Holds;
 use super::image::{self, ProfileImage};
-use super::settle::CallOutcome;
+use super::verdict::CallOutcome;
 use crate::clock::Clock;
 use crate::config::Backoff;
 use crate::fluidtalk::{

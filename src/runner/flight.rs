@@ -8,7 +8,7 @@
 
 use super::RunError;
 use super::db::OnStop;
-use super::settle::Started;
+use super::verdict::Started;
 use super::window::{Claimed, Halt, JobRun};
 use crate::config::JobKind;
 use crate::lead::LeadEvent;
@@ -189,7 +189,7 @@ impl JobRun<'_> {
                         "{action} step {step} may already have been sent: not sent again"
                     ));
                     self.summary.review += 1;
-                    self.push_settled(review);
+                    self.queue_result(review);
                 }
                 Err(e) => {
                     self.give_back(group).await;

@@ -1,16 +1,17 @@
 //! The runner: works a job's due leads against the API, never sending a step twice.
 //!
-//! A job's run (`run_job`) first settles what dead runners left in flight (`recover`), then
+//! A job's run (`run_job`) first recovers what dead runners left in flight (`recover`), then
 //! keeps up to `concurrency` calls going (`window`): it claims leads a batch at a time as
 //! leases, records each group of calls in flight in one statement just before they start,
-//! and settles answers as they arrive, in batched writes. A stop (SIGTERM, Ctrl-C: cancel
+//! and judges answers as they arrive, in batched writes. A stop (SIGTERM, Ctrl-C: cancel
 //! `stop_token`) starts no new call, gives back leads not yet called, lets calls in flight
 //! finish within the API timeout and records every answer before the run returns. A crash
 //! leaves at most the calls then in flight for review.
 //!
 //! The units: `claim` (plan and lease a batch), `flight` (record a group in flight),
-//! `call` (make one call), `settle` (an answer to a result, pure), `window` (the loop that
-//! ties them), `recover` (also on a timer in the daemon: `Recovery`), `holds` (pauses held in memory), `db` (riding out outages),
+//! `call` (make one call), `verdict` (an answer to a result, pure), `window` (the loop that
+//! ties them), `recover` (also on a timer in the daemon: `Recovery`), `holds` (pauses held
+//! in memory), `db` (riding out outages),
 //! `image` (local images), `summary`.
 
 mod call;
@@ -22,8 +23,8 @@ pub mod image;
 pub mod one;
 mod pace;
 mod recover;
-mod settle;
 mod summary;
+mod verdict;
 mod window;
 
 pub use db::DB_OUTAGE_BUDGET;
@@ -186,7 +187,7 @@ impl Runner {
         self.run_job_reporting(job, scheduled_at, &|| {}).await
     }
 
-    /// `run_job`, calling `progress` once per settled call (a progress bar, say).
+    /// `run_job`, calling `progress` once per judged call (a progress bar, say).
     pub async fn run_job_reporting(
         &self,
         job: &Job,

@@ -2,12 +2,12 @@
 //! sequence as a job's call, with the same parts: the pause rule (`policy::scope_stops`),
 //! one of `[limits] concurrency`'s slots and `per_second`, a lease, the attempt recorded in
 //! flight before the call, the request with its metrics and its reaction to a 402 or 401
-//! (`Caller::chat`, which stores the pause once, for every runner), `settle` (the policy's
+//! (`Caller::chat`, which stores the pause once, for every runner), `verdict` (the policy's
 //! table), and the record that rides out a database outage (`Db::hold`). The relay only
 //! maps the result to HTTP.
 
 use super::Runner;
-use super::settle::{CallOutcome, Rules, Started, settle};
+use super::verdict::{CallOutcome, Rules, Started, judge};
 use crate::config::OnUnknown;
 use crate::fluidtalk::{ActionResult, ChatRequest, ChatResult, Error as ApiError};
 use crate::plan::PlannedCall;
@@ -89,7 +89,7 @@ pub fn text_of(chat: &ChatResult) -> String {
 }
 
 impl Runner {
-    /// Records, makes and settles one inbound call (see the module's words).
+    /// Records, makes and judges one inbound call (see the module's words).
     pub async fn call_inbound(&self, inbound: Inbound) -> Result<Called, NotCalled> {
         let store = &*self.store;
         let now = self.clock.now();
@@ -196,7 +196,7 @@ impl Runner {
             }),
             Err(e) => Err(e.clone()),
         });
-        let result = settle(rules, &started, outcome, end).result;
+        let result = judge(rules, &started, outcome, end).result;
         let may_have_acted = result
             .attempt
             .as_ref()

@@ -42,7 +42,7 @@ pub struct Summary {
     pub stopped: bool,
 }
 
-/// One counter of a `Summary`, as settling an answer names it.
+/// One counter of a `Summary`, as judging an answer names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tally {
     Sent,
@@ -89,7 +89,7 @@ impl Summary {
         self.stopped |= o.stopped;
     }
 
-    /// Counts one settled call (`called`: whether it reached the API at all).
+    /// Counts one judged call (`called`: whether it reached the API at all).
     pub fn count(&mut self, tally: Tally, called: bool) {
         self.calls += u64::from(called);
         let slot = match tally {

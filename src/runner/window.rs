@@ -2,8 +2,8 @@
 //!
 //! The loop only decides what happens next; each step is its own unit: claim a batch when
 //! fewer than `concurrency` claimed leads wait (`claim`), record a group in flight and
-//! start it when slots free up (`flight`), settle each answer as it arrives (`settle`),
-//! and write the settled answers in batches: when half the window has answered (so its
+//! start it when slots free up (`flight`), judge each answer as it arrives (`verdict`),
+//! and write the judged answers in batches: when half the window has answered (so its
 //! slots refill as one group), when no call is left, at the latest `FLUSH_EVERY` after the
 //! first answer waits, or at `FLUSH_AT` answers; and always before the run returns. A stop, a pause, the daily cap
 //! or a 401 *halts* the run: no new call starts and the leads not yet called are given
@@ -11,8 +11,8 @@
 
 use super::Runner;
 use super::db::OnStop;
-use super::settle::{self, CallOutcome, Rules, Started};
 use super::summary::Summary;
+use super::verdict::{self, CallOutcome, Rules, Started};
 use crate::config::{Job, JobKind};
 use crate::plan::{Cursor, PlannedCall};
 use crate::policy::AccountEffect;
@@ -74,9 +74,9 @@ pub(super) struct JobRun<'a> {
     /// exceeds `concurrency`.
     slot_of: HashMap<tokio::task::Id, OwnedSemaphorePermit>,
     /// Settled answers not written yet, their slots, and since when the oldest waits.
-    settled: Vec<LeadResult>,
-    settled_slots: Vec<OwnedSemaphorePermit>,
-    settled_since: Option<Instant>,
+    judged: Vec<LeadResult>,
+    judged_slots: Vec<OwnedSemaphorePermit>,
+    judged_since: Option<Instant>,
     /// The planner has nothing more for this run.
     pub planned_all: bool,
     pub halt: Option<Halt>,
@@ -104,9 +104,9 @@ impl<'a> JobRun<'a> {
             flying: HashMap::new(),
             calls: JoinSet::new(),
             slot_of: HashMap::new(),
-            settled: Vec::new(),
-            settled_slots: Vec::new(),
-            settled_since: None,
+            judged: Vec::new(),
+            judged_slots: Vec::new(),
+            judged_since: None,
             planned_all: false,
             halt: None,
             wait_until: None,
@@ -173,7 +173,7 @@ impl<'a> JobRun<'a> {
                 continue;
             }
             let flush_in = self
-                .settled_since
+                .judged_since
                 .map(|t| FLUSH_EVERY.saturating_sub(t.elapsed()));
             tokio::select! {
                 biased;
@@ -241,7 +241,7 @@ impl<'a> JobRun<'a> {
             }
         };
         if let Some(slot) = self.slot_of.remove(&id) {
-            self.settled_slots.push(slot);
+            self.judged_slots.push(slot);
         }
         let Some(started) = self.flying.remove(&id) else {
             return;
@@ -253,20 +253,20 @@ impl<'a> JobRun<'a> {
             on_unknown: self.job.on_unknown,
             step_retried,
         };
-        let settled = settle::settle(rules, &started, outcome, self.runner.clock.now());
-        match settled.tally {
+        let verdict = verdict::judge(rules, &started, outcome, self.runner.clock.now());
+        match verdict.tally {
             Some(tally) => self.summary.count(tally, true),
             None => self.summary.cancelled += 1,
         }
-        self.summary.unreachable += u64::from(settled.unreachable);
+        self.summary.unreachable += u64::from(verdict.unreachable);
         if matches!(
-            settled.result.attempt.as_ref().map(|a| a.status),
+            verdict.result.attempt.as_ref().map(|a| a.status),
             Some(AttemptStatus::Sent | AttemptStatus::Continued)
         ) {
             self.succeeded[usize::from(started.call.action == Action::FollowUp)] = true;
         }
-        self.push_settled(settled.result);
-        if let Some((effect, why)) = settled.account {
+        self.queue_result(verdict.result);
+        if let Some((effect, why)) = verdict.account {
             self.on_account_effect(effect, &why);
         }
     }
@@ -341,33 +341,33 @@ impl<'a> JobRun<'a> {
         });
     }
 
-    /// Queues a settled result for the next write.
-    pub fn push_settled(&mut self, result: LeadResult) {
-        self.settled.push(result);
-        self.settled_since.get_or_insert_with(Instant::now);
+    /// Queues a judged result for the next write.
+    pub fn queue_result(&mut self, result: LeadResult) {
+        self.judged.push(result);
+        self.judged_since.get_or_insert_with(Instant::now);
     }
 
-    /// Whether to write the settled answers now: many wait, the oldest has waited long
+    /// Whether to write the judged answers now: many wait, the oldest has waited long
     /// enough, no call is left to wait for, or their slots are wanted for new calls.
     fn flush_due(&self) -> bool {
         // Half the window answered: write them, so their slots take new calls in one group.
-        let half_window = self.settled_slots.len() >= self.concurrency().div_ceil(2);
-        !self.settled.is_empty()
-            && (self.settled.len() >= FLUSH_AT
+        let half_window = self.judged_slots.len() >= self.concurrency().div_ceil(2);
+        !self.judged.is_empty()
+            && (self.judged.len() >= FLUSH_AT
                 || self.calls.is_empty()
                 || half_window
                 || self
-                    .settled_since
+                    .judged_since
                     .is_some_and(|t| t.elapsed() >= FLUSH_EVERY))
     }
 
-    /// Writes the settled answers (trying again while the database is unreachable: until
+    /// Writes the judged answers (trying again while the database is unreachable: until
     /// this succeeds they exist only in memory).
     async fn flush(&mut self) -> Result<(), super::RunError> {
-        if self.settled.is_empty() {
+        if self.judged.is_empty() {
             return Ok(());
         }
-        let results = std::mem::take(&mut self.settled);
+        let results = std::mem::take(&mut self.judged);
         let now = self.runner.clock.now();
         let store = &self.runner.store;
         let written = self
@@ -380,13 +380,13 @@ impl<'a> JobRun<'a> {
         if let Err(e) = written {
             // Kept for a later try (the run's last flush): never dropped.
             let mut results = results;
-            results.append(&mut self.settled);
-            self.settled = results;
+            results.append(&mut self.judged);
+            self.judged = results;
             return Err(e.into());
         }
-        self.settled_since = None;
+        self.judged_since = None;
         // Written: their slots may take new calls.
-        self.settled_slots.clear();
+        self.judged_slots.clear();
         // A lead's next queued event is due only once the one before it is settled: the
         // planner may find more now, though it found none before.
         if matches!(self.job.kind, JobKind::Event { .. }) {

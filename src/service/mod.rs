@@ -55,7 +55,7 @@ pub enum ServiceError {
     NothingToRun(PathBuf),
     /// The HTTP API's token is missing or unusable.
     #[error("{0}")]
-    Token(String),
+    Token(#[from] crate::http::TokenError),
     /// The certificate cannot serve HTTPS.
     #[error("{0}")]
     Tls(String),

@@ -5,7 +5,7 @@
 //! A zone whose offset is not a whole number of hours (Asia/Kolkata, +05:30) folds by the
 //! UTC hour: calls in the half hour around its midnight may count on the neighbouring day.
 
-use super::chart::{Day, Series};
+use super::chart::{DayBar, Series};
 use crate::store::{AttemptStatus, StoreError};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -19,7 +19,7 @@ pub struct Calls {
     /// The zone the days are in, and the job it was taken from.
     pub zone: Tz,
     pub zone_job: Option<String>,
-    pub days: Vec<Day>,
+    pub days: Vec<DayBar>,
 }
 
 /// Each status as a series of its own (`in_flight` too), in `AttemptStatus::ALL`'s order,
@@ -93,14 +93,14 @@ pub fn fold(
     first: NaiveDate,
     since: DateTime<Utc>,
     zone: Tz,
-) -> Vec<Day> {
+) -> Vec<DayBar> {
     let statuses = AttemptStatus::ALL;
-    let mut days: Vec<Day> = (0..DAYS)
+    let mut days: Vec<DayBar> = (0..DAYS)
         .map(|i| {
             let d = first
                 .checked_add_days(chrono::Days::new(u64::from(i)))
                 .unwrap_or(first);
-            Day {
+            DayBar {
                 key: d.format("%Y-%m-%d").to_string(),
                 label: d.format("%a %-d").to_string(),
                 values: vec![0; statuses.len()],
@@ -160,6 +160,6 @@ mod tests {
             (days[13].key.as_str(), days[13].values[0]),
             ("2026-11-24", 3)
         );
-        assert_eq!(days.iter().map(Day::total).sum::<u64>(), 6);
+        assert_eq!(days.iter().map(DayBar::total).sum::<u64>(), 6);
     }
 }

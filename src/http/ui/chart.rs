@@ -29,9 +29,10 @@ pub struct Series<'a> {
     pub colour: &'a str,
 }
 
-/// One bar: a day's values, in the order of the chart's series.
+/// One bar of a chart: a day's values, in the order of the chart's series (not
+/// `forecast::Day`, the day a forecast tallies).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Day {
+pub struct DayBar {
     /// Stable, machine-readable (`data-day` in the table), e.g. `2026-11-24`.
     pub key: String,
     /// Under the bar, short, e.g. `Tue 24`.
@@ -39,7 +40,7 @@ pub struct Day {
     pub values: Vec<u64>,
 }
 
-impl Day {
+impl DayBar {
     pub fn total(&self) -> u64 {
         self.values.iter().sum()
     }
@@ -86,7 +87,7 @@ pub fn compact(n: u64) -> String {
 /// The chart `id` (its element id; `id-title`, `id-desc` inside), titled `title`.
 /// Series with nothing in any day are left out of the legend and the table (all are kept
 /// when every value is 0).
-pub fn stacked_bars(id: &str, title: &str, days: &[Day], series: &[Series]) -> Markup {
+pub fn stacked_bars(id: &str, title: &str, days: &[DayBar], series: &[Series]) -> Markup {
     let sum = |i: usize| {
         days.iter()
             .map(|d| d.values.get(i).copied().unwrap_or(0))
@@ -96,8 +97,8 @@ pub fn stacked_bars(id: &str, title: &str, days: &[Day], series: &[Series]) -> M
     if shown.is_empty() {
         shown = (0..series.len()).collect();
     }
-    let max = days.iter().map(Day::total).max().unwrap_or(0);
-    let total: u64 = days.iter().map(Day::total).sum();
+    let max = days.iter().map(DayBar::total).max().unwrap_or(0);
+    let total: u64 = days.iter().map(DayBar::total).sum();
     let (step, top) = axis(max);
     let plot_h = HEIGHT - TOP - BOTTOM;
     let plot_w = WIDTH - LEFT - RIGHT;
@@ -194,7 +195,7 @@ pub fn stacked_bars(id: &str, title: &str, days: &[Day], series: &[Series]) -> M
 
 /// The drawn pieces of a day's bar, bottom up: (series, height below it, its height), in
 /// pixels of the plot; a value above 0 gets at least one pixel.
-fn segments(d: &Day, shown: &[usize], plot_h: f64, top: u64) -> Vec<(usize, f64, f64)> {
+fn segments(d: &DayBar, shown: &[usize], plot_h: f64, top: u64) -> Vec<(usize, f64, f64)> {
     let mut base = 0.0;
     let mut out = Vec::new();
     for &s in shown {
@@ -230,11 +231,11 @@ mod tests {
         },
     ];
 
-    fn days(values: &[[u64; 2]]) -> Vec<Day> {
+    fn days(values: &[[u64; 2]]) -> Vec<DayBar> {
         values
             .iter()
             .enumerate()
-            .map(|(i, v)| Day {
+            .map(|(i, v)| DayBar {
                 key: format!("d{i}"),
                 label: format!("{i}"),
                 values: v.to_vec(),

@@ -6,7 +6,7 @@
 //! next update shows the new one. It runs on `[forecast]`'s budget; past it the page says
 //! so and names the command that computes the whole forecast, and shows no numbers.
 
-use super::chart::{Day, Series};
+use super::chart::{DayBar, Series};
 use crate::forecast::{Assumptions, Budget, Forecast, ForecastError, Options};
 use crate::http::AppState;
 use chrono::{DateTime, Utc};
@@ -187,10 +187,10 @@ pub fn section(shown: &Shown) -> Markup {
 }
 
 fn chart(f: &Forecast, at: DateTime<Utc>) -> Markup {
-    let days: Vec<Day> = f
+    let days: Vec<DayBar> = f
         .days
         .iter()
-        .map(|d| Day {
+        .map(|d| DayBar {
             key: d.date.to_string(),
             label: d.date.format("%a %d").to_string(),
             values: vec![d.openers, d.follow_ups_total(), d.events],

@@ -1,5 +1,5 @@
-//! Settling one call: its outcome turned into the attempt's end, the lead's result and the
-//! account's effect. A pure function over `policy::decide`, unit-tested like it.
+//! The verdict on one call: its outcome turned into the attempt's end, the lead's result
+//! and the account's effect. A pure function over `policy::decide`, unit-tested like it.
 
 use super::summary::Tally;
 use crate::clock::later as after;
@@ -30,7 +30,7 @@ pub struct Started {
     pub attempt_id: i64,
 }
 
-/// The job settings settling needs, and what the step's history says.
+/// The job settings judging needs, and what the step's history says.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules<'a> {
     pub backoff: &'a Backoff,
@@ -40,9 +40,9 @@ pub struct Rules<'a> {
     pub step_retried: bool,
 }
 
-/// What one settled call writes and counts.
+/// What one judged call writes and counts.
 #[derive(Debug)]
-pub struct Settled {
+pub struct Verdict {
     pub result: LeadResult,
     /// The summary counter, if the call was made.
     pub tally: Option<Tally>,
@@ -52,13 +52,13 @@ pub struct Settled {
     pub unreachable: bool,
 }
 
-/// Settles `started` with its `outcome` at `now`.
-pub fn settle(
+/// Judges `started` by its `outcome` at `now`.
+pub fn judge(
     rules: Rules<'_>,
     started: &Started,
     outcome: CallOutcome,
     now: DateTime<Utc>,
-) -> Settled {
+) -> Verdict {
     let lead = &started.call.lead;
     let mut result = LeadResult::new(lead, &started.token);
     let end = |status, error_kind: Option<&str>, detail: &str| AttemptEnd {
@@ -79,7 +79,7 @@ pub fn settle(
                 None,
                 "not called: the run stopped or paused first",
             ));
-            return Settled {
+            return Verdict {
                 result,
                 tally: None,
                 account: None,
@@ -94,7 +94,7 @@ pub fn settle(
             ));
             result.event = Some(LeadEvent::OutcomeUnknown);
             result.last_error = Some("outcome unknown: the call's task failed".into());
-            return Settled {
+            return Verdict {
                 result,
                 tally: Some(Tally::Review),
                 account: None,
@@ -206,7 +206,7 @@ pub fn settle(
     let account = decision
         .account
         .map(|a| (a, err.map(|e| e.to_string()).unwrap_or_default()));
-    Settled {
+    Verdict {
         result,
         tally: Some(tally),
         account,
@@ -279,9 +279,9 @@ mod tests {
         (backoff(), on_unknown)
     }
 
-    fn run(s: &Started, outcome: CallOutcome, on_unknown: OnUnknown) -> Settled {
+    fn run(s: &Started, outcome: CallOutcome, on_unknown: OnUnknown) -> Verdict {
         let (b, u) = rules(on_unknown);
-        settle(
+        judge(
             Rules {
                 backoff: &b,
                 on_unknown: u,
@@ -479,7 +479,7 @@ mod tests {
             retry_max: Duration::from_secs(u64::MAX / 2),
             ..backoff()
         };
-        let s = settle(
+        let s = judge(
             Rules {
                 backoff: &huge,
                 on_unknown: OnUnknown::Review,
