@@ -33,7 +33,7 @@ pub use serve::{MAX_STREAMS, client_key};
 pub use tls::{Tls, TlsError};
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, HttpSettings, RunnerSettings};
 use crate::runner::Runner;
 use crate::store::Store;
 use axum::Router;
@@ -53,9 +53,8 @@ pub const MAX_ANSWER: usize = 4 << 20;
 /// How long a request may take in all: at least two minutes, and always longer than an
 /// inbound call can (the API timeout, then riding out a database outage to record it), so
 /// a caller never gets a timeout for a call that then succeeds.
-pub fn request_timeout(config: &Config) -> Duration {
-    config
-        .fluidtalk
+pub fn request_timeout(runner: &RunnerSettings) -> Duration {
+    runner
         .timeout
         .saturating_add(crate::runner::DB_OUTAGE_BUDGET)
         .saturating_add(Duration::from_secs(60))
@@ -95,14 +94,18 @@ pub struct AppState {
     pub(crate) throttle: Arc<throttle::Throttle>,
     /// How the service is reached (`[http] public_url`, TLS).
     pub(crate) site: Arc<headers::Site>,
+    /// `[http]`: where and how the service is served, its limits.
+    pub http: Arc<HttpSettings>,
+    /// How long a request may take in all (`request_timeout`).
+    pub(crate) request_timeout: Duration,
 }
 
 impl AppState {
     pub fn new(runner: Runner, token: Token, metrics: Option<MetricsText>) -> AppState {
-        let throttle = Arc::new(throttle::Throttle::new(
-            runner.config.http.auth_failures_per_minute,
-        ));
-        let site = Arc::new(headers::Site::new(&runner.config.http));
+        let http = Arc::new(runner.config.http.clone());
+        let throttle = Arc::new(throttle::Throttle::new(http.auth_failures_per_minute));
+        let site = Arc::new(headers::Site::new(&http));
+        let request_timeout = request_timeout(&runner.settings);
         AppState {
             store: runner.store.clone(),
             config: runner.config.clone(),
@@ -117,6 +120,8 @@ impl AppState {
             forecasts: Arc::default(),
             throttle,
             site,
+            http,
+            request_timeout,
         }
     }
 
@@ -157,7 +162,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            request_timeout(&state.config),
+            state.request_timeout,
         ))
         .layer(from_fn_with_state(state.clone(), headers::secure))
         .with_state(state)
@@ -180,7 +185,7 @@ pub async fn serve_with(
     tls: Option<Tls>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let http = state.config.http.clone();
+    let http = state.http.clone();
     let forecasts = state.forecasts.clone();
     // The forecast is cancelled as the stop begins, not once requests have drained.
     let ended = CancellationToken::new();
