@@ -102,7 +102,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     match &config.delivery {
         Some(d) => outln!(
             "  delivery   {} (secret from {}; timeout {}; retry {} doubling to {}, parked after {}; {} at once)",
-            d.shown_url(),
+            d.webhook_url,
             d.secret_env,
             humantime::format_duration(d.timeout),
             humantime::format_duration(d.retry_base),

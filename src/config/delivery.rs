@@ -2,23 +2,19 @@
 //! checked. The secret itself is never in the file: `secret_env` names the environment
 //! variable that holds it.
 
-use super::fields::{BackoffDur, Count, EnvName, MaxAgeDur, TimeoutDur, WebhookUrl, origin};
-use super::{ConfigError, locate};
+use super::fields::{BackoffDur, Count, EnvName, MaxAgeDur, TimeoutDur, WebhookUrl};
+use super::{ConfigError, defaults, locate};
 use serde::Deserialize;
-use std::fmt;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
-/// The environment variable that holds the webhook's signing secret unless
-/// `[delivery] secret_env` names another.
-pub const DEFAULT_SECRET_ENV: &str = "FLUIDTALK_WEBHOOK_SECRET";
-
-/// `[delivery]`, checked.
-#[derive(Clone, PartialEq)]
+/// `[delivery]`, checked. Its `Debug` shows the webhook's origin only (`WebhookUrl`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
-    /// Where each message is POSTed (may hold a token: show `shown_url()` instead).
-    pub webhook_url: String,
+    /// Where each message is POSTed (may hold a token: shown as its origin only).
+    pub webhook_url: WebhookUrl,
     /// The environment variable holding the signing secret.
     pub secret_env: String,
     /// One POST's whole time, connecting included.
@@ -30,27 +26,21 @@ pub struct Delivery {
     /// ... until this long after the first try; then the message is parked.
     pub max_age: Duration,
     /// POSTs in flight at once (one per target at most, whatever this says).
-    pub concurrency: u32,
+    pub concurrency: NonZeroU32,
 }
 
 impl Delivery {
-    /// The webhook's scheme, host and port, for logs and messages.
-    pub fn shown_url(&self) -> String {
-        origin(&self.webhook_url)
-    }
-}
-
-impl fmt::Debug for Delivery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Delivery")
-            .field("webhook_url", &self.shown_url())
-            .field("secret_env", &self.secret_env)
-            .field("timeout", &self.timeout)
-            .field("retry_base", &self.retry_base)
-            .field("retry_max", &self.retry_max)
-            .field("max_age", &self.max_age)
-            .field("concurrency", &self.concurrency)
-            .finish()
+    /// Delivery to `webhook_url` with every other setting at its default (`defaults`).
+    pub fn new(webhook_url: WebhookUrl) -> Self {
+        Delivery {
+            webhook_url,
+            secret_env: defaults::DELIVERY_SECRET_ENV.to_string(),
+            timeout: defaults::DELIVERY_TIMEOUT,
+            retry_base: defaults::DELIVERY_RETRY_BASE,
+            retry_max: defaults::DELIVERY_RETRY_MAX,
+            max_age: defaults::DELIVERY_MAX_AGE,
+            concurrency: defaults::DELIVERY_CONCURRENCY,
+        }
     }
 }
 
@@ -87,11 +77,12 @@ pub(super) fn check(
             "is required in [delivery], e.g. \"https://hooks.example.com/fluidtalk\"".into(),
         ));
     };
+    let d = Delivery::new(url.clone());
     let dur = |v: &Option<Spanned<BackoffDur>>, default: Duration| {
         v.as_ref().map_or(default, |d| d.get_ref().0)
     };
-    let retry_base = dur(&r.retry_base, Duration::from_secs(1));
-    let retry_max = dur(&r.retry_max, Duration::from_secs(600));
+    let retry_base = dur(&r.retry_base, d.retry_base);
+    let retry_max = dur(&r.retry_max, d.retry_max);
     if retry_max < retry_base {
         let shown = |d| humantime::format_duration(d).to_string();
         return Err(match (&r.retry_max, &r.retry_base) {
@@ -115,16 +106,13 @@ pub(super) fn check(
         });
     }
     Ok(Delivery {
-        webhook_url: url.0.clone(),
-        secret_env: r
-            .secret_env
-            .as_ref()
-            .map_or_else(|| DEFAULT_SECRET_ENV.to_string(), |e| e.0.clone()),
-        timeout: r.timeout.map_or(Duration::from_secs(10), |d| d.0),
+        secret_env: r.secret_env.as_ref().map_or(d.secret_env, |e| e.0.clone()),
+        timeout: r.timeout.map_or(d.timeout, |t| t.0),
         retry_base,
         retry_max,
-        max_age: r.max_age.map_or(Duration::from_secs(24 * 3600), |d| d.0),
-        concurrency: r.concurrency.map_or(8, |n| n.0),
+        max_age: r.max_age.map_or(d.max_age, |a| a.0),
+        concurrency: r.concurrency.map_or(d.concurrency, Count::non_zero),
+        webhook_url: d.webhook_url,
     })
 }
 
@@ -141,14 +129,14 @@ mod tests {
         let c = parse("[delivery]\nwebhook_url = \"https://hooks.example.com/t0ken?k=s3cret\"\n")
             .expect("parses");
         let d = c.delivery.expect("delivery is set");
-        assert_eq!(d.secret_env, DEFAULT_SECRET_ENV);
+        assert_eq!(d.secret_env, defaults::DELIVERY_SECRET_ENV);
         assert_eq!(
             (
                 d.retry_base,
                 d.retry_max,
                 d.max_age,
                 d.timeout,
-                d.concurrency
+                d.concurrency.get()
             ),
             (
                 Duration::from_secs(1),
@@ -158,7 +146,7 @@ mod tests {
                 8
             )
         );
-        assert_eq!(d.shown_url(), "https://hooks.example.com/…");
+        assert_eq!(d.webhook_url.to_string(), "https://hooks.example.com/…");
         let debug = format!("{d:?}");
         assert!(
             !debug.contains("t0ken") && !debug.contains("s3cret"),

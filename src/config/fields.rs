@@ -17,6 +17,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::fmt;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 /// Marks a value's own complaint (see the module docs); never shown.
@@ -133,6 +134,14 @@ impl<'de, const MIN_MS: u64, const MAX_MS: u64> Deserialize<'de> for Dur<MIN_MS,
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Count<const MIN: u32, const MAX: u32>(pub u32);
 
+impl<const MIN: u32, const MAX: u32> Count<MIN, MAX> {
+    /// The count as the non-zero number it is (a count whose `MIN` is at least 1).
+    pub fn non_zero(self) -> NonZeroU32 {
+        const { assert!(MIN >= 1, "this count may be zero") };
+        NonZeroU32::new(self.0).expect("read within MIN..=MAX, and MIN is at least 1")
+    }
+}
+
 impl<'de, const MIN: u32, const MAX: u32> Deserialize<'de> for Count<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let n = i64::deserialize(d)?;
@@ -217,8 +226,9 @@ pub fn check_base_url(text: &str) -> Result<String, ValueError> {
 }
 
 /// `scheme://host[:port]/…` of a URL: what may be shown of a webhook URL, whose path or
-/// query may be a credential.
-pub(super) fn origin(url: &str) -> String {
+/// query may be a credential (`WebhookUrl`'s `Display` and `Debug`; the only place a
+/// webhook URL is cut down for showing).
+fn origin(url: &str) -> String {
     match url::Url::parse(url.trim()) {
         Ok(u) if u.host_str().is_some() => {
             let rest = if u.path() == "/" && u.query().is_none() {
@@ -233,9 +243,23 @@ pub(super) fn origin(url: &str) -> String {
 }
 
 /// `[delivery] webhook_url`: http or https, with a host. It may carry a token in its path
-/// or query, so only its scheme and host are ever shown (`Delivery::shown_url`).
+/// or query, so `Display` and `Debug` show only its scheme, host and port (`origin`);
+/// the whole URL is only `as_str`, for the request itself.
 #[derive(Clone, PartialEq, Eq)]
-pub struct WebhookUrl(pub String);
+pub struct WebhookUrl(String);
+
+impl WebhookUrl {
+    /// The whole URL, path and query included: for the POST, never for a message.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&origin(&self.0))
+    }
+}
 
 impl fmt::Debug for WebhookUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -243,23 +267,28 @@ impl fmt::Debug for WebhookUrl {
     }
 }
 
+impl std::str::FromStr for WebhookUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let bad = || {
+            format!(
+                "{:?} is not an http(s) URL with a host; expected e.g. \"https://hooks.example.com/fluidtalk\"",
+                origin(text)
+            )
+        };
+        let url = url::Url::parse(text).map_err(|_| bad())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err(bad());
+        }
+        Ok(WebhookUrl(text.to_string()))
+    }
+}
+
 impl<'de> Deserialize<'de> for WebhookUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked(d, |text| {
-            let text = text.trim();
-            let bad = || {
-                format!(
-                    "{:?} is not an http(s) URL with a host; expected e.g. \"https://hooks.example.com/fluidtalk\"",
-                    origin(text)
-                )
-            };
-            let url = url::Url::parse(text).map_err(|_| bad())?;
-            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty)
-            {
-                return Err(bad());
-            }
-            Ok(WebhookUrl(text.to_string()))
-        })
+        checked(d, str::parse)
     }
 }
 

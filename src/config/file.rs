@@ -8,7 +8,7 @@ use super::fields::{
 };
 use super::{
     ApiSettings, Backoff, Config, ConfigError, Job, JobKind, Limits, OnUnknown, Retention,
-    SendWindow, locate,
+    SendWindow, defaults, locate,
 };
 use crate::schedule::Schedule;
 use chrono_tz::Tz;
@@ -223,28 +223,30 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         base_url: api
             .base_url
             .clone()
-            .map_or_else(|| crate::fluidtalk::DEFAULT_BASE_URL.to_string(), |u| u.0),
+            .map_or_else(|| defaults::BASE_URL.to_string(), |u| u.0),
         own_username: api.own_username.clone().filter(|u| !u.trim().is_empty()),
-        timeout: api
-            .timeout
-            .map_or(crate::fluidtalk::DEFAULT_TIMEOUT, |d| d.0),
+        timeout: api.timeout.map_or(defaults::API_TIMEOUT, |d| d.0),
         image_dir: api.image_dir.as_ref().map(|v| c.image_dir(v)).transpose()?,
     };
+    let l = Limits::default();
     let limits = Limits {
-        concurrency: raw.limits.concurrency.map_or(8, |n| n.0) as usize,
-        per_second: raw.limits.per_second.map_or(5.0, |n| n.0),
+        concurrency: raw
+            .limits
+            .concurrency
+            .map_or(l.concurrency, Count::non_zero),
+        per_second: raw.limits.per_second.map_or(l.per_second, |n| n.0),
     };
     let b = &raw.backoff;
-    let or = |v: &Option<Spanned<BackoffDur>>, default: u64| {
-        v.as_ref()
-            .map_or(Duration::from_secs(default), |d| d.get_ref().0)
+    let or = |v: &Option<Spanned<BackoffDur>>, default: Duration| {
+        v.as_ref().map_or(default, |d| d.get_ref().0)
     };
+    let d = Backoff::default();
     let backoff = Backoff {
-        out_of_tokens: or(&b.out_of_tokens, 15 * 60),
-        out_of_tokens_max: or(&b.out_of_tokens_max, 6 * 3600),
-        retry_base: or(&b.retry_base, 30),
-        retry_max: or(&b.retry_max, 3600),
-        max_attempts: b.max_attempts.map_or(5, |n| n.0),
+        out_of_tokens: or(&b.out_of_tokens, d.out_of_tokens),
+        out_of_tokens_max: or(&b.out_of_tokens_max, d.out_of_tokens_max),
+        retry_base: or(&b.retry_base, d.retry_base),
+        retry_max: or(&b.retry_max, d.retry_max),
+        max_attempts: b.max_attempts.map_or(d.max_attempts, |n| n.0),
     };
     c.in_order(
         (&b.out_of_tokens, "out_of_tokens"),
@@ -292,11 +294,11 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             max_calls: raw
                 .forecast
                 .max_calls
-                .map_or(super::DEFAULT_FORECAST_CALLS, |n| u64::from(n.0)),
+                .map_or(defaults::FORECAST_CALLS, |n| u64::from(n.0)),
             max_time: raw
                 .forecast
                 .max_time
-                .map_or(super::DEFAULT_FORECAST_TIME, |d| d.0),
+                .map_or(defaults::FORECAST_TIME, |d| d.0),
         },
         retention,
         jobs,
@@ -367,7 +369,7 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
         }
     };
     Ok(Job {
-        batch_size: rj.batch_size.map_or(50, |n| n.0),
+        batch_size: rj.batch_size.map_or(defaults::BATCH_SIZE, |n| n.0),
         max_per_run: rj.max_per_run.map(|n| n.0),
         name,
         schedule,

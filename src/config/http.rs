@@ -4,7 +4,7 @@
 //! caps, failed logins per minute).
 
 use super::fields::{Count, Dur, Listen};
-use super::{ConfigError, locate};
+use super::{ConfigError, defaults, locate};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,13 +51,13 @@ impl Default for HttpSettings {
             listen: None,
             public_url: None,
             tls: None,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            keep_alive_interval: Duration::from_secs(20),
-            keep_alive_timeout: Duration::from_secs(20),
-            max_connections: 1024,
-            max_connections_per_client: 64,
-            auth_failures_per_minute: 5,
+            header_timeout: defaults::HTTP_HEADER_TIMEOUT,
+            idle_timeout: defaults::HTTP_IDLE_TIMEOUT,
+            keep_alive_interval: defaults::HTTP_KEEP_ALIVE_INTERVAL,
+            keep_alive_timeout: defaults::HTTP_KEEP_ALIVE_TIMEOUT,
+            max_connections: defaults::HTTP_MAX_CONNECTIONS,
+            max_connections_per_client: defaults::HTTP_MAX_CONNECTIONS_PER_CLIENT,
+            auth_failures_per_minute: defaults::HTTP_AUTH_FAILURES_PER_MINUTE,
         }
     }
 }

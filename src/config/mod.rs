@@ -2,7 +2,8 @@
 //!
 //! `fields`: each value's type, which checks itself as toml reads it; `file`: the file as
 //! written and the checks across values; `delivery`: the `[delivery]` table (the outbox's
-//! webhook); `locate`: an error's line and key.
+//! webhook); `defaults`: every default, defined once; `settings`: each component's
+//! settings, built once from the whole; `locate`: an error's line and key.
 //!
 //! Unknown keys are errors, and every error names the file, the line and the key and says
 //! what was expected (a bad cron expression is quoted back). The API key is never in this
@@ -10,22 +11,29 @@
 //! `sqlite://fluidtalk-runner.db`; for the API: `FLUIDTALK_BASE_URL`, then
 //! `[fluidtalk] base_url`, then the production URL.
 
+pub mod defaults;
 mod delivery;
 mod fields;
 mod file;
 mod http;
 mod locate;
+mod settings;
 #[cfg(test)]
 mod tests;
 
-pub use delivery::{DEFAULT_SECRET_ENV, Delivery};
-pub use fields::{ValueError, check_base_url, check_database_url, parse_duration};
+pub use defaults::{
+    DELIVERY_SECRET_ENV as DEFAULT_SECRET_ENV, FORECAST_CALLS as DEFAULT_FORECAST_CALLS,
+    FORECAST_TIME as DEFAULT_FORECAST_TIME,
+};
+pub use delivery::Delivery;
+pub use fields::{ValueError, WebhookUrl, check_base_url, check_database_url, parse_duration};
 pub use http::{HttpSettings, TlsFiles};
+pub use settings::RunnerSettings;
 
 use crate::schedule::Schedule;
-use crate::store::DEFAULT_DATABASE_URL;
 use chrono::{NaiveTime, Weekday};
 use chrono_tz::Tz;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -133,11 +141,6 @@ pub struct ForecastSettings {
     pub max_time: Duration,
 }
 
-/// `[forecast] max_calls` when not set.
-pub const DEFAULT_FORECAST_CALLS: u64 = 50_000;
-/// `[forecast] max_time` when not set.
-pub const DEFAULT_FORECAST_TIME: Duration = Duration::from_secs(60);
-
 impl Default for ForecastSettings {
     fn default() -> Self {
         ForecastSettings {
@@ -158,15 +161,24 @@ pub struct ApiSettings {
     pub image_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// API calls in flight, all jobs together.
-    pub concurrency: usize,
+    pub concurrency: NonZeroU32,
     /// Sustained API calls per second, all jobs together.
     pub per_second: f64,
 }
 
-#[derive(Debug, Clone, Copy)]
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            concurrency: defaults::CONCURRENCY,
+            per_second: defaults::PER_SECOND,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// Pause after a 402; doubles on each further 402 up to `out_of_tokens_max`.
     pub out_of_tokens: Duration,
@@ -177,6 +189,18 @@ pub struct Backoff {
     pub retry_max: Duration,
     /// Transient failures before a lead is `failed`.
     pub max_attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            out_of_tokens: defaults::OUT_OF_TOKENS,
+            out_of_tokens_max: defaults::OUT_OF_TOKENS_MAX,
+            retry_base: defaults::RETRY_BASE,
+            retry_max: defaults::RETRY_MAX,
+            max_attempts: defaults::MAX_ATTEMPTS,
+        }
+    }
 }
 
 /// `[retention]`: how long old rows are kept before they are pruned (each from
@@ -196,10 +220,10 @@ pub struct Retention {
 impl Default for Retention {
     fn default() -> Self {
         Retention {
-            runs: DAY.saturating_mul(30),
-            outbox: DAY.saturating_mul(30),
-            events: DAY.saturating_mul(30),
-            attempts: DAY.saturating_mul(365),
+            runs: defaults::RETENTION_RUNS,
+            outbox: defaults::RETENTION_OUTBOX,
+            events: defaults::RETENTION_EVENTS,
+            attempts: defaults::RETENTION_ATTEMPTS,
         }
     }
 }
@@ -377,7 +401,7 @@ impl Config {
             _ => self
                 .database_url
                 .clone()
-                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+                .unwrap_or_else(|| defaults::DATABASE_URL.to_string()),
         }
     }
 

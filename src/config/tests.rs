@@ -13,7 +13,7 @@ fn the_example_in_the_repository_parses_as_written() {
     let text = include_str!("../../jobs.toml");
     let c = check(text).expect("the example parses");
     assert_eq!(c.jobs.len(), 3);
-    assert_eq!(c.limits.concurrency, 8);
+    assert_eq!(c.limits.concurrency.get(), 8);
     assert_eq!(c.backoff.out_of_tokens, Duration::from_secs(900));
     let fu = &c.jobs[1];
     assert_eq!(fu.quiet_before(1), Some(Duration::from_secs(86_400)));

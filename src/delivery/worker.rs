@@ -8,11 +8,11 @@
 use super::backoff::{Next, Retry};
 use super::signer::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
 use crate::clock::Clock;
-use crate::config::Delivery;
-use crate::store::{DeliveryItem, DeliveryStore, StoreError};
-use crate::store::{Held, Lease};
+use crate::config::{Delivery, WebhookUrl};
+use crate::store::{DeliveryItem, DeliveryStore, Held, Lease, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -88,12 +88,11 @@ pub struct Deliverer {
     store: Arc<dyn DeliveryStore>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
-    url: String,
-    shown_url: String,
+    url: WebhookUrl,
     signer: Signer,
     retry: Retry,
     timeout: Duration,
-    concurrency: u32,
+    concurrency: NonZeroU32,
     /// This daemon's lease token.
     token: String,
     /// The campaign's sender, for leads that name none.
@@ -104,7 +103,7 @@ pub struct Deliverer {
 impl std::fmt::Debug for Deliverer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deliverer")
-            .field("url", &self.shown_url)
+            .field("url", &self.url)
             .field("signer", &self.signer)
             .field("retry", &self.retry)
             .field("token", &self.token)
@@ -136,7 +135,6 @@ impl Deliverer {
             clock,
             http,
             url: settings.webhook_url.clone(),
-            shown_url: settings.shown_url(),
             signer,
             retry: Retry {
                 base: settings.retry_base,
@@ -184,7 +182,7 @@ impl Deliverer {
     /// Makes passes until `stop` is cancelled. A pass under way when it is finishes: its
     /// POSTs end (within the timeout) and their results are recorded.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        tracing::info!(webhook = %self.shown_url, "delivering the outbox");
+        tracing::info!(webhook = %self.url, "delivering the outbox");
         while !stop.is_cancelled() {
             let busy = match self.pass().await {
                 Ok(report) => report.claimed > 0,
@@ -213,7 +211,7 @@ impl Deliverer {
         let items = self
             .store
             .claim_deliveries(
-                self.concurrency,
+                self.concurrency.get(),
                 Lease {
                     lease_token: &self.token,
                     now,
@@ -323,7 +321,7 @@ impl Deliverer {
         let timestamp = self.clock.now().timestamp();
         let sent = self
             .http
-            .post(&self.url)
+            .post(self.url.as_str())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(TIMESTAMP_HEADER, timestamp.to_string())
             .header(SIGNATURE_HEADER, self.signer.sign(timestamp, &body))

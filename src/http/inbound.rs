@@ -101,8 +101,8 @@ async fn accept(
     if let Some(k) = &key {
         let body = serde_json::to_vec(&req).unwrap_or_default();
         let hash = idempotency::request_hash(&[scope.as_bytes(), &body]);
-        let stale = chrono::Duration::from_std(super::request_timeout(&state.config))
-            .unwrap_or(chrono::Duration::hours(1));
+        let stale =
+            chrono::Duration::from_std(state.request_timeout).unwrap_or(chrono::Duration::hours(1));
         let now = state.clock.now();
         if let Claimed::Answer(r) = idempotency::claim(
             &*state.store,

@@ -33,7 +33,7 @@ pub use serve::{MAX_STREAMS, client_key};
 pub use tls::{Tls, TlsError};
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, HttpSettings, RunnerSettings};
 use crate::runner::Runner;
 use crate::store::ServiceStore;
 use axum::Router;
@@ -53,9 +53,8 @@ pub const MAX_ANSWER: usize = 4 << 20;
 /// How long a request may take in all: at least two minutes, and always longer than an
 /// inbound call can (the API timeout, then riding out a database outage to record it), so
 /// a caller never gets a timeout for a call that then succeeds.
-pub fn request_timeout(config: &Config) -> Duration {
-    config
-        .fluidtalk
+pub fn request_timeout(runner: &RunnerSettings) -> Duration {
+    runner
         .timeout
         .saturating_add(crate::runner::DB_OUTAGE_BUDGET)
         .saturating_add(Duration::from_secs(60))
@@ -95,6 +94,10 @@ pub struct AppState {
     pub(crate) throttle: Arc<throttle::Throttle>,
     /// How the service is reached (`[http] public_url`, TLS).
     pub(crate) site: Arc<headers::Site>,
+    /// `[http]`: where and how the service is served, its limits.
+    pub http: Arc<HttpSettings>,
+    /// How long a request may take in all (`request_timeout`).
+    pub(crate) request_timeout: Duration,
 }
 
 impl AppState {
@@ -105,10 +108,10 @@ impl AppState {
         token: Token,
         metrics: Option<MetricsText>,
     ) -> AppState {
-        let throttle = Arc::new(throttle::Throttle::new(
-            runner.config.http.auth_failures_per_minute,
-        ));
-        let site = Arc::new(headers::Site::new(&runner.config.http));
+        let http = Arc::new(runner.config.http.clone());
+        let throttle = Arc::new(throttle::Throttle::new(http.auth_failures_per_minute));
+        let site = Arc::new(headers::Site::new(&http));
+        let request_timeout = request_timeout(&runner.settings);
         AppState {
             store,
             config: runner.config.clone(),
@@ -123,6 +126,8 @@ impl AppState {
             forecasts: Arc::default(),
             throttle,
             site,
+            http,
+            request_timeout,
         }
     }
 
@@ -163,7 +168,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            request_timeout(&state.config),
+            state.request_timeout,
         ))
         .layer(from_fn_with_state(state.clone(), headers::secure))
         .with_state(state)
@@ -205,7 +210,7 @@ impl Server {
     /// dashboard's forecast is cancelled as the stop begins (waited for up to
     /// `FORECAST_STOP`).
     pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
-        let http = self.state.config.http.clone();
+        let http = self.state.http.clone();
         let forecasts = self.state.forecasts.clone();
         // The forecast is cancelled as the stop begins, not once requests have drained.
         let ended = CancellationToken::new();

@@ -34,7 +34,7 @@ pub use recover::{RECOVER_EVERY, Recovery};
 pub use summary::{Summary, Tally};
 
 use crate::clock::Clock;
-use crate::config::{Config, Job, JobKind};
+use crate::config::{Config, Job, JobKind, RunnerSettings};
 use crate::fluidtalk::Client;
 use crate::store::Exhaustion;
 use crate::store::Tick;
@@ -73,7 +73,10 @@ const LEASE_MARGIN: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct Runner {
     pub store: Arc<dyn RunnerStore>,
+    /// The campaign: its jobs and schedules.
     pub config: Arc<Config>,
+    /// Limits, back-off and call settings, built once from `config`.
+    pub settings: Arc<RunnerSettings>,
     pub clock: Arc<dyn Clock>,
     pub runner_id: String,
     db: Db,
@@ -93,6 +96,7 @@ impl Runner {
         clock: Arc<dyn Clock>,
         runner_id: String,
     ) -> Self {
+        let settings = Arc::new(RunnerSettings::from(&*config));
         let stop = CancellationToken::new();
         let holds = Arc::new(Holds::default());
         let caller = Caller {
@@ -101,15 +105,15 @@ impl Runner {
             clock: clock.clone(),
             holds: holds.clone(),
             stop: stop.clone(),
-            backoff: config.backoff,
-            own_username: config.fluidtalk.own_username.clone(),
-            image_dir: config.fluidtalk.image_dir.clone(),
-            timeout: config.fluidtalk.timeout,
+            backoff: settings.backoff,
+            own_username: settings.own_username.clone(),
+            image_dir: settings.image_dir.clone(),
+            timeout: settings.timeout,
             runner_id: runner_id.clone(),
         };
         Runner {
-            limiter: Arc::new(pace::Pace::new(config.limits.per_second, clock.clone())),
-            slots: Arc::new(Semaphore::new(config.limits.concurrency.max(1))),
+            limiter: Arc::new(pace::Pace::new(settings.per_second, clock.clone())),
+            slots: Arc::new(Semaphore::new(settings.slots())),
             db: Db {
                 clock: clock.clone(),
                 stop,
@@ -118,6 +122,7 @@ impl Runner {
             caller,
             store,
             config,
+            settings,
             clock,
             runner_id,
             holds,
@@ -284,13 +289,12 @@ impl Runner {
     /// outage; plus a margin. A call that could not start in time is not made
     /// (`claim`'s `start_by`), so a lease never runs out under a live call.
     fn lease(&self, job: &Job) -> chrono::Duration {
-        let concurrency = self.config.limits.concurrency.max(1) as u32;
-        let calls = job.batch_size.saturating_add(concurrency);
-        let timeout = self.config.fluidtalk.timeout.saturating_mul(2);
-        let by_slots = timeout.saturating_mul(calls.div_ceil(concurrency));
-        let by_rate =
-            Duration::from_secs_f64((f64::from(calls) / self.config.limits.per_second).min(1e9))
-                .saturating_add(timeout);
+        let s = &self.settings;
+        let calls = job.batch_size.saturating_add(s.concurrency.get());
+        let timeout = s.timeout.saturating_mul(2);
+        let by_slots = timeout.saturating_mul(calls.div_ceil(s.concurrency.get()));
+        let by_rate = Duration::from_secs_f64((f64::from(calls) / s.per_second).min(1e9))
+            .saturating_add(timeout);
         let d = by_slots
             .max(by_rate)
             .saturating_add(DB_OUTAGE_BUDGET)

@@ -181,7 +181,7 @@ impl Runner {
             attempt_id,
         };
         let rules = Rules {
-            backoff: &self.config.backoff,
+            backoff: &self.settings.backoff,
             on_unknown: OnUnknown::Review,
             step_retried: false,
         };

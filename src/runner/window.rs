@@ -220,7 +220,7 @@ impl<'a> JobRun<'a> {
     }
 
     fn concurrency(&self) -> usize {
-        self.runner.config.limits.concurrency.max(1)
+        self.runner.settings.slots()
     }
 
     /// The action this job's calls make.
@@ -249,7 +249,7 @@ impl<'a> JobRun<'a> {
         (self.progress)();
         let step_retried = self.step_retried(&started, &outcome).await;
         let rules = Rules {
-            backoff: &self.runner.config.backoff,
+            backoff: &self.runner.settings.backoff,
             on_unknown: self.job.on_unknown,
             step_retried,
         };
@@ -312,7 +312,7 @@ impl<'a> JobRun<'a> {
             }
             AccountEffect::Unauthorized => self.halt = Some(Halt::Unauthorized),
             AccountEffect::RateLimited(after) => {
-                let wait = after.unwrap_or(self.runner.config.backoff.retry_base);
+                let wait = after.unwrap_or(self.runner.settings.backoff.retry_base);
                 tracing::warn!(?wait, "rate limited (429): holding the job: {why}");
                 if wait > LONGEST_429_WAIT {
                     // Too long to hold a run open: the next tick picks the leads up.

@@ -19,13 +19,13 @@ use tokio_util::sync::CancellationToken;
 
 fn settings(url: &str) -> Delivery {
     Delivery {
-        webhook_url: url.to_string(),
+        webhook_url: url.parse().expect("a webhook URL"),
         secret_env: "FLUIDTALK_WEBHOOK_SECRET".into(),
         timeout: Duration::from_secs(2),
         retry_base: Duration::from_secs(1),
         retry_max: Duration::from_secs(600),
         max_age: Duration::from_secs(24 * 3600),
-        concurrency: 8,
+        concurrency: 8.try_into().expect("not zero"),
     }
 }
 
@@ -294,7 +294,7 @@ async fn two_daemons_deliver_each_message_once_in_order_per_target(db: TestDb) {
     }
     let all = write_messages(&db, &messages).await;
     let mut s = settings(&receiver.url);
-    s.concurrency = 4;
+    s.concurrency = 4.try_into().expect("not zero");
     let stop = CancellationToken::new();
     let loops: Vec<_> = ["host-1", "host-2"]
         .iter()

@@ -18,6 +18,7 @@ mod cli_run;
 mod client_errors;
 mod client_wire;
 mod completions_and_man;
+mod config_defaults;
 mod daemon;
 mod dashboard;
 mod dashboard_forecast;
