@@ -275,10 +275,12 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Runs `cmd` to its end, as `Command::output` does, and reads the child's own peak
-/// resident memory (KiB) from `wait4`: the rusage of this one process, not of every child
-/// of the test binary (`RUSAGE_CHILDREN`), so a test may measure it with others running
-/// beside it. Standard output and error go through files (no pipe to drain meanwhile).
+/// Runs `cmd` to its end, as `Command::output` does, and reads the child's peak resident
+/// memory (KiB) from `wait4`: the rusage of this one process, not of every child of the
+/// test binary (`RUSAGE_CHILDREN`). Linux counts in it the memory of this process as it was
+/// when the child started, so it is the child's own only from a small test binary
+/// (`tests/memory/`). Standard output and error go through files (no pipe to drain
+/// meanwhile).
 pub fn output_with_peak_rss(cmd: &mut std::process::Command) -> (std::process::Output, i64) {
     use std::os::unix::process::ExitStatusExt;
     let mut stdout = tempfile::tempfile().expect("temp file for stdout");

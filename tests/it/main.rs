@@ -1,10 +1,9 @@
 //! The integration tests, as one binary: each file of this folder is a module, and
-//! `common` (in `tests/common/`) is compiled once for all of them. The soak has two binaries
-//! of its own (`tests/soak_sqlite.rs`, `tests/soak_postgres.rs`): each reads its own
-//! process's resident memory (VmRSS) day by day against a bound, which would count every
-//! other test running beside it here, and the other backend's soak in a shared binary.
-//! Tests that measure a child's memory read that one child's peak (`wait4`), so they live
-//! here.
+//! `common` (in `tests/common/`) is compiled once for all of them. Two other test binaries
+//! hold what cannot run here: `tests/soak/` (weeks of the daemon, checking this process's
+//! VmRSS, which would count every test running beside it) and `tests/memory/` (peak memory
+//! of an import process: Linux counts in a child's peak the memory of the process that
+//! started it, and this binary's is large).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -35,8 +34,6 @@ mod http_api;
 mod http_attack;
 mod http_daemon;
 mod http_inbound;
-mod import_huge_rows;
-mod import_memory;
 mod log_format;
 mod multi_runner;
 mod planner_model;

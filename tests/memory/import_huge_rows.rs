@@ -3,7 +3,8 @@
 //! one row's bound (`lead::fields::ROW_BYTES`) of a record: each row is refused, naming
 //! its field and limit, without a whole field ever being held, and the rows around them
 //! are imported. The same for a JSON line. The peak RSS is each import process's own, read
-//! by `wait4` (`common::output_with_peak_rss`).
+//! by `wait4` (`common::output_with_peak_rss`), from this
+//! small test binary (`main.rs` says why).
 
 use crate::common;
 

@@ -1,7 +1,8 @@
 //! A large import streams: 100,000 rows go through the real binary within a fixed memory
 //! bound (the same bound holds for a million: the file is read row by row and written in
 //! batches of 1,000). The peak RSS is the import process's own, read by `wait4`
-//! (`common::output_with_peak_rss`).
+//! (`common::output_with_peak_rss`), from this
+//! small test binary (`main.rs` says why).
 
 use crate::common;
 

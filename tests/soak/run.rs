@@ -1,5 +1,5 @@
-//! The soak (issue 19, item 7), shared by `soak_sqlite` and `soak_postgres` (one test
-//! binary each, so each process's RSS is one backend's alone).
+//! The soak (issue 19, item 7), run on each backend by `main.rs`, one at a time, so the
+//! process's RSS is one backend's soak alone.
 //!
 //! What it does, exactly: the library's real daemon (`Daemon::poll`, `heartbeat` and
 //! `prune_if_due`, as `Daemon::serve` calls them each second) with the real runner, on a
@@ -21,8 +21,8 @@
 //! end and the most seen), the RSS and the wall time, and the simulator's log is checked:
 //! no lead got two openers.
 
-use super::common::db::{Raw, TestDb};
-use super::common::{TEST_KEY, spawn_sim_process};
+use crate::common::db::{Raw, TestDb};
+use crate::common::{TEST_KEY, spawn_sim_process};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use fluidtalk_runner::clock::{Clock, ManualClock};
 use fluidtalk_runner::config;
