@@ -94,7 +94,7 @@ pub struct Deliverer {
     timeout: Duration,
     concurrency: NonZeroU32,
     /// This daemon's lease token.
-    token: String,
+    lease_token: String,
     /// The campaign's sender, for leads that name none.
     default_sender: Option<String>,
     idle_wait: Duration,
@@ -106,7 +106,7 @@ impl std::fmt::Debug for Deliverer {
             .field("url", &self.url)
             .field("signer", &self.signer)
             .field("retry", &self.retry)
-            .field("token", &self.token)
+            .field("lease_token", &self.lease_token)
             .finish_non_exhaustive()
     }
 }
@@ -143,7 +143,7 @@ impl Deliverer {
             },
             timeout: settings.timeout,
             concurrency: settings.concurrency,
-            token: format!("{runner_id}/delivery"),
+            lease_token: format!("{runner_id}/delivery"),
             default_sender: None,
             idle_wait: IDLE_WAIT,
         })
@@ -213,7 +213,7 @@ impl Deliverer {
             .claim_deliveries(
                 self.concurrency.get(),
                 Lease {
-                    lease_token: &self.token,
+                    lease_token: &self.lease_token,
                     now,
                     until: crate::clock::later(now, lease),
                 },
@@ -254,7 +254,7 @@ impl Deliverer {
         let now = self.clock.now();
         let held = Held {
             id: item.id,
-            lease_token: &self.token,
+            lease_token: &self.lease_token,
         };
         let (result, written) = match &tried {
             Tried::Delivered => (Outcome::Delivered, self.store.delivered(held, now).await),

@@ -53,7 +53,7 @@ impl JobRun<'_> {
             self.planned_all = true;
             return Ok(());
         }
-        let token = format!(
+        let lease_token = format!(
             "{}/{}",
             r.runner_id,
             r.claims.fetch_add(1, Ordering::SeqCst) + 1
@@ -65,7 +65,7 @@ impl JobRun<'_> {
                 r.store.claim_leads(
                     &ids,
                     Lease {
-                        lease_token: &token,
+                        lease_token: &lease_token,
                         now,
                         until: lease_until,
                     },
@@ -95,7 +95,7 @@ impl JobRun<'_> {
             call.lead = lead.clone();
             let c = Claimed {
                 call,
-                token: token.clone(),
+                lease_token: lease_token.clone(),
                 start_by,
             };
             if fresh {

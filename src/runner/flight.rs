@@ -98,7 +98,7 @@ impl JobRun<'_> {
                     job: self.job.name.clone(),
                     action: c.call.action,
                     step: c.call.step,
-                    lease_token: c.token.clone(),
+                    lease_token: c.lease_token.clone(),
                     started_at: now,
                     claimed: Some(c.call.lead.state),
                 })
@@ -134,7 +134,7 @@ impl JobRun<'_> {
                             Recorded::Started(attempt_id) => {
                                 let s = Started {
                                     call: c.call,
-                                    token: c.token,
+                                    lease_token: c.lease_token,
                                     attempt_id,
                                 };
                                 started.push((s, c.start_by));
@@ -183,7 +183,7 @@ impl JobRun<'_> {
                         .into());
                     };
                     let c = group.remove(i);
-                    let mut review = LeadResult::new(&c.call.lead, &c.token);
+                    let mut review = LeadResult::new(&c.call.lead, &c.lease_token);
                     review.event = Some(LeadEvent::OutcomeUnknown);
                     review.last_error = Some(format!(
                         "{action} step {step} may already have been sent: not sent again"

@@ -69,7 +69,7 @@ pub struct Called {
 
 /// A lease token for one call outside a job: unique in this process, whose runner id is
 /// unique.
-fn lease_token(runner_id: &str) -> String {
+fn new_lease_token(runner_id: &str) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     format!(
         "{runner_id}/inbound-{}",
@@ -112,7 +112,7 @@ impl Runner {
         let Ok(Some(_slot)) = tokio::time::timeout(SLOT_WAIT, self.call_slot()).await else {
             return Err(NotCalled::Overloaded);
         };
-        let token = lease_token(&self.runner_id);
+        let lease_token = new_lease_token(&self.runner_id);
         let now = self.clock.now();
         let lease = self.single_call_lease();
         let lead = match store
@@ -120,7 +120,7 @@ impl Runner {
                 &inbound.target,
                 inbound.own_username.as_deref(),
                 Lease {
-                    lease_token: &token,
+                    lease_token: &lease_token,
                     now,
                     until: now + lease,
                 },
@@ -136,14 +136,14 @@ impl Runner {
             job: INBOUND_JOB.to_string(),
             action: Action::Inbound,
             step: 0,
-            lease_token: token.clone(),
+            lease_token: lease_token.clone(),
             started_at: now,
             claimed: Some(lead.state),
         };
         let attempt_id = match store.start_attempts(&[attempt]).await {
             Ok(ids) if ids.len() == 1 => ids[0],
             failed => {
-                if let Err(e) = store.release_leads(&[lead.id], &token, now).await {
+                if let Err(e) = store.release_leads(&[lead.id], &lease_token, now).await {
                     tracing::warn!(error = %e, "could not give the inbound call's lease back; it runs out by itself");
                 }
                 return Err(match failed {
@@ -177,7 +177,7 @@ impl Runner {
                 lead: lead.clone(),
                 event: None,
             },
-            token,
+            lease_token,
             attempt_id,
         };
         let rules = Rules {

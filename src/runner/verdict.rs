@@ -26,7 +26,7 @@ pub enum CallOutcome {
 #[derive(Debug, Clone)]
 pub struct Started {
     pub call: PlannedCall,
-    pub token: String,
+    pub lease_token: String,
     pub attempt_id: i64,
 }
 
@@ -60,7 +60,7 @@ pub fn judge(
     now: DateTime<Utc>,
 ) -> Verdict {
     let lead = &started.call.lead;
-    let mut result = LeadResult::new(lead, &started.token);
+    let mut result = LeadResult::new(lead, &started.lease_token);
     let end = |status, error_kind: Option<&str>, detail: &str| AttemptEnd {
         attempt_id: started.attempt_id,
         status,
@@ -270,7 +270,7 @@ mod tests {
                 event: event.then(|| (42, "story".to_string(), None)),
                 lead,
             },
-            token: "r/1".into(),
+            lease_token: "r/1".into(),
             attempt_id: 99,
         }
     }

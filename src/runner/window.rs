@@ -40,7 +40,7 @@ const LONGEST_429_WAIT: Duration = Duration::from_secs(60);
 pub(super) struct Claimed {
     pub call: PlannedCall,
     /// The lease token of its claim.
-    pub token: String,
+    pub lease_token: String,
     /// The last moment its call may start: its lease must still cover the call's timeout,
     /// a database outage after it, and clock skew.
     pub start_by: DateTime<Utc>,
@@ -405,18 +405,21 @@ impl<'a> JobRun<'a> {
     /// Gives back the leases of `leads` (by token), cancelling any attempt an earlier try
     /// recorded for them. Best effort: a lease not given back runs out on its own.
     pub async fn give_back(&self, leads: Vec<Claimed>) {
-        let mut by_token: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut by_lease: HashMap<String, Vec<i64>> = HashMap::new();
         for c in leads {
-            by_token.entry(c.token).or_default().push(c.call.lead.id);
+            by_lease
+                .entry(c.lease_token)
+                .or_default()
+                .push(c.call.lead.id);
         }
-        for (token, ids) in by_token {
+        for (lease_token, ids) in by_lease {
             let now = self.runner.clock.now();
             let store = &self.runner.store;
             if let Err(e) = self
                 .runner
                 .db
                 .run("give leases back", OnStop::GiveUp, || {
-                    store.release_leads(&ids, &token, now)
+                    store.release_leads(&ids, &lease_token, now)
                 })
                 .await
             {

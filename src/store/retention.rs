@@ -62,7 +62,7 @@ pub trait RetentionStore: Send + Sync {
     async fn claim_prune(
         &self,
         hour: DateTime<Utc>,
-        runner: &str,
+        runner_id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Records what the prune of `hour` removed (JSON: rows per table).

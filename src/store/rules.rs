@@ -47,7 +47,7 @@ pub(crate) fn settle_json(
         };
         let applies = match &r.attempt {
             Some(a) => finished.contains(&a.attempt_id),
-            None => cur.lease_owner.as_deref() == Some(r.token.as_str()),
+            None => cur.lease_owner.as_deref() == Some(r.lease_token.as_str()),
         };
         if applies && let Some(ev) = r.event {
             (cur.state, cur.pending) = crate::lead::settle(cur.state, cur.pending, ev);
@@ -55,7 +55,7 @@ pub(crate) fn settle_json(
         let ended = r.attempt.as_ref().map_or(now, |a| a.finished_at);
         let row = rows.entry(r.lead_id).or_insert_with(|| {
             serde_json::json!({
-                "id": r.lead_id, "token": clean(&r.token), "contacted_at": null,
+                "id": r.lead_id, "lease_token": clean(&r.lease_token), "contacted_at": null,
                 "follow_up_inc": 0, "reset_follow_ups": false, "reopen_inc": 0,
                 "transient_failures": null, "next_eligible_at": null, "session_id": null,
                 "set_error": false, "last_error": null,

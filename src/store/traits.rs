@@ -89,7 +89,7 @@ pub trait RunnerStore: Reads {
     async fn release_leads(
         &self,
         ids: &[i64],
-        runner: &str,
+        lease_token: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Queued events of `event_type` whose lead can be worked now, oldest first, after
@@ -139,7 +139,7 @@ pub trait RunnerStore: Reads {
     /// table holds the runners alive now and those that died within a day.
     async fn publish_runner(&self, beat: &Heartbeat<'_>) -> Result<(), StoreError>;
     /// Removes this runner's heartbeat row (a clean stop).
-    async fn forget_runner(&self, runner: &str) -> Result<(), StoreError>;
+    async fn forget_runner(&self, runner_id: &str) -> Result<(), StoreError>;
 
     /// Claims cron tick (`job`, `scheduled_at`) for `runner`; false if another runner has it.
     async fn claim_tick(&self, tick: &Tick<'_>) -> Result<bool, StoreError>;

@@ -386,7 +386,7 @@ pub struct DueEvent {
 pub struct LeadResult {
     pub lead_id: i64,
     /// The lease token the lead was claimed with; its lease is given back.
-    pub token: String,
+    pub lease_token: String,
     pub attempt: Option<AttemptEnd>,
     /// The lifecycle event, if the answer moves the lead.
     pub event: Option<LeadEvent>,
@@ -405,10 +405,10 @@ pub struct LeadResult {
 
 impl LeadResult {
     /// A result that changes nothing but gives the lease back.
-    pub fn new(lead: &Lead, token: &str) -> Self {
+    pub fn new(lead: &Lead, lease_token: &str) -> Self {
         LeadResult {
             lead_id: lead.id,
-            token: token.to_string(),
+            lease_token: lease_token.to_string(),
             attempt: None,
             event: None,
             contacted: false,

@@ -224,7 +224,7 @@ pub(super) fn hot_due_events(event_type: &str, now: When, limit: u32, after: i64
 /// Leases the leads `ids` to `runner` until `lease_until`, those still workable and
 /// free at `now`. On PostgreSQL rows another runner is claiming right now are
 /// skipped, not waited on; on SQLite the statement holds the write lock.
-pub(super) fn hot_claim(ids: &[i64], runner: &str, now: When, lease_until: When) -> Hot {
+pub(super) fn hot_claim(ids: &[i64], lease_token: &str, now: When, lease_until: When) -> Hot {
     Hot {
         name: "claim leads",
         sql: stmt!(
@@ -238,7 +238,7 @@ pub(super) fn hot_claim(ids: &[i64], runner: &str, now: When, lease_until: When)
         ),
         args: vec![
             Arg::Ids(Ids(ids.to_vec())),
-            Arg::Text(runner.to_string()),
+            Arg::Text(lease_token.to_string()),
             Arg::Ts(Ts(now)),
             Arg::Ts(Ts(lease_until)),
         ],
@@ -313,7 +313,12 @@ pub(super) fn hot_orphans(now: When) -> Hot {
 /// it again per row, and its `LIMIT` then skips the rows this statement already
 /// locked and takes more. The lease is checked again on the row being updated: on
 /// PostgreSQL a row another daemon leased after this statement began is re-read.
-pub(super) fn hot_claim_deliveries(limit: u32, token: &str, now: When, lease_until: When) -> Hot {
+pub(super) fn hot_claim_deliveries(
+    limit: u32,
+    lease_token: &str,
+    now: When,
+    lease_until: When,
+) -> Hot {
     Hot {
         name: "claim deliveries",
         sql: stmt!(
@@ -343,7 +348,7 @@ pub(super) fn hot_claim_deliveries(limit: u32, token: &str, now: When, lease_unt
         ),
         args: vec![
             Arg::Int(i64::from(limit)),
-            Arg::Text(token.to_string()),
+            Arg::Text(lease_token.to_string()),
             Arg::Ts(Ts(now)),
             Arg::Ts(Ts(lease_until)),
         ],

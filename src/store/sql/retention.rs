@@ -78,7 +78,7 @@ impl crate::store::RetentionStore for Store {
     async fn claim_prune(
         &self,
         hour: chrono::DateTime<chrono::Utc>,
-        runner: &str,
+        runner_id: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
@@ -86,7 +86,7 @@ impl crate::store::RetentionStore for Store {
              ON CONFLICT (hour) DO NOTHING",
         )
         .bind(Ts(hour))
-        .bind(runner)
+        .bind(runner_id)
         .bind(Ts(now))
         .execute(&self.pool)
         .await?;
@@ -98,7 +98,7 @@ impl crate::store::RetentionStore for Store {
                 .bind(Ts(hour))
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(owner.as_deref() == Some(runner))
+        Ok(owner.as_deref() == Some(runner_id))
     }
 
     async fn finish_prune(

@@ -138,7 +138,7 @@ impl RunnerStore for Store {
     async fn release_leads(
         &self,
         ids: &[i64],
-        runner: &str,
+        lease_token: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError> {
         if ids.is_empty() {
@@ -153,7 +153,7 @@ impl RunnerStore for Store {
                 ids = D::in_ids(1)
             ))
             .bind(&ids)
-            .bind(runner)
+            .bind(lease_token)
             .bind(Ts(now))
             .execute(&mut *tx)
             .await?;
@@ -163,7 +163,7 @@ impl RunnerStore for Store {
                 ids = D::in_ids(1)
             ))
             .bind(&ids)
-            .bind(runner)
+            .bind(lease_token)
             .execute(&mut *tx)
             .await?;
             Ok(())
@@ -268,9 +268,9 @@ impl RunnerStore for Store {
                     next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
                     session_id = COALESCE(x.session_id, leads.session_id),
                     last_error = CASE WHEN x.set_error THEN x.last_error ELSE leads.last_error END,
-                    lease_owner = CASE WHEN leads.lease_owner = x.token THEN NULL
+                    lease_owner = CASE WHEN leads.lease_owner = x.lease_token THEN NULL
                                        ELSE leads.lease_owner END,
-                    lease_expires_at = CASE WHEN leads.lease_owner = x.token THEN NULL
+                    lease_expires_at = CASE WHEN leads.lease_owner = x.lease_token THEN NULL
                                             ELSE leads.lease_expires_at END,
                     updated_at = $2
                  FROM {x}
@@ -280,7 +280,7 @@ impl RunnerStore for Store {
                     "x",
                     &[
                         Col::Int("id"),
-                        Col::Text("token"),
+                        Col::Text("lease_token"),
                         Col::Text("state"),
                         Col::Text("pending"),
                         Col::Ts("contacted_at"),
@@ -467,9 +467,9 @@ impl RunnerStore for Store {
         Ok(())
     }
 
-    async fn forget_runner(&self, runner: &str) -> Result<(), StoreError> {
+    async fn forget_runner(&self, runner_id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM runners WHERE runner_id = $1")
-            .bind(runner)
+            .bind(runner_id)
             .execute(&self.pool)
             .await?;
         Ok(())
