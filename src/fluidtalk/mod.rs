@@ -1,10 +1,10 @@
 //! The FluidTalk Handshake API client: wire format, typed results, typed errors.
 //!
-//! Wire-identical to the official Python client 1.0.3 (`../shared/API.md`): every call is a
-//! `POST` with `X-API-Key`; fields that are absent or empty are left out; the body is
-//! urlencoded (byte for byte as Python's `urlencode` writes it) or, with an image file,
-//! multipart with the file in part `file` after the other fields. This module knows nothing
-//! of leads or campaigns.
+//! Wire-identical to the official Python client 1.0.3 (checked against it by
+//! `tests/it/python_crosscheck.rs`): every call is a `POST` with `X-API-Key`; fields that
+//! are absent or empty are left out; the body is urlencoded (byte for byte as Python's
+//! `urlencode` writes it) or, with an image file, multipart with the file in part `file`
+//! after the other fields. This module knows nothing of leads or campaigns.
 
 mod error;
 mod key;

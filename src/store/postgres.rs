@@ -184,6 +184,9 @@ mod hot;
 #[path = "sql/import.rs"]
 mod import;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/inbound.rs"]
+mod inbound;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/reads.rs"]
 mod reads;
 #[allow(clippy::duplicate_mod)]

@@ -1,4 +1,5 @@
-//! `impl AdminStore`: people's commands. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
+//! `impl AdminStore`: people's commands. Mounted by each backend (`sqlite.rs`,
+//! `postgres.rs`) over its own types.
 
 use super::helpers::lead_in;
 use super::hot::hot_samples;
@@ -6,7 +7,7 @@ use super::import::{Import, begin_import_tx};
 use super::{D, Store};
 use crate::store::Lead;
 use crate::store::dialect::Dialect;
-use crate::store::params::*;
+use crate::store::params::NewEvent;
 use crate::store::rows::LEAD_COLUMNS;
 use crate::store::rules::{FUTURE_SKEW, check_reply_time, counts_by_state, in_tx, user_change};
 use crate::store::types::{

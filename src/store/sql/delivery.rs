@@ -1,9 +1,10 @@
-//! `impl DeliveryStore`: the outbox's webhook delivery. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
+//! `impl DeliveryStore`: the outbox's webhook delivery. Mounted by each backend
+//! (`sqlite.rs`, `postgres.rs`) over its own types.
 
 use super::hot::hot_claim_deliveries;
 use super::{D, Store};
 use crate::store::dialect::Dialect;
-use crate::store::params::*;
+use crate::store::params::{Held, Lease};
 use crate::store::values::{Ids, Ts};
 use crate::store::{StoreError, rows};
 use chrono::{DateTime, Utc};

@@ -1,4 +1,5 @@
-//! Statements several store methods share. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
+//! Statements several store methods share. Mounted by each backend (`sqlite.rs`,
+//! `postgres.rs`) over its own types.
 
 use super::hot::hot_cap;
 use super::{Conn, D, Store};

@@ -1,5 +1,6 @@
 //! The statements on the runner's hot path (and delivery's claim), each with its
-//! parameters, in one place: the store runs them, and `hot_query_plans` reads the plan of the very same text with the
+//! parameters, in one place: the store runs them, and `hot_query_plans` reads the plan of
+//! the very same text with the
 //! same kind of parameters (`tests/it/query_plans.rs` fails on a full scan or a sort of the
 //! table). Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
 

@@ -1,4 +1,5 @@
-//! An import in progress (`ImportSession`). Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
+//! An import in progress (`ImportSession`). Mounted by each backend (`sqlite.rs`,
+//! `postgres.rs`) over its own types.
 
 use super::helpers::upsert_batch;
 use super::{D, DB};

@@ -1,4 +1,5 @@
-//! `impl RetentionStore`: the prune statements. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
+//! `impl RetentionStore`: the prune statements. Mounted by each backend (`sqlite.rs`,
+//! `postgres.rs`) over its own types.
 //!
 //! Each statement removes at most `limit` rows, oldest first, read through the age indexes
 //! of migration 0009 (a partial index's condition is repeated word for word, so SQLite

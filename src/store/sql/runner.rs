@@ -1,8 +1,7 @@
-//! `impl RunnerStore`: the runner's hot path. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
+//! `impl RunnerStore`: the runner's hot path. Mounted by each backend (`sqlite.rs`,
+//! `postgres.rs`) over its own types.
 
-use super::helpers::{
-    claim_states, count_started_in, finish_in, insert_attempts, lead_in, upsert_batch,
-};
+use super::helpers::{claim_states, count_started_in, finish_in, insert_attempts};
 use super::hot::{
     hot_claim, hot_due_events, hot_due_follow_ups, hot_due_openers, hot_exhaust, hot_orphans,
 };
@@ -11,14 +10,14 @@ use crate::store::Lead;
 use crate::store::RunnerStore;
 use crate::store::dialect::Col;
 use crate::store::dialect::Dialect;
-use crate::store::params::*;
+use crate::store::params::{EventsQuery, Exhaustion, Heartbeat, Lease, NewPause, StepOf, Tick};
 use crate::store::rules::{
     Current, already_sent, attempts_json, cap_allows, clean, in_tx, is_unique_violation,
     recorded_under_cap, settle_json, still_claimed,
 };
 use crate::store::types::{
-    Attempt, AttemptEnd, DailyCap, Due, DueEvent, DueLead, DueQuery, LeadInput, LeadResult,
-    NewAttempt, Orphan, Pause, PauseScope, QueuedEvent, Recorded,
+    Attempt, AttemptEnd, DailyCap, Due, DueEvent, DueLead, DueQuery, LeadResult, NewAttempt,
+    Orphan, Pause, PauseScope, QueuedEvent, Recorded,
 };
 use crate::store::values::{Ids, Ts};
 use crate::store::{HOLDS_STEP, StoreError, rows};
@@ -544,68 +543,6 @@ impl RunnerStore for Store {
         own_username: Option<&str>,
         lease: Lease<'_>,
     ) -> Result<Lead, StoreError> {
-        let Lease {
-            lease_token,
-            now,
-            until: lease_until,
-        } = lease;
-        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
-            let lead = match lead_in(tx, target, true).await {
-                Ok(lead) => lead,
-                Err(StoreError::NotFound(_)) => {
-                    // A lead who writes first is in conversation from now on.
-                    let new = LeadInput {
-                        target: target.to_string(),
-                        own_username: own_username.map(str::to_string),
-                        state: Some(crate::lead::LeadState::Contacted),
-                        last_reply_at: Some(now),
-                        ..LeadInput::default()
-                    };
-                    upsert_batch(tx, vec![new], now).await?;
-                    lead_in(tx, target, true).await?
-                }
-                Err(e) => return Err(e),
-            };
-            if lead.state == crate::lead::LeadState::Blocked {
-                return Err(StoreError::Refused(crate::lead::Refused {
-                    from: lead.state,
-                    event: "an inbound message",
-                    why: "the lead is blocked (do-not-contact): no call is made",
-                }));
-            }
-            let busy: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM attempts WHERE lead_id = $1 AND status = 'in_flight' LIMIT 1",
-            )
-            .bind(lead.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if busy.is_some() {
-                return Err(StoreError::Busy(target.to_string()));
-            }
-            let to = crate::lead::next(lead.state, crate::lead::LeadEvent::Replied)?;
-            // The reply resets the quiet clock and the follow-up count, as
-            // `record_reply` does; the lease taken from a runner that only claimed
-            // the lead stops its call (its lead is no longer as claimed).
-            let done = sqlx::query(
-                "UPDATE leads SET state = $1, follow_ups_sent = 0, updated_at = $2,
-                    last_reply_at = $2, own_username = COALESCE(own_username, $3),
-                    lease_owner = $4, lease_expires_at = $5
-                 WHERE id = $6 AND state = $7",
-            )
-            .bind(to.as_str())
-            .bind(Ts(now))
-            .bind(own_username)
-            .bind(lease_token)
-            .bind(Ts(lease_until))
-            .bind(lead.id)
-            .bind(lead.state.as_str())
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::Conflict(target.to_string()));
-            }
-            lead_in(tx, target, false).await
-        })
-        .await
+        self.lease_inbound(target, own_username, lease).await
     }
 }

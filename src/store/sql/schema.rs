@@ -1,5 +1,6 @@
-//! The schema check and migrations. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types; the backend's module holds
-//! its `MIGRATOR` (`migrations/sqlite` or `migrations/postgres`).
+//! The schema check and migrations. Mounted by each backend (`sqlite.rs`, `postgres.rs`)
+//! over its own types; the backend's module holds its `MIGRATOR` (`migrations/sqlite` or
+//! `migrations/postgres`).
 
 use super::{D, MIGRATOR, Store};
 use crate::store::StoreError;

@@ -6,7 +6,7 @@ use super::{D, Store};
 use crate::store::Lead;
 use crate::store::ServiceStore;
 use crate::store::dialect::Dialect;
-use crate::store::params::*;
+use crate::store::params::{KeyAnswer, KeyOf, NewSession};
 use crate::store::rows::{ATTEMPT_COLUMNS, LEAD_COLUMNS};
 use crate::store::rules::in_tx;
 use crate::store::types::{
