@@ -54,7 +54,7 @@ pub enum ServiceError {
     #[error("{}: no [[job]], [http] or [delivery] is defined: nothing to run", .0.display())]
     NothingToRun(PathBuf),
     /// The HTTP API's token is missing or unusable.
-    #[error("{0}")]
+    #[error(transparent)]
     Token(#[from] crate::http::TokenError),
     /// The certificate cannot serve HTTPS.
     #[error("{0}")]

@@ -1,5 +1,5 @@
-//! The soak (issue 19, item 7), run on each backend by `main.rs`, one at a time, so the
-//! process's RSS is one backend's soak alone.
+//! The soak (issue 19, item 7), run on each backend by `main.rs`, one at a time, so no
+//! other work in the process counts in its RSS (but what the first soak's allocator kept).
 //!
 //! What it does, exactly: the library's real daemon (`Daemon::poll`, `heartbeat` and
 //! `prune_if_due`, as `Daemon::serve` calls them each second) with the real runner, on a
