@@ -62,10 +62,12 @@ impl LogFormat {
     }
 }
 
-/// Installs the process's subscriber: `FLUIDTALK_LOG`'s filter (else `default_filter`) and
-/// `format`. A filter that does not parse falls back to the default, with a warning.
-pub fn init(format: LogFormat, default_filter: &str) {
+/// Installs the process's subscriber: the filter the command line `asked` for (`-q`, `-v`),
+/// else `FLUIDTALK_LOG`'s, else `default_filter`; and `format`. A `FLUIDTALK_LOG` that
+/// does not parse falls back to the default, with a warning.
+pub fn init(format: LogFormat, default_filter: &str, asked: Option<&str>) {
     let (filter, bad_filter) = match std::env::var(FILTER_ENV) {
+        _ if asked.is_some() => (EnvFilter::new(asked.unwrap_or(default_filter)), None),
         Ok(text) if !text.trim().is_empty() => match EnvFilter::try_new(&text) {
             Ok(f) => (f, None),
             Err(e) => (EnvFilter::new(default_filter), Some((text, e))),

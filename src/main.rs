@@ -13,7 +13,11 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Usage.code());
         }
     };
-    logs::init(format, cli::default_log_level(&cli));
+    logs::init(
+        format,
+        cli::default_log_level(&cli),
+        cli::asked_log_level(&cli),
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

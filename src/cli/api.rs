@@ -44,6 +44,7 @@ struct Image {
 enum ApiOp {
     /// AI Opener: the persona writes first to TARGET (action=OUTREACH).
     Opener {
+        /// The lead: an Instagram-style handle, e.g. @jane.doe.
         target: String,
         #[command(flatten)]
         sender: Sender,
@@ -52,13 +53,16 @@ enum ApiOp {
     },
     /// Follow-up: re-engage a quiet TARGET (action=FOLLOW_UP).
     FollowUp {
+        /// The lead: an Instagram-style handle, e.g. @jane.doe.
         target: String,
         #[command(flatten)]
         sender: Sender,
     },
     /// Event Trigger: event TYPE fired for TARGET (action=ENTRY_POINT).
     Event {
+        /// The lead: an Instagram-style handle, e.g. @jane.doe.
         target: String,
+        /// The event's type, as the persona's event triggers name it (e.g. story_reaction).
         #[arg(value_name = "TYPE")]
         event_type: String,
         /// The event's context, a JSON object (sent as entry_context).
@@ -71,7 +75,9 @@ enum ApiOp {
     },
     /// Inbound Chat: TARGET wrote MESSAGE; print the persona's reply.
     Chat {
+        /// The lead: an Instagram-style handle, e.g. @jane.doe.
         target: String,
+        /// What the lead wrote.
         message: String,
         #[command(flatten)]
         sender: Sender,
@@ -79,7 +85,10 @@ enum ApiOp {
         image: Image,
     },
     /// Upload a local image and print its hosted URL.
-    Upload { path: PathBuf },
+    Upload {
+        /// The local image file to upload.
+        path: PathBuf,
+    },
 }
 
 /// A duration longer than zero.

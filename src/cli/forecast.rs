@@ -53,8 +53,7 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100
 /// runs, if stderr is a terminal; hidden otherwise, so a pipe or a log gets only the
 /// result.
 fn show_progress(progress: std::sync::Arc<Progress>) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = if super::out::progress_shown() {
         indicatif::ProgressBar::new(0)
     } else {
         indicatif::ProgressBar::hidden()

@@ -12,23 +12,29 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Subcommand)]
 pub enum LeadsCommand {
     /// Import leads from a .csv (with a header row) or .jsonl file; upserts by target.
     Import {
+        /// The lead file: .csv with a header row (a `target` column, any of own_username,
+        /// timezone, profile_image, tags, state, last_contact_at, last_reply_at,
+        /// follow_ups_sent) or .jsonl, one object a line.
         file: PathBuf,
         /// Keep nothing from the file if any row is rejected (and exit 3).
         #[arg(long)]
         strict: bool,
+        /// The summary as JSON (imported, updated, rejected, and each rejection's line and
+        /// reason).
         #[arg(long)]
         json: bool,
     },
     /// Add one lead, or update the given fields of an existing one.
     Add {
+        /// The lead: an Instagram-style handle, e.g. @jane.doe.
         target: String,
+        /// The account that talks to this lead (else [fluidtalk] own_username).
         #[arg(long)]
         own_username: Option<String>,
         /// The lead's IANA time zone (e.g. Europe/Berlin), for send windows.
@@ -40,13 +46,16 @@ pub enum LeadsCommand {
         /// A tag (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// The lead as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List leads, oldest first.
     List {
+        /// Only leads in this state.
         #[arg(long)]
         state: Option<LeadState>,
+        /// Only leads carrying this tag.
         #[arg(long)]
         tag: Option<String>,
         /// At most this many (default 1000; 0 for all, read a page at a time). A list
@@ -62,16 +71,20 @@ pub enum LeadsCommand {
     },
     /// Show a lead and its attempts, newest first.
     Show {
+        /// The lead's target, e.g. @jane.doe.
         target: String,
+        /// The lead and its attempts as JSON.
         #[arg(long)]
         json: bool,
     },
     /// The lead wrote back: reset the quiet clock and the follow-up count.
     Replied {
+        /// The lead's target, e.g. @jane.doe.
         target: String,
         /// When (RFC 3339; default now).
         #[arg(long, value_parser = parse_time)]
         at: Option<DateTime<Utc>>,
+        /// The lead as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -103,18 +116,23 @@ pub enum LeadsCommand {
     },
     /// Work a failed or needs_review lead again.
     Retry {
+        /// The lead's target, e.g. @jane.doe.
         target: String,
+        /// The lead as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Queue a platform event for event-trigger jobs (adds the lead if unknown).
     Event {
+        /// The lead's target, e.g. @jane.doe (added as new if unknown).
         target: String,
+        /// The event's type, as an event job's `event_type` names it.
         #[arg(value_name = "TYPE")]
         event_type: String,
         /// The event's context, a JSON object (sent as entry_context).
         #[arg(long, value_name = "JSON")]
         context: Option<String>,
+        /// The queued event as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -477,7 +495,7 @@ async fn import(
     json: bool,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = if super::out::progress_shown() {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let bar = ProgressBar::new(size);
         if let Ok(style) = ProgressStyle::with_template(

@@ -43,6 +43,14 @@ pub struct Cli {
     /// The campaign file (default ./jobs.toml, if it exists).
     #[arg(long, global = true, env = CONFIG_ENV, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Less on standard error: errors only (no warnings, no progress bars). Overrides
+    /// FLUIDTALK_LOG.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More on standard error: -v what happens (info), -vv why (debug: each job run, the
+    /// database opened), -vvv everything (trace). Overrides FLUIDTALK_LOG.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -90,6 +98,7 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
+    out::set_quiet(cli.quiet);
     match cli.command {
         Command::Demo => demo::run().await,
         Command::Api(args) => api::run(args, &load(cli.config)?).await,
@@ -120,6 +129,18 @@ fn load(named: Option<PathBuf>) -> Result<crate::config::Config, Failure> {
     crate::config::load(&ConfigPath::new(named)).exit_with(crate::exit::Exit::Config)
 }
 
+/// The log filter the command line asks for (`-q`, `-v`...), which overrides
+/// `FLUIDTALK_LOG`; `None` leaves it to `FLUIDTALK_LOG`, else `default_log_level`.
+pub fn asked_log_level(cli: &Cli) -> Option<&'static str> {
+    match (cli.quiet, cli.verbose) {
+        (true, _) => Some("error"),
+        (false, 0) => None,
+        (false, 1) => Some("info,tokio_cron_scheduler=warn"),
+        (false, 2) => Some("info,fluidtalk_runner=debug"),
+        (false, _) => Some("debug,fluidtalk_runner=trace"),
+    }
+}
+
 /// The process's `tracing` default for a command: quiet for one-shot calls whose stdout
 /// is the result, informative for servers.
 pub fn default_log_level(cli: &Cli) -> &'static str {
@@ -141,5 +162,54 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         | Command::Status(_)
         | Command::Completions(_)
         | Command::Man(_) => "warn",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    /// Every command says what it does, and every argument what it takes (issue 24: "help
+    /// text on every argument"): `--help` and the man pages are the reference.
+    #[test]
+    fn every_command_and_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name()).trim().to_string();
+            if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+                missing.push(format!("command `{path}`"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("`{path}` argument `{id}`"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    /// `-q` and `-v` ask for a log filter that overrides FLUIDTALK_LOG; none leaves it be.
+    #[test]
+    fn quiet_and_verbose_choose_the_log_filter() {
+        let asked = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            super::asked_log_level(&cli)
+        };
+        assert_eq!(asked(&["fluidtalk-runner", "status"]), None);
+        assert_eq!(asked(&["fluidtalk-runner", "-q", "status"]), Some("error"));
+        assert_eq!(
+            asked(&["fluidtalk-runner", "status", "-vv"]),
+            Some("info,fluidtalk_runner=debug")
+        );
+        assert!(Cli::try_parse_from(["fluidtalk-runner", "-q", "-v", "status"]).is_err());
     }
 }

@@ -45,3 +45,17 @@ macro_rules! outln {
     () => { $crate::cli::out::line("")? };
     ($($arg:tt)*) => { $crate::cli::out::line(&format!($($arg)*))? };
 }
+
+/// `-q`: no progress bars (set once, at start).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records `-q` for the rest of the command.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a progress bar is shown: on a terminal, and not asked for quiet (`-q`).
+pub fn progress_shown() -> bool {
+    use std::io::IsTerminal;
+    !QUIET.load(std::sync::atomic::Ordering::Relaxed) && std::io::stderr().is_terminal()
+}

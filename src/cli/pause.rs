@@ -15,6 +15,7 @@ use clap::{Subcommand, ValueEnum};
 pub enum PauseCommand {
     /// Stored pauses, in force or ended.
     List {
+        /// The pauses as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -23,6 +24,7 @@ pub enum PauseCommand {
     Clear {
         /// new_conversations or follow_ups (402), or all (the 401 pause of every call).
         scope: Option<Scope>,
+        /// The pauses lifted, as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -12,7 +12,6 @@ use crate::store;
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -129,7 +128,7 @@ pub async fn run_jobs(
         if runner.stop_token().is_cancelled() {
             break;
         }
-        let bar = if std::io::stderr().is_terminal() && !quiet {
+        let bar = if super::out::progress_shown() && !quiet {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message(format!("{}: calling", job.name));
             bar.enable_steady_tick(std::time::Duration::from_millis(120));

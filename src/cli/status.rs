@@ -10,6 +10,7 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// The report as JSON (as `GET /v1/status` answers).
     #[arg(long)]
     json: bool,
 }

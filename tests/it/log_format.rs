@@ -260,3 +260,52 @@ fn the_error_that_ends_the_process_is_a_json_line_too_whatever_the_filter() {
     );
     assert!(serde_json::from_str::<Value>(stderr.trim()).is_err());
 }
+
+/// `-vv` shows the debug lines a one-shot command hides by default (each database opened),
+/// `-q` hides even warnings, and both override `FLUIDTALK_LOG`.
+#[test]
+fn quiet_and_verbose_flags_override_the_log_filter() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    campaign(dir.path(), "http://127.0.0.1:9");
+    let list = |args: &[&str], env: Option<&str>| {
+        let mut cmd = bin();
+        cmd.args(["leads", "list"])
+            .args(args)
+            .current_dir(dir.path());
+        match env {
+            Some(filter) => cmd.env("FLUIDTALK_LOG", filter),
+            None => cmd.env_remove("FLUIDTALK_LOG"),
+        };
+        let out = cmd.output().expect("leads list");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("@lead2"),
+            "{}",
+            text(&out.stdout)
+        );
+        text(&out.stderr)
+    };
+    let opened = "database open";
+    assert!(!list(&[], None).contains(opened), "hidden by default");
+    let verbose = list(&["-vv"], None);
+    assert!(
+        verbose.contains(opened) && verbose.contains("DEBUG"),
+        "{verbose}"
+    );
+    assert!(
+        list(&[], Some("debug")).contains(opened),
+        "FLUIDTALK_LOG alone"
+    );
+    assert!(!list(&["-q"], Some("debug")).contains(opened), "-q wins");
+    // A filter that does not parse warns, unless -q.
+    assert!(list(&[], Some("[bad")).contains("is not a log filter"));
+    let quiet = list(&["--quiet"], Some("[bad"));
+    assert!(quiet.is_empty(), "{quiet}");
+
+    let both = bin()
+        .args(["-q", "-v", "status"])
+        .current_dir(dir.path())
+        .output()
+        .expect("status");
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
+}
