@@ -130,15 +130,21 @@ impl<'de, const MIN_MS: u64, const MAX_MS: u64> Deserialize<'de> for Dur<MIN_MS,
     }
 }
 
-/// A whole number from `MIN` to `MAX`.
+/// A whole number from `MIN` to `MAX`: made only by reading one in that range (the field
+/// is private), so `non_zero` holds by construction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Count<const MIN: u32, const MAX: u32>(pub u32);
+pub struct Count<const MIN: u32, const MAX: u32>(u32);
 
 impl<const MIN: u32, const MAX: u32> Count<MIN, MAX> {
+    /// The count.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
     /// The count as the non-zero number it is (a count whose `MIN` is at least 1).
     pub fn non_zero(self) -> NonZeroU32 {
         const { assert!(MIN >= 1, "this count may be zero") };
-        NonZeroU32::new(self.0).expect("read within MIN..=MAX, and MIN is at least 1")
+        NonZeroU32::new(self.0).unwrap_or(NonZeroU32::MIN)
     }
 }
 

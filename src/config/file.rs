@@ -246,7 +246,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         out_of_tokens_max: or(&b.out_of_tokens_max, d.out_of_tokens_max),
         retry_base: or(&b.retry_base, d.retry_base),
         retry_max: or(&b.retry_max, d.retry_max),
-        max_attempts: b.max_attempts.map_or(d.max_attempts, |n| n.0),
+        max_attempts: b.max_attempts.map_or(d.max_attempts, |n| n.get()),
     };
     c.in_order(
         (&b.out_of_tokens, "out_of_tokens"),
@@ -294,7 +294,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             max_calls: raw
                 .forecast
                 .max_calls
-                .map_or(defaults::FORECAST_CALLS, |n| u64::from(n.0)),
+                .map_or(defaults::FORECAST_CALLS, |n| u64::from(n.get())),
             max_time: raw
                 .forecast
                 .max_time
@@ -323,7 +323,7 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
             c.not_for(&rj.max_follow_ups, key("max_follow_ups"), kind)?;
             c.not_for(&rj.event_type, key("event_type"), kind)?;
             JobKind::Opener {
-                daily_cap: rj.daily_cap.as_ref().map(|n| n.get_ref().0),
+                daily_cap: rj.daily_cap.as_ref().map(|n| n.get_ref().get()),
                 send_window,
             }
         }
@@ -342,7 +342,7 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
                 max_follow_ups: rj
                     .max_follow_ups
                     .as_ref()
-                    .map_or(quiet_after.len() as u32, |n| n.get_ref().0),
+                    .map_or(quiet_after.len() as u32, |n| n.get_ref().get()),
                 quiet_after,
                 send_window,
             }
@@ -369,8 +369,8 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
         }
     };
     Ok(Job {
-        batch_size: rj.batch_size.map_or(defaults::BATCH_SIZE, |n| n.0),
-        max_per_run: rj.max_per_run.map(|n| n.0),
+        batch_size: rj.batch_size.map_or(defaults::BATCH_SIZE, |n| n.get()),
+        max_per_run: rj.max_per_run.map(|n| n.get()),
         name,
         schedule,
         timezone,

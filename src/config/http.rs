@@ -160,11 +160,11 @@ pub(super) fn check(path: &Path, text: &str, r: &RawHttp) -> Result<HttpSettings
             "is http://, but tls_cert and tls_key make the daemon serve HTTPS: use https://".into(),
         ));
     }
-    let max_connections = r.max_connections.map_or(d.max_connections, |n| n.0);
+    let max_connections = r.max_connections.map_or(d.max_connections, |n| n.get());
     let per_client = r
         .max_connections_per_client
         .as_ref()
-        .map_or(d.max_connections_per_client, |n| n.get_ref().0);
+        .map_or(d.max_connections_per_client, |n| n.get_ref().get());
     if per_client >= max_connections {
         let span = r
             .max_connections_per_client
@@ -190,7 +190,7 @@ pub(super) fn check(path: &Path, text: &str, r: &RawHttp) -> Result<HttpSettings
         max_connections_per_client: per_client,
         auth_failures_per_minute: r
             .auth_failures_per_minute
-            .map_or(d.auth_failures_per_minute, |n| n.0),
+            .map_or(d.auth_failures_per_minute, |n| n.get()),
     })
 }
 
