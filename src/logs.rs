@@ -66,13 +66,13 @@ impl LogFormat {
 /// else `FLUIDTALK_LOG`'s, else `default_filter`; and `format`. A `FLUIDTALK_LOG` that
 /// does not parse falls back to the default, with a warning.
 pub fn init(format: LogFormat, default_filter: &str, asked: Option<&str>) {
-    let (filter, bad_filter) = match std::env::var(FILTER_ENV) {
-        _ if asked.is_some() => (EnvFilter::new(asked.unwrap_or(default_filter)), None),
-        Ok(text) if !text.trim().is_empty() => match EnvFilter::try_new(&text) {
+    let (filter, bad_filter) = match (asked, std::env::var(FILTER_ENV)) {
+        (Some(asked), _) => (EnvFilter::new(asked), None),
+        (None, Ok(text)) if !text.trim().is_empty() => match EnvFilter::try_new(&text) {
             Ok(f) => (f, None),
             Err(e) => (EnvFilter::new(default_filter), Some((text, e))),
         },
-        _ => (EnvFilter::new(default_filter), None),
+        (None, _) => (EnvFilter::new(default_filter), None),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -116,19 +116,20 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
 
 pub use crate::runner::runner_id;
 
-/// Runs each job once, with a progress bar on a terminal; prints a summary per job. A
-/// stop ends the loop after the job it came in.
+/// Runs each job once, with a progress bar on a terminal; prints a summary per job, unless
+/// `json` (the caller prints them all as JSON, and no bar). A stop ends the loop after the
+/// job it came in.
 pub async fn run_jobs(
     runner: &Runner,
     jobs: &[&Job],
-    quiet: bool,
+    json: bool,
 ) -> Result<Vec<(String, Summary)>, Failure> {
     let mut per_job = Vec::new();
     for job in jobs {
         if runner.stop_token().is_cancelled() {
             break;
         }
-        let bar = if super::out::progress_shown() && !quiet {
+        let bar = if super::out::progress_shown() && !json {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message(format!("{}: calling", job.name));
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -149,7 +150,7 @@ pub async fn run_jobs(
         }
         match result {
             Ok(s) => {
-                if !quiet {
+                if !json {
                     super::out::line(&format!("{}: {}", job.name, s.describe()))?;
                 }
                 per_job.push((job.name.clone(), s));
