@@ -7,7 +7,21 @@ use crate::common;
 use chrono::Duration;
 use common::db::TestDb;
 use common::webhook::{t0, write_messages};
-use fluidtalk_runner::store::{OutboxCounts, UserAction};
+use fluidtalk_runner::store::{Held, Lease, OutboxCounts, UserAction};
+
+/// A five-minute delivery lease for `lease_token` from `now`.
+fn lease(lease_token: &str, now: chrono::DateTime<chrono::Utc>) -> Lease<'_> {
+    Lease {
+        lease_token,
+        now,
+        until: now + Duration::minutes(5),
+    }
+}
+
+/// Message `id` as held under `lease_token`.
+fn held(id: i64, lease_token: &str) -> Held<'_> {
+    Held { id, lease_token }
+}
 
 fn ids(items: &[fluidtalk_runner::store::DeliveryItem]) -> Vec<i64> {
     items.iter().map(|i| i.id).collect()
@@ -16,14 +30,7 @@ fn ids(items: &[fluidtalk_runner::store::DeliveryItem]) -> Vec<i64> {
 async fn claim(db: &TestDb, token: &str, at: chrono::DateTime<chrono::Utc>) -> Vec<i64> {
     let items = db
         .store
-        .claim_deliveries(
-            10,
-            fluidtalk_runner::store::Lease {
-                lease_token: token,
-                now: at,
-                until: at + Duration::minutes(5),
-            },
-        )
+        .claim_deliveries(10, lease(token, at))
         .await
         .expect("claim");
     ids(&items)
@@ -42,14 +49,7 @@ async fn a_claim_takes_the_first_message_of_each_target_in_id_order(db: TestDb) 
     .await;
     let items = db
         .store
-        .claim_deliveries(
-            10,
-            fluidtalk_runner::store::Lease {
-                lease_token: "d1",
-                now: t0(),
-                until: t0() + Duration::minutes(5),
-            },
-        )
+        .claim_deliveries(10, lease("d1", t0()))
         .await
         .expect("claim");
     assert_eq!(
@@ -72,14 +72,7 @@ async fn a_claim_takes_the_first_message_of_each_target_in_id_order(db: TestDb) 
     // The limit counts messages.
     let one = db
         .store
-        .claim_deliveries(
-            1,
-            fluidtalk_runner::store::Lease {
-                lease_token: "d1",
-                now: t0(),
-                until: t0() + Duration::minutes(5),
-            },
-        )
+        .claim_deliveries(1, lease("d1", t0()))
         .await
         .expect("claim");
     assert_eq!(
@@ -89,25 +82,13 @@ async fn a_claim_takes_the_first_message_of_each_target_in_id_order(db: TestDb) 
     );
     assert!(
         db.store
-            .delivered(
-                fluidtalk_runner::store::Held {
-                    id: m[0],
-                    lease_token: "d1"
-                },
-                t0()
-            )
+            .delivered(held(m[0], "d1"), t0())
             .await
             .expect("delivered")
     );
     assert!(
         !db.store
-            .delivered(
-                fluidtalk_runner::store::Held {
-                    id: m[0],
-                    lease_token: "d1"
-                },
-                t0()
-            )
+            .delivered(held(m[0], "d1"), t0())
             .await
             .expect("delivered"),
         "once"
@@ -123,14 +104,7 @@ async fn a_failed_try_waits_for_its_next_try_and_holds_the_later_messages(db: Te
     let later = t0() + Duration::minutes(10);
     assert!(
         db.store
-            .delivery_failed(
-                fluidtalk_runner::store::Held {
-                    id: m[0],
-                    lease_token: "d1"
-                },
-                "the webhook answered HTTP 500",
-                later
-            )
+            .delivery_failed(held(m[0], "d1"), "the webhook answered HTTP 500", later)
             .await
             .expect("failed")
     );
@@ -142,14 +116,7 @@ async fn a_failed_try_waits_for_its_next_try_and_holds_the_later_messages(db: Te
     );
     let items = db
         .store
-        .claim_deliveries(
-            10,
-            fluidtalk_runner::store::Lease {
-                lease_token: "d2",
-                now: later,
-                until: later + Duration::minutes(5),
-            },
-        )
+        .claim_deliveries(10, lease("d2", later))
         .await
         .expect("claim");
     assert_eq!(ids(&items), vec![m[0]]);
@@ -169,51 +136,25 @@ async fn results_are_written_only_under_the_lease_that_holds_the_message(db: Tes
     assert_eq!(claim(&db, "d2", expired).await, vec![m[0]]);
     assert!(
         !db.store
-            .delivered(
-                fluidtalk_runner::store::Held {
-                    id: m[0],
-                    lease_token: "d1"
-                },
-                expired
-            )
+            .delivered(held(m[0], "d1"), expired)
             .await
             .expect("write")
     );
     assert!(
         !db.store
-            .delivery_failed(
-                fluidtalk_runner::store::Held {
-                    id: m[0],
-                    lease_token: "d1"
-                },
-                "late",
-                expired
-            )
+            .delivery_failed(held(m[0], "d1"), "late", expired)
             .await
             .expect("write")
     );
     assert!(
         !db.store
-            .park_delivery(
-                fluidtalk_runner::store::Held {
-                    id: m[0],
-                    lease_token: "d1"
-                },
-                "late",
-                expired
-            )
+            .park_delivery(held(m[0], "d1"), "late", expired)
             .await
             .expect("write")
     );
     assert!(
         db.store
-            .delivered(
-                fluidtalk_runner::store::Held {
-                    id: m[0],
-                    lease_token: "d2"
-                },
-                expired
-            )
+            .delivered(held(m[0], "d2"), expired)
             .await
             .expect("write")
     );
@@ -225,26 +166,13 @@ async fn a_parked_message_holds_its_target_until_it_is_redelivered(db: TestDb) {
     let long = "x".repeat(2000);
     assert!(
         db.store
-            .park_delivery(
-                fluidtalk_runner::store::Held {
-                    id: m[0],
-                    lease_token: "d1"
-                },
-                &long,
-                t0()
-            )
+            .park_delivery(held(m[0], "d1"), &long, t0())
             .await
             .expect("park")
     );
     assert!(
         db.store
-            .delivered(
-                fluidtalk_runner::store::Held {
-                    id: m[2],
-                    lease_token: "d1"
-                },
-                t0()
-            )
+            .delivered(held(m[2], "d1"), t0())
             .await
             .expect("delivered")
     );
@@ -316,13 +244,7 @@ async fn a_blocked_leads_text_is_held_and_an_ack_by_hand_ends_delivery(db: TestD
     );
     assert!(
         !db.store
-            .delivered(
-                fluidtalk_runner::store::Held {
-                    id: m[1],
-                    lease_token: "d1"
-                },
-                t0()
-            )
+            .delivered(held(m[1], "d1"), t0())
             .await
             .expect("write")
     );
@@ -357,14 +279,7 @@ async fn concurrent_claims_take_each_message_once_and_one_per_target(db: TestDb)
         let store = db.store.clone();
         claims.spawn(async move {
             let items = store
-                .claim_deliveries(
-                    5,
-                    fluidtalk_runner::store::Lease {
-                        lease_token: &format!("d{d}"),
-                        now: t0(),
-                        until: t0() + Duration::minutes(5),
-                    },
-                )
+                .claim_deliveries(5, lease(&format!("d{d}"), t0()))
                 .await
                 .expect("claim");
             items

@@ -12,6 +12,7 @@ use fluidtalk_runner::lead::LeadState;
 use fluidtalk_runner::runner::{RunError, Runner, Summary};
 use fluidtalk_runner::sim::{SimConfig, Simulator};
 use fluidtalk_runner::store::{AttemptStatus, LeadInput, PauseScope, Store};
+use fluidtalk_runner::store::{Lease, NewEvent};
 use std::sync::Arc;
 
 /// Monday 2026-11-23 10:00 UTC.
@@ -466,7 +467,7 @@ async fn events_are_sent_oldest_first_with_their_context() {
     let w = world(SimConfig::default(), "[[job]]\nname = \"reactions\"\nkind = \"event\"\nevent_type = \"story_reaction\"\nschedule = \"*/30 * * * * *\"\n").await;
     let now = w.clock.now();
     w.store
-        .queue_event(&fluidtalk_runner::store::NewEvent {
+        .queue_event(&NewEvent {
             target: "@fan",
             event_type: "story_reaction",
             context: Some(r#"{"reaction":"🔥"}"#),
@@ -475,7 +476,7 @@ async fn events_are_sent_oldest_first_with_their_context() {
         .await
         .expect("queue");
     w.store
-        .queue_event(&fluidtalk_runner::store::NewEvent {
+        .queue_event(&NewEvent {
             target: "@fan",
             event_type: "story_reaction",
             context: None,
@@ -484,7 +485,7 @@ async fn events_are_sent_oldest_first_with_their_context() {
         .await
         .expect("queue");
     w.store
-        .queue_event(&fluidtalk_runner::store::NewEvent {
+        .queue_event(&NewEvent {
             target: "@other",
             event_type: "follow",
             context: None,
@@ -555,7 +556,7 @@ async fn an_attempt_left_in_flight_by_a_dead_runner_is_never_resent_on_its_own()
     w.store
         .claim_leads(
             &[l.id],
-            fluidtalk_runner::store::Lease {
+            Lease {
                 lease_token: "dead-runner",
                 now,
                 until: now + Duration::minutes(5),

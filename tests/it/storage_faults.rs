@@ -170,25 +170,29 @@ impl Daemon {
     /// disk (a connection the pool opens anew): the API then answers 503 "try again", as
     /// documented, and is asked again, as a client would, for at most 20 s.
     async fn status_storage(&self) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let r = self
-                .http
-                .get(format!("{}/v1/status", self.base))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .expect("status answers");
-            let code = r.status().as_u16();
-            let v: serde_json::Value = r.json().await.expect("status JSON");
-            if code == 503 && tokio::time::Instant::now() < deadline {
-                assert_eq!(v["error"]["kind"], "unavailable", "{v}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            assert_eq!(code, 200, "{v}\n{}", self.log());
-            return v["storage"].clone();
-        }
+        let v: serde_json::Value = until_some(
+            Duration::from_secs(20),
+            "GET /v1/status answers other than 503",
+            || async {
+                let r = self
+                    .http
+                    .get(format!("{}/v1/status", self.base))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await
+                    .expect("status answers");
+                let code = r.status().as_u16();
+                let v: serde_json::Value = r.json().await.expect("status JSON");
+                if code == 503 {
+                    assert_eq!(v["error"]["kind"], "unavailable", "{v}");
+                    return None;
+                }
+                assert_eq!(code, 200, "{v}\n{}", self.log());
+                Some(v)
+            },
+        )
+        .await;
+        v["storage"].clone()
     }
 
     /// SIGTERM, then the exit status within a minute.
@@ -205,8 +209,24 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    until_some(limit, what, || {
+        let checked = check();
+        async move { checked.await.then_some(()) }
+    })
+    .await
+}
+
+/// The first value `check` gives, asked every 100 ms; fails past `limit`.
+async fn until_some<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "not within {limit:?}: {what}"

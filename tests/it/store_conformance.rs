@@ -10,6 +10,7 @@ use fluidtalk_runner::store::{
     Action, AttemptEnd, AttemptStatus, DailyCap, LeadFilter, LeadInput, NewAttempt, Recorded,
     StoreError, UserAction,
 };
+use fluidtalk_runner::store::{Lease, NewEvent};
 
 fn t(h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, h, 0, 0)
@@ -498,7 +499,7 @@ async fn a_queued_event_adds_an_unknown_lead_and_keeps_its_context_text(db: Test
     let ctx = r#"{"zeta":1,"alpha":"🔥"}"#;
     let ev = db
         .store
-        .queue_event(&fluidtalk_runner::store::NewEvent {
+        .queue_event(&NewEvent {
             target: "@fan",
             event_type: "story_reaction",
             context: Some(ctx),
@@ -510,7 +511,7 @@ async fn a_queued_event_adds_an_unknown_lead_and_keeps_its_context_text(db: Test
     assert_eq!(ev.state, "queued");
     assert_eq!(get(&db, "@fan").await.state, LeadState::New);
     db.store
-        .queue_event(&fluidtalk_runner::store::NewEvent {
+        .queue_event(&NewEvent {
             target: "@fan",
             event_type: "follow",
             context: None,
@@ -906,7 +907,7 @@ async fn a_claim_repeated_with_its_token_is_the_same_claim(db: TestDb) {
         .store
         .claim_leads(
             &[x],
-            fluidtalk_runner::store::Lease {
+            Lease {
                 lease_token: "host-1/1",
                 now: t(10),
                 until,
@@ -920,7 +921,7 @@ async fn a_claim_repeated_with_its_token_is_the_same_claim(db: TestDb) {
         .store
         .claim_leads(
             &[x, y],
-            fluidtalk_runner::store::Lease {
+            Lease {
                 lease_token: "host-1/1",
                 now: t(10),
                 until,
@@ -934,7 +935,7 @@ async fn a_claim_repeated_with_its_token_is_the_same_claim(db: TestDb) {
         .store
         .claim_leads(
             &[x, y],
-            fluidtalk_runner::store::Lease {
+            Lease {
                 lease_token: "host-1/2",
                 now: t(10),
                 until,
@@ -948,7 +949,7 @@ async fn a_claim_repeated_with_its_token_is_the_same_claim(db: TestDb) {
         .store
         .claim_leads(
             &[x],
-            fluidtalk_runner::store::Lease {
+            Lease {
                 lease_token: "host-2/1",
                 now: until,
                 until: until + Duration::minutes(5),

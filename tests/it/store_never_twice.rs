@@ -11,6 +11,7 @@ use fluidtalk_runner::store::{
     Action, AttemptEnd, AttemptStatus, DailyCap, Lead, LeadInput, LeadResult, NewAttempt,
     PauseScope, RUNNER_LOST, Recorded, StoreError, UserAction,
 };
+use fluidtalk_runner::store::{Lease, NewEvent, NewPause};
 
 fn t(h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, h, 0, 0)
@@ -73,7 +74,7 @@ async fn in_flight(db: &TestDb, lead: &Lead, token: &str) -> i64 {
         .store
         .claim_leads(
             &[lead.id],
-            fluidtalk_runner::store::Lease {
+            Lease {
                 lease_token: token,
                 now: t(10),
                 until: t(12),
@@ -255,7 +256,7 @@ async fn a_late_answer_after_recovery_is_recorded_over_the_lost_attempt(db: Test
     let fan = add(&db, "@fan").await;
     let event = db
         .store
-        .queue_event(&fluidtalk_runner::store::NewEvent {
+        .queue_event(&NewEvent {
             target: "@fan",
             event_type: "story_reaction",
             context: None,
@@ -326,7 +327,7 @@ async fn a_late_answer_for_a_released_attempt_changes_nothing(db: TestDb) {
     let l = add(&db, "@l").await;
     let event = db
         .store
-        .queue_event(&fluidtalk_runner::store::NewEvent {
+        .queue_event(&NewEvent {
             target: "@l",
             event_type: "story_reaction",
             context: None,
@@ -420,7 +421,7 @@ async fn a_reply_time_in_the_future_is_refused_and_a_stored_one_is_corrected(db:
 async fn a_person_lifts_pauses_and_sees_events_no_job_sends(db: TestDb) {
     let hour = |_| std::time::Duration::from_secs(3600);
     db.store
-        .set_pause(&fluidtalk_runner::store::NewPause {
+        .set_pause(&NewPause {
             scope: PauseScope::All,
             reason: "401",
             set_by: "r",
@@ -430,7 +431,7 @@ async fn a_person_lifts_pauses_and_sees_events_no_job_sends(db: TestDb) {
         .await
         .expect("pause");
     db.store
-        .set_pause(&fluidtalk_runner::store::NewPause {
+        .set_pause(&NewPause {
             scope: PauseScope::NewConversations,
             reason: "402",
             set_by: "r",
@@ -462,7 +463,7 @@ async fn a_person_lifts_pauses_and_sees_events_no_job_sends(db: TestDb) {
         ("@c", "story_reaction"),
     ] {
         db.store
-            .queue_event(&fluidtalk_runner::store::NewEvent {
+            .queue_event(&NewEvent {
                 target,
                 event_type: kind,
                 context: None,
@@ -488,7 +489,7 @@ async fn a_lead_blocked_after_its_claim_is_not_recorded_in_flight(db: TestDb) {
         .store
         .claim_leads(
             &[a.id, b.id, c.id],
-            fluidtalk_runner::store::Lease {
+            Lease {
                 lease_token: "r/1",
                 now: t(10),
                 until: t(12),
@@ -507,7 +508,7 @@ async fn a_lead_blocked_after_its_claim_is_not_recorded_in_flight(db: TestDb) {
         db.store
             .claim_leads(
                 &[c.id],
-                fluidtalk_runner::store::Lease {
+                Lease {
                     lease_token: "r2/1",
                     now: t(12),
                     until: t(13)
@@ -576,7 +577,7 @@ async fn an_attempt_committed_after_its_lease_was_given_back_is_found_and_review
     db.store
         .claim_leads(
             &[lead.id],
-            fluidtalk_runner::store::Lease {
+            Lease {
                 lease_token: "r/1",
                 now: t(10),
                 until: t(20),
@@ -679,7 +680,7 @@ async fn an_attempt_waits_for_a_concurrent_change_of_its_lead_and_sees_it() {
         .store
         .claim_leads(
             &[lead.id],
-            fluidtalk_runner::store::Lease {
+            Lease {
                 lease_token: "runner-a/1",
                 now: t(10),
                 until: t(11),
