@@ -7,7 +7,8 @@
 //!     cargo run --release --example bench -- --quick    # smaller, no 10,000,000 (minutes)
 //!     cargo run --release --example bench -- throughput python   # some sections only
 //!
-//! Sections: `throughput` (opener runs at 0/20/100 ms latency, concurrency 1-128, SQLite,
+//! Sections: `targets` (issue 21's end-to-end rows with the CPU each process used),
+//! `throughput` (opener runs at 0/20/100 ms latency, concurrency 1-128, SQLite,
 //! PostgreSQL with 1 and 3 runner processes), `python` (the official client, sequential and
 //! a thread pool, and the runner's ratios), `planning` (plan and claim one batch at
 //! 10,000, 1,000,000 and 10,000,000 leads; a dry run over 1,000,000 due leads), `import`
@@ -25,6 +26,7 @@ mod python;
 mod report;
 mod runs;
 mod scale;
+mod targets;
 
 use report::Table;
 use std::time::Duration;
@@ -35,6 +37,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let all = [
+        "targets",
         "throughput",
         "python",
         "planning",
@@ -55,6 +58,10 @@ async fn main() {
         max_leads: if quick { 5_000 } else { 20_000 },
     };
     let mut tables = [
+        Table::new(
+            "targets",
+            "Issue 21's runs: 0 ms with 20,000 leads, 100 ms sized to 12 s (batch 500), and where the CPU went",
+        ),
         Table::new(
             "throughput",
             "Opener runs end to end (leads/s; ideal = runners x concurrency / latency)",
@@ -83,6 +90,7 @@ async fn main() {
         ),
     ];
     let [
+        targets,
         throughput,
         python,
         planning,
@@ -98,6 +106,7 @@ async fn main() {
     for section in &chosen {
         eprintln!("== {section}");
         match *section {
+            "targets" => targets::targets(&bin, pg.as_deref(), quick, targets).await,
             "throughput" => runs::throughput(&bin, pg.as_deref(), &sizing, throughput).await,
             "python" => {
                 // The runner's rates to compare with, measured now on the same simulator.

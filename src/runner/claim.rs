@@ -3,109 +3,157 @@
 //! now holds that are exactly as planned, and gives the rest back.
 
 use super::RunError;
+use super::Runner;
 use super::db::{DB_OUTAGE_BUDGET, OnStop};
 use super::holds::held_by;
 use super::window::{Claimed, Halt, JobRun};
-use crate::plan;
+use crate::config::Job;
+use crate::plan::{self, Cursor};
 use crate::policy::blocking_pause;
 use crate::store::Lease;
-use crate::store::{Lead, PauseScope};
+use crate::store::{Lead, Pause, PauseScope};
 use std::sync::atomic::Ordering;
 
+/// What planning and claiming a batch found.
+pub(super) enum Claim {
+    /// A stored pause holds the job: no batch.
+    Held(Pause),
+    /// Nothing more is due (or the cap or `max_per_run` is reached).
+    NothingDue(Cursor),
+    /// The planner's cursor after the batch, the leads this runner now holds exactly as
+    /// planned, and those it holds that changed since the plan read them (to give back).
+    /// Both empty when other runners took the whole batch first.
+    Batch {
+        cursor: Cursor,
+        fresh: Vec<Claimed>,
+        stale: Vec<Claimed>,
+    },
+}
+
+/// Plans and claims the next batch of `job` after `cursor`: read-only planning, then one
+/// statement leases the batch to a new token. Borrows nothing of the run, so it may go on
+/// while the run's calls fly and their answers are written (`JobRun::drive`).
+pub(super) async fn claim(r: &Runner, job: &Job, cursor: Cursor) -> Result<Claim, RunError> {
+    let now = r.clock.now();
+    let pauses = r.db.read("read pauses", || r.store.pauses()).await?;
+    r.holds.absorb(&pauses);
+    if let Some(p) = blocking_pause(&pauses, job, now) {
+        return Ok(Claim::Held(p.clone()));
+    }
+    let left =
+        r.db.read("count today's calls", || {
+            plan::remaining(&*r.store, job, now, &cursor)
+        })
+        .await?;
+    let limit = left.min(job.batch_size);
+    let (batch, cursor) =
+        r.db.read("plan a batch", || {
+            let mut cursor = cursor.clone();
+            async move {
+                let batch = plan::next_batch(&*r.store, job, now, limit, &mut cursor).await?;
+                Ok((batch, cursor))
+            }
+        })
+        .await?;
+    if batch.is_empty() {
+        return Ok(Claim::NothingDue(cursor));
+    }
+    let lease_token = format!(
+        "{}/{}",
+        r.runner_id,
+        r.claims.fetch_add(1, Ordering::SeqCst) + 1
+    );
+    let lease_until = now + r.lease(job);
+    let ids: Vec<i64> = batch.iter().map(|c| c.lead.id).collect();
+    let claimed =
+        r.db.run("claim leads", OnStop::GiveUp, || {
+            r.store.claim_leads(
+                &ids,
+                Lease {
+                    lease_token: &lease_token,
+                    now,
+                    until: lease_until,
+                },
+            )
+        })
+        .await?;
+    // A call may start only while its lease still covers reading its image and the
+    // call (each up to the API timeout), then writing its answer through a database
+    // outage, and clock skew: a live runner never works under an expired lease.
+    let start_by = crate::clock::earlier(
+        lease_until,
+        r.config
+            .fluidtalk
+            .timeout
+            .saturating_mul(2)
+            .saturating_add(DB_OUTAGE_BUDGET)
+            .saturating_add(super::SKEW),
+    );
+    // Only what this runner now holds, and only if it is still as planned: another
+    // runner may have taken a lead, or worked it and let go, since the plan read it.
+    let (mut fresh, mut stale) = (Vec::new(), Vec::new());
+    for mut call in batch {
+        let Some(lead) = claimed.iter().find(|l| l.id == call.lead.id) else {
+            continue;
+        };
+        let unchanged = unchanged(&call.lead, lead);
+        call.lead = lead.clone();
+        let c = Claimed {
+            call,
+            lease_token: lease_token.clone(),
+            start_by,
+        };
+        if unchanged {
+            fresh.push(c);
+        } else {
+            stale.push(c);
+        }
+    }
+    Ok(Claim::Batch {
+        cursor,
+        fresh,
+        stale,
+    })
+}
+
 impl JobRun<'_> {
-    /// Plans and claims the next batch, queueing the leads this runner now holds. Sets
-    /// `planned_all` when nothing more is due (or the cap or `max_per_run` is reached),
-    /// and halts the run when a stored pause holds the job.
+    /// Plans and claims the next batch, and takes it in (`took_claim`).
     pub(super) async fn claim_batch(&mut self) -> Result<(), RunError> {
-        let r = self.runner;
-        let now = r.clock.now();
-        let pauses = r.db.read("read pauses", || r.store.pauses()).await?;
-        r.holds.absorb(&pauses);
-        if let Some(p) = blocking_pause(&pauses, self.job, now) {
-            tracing::info!(scope = p.scope.as_str(), until = %p.until, reason = %p.reason, "held by a pause");
-            self.summary.held = Some(held_by(p));
-            self.halt.get_or_insert(if p.scope == PauseScope::All {
-                Halt::Unauthorized
-            } else {
-                Halt::Paused
-            });
-            return Ok(());
-        }
-        let (job, cursor) = (self.job, &self.cursor);
-        let left =
-            r.db.read("count today's calls", || {
-                plan::remaining(&*r.store, job, now, cursor)
-            })
-            .await?;
-        let limit = left.min(job.batch_size);
-        let (batch, moved) =
-            r.db.read("plan a batch", || {
-                let mut cursor = cursor.clone();
-                async move {
-                    let batch = plan::next_batch(&*r.store, job, now, limit, &mut cursor).await?;
-                    Ok((batch, cursor))
-                }
-            })
-            .await?;
-        self.cursor = moved;
-        self.summary.outside_window = u64::from(self.cursor.outside_window);
-        if batch.is_empty() {
-            self.planned_all = true;
-            return Ok(());
-        }
-        let lease_token = format!(
-            "{}/{}",
-            r.runner_id,
-            r.claims.fetch_add(1, Ordering::SeqCst) + 1
-        );
-        let lease_until = now + r.lease(self.job);
-        let ids: Vec<i64> = batch.iter().map(|c| c.lead.id).collect();
-        let claimed =
-            r.db.run("claim leads", OnStop::GiveUp, || {
-                r.store.claim_leads(
-                    &ids,
-                    Lease {
-                        lease_token: &lease_token,
-                        now,
-                        until: lease_until,
-                    },
-                )
-            })
-            .await?;
-        // A call may start only while its lease still covers reading its image and the
-        // call (each up to the API timeout), then writing its answer through a database
-        // outage, and clock skew: a live runner never works under an expired lease.
-        let start_by = crate::clock::earlier(
-            lease_until,
-            r.config
-                .fluidtalk
-                .timeout
-                .saturating_mul(2)
-                .saturating_add(DB_OUTAGE_BUDGET)
-                .saturating_add(super::SKEW),
-        );
-        // Only what this runner now holds, and only if it is still as planned: another
-        // runner may have taken a lead, or worked it and let go, since the plan read it.
-        let mut stale = Vec::new();
-        for mut call in batch {
-            let Some(lead) = claimed.iter().find(|l| l.id == call.lead.id) else {
-                continue;
-            };
-            let fresh = unchanged(&call.lead, lead);
-            call.lead = lead.clone();
-            let c = Claimed {
-                call,
-                lease_token: lease_token.clone(),
-                start_by,
-            };
-            if fresh {
-                self.queue.push_back(c);
-            } else {
-                stale.push(c);
+        let found = claim(self.runner, self.job, self.cursor.clone()).await?;
+        self.took_claim(found).await;
+        Ok(())
+    }
+
+    /// Takes in a claim: queues the leads this runner now holds as planned and gives the
+    /// rest back; sets `planned_all` when nothing more is due (or the cap or
+    /// `max_per_run` is reached); halts the run when a stored pause holds the job.
+    pub(super) async fn took_claim(&mut self, found: Claim) {
+        match found {
+            Claim::Held(p) => {
+                tracing::info!(scope = p.scope.as_str(), until = %p.until, reason = %p.reason, "held by a pause");
+                self.halt.get_or_insert(if p.scope == PauseScope::All {
+                    Halt::Unauthorized
+                } else {
+                    Halt::Paused
+                });
+                self.summary.held = Some(held_by(&p));
+            }
+            Claim::NothingDue(cursor) => {
+                self.cursor = cursor;
+                self.summary.outside_window = u64::from(self.cursor.outside_window);
+                self.planned_all = true;
+            }
+            Claim::Batch {
+                cursor,
+                fresh,
+                stale,
+            } => {
+                self.cursor = cursor;
+                self.summary.outside_window = u64::from(self.cursor.outside_window);
+                self.queue.extend(fresh);
+                self.give_back(stale).await;
             }
         }
-        self.give_back(stale).await;
-        Ok(())
     }
 }
 

@@ -148,6 +148,20 @@ impl Db {
             .await
     }
 
+    /// Writes with `op` once, bounded like every try: for a write that has a fallback
+    /// (the caller writes the same thing the long way on an error), so an error here is
+    /// neither retried nor reported as an outage.
+    pub async fn once<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let v = tokio::time::timeout(DB_STATEMENT_LIMIT, op)
+            .await
+            .unwrap_or(Err(StoreError::Unresponsive(DB_STATEMENT_LIMIT)))?;
+        self.health.wrote(self.clock.now());
+        Ok(v)
+    }
+
     async fn attempt<T, F, Fut>(
         &self,
         what: &str,

@@ -45,24 +45,7 @@ impl JobRun<'_> {
             self.halt_for_pause(scope);
             return Ok(());
         }
-        let mut group = Vec::with_capacity(permits.len());
-        let mut late = Vec::new();
-        while group.len() < permits.len() {
-            let Some(c) = self.queue.pop_front() else {
-                break;
-            };
-            if c.start_by < now {
-                late.push(c);
-            } else {
-                group.push(c);
-            }
-        }
-        if !late.is_empty() {
-            // Queued too long behind other calls: never called late under a lease that
-            // could run out mid-call.
-            self.summary.cancelled += late.len() as u64;
-            self.give_back(late).await;
-        }
+        let group = self.take_group(permits.len(), now, || true).await;
         let started = self.record_in_flight(group).await?;
         for ((s, start_by), permit) in started.into_iter().zip(permits) {
             // A call that can no longer start in time (the recording waited out a database
@@ -72,6 +55,170 @@ impl JobRun<'_> {
         Ok(())
     }
 
+    /// Up to `n` queued leads whose call may still start at `now`, each only if `may` (the
+    /// rate limit) lets it; leads queued too long are given back.
+    async fn take_group(
+        &mut self,
+        n: usize,
+        now: DateTime<Utc>,
+        mut may: impl FnMut() -> bool,
+    ) -> Vec<Claimed> {
+        let mut group = Vec::with_capacity(n);
+        let mut late = Vec::new();
+        while group.len() < n {
+            let Some(c) = self.queue.pop_front() else {
+                break;
+            };
+            if c.start_by < now {
+                late.push(c);
+            } else if may() {
+                group.push(c);
+            } else {
+                self.queue.push_front(c);
+                break;
+            }
+        }
+        if !late.is_empty() {
+            // Queued too long behind other calls: never called late under a lease that
+            // could run out mid-call.
+            self.summary.cancelled += late.len() as u64;
+            self.give_back(late).await;
+        }
+        group
+    }
+
+    /// Group commit: the judged answers are written together with the next group's
+    /// attempts in flight, in one transaction, and that group's calls start on the slots
+    /// the answers held. Only when the slots may go straight to it: no other job or
+    /// relayed call waits for a slot, no pause, halt or 429 holds new calls, and the rate
+    /// limit has cells. Returns whether it wrote the answers; when not (it did not apply,
+    /// or the combined write failed, in which case nothing of it was written), the leads
+    /// are back at the front of the queue and the caller writes the answers alone.
+    pub(super) async fn settle_and_start(&mut self) -> bool {
+        let r = self.runner;
+        let now = r.clock.now();
+        if self.halt.is_some()
+            || self.queue.is_empty()
+            || self.judged_slots.is_empty()
+            || self.wait_until.is_some_and(|t| t > now)
+            || r.slot_wanted()
+            || r.store.check_file().is_err()
+        {
+            return false;
+        }
+        r.holds.refresh(&*r.store, now).await;
+        if r.holds.blocks(self.action(), now) {
+            return false;
+        }
+        let group = self
+            .take_group(self.judged_slots.len(), now, || r.limiter.try_take())
+            .await;
+        if group.is_empty() {
+            return false;
+        }
+        let attempts = self.attempts_of(&group, now);
+        let cap = self.cap();
+        let written =
+            r.db.once(r.store.settle_and_start(&self.judged, now, &attempts, cap));
+        match written.await {
+            Ok((_, recorded)) => {
+                let mut slots = std::mem::take(&mut self.judged_slots);
+                self.written();
+                for (s, start_by) in self.took(group, recorded).await {
+                    let Some(permit) = slots.pop() else {
+                        break;
+                    };
+                    self.spawn(s, start_by, permit);
+                }
+                true
+            }
+            Err(e) => {
+                if e.is_transient() {
+                    tracing::warn!(error = %e, "the database is unreachable; writing the answers again on their own");
+                } else {
+                    tracing::debug!(error = %e, "the answers and the next group could not be written together; writing them apart");
+                }
+                for c in group.into_iter().rev() {
+                    self.queue.push_front(c);
+                }
+                false
+            }
+        }
+    }
+
+    /// The daily cap the job's openers count against now, if any.
+    fn cap(&self) -> Option<DailyCap> {
+        match &self.job.kind {
+            JobKind::Opener {
+                daily_cap: Some(limit),
+                ..
+            } => Some(DailyCap {
+                since: plan::day_start(self.runner.clock.now(), self.job.timezone),
+                limit: *limit,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The attempts `group`'s calls record in flight, started at `now`.
+    fn attempts_of(&self, group: &[Claimed], now: DateTime<Utc>) -> Vec<NewAttempt> {
+        group
+            .iter()
+            .map(|c| NewAttempt {
+                lead_id: c.call.lead.id,
+                job: self.job.name.clone(),
+                action: c.call.action,
+                step: c.call.step,
+                lease_token: c.lease_token.clone(),
+                started_at: now,
+                claimed: Some(c.call.lead.state),
+            })
+            .collect()
+    }
+
+    /// Takes in what recording `group` in flight found: the calls that may start, in
+    /// order, with the last moment each may start; the leads that changed since their
+    /// claim or are over the daily cap are given back (the cap halts the run).
+    async fn took(
+        &mut self,
+        group: Vec<Claimed>,
+        recorded: Vec<Recorded>,
+    ) -> Vec<(Started, DateTime<Utc>)> {
+        let (mut started, mut changed, mut over) = (Vec::new(), Vec::new(), Vec::new());
+        for (c, r) in group.into_iter().zip(recorded) {
+            match r {
+                Recorded::Started(attempt_id) => {
+                    let s = Started {
+                        call: c.call,
+                        lease_token: c.lease_token,
+                        attempt_id,
+                    };
+                    started.push((s, c.start_by));
+                }
+                // Blocked, replied to or taken since the claim: not called.
+                Recorded::Changed => changed.push(c),
+                Recorded::OverCap => over.push(c),
+            }
+        }
+        if !over.is_empty() {
+            tracing::info!(
+                left_for_later = over.len(),
+                "the daily cap was reached (counting every runner)"
+            );
+            self.halt.get_or_insert(Halt::CapReached);
+        }
+        if !changed.is_empty() {
+            tracing::info!(
+                leads = changed.len(),
+                "leads changed since they were claimed (blocked, replied to): not called"
+            );
+        }
+        self.summary.cancelled += (over.len() + changed.len()) as u64;
+        changed.append(&mut over);
+        self.give_back(changed).await;
+        started
+    }
+
     /// Records `group` in flight; returns the calls recorded, in order, with the last
     /// moment each may start.
     async fn record_in_flight(
@@ -79,30 +226,10 @@ impl JobRun<'_> {
         mut group: Vec<Claimed>,
     ) -> Result<Vec<(Started, DateTime<Utc>)>, RunError> {
         let r = self.runner;
-        let cap = match &self.job.kind {
-            JobKind::Opener {
-                daily_cap: Some(limit),
-                ..
-            } => Some(DailyCap {
-                since: plan::day_start(r.clock.now(), self.job.timezone),
-                limit: *limit,
-            }),
-            _ => None,
-        };
+        let cap = self.cap();
         while !group.is_empty() {
             let now = r.clock.now();
-            let attempts: Vec<NewAttempt> = group
-                .iter()
-                .map(|c| NewAttempt {
-                    lead_id: c.call.lead.id,
-                    job: self.job.name.clone(),
-                    action: c.call.action,
-                    step: c.call.step,
-                    lease_token: c.lease_token.clone(),
-                    started_at: now,
-                    claimed: Some(c.call.lead.state),
-                })
-                .collect();
+            let attempts = self.attempts_of(&group, now);
             let mut tries = 0;
             let recorded =
                 r.db.run("record attempts in flight", OnStop::GiveUp, || {
@@ -127,41 +254,7 @@ impl JobRun<'_> {
                 other => other,
             };
             match recorded {
-                Ok(recorded) => {
-                    let (mut started, mut changed, mut over) = (Vec::new(), Vec::new(), Vec::new());
-                    for (c, r) in group.into_iter().zip(recorded) {
-                        match r {
-                            Recorded::Started(attempt_id) => {
-                                let s = Started {
-                                    call: c.call,
-                                    lease_token: c.lease_token,
-                                    attempt_id,
-                                };
-                                started.push((s, c.start_by));
-                            }
-                            // Blocked, replied to or taken since the claim: not called.
-                            Recorded::Changed => changed.push(c),
-                            Recorded::OverCap => over.push(c),
-                        }
-                    }
-                    if !over.is_empty() {
-                        tracing::info!(
-                            left_for_later = over.len(),
-                            "the daily cap was reached (counting every runner)"
-                        );
-                        self.halt.get_or_insert(Halt::CapReached);
-                    }
-                    if !changed.is_empty() {
-                        tracing::info!(
-                            leads = changed.len(),
-                            "leads changed since they were claimed (blocked, replied to): not called"
-                        );
-                    }
-                    self.summary.cancelled += (over.len() + changed.len()) as u64;
-                    changed.append(&mut over);
-                    self.give_back(changed).await;
-                    return Ok(started);
-                }
+                Ok(recorded) => return Ok(self.took(group, recorded).await),
                 Err(StoreError::AlreadySent {
                     lead_id,
                     action,

@@ -44,7 +44,7 @@ use chrono::{DateTime, Utc};
 use db::{Db, OnStop};
 use holds::Holds;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -83,6 +83,9 @@ pub struct Runner {
     caller: Caller,
     limiter: Arc<pace::Pace>,
     slots: Arc<Semaphore>,
+    /// How many wait for one of `slots` now (jobs and relayed calls): while any does, a
+    /// run gives the slots its answers free back to them rather than to its next group.
+    slot_waiters: Arc<AtomicUsize>,
     holds: Arc<Holds>,
     /// Numbers this runner's claims: each batch's lease token is `runner_id/N`.
     claims: Arc<AtomicU64>,
@@ -114,6 +117,7 @@ impl Runner {
         Runner {
             limiter: Arc::new(pace::Pace::new(settings.per_second, clock.clone())),
             slots: Arc::new(Semaphore::new(settings.slots())),
+            slot_waiters: Arc::new(AtomicUsize::new(0)),
             db: Db {
                 clock: clock.clone(),
                 stop,
@@ -150,9 +154,28 @@ impl Runner {
     /// `[limits] concurrency`'s slots and for `per_second`, both shared with this runner's
     /// jobs, so a burst of relayed calls cannot exceed the account's limits.
     pub async fn call_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let permit = self.slots.clone().acquire_owned().await.ok()?;
+        let permit = self.wait_for_slot().await?;
         self.limiter.until_ready().await;
         Some(permit)
+    }
+
+    /// Waits for one of `[limits] concurrency`'s slots, counted among the waiters meanwhile
+    /// (also when the wait is dropped); `None` once the slots are closed.
+    async fn wait_for_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.slot_waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.slot_waiters);
+        self.slots.clone().acquire_owned().await.ok()
+    }
+
+    /// Whether anything waits for a slot now.
+    fn slot_wanted(&self) -> bool {
+        self.slot_waiters.load(Ordering::SeqCst) > 0
     }
 
     /// How long a lease must last for one call made outside a job: twice the API timeout

@@ -1,7 +1,8 @@
 //! One job's run: the loop that keeps up to `concurrency` calls in flight.
 //!
 //! The loop only decides what happens next; each step is its own unit: claim a batch when
-//! fewer than `concurrency` claimed leads wait (`claim`), record a group in flight and
+//! fewer than `concurrency` claimed leads wait (`claim`, in a task of its own while calls
+//! are in flight, so the loop goes on taking answers and starting calls), record a group in flight and
 //! start it when slots free up (`flight`), judge each answer as it arrives (`verdict`),
 //! and write the judged answers in batches: when half the window has answered (so its
 //! slots refill as one group), when no call is left, at the latest `FLUSH_EVERY` after the
@@ -57,6 +58,7 @@ pub(super) enum Halt {
 }
 
 type Slots = Pin<Box<dyn Future<Output = Vec<OwnedSemaphorePermit>> + Send>>;
+type Claiming = tokio::task::JoinHandle<Result<super::claim::Claim, super::RunError>>;
 
 pub(super) struct JobRun<'a> {
     pub runner: &'a Runner,
@@ -74,14 +76,16 @@ pub(super) struct JobRun<'a> {
     /// exceeds `concurrency`.
     slot_of: HashMap<tokio::task::Id, OwnedSemaphorePermit>,
     /// Settled answers not written yet, their slots, and since when the oldest waits.
-    judged: Vec<LeadResult>,
-    judged_slots: Vec<OwnedSemaphorePermit>,
-    judged_since: Option<Instant>,
+    pub(super) judged: Vec<LeadResult>,
+    pub(super) judged_slots: Vec<OwnedSemaphorePermit>,
+    pub(super) judged_since: Option<Instant>,
+    /// The next batch, planned and claimed while this one's calls fly.
+    claiming: Option<Claiming>,
     /// The planner has nothing more for this run.
     pub planned_all: bool,
     pub halt: Option<Halt>,
     /// A 429 holds new calls until then.
-    wait_until: Option<DateTime<Utc>>,
+    pub(super) wait_until: Option<DateTime<Utc>>,
     /// Calls answered with success, per kind (new conversation, follow-up).
     succeeded: [bool; 2],
     started_at: DateTime<Utc>,
@@ -107,6 +111,7 @@ impl<'a> JobRun<'a> {
             judged: Vec::new(),
             judged_slots: Vec::new(),
             judged_since: None,
+            claiming: None,
             planned_all: false,
             halt: None,
             wait_until: None,
@@ -128,6 +133,12 @@ impl<'a> JobRun<'a> {
         }
         // Answers first: they exist only in memory; a lease not given back runs out.
         let flushed = self.flush().await;
+        // A claim still under way ends first, so the leads it took are given back too.
+        if let Some(claiming) = self.claiming.take()
+            && let Ok(Ok(found)) = claiming.await
+        {
+            self.took_claim(found).await;
+        }
         self.give_back_queue().await;
         driven?;
         flushed?;
@@ -149,9 +160,24 @@ impl<'a> JobRun<'a> {
                 self.halt = Some(Halt::Stopped);
                 self.summary.stopped = true;
             }
-            if self.halt.is_none() && !self.planned_all && self.queue.len() < self.concurrency() {
-                let claimed = self.claim_batch().await;
-                self.unless_stopping(claimed)?;
+            if self.halt.is_none()
+                && !self.planned_all
+                && self.claiming.is_none()
+                && self.queue.len() < self.concurrency()
+            {
+                if self.queue.is_empty() && self.calls.is_empty() {
+                    // Nothing else to do meanwhile.
+                    let claimed = self.claim_batch().await;
+                    self.unless_stopping(claimed)?;
+                } else {
+                    // Its own task: driven to the end even while this loop writes (a
+                    // statement whose rows are not read would hold SQLite's write lock).
+                    let (runner, job, cursor) =
+                        (self.runner.clone(), self.job.clone(), self.cursor.clone());
+                    self.claiming = Some(tokio::spawn(async move {
+                        super::claim::claim(&runner, &job, cursor).await
+                    }));
+                }
             }
             let now = self.runner.clock.now();
             // A 429's wait matters only while calls may still start.
@@ -164,7 +190,11 @@ impl<'a> JobRun<'a> {
             } else if slots.is_none() {
                 slots = Some(Box::pin(free_slots(self.runner.clone(), self.queue.len())));
             }
-            if self.calls.is_empty() && !can_start && waiting_429.is_none() {
+            if self.calls.is_empty()
+                && !can_start
+                && waiting_429.is_none()
+                && self.claiming.is_none()
+            {
                 if self.halt.is_some() || (self.planned_all && self.queue.is_empty()) {
                     return Ok(());
                 }
@@ -178,6 +208,17 @@ impl<'a> JobRun<'a> {
             tokio::select! {
                 biased;
                 () = stop.cancelled(), if self.halt.is_none() => {}
+                found = wait_claim(&mut self.claiming), if self.claiming.is_some() => {
+                    self.claiming = None;
+                    let took = match found {
+                        Ok(found) => {
+                            self.took_claim(found).await;
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    };
+                    self.unless_stopping(took)?;
+                }
                 permits = wait_for(&mut slots), if slots.is_some() => {
                     slots = None;
                     let started = self.start(permits).await;
@@ -197,6 +238,10 @@ impl<'a> JobRun<'a> {
                 ), if waiting_429.is_some() && self.calls.is_empty() => {}
             }
             if self.flush_due() {
+                // This run's own wait for a slot is not another's: dropped (and made again
+                // after), so that the slots the answers free may go straight to its next
+                // group (`settle_and_start`).
+                slots = None;
                 self.flush().await?;
             }
         }
@@ -367,6 +412,10 @@ impl<'a> JobRun<'a> {
         if self.judged.is_empty() {
             return Ok(());
         }
+        // Group commit: written with the next group's start, when that can go now.
+        if self.settle_and_start().await {
+            return Ok(());
+        }
         let results = std::mem::take(&mut self.judged);
         let now = self.runner.clock.now();
         let store = &self.runner.store;
@@ -384,15 +433,20 @@ impl<'a> JobRun<'a> {
             self.judged = results;
             return Err(e.into());
         }
+        self.written();
+        Ok(())
+    }
+
+    /// The judged answers are written: their slots may take new calls.
+    pub(super) fn written(&mut self) {
+        self.judged.clear();
         self.judged_since = None;
-        // Written: their slots may take new calls.
         self.judged_slots.clear();
         // A lead's next queued event is due only once the one before it is settled: the
         // planner may find more now, though it found none before.
         if matches!(self.job.kind, JobKind::Event { .. }) {
             self.planned_all = false;
         }
-        Ok(())
     }
 
     /// Gives back the leases of leads claimed but never called.
@@ -471,6 +525,19 @@ impl<'a> JobRun<'a> {
     }
 }
 
+/// Waits for the claim under way, if any.
+async fn wait_claim(
+    claiming: &mut Option<Claiming>,
+) -> Result<super::claim::Claim, super::RunError> {
+    match claiming.as_mut() {
+        // Never aborted: a join error is the claim's panic, carried on here.
+        Some(f) => f
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+        None => std::future::pending().await,
+    }
+}
+
 /// Waits for the pinned slot future, if any.
 async fn wait_for(slots: &mut Option<Slots>) -> Vec<OwnedSemaphorePermit> {
     match slots.as_mut() {
@@ -483,7 +550,7 @@ async fn wait_for(slots: &mut Option<Slots>) -> Vec<OwnedSemaphorePermit> {
 /// cell) free at once, up to `want`: calls that start together are recorded in flight
 /// together, in one statement.
 async fn free_slots(runner: Runner, want: usize) -> Vec<OwnedSemaphorePermit> {
-    let Ok(first) = runner.slots.clone().acquire_owned().await else {
+    let Some(first) = runner.wait_for_slot().await else {
         return Vec::new();
     };
     runner.limiter.until_ready().await;

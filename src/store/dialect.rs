@@ -53,6 +53,9 @@ pub trait Dialect {
     /// Whether an index seek uses a whole row value `(a, b) > ($1, $2)`, not only `a`
     /// (see `keyset_page` in `sql/hot.rs`).
     const ROW_VALUE_SEEK: bool;
+    /// Whether a `WITH` may hold `INSERT`/`UPDATE` (PostgreSQL's data-modifying CTEs): two
+    /// writes in one statement, one round trip.
+    const WRITES_IN_WITH: bool;
 
     /// A JSON array of objects (parameter `$n`) as a table `alias` with typed `cols`.
     fn records(n: u8, alias: &str, cols: &[Col]) -> String;
@@ -85,6 +88,7 @@ impl Dialect for Lite {
     const QUIET_SINCE: &'static str =
         "MAX(COALESCE(last_contact_at, last_reply_at), COALESCE(last_reply_at, last_contact_at))";
     const JOIN_IN_ORDER: &'static str = "CROSS JOIN";
+    const WRITES_IN_WITH: bool = false;
     const NO_LIMIT: Option<i64> = Some(-1);
     const HAS_MIGRATIONS_TABLE: &'static str =
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
@@ -150,6 +154,7 @@ impl Dialect for Pg {
     const FOR_SHARE_LEADS: &'static str = " FOR SHARE OF l";
     const QUIET_SINCE: &'static str = "GREATEST(last_contact_at, last_reply_at)";
     const JOIN_IN_ORDER: &'static str = "JOIN";
+    const WRITES_IN_WITH: bool = true;
     const NO_LIMIT: Option<i64> = None;
     const HAS_MIGRATIONS_TABLE: &'static str =
         "SELECT COUNT(*) FROM (SELECT to_regclass('_sqlx_migrations') AS t) x WHERE t IS NOT NULL";

@@ -112,6 +112,18 @@ pub trait RunnerStore: Reads {
         results: &[LeadResult],
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError>;
+    /// Group commit: writes a group of answers (`record_results`) and records the next
+    /// group's attempts in flight (`start_attempts_within`, under `cap`) in one
+    /// transaction, so the slots the answers free take new calls for one commit instead
+    /// of two. All or nothing: on any error neither is written (a unique violation is the
+    /// `AlreadySent` of the attempts). Returns the attempts finished and those recorded.
+    async fn settle_and_start(
+        &self,
+        results: &[LeadResult],
+        now: DateTime<Utc>,
+        attempts: &[NewAttempt],
+        cap: Option<DailyCap>,
+    ) -> Result<(Vec<i64>, Vec<Recorded>), StoreError>;
     /// Attempts left in flight by a runner that no longer holds their lead: its lease
     /// expired (it died mid-call), or was given back or lost while an attempt it recorded
     /// after a timed-out try was committed late. Their outcome is unknown.

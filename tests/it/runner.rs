@@ -90,6 +90,17 @@ impl World {
             .state
     }
 
+    /// Leads contacted so far.
+    async fn contacted(&self) -> u64 {
+        self.store
+            .count_by_state()
+            .await
+            .expect("count")
+            .get(&LeadState::Contacted)
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn calls(&self, action: &str) -> Vec<(String, u16)> {
         self.sim
             .log()
@@ -768,4 +779,48 @@ async fn a_429_holds_the_job_for_retry_after_and_charges_no_lead() {
         .expect("exists");
     assert_eq!(l.transient_failures, 0);
     assert!(l.lease_owner.is_none(), "released");
+}
+
+/// Group commit hands the slots a run's answers free straight to its next calls, but
+/// never while anything else waits for a slot: a call made outside the job (the HTTP
+/// relay's) gets one while the run goes on, not when it ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_outside_the_job_gets_a_slot_while_a_long_run_goes_on() {
+    let w = world(
+        SimConfig {
+            latency: std::time::Duration::from_millis(10),
+            ..SimConfig::default()
+        },
+        "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\nbatch_size = 50\n",
+    )
+    .await;
+    w.add((0..400).map(|i| lead(&format!("@l{i:03}"))).collect())
+        .await;
+    let runner = w.runner();
+    let job = w.config.jobs[0].clone();
+    let run = {
+        let runner = runner.clone();
+        tokio::spawn(async move { runner.run_job(&job, None).await })
+    };
+    // The run is under way: answers written, their slots taken again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while w.contacted().await < 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let slot = tokio::time::timeout(std::time::Duration::from_secs(30), runner.call_slot())
+        .await
+        .expect("a slot within 30 s")
+        .expect("the slots are open");
+    let sent_by_then = w.contacted().await;
+    drop(slot);
+    let s = run.await.expect("joined").expect("the run");
+    assert_eq!(s.sent, 400);
+    assert!(
+        sent_by_then < 300,
+        "the slot came only as the run ended ({sent_by_then} of 400 sent by then)"
+    );
 }

@@ -649,6 +649,159 @@ async fn text_for_a_lead_blocked_since_it_was_written_says_so(db: TestDb) {
     );
 }
 
+/// Group commit (`settle_and_start`): a group of answers and the next group's attempts in
+/// flight are one transaction. Both are written, or, when the database refuses one of the
+/// attempts (its step may already have been sent), neither: the answers are still in flight,
+/// to be written again apart, and no call of the next group may start.
+async fn answers_and_the_next_group_are_written_together_or_not_at_all(db: TestDb) {
+    let ana = add(&db, "@ana").await;
+    let ben = add(&db, "@ben").await;
+    let a = in_flight(&db, &ana, "r/1").await;
+    db.store
+        .claim_leads(
+            &[ben.id],
+            Lease {
+                lease_token: "r/2",
+                now: t(10),
+                until: t(12),
+            },
+        )
+        .await
+        .expect("claim");
+    let next = NewAttempt {
+        claimed: Some(LeadState::New),
+        ..attempt(&ben, "r/2")
+    };
+    let answer = |id| {
+        result(
+            &ana,
+            "r/1",
+            end(id, AttemptStatus::Sent, Some("Hi Ana!")),
+            Some(LeadEvent::OpenerSent),
+        )
+    };
+    let (finished, recorded) = db
+        .store
+        .settle_and_start(&[answer(a)], t(11), std::slice::from_ref(&next), None)
+        .await
+        .expect("both written");
+    assert_eq!(finished, vec![a]);
+    let [Recorded::Started(b)] = recorded[..] else {
+        panic!("ben's call recorded in flight: {recorded:?}");
+    };
+    assert_eq!(get(&db, "@ana").await.state, LeadState::Contacted);
+    assert!(
+        db.store
+            .outbox_of_attempt(a)
+            .await
+            .expect("outbox")
+            .is_some(),
+        "ana's text waits in the outbox"
+    );
+    let bens = db.store.attempts_for(ben.id).await.expect("ben's attempts");
+    assert_eq!(bens.len(), 1);
+    assert_eq!((bens[0].id, bens[0].status), (b, AttemptStatus::InFlight));
+
+    // Carl's opener may already have been sent (ben's attempt above holds ben's step;
+    // carl's here): the whole transaction is refused, dan's answer included.
+    let carl = add(&db, "@carl").await;
+    let dan = add(&db, "@dan").await;
+    let c = in_flight(&db, &carl, "r/3").await;
+    db.store
+        .finish_attempts(&[end(c, AttemptStatus::Unknown, None)])
+        .await
+        .expect("carl's outcome is unknown");
+    let d = in_flight(&db, &dan, "r/4").await;
+    let dans_answer = result(
+        &dan,
+        "r/4",
+        end(d, AttemptStatus::Sent, Some("Hi Dan!")),
+        Some(LeadEvent::OpenerSent),
+    );
+    let again = attempt(&carl, "r/5");
+    match db
+        .store
+        .settle_and_start(std::slice::from_ref(&dans_answer), t(11), &[again], None)
+        .await
+    {
+        Err(StoreError::AlreadySent { lead_id, .. }) => assert_eq!(lead_id, carl.id),
+        other => panic!("carl's step is refused: {other:?}"),
+    }
+    let dan_now = get(&db, "@dan").await;
+    assert_eq!(
+        dan_now.state,
+        LeadState::New,
+        "dan's answer was not written"
+    );
+    assert_eq!(dan_now.lease_owner.as_deref(), Some("r/4"));
+    assert!(
+        db.store
+            .outbox_of_attempt(d)
+            .await
+            .expect("outbox")
+            .is_none()
+    );
+    let dans = db.store.attempts_for(dan.id).await.expect("dan's attempts");
+    assert_eq!(dans[0].status, AttemptStatus::InFlight);
+    assert_eq!(
+        db.store.attempts_for(carl.id).await.expect("carl").len(),
+        1,
+        "no second attempt for carl"
+    );
+    // Written apart, as the runner then does, the answer is taken.
+    db.store
+        .record_results(&[dans_answer], t(11))
+        .await
+        .expect("record apart");
+    assert_eq!(get(&db, "@dan").await.state, LeadState::Contacted);
+
+    // Under a daily cap already used up, the answers are written and the next group is
+    // told it is over the cap.
+    let eve = add(&db, "@eve").await;
+    let fay = add(&db, "@fay").await;
+    let e = in_flight(&db, &eve, "r/6").await;
+    db.store
+        .claim_leads(
+            &[fay.id],
+            Lease {
+                lease_token: "r/7",
+                now: t(10),
+                until: t(12),
+            },
+        )
+        .await
+        .expect("claim");
+    let cap = Some(DailyCap {
+        since: t(0),
+        limit: 3,
+    });
+    let (_, recorded) = db
+        .store
+        .settle_and_start(
+            &[result(
+                &eve,
+                "r/6",
+                end(e, AttemptStatus::Sent, None),
+                Some(LeadEvent::OpenerSent),
+            )],
+            t(11),
+            &[NewAttempt {
+                claimed: Some(LeadState::New),
+                ..attempt(&fay, "r/7")
+            }],
+            cap,
+        )
+        .await
+        .expect("written");
+    assert_eq!(
+        recorded,
+        vec![Recorded::OverCap],
+        "five openers started today already"
+    );
+    assert_eq!(get(&db, "@eve").await.state, LeadState::Contacted);
+    assert!(db.store.attempts_for(fay.id).await.expect("fay").is_empty());
+}
+
 common::conformance!(
     every_attempt_that_may_have_reached_the_api_holds_its_step,
     an_answer_lost_while_the_lead_was_blocked_makes_it_needs_review_when_unblocked,
@@ -661,6 +814,7 @@ common::conformance!(
     a_lead_blocked_after_its_claim_is_not_recorded_in_flight,
     an_attempt_committed_after_its_lease_was_given_back_is_found_and_reviewed,
     text_for_a_lead_blocked_since_it_was_written_says_so,
+    answers_and_the_next_group_are_written_together_or_not_at_all,
 );
 
 /// PostgreSQL reads a statement's rows as of its start: a runner's attempt insert that

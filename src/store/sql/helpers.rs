@@ -129,7 +129,53 @@ pub(super) async fn finish_in(
         return Ok(Vec::new());
     }
     let payload = ends_json(ends);
-    let finished: Vec<i64> = sqlx::query_scalar(stmt!(
+    if D::WRITES_IN_WITH {
+        // PostgreSQL: both writes in one statement, one round trip.
+        return Ok(sqlx::query_scalar(stmt!(
+            "WITH finished AS ({finish} RETURNING attempts.id, attempts.lead_id, attempts.action),
+                  texts AS ({texts} FROM finished a JOIN {y} ON y.id = a.id
+                                    JOIN leads l ON l.id = a.lead_id
+                            WHERE y.message IS NOT NULL)
+             SELECT id FROM finished",
+            finish = &*FINISH,
+            texts = TEXTS,
+            y = D::records(1, "y", TEXT_COLUMNS),
+        ))
+        .bind(&payload)
+        .bind(RUNNER_LOST)
+        .fetch_all(&mut *conn)
+        .await?);
+    }
+    let finished: Vec<i64> =
+        sqlx::query_scalar(stmt!("{finish} RETURNING attempts.id", finish = &*FINISH))
+            .bind(&payload)
+            .bind(RUNNER_LOST)
+            .fetch_all(&mut *conn)
+            .await?;
+    if finished.is_empty() || ends.iter().all(|e| e.message.is_none()) {
+        return Ok(finished);
+    }
+    // The batch drives the join (SQLite's CROSS JOIN fixes the order: driven from
+    // `attempts`, it re-parsed the whole batch per attempt).
+    sqlx::query(stmt!(
+        "{texts} FROM {y} {join} attempts a ON a.id = y.id {join} leads l ON l.id = a.lead_id
+         WHERE y.message IS NOT NULL AND y.id {finished}",
+        texts = TEXTS,
+        y = D::records(1, "y", TEXT_COLUMNS),
+        join = D::JOIN_IN_ORDER,
+        finished = D::in_ids(2)
+    ))
+    .bind(&payload)
+    .bind(Ids(finished.clone()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(finished)
+}
+
+/// How attempts end (`$1`: their ends as JSON, `$2`: `RUNNER_LOST`): only those still in
+/// flight, or presumed lost with a real outcome now, and not released.
+static FINISH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "UPDATE attempts SET status = x.status, http_status = x.http_status,
                 error_kind = x.error_kind,
                 error_detail = CASE WHEN attempts.status = 'in_flight' THEN x.error_detail
@@ -143,47 +189,26 @@ pub(super) async fn finish_in(
            AND (attempts.status = 'in_flight'
                 OR (attempts.status = 'unknown' AND attempts.error_kind = $2
                     AND attempts.released_at IS NULL
-                    AND x.status NOT IN ('in_flight', 'unknown', 'cancelled')))
-         RETURNING attempts.id",
+                    AND x.status NOT IN ('in_flight', 'unknown', 'cancelled')))",
         ends = D::records(1, "x", &[
             Col::Int("id"), Col::Text("status"), Col::Int("http_status"),
             Col::Text("error_kind"), Col::Text("error_detail"), Col::Text("session_id"),
             Col::Ts("finished_at"), Col::Text("released_by"),
         ])
-    ))
-    .bind(&payload)
-    .bind(RUNNER_LOST)
-    .fetch_all(&mut *conn)
-    .await?;
-    if finished.is_empty() || ends.iter().all(|e| e.message.is_none()) {
-        return Ok(finished);
-    }
-    // The batch drives the join (SQLite's CROSS JOIN fixes the order: driven from
-    // `attempts`, it re-parsed the whole batch per attempt).
-    sqlx::query(stmt!(
-        "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
-         SELECT a.lead_id, a.id, l.target, a.action, x.message, x.session_id, x.finished_at
-         FROM {ends} {join} attempts a ON a.id = x.id {join} leads l ON l.id = a.lead_id
-         WHERE x.message IS NOT NULL AND x.id {finished}",
-        ends = D::records(
-            1,
-            "x",
-            &[
-                Col::Int("id"),
-                Col::Text("message"),
-                Col::Text("session_id"),
-                Col::Ts("finished_at"),
-            ]
-        ),
-        join = D::JOIN_IN_ORDER,
-        finished = D::in_ids(2)
-    ))
-    .bind(&payload)
-    .bind(Ids(finished.clone()))
-    .execute(&mut *conn)
-    .await?;
-    Ok(finished)
-}
+    )
+});
+
+/// The outbox rows of finished attempts `a` (with their leads `l`) whose end `y` has text.
+const TEXTS: &str =
+    "INSERT INTO outbox (lead_id, attempt_id, target, action, message, session_id, created_at)
+         SELECT a.lead_id, a.id, l.target, a.action, y.message, y.session_id, y.finished_at";
+
+const TEXT_COLUMNS: &[Col] = &[
+    Col::Int("id"),
+    Col::Text("message"),
+    Col::Text("session_id"),
+    Col::Ts("finished_at"),
+];
 
 /// Upserts one merged import batch inside `conn`'s transaction: one statement
 /// inserts the targets that are new (skipping those that exist, even ones added a

@@ -5,7 +5,7 @@ use super::helpers::{claim_states, count_started_in, finish_in, insert_attempts}
 use super::hot::{
     hot_claim, hot_due_events, hot_due_follow_ups, hot_due_openers, hot_exhaust, hot_orphans,
 };
-use super::{D, Store};
+use super::{Conn, D, DB, Store};
 use crate::store::Lead;
 use crate::store::RunnerStore;
 use crate::store::dialect::Col;
@@ -42,53 +42,14 @@ impl RunnerStore for Store {
                         .map(|id| id.map_or(Recorded::Changed, Recorded::Started))
                         .collect()
                 }),
-            Some(cap) => {
+            Some(_) => {
                 in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
-                    // Runners count and add to a job's day one at a time (SQLite: the
-                    // write lock; PostgreSQL: an advisory lock per job), so N runners
-                    // together never pass the cap.
-                    if let Some(lock) = D::cap_lock() {
-                        sqlx::query(lock)
-                            .bind(format!("fluidtalk-runner daily cap: {}", attempts[0].job))
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    let kept = still_claimed(attempts, &claim_states(tx, attempts).await?);
-                    let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
-                    let allowed = cap_allows(Some(cap), used, kept.iter().filter(|k| **k).count());
-                    let chosen: Vec<NewAttempt> = attempts
-                        .iter()
-                        .zip(&kept)
-                        .filter(|(_, k)| **k)
-                        .take(allowed)
-                        .map(|(a, _)| a.clone())
-                        .collect();
-                    let ids = insert_attempts(tx, &chosen).await?;
-                    Ok(recorded_under_cap(&kept, allowed, &ids))
+                    start_within_in(tx, attempts, cap).await
                 })
                 .await
             }
         };
-        match started {
-            Err(StoreError::Db(e)) if is_unique_violation(&e) => {
-                let held: Vec<(i64, String, i64)> = sqlx::query_as(stmt!(
-                    "SELECT a.lead_id, a.action, a.step FROM attempts a
-                     JOIN {x} ON a.lead_id = x.lead_id AND a.action = x.action AND a.step = x.step
-                     WHERE a.{holds}",
-                    x = D::records(
-                        1,
-                        "x",
-                        &[Col::Int("lead_id"), Col::Text("action"), Col::Int("step")]
-                    ),
-                    holds = HOLDS_STEP
-                ))
-                .bind(attempts_json(attempts))
-                .fetch_all(&self.pool)
-                .await?;
-                Err(already_sent(attempts, &held))
-            }
-            other => other,
-        }
+        refused_if_sent(&self.pool, attempts, started).await
     }
 
     async fn finish_attempts(&self, ends: &[AttemptEnd]) -> Result<Vec<i64>, StoreError> {
@@ -233,87 +194,28 @@ impl RunnerStore for Store {
         if results.is_empty() {
             return Ok(Vec::new());
         }
-        let ends: Vec<AttemptEnd> = results.iter().filter_map(|r| r.attempt.clone()).collect();
-        let ids = Ids(results.iter().map(|r| r.lead_id).collect());
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
-            // The leads first (locked in id order on PostgreSQL), then their attempts:
-            // the order a person's block, unblock or retry takes too, so the two cannot
-            // deadlock.
-            let found: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(stmt!(
-                "SELECT id, state, pending_event, lease_owner FROM leads
-                     WHERE id {ids} ORDER BY id{lock}",
-                ids = D::in_ids(1),
-                lock = D::FOR_UPDATE
-            ))
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?;
-            let finished: std::collections::HashSet<i64> =
-                finish_in(tx, &ends).await?.into_iter().collect();
-            let current = found
-                .into_iter()
-                .map(|(id, state, pending, owner)| Ok((id, Current::new(&state, pending, owner)?)))
-                .collect::<Result<std::collections::HashMap<_, _>, StoreError>>()?;
-            let (leads, events) = settle_json(results, current, &finished, now);
-            sqlx::query(stmt!(
-                "UPDATE leads SET
-                    state = x.state, pending_event = x.pending,
-                    last_contact_at = COALESCE(x.contacted_at, leads.last_contact_at),
-                    follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
-                                           ELSE leads.follow_ups_sent + x.follow_up_inc END,
-                    follow_ups_total = leads.follow_ups_total + x.follow_up_inc,
-                    reopens = leads.reopens + x.reopen_inc,
-                    transient_failures = COALESCE(x.transient_failures, leads.transient_failures),
-                    next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
-                    session_id = COALESCE(x.session_id, leads.session_id),
-                    last_error = CASE WHEN x.set_error THEN x.last_error ELSE leads.last_error END,
-                    lease_owner = CASE WHEN leads.lease_owner = x.lease_token THEN NULL
-                                       ELSE leads.lease_owner END,
-                    lease_expires_at = CASE WHEN leads.lease_owner = x.lease_token THEN NULL
-                                            ELSE leads.lease_expires_at END,
-                    updated_at = $2
-                 FROM {x}
-                 WHERE leads.id = x.id",
-                x = D::records(
-                    1,
-                    "x",
-                    &[
-                        Col::Int("id"),
-                        Col::Text("lease_token"),
-                        Col::Text("state"),
-                        Col::Text("pending"),
-                        Col::Ts("contacted_at"),
-                        Col::Int("follow_up_inc"),
-                        Col::Bool("reset_follow_ups"),
-                        Col::Int("reopen_inc"),
-                        Col::Int("transient_failures"),
-                        Col::Ts("next_eligible_at"),
-                        Col::Text("session_id"),
-                        Col::Bool("set_error"),
-                        Col::Text("last_error"),
-                    ]
-                )
-            ))
-            .bind(&leads)
-            .bind(Ts(now))
-            .execute(&mut *tx)
-            .await?;
-            if events != "[]" {
-                sqlx::query(stmt!(
-                    "UPDATE events SET state = x.state, processed_at = $2
-                     FROM {x} WHERE events.id = x.id",
-                    x = D::records(1, "x", &[Col::Int("id"), Col::Text("state")])
-                ))
-                .bind(&events)
-                .bind(Ts(now))
-                .execute(&mut *tx)
-                .await?;
-            }
-            let mut finished: Vec<i64> = finished.into_iter().collect();
-            finished.sort_unstable();
-            Ok(finished)
+            settle_in(tx, results, now).await
         })
         .await
+    }
+
+    async fn settle_and_start(
+        &self,
+        results: &[LeadResult],
+        now: chrono::DateTime<chrono::Utc>,
+        attempts: &[NewAttempt],
+        cap: Option<DailyCap>,
+    ) -> Result<(Vec<i64>, Vec<Recorded>), StoreError> {
+        let done = in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            // The answers first: their leads are locked before the next group's (the
+            // order `record_results` and then `start_attempts_within` would take).
+            let finished = settle_in(tx, results, now).await?;
+            let started = start_within_in(tx, attempts, cap).await?;
+            Ok((finished, started))
+        })
+        .await;
+        refused_if_sent(&self.pool, attempts, done).await
     }
 
     async fn step_released_by(&self, step: &StepOf, by: &str) -> Result<bool, StoreError> {
@@ -544,5 +446,164 @@ impl RunnerStore for Store {
         lease: Lease<'_>,
     ) -> Result<Lead, StoreError> {
         self.lease_inbound(target, own_username, lease).await
+    }
+}
+
+/// Writes a group of answers in the open transaction `tx` (`RunnerStore::record_results`);
+/// returns the attempts it finished.
+async fn settle_in(
+    tx: &mut Conn,
+    results: &[LeadResult],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    if results.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ends: Vec<AttemptEnd> = results.iter().filter_map(|r| r.attempt.clone()).collect();
+    let ids = Ids(results.iter().map(|r| r.lead_id).collect());
+    // The leads first (locked in id order on PostgreSQL), then their attempts:
+    // the order a person's block, unblock or retry takes too, so the two cannot
+    // deadlock.
+    let found: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(stmt!(
+        "SELECT id, state, pending_event, lease_owner FROM leads
+             WHERE id {ids} ORDER BY id{lock}",
+        ids = D::in_ids(1),
+        lock = D::FOR_UPDATE
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let finished: std::collections::HashSet<i64> =
+        finish_in(tx, &ends).await?.into_iter().collect();
+    let current = found
+        .into_iter()
+        .map(|(id, state, pending, owner)| Ok((id, Current::new(&state, pending, owner)?)))
+        .collect::<Result<std::collections::HashMap<_, _>, StoreError>>()?;
+    let (leads, events) = settle_json(results, current, &finished, now);
+    sqlx::query(stmt!(
+        "UPDATE leads SET
+            state = x.state, pending_event = x.pending,
+            last_contact_at = COALESCE(x.contacted_at, leads.last_contact_at),
+            follow_ups_sent = CASE WHEN x.reset_follow_ups THEN 0
+                                   ELSE leads.follow_ups_sent + x.follow_up_inc END,
+            follow_ups_total = leads.follow_ups_total + x.follow_up_inc,
+            reopens = leads.reopens + x.reopen_inc,
+            transient_failures = COALESCE(x.transient_failures, leads.transient_failures),
+            next_eligible_at = COALESCE(x.next_eligible_at, leads.next_eligible_at),
+            session_id = COALESCE(x.session_id, leads.session_id),
+            last_error = CASE WHEN x.set_error THEN x.last_error ELSE leads.last_error END,
+            lease_owner = CASE WHEN leads.lease_owner = x.lease_token THEN NULL
+                               ELSE leads.lease_owner END,
+            lease_expires_at = CASE WHEN leads.lease_owner = x.lease_token THEN NULL
+                                    ELSE leads.lease_expires_at END,
+            updated_at = $2
+         FROM {x}
+         WHERE leads.id = x.id",
+        x = D::records(
+            1,
+            "x",
+            &[
+                Col::Int("id"),
+                Col::Text("lease_token"),
+                Col::Text("state"),
+                Col::Text("pending"),
+                Col::Ts("contacted_at"),
+                Col::Int("follow_up_inc"),
+                Col::Bool("reset_follow_ups"),
+                Col::Int("reopen_inc"),
+                Col::Int("transient_failures"),
+                Col::Ts("next_eligible_at"),
+                Col::Text("session_id"),
+                Col::Bool("set_error"),
+                Col::Text("last_error"),
+            ]
+        )
+    ))
+    .bind(&leads)
+    .bind(Ts(now))
+    .execute(&mut *tx)
+    .await?;
+    if events != "[]" {
+        sqlx::query(stmt!(
+            "UPDATE events SET state = x.state, processed_at = $2
+             FROM {x} WHERE events.id = x.id",
+            x = D::records(1, "x", &[Col::Int("id"), Col::Text("state")])
+        ))
+        .bind(&events)
+        .bind(Ts(now))
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut finished: Vec<i64> = finished.into_iter().collect();
+    finished.sort_unstable();
+    Ok(finished)
+}
+
+/// Records attempts in flight in the open transaction `tx`, under `cap` if any
+/// (`RunnerStore::start_attempts_within`).
+async fn start_within_in(
+    tx: &mut Conn,
+    attempts: &[NewAttempt],
+    cap: Option<DailyCap>,
+) -> Result<Vec<Recorded>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(cap) = cap else {
+        return Ok(insert_attempts(tx, attempts)
+            .await?
+            .into_iter()
+            .map(|id| id.map_or(Recorded::Changed, Recorded::Started))
+            .collect());
+    };
+    // Runners count and add to a job's day one at a time (SQLite: the
+    // write lock; PostgreSQL: an advisory lock per job), so N runners
+    // together never pass the cap.
+    if let Some(lock) = D::cap_lock() {
+        sqlx::query(lock)
+            .bind(format!("fluidtalk-runner daily cap: {}", attempts[0].job))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let kept = still_claimed(attempts, &claim_states(tx, attempts).await?);
+    let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
+    let allowed = cap_allows(Some(cap), used, kept.iter().filter(|k| **k).count());
+    let chosen: Vec<NewAttempt> = attempts
+        .iter()
+        .zip(&kept)
+        .filter(|(_, k)| **k)
+        .take(allowed)
+        .map(|(a, _)| a.clone())
+        .collect();
+    let ids = insert_attempts(tx, &chosen).await?;
+    Ok(recorded_under_cap(&kept, allowed, &ids))
+}
+
+/// A unique violation of recording `attempts` in flight, as the step the database refused
+/// (`StoreError::AlreadySent`); any other outcome as it is.
+async fn refused_if_sent<T>(
+    pool: &sqlx::Pool<DB>,
+    attempts: &[NewAttempt],
+    started: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match started {
+        Err(StoreError::Db(e)) if is_unique_violation(&e) => {
+            let held: Vec<(i64, String, i64)> = sqlx::query_as(stmt!(
+                "SELECT a.lead_id, a.action, a.step FROM attempts a
+                 JOIN {x} ON a.lead_id = x.lead_id AND a.action = x.action AND a.step = x.step
+                 WHERE a.{holds}",
+                x = D::records(
+                    1,
+                    "x",
+                    &[Col::Int("lead_id"), Col::Text("action"), Col::Int("step")]
+                ),
+                holds = HOLDS_STEP
+            ))
+            .bind(attempts_json(attempts))
+            .fetch_all(pool)
+            .await?;
+            Err(already_sent(attempts, &held))
+        }
+        other => other,
     }
 }
