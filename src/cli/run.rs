@@ -162,6 +162,9 @@ pub async fn run_jobs(
                 .exit_with(Exit::Unauthorized);
             }
             Err(RunError::Store(e)) => return Err(store_failure(e)),
+            Err(e @ RunError::Internal(_)) => {
+                return Err(anyhow!("{e}")).exit_with(Exit::Failure);
+            }
         }
     }
     Ok(per_job)

@@ -7,7 +7,7 @@ use super::Runner;
 use super::db::{DB_OUTAGE_BUDGET, OnStop};
 use super::holds::held_by;
 use super::window::{Claimed, Halt, JobRun};
-use crate::config::Job;
+use crate::config::{Job, JobKind};
 use crate::plan::{self, Cursor};
 use crate::policy::blocking_pause;
 use crate::store::Lease;
@@ -119,6 +119,7 @@ pub(super) async fn claim(r: &Runner, job: &Job, cursor: Cursor) -> Result<Claim
 impl JobRun<'_> {
     /// Plans and claims the next batch, and takes it in (`took_claim`).
     pub(super) async fn claim_batch(&mut self) -> Result<(), RunError> {
+        self.claim_planned_at = self.writes;
         let found = claim(self.runner, self.job, self.cursor.clone()).await?;
         self.took_claim(found).await;
         Ok(())
@@ -141,7 +142,13 @@ impl JobRun<'_> {
             Claim::NothingDue(cursor) => {
                 self.cursor = cursor;
                 self.summary.outside_window = u64::from(self.cursor.outside_window);
-                self.planned_all = true;
+                // An event job's lead has its next event due once the one before is
+                // written: "nothing due" planned before a write is stale.
+                let stale = matches!(self.job.kind, JobKind::Event { .. })
+                    && self.writes != self.claim_planned_at;
+                if !stale {
+                    self.planned_all = true;
+                }
             }
             Claim::Batch {
                 cursor,

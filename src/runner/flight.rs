@@ -94,55 +94,86 @@ impl JobRun<'_> {
     /// limit has cells. Returns whether it wrote the answers; when not (it did not apply,
     /// or the combined write failed, in which case nothing of it was written), the leads
     /// are back at the front of the queue and the caller writes the answers alone.
-    pub(super) async fn settle_and_start(&mut self) -> bool {
+    pub(super) async fn settle_and_start(&mut self) -> Result<bool, RunError> {
         let r = self.runner;
         let now = r.clock.now();
-        if self.halt.is_some()
+        if !r.store.group_commit()
+            || self.halt.is_some()
+            || r.db.stop.is_cancelled()
             || self.queue.is_empty()
             || self.judged_slots.is_empty()
             || self.wait_until.is_some_and(|t| t > now)
             || r.slot_wanted()
+            // In an outage the answers are held by the ordinary write, which says so.
+            || r.db.health.outage().is_some()
             || r.store.check_file().is_err()
         {
-            return false;
+            return Ok(false);
         }
         r.holds.refresh(&*r.store, now).await;
         if r.holds.blocks(self.action(), now) {
-            return false;
+            return Ok(false);
         }
         let group = self
             .take_group(self.judged_slots.len(), now, || r.limiter.try_take())
             .await;
         if group.is_empty() {
-            return false;
+            return Ok(false);
         }
         let attempts = self.attempts_of(&group, now);
         let cap = self.cap();
         let written =
             r.db.once(r.store.settle_and_start(&self.judged, now, &attempts, cap));
-        match written.await {
-            Ok((_, recorded)) => {
-                let mut slots = std::mem::take(&mut self.judged_slots);
-                self.written();
-                for (s, start_by) in self.took(group, recorded).await {
-                    let Some(permit) = slots.pop() else {
-                        break;
-                    };
-                    self.spawn(s, start_by, permit);
-                }
-                true
+        let recorded = match written.await {
+            Ok((_, recorded)) => recorded,
+            // Refused (a step that may have been sent): nothing was written.
+            Err(e @ StoreError::AlreadySent { .. }) => {
+                tracing::debug!(error = %e, "the answers and the next group could not be written together; writing them apart");
+                self.requeue(group);
+                return Ok(false);
             }
             Err(e) => {
                 if e.is_transient() {
-                    tracing::warn!(error = %e, "the database is unreachable; writing the answers again on their own");
+                    tracing::warn!(error = %e, "the database is unreachable; looking whether the answers and the next group were written");
                 } else {
-                    tracing::debug!(error = %e, "the answers and the next group could not be written together; writing them apart");
+                    tracing::warn!(error = %e, "the answers and the next group were maybe not written; looking");
                 }
-                for c in group.into_iter().rev() {
-                    self.queue.push_front(c);
+                // A lost reply: the commit may have landed. All or nothing, so the next
+                // group's attempts in flight under their tokens say whether it did; until
+                // that is known no slot of it is given up (the crash bound).
+                let found =
+                    r.db.read("look for a group's attempts", || ours(&*r.store, &attempts))
+                        .await;
+                match found {
+                    Ok(Some(found)) => found,
+                    Ok(None) => {
+                        self.requeue(group);
+                        return Ok(false);
+                    }
+                    Err(e) => {
+                        // The run ends: its last write holds the answers, and giving the
+                        // queue back cancels any attempts the lost commit left in flight.
+                        self.requeue(group);
+                        return Err(e.into());
+                    }
                 }
-                false
             }
+        };
+        let mut slots = std::mem::take(&mut self.judged_slots);
+        self.written();
+        for (s, start_by) in self.took(group, recorded).await {
+            let Some(permit) = slots.pop() else {
+                break;
+            };
+            self.spawn(s, start_by, permit);
+        }
+        Ok(true)
+    }
+
+    /// Puts `group` back at the front of the queue, in its order.
+    fn requeue(&mut self, group: Vec<Claimed>) {
+        for c in group.into_iter().rev() {
+            self.queue.push_front(c);
         }
     }
 

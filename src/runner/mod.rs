@@ -59,6 +59,10 @@ pub enum RunError {
          {until} (once it is fixed, `fluidtalk-runner pause clear` lifts the pause now)"
     )]
     Unauthorized { until: DateTime<Utc> },
+    /// A part of the run panicked (a bug): the run ends as after a database error, its
+    /// calls in flight finished and recorded, its leads given back.
+    #[error("the run failed unexpectedly: {0}")]
+    Internal(String),
 }
 
 /// The clock skew between hosts that leases tolerate: a live runner writes its results at

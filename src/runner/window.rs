@@ -79,8 +79,12 @@ pub(super) struct JobRun<'a> {
     pub(super) judged: Vec<LeadResult>,
     pub(super) judged_slots: Vec<OwnedSemaphorePermit>,
     pub(super) judged_since: Option<Instant>,
-    /// The next batch, planned and claimed while this one's calls fly.
+    /// The next batch, planned and claimed while this one's calls fly, and `writes` when
+    /// it was planned.
     claiming: Option<Claiming>,
+    pub(super) claim_planned_at: u64,
+    /// Groups of answers written so far.
+    pub(super) writes: u64,
     /// The planner has nothing more for this run.
     pub planned_all: bool,
     pub halt: Option<Halt>,
@@ -112,6 +116,8 @@ impl<'a> JobRun<'a> {
             judged_slots: Vec::new(),
             judged_since: None,
             claiming: None,
+            claim_planned_at: 0,
+            writes: 0,
             planned_all: false,
             halt: None,
             wait_until: None,
@@ -174,6 +180,7 @@ impl<'a> JobRun<'a> {
                     // statement whose rows are not read would hold SQLite's write lock).
                     let (runner, job, cursor) =
                         (self.runner.clone(), self.job.clone(), self.cursor.clone());
+                    self.claim_planned_at = self.writes;
                     self.claiming = Some(tokio::spawn(async move {
                         super::claim::claim(&runner, &job, cursor).await
                     }));
@@ -207,7 +214,8 @@ impl<'a> JobRun<'a> {
                 .map(|t| FLUSH_EVERY.saturating_sub(t.elapsed()));
             tokio::select! {
                 biased;
-                () = stop.cancelled(), if self.halt.is_none() => {}
+                // The halt is set at the loop's top, before anything else can start a call.
+                () = stop.cancelled(), if self.halt.is_none() => continue,
                 found = wait_claim(&mut self.claiming), if self.claiming.is_some() => {
                     self.claiming = None;
                     let took = match found {
@@ -413,7 +421,7 @@ impl<'a> JobRun<'a> {
             return Ok(());
         }
         // Group commit: written with the next group's start, when that can go now.
-        if self.settle_and_start().await {
+        if self.settle_and_start().await? {
             return Ok(());
         }
         let results = std::mem::take(&mut self.judged);
@@ -439,6 +447,7 @@ impl<'a> JobRun<'a> {
 
     /// The judged answers are written: their slots may take new calls.
     pub(super) fn written(&mut self) {
+        self.writes += 1;
         self.judged.clear();
         self.judged_since = None;
         self.judged_slots.clear();
@@ -530,10 +539,11 @@ async fn wait_claim(
     claiming: &mut Option<Claiming>,
 ) -> Result<super::claim::Claim, super::RunError> {
     match claiming.as_mut() {
-        // Never aborted: a join error is the claim's panic, carried on here.
+        // Never aborted: a join error is the claim's panic. It ends the run as a database
+        // error would (the calls in flight finish and are recorded), not by unwinding it.
         Some(f) => f
             .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+            .unwrap_or_else(|e| Err(super::RunError::Internal(format!("claiming a batch: {e}")))),
         None => std::future::pending().await,
     }
 }

@@ -56,6 +56,12 @@ pub trait Dialect {
     /// Whether a `WITH` may hold `INSERT`/`UPDATE` (PostgreSQL's data-modifying CTEs): two
     /// writes in one statement, one round trip.
     const WRITES_IN_WITH: bool;
+    /// Whether the runner writes a group of answers and the next group's start in one
+    /// transaction (`RunnerStore::settle_and_start`): on PostgreSQL each commit is a WAL
+    /// flush, one saved per group. Not on SQLite: in WAL mode with `synchronous = NORMAL`
+    /// a commit flushes nothing, and combined commits failing on a full disk left
+    /// `/v1/status` unable to read for the whole outage (`tests/it/storage_faults.rs`).
+    const GROUP_COMMIT: bool;
 
     /// A JSON array of objects (parameter `$n`) as a table `alias` with typed `cols`.
     fn records(n: u8, alias: &str, cols: &[Col]) -> String;
@@ -89,6 +95,7 @@ impl Dialect for Lite {
         "MAX(COALESCE(last_contact_at, last_reply_at), COALESCE(last_reply_at, last_contact_at))";
     const JOIN_IN_ORDER: &'static str = "CROSS JOIN";
     const WRITES_IN_WITH: bool = false;
+    const GROUP_COMMIT: bool = false;
     const NO_LIMIT: Option<i64> = Some(-1);
     const HAS_MIGRATIONS_TABLE: &'static str =
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
@@ -155,6 +162,7 @@ impl Dialect for Pg {
     const QUIET_SINCE: &'static str = "GREATEST(last_contact_at, last_reply_at)";
     const JOIN_IN_ORDER: &'static str = "JOIN";
     const WRITES_IN_WITH: bool = true;
+    const GROUP_COMMIT: bool = true;
     const NO_LIMIT: Option<i64> = None;
     const HAS_MIGRATIONS_TABLE: &'static str =
         "SELECT COUNT(*) FROM (SELECT to_regclass('_sqlx_migrations') AS t) x WHERE t IS NOT NULL";

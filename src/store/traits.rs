@@ -112,6 +112,8 @@ pub trait RunnerStore: Reads {
         results: &[LeadResult],
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError>;
+    /// Whether `settle_and_start` is worth using on this backend (see `Dialect::GROUP_COMMIT`).
+    fn group_commit(&self) -> bool;
     /// Group commit: writes a group of answers (`record_results`) and records the next
     /// group's attempts in flight (`start_attempts_within`, under `cap`) in one
     /// transaction, so the slots the answers free take new calls for one commit instead

@@ -32,8 +32,11 @@ struct World {
 }
 
 async fn world(sim: SimConfig, jobs_toml: &str) -> World {
+    world_on(common::db::sqlite().await, sim, jobs_toml).await
+}
+
+async fn world_on(db: common::db::TestDb, sim: SimConfig, jobs_toml: &str) -> World {
     let (url, sim) = spawn_sim(sim).await;
-    let db = common::db::sqlite().await;
     let text = format!(
         "[fluidtalk]\nbase_url = \"{url}\"\ntimeout = \"2s\"\n[limits]\nconcurrency = 4\nper_second = 1000.0\n{jobs_toml}"
     );
@@ -781,17 +784,21 @@ async fn a_429_holds_the_job_for_retry_after_and_charges_no_lead() {
     assert!(l.lease_owner.is_none(), "released");
 }
 
-/// Group commit hands the slots a run's answers free straight to its next calls, but
-/// never while anything else waits for a slot: a call made outside the job (the HTTP
-/// relay's) gets one while the run goes on, not when it ends.
+/// Group commit (PostgreSQL) hands the slots a run's answers free straight to its next
+/// calls, but never while anything else waits for a slot: a call made outside the job (the
+/// HTTP relay's) gets one while the run goes on, not when it ends.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_outside_the_job_gets_a_slot_while_a_long_run_goes_on() {
-    let w = world(
+    let Some(db) = common::db::postgres().await else {
+        return;
+    };
+    let w = world_on(
+        db,
         SimConfig {
             latency: std::time::Duration::from_millis(10),
             ..SimConfig::default()
         },
-        "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\nbatch_size = 50\n",
+        "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\nbatch_size = 500\n",
     )
     .await;
     w.add((0..400).map(|i| lead(&format!("@l{i:03}"))).collect())

@@ -200,6 +200,10 @@ impl RunnerStore for Store {
         .await
     }
 
+    fn group_commit(&self) -> bool {
+        D::GROUP_COMMIT
+    }
+
     async fn settle_and_start(
         &self,
         results: &[LeadResult],
@@ -208,8 +212,13 @@ impl RunnerStore for Store {
         cap: Option<DailyCap>,
     ) -> Result<(Vec<i64>, Vec<Recorded>), StoreError> {
         let done = in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
-            // The answers first: their leads are locked before the next group's (the
-            // order `record_results` and then `start_attempts_within` would take).
+            // Under a cap its lock comes first, as in `start_attempts_within`: then the
+            // answers' leads, then the next group's (one order for every writer).
+            if cap.is_some()
+                && let Some(a) = attempts.first()
+            {
+                take_cap_lock(tx, &a.job).await?;
+            }
             let finished = settle_in(tx, results, now).await?;
             let started = start_within_in(tx, attempts, cap).await?;
             Ok((finished, started))
@@ -559,12 +568,7 @@ async fn start_within_in(
     // Runners count and add to a job's day one at a time (SQLite: the
     // write lock; PostgreSQL: an advisory lock per job), so N runners
     // together never pass the cap.
-    if let Some(lock) = D::cap_lock() {
-        sqlx::query(lock)
-            .bind(format!("fluidtalk-runner daily cap: {}", attempts[0].job))
-            .execute(&mut *tx)
-            .await?;
-    }
+    take_cap_lock(tx, &attempts[0].job).await?;
     let kept = still_claimed(attempts, &claim_states(tx, attempts).await?);
     let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
     let allowed = cap_allows(Some(cap), used, kept.iter().filter(|k| **k).count());
@@ -577,6 +581,18 @@ async fn start_within_in(
         .collect();
     let ids = insert_attempts(tx, &chosen).await?;
     Ok(recorded_under_cap(&kept, allowed, &ids))
+}
+
+/// Takes `job`'s daily cap lock for the rest of the transaction (PostgreSQL: an advisory
+/// lock, taken again at no cost; SQLite: the write transaction is the lock).
+async fn take_cap_lock(tx: &mut Conn, job: &str) -> Result<(), StoreError> {
+    if let Some(lock) = D::cap_lock() {
+        sqlx::query(lock)
+            .bind(format!("fluidtalk-runner daily cap: {job}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// A unique violation of recording `attempts` in flight, as the step the database refused
