@@ -1,10 +1,10 @@
-//! Loading a lead file into the store: rows checked as they stream, good ones upserted in
-//! batches of `BATCH` rows (a handful of statements each), rejections reported with their
-//! line. With `strict`, the whole file is checked first without touching the database,
+//! Loading a lead file into the store: rows checked as they stream, on a reader thread a
+//! batch ahead of the writer, good ones upserted in batches of `BATCH` rows (one statement
+//! for new leads, a second for existing ones), rejections reported with their line. With `strict`, the whole file is checked first without touching the database,
 //! then written in one transaction, so one bad row keeps nothing.
 
 use super::{FileError, Rejection, Rows};
-use crate::store::{AdminStore, ImportCounts, ImportSession, StoreError};
+use crate::store::{AdminStore, ImportCounts, ImportSession, LeadInput, StoreError};
 use chrono::{DateTime, Utc};
 use std::io::Read;
 use std::path::Path;
@@ -93,9 +93,31 @@ pub async fn load_file(
     }
 }
 
+/// What the reader hands the writer: checked rows (at most `BATCH`, or `BATCH_BYTES` of
+/// text) and the rejections found among them, in file order.
+#[derive(Default)]
+struct Piece {
+    rows: Vec<LeadInput>,
+    rejections: Vec<Rejection>,
+    /// The file stopped being readable after these rows.
+    failed: Option<FileError>,
+    /// The last piece: the file was read to its end or `failed`. A channel closed without
+    /// it means the reader itself stopped (a panic), which is not the end of the file.
+    last: bool,
+}
+
+/// Text bytes of rows in one piece, at most: with rows near `ROW_BYTES` a piece holds
+/// fewer than `BATCH`, so the pieces in flight stay small whatever the rows.
+pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Pieces waiting for the writer: the reader parses the next one while the last is
+/// written, and waits when it is this far ahead. In memory at most: this many, the one
+/// being read, and the one being written.
+const PIECES_AHEAD: usize = 1;
+
 /// Reads `path` once, checking every row; with a `session`, writes the good rows in
 /// batches. A read failure of the file itself ends the pass after the rows read so far
-/// are written.
+/// are written. The file is read and checked on a thread of its own, a piece ahead of
+/// the writer (`PIECES_AHEAD`), so reading and writing overlap.
 async fn pass(
     path: &Path,
     mut session: Option<&mut Box<dyn ImportSession>>,
@@ -103,37 +125,51 @@ async fn pass(
     seen: &dyn Load,
 ) -> Result<Loaded, (Option<Loaded>, LoadError)> {
     let mut result = Loaded::default();
-    let mut rows = Rows::open(path, |f| seen.wrap(f)).map_err(|e| (None, e.into()))?;
-    let mut batch = Vec::with_capacity(BATCH);
+    let rows = Rows::open(path, |f| seen.wrap(f)).map_err(|e| (None, e.into()))?;
+    let keep = session.is_some();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(PIECES_AHEAD);
+    // A thread, not `spawn_blocking`: a runtime shutting down waits for its blocking
+    // tasks, and a reader stuck on a slow file must not hold up an exit. It ends on its
+    // own at the end of the file, or when its next piece has no one to take it.
+    std::thread::Builder::new()
+        .name("import-reader".into())
+        .spawn(move || read(rows, keep, &tx))
+        .map_err(|cause| {
+            let e = FileError::Io {
+                path: path.to_path_buf(),
+                cause,
+            };
+            (None, e.into())
+        })?;
     let mut file_error = None;
-    loop {
-        let (line, row) = match rows.next_row() {
-            Ok(Some(row)) => row,
-            Ok(None) => break,
-            Err(e) => {
-                file_error = Some(e);
-                break;
-            }
-        };
-        match row {
-            Ok(input) if session.is_some() => batch.push(input),
-            Ok(_) => {}
-            Err(why) => {
-                let reason = why.to_string();
-                result.rejected += 1;
-                seen.rejected(line, &reason);
-                if result.rejections.len() < REJECTIONS_KEPT {
-                    result.rejections.push(Rejection { line, reason });
-                }
+    let mut ended = false;
+    while let Some(piece) = rx.recv().await {
+        let Piece {
+            mut rows,
+            rejections,
+            failed,
+            last,
+        } = piece;
+        for rejection in rejections {
+            result.rejected += 1;
+            seen.rejected(rejection.line, &rejection.reason);
+            if result.rejections.len() < REJECTIONS_KEPT {
+                result.rejections.push(rejection);
             }
         }
-        let last = file_error.is_some();
-        if (batch.len() >= BATCH || last) && !batch.is_empty() {
-            write(&mut session, &mut batch, now, &mut result, seen).await?;
+        if !rows.is_empty() {
+            write(&mut session, &mut rows, now, &mut result, seen).await?;
         }
+        file_error = failed;
+        ended = last;
     }
-    if !batch.is_empty() {
-        write(&mut session, &mut batch, now, &mut result, seen).await?;
+    if !ended {
+        let cause = std::io::Error::other("the file's reader stopped before its end");
+        let e = FileError::Io {
+            path: path.to_path_buf(),
+            cause,
+        };
+        return Err((Some(result), e.into()));
     }
     match file_error {
         Some(e) => Err((Some(result), e.into())),
@@ -141,9 +177,56 @@ async fn pass(
     }
 }
 
+/// The reader's side of `pass`: rows checked and sent in pieces; rows kept only if
+/// `keep` (else only rejections are sent). Returns when the file ends or fails, or when
+/// the writer is gone.
+fn read(mut rows: Rows, keep: bool, tx: &tokio::sync::mpsc::Sender<Piece>) {
+    let mut piece = Piece::default();
+    let mut bytes = 0;
+    loop {
+        match rows.next_row() {
+            Ok(Some((_, Ok(input)))) if keep => {
+                bytes += text_bytes(&input);
+                piece.rows.push(input);
+            }
+            Ok(Some((_, Ok(_)))) => {}
+            Ok(Some((line, Err(why)))) => piece.rejections.push(Rejection {
+                line,
+                reason: why.to_string(),
+            }),
+            Ok(None) => break,
+            Err(e) => {
+                piece.failed = Some(e);
+                break;
+            }
+        }
+        if piece.rows.len() + piece.rejections.len() >= BATCH || bytes >= BATCH_BYTES {
+            if tx.blocking_send(std::mem::take(&mut piece)).is_err() {
+                return;
+            }
+            bytes = 0;
+        }
+    }
+    piece.last = true;
+    let _ = tx.blocking_send(piece);
+}
+
+/// A row's text, about what it holds in memory.
+fn text_bytes(row: &LeadInput) -> usize {
+    let len = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    row.target.len()
+        + len(&row.own_username)
+        + len(&row.timezone)
+        + len(&row.profile_image)
+        + row
+            .tags
+            .as_ref()
+            .map_or(0, |t| t.iter().map(|t| t.len() + 24).sum())
+}
+
 async fn write(
     session: &mut Option<&mut Box<dyn ImportSession>>,
-    batch: &mut Vec<crate::store::LeadInput>,
+    batch: &mut Vec<LeadInput>,
     now: DateTime<Utc>,
     result: &mut Loaded,
     seen: &dyn Load,

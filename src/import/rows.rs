@@ -38,16 +38,13 @@ enum RowsInner {
 
 /// One CSV record as read: its fields, or why it could not be kept.
 enum Record {
-    Fields(Vec<String>),
+    /// Its fields, UTF-8 each, are `CsvRecords::fields` until the next record is read.
+    Fields,
     /// Over `ROW_BYTES`: read to its end and dropped; the field (by position) being read
     /// when it went over.
-    TooLong {
-        field: usize,
-    },
+    TooLong { field: usize },
     /// The field (by position) is not UTF-8.
-    NotUtf8 {
-        field: usize,
-    },
+    NotUtf8 { field: usize },
 }
 
 /// CSV records from a reader, each held up to `ROW_BYTES`.
@@ -58,6 +55,11 @@ struct CsvRecords {
     /// The record's bytes (at most `ROW_BYTES`) and where each field ends in them.
     out: Vec<u8>,
     ends: Vec<usize>,
+    /// Where the rest of a record over `ROW_BYTES` is parsed to and dropped; allocated
+    /// once, not zeroed per record.
+    skip: Box<([u8; 4096], [usize; 64])>,
+    /// Fields of the last record read (`Record::Fields`).
+    fields: usize,
     done: bool,
 }
 
@@ -74,6 +76,8 @@ impl CsvRecords {
             ),
             out: vec![0; 4096],
             ends: vec![0; 16],
+            skip: Box::new(([0; 4096], [0; 64])),
+            fields: 0,
             done: false,
         }
     }
@@ -89,12 +93,13 @@ impl CsvRecords {
         // Set once the record is over `ROW_BYTES`: the rest is parsed into `skip` and
         // dropped, so the record's end is found as the parser sees it (quotes included).
         let mut over: Option<usize> = None;
-        let mut skip_out = [0u8; 4096];
-        let mut skip_ends = [0usize; 64];
         loop {
             let input = self.reader.fill_buf()?;
             let (res, nin, nout, nend) = match over {
-                Some(_) => self.core.read_record(input, &mut skip_out, &mut skip_ends),
+                Some(_) => {
+                    let (out, ends) = &mut *self.skip;
+                    self.core.read_record(input, out, ends)
+                }
                 None => {
                     self.core
                         .read_record(input, &mut self.out[outlen..], &mut self.ends[endlen..])
@@ -125,16 +130,15 @@ impl CsvRecords {
                     if let Some(field) = over {
                         return Ok(Some((line, Record::TooLong { field })));
                     }
-                    let mut fields = Vec::with_capacity(endlen);
                     let mut start = 0;
                     for (i, &end) in self.ends[..endlen].iter().enumerate() {
-                        match std::str::from_utf8(&self.out[start..end]) {
-                            Ok(text) => fields.push(text.to_string()),
-                            Err(_) => return Ok(Some((line, Record::NotUtf8 { field: i }))),
+                        if std::str::from_utf8(&self.out[start..end]).is_err() {
+                            return Ok(Some((line, Record::NotUtf8 { field: i })));
                         }
                         start = end;
                     }
-                    return Ok(Some((line, Record::Fields(fields))));
+                    self.fields = endlen;
+                    return Ok(Some((line, Record::Fields)));
                 }
                 R::End => {
                     self.done = true;
@@ -142,6 +146,18 @@ impl CsvRecords {
                 }
             }
         }
+    }
+}
+
+impl CsvRecords {
+    /// The fields of the last `Record::Fields` read, borrowed from the buffer.
+    fn fields(&self) -> impl ExactSizeIterator<Item = &str> {
+        let ends = &self.ends[..self.fields];
+        ends.iter().enumerate().map(move |(i, &end)| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            // Checked as UTF-8 when the record was read.
+            std::str::from_utf8(&self.out[start..end]).unwrap_or_default()
+        })
     }
 }
 
@@ -175,7 +191,7 @@ impl Rows {
                 let mut records = CsvRecords::new(reader);
                 let header = match records.next().map_err(io)? {
                     None => Vec::new(),
-                    Some((_, Record::Fields(header))) => header,
+                    Some((_, Record::Fields)) => records.fields().map(str::to_string).collect(),
                     Some((line, Record::TooLong { .. })) => {
                         return Err(FileError::Header {
                             path: path.to_path_buf(),
@@ -223,8 +239,8 @@ impl Rows {
                         .get(i)
                         .map_or_else(|| format!("field {}", i + 1), |&c| COLUMNS[c].to_string())
                 };
-                let record = match record {
-                    Record::Fields(fields) => fields,
+                match record {
+                    Record::Fields => {}
                     Record::TooLong { field } => {
                         return Ok(Some((line, Err(unread(column(field))))));
                     }
@@ -232,22 +248,24 @@ impl Rows {
                         let column = column(field);
                         return Ok(Some((line, Err(RowError::FieldNotUtf8 { column }))));
                     }
-                };
+                }
+                let mut record = records.fields();
+                let found = record.len();
                 // A blank line (only its `\r`, or spaces) is no row at all.
-                if record.len() == 1 && record[0].trim().is_empty() {
+                if found == 1 && records.fields().all(|f| f.trim().is_empty()) {
                     continue;
                 }
-                if record.len() != columns.len() {
+                if found != columns.len() {
                     return Ok(Some((
                         line,
                         Err(RowError::FieldCount {
                             expected: columns.len(),
-                            found: record.len(),
+                            found,
                         }),
                     )));
                 }
                 let mut raw = RawRow::default();
-                for (value, &col) in record.iter().zip(columns.iter()) {
+                for (value, &col) in record.by_ref().zip(columns.iter()) {
                     let value = value.trim();
                     if !value.is_empty() {
                         raw.fields[col] = Some(value.to_string());

@@ -373,25 +373,6 @@ pub(crate) fn recorded_under_cap(
         .collect()
 }
 
-/// An import row as JSON, for `json_each` / `jsonb_to_recordset`.
-pub(crate) fn lead_input_json(row: &LeadInput) -> serde_json::Value {
-    serde_json::json!({
-        "target": row.target,
-        "own_username": row.own_username,
-        "timezone": row.timezone,
-        "profile_image": row.profile_image,
-        "tags": row.tags.as_ref().map(|t| serde_json::Value::from(t.clone()).to_string()),
-        "state": row.state.map(LeadState::as_str),
-        "last_contact_at": row.last_contact_at.map(ts),
-        "last_reply_at": row.last_reply_at.map(ts),
-        "follow_ups_sent": row.follow_ups_sent,
-    })
-}
-
-pub(crate) fn rows_json<'a>(rows: impl Iterator<Item = &'a LeadInput>) -> String {
-    serde_json::Value::Array(rows.map(lead_input_json).collect()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

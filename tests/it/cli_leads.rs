@@ -129,6 +129,42 @@ fn an_import_keeps_good_rows_and_names_the_line_and_reason_of_each_bad_one() {
     }
 }
 
+/// Over several batches (the file is read a batch ahead of the writer): rejections keep
+/// their lines and order, a target repeated in a later batch counts as an update, and
+/// the summary adds up.
+#[test]
+fn a_file_of_several_batches_keeps_every_line_and_count() {
+    let env = Env::sqlite();
+    let mut csv = String::from("target,tags\n");
+    for i in 0..2500 {
+        match i {
+            700 | 1999 => csv.push_str(",x\n"),
+            2400 => csv.push_str("@l0,again\n"),
+            _ => csv.push_str(&format!("@l{i},t{i}\n")),
+        }
+    }
+    let path = env.file("many.csv", csv.as_bytes());
+    let out = env.run(&["leads", "import", &path, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["imported"], 2497);
+    assert_eq!(report["updated"], 1, "@l0 again, two batches later");
+    assert_eq!(report["rejected"], 2);
+    // Line 1 is the header: row i is on line i + 2.
+    assert_eq!(report["rejections"][0]["line"], 702);
+    assert_eq!(report["rejections"][1]["line"], 2001);
+    let stderr = text(&out.stderr);
+    let first = stderr
+        .find(":702: target is empty")
+        .expect("line 702 on stderr");
+    let second = stderr
+        .find(":2001: target is empty")
+        .expect("line 2001 on stderr");
+    assert!(first < second, "in file order: {stderr}");
+    let l0 = env.json(&["leads", "show", "@l0", "--json"]);
+    assert_eq!(l0["lead"]["tags"], serde_json::json!(["again"]));
+}
+
 #[test]
 fn a_bom_crlf_file_with_duplicate_targets_imports_like_a_plain_one() {
     let env = Env::sqlite();

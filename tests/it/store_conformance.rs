@@ -126,6 +126,82 @@ async fn duplicate_targets_in_one_batch_merge_and_count_as_updates(db: TestDb) {
     assert_eq!(x.timezone.as_deref(), Some("Asia/Tokyo"));
 }
 
+/// A batch whose new and existing targets interleave: the new ones are inserted (and not
+/// updated over again), the existing ones updated, and the counts say which is which.
+/// (SQLite tells the rows it inserted by their rowids: a deleted lead with the largest id
+/// before the batch must not shift them.)
+async fn a_batch_of_new_and_existing_leads_inserts_the_new_and_updates_only_the_rest(db: TestDb) {
+    let old = |target: &str| LeadInput {
+        tags: Some(vec!["old".into()]),
+        own_username: Some("@me".into()),
+        ..lead(target)
+    };
+    assert_eq!(
+        import(
+            &db,
+            vec![old("@e1"), old("@e2"), old("@e3"), lead("@gone")],
+            t(9)
+        )
+        .await,
+        (4, 0)
+    );
+    let gone = get(&db, "@gone").await.id;
+    // No store method removes a lead; a person might, by hand.
+    db.exec("DELETE FROM leads WHERE target = '@gone'").await;
+    let rows = vec![
+        LeadInput {
+            tags: Some(vec!["new".into()]),
+            ..lead("@n1")
+        },
+        LeadInput {
+            timezone: Some("Asia/Tokyo".into()),
+            ..lead("@e1")
+        },
+        LeadInput {
+            state: Some(LeadState::Contacted),
+            last_contact_at: Some(t(8)),
+            follow_ups_sent: Some(2),
+            ..lead("@n2")
+        },
+        // Given empty, the tags are replaced; not given (@e1), kept.
+        LeadInput {
+            tags: Some(vec![]),
+            ..lead("@e3")
+        },
+        lead("@n3"),
+        LeadInput {
+            profile_image: Some("p.jpg".into()),
+            ..lead("@n1")
+        },
+    ];
+    assert_eq!(
+        import(&db, rows, t(10)).await,
+        (3, 3),
+        "@n1, @n2, @n3 new; @e1, @e3 and the second @n1 updates"
+    );
+    let e1 = get(&db, "@e1").await;
+    assert_eq!(e1.timezone.as_deref(), Some("Asia/Tokyo"));
+    assert_eq!(e1.tags, vec!["old"], "not given: kept");
+    assert_eq!(e1.own_username.as_deref(), Some("@me"));
+    assert_eq!((e1.created_at, e1.updated_at), (t(9), t(10)));
+    let e2 = get(&db, "@e2").await;
+    assert_eq!(e2.updated_at, t(9), "not in the batch: untouched");
+    assert!(
+        get(&db, "@e3").await.tags.is_empty(),
+        "given empty: replaced"
+    );
+    let n1 = get(&db, "@n1").await;
+    assert_eq!(n1.tags, vec!["new"]);
+    assert_eq!(n1.profile_image.as_deref(), Some("p.jpg"));
+    assert_eq!((n1.created_at, n1.updated_at), (t(10), t(10)));
+    let n2 = get(&db, "@n2").await;
+    assert_eq!(n2.state, LeadState::Contacted);
+    assert_eq!((n2.follow_ups_sent, n2.last_contact_at), (2, Some(t(8))));
+    let n3 = get(&db, "@n3").await;
+    assert!(n1.id < n2.id && n2.id < n3.id, "new leads in file order");
+    assert!(n1.id >= gone, "ids are never below a deleted one's");
+}
+
 async fn an_import_moves_an_existing_campaign_in_but_never_moves_a_worked_lead_back(db: TestDb) {
     let contacted = LeadInput {
         state: Some(LeadState::Contacted),
@@ -741,6 +817,7 @@ common::conformance!(
     several_runners_claiming_the_same_ticks_at_once_get_each_exactly_once,
     a_new_lead_takes_the_defaults_and_an_update_changes_only_given_fields,
     duplicate_targets_in_one_batch_merge_and_count_as_updates,
+    a_batch_of_new_and_existing_leads_inserts_the_new_and_updates_only_the_rest,
     an_import_moves_an_existing_campaign_in_but_never_moves_a_worked_lead_back,
     an_atomic_import_that_is_not_kept_leaves_nothing,
     list_filters_by_state_and_tag_in_id_order_with_a_limit,

@@ -4,7 +4,7 @@
 use super::hot::hot_cap;
 use super::{Conn, D, Store};
 use crate::store::Lead;
-use crate::store::rules::{attempts_json, ends_json, ids_in_order, merge_batch, rows_json};
+use crate::store::rules::{attempts_json, ends_json, ids_in_order, merge_batch};
 use crate::store::types::{AttemptEnd, ImportCounts, LeadInput, NewAttempt};
 use crate::store::{RUNNER_LOST, StoreError, UNTOUCHED};
 
@@ -210,14 +210,23 @@ const TEXT_COLUMNS: &[Col] = &[
     Col::Ts("finished_at"),
 ];
 
-/// Upserts one merged import batch inside `conn`'s transaction: one statement
-/// inserts the targets that are new (skipping those that exist, even ones added a
-/// moment ago), one updates the rest.
+/// Upserts one merged import batch inside `conn`'s transaction. The batch is sent once,
+/// as JSON; one statement inserts the targets that are new (skipping those that exist,
+/// even ones added a moment ago) and returns no row for them, so a batch of new leads is
+/// one statement and nothing comes back. Only when some targets exist does a second
+/// statement update them. (Not one `ON CONFLICT DO UPDATE`: its `excluded` row cannot
+/// tell a field not given, which keeps the stored value, from `tags` given empty or
+/// `follow_ups_sent` given 0, which replace it.)
+///
+/// Which rows exist: on SQLite, the insert's count and last rowid give the ids it took
+/// (consecutive in the write transaction: see `import::Inserted`), and the update skips
+/// them; on PostgreSQL, the insert statement returns the targets it did not insert.
 pub(super) async fn upsert_batch(
     conn: &mut Conn,
     rows: Vec<LeadInput>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<ImportCounts, StoreError> {
+    use super::import::{Inserted, batch_json};
     const COLS: [Col; 9] = [
         Col::Text("target"),
         Col::Text("own_username"),
@@ -229,33 +238,73 @@ pub(super) async fn upsert_batch(
         Col::Ts("last_reply_at"),
         Col::Int("follow_ups_sent"),
     ];
+    macro_rules! insert {
+        ($from:expr) => {
+            concat!(
+                "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
+                                    last_contact_at, last_reply_at, follow_ups_sent,
+                                    follow_ups_total, created_at, updated_at, next_eligible_at)
+                 SELECT x.target, x.own_username, x.timezone, x.profile_image, {tags},
+                        COALESCE(x.state, 'new'), x.last_contact_at, x.last_reply_at,
+                        COALESCE(x.follow_ups_sent, 0), COALESCE(x.follow_ups_sent, 0),
+                        $2, $2, $2
+                 FROM ",
+                $from,
+                " WHERE true
+                 ON CONFLICT (target) DO NOTHING"
+            )
+        };
+    }
     let (rows, duplicates) = merge_batch(rows);
-    let inserted: std::collections::HashSet<String> = sqlx::query_scalar(stmt!(
-        "INSERT INTO leads (target, own_username, timezone, profile_image, tags, state,
-                            last_contact_at, last_reply_at, follow_ups_sent,
-                            follow_ups_total, created_at, updated_at, next_eligible_at)
-         SELECT x.target, x.own_username, x.timezone, x.profile_image, {tags},
-                COALESCE(x.state, 'new'), x.last_contact_at, x.last_reply_at,
-                COALESCE(x.follow_ups_sent, 0), COALESCE(x.follow_ups_sent, 0),
-                $2, $2, $2
-         FROM {rows} WHERE true
-         ON CONFLICT (target) DO NOTHING
-         RETURNING target",
-        tags = D::tags_from("COALESCE(x.tags, '[]')"),
-        rows = D::records(1, "x", &COLS)
-    ))
-    .bind(rows_json(rows.iter()))
-    .bind(Ts(now))
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
-    let existing: Vec<&LeadInput> = rows
-        .iter()
-        .filter(|r| !inserted.contains(&r.target))
+    let all = rows.len() as u64;
+    let payload = batch_json(rows.iter());
+    // The ids the insert took, which the update skips; an empty range on PostgreSQL,
+    // whose update is given only the rows that exist.
+    let (imported, skip, existing) = if D::NAME == "sqlite" {
+        let done = sqlx::query(stmt!(
+            insert!("{rows}"),
+            tags = D::tags_from("COALESCE(x.tags, '[]')"),
+            rows = D::records(1, "x", &COLS)
+        ))
+        .bind(&payload)
+        .bind(Ts(now))
+        .execute(&mut *conn)
+        .await?;
+        let imported = done.rows_affected();
+        let skip = match done.last_rowid() {
+            Some(last) if imported > 0 => (last - imported as i64 + 1, last),
+            _ => (1, 0),
+        };
+        (imported, skip, payload)
+    } else {
+        let existing: std::collections::HashSet<String> = sqlx::query_scalar(stmt!(
+            "WITH x AS MATERIALIZED (SELECT * FROM {rows}),
+                  inserted AS ({insert} RETURNING target)
+             SELECT x.target FROM x
+             WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.target = x.target)",
+            insert = format_args!(insert!("x"), tags = D::tags_from("COALESCE(x.tags, '[]')")),
+            rows = D::records(1, "x", &COLS)
+        ))
+        .bind(&payload)
+        .bind(Ts(now))
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
         .collect();
-    if !existing.is_empty() {
-        sqlx::query(stmt!(
+        let payload = if existing.is_empty() {
+            String::new()
+        } else {
+            batch_json(
+                rows.iter()
+                    .filter(|r| existing.contains(&r.target))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            )
+        };
+        (all - existing.len() as u64, (1, 0), payload)
+    };
+    if imported < all {
+        let updated = sqlx::query(stmt!(
             "UPDATE leads SET
                 own_username  = COALESCE(x.own_username, leads.own_username),
                 timezone      = COALESCE(x.timezone, leads.timezone),
@@ -268,18 +317,28 @@ pub(super) async fn upsert_batch(
                 follow_ups_total = CASE WHEN {u} THEN COALESCE(x.follow_ups_sent, leads.follow_ups_total) ELSE leads.follow_ups_total END,
                 updated_at    = $2
              FROM {rows}
-             WHERE leads.target = x.target",
+             WHERE leads.target = x.target AND leads.id NOT BETWEEN $3 AND $4",
             tags = D::tags_from("x.tags"),
             u = UNTOUCHED,
             rows = D::records(1, "x", &COLS)
         ))
-        .bind(rows_json(existing.iter().copied()))
+        .bind(&existing)
         .bind(Ts(now))
+        .bind(skip.0)
+        .bind(skip.1)
         .execute(&mut *conn)
         .await?;
+        if D::NAME == "sqlite" && updated.rows_affected() != all - imported {
+            // The rowids were not as `Inserted` says: stop rather than leave rows
+            // neither inserted nor updated.
+            return Err(StoreError::Corrupt(format!(
+                "an import batch of {all} found {imported} new and updated {} of the rest",
+                updated.rows_affected()
+            )));
+        }
     }
     Ok(ImportCounts {
-        imported: inserted.len() as u64,
-        updated: existing.len() as u64 + duplicates,
+        imported,
+        updated: all - imported + duplicates,
     })
 }

@@ -8,6 +8,7 @@ use crate::store::StoreError;
 use crate::store::dialect::Dialect;
 use crate::store::rules::in_tx;
 use crate::store::types::{ImportCounts, LeadInput};
+use crate::store::values::ts;
 
 pub(super) struct Import {
     pub(super) pool: sqlx::Pool<DB>,
@@ -114,5 +115,85 @@ impl ImportSession for Import {
             }
         }
         Ok(())
+    }
+}
+
+/// One import row as `D::records` reads it: the keys of fields not given are left out
+/// (both backends read a missing key as NULL), so a sparse row is short to write and to
+/// parse. Written straight from the row, with no `serde_json::Value` tree in between.
+#[derive(serde::Serialize)]
+struct RowJson<'a> {
+    target: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    own_username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile_image: Option<&'a str>,
+    /// The tags' JSON text (both backends take the text for the `tags` column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_contact_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_reply_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    follow_ups_sent: Option<i32>,
+}
+
+impl<'a> From<&'a LeadInput> for RowJson<'a> {
+    fn from(r: &'a LeadInput) -> Self {
+        RowJson {
+            target: &r.target,
+            own_username: r.own_username.as_deref(),
+            timezone: r.timezone.as_deref(),
+            profile_image: r.profile_image.as_deref(),
+            tags: r
+                .tags
+                .as_ref()
+                .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into())),
+            state: r.state.map(crate::lead::LeadState::as_str),
+            last_contact_at: r.last_contact_at.map(ts),
+            last_reply_at: r.last_reply_at.map(ts),
+            follow_ups_sent: r.follow_ups_sent,
+        }
+    }
+}
+
+/// Rows of an import batch as the JSON array parameter of `D::records`.
+pub(super) fn batch_json<'a>(rows: impl ExactSizeIterator<Item = &'a LeadInput>) -> String {
+    let mut out = Vec::with_capacity(rows.len() * 96 + 2);
+    out.push(b'[');
+    for (i, row) in rows.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing plain strings and numbers into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &RowJson::from(row));
+    }
+    out.push(b']');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// What an `INSERT` tells of the rows it inserted, where the backend tells it without
+/// returning them: SQLite gives the last rowid, and the rows one statement inserts in a
+/// write transaction take consecutive rowids after the table's largest (`id` is the
+/// rowid, without AUTOINCREMENT).
+pub(super) trait Inserted {
+    fn last_rowid(&self) -> Option<i64>;
+}
+
+impl Inserted for sqlx::sqlite::SqliteQueryResult {
+    fn last_rowid(&self) -> Option<i64> {
+        Some(self.last_insert_rowid())
+    }
+}
+
+impl Inserted for sqlx::postgres::PgQueryResult {
+    fn last_rowid(&self) -> Option<i64> {
+        None
     }
 }
