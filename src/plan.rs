@@ -190,6 +190,24 @@ fn in_window(job: &Job, lead: &Lead, now: DateTime<Utc>) -> bool {
     window.contains(local.weekday(), local.time())
 }
 
+/// `t` as a reason prints it (`2026-11-24 09:00 UTC`), formatted once per minute seen
+/// last: the leads of a page mostly share it (an import stamps one eligibility time on all
+/// its leads), and chrono's formatter reads its pattern again at every call.
+#[derive(Default)]
+struct Stamps {
+    last: Option<(i64, String)>,
+}
+
+impl Stamps {
+    fn of(&mut self, t: DateTime<Utc>) -> &str {
+        let minute = t.timestamp().div_euclid(60);
+        if self.last.as_ref().is_none_or(|(m, _)| *m != minute) {
+            self.last = Some((minute, t.format("%Y-%m-%d %H:%M UTC").to_string()));
+        }
+        self.last.as_ref().map_or("", |(_, text)| text)
+    }
+}
+
 fn hours(d: chrono::Duration) -> String {
     let h = d.num_minutes() as f64 / 60.0;
     if h >= 48.0 {
@@ -319,6 +337,7 @@ pub async fn next_batch(
                 };
                 let due = store.due_leads(&q).await?;
                 let n = due.len();
+                let mut stamps = Stamps::default();
                 for d in due {
                     cursor.lead = Some((d.since, d.lead.id));
                     if !in_window(job, &d.lead, now) {
@@ -335,7 +354,7 @@ pub async fn next_batch(
                                 format!(
                                     "quiet {} since {} (follow-up {nth} is due after {})",
                                     hours(now - d.since),
-                                    d.since.format("%Y-%m-%d %H:%M UTC"),
+                                    stamps.of(d.since),
                                     humantime::format_duration(quiet)
                                 ),
                             )
@@ -343,10 +362,7 @@ pub async fn next_batch(
                         _ => (
                             Action::Opener,
                             i64::from(d.lead.reopens),
-                            format!(
-                                "new lead, eligible since {}",
-                                d.since.format("%Y-%m-%d %H:%M UTC")
-                            ),
+                            ["new lead, eligible since ", stamps.of(d.since)].concat(),
                         ),
                     };
                     calls.push(PlannedCall {
