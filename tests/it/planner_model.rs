@@ -257,8 +257,7 @@ async fn a_preview_plans_the_calls_of_the_batches_a_run_plans(db: common::db::Te
         let job = &config.jobs[0];
         let mut cursor = plan::dry_cursor();
         let mut want = Vec::new();
-        let mut at_cap = false;
-        loop {
+        let at_cap = loop {
             let left = plan::remaining(&*db.store, job, now, &cursor)
                 .await
                 .expect("remaining");
@@ -267,11 +266,10 @@ async fn a_preview_plans_the_calls_of_the_batches_a_run_plans(db: common::db::Te
                     .await
                     .expect("a batch");
             if batch.is_empty() {
-                at_cap = left == 0;
-                break;
+                break left == 0;
             }
             want.extend(batch.into_iter().map(|c| (c.target, c.step, c.reason)));
-        }
+        };
         let mut notes = Vec::new();
         if at_cap {
             notes.push("stops at the daily cap or max_per_run".to_string());

@@ -10,7 +10,7 @@ use fluidtalk_runner::store::{
     Action, AttemptEnd, AttemptStatus, DailyCap, LeadFilter, LeadInput, NewAttempt, Recorded,
     StoreError, UserAction,
 };
-use fluidtalk_runner::store::{Due, DueLead, DueQuery, Lease, NewEvent, RunnerStore};
+use fluidtalk_runner::store::{Due, DueLead, DueQuery, Lease, NewEvent};
 
 fn t(h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, h, 0, 0)
