@@ -9,7 +9,7 @@
 use crate::config::{Job, JobKind};
 use crate::store::EventsQuery;
 use crate::store::Exhaustion;
-use crate::store::{Action, Due, DueQuery, Lead, RunnerStore, StoreError};
+use crate::store::{Action, Due, DueLead, DueQuery, Lead, RunnerStore, StoreError};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -99,24 +99,28 @@ pub async fn preview_each(
     }
     let mut cursor = dry_cursor();
     let mut planned = 0u64;
-    loop {
-        let left = remaining(store, job, now, &cursor).await?;
-        let batch = next_batch(store, job, now, left.min(job.batch_size), &mut cursor).await?;
-        if batch.is_empty() {
-            if left == 0
-                && each(Preview::Note(
-                    "stops at the daily cap or max_per_run".into(),
-                ))
-                .is_break()
-            {
-                return Ok(planned);
-            }
-            break;
+    if !matches!(job.kind, JobKind::Event { .. }) {
+        if preview_due_leads(store, job, now, &mut cursor, &mut planned, each)
+            .await?
+            .is_break()
+        {
+            return Ok(planned);
         }
-        for call in batch {
-            planned += 1;
-            if each(Preview::Call(call)).is_break() {
-                return Ok(planned);
+    } else {
+        loop {
+            let left = remaining(store, job, now, &cursor).await?;
+            let batch = next_batch(store, job, now, left.min(job.batch_size), &mut cursor).await?;
+            if batch.is_empty() {
+                if left == 0 && each(Preview::Note(AT_THE_CAP.into())).is_break() {
+                    return Ok(planned);
+                }
+                break;
+            }
+            for call in batch {
+                planned += 1;
+                if each(Preview::Call(call)).is_break() {
+                    return Ok(planned);
+                }
             }
         }
     }
@@ -127,6 +131,142 @@ pub async fn preview_each(
         )));
     }
     Ok(planned)
+}
+
+const AT_THE_CAP: &str = "stops at the daily cap or max_per_run";
+
+/// Due leads a preview reads at a time: more than a batch, for fewer statements (round
+/// trips on PostgreSQL) over a large campaign; bounded, so memory stays flat: this page
+/// and the next, read while this one is planned.
+pub const PREVIEW_PAGE: u32 = 5_000;
+
+/// Calls planned between two chances for the next page's read to go on (its answer to be
+/// taken in, on PostgreSQL) while a page is planned.
+const YIELD_EVERY: u32 = 256;
+
+/// `preview_each`'s calls of an opener or follow-up job: exactly those of `next_batch`
+/// called with the limit `remaining` gives until it returns none (batches of
+/// `batch_size`, the cap and `max_per_run` counted again after each), but the due leads
+/// are read in pages of `PREVIEW_PAGE` and the next page is read while this one is
+/// planned and printed. Breaks when `each` does.
+async fn preview_due_leads(
+    store: &dyn RunnerStore,
+    job: &Job,
+    now: DateTime<Utc>,
+    cursor: &mut Cursor,
+    planned: &mut u64,
+    each: &mut (dyn FnMut(Preview) -> ControlFlow<()> + Send),
+) -> Result<ControlFlow<()>, StoreError> {
+    let page_size = PREVIEW_PAGE.max(job.batch_size);
+    let due = due_of(job, now);
+    let read = |after| {
+        let q = DueQuery {
+            due: due.clone(),
+            now,
+            limit: page_size,
+            after,
+        };
+        async move { store.due_leads(&q).await }
+    };
+    // The batch being planned: its limit, and the calls in it so far.
+    let mut limit = remaining(store, job, now, cursor)
+        .await?
+        .min(job.batch_size);
+    let mut in_batch = 0u32;
+    if limit == 0 {
+        return Ok(each(Preview::Note(AT_THE_CAP.into())));
+    }
+    let mut stamps = Stamps::default();
+    let mut page = read(cursor.lead).await?;
+    loop {
+        // A short page is the last; else the next is read from the last lead of this one.
+        let more = page.len() >= page_size as usize;
+        let after = page.last().map(|d| (d.since, d.lead.id));
+        let next = async { if more { Some(read(after).await) } else { None } };
+        // Plans this page: `Some` ends the preview's calls (at the cap, or `each` broke).
+        let plan = async {
+            let mut since_yield = 0u32;
+            for d in page {
+                cursor.lead = Some((d.since, d.lead.id));
+                if !in_window(job, &d.lead, now) {
+                    cursor.outside_window += 1;
+                    continue;
+                }
+                let call = planned_call(job, now, d, &mut stamps);
+                *planned += 1;
+                cursor.planned += 1;
+                if each(Preview::Call(call)).is_break() {
+                    return Ok(Some(ControlFlow::Break(())));
+                }
+                in_batch += 1;
+                if in_batch == limit {
+                    // The batch is full: `next_batch` would be called again.
+                    limit = remaining(store, job, now, cursor)
+                        .await?
+                        .min(job.batch_size);
+                    in_batch = 0;
+                    if limit == 0 {
+                        return Ok(Some(each(Preview::Note(AT_THE_CAP.into()))));
+                    }
+                }
+                since_yield += 1;
+                if since_yield == YIELD_EVERY {
+                    since_yield = 0;
+                    tokio::task::yield_now().await;
+                }
+            }
+            // On to the next page.
+            Ok::<_, StoreError>(None)
+        };
+        let (next, planned_page) = tokio::join!(next, plan);
+        if let Some(end) = planned_page? {
+            return Ok(end);
+        }
+        match next {
+            Some(next) => page = next?,
+            None => break,
+        }
+    }
+    // The last batch was short: `next_batch` would be called once more, and finds
+    // nothing; the limit it is called with may have reached 0 meanwhile.
+    if in_batch > 0 && remaining(store, job, now, cursor).await? == 0 {
+        return Ok(each(Preview::Note(AT_THE_CAP.into())));
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
+/// The call `job` would make to the due lead `d` at `now`.
+fn planned_call(job: &Job, now: DateTime<Utc>, d: DueLead, stamps: &mut Stamps) -> PlannedCall {
+    let (action, step, reason) = match &job.kind {
+        JobKind::FollowUp { .. } => {
+            let nth = d.lead.follow_ups_sent + 1;
+            let quiet = job.quiet_before(nth as u32).unwrap_or_default();
+            (
+                Action::FollowUp,
+                i64::from(d.lead.follow_ups_total) + 1,
+                format!(
+                    "quiet {} since {} (follow-up {nth} is due after {})",
+                    hours(now - d.since),
+                    stamps.of(d.since),
+                    humantime::format_duration(quiet)
+                ),
+            )
+        }
+        _ => (
+            Action::Opener,
+            i64::from(d.lead.reopens),
+            ["new lead, eligible since ", stamps.of(d.since)].concat(),
+        ),
+    };
+    PlannedCall {
+        job: job.name.clone(),
+        target: d.lead.target.clone(),
+        action,
+        step,
+        reason,
+        event: None,
+        lead: d.lead,
+    }
 }
 
 /// One call the job would make.
@@ -188,6 +328,24 @@ fn in_window(job: &Job, lead: &Lead, now: DateTime<Utc>) -> bool {
         .unwrap_or(job.timezone);
     let local = now.with_timezone(&tz);
     window.contains(local.weekday(), local.time())
+}
+
+/// `t` as a reason prints it (`2026-11-24 09:00 UTC`), formatted once per minute seen
+/// last: the leads of a page mostly share it (an import stamps one eligibility time on all
+/// its leads), and chrono's formatter reads its pattern again at every call.
+#[derive(Default)]
+struct Stamps {
+    last: Option<(i64, String)>,
+}
+
+impl Stamps {
+    fn of(&mut self, t: DateTime<Utc>) -> &str {
+        let minute = t.timestamp().div_euclid(60);
+        if self.last.as_ref().is_none_or(|(m, _)| *m != minute) {
+            self.last = Some((minute, t.format("%Y-%m-%d %H:%M UTC").to_string()));
+        }
+        self.last.as_ref().map_or("", |(_, text)| text)
+    }
 }
 
 fn hours(d: chrono::Duration) -> String {
@@ -319,45 +477,14 @@ pub async fn next_batch(
                 };
                 let due = store.due_leads(&q).await?;
                 let n = due.len();
+                let mut stamps = Stamps::default();
                 for d in due {
                     cursor.lead = Some((d.since, d.lead.id));
                     if !in_window(job, &d.lead, now) {
                         cursor.outside_window += 1;
                         continue;
                     }
-                    let (action, step, reason) = match &job.kind {
-                        JobKind::FollowUp { .. } => {
-                            let nth = d.lead.follow_ups_sent + 1;
-                            let quiet = job.quiet_before(nth as u32).unwrap_or_default();
-                            (
-                                Action::FollowUp,
-                                i64::from(d.lead.follow_ups_total) + 1,
-                                format!(
-                                    "quiet {} since {} (follow-up {nth} is due after {})",
-                                    hours(now - d.since),
-                                    d.since.format("%Y-%m-%d %H:%M UTC"),
-                                    humantime::format_duration(quiet)
-                                ),
-                            )
-                        }
-                        _ => (
-                            Action::Opener,
-                            i64::from(d.lead.reopens),
-                            format!(
-                                "new lead, eligible since {}",
-                                d.since.format("%Y-%m-%d %H:%M UTC")
-                            ),
-                        ),
-                    };
-                    calls.push(PlannedCall {
-                        job: job.name.clone(),
-                        target: d.lead.target.clone(),
-                        action,
-                        step,
-                        reason,
-                        event: None,
-                        lead: d.lead,
-                    });
+                    calls.push(planned_call(job, now, d, &mut stamps));
                     if calls.len() as u32 >= limit {
                         break;
                     }

@@ -12,6 +12,7 @@ use crate::store;
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::Args;
+use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -210,13 +211,15 @@ async fn dry_run(
                     written += 1;
                 }
                 Preview::Call(c) => {
-                    out.buf.push_str(&format!(
-                        "  {:<9} {:<24} step {:<4} {}\n",
+                    // Formatted into the buffer itself: no String a line.
+                    let _ = writeln!(
+                        out.buf,
+                        "  {:<9} {:<24} step {:<4} {}",
                         c.action.as_str(),
                         c.target,
                         c.step,
                         c.reason
-                    ));
+                    );
                     written += 1;
                 }
                 Preview::Note(n) => notes.push(n),

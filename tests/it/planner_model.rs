@@ -211,3 +211,99 @@ proptest! {
         runtime.block_on(check(leads, job, batch))?;
     }
 }
+
+/// A preview reads due leads in pages of its own (`plan::PREVIEW_PAGE`) and the next page
+/// while it plans one; its calls and notes are still those of the batches a run plans
+/// (`next_batch` with the limit `remaining` gives, until it returns none), with
+/// `max_per_run` and the daily cap reached mid-batch and mid-page, and leads outside their
+/// send window passed over: on 11,000 leads sharing one eligibility time (so pages split
+/// them on the id), in batches that do not divide a page.
+async fn a_preview_plans_the_calls_of_the_batches_a_run_plans(db: common::db::TestDb) {
+    // A Wednesday, noon UTC: 21:00 in Tokyo, outside the window.
+    let now = Utc
+        .with_ymd_and_hms(2026, 6, 3, 12, 0, 0)
+        .single()
+        .expect("valid time");
+    let total = (plan::PREVIEW_PAGE as usize) * 2 + 1_000;
+    let mut import = db.store.begin_import(false).await.expect("begin import");
+    for chunk in (0..total).collect::<Vec<_>>().chunks(1_000) {
+        let rows = chunk
+            .iter()
+            .map(|i| fluidtalk_runner::store::LeadInput {
+                target: format!("@w{i:05}"),
+                timezone: (i % 3 == 0).then(|| "Asia/Tokyo".to_string()),
+                ..Default::default()
+            })
+            .collect();
+        import
+            .upsert(rows, now - Duration::days(1))
+            .await
+            .expect("import");
+    }
+    import.finish(true).await.expect("finish the import");
+    let in_window = total - total.div_ceil(3);
+    for (extra, calls) in [
+        ("", in_window),
+        ("max_per_run = 5003\n", 5_003),
+        ("daily_cap = 5001\n", 5_001),
+        ("max_per_run = 74\n", 74),
+    ] {
+        let text = format!(
+            "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 9 * * *\"\n\
+             timezone = \"UTC\"\nbatch_size = 37\n\
+             send_window = {{ days = \"mon-fri\", from = \"09:00\", to = \"17:00\" }}\n{extra}"
+        );
+        let config = config::parse(std::path::Path::new("jobs.toml"), &text).expect("campaign");
+        let job = &config.jobs[0];
+        let mut cursor = plan::dry_cursor();
+        let mut want = Vec::new();
+        let at_cap = loop {
+            let left = plan::remaining(&*db.store, job, now, &cursor)
+                .await
+                .expect("remaining");
+            let batch =
+                plan::next_batch(&*db.store, job, now, left.min(job.batch_size), &mut cursor)
+                    .await
+                    .expect("a batch");
+            if batch.is_empty() {
+                break left == 0;
+            }
+            want.extend(batch.into_iter().map(|c| (c.target, c.step, c.reason)));
+        };
+        let mut notes = Vec::new();
+        if at_cap {
+            notes.push("stops at the daily cap or max_per_run".to_string());
+        }
+        if cursor.outside_window > 0 {
+            notes.push(format!(
+                "{} due lead(s) outside their send window now",
+                cursor.outside_window
+            ));
+        }
+        let preview = plan::preview(&*db.store, job, now).await.expect("preview");
+        let got: Vec<_> = preview
+            .calls
+            .into_iter()
+            .map(|c| (c.target, c.step, c.reason))
+            .collect();
+        assert_eq!(want.len(), calls, "{extra}: the run's batches");
+        assert_eq!(got.len(), want.len(), "{extra}");
+        assert!(
+            got == want,
+            "{extra}: the preview's calls differ from the run's"
+        );
+        assert_eq!(preview.notes, notes, "{extra}");
+    }
+}
+
+#[tokio::test]
+async fn a_preview_plans_the_calls_of_the_batches_a_run_plans_on_sqlite() {
+    a_preview_plans_the_calls_of_the_batches_a_run_plans(common::db::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn a_preview_plans_the_calls_of_the_batches_a_run_plans_on_postgres() {
+    if let Some(db) = common::db::postgres().await {
+        a_preview_plans_the_calls_of_the_batches_a_run_plans(db).await;
+    }
+}

@@ -10,7 +10,7 @@ use fluidtalk_runner::store::{
     Action, AttemptEnd, AttemptStatus, DailyCap, LeadFilter, LeadInput, NewAttempt, Recorded,
     StoreError, UserAction,
 };
-use fluidtalk_runner::store::{Lease, NewEvent};
+use fluidtalk_runner::store::{Due, DueLead, DueQuery, Lease, NewEvent};
 
 fn t(h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, h, 0, 0)
@@ -837,6 +837,7 @@ common::conformance!(
     the_daily_cap_is_counted_and_taken_in_one_transaction,
     concurrent_capped_starts_from_separate_connections_never_pass_the_cap,
     a_claim_repeated_with_its_token_is_the_same_claim,
+    a_page_of_due_leads_carries_each_lead_as_it_is_stored,
 );
 
 async fn the_daily_cap_is_counted_and_taken_in_one_transaction(db: TestDb) {
@@ -1061,4 +1062,111 @@ async fn a_schema_newer_than_the_binary_is_refused(db: TestDb) {
         err.to_string().contains("upgrade fluidtalk-runner"),
         "{err}"
     );
+}
+
+/// Every due lead of `due` at `now`, read in pages of `limit` from the start.
+async fn due_pages(db: &TestDb, due: &Due, now: DateTime<Utc>, limit: u32) -> Vec<DueLead> {
+    let mut after = None;
+    let mut all = Vec::new();
+    loop {
+        let page = db
+            .store
+            .due_leads(&DueQuery {
+                due: due.clone(),
+                now,
+                limit,
+                after,
+            })
+            .await
+            .expect("a page of due leads");
+        assert!(
+            page.len() <= limit as usize,
+            "a page holds at most its limit"
+        );
+        let Some(last) = page.last() else {
+            return all;
+        };
+        after = Some((last.since, last.lead.id));
+        all.extend(page);
+    }
+}
+
+/// A page of due leads (on SQLite read as one row of JSON) carries each lead exactly as
+/// the store reads it elsewhere, whatever characters its text holds, in order, each once,
+/// across pages that split leads sharing one eligibility time.
+async fn a_page_of_due_leads_carries_each_lead_as_it_is_stored(db: TestDb) {
+    let odd = [
+        "@plain",
+        "@quote\"d",
+        "@back\\slash",
+        "@new\nline",
+        "@tab\there",
+        "@\u{1}ctrl",
+        "@ünïcödé",
+        "@crab\u{1f980}",
+        "@</script>",
+        "@[1,\"x\"]",
+    ];
+    let rows = odd
+        .iter()
+        .enumerate()
+        .map(|(i, target)| LeadInput {
+            own_username: (i % 2 == 0).then(|| format!("me \"{i}\" \\")),
+            timezone: (i % 3 == 0).then(|| "America/Santiago".into()),
+            profile_image: (i % 2 == 1).then(|| format!("https://img.example/{i}?q=\\u0041")),
+            tags: Some(if i % 4 == 0 {
+                Vec::new()
+            } else {
+                vec![format!("t\"{i}"), "ß\\".into(), "[]".into()]
+            }),
+            ..lead(target)
+        })
+        .collect();
+    import(&db, rows, t(9)).await;
+    db.exec(
+        "UPDATE leads SET session_id = 's\"1', last_error = 'e \\ \"x\" ''y''',
+                          pending_event = 'reply', reopens = 2, transient_failures = 3
+         WHERE target = '@plain'",
+    )
+    .await;
+    // Two contacted leads, quiet since different times.
+    let contacted = [("@quiet2", t(2)), ("@quiet1", t(1))].map(|(target, at)| LeadInput {
+        state: Some(LeadState::Contacted),
+        last_contact_at: Some(at + Duration::microseconds(123_456)),
+        tags: Some(vec!["\u{7f}\\\"".into()]),
+        ..lead(target)
+    });
+    import(&db, contacted.to_vec(), t(9)).await;
+    let plain = get(&db, "@plain").await;
+    assert_eq!(plain.last_error.as_deref(), Some("e \\ \"x\" 'y'"));
+    assert_eq!((plain.reopens, plain.transient_failures), (2, 3));
+
+    for limit in [1, 3, 500] {
+        let got = due_pages(&db, &Due::Opener, t(10), limit).await;
+        let targets: Vec<&str> = got.iter().map(|d| d.lead.target.as_str()).collect();
+        assert_eq!(
+            targets, odd,
+            "pages of {limit}: every new lead once, in id order"
+        );
+        for d in &got {
+            let stored = get(&db, &d.lead.target).await;
+            assert_eq!(d.lead, stored, "pages of {limit}");
+            assert_eq!(d.since, stored.next_eligible_at);
+        }
+    }
+
+    let follow_ups = Due::FollowUp {
+        cutoffs: vec![t(9)],
+        max: 1,
+    };
+    for limit in [1, 500] {
+        let got = due_pages(&db, &follow_ups, t(10), limit).await;
+        let targets: Vec<&str> = got.iter().map(|d| d.lead.target.as_str()).collect();
+        assert_eq!(targets, ["@quiet1", "@quiet2"], "quiet longest first");
+        for d in &got {
+            let stored = get(&db, &d.lead.target).await;
+            assert_eq!(d.lead, stored);
+            assert_eq!(Some(d.since), stored.last_contact_at);
+        }
+    }
 }

@@ -129,35 +129,132 @@ pub(super) fn keyset_page(key: &str, upper: &str, filter: &str, ties: bool) -> S
     )
 }
 
-/// New leads due at `now`, after the cursor `after`, oldest eligible first. No
-/// cursor is the beginning of time.
-pub(super) fn hot_due_openers(now: When, after: (When, i64), limit: u32) -> Hot {
+/// Whether the store reads a page of due leads as one row (`one_row_page`): on SQLite.
+pub(super) fn page_is_one_row() -> bool {
+    D::NAME == "sqlite"
+}
+
+/// The page of `rows` (a `keyset_page`) as the store reads it. On SQLite one row: the
+/// page as one JSON array of arrays (`rows::due_page` reads it), because sqlx's SQLite
+/// driver runs a statement on a worker thread and hands each row back through a channel
+/// (~10 µs a row on a small VM: most of a dry run's time), so the page crosses once. The
+/// query inside is the same index range (its plan adds a scan of the page, at most its
+/// `LIMIT` rows). PostgreSQL sends rows in one answer as it is: `rows`.
+fn one_row_page(rows: &str) -> String {
+    if !page_is_one_row() {
+        return rows.to_string();
+    }
+    let columns: Vec<&str> = LEAD_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .map(|c| if c == "tags" { "json(tags)" } else { c })
+        .collect();
+    format!(
+        "SELECT json_group_array(json_array({}, since)) FROM ({rows}) AS page",
+        columns.join(", ")
+    )
+}
+
+/// Which leads an opener selects at `now` (`$1`), after the cursor (`$2`, `$3`), up to
+/// `$4`, oldest eligible first.
+fn due_openers_rows() -> String {
+    keyset_page(
+        "next_eligible_at",
+        "$1",
+        "state = 'new' AND next_eligible_at <= $1
+         AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
+         AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
+         AND (lease_owner IS NULL OR lease_expires_at <= $1)",
+        true,
+    )
+}
+
+fn due_openers_args(now: When, after: (When, i64), limit: u32) -> Vec<Arg> {
+    vec![
+        Arg::Ts(Ts(now)),
+        Arg::Ts(Ts(after.0)),
+        Arg::Int(after.1),
+        Arg::Int(i64::from(limit)),
+    ]
+}
+
+/// New leads due at `now`, after the cursor `after`, oldest eligible first, as a page
+/// (`one_row_page`). No cursor is the beginning of time.
+pub(super) fn hot_due_openers_page(now: When, after: (When, i64), limit: u32) -> Hot {
     Hot {
         name: "due openers",
-        sql: stmt!(
-            "{}",
-            keyset_page(
-                "next_eligible_at",
-                "$1",
-                "state = 'new' AND next_eligible_at <= $1
-                 AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
-                 AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
-                 AND (lease_owner IS NULL OR lease_expires_at <= $1)",
-                true
-            )
-        ),
-        args: vec![
-            Arg::Ts(Ts(now)),
-            Arg::Ts(Ts(after.0)),
-            Arg::Int(after.1),
-            Arg::Int(i64::from(limit)),
-        ],
+        sql: stmt!("{}", one_row_page(&due_openers_rows())),
+        args: due_openers_args(now, after, limit),
     }
 }
 
+/// `hot_due_openers_page` a row a lead (what `count_due` counts).
+pub(super) fn hot_due_openers(now: When, after: (When, i64), limit: u32) -> Hot {
+    Hot {
+        name: "due openers, a row each",
+        sql: stmt!("{}", due_openers_rows()),
+        args: due_openers_args(now, after, limit),
+    }
+}
+
+/// Which contacted leads are due a follow-up at `now` (`$1`), after the cursor (`$2`,
+/// `$3`), up to `$4`; `$5` follow-ups at most, `$6` the cutoffs, `$7` the latest.
+fn due_follow_ups_rows() -> String {
+    keyset_page(
+        D::QUIET_SINCE,
+        "$7",
+        &format!(
+            "state = 'contacted' AND follow_ups_sent < $5 AND next_eligible_at <= $1
+             AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
+             AND (lease_owner IS NULL OR lease_expires_at <= $1)
+             AND {quiet} <= {cutoff}",
+            quiet = D::QUIET_SINCE,
+            cutoff = D::ts_at(6, "follow_ups_sent")
+        ),
+        false,
+    )
+}
+
+fn due_follow_ups_args(
+    now: When,
+    after: (When, i64),
+    limit: u32,
+    cutoffs: &[When],
+    max: u32,
+) -> Vec<Arg> {
+    let latest = cutoffs.iter().max().copied().unwrap_or(now);
+    let cutoffs: Vec<String> = cutoffs.iter().map(|t| ts(*t)).collect();
+    vec![
+        Arg::Ts(Ts(now)),
+        Arg::Ts(Ts(after.0)),
+        Arg::Int(after.1),
+        Arg::Int(i64::from(limit)),
+        Arg::Int(i64::from(max)),
+        Arg::Text(serde_json::Value::from(cutoffs).to_string()),
+        Arg::Ts(Ts(latest)),
+    ]
+}
+
 /// Contacted leads due a follow-up at `now` (`cutoffs[n]`: quiet since before it
-/// for follow-up n + 1), after the cursor, quiet longest first. The latest cutoff
-/// bounds the range read from `leads_quiet_due`: the read stops there.
+/// for follow-up n + 1), after the cursor, quiet longest first, as a page
+/// (`one_row_page`). The latest cutoff bounds the range read from `leads_quiet_due`:
+/// the read stops there.
+pub(super) fn hot_due_follow_ups_page(
+    now: When,
+    after: (When, i64),
+    limit: u32,
+    cutoffs: &[When],
+    max: u32,
+) -> Hot {
+    Hot {
+        name: "due follow-ups",
+        sql: stmt!("{}", one_row_page(&due_follow_ups_rows())),
+        args: due_follow_ups_args(now, after, limit, cutoffs, max),
+    }
+}
+
+/// `hot_due_follow_ups_page` a row a lead (what `count_due` counts).
 pub(super) fn hot_due_follow_ups(
     now: When,
     after: (When, i64),
@@ -165,36 +262,10 @@ pub(super) fn hot_due_follow_ups(
     cutoffs: &[When],
     max: u32,
 ) -> Hot {
-    let latest = cutoffs.iter().max().copied().unwrap_or(now);
-    let cutoffs: Vec<String> = cutoffs.iter().map(|t| ts(*t)).collect();
     Hot {
-        name: "due follow-ups",
-        sql: stmt!(
-            "{}",
-            keyset_page(
-                D::QUIET_SINCE,
-                "$7",
-                &format!(
-                    "state = 'contacted' AND follow_ups_sent < $5 AND next_eligible_at <= $1
-                     AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
-                     AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
-                     AND (lease_owner IS NULL OR lease_expires_at <= $1)
-                     AND {quiet} <= {cutoff}",
-                    quiet = D::QUIET_SINCE,
-                    cutoff = D::ts_at(6, "follow_ups_sent")
-                ),
-                false
-            )
-        ),
-        args: vec![
-            Arg::Ts(Ts(now)),
-            Arg::Ts(Ts(after.0)),
-            Arg::Int(after.1),
-            Arg::Int(i64::from(limit)),
-            Arg::Int(i64::from(max)),
-            Arg::Text(serde_json::Value::from(cutoffs).to_string()),
-            Arg::Ts(Ts(latest)),
-        ],
+        name: "due follow-ups, a row each",
+        sql: stmt!("{}", due_follow_ups_rows()),
+        args: due_follow_ups_args(now, after, limit, cutoffs, max),
     }
 }
 
@@ -363,6 +434,8 @@ pub(super) fn hot_samples(now: When) -> Vec<Hot> {
     let cutoffs = [now - day, now - day * 3, now - day * 7];
     let ids: Vec<i64> = (1..=500).collect();
     vec![
+        hot_due_openers_page(now, start, 500),
+        hot_due_follow_ups_page(now, start, 500, &cutoffs, 3),
         hot_due_openers(now, start, 500),
         hot_due_follow_ups(now, start, 500, &cutoffs, 3),
         hot_due_events("story_reaction", now, 500, 0),

@@ -3,7 +3,8 @@
 
 use super::helpers::{claim_states, count_started_in, finish_in, insert_attempts};
 use super::hot::{
-    hot_claim, hot_due_events, hot_due_follow_ups, hot_due_openers, hot_exhaust, hot_orphans,
+    hot_claim, hot_due_events, hot_due_follow_ups_page, hot_due_openers_page, hot_exhaust,
+    hot_orphans, page_is_one_row,
 };
 use super::{Conn, D, DB, Store};
 use crate::store::Lead;
@@ -69,11 +70,17 @@ impl RunnerStore for Store {
             .after
             .unwrap_or((chrono::DateTime::<chrono::Utc>::MIN_UTC, 0));
         let hot = match &q.due {
-            Due::Opener => hot_due_openers(q.now, after, q.limit),
+            Due::Opener => hot_due_openers_page(q.now, after, q.limit),
             Due::FollowUp { cutoffs, max } => {
-                hot_due_follow_ups(q.now, after, q.limit, cutoffs, *max)
+                hot_due_follow_ups_page(q.now, after, q.limit, cutoffs, *max)
             }
         };
+        if page_is_one_row() {
+            // The page as one row of JSON (see `one_row_page`).
+            use sqlx::Row;
+            let page = hot.query().fetch_one(&self.pool).await?;
+            return rows::due_page(page.try_get::<&str, _>(0)?);
+        }
         let found: Vec<rows::DueRow> = hot.fetch(&self.pool).await?;
         rows::all(found)
     }
