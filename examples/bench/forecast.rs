@@ -1,6 +1,8 @@
-//! The forecast's cost: `forecast --days 14 --json` of the release binary over 10,000 and
-//! 100,000 leads, on SQLite and PostgreSQL. It runs the real runner in virtual time, so
-//! its cost is the calls it simulates (plus copying the leads), not the days.
+//! The forecast's cost: `forecast --days 14 --json` of the release binary over the rows
+//! of issue 21 (10,000 leads at 500 a day, 20,000 at 2,000 a day, 100,000 at 5,000 a
+//! day; the same two jobs), on SQLite and PostgreSQL. It runs the real runner in virtual
+//! time, so its cost is the calls it simulates (plus copying the leads), not the days,
+//! and the cost of a call (`us_per_call`) should not grow with the campaign.
 
 use crate::env::{self, Db};
 use crate::report::{Table, num};
@@ -20,17 +22,19 @@ fn campaign(dir: &Path, cap: u64) -> std::path::PathBuf {
     path
 }
 
-pub async fn forecast(bin: &Path, pg: Option<&str>, sizes: &[u64], table: &mut Table) {
+/// The rows: leads, and the openers' daily cap.
+pub const ROWS: &[(u64, u64)] = &[(10_000, 500), (20_000, 2_000), (100_000, 5_000)];
+
+pub async fn forecast(bin: &Path, pg: Option<&str>, rows: &[(u64, u64)], table: &mut Table) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut backends = vec!["sqlite"];
     if pg.is_some() {
         backends.push("postgres");
     }
     for backend in backends {
-        for &leads in sizes {
+        for &(leads, cap) in rows {
             let db = Db::new(backend, pg).await;
             db.fill(leads).await;
-            let cap = leads / 20;
             let file = campaign(dir.path(), cap);
             let mut cmd =
                 env::command(bin, &db.url, &file, &["forecast", "--days", "14", "--json"]);
@@ -65,6 +69,7 @@ pub async fn forecast(bin: &Path, pg: Option<&str>, sizes: &[u64], table: &mut T
                 ("calls_simulated", calls.into()),
                 ("seconds", num(seconds, 1)),
                 ("calls_per_s", num(calls as f64 / seconds, 0)),
+                ("us_per_call", num(seconds * 1e6 / calls.max(1) as f64, 0)),
             ]);
             eprintln!("  {}", table.last_line());
         }

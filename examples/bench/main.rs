@@ -14,7 +14,7 @@
 //! 10,000, 1,000,000 and 10,000,000 leads; a dry run over 1,000,000 due leads), `import`
 //! (`leads import` of 1,000,000 rows), `memory` (the runner's peak RSS at 100,000 leads,
 //! the idle daemon's RSS and CPU over a minute), `forecast` (`forecast --days 14` over
-//! 10,000 and 100,000 leads), `guest` (a daemon's RSS idle and during its dashboard's
+//! 10,000, 20,000 and 100,000 leads; `--quick`: the first two), `guest` (a daemon's RSS idle and during its dashboard's
 //! forecast of 150,000 leads with every-second jobs, on the default `[forecast]` budget).
 //! Without `TEST_DATABASE_URL` the PostgreSQL
 //! rows are left out (and the output says so).
@@ -82,7 +82,7 @@ async fn main() {
         Table::new("memory", "Memory and CPU"),
         Table::new(
             "forecast",
-            "`forecast --days 14` (the runner in virtual time, 50 calls/s, a cap of 5 % of the leads a day)",
+            "`forecast --days 14` (the runner in virtual time, 50 calls/s, caps of 500, 2,000 and 5,000 a day)",
         ),
         Table::new(
             "guest",
@@ -138,8 +138,12 @@ async fn main() {
                 scale::idle(&bin, span, memory).await;
             }
             "forecast" => {
-                let sizes: &[u64] = if quick { &[10_000] } else { &[10_000, 100_000] };
-                forecast::forecast(&bin, pg.as_deref(), sizes, forecast).await;
+                let rows = if quick {
+                    &forecast::ROWS[..2]
+                } else {
+                    forecast::ROWS
+                };
+                forecast::forecast(&bin, pg.as_deref(), rows, forecast).await;
             }
             "guest" => {
                 let leads = if quick { 20_000 } else { 150_000 };
