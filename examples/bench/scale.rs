@@ -91,8 +91,9 @@ async fn heap_only_claims(db: &Db, table: &mut Table) {
 
 /// Updates of `leads` so far, and how many of them were heap-only.
 async fn updates(db: &Db) -> (i64, i64) {
-    // Each server process reports its counts at most once a second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A server process reports its counts once it has been idle for a while (PostgreSQL
+    // 15: up to 10 s), so the pool's connections are given that long.
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
     let counts = sqlx::query_as(
         "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
