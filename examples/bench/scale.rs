@@ -62,8 +62,7 @@ async fn plan_and_claim(db: &Db) -> (f64, f64) {
 
 /// Issue 21's question, measured: would claims that update no indexed column (heap-only
 /// tuples on PostgreSQL) be worth a schema without `leads_leased`? The same tries on the
-/// same table with that index dropped and room left in each page (`fillfactor` 80), and
-/// how many of the claims' updates were heap-only then.
+/// same table with that index dropped and room left in each page (`fillfactor` 80).
 async fn heap_only_claims(db: &Db, table: &mut Table) {
     db.exec(&[
         "DROP INDEX leads_leased".into(),
@@ -72,38 +71,14 @@ async fn heap_only_claims(db: &Db, table: &mut Table) {
         "ANALYZE leads".into(),
     ])
     .await;
-    let before = updates(db).await;
     let (plan_ms, claim_ms) = plan_and_claim(db).await;
-    let after = updates(db).await;
-    let (updates, hot) = (after.0 - before.0, after.1 - before.1);
     table.row(vec![
         ("backend", "postgres, no lease index, fillfactor 80".into()),
         ("leads", 1_000_000u64.into()),
         ("plan_ms", num(plan_ms, 2)),
         ("plan_and_claim_ms", num(claim_ms, 2)),
-        (
-            "heap_only_updates_pct",
-            num(100.0 * hot as f64 / updates.max(1) as f64, 0),
-        ),
     ]);
     eprintln!("  {}", table.last_line());
-}
-
-/// Updates of `leads` so far, and how many of them were heap-only.
-async fn updates(db: &Db) -> (i64, i64) {
-    // A server process reports its counts once it has been idle for a while (PostgreSQL
-    // 15: up to 10 s), so the pool's connections are given that long.
-    tokio::time::sleep(Duration::from_secs(11)).await;
-    let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
-    let counts = sqlx::query_as(
-        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
-         WHERE relname = 'leads' AND schemaname = current_schema()",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("pg_stat_user_tables");
-    pool.close().await;
-    counts
 }
 
 fn median(v: &mut [f64]) -> f64 {
