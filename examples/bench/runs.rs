@@ -14,6 +14,52 @@ pub struct Sizing {
     pub max_leads: usize,
 }
 
+/// A fresh database with `leads` new leads, the simulator at `latency_ms`, and `runners`
+/// commands of `run openers` ready to start (the temp dir holds their campaign file).
+pub struct Openers {
+    pub db: Db,
+    pub commands: Vec<std::process::Command>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn openers(
+    bin: &Path,
+    backend: &'static str,
+    pg: Option<&str>,
+    latency_ms: u64,
+    concurrency: usize,
+    runners: usize,
+    leads: usize,
+) -> Openers {
+    let url = env::sim(Duration::from_millis(latency_ms)).await;
+    let db = Db::new(backend, pg).await;
+    db.import(leads, "run").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let campaign = env::campaign(dir.path(), &url, concurrency, 500);
+    let commands = (0..runners)
+        .map(|_| env::command(bin, &db.url, &campaign, &["run", "openers"]))
+        .collect();
+    Openers {
+        db,
+        commands,
+        _dir: dir,
+    }
+}
+
+impl Openers {
+    /// Runs the commands at once; asserts every lead was sent exactly once.
+    pub async fn run(self) -> (Cost, u64, Db) {
+        let Openers { db, commands, _dir } = self;
+        let leads = db.count("new").await;
+        let cost = tokio::task::spawn_blocking(move || env::run_all(commands))
+            .await
+            .expect("runs");
+        let sent = db.count("contacted").await;
+        assert_eq!(sent, leads, "every lead sent exactly once");
+        (cost, sent, db)
+    }
+}
+
 /// One `run` of an opener job over `leads` new leads by `runners` processes.
 pub async fn opener_run(
     bin: &Path,
@@ -24,19 +70,10 @@ pub async fn opener_run(
     runners: usize,
     leads: usize,
 ) -> (Cost, u64) {
-    let url = env::sim(Duration::from_millis(latency_ms)).await;
-    let db = Db::new(backend, pg).await;
-    db.import(leads, "run").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let campaign = env::campaign(dir.path(), &url, concurrency, 500);
-    let commands = (0..runners)
-        .map(|_| env::command(bin, &db.url, &campaign, &["run", "openers"]))
-        .collect();
-    let cost = tokio::task::spawn_blocking(move || env::run_all(commands))
+    let (cost, sent, _) = openers(bin, backend, pg, latency_ms, concurrency, runners, leads)
         .await
-        .expect("runs");
-    let sent = db.count("contacted").await;
-    assert_eq!(sent as usize, leads, "every lead sent exactly once");
+        .run()
+        .await;
     (cost, sent)
 }
 

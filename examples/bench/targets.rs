@@ -4,10 +4,8 @@
 //! two cores a row whose busy share is near 100 % is bound by CPU, and the split says
 //! whose.
 
-use crate::env::{self, Db};
 use crate::report::{Table, num};
 use std::path::Path;
-use std::time::Duration;
 
 /// CPU seconds used so far: (this process, its reaped children, the whole machine busy),
 /// and the machine's total (busy + idle) in seconds of all its cores.
@@ -54,24 +52,11 @@ async fn row(
     leads: usize,
     table: &mut Table,
 ) {
-    let url = env::sim(Duration::from_millis(latency_ms)).await;
-    let db = Db::new(backend, pg).await;
-    db.import(leads, "t").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let campaign = env::campaign(dir.path(), &url, concurrency, 500);
-    let commands = (0..runners)
-        .map(|_| env::command(bin, &db.url, &campaign, &["run", "openers"]))
-        .collect();
+    let prepared =
+        crate::runs::openers(bin, backend, pg, latency_ms, concurrency, runners, leads).await;
     let before = cpu_now();
-    let cost = tokio::task::spawn_blocking(move || env::run_all(commands))
-        .await
-        .expect("runs");
+    let (cost, _, _db) = prepared.run().await;
     let after = cpu_now();
-    assert_eq!(
-        db.count("contacted").await as usize,
-        leads,
-        "every lead sent exactly once"
-    );
     let rate = leads as f64 / cost.seconds;
     let ideal =
         (latency_ms > 0).then(|| (runners * concurrency) as f64 * 1000.0 / latency_ms as f64);
