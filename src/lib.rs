@@ -49,6 +49,7 @@ pub mod policy;
 pub mod retention;
 pub mod runner;
 pub mod schedule;
+pub mod senders;
 pub mod service;
 pub mod sim;
 pub mod status;

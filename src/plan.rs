@@ -130,6 +130,12 @@ pub async fn preview_each(
             cursor.outside_window
         )));
     }
+    for (hold, n) in &cursor.sender_held {
+        let _ = each(Preview::Note(format!(
+            "{n} due lead(s) held: {}",
+            hold.reason()
+        )));
+    }
     Ok(planned)
 }
 
@@ -177,6 +183,7 @@ async fn preview_due_leads(
         return Ok(each(Preview::Note(AT_THE_CAP.into())));
     }
     let mut stamps = Stamps::default();
+    read_rooms(store, job, now, cursor).await?;
     let mut page = read(cursor.lead).await?;
     loop {
         // A short page is the last; else the next is read from the last lead of this one.
@@ -192,7 +199,10 @@ async fn preview_due_leads(
                     cursor.outside_window += 1;
                     continue;
                 }
-                let call = planned_call(job, now, d, &mut stamps);
+                let mut call = planned_call(job, now, d, &mut stamps);
+                if !give_sender(job, &mut call, now, cursor) {
+                    continue;
+                }
                 *planned += 1;
                 cursor.planned += 1;
                 if each(Preview::Call(call)).is_break() {
@@ -264,6 +274,8 @@ fn planned_call(job: &Job, now: DateTime<Utc>, d: DueLead, stamps: &mut Stamps) 
         action,
         step,
         reason,
+        sender: None,
+        assign: false,
         event: None,
         lead: d.lead,
     }
@@ -281,6 +293,13 @@ pub struct PlannedCall {
     pub step: i64,
     /// Why the lead is due, in words.
     pub reason: String,
+    /// The sender the call is made with (its `own_username`), when one is known: the
+    /// lead's, the one a job's `senders` give it, or `[fluidtalk] own_username`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// The call gives its lead `sender` (the lead named none; a job's `senders` chose).
+    #[serde(skip)]
+    pub assign: bool,
     #[serde(skip)]
     pub lead: Lead,
     #[serde(skip)]
@@ -299,6 +318,136 @@ pub struct Cursor {
     pub planned: u32,
     /// Due leads passed over because they are outside their send window.
     pub outside_window: u32,
+    /// Senders' room as this run plans (`None`: not read yet, or no `[[sender]]`).
+    senders: Option<Tally>,
+    /// Due leads passed over because their sender is held, by why (the first hold of each
+    /// sender and kind, and how many leads it held).
+    pub sender_held: Vec<(crate::senders::SenderHold, u32)>,
+}
+
+/// The senders' room a run plans with.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    rooms: std::collections::BTreeMap<String, crate::senders::Room>,
+}
+
+/// Reads the senders' room at `now` into `cursor` (a dry run: once, then counts what it
+/// plans; a live run: before each batch, the store counting what has started).
+async fn read_rooms(
+    store: &dyn RunnerStore,
+    job: &Job,
+    now: DateTime<Utc>,
+    cursor: &mut Cursor,
+) -> Result<(), StoreError> {
+    if !job.senders.any() || (cursor.dry && cursor.senders.is_some()) {
+        return Ok(());
+    }
+    let rules: Vec<_> = job.senders.book.rules.values().cloned().collect();
+    let uses = store.sender_uses(&rules, now).await?;
+    let rooms = rules
+        .into_iter()
+        .map(|r| {
+            let u = uses.iter().find(|u| u.username == r.username);
+            (r.username.clone(), crate::senders::Room::of(r, u, now))
+        })
+        .collect();
+    cursor.senders = Some(Tally { rooms });
+    Ok(())
+}
+
+/// The sender of `call` at `now`, counted in `cursor`'s room; or why its sender is held
+/// (counted in `cursor.sender_held`, and the lead is passed over).
+fn give_sender(job: &Job, call: &mut PlannedCall, now: DateTime<Utc>, cursor: &mut Cursor) -> bool {
+    let opener = call.action == Action::Opener;
+    let named = call
+        .lead
+        .own_username
+        .clone()
+        .filter(|u| !u.trim().is_empty());
+    let Some(tally) = cursor.senders.as_mut() else {
+        call.sender = named.or_else(|| job.senders.book.default.clone());
+        return true;
+    };
+    let held = match named {
+        Some(name) => hold_or_take(tally, &name, opener, now).map(|()| (name, false)),
+        None if opener && !job.senders.of_job.is_empty() => {
+            let candidates = job
+                .senders
+                .of_job
+                .iter()
+                .filter_map(|r| tally.rooms.get(&r.username));
+            match crate::senders::choose(candidates, now) {
+                Some(room) => {
+                    let name = room.rule.username.clone();
+                    hold_or_take(tally, &name, opener, now).map(|()| (name, true))
+                }
+                // Every sender of the job is held: the one free soonest says why.
+                None => Err(job
+                    .senders
+                    .of_job
+                    .iter()
+                    .filter_map(|r| tally.rooms.get(&r.username)?.hold(true, now))
+                    .min_by_key(|h| match h {
+                        crate::senders::SenderHold::Gap { until, .. } => *until,
+                        crate::senders::SenderHold::Cap { resets, .. } => *resets,
+                    })
+                    .unwrap_or(crate::senders::SenderHold::Cap {
+                        sender: job.senders.of_job[0].username.clone(),
+                        cap: 0,
+                        resets: now,
+                    })),
+            }
+        }
+        None => match job.senders.book.default.clone() {
+            Some(name) => hold_or_take(tally, &name, opener, now).map(|()| (name, false)),
+            None => {
+                call.sender = None;
+                return true;
+            }
+        },
+    };
+    match held {
+        Ok((name, assign)) => {
+            call.sender = Some(name);
+            call.assign = assign;
+            true
+        }
+        Err(hold) => {
+            match cursor
+                .sender_held
+                .iter_mut()
+                .find(|(h, _)| h.kind() == hold.kind() && h.sender() == hold.sender())
+            {
+                Some((_, n)) => *n += 1,
+                None => {
+                    if cursor.sender_held.len() < MAX_HOLDS_SHOWN {
+                        cursor.sender_held.push((hold, 1));
+                    }
+                }
+            }
+            false
+        }
+    }
+}
+
+/// The most distinct sender holds a run keeps to report (one per sender and kind).
+const MAX_HOLDS_SHOWN: usize = 64;
+
+/// Whether `name` (if a configured sender) can take a call now; if so, counts it.
+fn hold_or_take(
+    tally: &mut Tally,
+    name: &str,
+    opener: bool,
+    now: DateTime<Utc>,
+) -> Result<(), crate::senders::SenderHold> {
+    let Some(room) = tally.rooms.get_mut(name) else {
+        return Ok(());
+    };
+    if let Some(h) = room.hold(opener, now) {
+        return Err(h);
+    }
+    room.take(opener, now);
+    Ok(())
 }
 
 /// The start of the day containing `now` in `tz`, as UTC (for daily caps).
@@ -424,6 +573,7 @@ pub async fn next_batch(
     if limit == 0 {
         return Ok(calls);
     }
+    read_rooms(store, job, now, cursor).await?;
     // Read pages until the batch is full or nothing is left (window skips shrink a page).
     loop {
         let page = (limit - calls.len() as u32).max(1).max(job.batch_size);
@@ -444,7 +594,7 @@ pub async fn next_batch(
                         cursor.outside_window += 1;
                         continue;
                     }
-                    calls.push(PlannedCall {
+                    let mut call = PlannedCall {
                         job: job.name.clone(),
                         target: d.lead.target.clone(),
                         action: Action::Event,
@@ -455,13 +605,19 @@ pub async fn next_batch(
                             d.event.id,
                             d.event.created_at.format("%Y-%m-%d %H:%M UTC")
                         ),
+                        sender: None,
+                        assign: false,
                         event: Some((
                             d.event.id,
                             d.event.event_type.clone(),
                             d.event.context.clone(),
                         )),
                         lead: d.lead,
-                    });
+                    };
+                    if !give_sender(job, &mut call, now, cursor) {
+                        continue;
+                    }
+                    calls.push(call);
                     if calls.len() as u32 >= limit {
                         break;
                     }
@@ -484,7 +640,11 @@ pub async fn next_batch(
                         cursor.outside_window += 1;
                         continue;
                     }
-                    calls.push(planned_call(job, now, d, &mut stamps));
+                    let mut call = planned_call(job, now, d, &mut stamps);
+                    if !give_sender(job, &mut call, now, cursor) {
+                        continue;
+                    }
+                    calls.push(call);
                     if calls.len() as u32 >= limit {
                         break;
                     }

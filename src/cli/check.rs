@@ -25,7 +25,90 @@ fn window(w: Option<&SendWindow>) -> String {
     )
 }
 
-pub fn run(config: &Config) -> Result<(), Failure> {
+/// How many days of each sender's ramp `check` prints, today first.
+const RAMP_DAYS: u32 = 7;
+
+/// Each `[[sender]]`: its rules, and its cap today and on the next days of its ramp. Its
+/// use (today's openers, the first opener that started its ramp) is read from the
+/// database when one is there; else the ramp starts at day 0.
+async fn senders(config: &Config, now: chrono::DateTime<Utc>) -> Result<(), Failure> {
+    let book = &config.senders;
+    if book.is_empty() {
+        return Ok(());
+    }
+    let rules: Vec<_> = book.rules.values().cloned().collect();
+    let uses = match super::store_access::open_as(config, super::store_access::Open::ReadOnly).await
+    {
+        Ok(store) => store.sender_uses(&rules, now).await.ok(),
+        Err(_) => None,
+    };
+    outln!(
+        "
+senders ({})",
+        rules.len()
+    );
+    for rule in &rules {
+        let u = uses
+            .as_ref()
+            .and_then(|us| us.iter().find(|u| u.username == rule.username));
+        let first = u.and_then(|u| u.first_opener_at);
+        let cap = match rule.daily_cap {
+            None => "no daily cap".to_string(),
+            Some(c) => format!("daily cap {c} in {}", rule.timezone),
+        };
+        let gap = if rule.min_gap.is_zero() {
+            String::new()
+        } else {
+            format!(
+                ", at least {} between calls",
+                humantime::format_duration(rule.min_gap)
+            )
+        };
+        outln!("  {}: {cap}{gap}", rule.username);
+        if let Some(w) = rule.warmup {
+            outln!(
+                "    warm-up    {} on day 0, +{} every {} day(s); {}",
+                w.start,
+                w.step,
+                w.every_days,
+                match first {
+                    Some(t) => format!(
+                        "day 0 was {} (its first opener); today is day {}",
+                        t.with_timezone(&rule.timezone).format("%Y-%m-%d"),
+                        rule.ramp_day(first, now)
+                    ),
+                    None => "no opener yet: day 0 is the day of its first".into(),
+                }
+            );
+        }
+        if rule.daily_cap.is_some() {
+            let ramp: Vec<String> = rule
+                .ramp(first, now, RAMP_DAYS)
+                .iter()
+                .map(|c| c.map_or("-".into(), |c| c.to_string()))
+                .collect();
+            outln!(
+                "    caps       {} (today, then the next {} days)",
+                ramp.join(", "),
+                RAMP_DAYS - 1
+            );
+        }
+        match u {
+            Some(u) => outln!(
+                "    today      {} opener(s) used{}",
+                u.openers_today,
+                u.last_call_at.map_or(String::new(), |t| format!(
+                    ", last call {}",
+                    t.format("%Y-%m-%d %H:%M:%S UTC")
+                ))
+            ),
+            None => outln!("    today      unknown (no database to read yet)"),
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(config: &Config) -> Result<(), Failure> {
     // Nothing to check is not "ok": say where a campaign file was looked for.
     if !config.path.exists() {
         return Err(Failure {
@@ -37,7 +120,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             ),
         });
     }
-    let now = Utc::now();
+    let now = crate::clock::from_env()
+        .exit_with(crate::exit::Exit::Config)?
+        .now();
     let api = config
         .checked_base_url()
         .exit_with(crate::exit::Exit::Config)?;
@@ -112,6 +197,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         ),
         None => outln!("  delivery   none (the outbox waits for `outbox list` / `outbox ack`)"),
     }
+    senders(config, now).await?;
     if config.jobs.is_empty() {
         outln!("  no [[job]] defined: `run` and `daemon` have nothing to do");
     }
@@ -143,6 +229,18 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             job.batch_size
         );
         outln!("  window     {}", window(job.kind.send_window()));
+        if !job.senders.of_job.is_empty() {
+            let names: Vec<&str> = job
+                .senders
+                .of_job
+                .iter()
+                .map(|r| r.username.as_str())
+                .collect();
+            outln!(
+                "  senders    {} (a lead that names none goes to the one with the most room today)",
+                names.join(", ")
+            );
+        }
         let upcoming = job.schedule.upcoming(now, 5);
         if upcoming.is_empty() {
             outln!(

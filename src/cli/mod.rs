@@ -114,7 +114,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Prune(args) => prune::run(&load(cli.config)?, args).await,
-        Command::Check => check::run(&load(cli.config)?),
+        Command::Check => check::run(&load(cli.config)?).await,
         Command::Run(args) => run::run(&load(cli.config)?, args).await,
         Command::Status(args) => status::run(&load(cli.config)?, args).await,
         Command::Forecast(args) => forecast::run(&load(cli.config)?, args).await,

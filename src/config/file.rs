@@ -11,6 +11,7 @@ use super::{
     SendWindow, defaults, locate,
 };
 use crate::schedule::Schedule;
+use crate::senders::{JobSenders, MAX_SENDERS, SenderBook, SenderRule, Warmup};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use std::ops::Range;
@@ -38,8 +39,28 @@ struct File {
     forecast: RawForecast,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default, rename = "sender")]
+    senders: Vec<Spanned<RawSender>>,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSender {
+    username: Spanned<String>,
+    daily_cap: Option<Count<1, 1_000_000>>,
+    timezone: Option<Zone>,
+    warmup: Option<Spanned<RawWarmup>>,
+    min_gap: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWarmup {
+    start: Count<1, 1_000_000>,
+    step: Count<0, 1_000_000>,
+    every: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -105,6 +126,7 @@ struct RawJob {
     quiet_after: Option<Spanned<QuietAfter>>,
     max_follow_ups: Option<Spanned<Count<1, 100>>>,
     event_type: Option<Spanned<String>>,
+    senders: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -266,9 +288,10 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         events: r.events.map_or(kept.events, |d| d.0),
         attempts: r.attempts.map_or(kept.attempts, |d| d.0),
     };
+    let book = std::sync::Arc::new(senders(&c, &raw.senders, fluidtalk.own_username.clone())?);
     let mut jobs: Vec<Job> = Vec::with_capacity(raw.jobs.len());
     for rj in &raw.jobs {
-        let job = check_job(&c, rj)?;
+        let job = check_job(&c, rj, &book)?;
         if jobs.iter().any(|j| j.name == job.name) {
             return c.err(
                 rj.name.span(),
@@ -301,11 +324,174 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 .map_or(defaults::FORECAST_TIME, |d| d.0),
         },
         retention,
+        senders: book,
         jobs,
     })
 }
 
-fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
+/// The `[[sender]]` tables: unique usernames, a warm-up only under a cap, gaps in range.
+fn senders(
+    c: &Checker<'_>,
+    raw: &[Spanned<RawSender>],
+    default: Option<String>,
+) -> Result<SenderBook, ConfigError> {
+    let mut book = SenderBook {
+        rules: Default::default(),
+        default,
+    };
+    if raw.len() > MAX_SENDERS {
+        return c.err(
+            raw[MAX_SENDERS].span(),
+            "[[sender]]",
+            format!("{} senders; the limit is {MAX_SENDERS}", raw.len()),
+        );
+    }
+    for rs in raw {
+        let r = rs.get_ref();
+        let username = crate::lead::fields::own_username(r.username.get_ref().trim())
+            .or_else(|e| c.err(r.username.span(), "[[sender]] username", e.to_string()))?;
+        if username.is_empty() {
+            return c.err(
+                r.username.span(),
+                "[[sender]] username",
+                "must not be empty",
+            );
+        }
+        let key = |k: &str| format!("[[sender]] {username:?} {k}");
+        if book.rules.contains_key(&username) {
+            return c.err(
+                r.username.span(),
+                key("username"),
+                "is used by an earlier sender; usernames must be unique",
+            );
+        }
+        let daily_cap = r.daily_cap.map(|n| n.get());
+        let warmup = match &r.warmup {
+            None => None,
+            Some(w) => {
+                let Some(cap) = daily_cap else {
+                    return c.err(
+                        w.span(),
+                        key("warmup"),
+                        "ramps up to daily_cap: set daily_cap too",
+                    );
+                };
+                let raw_w = w.get_ref();
+                if raw_w.start.get() > cap {
+                    return c.err(
+                        w.span(),
+                        key("warmup"),
+                        format!("start {} is above daily_cap {cap}", raw_w.start.get()),
+                    );
+                }
+                let every = whole_days(raw_w.every.get_ref())
+                    .or_else(|why| c.err(raw_w.every.span(), key("warmup.every"), why))?;
+                Some(Warmup {
+                    start: raw_w.start.get(),
+                    step: raw_w.step.get(),
+                    every_days: every,
+                })
+            }
+        };
+        let min_gap = match &r.min_gap {
+            None => Duration::ZERO,
+            Some(g) => gap(g.get_ref()).or_else(|why| c.err(g.span(), key("min_gap"), why))?,
+        };
+        book.rules.insert(
+            username.clone(),
+            std::sync::Arc::new(SenderRule {
+                username,
+                daily_cap,
+                timezone: r.timezone.map_or(Tz::UTC, |z| z.0),
+                warmup,
+                min_gap,
+            }),
+        );
+    }
+    Ok(book)
+}
+
+/// A warm-up's `every`: whole days, from 1d to 365d.
+fn whole_days(text: &str) -> Result<u32, String> {
+    const DAY: u64 = 24 * 3600;
+    match humantime::parse_duration(text.trim()) {
+        Ok(d)
+            if d.as_secs() % DAY == 0
+                && d.subsec_nanos() == 0
+                && (1..=365).contains(&(d.as_secs() / DAY)) =>
+        {
+            Ok((d.as_secs() / DAY) as u32)
+        }
+        Ok(_) => Err(format!(
+            "{text:?} is not a whole number of days from 1d to 365d (the ramp steps on the sender's days)"
+        )),
+        Err(_) => Err(format!(
+            "{text:?} is not a duration; expected e.g. \"1d\" or \"7d\""
+        )),
+    }
+}
+
+/// A sender's `min_gap`: from 0s to 24h.
+fn gap(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d <= Duration::from_secs(24 * 3600) => Ok(d),
+        Ok(_) => Err(format!("{text:?} is out of range; expected from 0s to 24h")),
+        Err(_) => Err(format!(
+            "{text:?} is not a duration; expected e.g. \"90s\" or \"5m\""
+        )),
+    }
+}
+
+/// A job's `senders`: configured senders, named once each.
+fn job_senders(
+    c: &Checker<'_>,
+    raw: &Option<Spanned<Vec<Spanned<String>>>>,
+    book: &std::sync::Arc<SenderBook>,
+    key: &str,
+) -> Result<JobSenders, ConfigError> {
+    let mut of_job: Vec<std::sync::Arc<SenderRule>> = Vec::new();
+    for name in raw.iter().flat_map(|v| v.get_ref()) {
+        let Some(rule) = book.get(name.get_ref().trim()) else {
+            let known: Vec<&str> = book.rules.keys().map(String::as_str).collect();
+            return c.err(
+                name.span(),
+                key,
+                format!(
+                    "{:?} is not a [[sender]] of this file (senders: {})",
+                    name.get_ref(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        };
+        if of_job.iter().any(|r| r.username == rule.username) {
+            return c.err(name.span(), key, format!("names {:?} twice", rule.username));
+        }
+        of_job.push(rule.clone());
+    }
+    if let Some(v) = raw
+        && v.get_ref().is_empty()
+    {
+        return c.err(
+            v.span(),
+            key,
+            "is empty; name at least one [[sender]] or leave it out",
+        );
+    }
+    Ok(JobSenders {
+        book: book.clone(),
+        of_job,
+    })
+}
+
+fn check_job(
+    c: &Checker<'_>,
+    rj: &RawJob,
+    book: &std::sync::Arc<SenderBook>,
+) -> Result<Job, ConfigError> {
     let name = rj.name.get_ref().0.clone();
     let key = |k: &str| format!("[[job]] {name:?} {k}");
     let timezone = rj.timezone.map_or(Tz::UTC, |z| z.0);
@@ -329,6 +515,7 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
         }
         Kind::FollowUp => {
             c.not_for(&rj.daily_cap, key("daily_cap"), kind)?;
+            c.not_for(&rj.senders, key("senders"), kind)?;
             c.not_for(&rj.event_type, key("event_type"), kind)?;
             let Some(q) = &rj.quiet_after else {
                 return c.err(
@@ -349,6 +536,7 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
         }
         Kind::Event => {
             c.not_for(&rj.daily_cap, key("daily_cap"), kind)?;
+            c.not_for(&rj.senders, key("senders"), kind)?;
             c.not_for(&rj.quiet_after, key("quiet_after"), kind)?;
             c.not_for(&rj.max_follow_ups, key("max_follow_ups"), kind)?;
             let Some(t) = rj
@@ -368,7 +556,9 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
             }
         }
     };
+    let senders = job_senders(c, &rj.senders, book, &key("senders"))?;
     Ok(Job {
+        senders,
         batch_size: rj.batch_size.map_or(defaults::BATCH_SIZE, |n| n.get()),
         max_per_run: rj.max_per_run.map(|n| n.get()),
         name,

@@ -127,6 +127,8 @@ pub struct Config {
     pub forecast: ForecastSettings,
     /// `[retention]`: how long old rows are kept.
     pub retention: Retention,
+    /// `[[sender]]`: the sender accounts, by username.
+    pub senders: std::sync::Arc<crate::senders::SenderBook>,
     pub jobs: Vec<Job>,
 }
 
@@ -249,6 +251,8 @@ pub struct Job {
     pub max_per_run: Option<u32>,
     pub on_unknown: OnUnknown,
     pub kind: JobKind,
+    /// The `[[sender]]`s of the file, and those this job's openers assign leads to.
+    pub senders: crate::senders::JobSenders,
 }
 
 #[derive(Debug, Clone)]

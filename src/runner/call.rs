@@ -129,9 +129,12 @@ impl Caller {
     async fn request(&self, call: &PlannedCall) -> Result<ActionResult, ApiError> {
         let lead = &call.lead;
         let target = lead.target.clone();
-        let sender = lead
-            .own_username
+        // The planner's choice (a job's `senders`, recorded on the lead with the attempt),
+        // else the lead's own, else the campaign's default.
+        let sender = call
+            .sender
             .clone()
+            .or_else(|| lead.own_username.clone())
             .or_else(|| self.own_username.clone());
         match call.action {
             Action::Opener => {

@@ -142,6 +142,7 @@ impl JobRun<'_> {
             Claim::NothingDue(cursor) => {
                 self.cursor = cursor;
                 self.summary.outside_window = u64::from(self.cursor.outside_window);
+                self.summary.note_sender_holds(&self.cursor);
                 // An event job's lead has its next event due once the one before is
                 // written: "nothing due" planned before a write is stale.
                 let stale = matches!(self.job.kind, JobKind::Event { .. })
@@ -157,6 +158,7 @@ impl JobRun<'_> {
             } => {
                 self.cursor = cursor;
                 self.summary.outside_window = u64::from(self.cursor.outside_window);
+                self.summary.note_sender_holds(&self.cursor);
                 self.queue.extend(fresh);
                 self.give_back(stale).await;
             }
@@ -220,6 +222,8 @@ mod tests {
             action: Action::Opener,
             step: 0,
             reason: String::new(),
+            sender: None,
+            assign: false,
             lead: lead(),
             event: None,
         };

@@ -14,7 +14,8 @@ use crate::config::JobKind;
 use crate::lead::LeadEvent;
 use crate::plan;
 use crate::store::{
-    AttemptStatus, DailyCap, LeadResult, NewAttempt, PauseScope, Recorded, RunnerStore, StoreError,
+    AttemptStatus, DailyCap, LeadResult, NewAttempt, PauseScope, Recorded, RunnerStore, SenderCall,
+    StoreError,
 };
 use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
@@ -203,6 +204,11 @@ impl JobRun<'_> {
                 lease_token: c.lease_token.clone(),
                 started_at: now,
                 claimed: Some(c.call.lead.state),
+                sender: c.call.sender.clone().map(|username| SenderCall {
+                    rule: self.job.senders.book.get(&username).cloned(),
+                    assign: c.call.assign,
+                    username,
+                }),
             })
             .collect()
     }
@@ -216,6 +222,7 @@ impl JobRun<'_> {
         recorded: Vec<Recorded>,
     ) -> Vec<(Started, DateTime<Utc>)> {
         let (mut started, mut changed, mut over) = (Vec::new(), Vec::new(), Vec::new());
+        let mut held = Vec::new();
         for (c, r) in group.into_iter().zip(recorded) {
             match r {
                 Recorded::Started(attempt_id) => {
@@ -229,7 +236,15 @@ impl JobRun<'_> {
                 // Blocked, replied to or taken since the claim: not called.
                 Recorded::Changed => changed.push(c),
                 Recorded::OverCap => over.push(c),
+                // Its sender's cap or gap was used by another run since the plan.
+                Recorded::SenderHeld => held.push(c),
             }
+        }
+        if !held.is_empty() {
+            tracing::info!(
+                left_for_later = held.len(),
+                "their senders' caps or gaps were used since the plan (counting every runner): not called"
+            );
         }
         if !over.is_empty() {
             tracing::info!(
@@ -246,6 +261,7 @@ impl JobRun<'_> {
         }
         self.summary.cancelled += (over.len() + changed.len()) as u64;
         changed.append(&mut over);
+        changed.append(&mut held);
         self.give_back(changed).await;
         started
     }

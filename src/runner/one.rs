@@ -131,6 +131,9 @@ impl Runner {
             Err(StoreError::Busy(t)) => return Err(NotCalled::Busy(t)),
             Err(e) => return Err(NotCalled::Store(e)),
         };
+        let sender = inbound.own_username.or(lead.own_username.clone());
+        // An answer to the lead's own message: recorded with its sender, under none of the
+        // sender's outreach rules (a cap or gap would leave the lead without an answer).
         let attempt = NewAttempt {
             lead_id: lead.id,
             job: INBOUND_JOB.to_string(),
@@ -139,6 +142,11 @@ impl Runner {
             lease_token: lease_token.clone(),
             started_at: now,
             claimed: Some(lead.state),
+            sender: sender.clone().map(|username| crate::store::SenderCall {
+                username,
+                rule: None,
+                assign: false,
+            }),
         };
         let attempt_id = match store.start_attempts(&[attempt]).await {
             Ok(ids) if ids.len() == 1 => ids[0],
@@ -152,13 +160,12 @@ impl Runner {
                 });
             }
         };
-        let sender = inbound.own_username.or(lead.own_username.clone());
         let answer = self
             .caller
             .chat(&ChatRequest {
                 target: lead.target.clone(),
                 message: inbound.message,
-                own_username: sender,
+                own_username: sender.clone(),
                 image_url: inbound.image_url,
                 image_file: None,
             })
@@ -174,6 +181,8 @@ impl Runner {
                 action: Action::Inbound,
                 step: 0,
                 reason: "the lead wrote to the persona".into(),
+                sender,
+                assign: false,
                 lead: lead.clone(),
                 event: None,
             },

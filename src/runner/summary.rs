@@ -30,6 +30,11 @@ pub struct Summary {
     pub dropped: u64,
     /// Due leads passed over for their send window.
     pub outside_window: u64,
+    /// Due leads passed over because their sender was at its cap or within its gap.
+    pub sender_held: u64,
+    /// Why, for the first sender that held leads (`sender_held`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_hold: Option<String>,
     /// Attempts found in flight from a runner that died.
     pub recovered: u64,
     /// Calls whose connection could not be made (refused, no route, no DNS answer): the
@@ -80,13 +85,23 @@ impl Summary {
             exhausted,
             dropped,
             outside_window,
+            sender_held,
             recovered,
             unreachable
         );
         if self.held.is_none() {
             self.held = o.held.clone();
         }
+        if self.sender_hold.is_none() {
+            self.sender_hold = o.sender_hold.clone();
+        }
         self.stopped |= o.stopped;
+    }
+
+    /// Takes in the sender holds a run's planner has counted so far.
+    pub fn note_sender_holds(&mut self, cursor: &crate::plan::Cursor) {
+        self.sender_held = cursor.sender_held.iter().map(|(_, n)| u64::from(*n)).sum();
+        self.sender_hold = cursor.sender_held.first().map(|(h, _)| h.reason());
     }
 
     /// Counts one judged call (`called`: whether it reached the API at all).
@@ -133,6 +148,7 @@ impl Summary {
             ("exhausted", self.exhausted),
             ("events dropped", self.dropped),
             ("outside window", self.outside_window),
+            ("held by their sender", self.sender_held),
             ("recovered", self.recovered),
             ("could not connect", self.unreachable),
         ];
@@ -143,6 +159,9 @@ impl Summary {
             .collect();
         if let Some(held) = &self.held {
             parts.push(held.clone());
+        }
+        if let Some(hold) = self.sender_hold.as_ref().filter(|_| self.sender_held > 0) {
+            parts.push(hold.clone());
         }
         if self.stopped {
             parts.push("stopped before the end".into());

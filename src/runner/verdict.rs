@@ -267,6 +267,8 @@ mod tests {
                 action,
                 step: 0,
                 reason: String::new(),
+                sender: None,
+                assign: false,
                 event: event.then(|| (42, "story".to_string(), None)),
                 lead,
             },

@@ -210,6 +210,7 @@ impl Simulator {
                 _ => String::new(),
             },
             target: String::new(),
+            own_username: None,
         };
         let config = &self.config;
         let latency = match config.latency_max {
@@ -228,6 +229,10 @@ impl Simulator {
             let fields = read_fields(req).await?;
             logged.action = fields.get("action").unwrap_or(&logged.action).to_string();
             logged.target = fields.get("target").unwrap_or_default().to_string();
+            logged.own_username = fields
+                .get("own_username")
+                .filter(|u| !u.is_empty())
+                .map(str::to_string);
             if let Some(limit) = config.rate_limit {
                 let n = self.lock().requests;
                 if n % limit.every < limit.burst {
@@ -252,6 +257,7 @@ impl Simulator {
             path,
             &logged.action,
             &logged.target,
+            logged.own_username.take(),
             reply.status.as_u16(),
             dropped,
         );
@@ -284,6 +290,7 @@ fn dropped_connection() -> Response {
 struct Logged {
     action: String,
     target: String,
+    own_username: Option<String>,
 }
 
 /// A request's form fields, the uploaded file's name if any, and the `Host` it was sent to.

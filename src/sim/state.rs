@@ -17,6 +17,9 @@ pub struct LogEntry {
     /// The `action` field (`OUTREACH`, `FOLLOW_UP`, `ENTRY_POINT`), or `CHAT` / `UPLOAD`.
     pub action: String,
     pub target: String,
+    /// The `own_username` the request named, if any: the sender account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_username: Option<String>,
     pub status: u16,
     /// The simulator dropped the connection instead of sending this answer (it had
     /// already acted on the request).
@@ -131,6 +134,7 @@ impl SimState {
         path: &str,
         action: &str,
         target: &str,
+        own_username: Option<String>,
         status: u16,
         dropped: bool,
     ) {
@@ -144,6 +148,7 @@ impl SimState {
             path: path.to_string(),
             action: action.to_string(),
             target: target.to_string(),
+            own_username,
             status,
             dropped,
         });

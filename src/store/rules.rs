@@ -284,6 +284,7 @@ pub(crate) fn attempts_json(attempts: &[NewAttempt]) -> String {
                 "lead_id": a.lead_id, "job": clean(&a.job), "action": a.action.as_str(),
                 "step": a.step, "lease_token": clean(&a.lease_token), "started_at": ts(a.started_at),
                 "claimed": a.claimed.map(LeadState::as_str),
+                "sender": a.sender.as_ref().map(|s| clean(&s.username)),
             })
         })
         .collect();
@@ -342,33 +343,6 @@ pub(crate) fn still_claimed(
                     && s == state.as_str()
                     && owner.as_deref() == Some(a.lease_token.as_str())
             }),
-        })
-        .collect()
-}
-
-/// `start_attempts_within`'s answer under a cap: the first `allowed` of the attempts
-/// still claimed were inserted (`ids`, aligned with them).
-pub(crate) fn recorded_under_cap(
-    kept: &[bool],
-    allowed: usize,
-    ids: &[Option<i64>],
-) -> Vec<Recorded> {
-    let mut chosen = ids.iter();
-    let mut n = 0;
-    kept.iter()
-        .map(|&k| {
-            if !k {
-                Recorded::Changed
-            } else if n < allowed {
-                n += 1;
-                chosen
-                    .next()
-                    .copied()
-                    .flatten()
-                    .map_or(Recorded::Changed, Recorded::Started)
-            } else {
-                Recorded::OverCap
-            }
         })
         .collect()
 }
@@ -459,6 +433,7 @@ mod tests {
             lease_token: "r".into(),
             claimed: None,
             started_at: Utc::now(),
+            sender: None,
         };
         let batch = [a(1, 0), a(2, 0), a(3, 0)];
         let held = [(2, "opener".to_string(), 0)];

@@ -112,6 +112,13 @@ pub trait RunnerStore: Reads {
         results: &[LeadResult],
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError>;
+    /// What each of `rules`' senders has used at `now`: its openers counted against
+    /// today's cap (its own day), its first opener and last call. Read only.
+    async fn sender_uses(
+        &self,
+        rules: &[std::sync::Arc<crate::senders::SenderRule>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::senders::SenderUse>, StoreError>;
     /// Whether `settle_and_start` is worth using on this backend (see `Dialect::GROUP_COMMIT`).
     fn group_commit(&self) -> bool;
     /// Group commit: writes a group of answers (`record_results`) and records the next

@@ -259,6 +259,21 @@ pub struct NewAttempt {
     /// has it and is still leased to `lease_token` (a person's block since the claim stops
     /// the call). `None` records it whatever the lead is like (tests, tools).
     pub claimed: Option<LeadState>,
+    /// The sender the call is made with, if known (recorded as `attempts.sender`).
+    pub sender: Option<SenderCall>,
+}
+
+/// The sender of a call, and the rules it is recorded under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderCall {
+    /// The `own_username` of the call.
+    pub username: String,
+    /// Its `[[sender]]` rules (cap, warm-up, gap), checked under its lock as the attempt
+    /// is recorded; `None`: not a configured sender, recorded only.
+    pub rule: Option<std::sync::Arc<crate::senders::SenderRule>>,
+    /// The lead names no sender and this call gives it `username`: written to the lead's
+    /// `own_username` when the attempt is recorded, so every later call uses it.
+    pub assign: bool,
 }
 
 /// What became of one attempt asked to start (`start_attempts_within`).
@@ -271,6 +286,9 @@ pub enum Recorded {
     Changed,
     /// Not recorded: the daily cap is reached.
     OverCap,
+    /// Not recorded: its sender is at its own daily cap (or warm-up) or within its
+    /// `min_gap`. Give the lead back; other senders' leads may go on.
+    SenderHeld,
 }
 
 /// How an attempt ended, and the text to deliver, if any.

@@ -67,6 +67,7 @@ pub async fn write_messages(db: &TestDb, messages: &[(&str, &str)]) -> Vec<i64> 
                 lease_token: "writer".into(),
                 started_at: t0(),
                 claimed: None,
+                sender: None,
             }])
             .await
             .expect("start attempt")[0];

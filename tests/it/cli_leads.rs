@@ -375,6 +375,7 @@ async fn the_outbox_lists_pending_text_and_acks_it_once() {
             lease_token: "r1".into(),
             claimed: None,
             started_at: now,
+            sender: None,
         }])
         .await
         .expect("start");
@@ -449,6 +450,7 @@ async fn the_outbox_lists_pending_text_and_acks_it_once() {
                 lease_token: format!("r-{t}"),
                 claimed: None,
                 started_at: now,
+                sender: None,
             }])
             .await
             .expect("start");

@@ -480,6 +480,7 @@ async fn a_lead_with_a_call_in_flight_is_busy_and_a_claim_loses_its_lead() {
                     lease_token: "runner-x/1".into(),
                     started_at: now,
                     claimed: Some(ben.state),
+                    sender: None,
                 }],
                 None,
             )

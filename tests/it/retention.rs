@@ -313,6 +313,7 @@ async fn starts(db: &TestDb, lead_id: i64, action: Action, step: i64) -> Result<
             lease_token: "again/1".into(),
             started_at: Utc::now(),
             claimed: None,
+            sender: None,
         }])
         .await
         .map(|ids| ids[0])

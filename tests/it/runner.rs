@@ -16,29 +16,41 @@ use fluidtalk_runner::store::{Lease, NewEvent};
 use std::sync::Arc;
 
 /// Monday 2026-11-23 10:00 UTC.
-fn monday_10() -> DateTime<Utc> {
+pub(crate) fn monday_10() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
         .single()
         .expect("valid")
 }
 
-struct World {
+pub(crate) struct World {
     _db: common::db::TestDb,
-    store: Arc<dyn Store>,
-    sim: Simulator,
-    clock: Arc<ManualClock>,
-    config: Arc<Config>,
-    client: Client,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) sim: Simulator,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) client: Client,
 }
 
 async fn world(sim: SimConfig, jobs_toml: &str) -> World {
     world_on(common::db::sqlite().await, sim, jobs_toml).await
 }
 
-async fn world_on(db: common::db::TestDb, sim: SimConfig, jobs_toml: &str) -> World {
+pub(crate) async fn world_on(db: common::db::TestDb, sim: SimConfig, jobs_toml: &str) -> World {
+    world_with(db, sim, 4, "", jobs_toml).await
+}
+
+/// A world whose runner makes `concurrency` calls at once, with `fluidtalk` added to the
+/// `[fluidtalk]` table.
+pub(crate) async fn world_with(
+    db: common::db::TestDb,
+    sim: SimConfig,
+    concurrency: u32,
+    fluidtalk: &str,
+    jobs_toml: &str,
+) -> World {
     let (url, sim) = spawn_sim(sim).await;
     let text = format!(
-        "[fluidtalk]\nbase_url = \"{url}\"\ntimeout = \"2s\"\n[limits]\nconcurrency = 4\nper_second = 1000.0\n{jobs_toml}"
+        "[fluidtalk]\nbase_url = \"{url}\"\ntimeout = \"2s\"\n{fluidtalk}\n[limits]\nconcurrency = {concurrency}\nper_second = 1000.0\n{jobs_toml}"
     );
     let config =
         Arc::new(config::parse(std::path::Path::new("jobs.toml"), &text).expect("config parses"));
@@ -56,7 +68,7 @@ async fn world_on(db: common::db::TestDb, sim: SimConfig, jobs_toml: &str) -> Wo
 }
 
 impl World {
-    fn runner(&self) -> Runner {
+    pub(crate) fn runner(&self) -> Runner {
         Runner::new(
             self.store.clone(),
             self.client.clone(),
@@ -66,7 +78,7 @@ impl World {
         )
     }
 
-    async fn run(&self, job: &str) -> Result<Summary, RunError> {
+    pub(crate) async fn run(&self, job: &str) -> Result<Summary, RunError> {
         let job = self
             .config
             .jobs
@@ -76,7 +88,7 @@ impl World {
         self.runner().run_job(job, None).await
     }
 
-    async fn add(&self, leads: Vec<LeadInput>) {
+    pub(crate) async fn add(&self, leads: Vec<LeadInput>) {
         let mut s = self.store.begin_import(false).await.expect("import");
         s.upsert(leads, self.clock.now() - Duration::minutes(1))
             .await
@@ -84,7 +96,7 @@ impl World {
         s.finish(true).await.expect("finish");
     }
 
-    async fn state(&self, target: &str) -> LeadState {
+    pub(crate) async fn state(&self, target: &str) -> LeadState {
         self.store
             .get_lead(target)
             .await
@@ -94,7 +106,7 @@ impl World {
     }
 
     /// Leads contacted so far.
-    async fn contacted(&self) -> u64 {
+    pub(crate) async fn contacted(&self) -> u64 {
         self.store
             .count_by_state()
             .await
@@ -104,7 +116,7 @@ impl World {
             .unwrap_or(0)
     }
 
-    fn calls(&self, action: &str) -> Vec<(String, u16)> {
+    pub(crate) fn calls(&self, action: &str) -> Vec<(String, u16)> {
         self.sim
             .log()
             .into_iter()
@@ -114,7 +126,7 @@ impl World {
     }
 }
 
-fn lead(t: &str) -> LeadInput {
+pub(crate) fn lead(t: &str) -> LeadInput {
     LeadInput {
         target: t.into(),
         ..Default::default()
@@ -587,6 +599,7 @@ async fn an_attempt_left_in_flight_by_a_dead_runner_is_never_resent_on_its_own()
             lease_token: "dead-runner".into(),
             claimed: None,
             started_at: now,
+            sender: None,
         }])
         .await
         .expect("start");
@@ -630,6 +643,7 @@ async fn a_lead_sent_back_to_new_gets_a_fresh_opener_step_and_blocks_no_one() {
             lease_token: "long-ago".into(),
             claimed: None,
             started_at: monday_10() - Duration::days(2),
+            sender: None,
         }])
         .await
         .expect("start");

@@ -49,6 +49,7 @@ fn attempt(lead_id: i64, action: Action, step: i64) -> NewAttempt {
         lease_token: "runner-a".into(),
         claimed: None,
         started_at: t(10),
+        sender: None,
     }
 }
 

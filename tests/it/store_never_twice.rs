@@ -51,6 +51,7 @@ fn attempt(lead: &Lead, token: &str) -> NewAttempt {
         lease_token: token.into(),
         claimed: None,
         started_at: t(10),
+        sender: None,
     }
 }
 
@@ -867,6 +868,7 @@ async fn an_attempt_waits_for_a_concurrent_change_of_its_lead_and_sees_it() {
                     lease_token: "runner-a/1".into(),
                     started_at: t(10),
                     claimed: Some(LeadState::New),
+                    sender: None,
                 }],
                 None,
             )

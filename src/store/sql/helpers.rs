@@ -65,8 +65,9 @@ pub(super) async fn insert_attempts(
     // (no call) or finds the call in flight. On PostgreSQL the leads read are
     // locked, so a change committed while this waits is seen, not a stale snapshot.
     let found: Vec<(i64, i64, String, i64)> = sqlx::query_as(stmt!(
-        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
-         SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.lease_token
+        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id, sender)
+         SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.lease_token,
+                j.sender
          FROM {attempts} JOIN leads l ON l.id = j.lead_id
          WHERE j.claimed IS NULL
             OR (l.state = j.claimed AND l.lease_owner = j.lease_token){lock}
@@ -82,6 +83,7 @@ pub(super) async fn insert_attempts(
                 Col::Ts("started_at"),
                 Col::Text("lease_token"),
                 Col::Text("claimed"),
+                Col::Text("sender"),
             ]
         ),
         lock = D::FOR_SHARE_LEADS

@@ -14,7 +14,7 @@ use crate::store::dialect::Dialect;
 use crate::store::params::{EventsQuery, Exhaustion, Heartbeat, Lease, NewPause, StepOf, Tick};
 use crate::store::rules::{
     Current, already_sent, attempts_json, cap_allows, clean, in_tx, is_unique_violation,
-    recorded_under_cap, settle_json, still_claimed,
+    settle_json, still_claimed,
 };
 use crate::store::types::{
     Attempt, AttemptEnd, DailyCap, Due, DueEvent, DueLead, DueQuery, LeadResult, NewAttempt,
@@ -36,14 +36,16 @@ impl RunnerStore for Store {
         }
         let started = match cap {
             // One statement, one round trip: the common case.
-            None => insert_attempts(&mut *self.pool.acquire().await?, attempts)
-                .await
-                .map(|ids| {
-                    ids.into_iter()
-                        .map(|id| id.map_or(Recorded::Changed, Recorded::Started))
-                        .collect()
-                }),
-            Some(_) => {
+            None if !under_senders(attempts) => {
+                insert_attempts(&mut *self.pool.acquire().await?, attempts)
+                    .await
+                    .map(|ids| {
+                        ids.into_iter()
+                            .map(|id| id.map_or(Recorded::Changed, Recorded::Started))
+                            .collect()
+                    })
+            }
+            _ => {
                 in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
                     start_within_in(tx, attempts, cap).await
                 })
@@ -207,6 +209,17 @@ impl RunnerStore for Store {
         .await
     }
 
+    async fn sender_uses(
+        &self,
+        rules: &[std::sync::Arc<crate::senders::SenderRule>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::senders::SenderUse>, StoreError> {
+        if rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        sender_uses_in(&mut *self.pool.acquire().await?, rules, now).await
+    }
+
     fn group_commit(&self) -> bool {
         D::GROUP_COMMIT
     }
@@ -226,6 +239,11 @@ impl RunnerStore for Store {
             {
                 take_cap_lock(tx, &a.job).await?;
             }
+            let names: std::collections::BTreeSet<&String> = attempts
+                .iter()
+                .filter_map(|a| Some(&a.sender.as_ref()?.rule.as_ref()?.username))
+                .collect();
+            take_sender_locks(tx, names.into_iter()).await?;
             let finished = settle_in(tx, results, now).await?;
             let started = start_within_in(tx, attempts, cap).await?;
             Ok((finished, started))
@@ -555,8 +573,8 @@ async fn settle_in(
     Ok(finished)
 }
 
-/// Records attempts in flight in the open transaction `tx`, under `cap` if any
-/// (`RunnerStore::start_attempts_within`).
+/// Records attempts in flight in the open transaction `tx`, under `cap` if any and under
+/// each configured sender's rules (`RunnerStore::start_attempts_within`).
 async fn start_within_in(
     tx: &mut Conn,
     attempts: &[NewAttempt],
@@ -565,29 +583,229 @@ async fn start_within_in(
     if attempts.is_empty() {
         return Ok(Vec::new());
     }
-    let Some(cap) = cap else {
+    if cap.is_none() && !under_senders(attempts) {
         return Ok(insert_attempts(tx, attempts)
             .await?
             .into_iter()
             .map(|id| id.map_or(Recorded::Changed, Recorded::Started))
             .collect());
-    };
+    }
     // Runners count and add to a job's day one at a time (SQLite: the
     // write lock; PostgreSQL: an advisory lock per job), so N runners
-    // together never pass the cap.
-    take_cap_lock(tx, &attempts[0].job).await?;
+    // together never pass the cap; then each sender's lock, in name order.
+    if cap.is_some() {
+        take_cap_lock(tx, &attempts[0].job).await?;
+    }
+    let mut rooms = sender_rooms_in(tx, attempts, attempts[0].started_at).await?;
     let kept = still_claimed(attempts, &claim_states(tx, attempts).await?);
-    let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
-    let allowed = cap_allows(Some(cap), used, kept.iter().filter(|k| **k).count());
-    let chosen: Vec<NewAttempt> = attempts
-        .iter()
-        .zip(&kept)
-        .filter(|(_, k)| **k)
-        .take(allowed)
-        .map(|(a, _)| a.clone())
-        .collect();
+    let mut job_left = match cap {
+        None => usize::MAX,
+        Some(cap) => {
+            let used = count_started_in(tx, &attempts[0].job, cap.since).await?;
+            cap_allows(Some(cap), used, attempts.len())
+        }
+    };
+    // What each attempt may do, in order: `None` to insert.
+    let mut verdicts: Vec<Option<Recorded>> = Vec::with_capacity(attempts.len());
+    let mut chosen: Vec<NewAttempt> = Vec::new();
+    for (a, k) in attempts.iter().zip(&kept) {
+        if !*k {
+            verdicts.push(Some(Recorded::Changed));
+            continue;
+        }
+        if job_left == 0 {
+            verdicts.push(Some(Recorded::OverCap));
+            continue;
+        }
+        let opener = a.action == crate::store::Action::Opener;
+        if let Some(room) = a.sender.as_ref().and_then(|s| rooms.get_mut(&s.username)) {
+            if room.hold(opener, a.started_at).is_some() {
+                verdicts.push(Some(Recorded::SenderHeld));
+                continue;
+            }
+            room.take(opener, a.started_at);
+        }
+        job_left -= 1;
+        verdicts.push(None);
+        chosen.push(a.clone());
+    }
     let ids = insert_attempts(tx, &chosen).await?;
-    Ok(recorded_under_cap(&kept, allowed, &ids))
+    let mut ids = ids.into_iter();
+    let recorded: Vec<Recorded> = verdicts
+        .into_iter()
+        .map(|v| {
+            v.unwrap_or_else(|| {
+                ids.next()
+                    .flatten()
+                    .map_or(Recorded::Changed, Recorded::Started)
+            })
+        })
+        .collect();
+    senders_called_in(tx, attempts, &recorded).await?;
+    Ok(recorded)
+}
+
+/// Whether any of `attempts` is made by a configured sender or gives its lead a sender.
+fn under_senders(attempts: &[NewAttempt]) -> bool {
+    attempts.iter().any(|a| {
+        a.sender
+            .as_ref()
+            .is_some_and(|s| s.rule.is_some() || s.assign)
+    })
+}
+
+/// Takes the lock of each configured sender of `attempts` (in name order, for one order
+/// in every writer) and reads its room at `now`.
+async fn sender_rooms_in(
+    tx: &mut Conn,
+    attempts: &[NewAttempt],
+    now: DateTime<Utc>,
+) -> Result<std::collections::BTreeMap<String, crate::senders::Room>, StoreError> {
+    let rules: std::collections::BTreeMap<String, std::sync::Arc<crate::senders::SenderRule>> =
+        attempts
+            .iter()
+            .filter_map(|a| a.sender.as_ref()?.rule.clone())
+            .map(|r| (r.username.clone(), r))
+            .collect();
+    let mut rooms = std::collections::BTreeMap::new();
+    if rules.is_empty() {
+        return Ok(rooms);
+    }
+    take_sender_locks(tx, rules.keys()).await?;
+    let rules: Vec<_> = rules.into_values().collect();
+    let uses = sender_uses_in(tx, &rules, now).await?;
+    for rule in rules {
+        let u = uses.iter().find(|u| u.username == rule.username);
+        rooms.insert(
+            rule.username.clone(),
+            crate::senders::Room::of(rule, u, now),
+        );
+    }
+    Ok(rooms)
+}
+
+/// Takes the sender locks of `names` (PostgreSQL: advisory locks, taken again at no cost;
+/// SQLite: the write transaction is the lock). `names` in order.
+async fn take_sender_locks(
+    tx: &mut Conn,
+    names: impl Iterator<Item = &String>,
+) -> Result<(), StoreError> {
+    if let Some(lock) = D::cap_lock() {
+        for name in names {
+            sqlx::query(lock)
+                .bind(format!("fluidtalk-runner sender: {name}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Each sender's openers counted against its cap today, its first opener and last call.
+pub(super) async fn sender_uses_in(
+    conn: &mut Conn,
+    rules: &[std::sync::Arc<crate::senders::SenderRule>],
+    now: DateTime<Utc>,
+) -> Result<Vec<crate::senders::SenderUse>, StoreError> {
+    let asked: Vec<_> = rules
+        .iter()
+        .map(|r| serde_json::json!({"username": clean(&r.username), "since": crate::store::values::ts(r.day_start(now))}))
+        .collect();
+    let found: Vec<(String, i64, Option<Ts>, Option<Ts>)> = sqlx::query_as(stmt!(
+        "SELECT x.username,
+                (SELECT COUNT(*) FROM attempts a
+                 WHERE a.sender = x.username AND a.action = 'opener' AND a.sender IS NOT NULL
+                   AND a.started_at >= x.since
+                   AND a.status IN ('in_flight', 'sent', 'continued', 'unknown')),
+                s.first_opener_at, s.last_call_at
+         FROM {x} LEFT JOIN senders s ON s.username = x.username",
+        x = D::records(1, "x", &[Col::Text("username"), Col::Ts("since")])
+    ))
+    .bind(serde_json::Value::Array(asked).to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(found
+        .into_iter()
+        .map(|(username, n, first, last)| crate::senders::SenderUse {
+            username,
+            openers_today: n.max(0) as u64,
+            first_opener_at: first.map(|t| t.0),
+            last_call_at: last.map(|t| t.0),
+        })
+        .collect())
+}
+
+/// After `attempts` were recorded as `recorded`: each configured sender's first opener and
+/// last call, and the sender given to leads that named none.
+async fn senders_called_in(
+    tx: &mut Conn,
+    attempts: &[NewAttempt],
+    recorded: &[Recorded],
+) -> Result<(), StoreError> {
+    let mut called: std::collections::BTreeMap<&str, (Option<DateTime<Utc>>, DateTime<Utc>)> =
+        Default::default();
+    let mut assigned = Vec::new();
+    for (a, r) in attempts.iter().zip(recorded) {
+        let (Recorded::Started(_), Some(s)) = (r, &a.sender) else {
+            continue;
+        };
+        if s.rule.is_some() {
+            let e = called
+                .entry(s.username.as_str())
+                .or_insert((None, a.started_at));
+            if a.action == crate::store::Action::Opener {
+                e.0 = Some(e.0.map_or(a.started_at, |t| t.min(a.started_at)));
+            }
+            e.1 = e.1.max(a.started_at);
+        }
+        if s.assign {
+            assigned.push(serde_json::json!({"id": a.lead_id, "sender": clean(&s.username)}));
+        }
+    }
+    if !called.is_empty() {
+        let rows: Vec<_> = called
+            .iter()
+            .map(|(name, (first, last))| {
+                serde_json::json!({
+                    "username": clean(name),
+                    "first_opener_at": first.map(crate::store::values::ts),
+                    "last_call_at": crate::store::values::ts(*last),
+                })
+            })
+            .collect();
+        sqlx::query(stmt!(
+            "INSERT INTO senders (username, first_opener_at, last_call_at)
+             SELECT x.username, x.first_opener_at, x.last_call_at FROM {x} WHERE true
+             ON CONFLICT (username) DO UPDATE SET
+                first_opener_at = COALESCE(senders.first_opener_at, excluded.first_opener_at),
+                last_call_at = CASE WHEN senders.last_call_at IS NULL
+                                      OR excluded.last_call_at > senders.last_call_at
+                                    THEN excluded.last_call_at ELSE senders.last_call_at END",
+            x = D::records(
+                1,
+                "x",
+                &[
+                    Col::Text("username"),
+                    Col::Ts("first_opener_at"),
+                    Col::Ts("last_call_at")
+                ]
+            )
+        ))
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !assigned.is_empty() {
+        sqlx::query(stmt!(
+            "UPDATE leads SET own_username = x.sender
+             FROM {x} WHERE leads.id = x.id AND leads.own_username IS NULL",
+            x = D::records(1, "x", &[Col::Int("id"), Col::Text("sender")])
+        ))
+        .bind(serde_json::Value::Array(assigned).to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Takes `job`'s daily cap lock for the rest of the transaction (PostgreSQL: an advisory

@@ -1,0 +1,16 @@
+-- Sender accounts (issue 23): each call records the own_username it was made with, and
+-- each configured sender keeps the two moments its rules need across runners and
+-- restarts: its first opener (the warm-up's day 0, kept after old attempts are pruned)
+-- and its last call (min_gap).
+
+ALTER TABLE attempts ADD COLUMN sender TEXT;
+
+-- A sender's openers of today, counted against its cap under its lock.
+CREATE INDEX attempts_sender_openers ON attempts (sender, started_at)
+    WHERE action = 'opener' AND sender IS NOT NULL;
+
+CREATE TABLE senders (
+    username        TEXT PRIMARY KEY,
+    first_opener_at TEXT,
+    last_call_at    TEXT
+);
