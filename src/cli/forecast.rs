@@ -246,6 +246,7 @@ pub fn table(f: &Forecast) -> String {
         out.push_str(&line(&cells));
     }
     out.push('\n');
+    out.push_str(&by_sender(f));
     match f.first_out_of_tokens() {
         Some(t) => {
             let date = t.with_timezone(&zone).date_naive();
@@ -275,6 +276,30 @@ pub fn table(f: &Forecast) -> String {
         "Simulated {} call(s) in {} step(s) of the virtual clock.\n",
         f.calls, f.steps
     ));
+    out
+}
+
+/// Each sender's calls per day (openers + follow-ups + events), when calls had senders.
+fn by_sender(f: &Forecast) -> String {
+    let senders: std::collections::BTreeSet<&String> =
+        f.days.iter().flat_map(|d| d.by_sender.keys()).collect();
+    if senders.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("By sender (openers / follow-ups / events a day):\n");
+    for s in senders {
+        let days: Vec<String> = f
+            .days
+            .iter()
+            .map(|d| {
+                d.by_sender.get(s).map_or("0/0/0".into(), |n| {
+                    format!("{}/{}/{}", n.openers, n.follow_ups, n.events)
+                })
+            })
+            .collect();
+        out.push_str(&format!("  {s}: {}\n", days.join("  ")));
+    }
+    out.push('\n');
     out
 }
 

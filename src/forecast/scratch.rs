@@ -83,7 +83,11 @@ impl Scratch {
         let mut events = source.queued_events(None).await?;
         events.retain(|e| e.lead_id <= after);
         let pauses = source.pauses().await?;
-        store.restore_rest(&events, &attempts, &pauses).await?;
+        // Each sender's first opener (its warm-up's day) and last call (its gap).
+        let senders = source.sender_rows().await?;
+        store
+            .restore_rest(&events, &attempts, &pauses, &senders)
+            .await?;
         let last_attempt = attempts.last().map_or(0, |a| a.id);
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -15,6 +15,10 @@ use std::collections::BTreeMap;
 /// Attempts read per page.
 const PAGE: u32 = 5_000;
 
+/// The most senders a day of the forecast lists (a lead file may name any number of
+/// `own_username`s; the `[[sender]]`s are at most `senders::MAX_SENDERS`).
+const MAX_SENDERS_A_DAY: usize = crate::senders::MAX_SENDERS;
+
 /// One day of the forecast.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Day {
@@ -46,6 +50,17 @@ pub struct Day {
     /// Why due leads were left waiting: a job's daily cap, its calls meeting 402 (or a
     /// pause in force), or its send window.
     pub bottleneck: Option<String>,
+    /// The day's calls per sender (`own_username`), for calls whose sender is known.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_sender: BTreeMap<String, SenderDay>,
+}
+
+/// One sender's calls on one day of the forecast (those the API acted on).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SenderDay {
+    pub openers: u64,
+    pub follow_ups: u64,
+    pub events: u64,
 }
 
 impl Day {
@@ -161,6 +176,18 @@ impl Tally {
                         Action::FollowUp => *day.follow_ups.entry(t.step).or_default() += 1,
                         Action::Event => day.events += 1,
                         Action::Inbound => {}
+                    }
+                    if let Some(sender) = &t.sender
+                        && (day.by_sender.len() < MAX_SENDERS_A_DAY
+                            || day.by_sender.contains_key(sender))
+                    {
+                        let s = day.by_sender.entry(sender.clone()).or_default();
+                        match t.action {
+                            Action::Opener => s.openers += 1,
+                            Action::FollowUp => s.follow_ups += 1,
+                            Action::Event => s.events += 1,
+                            Action::Inbound => {}
+                        }
                     }
                 }
                 match t.status {

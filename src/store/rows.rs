@@ -16,7 +16,7 @@ pub(crate) const LEAD_COLUMNS: &str = "id, target, own_username, state, timezone
 /// The columns of an attempt.
 pub(crate) const ATTEMPT_COLUMNS: &str = "id, lead_id, job, action, step, status, http_status, \
      error_kind, error_detail, session_id, started_at, finished_at, runner_id AS lease_token, released_at, \
-     released_by";
+     released_by, sender";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct LeadRow {
@@ -226,6 +226,7 @@ pub(crate) struct AttemptRow {
     lease_token: String,
     released_at: Option<Ts>,
     released_by: Option<String>,
+    sender: Option<String>,
 }
 
 impl TryFrom<AttemptRow> for Attempt {
@@ -247,6 +248,7 @@ impl TryFrom<AttemptRow> for Attempt {
             lease_token: r.lease_token,
             released_at: r.released_at.map(|t| t.0),
             released_by: r.released_by,
+            sender: r.sender,
         })
     }
 }

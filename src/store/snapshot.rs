@@ -46,11 +46,15 @@ pub trait SnapshotStore: super::Reads {
     /// not hold them yet.
     async fn restore_leads(&self, leads: &[Lead]) -> Result<(), StoreError>;
 
-    /// Writes queued events, attempts and pauses as they are, after their leads.
+    /// Each sender's first opener and last call (`senders`; `openers_today` is 0).
+    async fn sender_rows(&self) -> Result<Vec<crate::senders::SenderUse>, StoreError>;
+
+    /// Writes queued events, attempts, pauses and senders as they are, after their leads.
     async fn restore_rest(
         &self,
         events: &[QueuedEvent],
         attempts: &[Attempt],
         pauses: &[Pause],
+        senders: &[crate::senders::SenderUse],
     ) -> Result<(), StoreError>;
 }

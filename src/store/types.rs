@@ -243,6 +243,8 @@ pub struct Attempt {
     /// retry`, a job's `on_unknown = "retry"`).
     pub released_at: Option<DateTime<Utc>>,
     pub released_by: Option<String>,
+    /// The `own_username` the call was made with, if known.
+    pub sender: Option<String>,
 }
 
 /// An attempt about to be made.

@@ -65,7 +65,11 @@ fn from() -> DateTime<Utc> {
 }
 
 fn campaign(base_url: &str) -> Config {
-    let text = format!("[fluidtalk]\nbase_url = \"{base_url}\"\n{CAMPAIGN}");
+    campaign_of(CAMPAIGN, base_url)
+}
+
+fn campaign_of(campaign: &str, base_url: &str) -> Config {
+    let text = format!("[fluidtalk]\nbase_url = \"{base_url}\"\n{campaign}");
     config::parse(std::path::Path::new("jobs.toml"), &text).expect("the campaign parses")
 }
 
@@ -123,7 +127,7 @@ async fn fingerprint(db: &TestDb) -> String {
 /// Runs the campaign for real from `from()` for `days` days: the daemon fires each job at
 /// its times on the manual clock and the runner calls the simulator. Returns one row per
 /// day, counted from the database the way a person would.
-async fn reality(db: &TestDb, days: u32, tokens: Option<u64>) -> Vec<Day> {
+async fn reality(db: &TestDb, text: &str, days: u32, tokens: Option<u64>) -> Vec<Day> {
     let (url, sim) = spawn_sim(SimConfig {
         tokens,
         ..SimConfig::default()
@@ -132,7 +136,7 @@ async fn reality(db: &TestDb, days: u32, tokens: Option<u64>) -> Vec<Day> {
     // The leads contacted before the week have their conversations at the API.
     let old: Vec<String> = (0..6).map(|i| format!("@old{i}")).collect();
     sim.hold_conversations(old.iter().map(String::as_str));
-    let config = campaign(&url);
+    let config = campaign_of(text, &url);
     let mut cc = ClientConfig::new(ApiKey::new(TEST_KEY).expect("key"));
     cc.base_url = url;
     let clock = Arc::new(ManualClock::new(from()));
@@ -200,6 +204,15 @@ async fn reality(db: &TestDb, days: u32, tokens: Option<u64>) -> Vec<Day> {
             (Action::Event, true) => row.events += 1,
             _ => {}
         }
+        if let (Some(sender), true) = (&a.sender, acted) {
+            let s = row.by_sender.entry(sender.clone()).or_default();
+            match a.action {
+                Action::Opener => s.openers += 1,
+                Action::FollowUp => s.follow_ups += 1,
+                Action::Event => s.events += 1,
+                Action::Inbound => {}
+            }
+        }
         if a.status == AttemptStatus::Sent && a.action != Action::FollowUp {
             row.tokens += 1;
         }
@@ -230,7 +243,7 @@ fn comparable(days: &[Day]) -> Vec<String> {
     days.iter()
         .map(|d| {
             format!(
-                "{} openers={} follow_ups={:?} events={} tokens={} met_402={} exhausted={} due={:?}",
+                "{} openers={} follow_ups={:?} events={} tokens={} met_402={} exhausted={} due={:?} by_sender={:?}",
                 d.date,
                 d.openers,
                 d.follow_ups,
@@ -238,13 +251,18 @@ fn comparable(days: &[Day]) -> Vec<String> {
                 d.tokens,
                 d.out_of_tokens > 0,
                 d.exhausted,
-                d.due_by_job
+                d.due_by_job,
+                d.by_sender
             )
         })
         .collect()
 }
 
 async fn forecast_then_reality(db: TestDb, tokens: Option<u64>) -> Vec<Day> {
+    forecast_then_reality_of(db, CAMPAIGN, tokens).await
+}
+
+async fn forecast_then_reality_of(db: TestDb, text: &str, tokens: Option<u64>) -> Vec<Day> {
     seed(&db).await;
     let before = fingerprint(&db).await;
     let opts = Options {
@@ -261,7 +279,7 @@ async fn forecast_then_reality(db: TestDb, tokens: Option<u64>) -> Vec<Day> {
     let source = fluidtalk_runner::store::open_read_only(&db.url)
         .await
         .expect("a read-only store");
-    let f = forecast::forecast(&*source, &campaign("http://127.0.0.1:9"), &opts)
+    let f = forecast::forecast(&*source, &campaign_of(text, "http://127.0.0.1:9"), &opts)
         .await
         .expect("the forecast");
     assert_eq!(f.leads, 97);
@@ -270,7 +288,7 @@ async fn forecast_then_reality(db: TestDb, tokens: Option<u64>) -> Vec<Day> {
         before,
         "the forecast wrote to the campaign's database"
     );
-    let real = reality(&db, 7, tokens).await;
+    let real = reality(&db, text, 7, tokens).await;
     assert_eq!(
         comparable(&f.days),
         comparable(&real),
@@ -344,5 +362,52 @@ async fn the_forecast_matches_a_real_run_whose_tokens_run_out_on_sqlite() {
 async fn the_forecast_matches_a_real_run_whose_tokens_run_out_on_postgres() {
     if let Some(db) = common::db::postgres().await {
         matches_reality_when_tokens_run_out(db).await;
+    }
+}
+
+/// `CAMPAIGN` with two sender accounts over the openers: one ramping up from 4 a day by 4,
+/// one at 8 a day; the follow-ups keep each lead's sender.
+fn with_senders() -> String {
+    CAMPAIGN.replace(
+        "daily_cap = 25\n",
+        "senders = [\"@anna\", \"@ben\"]\n",
+    ) + r#"
+[[sender]]
+username = "@anna"
+daily_cap = 20
+timezone = "Europe/Berlin"
+warmup = { start = 4, step = 4, every = "1d" }
+
+[[sender]]
+username = "@ben"
+daily_cap = 8
+timezone = "Europe/Berlin"
+"#
+}
+
+async fn matches_reality_with_senders(db: TestDb) {
+    let text = with_senders();
+    assert!(text.contains("senders = ["), "the campaign names the senders");
+    let days = forecast_then_reality_of(db, &text, None).await;
+    let openers = |d: &Day, s: &str| d.by_sender.get(s).map_or(0, |n| n.openers);
+    // Monday to Wednesday: the ramp gives @anna 4, 8, 12; @ben keeps to 8.
+    let ramp: Vec<(u64, u64)> = days[..3]
+        .iter()
+        .map(|d| (openers(d, "@anna"), openers(d, "@ben")))
+        .collect();
+    assert_eq!(ramp, vec![(4, 8), (8, 8), (12, 8)], "{days:#?}");
+    // Follow-ups go out with each lead's sender.
+    assert!(days.iter().any(|d| d.by_sender.values().any(|n| n.follow_ups > 0)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_forecast_follows_each_senders_ramp_as_a_real_run_on_sqlite() {
+    matches_reality_with_senders(common::db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_forecast_follows_each_senders_ramp_as_a_real_run_on_postgres() {
+    if let Some(db) = common::db::postgres().await {
+        matches_reality_with_senders(db).await;
     }
 }

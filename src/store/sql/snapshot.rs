@@ -90,7 +90,7 @@ impl crate::store::SnapshotStore for Store {
         let found: Vec<rows::AttemptOfRow> = sqlx::query_as(stmt!(
             "SELECT a.id, a.lead_id, a.job, a.action, a.step, a.status, a.http_status,
                     a.error_kind, a.error_detail, a.session_id, a.started_at, a.finished_at,
-                    a.runner_id AS lease_token, a.released_at, a.released_by, l.target
+                    a.runner_id AS lease_token, a.released_at, a.released_by, a.sender, l.target
              FROM attempts a JOIN leads l ON l.id = a.lead_id
              WHERE a.id > $1 ORDER BY a.id LIMIT $2"
         ))
@@ -168,13 +168,42 @@ impl crate::store::SnapshotStore for Store {
         Ok(())
     }
 
+    async fn sender_rows(&self) -> Result<Vec<crate::senders::SenderUse>, StoreError> {
+        // One row per sender that ever called (pruned with the attempts): a few.
+        let found: Vec<(String, Option<Ts>, Option<Ts>)> = sqlx::query_as(
+            "SELECT username, first_opener_at, last_call_at FROM senders ORDER BY username LIMIT 100000",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(found
+            .into_iter()
+            .map(|(username, first, last)| crate::senders::SenderUse {
+                username,
+                openers_today: 0,
+                first_opener_at: first.map(|t| t.0),
+                last_call_at: last.map(|t| t.0),
+            })
+            .collect())
+    }
+
     async fn restore_rest(
         &self,
         events: &[QueuedEvent],
         attempts: &[Attempt],
         pauses: &[Pause],
+        senders: &[crate::senders::SenderUse],
     ) -> Result<(), StoreError> {
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            for s in senders {
+                sqlx::query(
+                    "INSERT INTO senders (username, first_opener_at, last_call_at) VALUES ($1, $2, $3)",
+                )
+                .bind(&s.username)
+                .bind(s.first_opener_at.map(Ts))
+                .bind(s.last_call_at.map(Ts))
+                .execute(&mut *tx)
+                .await?;
+            }
             for chunk in events.chunks(1_000) {
                 let rows: Vec<serde_json::Value> = chunk
                     .iter()
@@ -218,16 +247,17 @@ impl crate::store::SnapshotStore for Store {
                             "session_id": a.session_id, "started_at": ts(a.started_at),
                             "finished_at": a.finished_at.map(ts), "runner_id": a.lease_token,
                             "released_at": a.released_at.map(ts), "released_by": a.released_by,
+                            "sender": a.sender,
                         })
                     })
                     .collect();
                 sqlx::query(stmt!(
                     "INSERT INTO attempts (id, lead_id, job, action, step, status, http_status,
                          error_kind, error_detail, session_id, started_at, finished_at,
-                         runner_id, released_at, released_by)
+                         runner_id, released_at, released_by, sender)
                      SELECT x.id, x.lead_id, x.job, x.action, x.step, x.status, x.http_status,
                          x.error_kind, x.error_detail, x.session_id, x.started_at,
-                         x.finished_at, x.runner_id, x.released_at, x.released_by
+                         x.finished_at, x.runner_id, x.released_at, x.released_by, x.sender
                      FROM {rows} WHERE true",
                     rows = D::records(
                         1,
@@ -248,6 +278,7 @@ impl crate::store::SnapshotStore for Store {
                             Col::Text("runner_id"),
                             Col::Ts("released_at"),
                             Col::Text("released_by"),
+                            Col::Text("sender"),
                         ]
                     )
                 ))
