@@ -40,6 +40,7 @@ mod planner_model;
 mod python_crosscheck;
 mod query_plans;
 mod reliability;
+mod reply_rates;
 mod retention;
 mod runner;
 mod runner_faults;
