@@ -94,8 +94,8 @@ const JOBS: &str = "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \
 
 /// The command line: openers six days ago, follow-ups four and two days ago and now; the
 /// simulator seals a conversation after its second follow-up and ignores `@ig`. `@a`
-/// (sender `@alice`) replied before any follow-up, `@d` after its first, `@b` after its
-/// second, twice.
+/// (sender `@alice`) replied before any follow-up, `@d` between its first and second (said
+/// after the second was sent), `@b` after its second, twice.
 async fn cli_credits_each_reply_to_the_last_step_sent_before_it(db: TestDb) {
     let c = Campaign::new(
         db,
@@ -136,10 +136,11 @@ async fn cli_credits_each_reply_to_the_last_step_sent_before_it(db: TestDb) {
         .await;
     c.ok(&["run", "follow"], &[("FLUIDTALK_CLOCK_OFFSET", "-4d")])
         .await;
-    // Between follow-ups 1 and 2: follow-up 1's.
-    c.ok(&["leads", "replied", "@d", "--at", &ago(3 * 24 + 12)], &[])
-        .await;
     c.ok(&["run", "follow"], &[("FLUIDTALK_CLOCK_OFFSET", "-2d")])
+        .await;
+    // Recorded after follow-up 2 went out, dated between follow-ups 1 and 2: follow-up
+    // 1's, the last step sent before the reply, not the last step sent.
+    c.ok(&["leads", "replied", "@d", "--at", &ago(3 * 24 + 12)], &[])
         .await;
     // After follow-up 2: its own, not the opener's; the second reply counts nowhere.
     c.ok(&["leads", "replied", "@b"], &[]).await;
