@@ -442,6 +442,78 @@ async fn http_credits_replies_from_the_api_and_the_relay(db: TestDb) {
     assert!(scrape().await.contains(&format!("{replied} 2\n")));
 }
 
+/// 25 senders: `/metrics` names the 19 with the most sent and sums the other 6 under
+/// `(other)`; `GET /v1/status` lists all 25.
+async fn metrics_bound_the_sender_label(db: TestDb) {
+    let toml = "[fluidtalk]\nown_username = \"@house\"\n[limits]\nconcurrency = 4\nper_second = 1000\n\n\
+        [[job]]\nname = \"cap-openers\"\nkind = \"opener\"\nschedule = \"0 0 * * * *\"\n";
+    let (sim_url, _sim) = spawn_sim(SimConfig::default()).await;
+    let api = serve(db, &sim_url, toml).await;
+    api.clock.set(monday());
+    let config = Arc::new(
+        fluidtalk_runner::config::parse(std::path::Path::new("jobs.toml"), toml)
+            .expect("campaign parses"),
+    );
+    // Sender @s00 has one lead, @s01 two, ... @s24 twenty-five: the most used are clear.
+    let leads: Vec<Value> = (0..25)
+        .flat_map(|s| (0..=s).map(move |i| json!({"target": format!("@t{s:02}x{i:02}"), "own_username": format!("@s{s:02}")})))
+        .collect();
+    let (status, body) = api.post("/v1/leads", json!({ "leads": leads })).await;
+    assert_eq!(status, 200, "{body}");
+    let runner = fluidtalk_runner::runner::Runner::new(
+        api.db.store.clone(),
+        client_with(&sim_url, Some("@house"), Duration::from_secs(10)),
+        config.clone(),
+        api.clock.clone() as Arc<dyn Clock>,
+        "rates-cap".into(),
+    );
+    runner
+        .run_job(&config.jobs[0], None)
+        .await
+        .expect("the job runs");
+    let (_, body) = api.get("/v1/status").await;
+    assert_eq!(
+        body["reply_rates"].as_array().map(Vec::len),
+        Some(25),
+        "{body}"
+    );
+    let text = api
+        .req(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("text");
+    let sent: Vec<String> = metric_lines(&text, "cap-openers")
+        .into_iter()
+        .filter(|l| l.starts_with("fluidtalk_runner_steps_sent{"))
+        .collect();
+    let mut want: Vec<String> = (6..25)
+        .map(|s| {
+            format!(
+                "fluidtalk_runner_steps_sent{{job=\"cap-openers\",step=\"opener_0\",sender=\"@s{s:02}\"}} {}",
+                s + 1
+            )
+        })
+        .collect();
+    // @s00 to @s05: 1 + 2 + ... + 6 leads.
+    want.insert(
+        0,
+        "fluidtalk_runner_steps_sent{job=\"cap-openers\",step=\"opener_0\",sender=\"(other)\"} 21"
+            .to_string(),
+    );
+    assert_eq!(sent, want, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_bound_the_sender_label_on_both_databases() {
+    metrics_bound_the_sender_label(db::sqlite().await).await;
+    if let Some(pg) = db::postgres().await {
+        metrics_bound_the_sender_label(pg).await;
+    }
+}
+
 /// The command line on both backends.
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_credits_replies_on_sqlite() {
