@@ -424,8 +424,9 @@ impl Cursor {
     }
 }
 
-/// Held leads a dry run's cursor keeps between two looks of the preview (a batch's worth
-/// at most: the preview takes them after each).
+/// Held leads a dry run's cursor keeps between two looks of the preview (it takes them
+/// after each lead of an opener or follow-up job, after each batch of an event job). Past
+/// it a held lead is counted in the note but not listed: memory stays bounded.
 const HELD_KEPT: usize = 20_000;
 
 /// A due lead a dry run passes over for a day off: which calendar holds it, and the day

@@ -106,6 +106,16 @@ impl Calendar {
     pub fn add_ics(&mut self, shown: &str, text: &str) -> Result<(), String> {
         use icalendar::{CalendarComponent, Component, DatePerhapsTime};
         self.ics = Some(shown.to_string());
+        // The parser is lenient: a file that is not a calendar at all would read as one
+        // without events, and hold nothing.
+        if !text
+            .lines()
+            .any(|l| l.trim().eq_ignore_ascii_case("BEGIN:VCALENDAR"))
+        {
+            return Err(format!(
+                "{shown}: not an iCalendar file (no BEGIN:VCALENDAR line)"
+            ));
+        }
         let parsed: icalendar::Calendar = text
             .parse()
             .map_err(|e: String| format!("{shown}: not an iCalendar file: {}", first_line(&e)))?;
@@ -335,6 +345,15 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("FREQ=WEEKLY"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_calendar_is_refused() {
+        let mut c = Calendar::of_dates("t", []);
+        let e = c
+            .add_ics("t.ics", "2026-12-25\n2026-12-26\n")
+            .expect_err("not iCalendar");
+        assert_eq!(e, "t.ics: not an iCalendar file (no BEGIN:VCALENDAR line)");
     }
 
     #[test]
