@@ -520,3 +520,51 @@ async fn the_forecast_skips_the_day_off_on_postgres() {
         the_forecast_skips_the_day_off(db).await;
     }
 }
+
+/// An `ics` calendar whose every day is off, whatever today is: one yearly event of 366
+/// days from January 1, 2000. So `run` itself (the real binary, on the system clock) can
+/// be shown holding a lead with no dependence on the date the test runs.
+const EVERY_DAY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n\
+BEGIN:VEVENT\r\nUID:always\r\nSUMMARY:Closed\r\nDTSTART;VALUE=DATE:20000101\r\nDURATION:P366D\r\nRRULE:FREQ=YEARLY\r\nEND:VEVENT\r\n\
+END:VCALENDAR\r\n";
+
+/// `run` and `run --json` as a user runs them: the held lead is counted under its
+/// calendar's name in the text and in the JSON, and nothing reaches the API.
+async fn run_says_which_calendar_held_its_leads(db: TestDb) {
+    use common::campaign::{Campaign, text};
+    let c = Campaign::new(
+        db,
+        &[],
+        "",
+        "[[calendar]]\nname = \"closed\"\nics = \"closed.ics\"\n\n\
+         [[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 * * * *\"\ncalendars = [\"closed\"]\n",
+    )
+    .await;
+    std::fs::write(c.dir.path().join("closed.ics"), EVERY_DAY).expect("write ics");
+    c.import(["@lea".to_string()]).await;
+    let out = c.ok(&["run"], &[]).await;
+    assert_eq!(out.trim(), "openers: day off (closed) 1");
+    let json: Value = serde_json::from_str(&c.ok(&["run", "--json"], &[]).await).expect("JSON");
+    assert_eq!(json["jobs"]["openers"]["day_off"]["closed"], 1, "{json}");
+    assert_eq!(json["total"]["day_off"]["closed"], 1, "{json}");
+    assert_eq!(json["total"]["calls"], 0, "{json}");
+    assert!(c.sim_log().await.is_empty());
+    let status = c.output(&["status"], &[]).await;
+    assert!(
+        text(&status.stdout).contains("day off (closed) 1"),
+        "{}",
+        text(&status.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_says_which_calendar_held_its_leads_on_sqlite() {
+    run_says_which_calendar_held_its_leads(common::db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_says_which_calendar_held_its_leads_on_postgres() {
+    if let Some(db) = common::db::postgres().await {
+        run_says_which_calendar_held_its_leads(db).await;
+    }
+}
