@@ -9,6 +9,7 @@
 mod common;
 
 mod browser;
+mod calendars;
 mod chaos;
 mod cli_api;
 mod cli_check;

@@ -427,7 +427,7 @@ fn daily_cap(job: &crate::config::Job) -> Option<u32> {
 }
 
 fn window(job: &crate::config::Job) -> String {
-    match job.kind.send_window() {
+    let hours = match job.kind.send_window() {
         None => "any time".into(),
         Some(w) => {
             const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -444,5 +444,10 @@ fn window(job: &crate::config::Job) -> String {
                 w.to.format("%H:%M")
             )
         }
+    };
+    if job.calendars.is_empty() {
+        return hours;
     }
+    let names: Vec<&str> = job.calendars.iter().map(|c| c.name.as_str()).collect();
+    format!("{hours}; not on days off of {}", names.join(", "))
 }
