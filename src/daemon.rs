@@ -336,7 +336,10 @@ impl Daemon {
                         let calls = plan.calls;
                         tracing::info!(job = %job.name, %scheduled, calls = calls.len(), "tick (dry run): the plan");
                         for c in &calls {
-                            tracing::info!(job = %job.name, target = %c.target, action = c.action.as_str(), step = c.step, reason = %c.reason, "would call");
+                            tracing::info!(job = %job.name, target = %c.target, action = c.action.as_str(), step = c.step, sender = c.sender.as_deref().unwrap_or(""), reason = %c.reason, "would call");
+                        }
+                        for h in &plan.held {
+                            tracing::info!(job = %job.name, target = %h.target, held = h.held, reason = %h.reason, "would hold");
                         }
                         out.push((job.name.clone(), Tick::Planned(calls.len()), None));
                     }

@@ -80,8 +80,9 @@ pub enum Command {
     /// Remove the rows [retention] no longer keeps (what a daemon does hourly), and say how
     /// many per table; --dry-run only counts.
     Prune(prune::PruneArgs),
-    /// Check the campaign file and print each job's next five fire times in its time zone.
-    Check,
+    /// Check the campaign file and print each job's next five fire times in its time zone,
+    /// and each calendar's next days off.
+    Check(check::CheckArgs),
     /// Run jobs once, now (all, or those named); --dry-run previews without acting.
     Run(run::RunArgs),
     /// The days ahead: each job's calls per day simulated over the leads (read only, no key).
@@ -114,7 +115,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Prune(args) => prune::run(&load(cli.config)?, args).await,
-        Command::Check => check::run(&load(cli.config)?).await,
+        Command::Check(args) => check::run(&load(cli.config)?, args.at).await,
         Command::Run(args) => run::run(&load(cli.config)?, args).await,
         Command::Status(args) => status::run(&load(cli.config)?, args).await,
         Command::Forecast(args) => forecast::run(&load(cli.config)?, args).await,
@@ -157,7 +158,7 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         | Command::Pause { .. }
         | Command::Migrate
         | Command::Prune(_)
-        | Command::Check
+        | Command::Check(_)
         | Command::Run(_)
         | Command::Status(_)
         | Command::Completions(_)

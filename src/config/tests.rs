@@ -13,6 +13,15 @@ fn the_example_in_the_repository_parses_as_written() {
     let text = include_str!("../../jobs.toml");
     let c = check(text).expect("the example parses");
     assert_eq!(c.jobs.len(), 3);
+    assert_eq!(
+        c.jobs[0].calendars.len(),
+        1,
+        "the openers keep the example's days off"
+    );
+    let de = &c.jobs[0].calendars[0];
+    assert_eq!(de.name, "de");
+    assert!(de.is_day_off(chrono::NaiveDate::from_ymd_opt(2026, 12, 25).expect("date")));
+    assert!(c.jobs[1].calendars.is_empty());
     assert_eq!(c.limits.concurrency.get(), 8);
     assert_eq!(c.backoff.out_of_tokens, Duration::from_secs(900));
     let fu = &c.jobs[1];

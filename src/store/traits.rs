@@ -207,13 +207,23 @@ pub trait AdminStore: Reads {
     /// Leads per state; every state is present, with 0 where there are none.
     async fn count_by_state(&self) -> Result<BTreeMap<LeadState, u64>, StoreError>;
 
-    /// The lead wrote back at `at`: resets the quiet clock and the follow-up count.
+    /// The lead wrote back at `at`: resets the quiet clock and the follow-up count, and
+    /// credits the reply to the lead's last job step sent before `at`, once
+    /// (`crate::rates`).
     async fn record_reply(
         &self,
         target: &str,
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Lead, StoreError>;
+    /// Steps sent, replied to, sealed and ignored per job, step and sender (the lead's
+    /// `own_username`, else `default_sender`), over the attempts kept; sorted by
+    /// `rates::sorted`. Reads every kept attempt of those statuses: callers that repeat
+    /// it keep the result a while (`metrics::RATES_SECS`).
+    async fn reply_counts(
+        &self,
+        default_sender: Option<&str>,
+    ) -> Result<Vec<crate::rates::StepCount>, StoreError>;
     /// Block, unblock or retry a lead, as the lifecycle allows.
     async fn apply_user_action(
         &self,

@@ -9,6 +9,7 @@
 mod common;
 
 mod browser;
+mod calendars;
 mod chaos;
 mod cli_api;
 mod cli_check;
@@ -40,6 +41,7 @@ mod planner_model;
 mod python_crosscheck;
 mod query_plans;
 mod reliability;
+mod reply_rates;
 mod retention;
 mod runner;
 mod runner_faults;

@@ -4,6 +4,7 @@
 use super::helpers::lead_in;
 use super::hot::hot_samples;
 use super::import::{Import, begin_import_tx};
+use super::replies::credit_reply;
 use super::{D, Store};
 use crate::store::Lead;
 use crate::store::dialect::Dialect;
@@ -212,9 +213,17 @@ impl AdminStore for Store {
             if done.rows_affected() != 1 {
                 return Err(StoreError::Conflict(target.to_string()));
             }
+            credit_reply(tx, lead.id, at).await?;
             lead_in(tx, target, false).await
         })
         .await
+    }
+
+    async fn reply_counts(
+        &self,
+        default_sender: Option<&str>,
+    ) -> Result<Vec<crate::rates::StepCount>, StoreError> {
+        self.read_reply_counts(default_sender).await
     }
 
     async fn apply_user_action(

@@ -2,6 +2,7 @@
 //! (`sqlite.rs`, `postgres.rs`) over its own types.
 
 use super::helpers::{lead_in, upsert_batch};
+use super::replies::credit_reply;
 use super::{D, Store};
 use crate::store::dialect::Dialect;
 use crate::store::params::Lease;
@@ -78,6 +79,7 @@ impl Store {
             if done.rows_affected() != 1 {
                 return Err(StoreError::Conflict(target.to_string()));
             }
+            credit_reply(tx, lead.id, now).await?;
             lead_in(tx, target, false).await
         })
         .await
