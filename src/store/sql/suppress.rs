@@ -20,11 +20,11 @@ fn texts(targets: &[String]) -> String {
 
 /// Whether `target` is suppressed (read inside `conn`'s transaction).
 pub(super) async fn suppressed_in(conn: &mut Conn, target: &str) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM suppressions WHERE target = $1")
+    let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM suppressions WHERE target = $1")
         .bind(target)
-        .fetch_optional(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
-    Ok(found.is_some())
+    Ok(found > 0)
 }
 
 #[async_trait::async_trait]
