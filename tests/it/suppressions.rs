@@ -240,7 +240,7 @@ async fn an_import_creates_a_suppressed_target_blocked_and_counts_it(db: TestDb)
     assert_eq!(state(&db, "@t").await, LeadState::New);
 }
 
-async fn the_inbound_relay_refuses_a_suppressed_target_and_adds_nothing(db: TestDb) {
+async fn the_inbound_relay_refuses_a_suppressed_target_and_an_event_adds_it_blocked(db: TestDb) {
     db.store
         .suppress(&targets(&["@s"]), t0())
         .await
@@ -263,6 +263,17 @@ async fn the_inbound_relay_refuses_a_suppressed_target_and_adds_nothing(db: Test
         "{err}"
     );
     assert!(db.store.get_lead("@s").await.expect("get").is_none());
+    // An event queued for it adds its lead blocked: the event is dropped, never sent.
+    db.store
+        .queue_event(&fluidtalk_runner::store::NewEvent {
+            target: "@s",
+            event_type: "story_reaction",
+            context: None,
+            now: t0(),
+        })
+        .await
+        .expect("queued");
+    assert_eq!(state(&db, "@s").await, LeadState::Blocked);
 }
 
 // ---------------------------------------------------------------- the CLI
@@ -628,7 +639,7 @@ common::conformance!(
     the_record_statement_refuses_a_suppressed_target_even_once_claimed,
     suppress_blocks_leads_and_remove_leaves_them_blocked,
     an_import_creates_a_suppressed_target_blocked_and_counts_it,
-    the_inbound_relay_refuses_a_suppressed_target_and_adds_nothing,
+    the_inbound_relay_refuses_a_suppressed_target_and_an_event_adds_it_blocked,
     the_cli_adds_lists_pages_and_removes,
     a_bad_file_names_its_line_and_writes_nothing,
     the_import_summary_counts_suppressed_targets,
