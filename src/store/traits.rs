@@ -185,8 +185,8 @@ pub trait AdminStore: Reads {
     fn backend(&self) -> &'static str;
 
     /// The plans the database would use at `now` for the runner's hot statements (due
-    /// leads and events, claim, exhaust, daily cap, orphans) and the delivery claim, with
-    /// parameters like a run's.
+    /// leads and events, claim, exhaust, daily cap, orphans, the record in flight with its
+    /// suppression check) and the delivery claim, with parameters like a run's.
     async fn hot_query_plans(&self, now: DateTime<Utc>) -> Result<Vec<QueryPlan>, StoreError>;
 
     /// Starts an import. With `atomic`, every batch joins one transaction that `finish`

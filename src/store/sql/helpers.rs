@@ -68,7 +68,18 @@ pub(super) async fn insert_attempts(
     // seen, not a stale snapshot (`suppress add` blocks the lead in its transaction for
     // that). A suppressed target is refused here whatever its lead's state, by the
     // suppressions' primary key.
-    let found: Vec<(i64, i64, String, i64)> = sqlx::query_as(stmt!(
+    let found: Vec<(i64, i64, String, i64)> = sqlx::query_as(record_in_flight())
+        .bind(attempts_json(attempts))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(ids_in_order(attempts, &found))
+}
+
+/// The record statement of `insert_attempts` (`$1`: the attempts as JSON, `attempts_json`):
+/// also planned by `hot_query_plans`, where the suppression check is seen to read the
+/// suppressions' primary key.
+pub(super) fn record_in_flight() -> &'static str {
+    stmt!(
         "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
          SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.lease_token
          FROM {attempts} JOIN leads l ON l.id = j.lead_id
@@ -90,11 +101,7 @@ pub(super) async fn insert_attempts(
             ]
         ),
         lock = D::FOR_SHARE_LEADS
-    ))
-    .bind(attempts_json(attempts))
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(ids_in_order(attempts, &found))
+    )
 }
 
 /// The state and lease holder of the leads of `attempts` (locked where the backend
