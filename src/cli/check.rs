@@ -84,7 +84,7 @@ senders ({})",
                         t.with_timezone(&rule.timezone).format("%Y-%m-%d"),
                         rule.ramp_day(first, now)
                     ),
-                    None => "no opener yet: day 0 is the day of its first".into(),
+                    None => "no opener yet, so day 0 will be the day of its first".into(),
                 }
             );
         }

@@ -21,6 +21,7 @@ mod signals;
 mod sim;
 mod status;
 mod store_access;
+mod suppress;
 mod targets;
 
 use crate::config::{CONFIG_ENV, ConfigPath};
@@ -65,6 +66,11 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// The lead database: import, list, inspect, record replies, block.
     Leads(leads::LeadsArgs),
+    /// The suppression list (global do-not-contact): targets never called.
+    Suppress {
+        #[command(subcommand)]
+        command: suppress::SuppressCommand,
+    },
     /// Text the persona produced, waiting to be delivered on the platform.
     Outbox {
         #[command(subcommand)]
@@ -105,6 +111,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Api(args) => api::run(args, &load(cli.config)?).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Leads(args) => leads::run(&load(cli.config)?, args.command).await,
+        Command::Suppress { command } => suppress::run(&load(cli.config)?, command).await,
         Command::Outbox { command } => outbox::run(&load(cli.config)?, command).await,
         Command::Pause { command } => pause::run(&load(cli.config)?, command).await,
         Command::Migrate => {
@@ -154,6 +161,7 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         // The scheduler's own start-up chatter is not the operator's business.
         Command::Sim(_) | Command::Daemon(_) => "info,tokio_cron_scheduler=warn",
         Command::Leads(_)
+        | Command::Suppress { .. }
         | Command::Outbox { .. }
         | Command::Pause { .. }
         | Command::Migrate

@@ -175,3 +175,6 @@ mod service;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/snapshot.rs"]
 mod snapshot;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/suppress.rs"]
+mod suppress;

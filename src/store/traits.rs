@@ -4,8 +4,8 @@
 //! - `RunnerStore: Reads`: the runner's hot path (`runner`, `plan`), the inbound relay's
 //!   lease included, since the runner makes every call;
 //! - `AdminStore: Reads`: people's commands (`cli`, `status`, `import`, the metrics' gauges);
-//! - `ServiceStore: AdminStore + DeliveryStore`: the HTTP service (people's commands over
-//!   HTTP, redelivery, pages, sessions, idempotency keys);
+//! - `ServiceStore: AdminStore + DeliveryStore + SuppressionStore`: the HTTP service
+//!   (people's commands over HTTP, the suppression list, redelivery, pages, sessions, idempotency keys);
 //! - `DeliveryStore`: the outbox's webhook delivery (`delivery`);
 //! - `SnapshotStore: Reads` (`snapshot.rs`): the forecast's reads of the campaign it copies;
 //! - `RetentionStore` (`retention.rs`): pruning.
@@ -28,6 +28,14 @@ use std::collections::BTreeMap;
 /// attempts, the outbox's counts; and the storage's own health (`Storage`).
 #[async_trait]
 pub trait Reads: super::Storage {
+    /// What each of `rules`' senders has used at `now`: its openers counted against
+    /// today's cap (its own day), its first opener and last call. Read only.
+    async fn sender_uses(
+        &self,
+        rules: &[std::sync::Arc<crate::senders::SenderRule>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::senders::SenderUse>, StoreError>;
+
     /// Every pause row (expired ones included; compare `until` with now).
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
     /// Calls of `job` started since `since` that count against a daily cap.
@@ -112,13 +120,6 @@ pub trait RunnerStore: Reads {
         results: &[LeadResult],
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError>;
-    /// What each of `rules`' senders has used at `now`: its openers counted against
-    /// today's cap (its own day), its first opener and last call. Read only.
-    async fn sender_uses(
-        &self,
-        rules: &[std::sync::Arc<crate::senders::SenderRule>],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<crate::senders::SenderUse>, StoreError>;
     /// Whether `settle_and_start` is worth using on this backend (see `Dialect::GROUP_COMMIT`).
     fn group_commit(&self) -> bool;
     /// Group commit: writes a group of answers (`record_results`) and records the next
@@ -192,8 +193,8 @@ pub trait AdminStore: Reads {
     fn backend(&self) -> &'static str;
 
     /// The plans the database would use at `now` for the runner's hot statements (due
-    /// leads and events, claim, exhaust, daily cap, orphans) and the delivery claim, with
-    /// parameters like a run's.
+    /// leads and events, claim, exhaust, daily cap, orphans, the record in flight with its
+    /// suppression check) and the delivery claim, with parameters like a run's.
     async fn hot_query_plans(&self, now: DateTime<Utc>) -> Result<Vec<QueryPlan>, StoreError>;
 
     /// Starts an import. With `atomic`, every batch joins one transaction that `finish`
@@ -255,7 +256,7 @@ pub trait AdminStore: Reads {
 
 /// What the HTTP service needs beyond people's commands.
 #[async_trait]
-pub trait ServiceStore: AdminStore + DeliveryStore {
+pub trait ServiceStore: AdminStore + DeliveryStore + super::SuppressionStore {
     /// A lead's oldest `limit` queued events, fewer once their text passes about
     /// `max_bytes` (at least one), and how many it has queued in all.
     async fn queued_events_of(
@@ -397,6 +398,7 @@ pub trait Store:
     + DeliveryStore
     + SnapshotStore
     + super::RetentionStore
+    + super::SuppressionStore
     + super::Storage
     + std::fmt::Debug
 {
@@ -409,6 +411,7 @@ impl<
         + DeliveryStore
         + SnapshotStore
         + super::RetentionStore
+        + super::SuppressionStore
         + super::Storage
         + std::fmt::Debug,
 > Store for T

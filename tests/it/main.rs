@@ -54,4 +54,5 @@ mod store_conformance;
 mod store_never_twice;
 mod store_upgrade;
 mod stuck_leads;
+mod suppressions;
 mod systemd_unit;

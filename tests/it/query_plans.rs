@@ -53,6 +53,10 @@ async fn fill(db: &TestDb) {
                     CASE WHEN a.id % 50 <> 0 THEN a.started_at END, CASE WHEN a.id % 50 <> 0 THEN 'webhook' END
              FROM attempts a JOIN leads l ON l.id = a.lead_id WHERE a.status = 'sent'"
                 .to_string(),
+            // A suppression list of 10,000 targets, one lead in ten.
+            "INSERT INTO suppressions (target, created_at)
+             SELECT target, created_at FROM leads WHERE id % 10 = 0"
+                .to_string(),
         ],
         [
             format!(
@@ -81,8 +85,11 @@ async fn fill(db: &TestDb) {
                     CASE WHEN a.id % 50 <> 0 THEN a.started_at END, CASE WHEN a.id % 50 <> 0 THEN 'webhook' END
              FROM attempts a JOIN leads l ON l.id = a.lead_id WHERE a.status = 'sent'"
                 .to_string(),
+            "INSERT INTO suppressions (target, created_at)
+             SELECT target, created_at FROM leads WHERE id % 10 = 0"
+                .to_string(),
             // Leads get theirs from the import below, as a user's would.
-            "ANALYZE attempts, events, outbox".to_string(),
+            "ANALYZE attempts, events, outbox, suppressions".to_string(),
         ],
     );
     match &db.raw {
@@ -147,7 +154,7 @@ fn whole_table(backend: &str, line: &str) -> Option<&'static str> {
             }
         }
         _ => {
-            let tables = ["leads", "attempts", "events", "outbox"];
+            let tables = ["leads", "attempts", "events", "outbox", "suppressions"];
             if l.starts_with("Seq Scan on ")
                 && tables
                     .iter()
@@ -201,6 +208,7 @@ async fn every_hot_statement_reads_an_index(db: TestDb) {
         "daily cap",
         "orphans",
         "claim deliveries",
+        "record in flight",
     ] {
         assert!(
             names.contains(&expected),
@@ -222,6 +230,20 @@ async fn every_hot_statement_reads_an_index(db: TestDb) {
             openers.lines
         );
     }
+    // The record statement refuses a suppressed target by the suppressions' primary key.
+    let record = plans
+        .iter()
+        .find(|p| p.name == "record in flight")
+        .expect("record in flight");
+    assert!(
+        record.lines.iter().any(|l| {
+            l.contains("SEARCH s USING PRIMARY KEY (target=?)")
+                || l.contains("Index Only Scan using suppressions_pkey")
+                || l.contains("Index Scan using suppressions_pkey")
+        }),
+        "{backend}: the suppression check does not read its primary key: {:#?}",
+        record.lines
+    );
     let mut bad = Vec::new();
     for p in &plans {
         assert!(

@@ -400,7 +400,7 @@ async fn check_prints_each_senders_ramp() {
         text.contains("caps       2, 5, 8, 10, 10, 10, 10"),
         "{text}"
     );
-    assert!(text.contains("no opener yet"), "{text}");
+    assert!(text.contains("no opener yet, so day 0"), "{text}");
     assert!(
         !dir.path().join("none.db").exists(),
         "check creates no database"

@@ -8,7 +8,12 @@ use std::str::FromStr;
 
 /// A database at the schema before 0006, with a lead, two attempts and an outbox row.
 async fn old_database(dir: &std::path::Path) -> String {
-    // The migrations before 0006, as an older binary had them.
+    database_before(dir, "0006").await
+}
+
+/// A database migrated by the migrations before `version` (as an older binary had them),
+/// with a lead, two attempts and an outbox row.
+async fn database_before(dir: &std::path::Path, version: &str) -> String {
     let old = dir.join("old-migrations");
     std::fs::create_dir(&old).expect("dir");
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
@@ -19,7 +24,7 @@ async fn old_database(dir: &std::path::Path) -> String {
             .and_then(|n| n.to_str())
             .unwrap_or("")
             .to_string();
-        if name.as_str() < "0006" {
+        if name.as_str() < version {
             std::fs::copy(&path, old.join(&name)).expect("copy");
         }
     }
@@ -134,16 +139,23 @@ async fn the_inbound_migration_survives_a_second_run_and_two_processes_at_once()
         fluidtalk_runner::store::open(&url),
         fluidtalk_runner::store::open(&url)
     );
-    let (a, _b) = (a.expect("first opener"), b.expect("second opener"));
-    // Killed after the script, before the migration was recorded: the next start runs
-    // the script again.
+    let (a, b) = (a.expect("first opener"), b.expect("second opener"));
+    for store in [&a, &b] {
+        let lead = store.get_lead("@ana").await.expect("read").expect("kept");
+        let attempts = store.attempts_for(lead.id).await.expect("attempts");
+        assert_eq!(attempts.iter().map(|a| a.id).collect::<Vec<_>>(), [42, 41]);
+    }
+    drop((a, b));
+    // Killed after 0006's script, before the migration was recorded (so before any later
+    // one ran): the next start runs the script again, then the later ones.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = database_before(dir.path(), "0007").await;
     let pool = SqlitePoolOptions::new().connect(&url).await.expect("raw");
     sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 6")
         .execute(&pool)
         .await
         .expect("forget 0006");
     pool.close().await;
-    drop(a);
     let store = fluidtalk_runner::store::open(&url)
         .await
         .expect("runs 0006 again");

@@ -168,6 +168,10 @@ pub struct View {
     pub parked_total: u64,
     pub query: RecentQuery,
     pub csrf: String,
+    /// Each `[[sender]]`: its room today (cap, openers used, last call).
+    pub senders: Vec<crate::senders::Room>,
+    /// Openers each sender started today.
+    pub sender_used: Vec<u64>,
 }
 
 async fn dashboard(
@@ -230,6 +234,17 @@ async fn view(
             job: job.clone(),
         });
     }
+    // One statement for all senders (at most `senders::MAX_SENDERS`), over the index of
+    // today's openers by sender.
+    let rules: Vec<_> = state.config.senders.rules.values().cloned().collect();
+    let uses = state.store.sender_uses(&rules, now).await?;
+    let mut senders = Vec::with_capacity(rules.len());
+    let mut sender_used = Vec::with_capacity(rules.len());
+    for rule in rules {
+        let u = uses.iter().find(|u| u.username == rule.username);
+        sender_used.push(u.map_or(0, |u| u.openers_today));
+        senders.push(crate::senders::Room::of(rule, u, now));
+    }
     let mut leads = Vec::new();
     for st in [LeadState::NeedsReview, LeadState::Failed] {
         leads.extend(
@@ -275,6 +290,8 @@ async fn view(
         forecast: forecast::current(state).await,
         query,
         csrf: session::csrf(&state.token, session_id),
+        senders,
+        sender_used,
     })
 }
 

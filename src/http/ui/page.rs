@@ -212,6 +212,7 @@ pub fn dashboard(v: &View) -> Markup {
                         }
                     } }
                 }
+                (senders(v))
                 (rates(v))
                 section aria-labelledby="outbox" {
                     h2 #outbox { "Outbox" }
@@ -274,6 +275,45 @@ pub fn dashboard(v: &View) -> Markup {
             }
         },
     )
+}
+
+/// Each sender account's use today against its cap (the warm-up's if lower), its gap and
+/// its last call.
+fn senders(v: &View) -> Markup {
+    let now = v.report.now;
+    html! {
+        @if !v.senders.is_empty() {
+            section aria-labelledby="senders" {
+                h2 #senders { "Senders" }
+                div.scroll { table {
+                    caption { "Each [[sender]]: openers today against its cap, in its own day" }
+                    thead { tr {
+                        th scope="col" { "Sender" } th scope="col" { "Openers today" } th scope="col" { "Cap today" }
+                        th scope="col" { "Min gap" } th scope="col" { "Last call" } th scope="col" { "Now" }
+                    } }
+                    tbody {
+                        @for (room, used) in v.senders.iter().zip(&v.sender_used) {
+                            tr data-sender=(room.rule.username) {
+                                th scope="row" { (clip(&room.rule.username)) }
+                                td.count.used { (used) }
+                                td.count.cap { @match room.cap {
+                                    Some(c) => { (c) @if room.rule.warmup.is_some() && Some(c) != room.rule.daily_cap {
+                                        " " span.muted { "(warm-up day " (room.rule.ramp_day(room.first_opener_at, now)) ")" } } },
+                                    None => { "none" },
+                                } }
+                                td { @if room.rule.min_gap.is_zero() { "-" } @else { (humantime::format_duration(room.rule.min_gap)) } }
+                                td { (when(room.last_call_at)) }
+                                td.held { @match room.hold(true, now) {
+                                    Some(h) => { (h.reason()) },
+                                    None => { "free" },
+                                } }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
 }
 
 /// A share as a percentage with one decimal.

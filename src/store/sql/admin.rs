@@ -243,9 +243,12 @@ impl AdminStore for Store {
             now,
         } = *event;
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            // A suppressed target is added `blocked`: its event is dropped, never sent.
             sqlx::query(
-                "INSERT INTO leads (target, created_at, updated_at, next_eligible_at)
-                 VALUES ($1, $2, $2, $2) ON CONFLICT (target) DO NOTHING",
+                "INSERT INTO leads (target, state, created_at, updated_at, next_eligible_at)
+                 VALUES ($1, CASE WHEN EXISTS (SELECT 1 FROM suppressions WHERE target = $1)
+                                  THEN 'blocked' ELSE 'new' END, $2, $2, $2)
+                 ON CONFLICT (target) DO NOTHING",
             )
             .bind(target)
             .bind(Ts(now))

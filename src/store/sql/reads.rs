@@ -5,9 +5,22 @@ use super::Store;
 use super::helpers::count_started_in;
 use crate::store::rows::{self, ATTEMPT_COLUMNS};
 use crate::store::{Attempt, Pause, QueuedEvent, StoreError};
+use chrono::{DateTime, Utc};
 
 #[async_trait::async_trait]
 impl crate::store::Reads for Store {
+    async fn sender_uses(
+        &self,
+        rules: &[std::sync::Arc<crate::senders::SenderRule>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::senders::SenderUse>, StoreError> {
+        if rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        super::runner::sender_uses_in(&mut *self.pool.acquire().await?, rules, now).await
+    }
+
+
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         let found: Vec<rows::PauseRow> = sqlx::query_as(
             "SELECT scope, until, reason, strikes, set_at, set_by FROM pauses ORDER BY scope",

@@ -209,17 +209,6 @@ impl RunnerStore for Store {
         .await
     }
 
-    async fn sender_uses(
-        &self,
-        rules: &[std::sync::Arc<crate::senders::SenderRule>],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<crate::senders::SenderUse>, StoreError> {
-        if rules.is_empty() {
-            return Ok(Vec::new());
-        }
-        sender_uses_in(&mut *self.pool.acquire().await?, rules, now).await
-    }
-
     fn group_commit(&self) -> bool {
         D::GROUP_COMMIT
     }
@@ -702,7 +691,7 @@ async fn take_sender_locks(
 }
 
 /// Each sender's openers counted against its cap today, its first opener and last call.
-pub(super) async fn sender_uses_in(
+pub(in crate::store) async fn sender_uses_in(
     conn: &mut Conn,
     rules: &[std::sync::Arc<crate::senders::SenderRule>],
     now: DateTime<Utc>,
