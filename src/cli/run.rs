@@ -220,7 +220,9 @@ async fn dry_run(
                         c.action.as_str(),
                         c.target,
                         c.step,
-                        c.sender.as_deref().map_or(String::new(), |s| format!("from {s}: ")),
+                        c.sender
+                            .as_deref()
+                            .map_or(String::new(), |s| format!("from {s}: ")),
                         c.reason
                     );
                     written += 1;

@@ -368,10 +368,8 @@ async fn the_forecast_matches_a_real_run_whose_tokens_run_out_on_postgres() {
 /// `CAMPAIGN` with two sender accounts over the openers: one ramping up from 4 a day by 4,
 /// one at 8 a day; the follow-ups keep each lead's sender.
 fn with_senders() -> String {
-    CAMPAIGN.replace(
-        "daily_cap = 25\n",
-        "senders = [\"@anna\", \"@ben\"]\n",
-    ) + r#"
+    CAMPAIGN.replace("daily_cap = 25\n", "senders = [\"@anna\", \"@ben\"]\n")
+        + r#"
 [[sender]]
 username = "@anna"
 daily_cap = 20
@@ -387,7 +385,10 @@ timezone = "Europe/Berlin"
 
 async fn matches_reality_with_senders(db: TestDb) {
     let text = with_senders();
-    assert!(text.contains("senders = ["), "the campaign names the senders");
+    assert!(
+        text.contains("senders = ["),
+        "the campaign names the senders"
+    );
     let days = forecast_then_reality_of(db, &text, None).await;
     let openers = |d: &Day, s: &str| d.by_sender.get(s).map_or(0, |n| n.openers);
     // Monday to Wednesday: the ramp gives @anna 4, 8, 12; @ben keeps to 8.
@@ -397,7 +398,10 @@ async fn matches_reality_with_senders(db: TestDb) {
         .collect();
     assert_eq!(ramp, vec![(4, 8), (8, 8), (12, 8)], "{days:#?}");
     // Follow-ups go out with each lead's sender.
-    assert!(days.iter().any(|d| d.by_sender.values().any(|n| n.follow_ups > 0)));
+    assert!(
+        days.iter()
+            .any(|d| d.by_sender.values().any(|n| n.follow_ups > 0))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

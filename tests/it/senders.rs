@@ -406,3 +406,70 @@ async fn check_prints_each_senders_ramp() {
         "check creates no database"
     );
 }
+
+/// The dashboard's Senders table: each sender's openers today against its cap today (the
+/// warm-up's), and whether it is free now.
+#[tokio::test]
+async fn the_dashboard_shows_each_senders_use_against_its_cap() {
+    on_both(|db| async move {
+        use fluidtalk_runner::clock::Clock;
+        use fluidtalk_runner::store::{Action, NewAttempt, SenderCall};
+        let (sim, _) = common::spawn_sim(SimConfig::default()).await;
+        let campaign = "[[sender]]\nusername = \"@anna\"\ndaily_cap = 30\nwarmup = { start = 4, step = 4, every = \"1d\" }\n\n[[sender]]\nusername = \"@ben\"\ndaily_cap = 2\n";
+        let config = config::parse(std::path::Path::new("jobs.toml"), campaign).expect("parses");
+        let api = common::http::serve(db, &sim, campaign).await;
+        let now = api.clock.now();
+        let mut s = api.db.store.begin_import(false).await.expect("import");
+        s.upsert(
+            (0..5).map(|i| lead(&format!("@t{i}"))).collect(),
+            now - Duration::minutes(1),
+        )
+        .await
+        .expect("upsert");
+        s.finish(true).await.expect("finish");
+        let mut attempts = Vec::new();
+        for (i, who) in ["@anna", "@anna", "@anna", "@ben", "@ben"].iter().enumerate() {
+            let l = api
+                .db
+                .store
+                .get_lead(&format!("@t{i}"))
+                .await
+                .expect("get")
+                .expect("lead");
+            attempts.push(NewAttempt {
+                lead_id: l.id,
+                job: "openers".into(),
+                action: Action::Opener,
+                step: 0,
+                lease_token: "t/1".into(),
+                started_at: now,
+                claimed: None,
+                sender: Some(SenderCall {
+                    username: (*who).into(),
+                    rule: config.senders.get(who).cloned(),
+                    assign: true,
+                }),
+            });
+        }
+        api.db.store.start_attempts(&attempts).await.expect("recorded");
+        let cookie = api.session().await;
+        let (status, html) = api.page(&cookie).await;
+        assert_eq!(status, 200);
+        let row = |who: &str| {
+            html.split(&format!("data-sender=\"{who}\""))
+                .nth(1)
+                .and_then(|r| r.split("</tr>").next())
+                .unwrap_or_else(|| panic!("a row for {who} in {html}"))
+                .to_string()
+        };
+        let anna = row("@anna");
+        assert!(anna.contains("<td class=\"count used\">3</td>"), "{anna}");
+        assert!(anna.contains("<td class=\"count cap\">4 "), "{anna}");
+        assert!(anna.contains("warm-up day 0"), "{anna}");
+        assert!(anna.contains(">free<"), "{anna}");
+        let ben = row("@ben");
+        assert!(ben.contains("<td class=\"count used\">2</td>"), "{ben}");
+        assert!(ben.contains("at its daily cap of 2"), "{ben}");
+    })
+    .await;
+}

@@ -20,7 +20,6 @@ impl crate::store::Reads for Store {
         super::runner::sender_uses_in(&mut *self.pool.acquire().await?, rules, now).await
     }
 
-
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         let found: Vec<rows::PauseRow> = sqlx::query_as(
             "SELECT scope, until, reason, strikes, set_at, set_by FROM pauses ORDER BY scope",
