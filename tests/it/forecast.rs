@@ -64,10 +64,6 @@ fn from() -> DateTime<Utc> {
         .expect("valid")
 }
 
-fn campaign(base_url: &str) -> Config {
-    campaign_of(CAMPAIGN, base_url)
-}
-
 fn campaign_of(campaign: &str, base_url: &str) -> Config {
     let text = format!("[fluidtalk]\nbase_url = \"{base_url}\"\n{campaign}");
     config::parse(std::path::Path::new("jobs.toml"), &text).expect("the campaign parses")
