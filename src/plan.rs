@@ -354,6 +354,10 @@ pub struct Cursor {
     pub day_off: std::collections::BTreeMap<String, DayOffCount>,
     /// A dry run's held leads not yet shown (`preview_each` takes them).
     held: Vec<HeldLead>,
+    /// Senders a follow-up of this run waited for (noted once a run), and those not yet
+    /// written (`RunnerStore::note_follow_ups_waiting`).
+    waiting_noted: std::collections::BTreeSet<String>,
+    waiting_new: Vec<String>,
 }
 
 /// The senders' room a run plans with.
@@ -419,7 +423,8 @@ fn give_sender(job: &Job, call: &mut PlannedCall, now: DateTime<Utc>, cursor: &m
                     .iter()
                     .filter_map(|r| tally.rooms.get(&r.username)?.hold(true, now))
                     .min_by_key(|h| match h {
-                        crate::senders::SenderHold::Gap { until, .. } => *until,
+                        crate::senders::SenderHold::Gap { until, .. }
+                        | crate::senders::SenderHold::FollowUpFirst { until, .. } => *until,
                         crate::senders::SenderHold::Cap { resets, .. } => *resets,
                     })
                     .unwrap_or(crate::senders::SenderHold::Cap {
@@ -444,6 +449,15 @@ fn give_sender(job: &Job, call: &mut PlannedCall, now: DateTime<Utc>, cursor: &m
             true
         }
         Err(hold) => {
+            // A live run's follow-up that waits for its sender's gap: openers are told to
+            // leave the sender's next call to it (`next_batch` writes it).
+            if !cursor.dry
+                && call.action != Action::Opener
+                && matches!(hold, crate::senders::SenderHold::Gap { .. })
+                && cursor.waiting_noted.insert(hold.sender().to_string())
+            {
+                cursor.waiting_new.push(hold.sender().to_string());
+            }
             if cursor.dry && cursor.held.len() < HELD_KEPT {
                 cursor.held.push(HeldLead {
                     job: job.name.clone(),
@@ -800,6 +814,10 @@ pub async fn next_batch(
         if calls.len() as u32 >= limit || found < page as usize {
             break;
         }
+    }
+    if !cursor.waiting_new.is_empty() {
+        let waiting = std::mem::take(&mut cursor.waiting_new);
+        store.note_follow_ups_waiting(&waiting, now).await?;
     }
     cursor.planned += calls.len() as u32;
     Ok(calls)

@@ -13,6 +13,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How many of its gaps a sender keeps its next call for a waiting follow-up (at least a
+/// minute): long enough for a follow-up job run beside the openers to take it.
+const FOLLOW_UP_FIRST: u32 = 2;
+
 /// The most `[[sender]]` tables a campaign file may hold.
 pub const MAX_SENDERS: usize = 1_000;
 
@@ -137,6 +141,9 @@ pub struct SenderUse {
     pub openers_today: u64,
     pub first_opener_at: Option<DateTime<Utc>>,
     pub last_call_at: Option<DateTime<Utc>>,
+    /// When a follow-up of this sender was last passed over for its gap (`FollowUpFirst`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_up_waiting_at: Option<DateTime<Utc>>,
 }
 
 /// Why a sender cannot take a call now.
@@ -153,12 +160,20 @@ pub enum SenderHold {
         sender: String,
         until: DateTime<Utc>,
     },
+    /// A follow-up of this sender has waited for its gap since its last call: openers
+    /// let it go first, until `until` at the latest.
+    FollowUpFirst {
+        sender: String,
+        until: DateTime<Utc>,
+    },
 }
 
 impl SenderHold {
     pub fn sender(&self) -> &str {
         match self {
-            SenderHold::Cap { sender, .. } | SenderHold::Gap { sender, .. } => sender,
+            SenderHold::Cap { sender, .. }
+            | SenderHold::Gap { sender, .. }
+            | SenderHold::FollowUpFirst { sender, .. } => sender,
         }
     }
 
@@ -177,6 +192,10 @@ impl SenderHold {
                 "sender {sender} waits for its min_gap (free at {})",
                 until.format("%Y-%m-%d %H:%M:%S UTC")
             ),
+            SenderHold::FollowUpFirst { sender, until } => format!(
+                "sender {sender} keeps its next call for a follow-up that waits for it (openers go on by {})",
+                until.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
         }
     }
 
@@ -185,6 +204,7 @@ impl SenderHold {
         match self {
             SenderHold::Cap { .. } => "sender_cap",
             SenderHold::Gap { .. } => "sender_gap",
+            SenderHold::FollowUpFirst { .. } => "sender_follow_up_first",
         }
     }
 }
@@ -199,6 +219,7 @@ pub struct Room {
     pub cap: Option<u32>,
     pub last_call_at: Option<DateTime<Utc>>,
     pub first_opener_at: Option<DateTime<Utc>>,
+    pub follow_up_waiting_at: Option<DateTime<Utc>>,
 }
 
 impl Room {
@@ -212,6 +233,7 @@ impl Room {
             cap,
             last_call_at: u.and_then(|u| u.last_call_at),
             first_opener_at: first,
+            follow_up_waiting_at: u.and_then(|u| u.follow_up_waiting_at),
             rule,
         }
     }
@@ -226,6 +248,12 @@ impl Room {
                 until,
             });
         }
+        if opener && let Some(until) = self.follow_up_first_until(now) {
+            return Some(SenderHold::FollowUpFirst {
+                sender: self.rule.username.clone(),
+                until,
+            });
+        }
         if opener && self.left == Some(0) {
             return Some(SenderHold::Cap {
                 sender: self.rule.username.clone(),
@@ -234,6 +262,25 @@ impl Room {
             });
         }
         None
+    }
+
+    /// Until when openers leave this sender's next call to a follow-up that waits for it:
+    /// one passed over for the gap since the sender's last call, for at most
+    /// `FOLLOW_UP_FIRST` gaps after it was (a follow-up job that no longer runs does not
+    /// hold the openers for good). `None`: openers may go.
+    fn follow_up_first_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let waiting = self.follow_up_waiting_at?;
+        if self.rule.min_gap.is_zero() || self.last_call_at.is_some_and(|t| t > waiting) {
+            return None;
+        }
+        let until = crate::clock::later(
+            waiting,
+            self.rule
+                .min_gap
+                .saturating_mul(FOLLOW_UP_FIRST)
+                .max(Duration::from_secs(60)),
+        );
+        (now < until).then_some(until)
     }
 
     /// Counts a call started at `now`.
@@ -346,6 +393,32 @@ mod tests {
     }
 
     #[test]
+    fn openers_leave_the_next_call_to_a_follow_up_that_waits_for_it() {
+        let r = rule(None, None, 90);
+        let u = SenderUse {
+            username: "@a".into(),
+            openers_today: 0,
+            first_opener_at: None,
+            last_call_at: Some(t(1, 9)),
+            follow_up_waiting_at: Some(t(1, 9) + chrono::Duration::seconds(10)),
+        };
+        let after_gap = t(1, 9) + chrono::Duration::seconds(95);
+        let room = Room::of(r.clone(), Some(&u), after_gap);
+        assert!(matches!(
+            room.hold(true, after_gap),
+            Some(SenderHold::FollowUpFirst { .. })
+        ));
+        assert_eq!(room.hold(false, after_gap), None, "the follow-up goes");
+        // Once a call came after the wait, or two gaps passed, openers go again.
+        let mut called = room.clone();
+        called.take(false, after_gap);
+        let later = after_gap + chrono::Duration::seconds(90);
+        assert_eq!(called.hold(true, later), None);
+        let stale = t(1, 9) + chrono::Duration::seconds(10 + 180);
+        assert_eq!(room.hold(true, stale), None);
+    }
+
+    #[test]
     fn an_unassigned_lead_goes_to_the_most_room_then_the_longest_idle() {
         let now = t(1, 9);
         let mk = |name: &str, left: u64, last: Option<DateTime<Utc>>| Room {
@@ -360,6 +433,7 @@ mod tests {
             cap: Some(10),
             last_call_at: last,
             first_opener_at: None,
+            follow_up_waiting_at: None,
         };
         let rooms = [
             mk("@a", 3, None),

@@ -1,7 +1,8 @@
 -- Sender accounts (issue 23): each call records the own_username it was made with, and
 -- each configured sender keeps the two moments its rules need across runners and
 -- restarts: its first opener (the warm-up's day 0, kept after old attempts are pruned)
--- and its last call (min_gap).
+-- and its last call (min_gap); and when a follow-up last waited for its gap (openers then
+-- leave the sender's next call to it).
 
 ALTER TABLE attempts ADD COLUMN sender TEXT;
 
@@ -12,5 +13,6 @@ CREATE INDEX attempts_sender_openers ON attempts (sender, started_at)
 CREATE TABLE senders (
     username        TEXT PRIMARY KEY,
     first_opener_at TEXT,
-    last_call_at    TEXT
+    last_call_at    TEXT,
+    follow_up_waiting_at TEXT
 );

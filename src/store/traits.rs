@@ -120,6 +120,13 @@ pub trait RunnerStore: Reads {
         results: &[LeadResult],
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError>;
+    /// Notes that a follow-up of each of `senders` was passed over for the sender's gap at
+    /// `now`: openers leave the sender's next call to it (`senders::SenderHold::FollowUpFirst`).
+    async fn note_follow_ups_waiting(
+        &self,
+        senders: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Whether `settle_and_start` is worth using on this backend (see `Dialect::GROUP_COMMIT`).
     fn group_commit(&self) -> bool;
     /// Group commit: writes a group of answers (`record_results`) and records the next

@@ -473,3 +473,64 @@ async fn the_dashboard_shows_each_senders_use_against_its_cap() {
     })
     .await;
 }
+
+/// With a gap, follow-ups go before openers: an opener run after a follow-up waited for
+/// the sender's gap leaves the next call to it; once the follow-up is made, openers go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_up_waiting_for_its_senders_gap_goes_before_openers() {
+    on_both(|db| async move {
+        let w = world_with(
+            db,
+            SimConfig::default(),
+            4,
+            "",
+            r#"
+[[sender]]
+username = "@solo"
+min_gap = "90s"
+
+[[job]]
+name = "openers"
+kind = "opener"
+schedule = "0 * * * * *"
+senders = ["@solo"]
+
+[[job]]
+name = "follow-ups"
+kind = "follow_up"
+schedule = "0 * * * * *"
+quiet_after = ["1d"]
+"#,
+        )
+        .await;
+        w.add(vec![lead("@first")]).await;
+        assert_eq!(w.run("openers").await.expect("run").sent, 1);
+        w.clock.advance(Duration::days(2));
+        w.add((0..3).map(|i| lead(&format!("@new{i}"))).collect())
+            .await;
+        // An opener takes the sender's call; the follow-up due meanwhile waits for the gap.
+        assert_eq!(w.run("openers").await.expect("run").sent, 1);
+        w.clock.advance(Duration::seconds(10));
+        let s = w.run("follow-ups").await.expect("run");
+        assert_eq!((s.calls, s.sender_held), (0, 1), "{s:?}");
+        // Past the gap the openers leave the call to the follow-up, and say why.
+        w.clock.advance(Duration::seconds(85));
+        let s = w.run("openers").await.expect("run");
+        assert_eq!(s.calls, 0, "{s:?}");
+        assert!(
+            s.sender_hold
+                .clone()
+                .unwrap_or_default()
+                .contains("follow-up"),
+            "{s:?}"
+        );
+        assert_eq!(w.run("follow-ups").await.expect("run").sent, 1);
+        w.clock.advance(Duration::seconds(90));
+        assert_eq!(w.run("openers").await.expect("run").sent, 1);
+        assert_eq!(
+            sender_of(&w, "FOLLOW_UP"),
+            BTreeMap::from([("@first".to_string(), "@solo".to_string())])
+        );
+    })
+    .await;
+}

@@ -209,6 +209,28 @@ impl RunnerStore for Store {
         .await
     }
 
+    async fn note_follow_ups_waiting(
+        &self,
+        senders: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if senders.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = senders.iter().map(|s| clean(s)).collect();
+        sqlx::query(stmt!(
+            "INSERT INTO senders (username, follow_up_waiting_at)
+             SELECT n.value, $2 FROM {names} n WHERE true
+             ON CONFLICT (username) DO UPDATE SET follow_up_waiting_at = excluded.follow_up_waiting_at",
+            names = D::texts(1)
+        ))
+        .bind(serde_json::Value::from(names).to_string())
+        .bind(Ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     fn group_commit(&self) -> bool {
         D::GROUP_COMMIT
     }
@@ -690,6 +712,10 @@ async fn take_sender_locks(
     Ok(())
 }
 
+/// A sender's row of `sender_uses_in`: username, openers today, first opener, last call,
+/// follow-up waiting since.
+type UseRow = (String, i64, Option<Ts>, Option<Ts>, Option<Ts>);
+
 /// Each sender's openers counted against its cap today, its first opener and last call.
 pub(in crate::store) async fn sender_uses_in(
     conn: &mut Conn,
@@ -700,13 +726,13 @@ pub(in crate::store) async fn sender_uses_in(
         .iter()
         .map(|r| serde_json::json!({"username": clean(&r.username), "since": crate::store::values::ts(r.day_start(now))}))
         .collect();
-    let found: Vec<(String, i64, Option<Ts>, Option<Ts>)> = sqlx::query_as(stmt!(
+    let found: Vec<UseRow> = sqlx::query_as(stmt!(
         "SELECT x.username,
                 (SELECT COUNT(*) FROM attempts a
                  WHERE a.sender = x.username AND a.action = 'opener' AND a.sender IS NOT NULL
                    AND a.started_at >= x.since
                    AND a.status IN ('in_flight', 'sent', 'continued', 'unknown')),
-                s.first_opener_at, s.last_call_at
+                s.first_opener_at, s.last_call_at, s.follow_up_waiting_at
          FROM {x} LEFT JOIN senders s ON s.username = x.username",
         x = D::records(1, "x", &[Col::Text("username"), Col::Ts("since")])
     ))
@@ -715,12 +741,15 @@ pub(in crate::store) async fn sender_uses_in(
     .await?;
     Ok(found
         .into_iter()
-        .map(|(username, n, first, last)| crate::senders::SenderUse {
-            username,
-            openers_today: n.max(0) as u64,
-            first_opener_at: first.map(|t| t.0),
-            last_call_at: last.map(|t| t.0),
-        })
+        .map(
+            |(username, n, first, last, waiting)| crate::senders::SenderUse {
+                username,
+                openers_today: n.max(0) as u64,
+                first_opener_at: first.map(|t| t.0),
+                last_call_at: last.map(|t| t.0),
+                follow_up_waiting_at: waiting.map(|t| t.0),
+            },
+        )
         .collect())
 }
 

@@ -170,19 +170,23 @@ impl crate::store::SnapshotStore for Store {
 
     async fn sender_rows(&self) -> Result<Vec<crate::senders::SenderUse>, StoreError> {
         // One row per sender that ever called (pruned with the attempts): a few.
-        let found: Vec<(String, Option<Ts>, Option<Ts>)> = sqlx::query_as(
-            "SELECT username, first_opener_at, last_call_at FROM senders ORDER BY username LIMIT 100000",
+        let found: Vec<(String, Option<Ts>, Option<Ts>, Option<Ts>)> = sqlx::query_as(
+            "SELECT username, first_opener_at, last_call_at, follow_up_waiting_at
+             FROM senders ORDER BY username LIMIT 100000",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(found
             .into_iter()
-            .map(|(username, first, last)| crate::senders::SenderUse {
-                username,
-                openers_today: 0,
-                first_opener_at: first.map(|t| t.0),
-                last_call_at: last.map(|t| t.0),
-            })
+            .map(
+                |(username, first, last, waiting)| crate::senders::SenderUse {
+                    username,
+                    openers_today: 0,
+                    first_opener_at: first.map(|t| t.0),
+                    last_call_at: last.map(|t| t.0),
+                    follow_up_waiting_at: waiting.map(|t| t.0),
+                },
+            )
             .collect())
     }
 
@@ -196,11 +200,13 @@ impl crate::store::SnapshotStore for Store {
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
             for s in senders {
                 sqlx::query(
-                    "INSERT INTO senders (username, first_opener_at, last_call_at) VALUES ($1, $2, $3)",
+                    "INSERT INTO senders (username, first_opener_at, last_call_at, follow_up_waiting_at)
+                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(&s.username)
                 .bind(s.first_opener_at.map(Ts))
                 .bind(s.last_call_at.map(Ts))
+                .bind(s.follow_up_waiting_at.map(Ts))
                 .execute(&mut *tx)
                 .await?;
             }
