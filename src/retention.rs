@@ -27,6 +27,10 @@ pub const DAEMON_STATEMENTS: u32 = 100;
 /// since the start of the job's day (at most 26 hours ago in any time zone).
 pub const ATTEMPTS_KEPT_AT_LEAST: chrono::Duration = chrono::Duration::days(2);
 
+/// A sender account idle this recently is never forgotten: its gap (at most a day) and
+/// its warm-up ramp (day 0 is its first opener) hold whatever `[retention] attempts` says.
+pub const SENDERS_KEPT_AT_LEAST: chrono::Duration = chrono::Duration::days(30);
+
 /// SQLite pages given back to the file system after a prune (`reclaim_space`): 4 KiB each,
 /// so at most 40 MB per hour; free pages left over are reused by new rows meanwhile.
 pub const RECLAIM_PAGES: u32 = 10_000;
@@ -65,11 +69,12 @@ pub fn cutoff(table: PruneTable, r: &Retention, now: DateTime<Utc>) -> DateTime<
         PruneTable::Outbox => r.outbox,
         PruneTable::Events => r.events,
         PruneTable::Ticks | PruneTable::JobRuns | PruneTable::Prunes => r.runs,
-        PruneTable::Attempts => r.attempts,
+        PruneTable::Attempts | PruneTable::Senders => r.attempts,
     };
     let cut = crate::clock::earlier(now, kept);
     match table {
         PruneTable::Attempts => cut.min(now - ATTEMPTS_KEPT_AT_LEAST),
+        PruneTable::Senders => cut.min(now - SENDERS_KEPT_AT_LEAST),
         _ => cut,
     }
 }

@@ -16,3 +16,7 @@ CREATE TABLE senders (
     last_call_at    TIMESTAMPTZ,
     follow_up_waiting_at TIMESTAMPTZ
 );
+
+-- Retention: a sender idle for `[retention] attempts` is forgotten (its ramp starts again
+-- at its next opener), by its last call. Every row has one (written with the first call).
+CREATE INDEX senders_idle ON senders (last_call_at);

@@ -26,18 +26,22 @@ pub enum PruneTable {
     /// Attempts the never-send-twice rule no longer needs (`[retention] attempts`, by
     /// `started_at`).
     Attempts,
+    /// Sender accounts idle that long (`[retention] attempts`, by their last call): the
+    /// first opener their warm-up counts from, and their last call.
+    Senders,
 }
 
 impl PruneTable {
     /// In the order a prune goes: an outbox row points at its attempt, so outbox rows go
     /// before attempts.
-    pub const ALL: [PruneTable; 6] = [
+    pub const ALL: [PruneTable; 7] = [
         PruneTable::Outbox,
         PruneTable::Events,
         PruneTable::Ticks,
         PruneTable::JobRuns,
         PruneTable::Prunes,
         PruneTable::Attempts,
+        PruneTable::Senders,
     ];
 
     /// The table's name (also the metric's `table` label).
@@ -49,6 +53,7 @@ impl PruneTable {
             PruneTable::JobRuns => "job_runs",
             PruneTable::Prunes => "prunes",
             PruneTable::Attempts => "attempts",
+            PruneTable::Senders => "senders",
         }
     }
 }

@@ -534,3 +534,54 @@ quiet_after = ["1d"]
     })
     .await;
 }
+
+/// The senders table has a retention: a sender idle past `[retention] attempts` (and at
+/// least 30 days) is forgotten, so its ramp starts again; one idle less is kept whatever
+/// the setting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sender_idle_past_retention_is_forgotten_and_a_recent_one_kept() {
+    on_both(|db| async move {
+        use fluidtalk_runner::store::PruneTable;
+        let w = world_with(
+            db,
+            SimConfig::default(),
+            4,
+            "",
+            "[[sender]]\nusername = \"@old\"\n\n[[sender]]\nusername = \"@recent\"\n\n[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 * * * * *\"\n",
+        )
+        .await;
+        let mk = |who: &str, i: u32| LeadInput {
+            own_username: Some(who.into()),
+            ..lead(&format!("{who}_{i}"))
+        };
+        w.add(vec![mk("@old", 0)]).await;
+        assert_eq!(w.run("openers").await.expect("run").sent, 1);
+        w.clock.advance(Duration::days(25));
+        w.add(vec![mk("@recent", 0)]).await;
+        assert_eq!(w.run("openers").await.expect("run").sent, 1);
+        w.clock.advance(Duration::days(10));
+        let now = w.clock.now();
+        let r = fluidtalk_runner::config::Retention {
+            attempts: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let cut = fluidtalk_runner::retention::cutoff(PruneTable::Senders, &r, now);
+        assert_eq!(cut, now - Duration::days(30), "kept 30 days whatever the setting");
+        let gone = w
+            .store
+            .prune_batch(PruneTable::Senders, cut, 1_000)
+            .await
+            .expect("prune");
+        assert_eq!(gone, 1);
+        let rules: Vec<_> = w.config.senders.rules.values().cloned().collect();
+        let uses = w.store.sender_uses(&rules, now).await.expect("uses");
+        let last = |who: &str| {
+            uses.iter()
+                .find(|u| u.username == who)
+                .and_then(|u| u.last_call_at)
+        };
+        assert_eq!(last("@old"), None, "forgotten");
+        assert!(last("@recent").is_some(), "kept");
+    })
+    .await;
+}

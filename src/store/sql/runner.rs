@@ -219,9 +219,8 @@ impl RunnerStore for Store {
         }
         let names: Vec<String> = senders.iter().map(|s| clean(s)).collect();
         sqlx::query(stmt!(
-            "INSERT INTO senders (username, follow_up_waiting_at)
-             SELECT n.value, $2 FROM {names} n WHERE true
-             ON CONFLICT (username) DO UPDATE SET follow_up_waiting_at = excluded.follow_up_waiting_at",
+            // Only a sender that has called can hold a follow-up for its gap: its row is there.
+            "UPDATE senders SET follow_up_waiting_at = $2 WHERE username IN {names}",
             names = D::texts(1)
         ))
         .bind(serde_json::Value::from(names).to_string())
