@@ -6,6 +6,11 @@
 
 ALTER TABLE attempts ADD COLUMN sender TEXT;
 
+-- Attempts made before this migration: the sender their lead names (a lead keeps its
+-- sender), so the reply rates per sender read attempts alone.
+UPDATE attempts SET sender = leads.own_username FROM leads
+WHERE leads.id = attempts.lead_id AND attempts.sender IS NULL AND leads.own_username IS NOT NULL;
+
 -- A sender's openers of today, counted against its cap under its lock.
 CREATE INDEX attempts_sender_openers ON attempts (sender, started_at)
     WHERE action = 'opener' AND sender IS NOT NULL;

@@ -564,12 +564,12 @@ async fn fill_a_million(raw: &Raw) {
     let attempts = |pg: bool, k: i64| {
         format!(
             "INSERT INTO attempts (lead_id, job, action, step, status, started_at, finished_at,
-                                   runner_id, replied_at)
+                                   runner_id, replied_at, sender)
              SELECT id, '{job}', '{action}', {k},
                     CASE WHEN (id + {k}) % 17 = 0 THEN 'sealed' WHEN (id + {k}) % 13 = 0 THEN 'ignored'
                          WHEN (id + {k}) % 11 = 0 THEN 'failed' ELSE 'sent' END,
                     {t}, {t}, 'bench',
-                    CASE WHEN (id + {k}) % 7 = 0 THEN {t} ELSE NULL END
+                    CASE WHEN (id + {k}) % 7 = 0 THEN {t} ELSE NULL END, own_username
              FROM leads",
             job = if k == 0 { "openers" } else { "follow" },
             action = if k == 0 { "opener" } else { "follow_up" },
@@ -616,13 +616,13 @@ async fn fill_a_million(raw: &Raw) {
 /// The plan of the rates' statement, one line per step.
 async fn rates_plan(raw: &Raw) -> String {
     let counts = "SELECT a.job, a.action, CASE WHEN a.action = 'event' THEN 0 ELSE a.step END,
-        COALESCE(l.own_username, '@house'),
+        COALESCE(a.sender, '@house'),
         SUM(CASE WHEN a.status IN ('sent', 'continued') THEN 1 ELSE 0 END),
         SUM(CASE WHEN a.status IN ('sent', 'continued') AND a.replied_at IS NOT NULL
                  THEN 1 ELSE 0 END),
         SUM(CASE WHEN a.status = 'sealed' THEN 1 ELSE 0 END),
         SUM(CASE WHEN a.status = 'ignored' THEN 1 ELSE 0 END)
- FROM attempts a JOIN leads l ON l.id = a.lead_id
+ FROM attempts a
  WHERE a.status IN ('sent', 'continued', 'sealed', 'ignored') AND a.action <> 'inbound'
  GROUP BY 1, 2, 3, 4";
     match raw {

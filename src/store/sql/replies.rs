@@ -32,16 +32,17 @@ pub(super) async fn credit_reply(
 }
 
 /// The counts per job, step and sender (`AdminStore::reply_counts`). One statement, on
-/// SQLite over the covering index `attempts_rates` (migration 0012), joined to each
-/// attempt's lead for its sender. (The WHERE repeats the index's, term by term.)
+/// SQLite over the covering index `attempts_rates` (migration 0013): each attempt records
+/// its sender (made before 0013: its lead's), so no lead is read. (The WHERE repeats the
+/// index's, term by term.)
 const COUNTS: &str = "SELECT a.job, a.action, CASE WHEN a.action = 'event' THEN 0 ELSE a.step END,
-        COALESCE(l.own_username, $1),
+        COALESCE(a.sender, $1),
         SUM(CASE WHEN a.status IN ('sent', 'continued') THEN 1 ELSE 0 END),
         SUM(CASE WHEN a.status IN ('sent', 'continued') AND a.replied_at IS NOT NULL
                  THEN 1 ELSE 0 END),
         SUM(CASE WHEN a.status = 'sealed' THEN 1 ELSE 0 END),
         SUM(CASE WHEN a.status = 'ignored' THEN 1 ELSE 0 END)
- FROM attempts a JOIN leads l ON l.id = a.lead_id
+ FROM attempts a
  WHERE a.status IN ('sent', 'continued', 'sealed', 'ignored') AND a.action <> 'inbound'
  GROUP BY 1, 2, 3, 4";
 
