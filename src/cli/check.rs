@@ -143,6 +143,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             job.batch_size
         );
         outln!("  window     {}", window(job.kind.send_window()));
+        if !matches!(job.kind, JobKind::Event { .. }) {
+            outln!("  segment    {}", job.segment);
+        }
         let upcoming = job.schedule.upcoming(now, 5);
         if upcoming.is_empty() {
             outln!(

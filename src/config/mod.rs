@@ -249,6 +249,9 @@ pub struct Job {
     pub max_per_run: Option<u32>,
     pub on_unknown: OnUnknown,
     pub kind: JobKind,
+    /// The leads an opener or follow-up job selects (`tags`, `exclude_tags`): all by
+    /// default. An event job has none: it answers each queued event of its type.
+    pub segment: crate::store::Segment,
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +331,9 @@ pub const TIMEOUT_RANGE: (Duration, Duration) = (SECOND, Duration::from_secs(600
 /// `[backoff]` durations.
 pub const BACKOFF_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), DAY.saturating_mul(30));
+/// Tags in a job's `tags`, and in its `exclude_tags`: a lead carries at most
+/// `lead::fields::TAGS`, and a segment is a few of them.
+pub const SEGMENT_TAGS: usize = 20;
 /// A follow-up job's `quiet_after` steps.
 pub const QUIET_RANGE: (Duration, Duration) = (Duration::from_secs(60), YEAR);
 /// `[delivery] max_age`: long enough for a few tries, short enough to notice.

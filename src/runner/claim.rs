@@ -96,7 +96,9 @@ pub(super) async fn claim(r: &Runner, job: &Job, cursor: Cursor) -> Result<Claim
         let Some(lead) = claimed.iter().find(|l| l.id == call.lead.id) else {
             continue;
         };
-        let unchanged = unchanged(&call.lead, lead);
+        // Its tags may have changed since the plan read it (`leads tag`, an import):
+        // a lead no longer in the job's segment is given back, not called.
+        let unchanged = unchanged(&call.lead, lead) && job.segment.admits(&lead.tags);
         call.lead = lead.clone();
         let c = Claimed {
             call,
@@ -175,6 +177,7 @@ fn unchanged(planned: &Lead, now_held: &Lead) -> bool {
         && planned.last_reply_at == now_held.last_reply_at
         && planned.updated_at == now_held.updated_at
         && planned.next_eligible_at == now_held.next_eligible_at
+        && planned.tags == now_held.tags
 }
 
 #[cfg(test)]
