@@ -211,6 +211,16 @@ impl LeadInput {
     }
 }
 
+/// What `retag_leads` did: the leads as they are now, in the order named; or, when a
+/// target is no lead or a lead would carry too many tags, those (and nothing written).
+#[derive(Debug, Clone, Default)]
+pub struct Retagged {
+    pub leads: Vec<Lead>,
+    pub unknown: Vec<String>,
+    /// A target and why its tags cannot change so.
+    pub refused: Vec<(String, String)>,
+}
+
 /// Which leads `list_leads` returns.
 #[derive(Debug, Clone, Default)]
 pub struct LeadFilter {

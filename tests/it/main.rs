@@ -44,6 +44,7 @@ mod retention;
 mod runner;
 mod runner_faults;
 mod secret;
+mod segments;
 mod service_end_to_end;
 mod sim;
 mod storage_faults;
