@@ -75,7 +75,8 @@ async fn index_is_exact(c: &Campaign) {
         "SELECT DISTINCT t, l.id FROM leads l, jsonb_array_elements_text(l.tags) t ORDER BY 1, 2",
     );
     let index = "SELECT tag, lead_id FROM lead_tags ORDER BY 1, 2";
-    let (mut want, have): (Vec<(String, i64)>, Vec<(String, i64)>) = match &c.raw {
+    type Rows = Vec<(String, i64)>;
+    let (mut want, have): (Rows, Rows) = match &c.raw {
         Raw::Sqlite(p) => (
             sqlx::query_as(sqlite).fetch_all(p).await.expect("tags"),
             sqlx::query_as(index).fetch_all(p).await.expect("index"),
