@@ -234,5 +234,32 @@ mod tests {
         let mut held = lead();
         held.reopens = 1;
         assert!(!unchanged(&call.lead, &held));
+        // Tags decide a job's segment: a lead retagged since the plan is given back.
+        let mut held = lead();
+        held.tags = vec!["vip".into()];
+        assert!(!unchanged(&call.lead, &held));
+    }
+
+    #[test]
+    fn a_segment_admits_leads_with_all_its_tags_and_none_it_excludes() {
+        use crate::store::Segment;
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let everyone = Segment::default();
+        assert!(everyone.is_everyone() && everyone.admits(&[]));
+        let vip = Segment {
+            tags: tags(&["vip", "warm"]),
+            exclude_tags: tags(&["competitor"]),
+        };
+        assert!(vip.admits(&tags(&["warm", "x", "vip"])));
+        assert!(!vip.admits(&tags(&["vip"])), "all of tags");
+        assert!(
+            !vip.admits(&tags(&["vip", "warm", "competitor"])),
+            "none excluded"
+        );
+        assert!(!vip.admits(&tags(&["VIP", "warm"])), "exact, case included");
+        assert_eq!(
+            vip.to_string(),
+            r#"tagged all of ["vip", "warm"], tagged none of ["competitor"]"#
+        );
     }
 }

@@ -202,6 +202,30 @@ async fn tagging_changes_what_a_job_selects(db: TestDb) {
         planned(&c, "openers-vip", &[]).await,
         set(&["v3", "r1", "r2", "r3", "new"])
     );
+    // The forecast (and the dashboard's, through it) counts the same leads due.
+    let path = c.dir.path().join("jobs.toml");
+    let config = fluidtalk_runner::config::parse(
+        &path,
+        &std::fs::read_to_string(&path).expect("read jobs.toml"),
+    )
+    .expect("parse jobs.toml");
+    let store = fluidtalk_runner::store::open(&c.url).await.expect("open");
+    let due = |name: &str| {
+        let job = config
+            .jobs
+            .iter()
+            .find(|j| j.name == name)
+            .expect("job")
+            .clone();
+        let store = store.clone();
+        async move {
+            fluidtalk_runner::forecast::due_now(&*store, &job, chrono::Utc::now())
+                .await
+                .expect("count due")
+        }
+    };
+    assert_eq!(due("openers-vip").await, 5);
+    assert_eq!(due("openers-rest").await, 2);
     // And the live run agrees with the dry run.
     c.ok(&["run", "openers-vip"], &[]).await;
     let calls: BTreeSet<String> = sent(&c, "OUTREACH", 0).await.into_iter().collect();
