@@ -190,6 +190,42 @@ async fn tagging_changes_what_a_job_selects(db: TestDb) {
     assert!(!stderr.contains("@r3:"), "{stderr}");
     assert_eq!(planned(&c, "openers-rest", &[]).await, set(&["v2", "r3"]));
 
+    // A lead that would carry more than 50 tags: named, and nothing written for any.
+    let many: Vec<String> = (0..50).map(|i| format!("t{i}")).collect();
+    let mut args = vec!["leads", "tag", "@v2", "@r3", "--add"];
+    args.extend(many.iter().map(String::as_str));
+    let out = c.output(&args, &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("@r3: would carry 51 tags; the limit is 50")
+            && stderr.contains("no lead was changed"),
+        "{stderr}"
+    );
+    // Checked before anything is opened: a tag both added and removed, an empty one.
+    for (args, want) in [
+        (
+            &["leads", "tag", "@v2", "--add", "a", "--remove", "a"][..],
+            "\"a\" is both in --add and in --remove",
+        ),
+        (
+            &["leads", "tag", "@v2", "--add", " "][..],
+            "--add: a tag is empty",
+        ),
+    ] {
+        let out = c.output(args, &[]).await;
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        assert!(text(&out.stderr).contains(want), "{}", text(&out.stderr));
+    }
+    assert_eq!(planned(&c, "openers-rest", &[]).await, set(&["v2", "r3"]));
+    assert_eq!(
+        c.count("SELECT COUNT(*) FROM lead_tags WHERE tag = 't0'")
+            .await,
+        0,
+        "@v2 could take 50 tags, but not alone"
+    );
+    index_is_exact(&c).await;
+
     // An import that changes tags moves leads in and out too (the update trigger).
     std::fs::write(
         c.dir.path().join("retag.csv"),
