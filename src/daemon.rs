@@ -338,6 +338,9 @@ impl Daemon {
                         for c in &calls {
                             tracing::info!(job = %job.name, target = %c.target, action = c.action.as_str(), step = c.step, reason = %c.reason, "would call");
                         }
+                        for h in &plan.held {
+                            tracing::info!(job = %job.name, target = %h.target, calendar = %h.calendar, date = %h.date, zone = %h.zone, "would hold: a day off");
+                        }
                         out.push((job.name.clone(), Tick::Planned(calls.len()), None));
                     }
                     Err(e) => {

@@ -23,6 +23,7 @@
 //! - `strength`: how hard to guess a shared secret must be (the runner's token, the
 //!   webhook's secret).
 //! - `status`: the campaign at a glance (`status`, `GET /v1/status`).
+//! - `rates`: reply rates per job, step and sender, with Wilson intervals.
 //! - `http`: the runner as an HTTP service: the JSON API, the inbound relay, health, metrics.
 //! - `sim`: a FluidTalk-compatible server for demos, tests and benchmarks.
 //! - `fuzzing`: the fuzz targets' bodies, also replayed in `cargo test`.
@@ -46,6 +47,7 @@ pub mod logs;
 pub mod metrics;
 pub mod plan;
 pub mod policy;
+pub mod rates;
 pub mod retention;
 pub mod runner;
 pub mod schedule;

@@ -51,6 +51,27 @@ pub const HTTP_CONNECTIONS_OPEN: &str = "fluidtalk_runner_http_connections_open"
 /// 429, a wrong token one too many or any try while the address waits).
 pub const HTTP_AUTH_FAILURES: &str = "fluidtalk_runner_http_auth_failures_total";
 
+/// Reply rates (`crate::rates`), by `job`, `step` and `sender`: gauges read from the
+/// attempts the database keeps (retention prunes them, so they may go down), appended to
+/// `/metrics` by the HTTP server from a value at most `RATES_SECS` old. Steps sent
+/// (answered sent or continued).
+pub const STEPS_SENT: &str = "fluidtalk_runner_steps_sent";
+/// Sent steps a reply was credited to.
+pub const STEPS_REPLIED: &str = "fluidtalk_runner_steps_replied";
+/// Steps refused because the conversation is sealed.
+pub const STEPS_SEALED: &str = "fluidtalk_runner_steps_sealed";
+/// Steps answered ignored.
+pub const STEPS_IGNORED: &str = "fluidtalk_runner_steps_ignored";
+/// Replied / sent.
+pub const REPLY_RATE: &str = "fluidtalk_runner_reply_rate";
+/// The reply rate's 95% Wilson interval, lower bound.
+pub const REPLY_RATE_LOW: &str = "fluidtalk_runner_reply_rate_low";
+/// The reply rate's 95% Wilson interval, upper bound.
+pub const REPLY_RATE_HIGH: &str = "fluidtalk_runner_reply_rate_high";
+/// How old, in seconds, the reply rates on `/metrics` and the dashboard may be: reading
+/// them reads every kept attempt of the four statuses (docs/BENCHMARKS.md).
+pub const RATES_SECS: i64 = 60;
+
 /// API latency buckets: the API answers in tenths of a second to tens of seconds (an
 /// opener with an image), and times out at `[fluidtalk] timeout`.
 const API_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];

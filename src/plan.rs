@@ -10,7 +10,7 @@ use crate::config::{Job, JobKind};
 use crate::store::EventsQuery;
 use crate::store::Exhaustion;
 use crate::store::{Action, Due, DueLead, DueQuery, Lead, RunnerStore, StoreError};
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use std::ops::ControlFlow;
@@ -20,6 +20,8 @@ use std::ops::ControlFlow;
 pub struct JobPlan {
     pub calls: Vec<PlannedCall>,
     pub notes: Vec<String>,
+    /// Due leads a calendar holds.
+    pub held: Vec<HeldLead>,
 }
 
 /// One thing a dry run would do, in the order it would happen.
@@ -30,6 +32,8 @@ pub enum Preview {
     Call(PlannedCall),
     /// Something else that would happen (recovery, exhaustion, a pause, a cap).
     Note(String),
+    /// A due lead passed over for a day off, as soon as it is read.
+    Held(HeldLead),
 }
 
 /// What `job` would do at `now`, read only: the same planner the live run uses.
@@ -43,6 +47,7 @@ pub async fn preview(
         match p {
             Preview::Call(c) => out.calls.push(c),
             Preview::Note(n) => out.notes.push(n),
+            Preview::Held(h) => out.held.push(h),
         }
         ControlFlow::Continue(())
     })
@@ -110,6 +115,11 @@ pub async fn preview_each(
         loop {
             let left = remaining(store, job, now, &cursor).await?;
             let batch = next_batch(store, job, now, left.min(job.batch_size), &mut cursor).await?;
+            for h in std::mem::take(&mut cursor.held) {
+                if each(Preview::Held(h)).is_break() {
+                    return Ok(planned);
+                }
+            }
             if batch.is_empty() {
                 if left == 0 && each(Preview::Note(AT_THE_CAP.into())).is_break() {
                     return Ok(planned);
@@ -128,6 +138,14 @@ pub async fn preview_each(
         let _ = each(Preview::Note(format!(
             "{} due lead(s) outside their send window now",
             cursor.outside_window
+        )));
+    }
+    for (name, c) in &cursor.day_off {
+        let days: Vec<String> = c.dates.iter().map(ToString::to_string).collect();
+        let _ = each(Preview::Note(format!(
+            "{} due lead(s) on a day off of calendar {name:?} ({} in their zone)",
+            c.leads,
+            days.join(", ")
         )));
     }
     Ok(planned)
@@ -189,8 +207,12 @@ async fn preview_due_leads(
             let mut since_yield = 0u32;
             for d in page {
                 cursor.lead = Some((d.since, d.lead.id));
-                if !in_window(job, &d.lead, now) {
-                    cursor.outside_window += 1;
+                if cursor.held(job, &d.lead, now) {
+                    for h in cursor.held.drain(..) {
+                        if each(Preview::Held(h)).is_break() {
+                            return Ok(Some(ControlFlow::Break(())));
+                        }
+                    }
                     continue;
                 }
                 let call = planned_call(job, now, d, &mut stamps);
@@ -300,6 +322,10 @@ pub struct Cursor {
     pub planned: u32,
     /// Due leads passed over because they are outside their send window.
     pub outside_window: u32,
+    /// Due leads passed over for a day off, per calendar (`Job::calendars`).
+    pub day_off: std::collections::BTreeMap<String, DayOffCount>,
+    /// A dry run's held leads not yet shown (`preview_each` takes them).
+    held: Vec<HeldLead>,
 }
 
 /// The start of the day containing `now` in `tz`, as UTC (for daily caps).
@@ -317,18 +343,113 @@ pub fn day_start(now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
         .map_or(now, |t| t.with_timezone(&Utc))
 }
 
-/// Whether the lead may be written to at `now`: its zone if known, else the job's.
-fn in_window(job: &Job, lead: &Lead, now: DateTime<Utc>) -> bool {
-    let Some(window) = job.kind.send_window() else {
-        return true;
-    };
+/// Why a due lead is passed over at `now`, if it is: a day off of one of the job's
+/// calendars (first: on a holiday that is the answer, whatever the hour), else the send
+/// window; both in the lead's zone if known, else the job's.
+fn hold<'j>(job: &'j Job, lead: &Lead, now: DateTime<Utc>) -> Option<Hold<'j>> {
+    let window = job.kind.send_window();
+    if window.is_none() && job.calendars.is_empty() {
+        return None;
+    }
     let tz = lead
         .timezone
         .as_deref()
         .and_then(|z| z.parse::<Tz>().ok())
         .unwrap_or(job.timezone);
     let local = now.with_timezone(&tz);
-    window.contains(local.weekday(), local.time())
+    if let Some(c) = job.day_off(local.date_naive()) {
+        return Some(Hold::DayOff {
+            calendar: &c.name,
+            date: local.date_naive(),
+            zone: tz,
+        });
+    }
+    match window {
+        Some(w) if !w.contains(local.weekday(), local.time()) => Some(Hold::Window),
+        _ => None,
+    }
+}
+
+/// Why a due lead waits.
+enum Hold<'j> {
+    Window,
+    DayOff {
+        calendar: &'j str,
+        date: NaiveDate,
+        zone: Tz,
+    },
+}
+
+impl Cursor {
+    /// Counts a due lead passed over; true if it was (`hold` found a reason).
+    fn held(&mut self, job: &Job, lead: &Lead, now: DateTime<Utc>) -> bool {
+        match hold(job, lead, now) {
+            None => false,
+            Some(Hold::Window) => {
+                self.outside_window += 1;
+                true
+            }
+            Some(Hold::DayOff {
+                calendar,
+                date,
+                zone,
+            }) => {
+                let e = self.day_off.entry(calendar.to_string()).or_default();
+                e.leads += 1;
+                e.dates.insert(date);
+                if self.dry && self.held.len() < HELD_KEPT {
+                    self.held.push(HeldLead {
+                        job: job.name.clone(),
+                        target: lead.target.clone(),
+                        held: "day_off",
+                        calendar: calendar.to_string(),
+                        date,
+                        zone: zone.name().to_string(),
+                        reason: format!(
+                            "calendar {calendar:?}: {date} is a day off in {}",
+                            zone.name()
+                        ),
+                    });
+                }
+                true
+            }
+        }
+    }
+
+    /// Due leads passed over for a day off, per calendar.
+    pub fn day_off_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.day_off
+            .iter()
+            .map(|(k, v)| (k.clone(), u64::from(v.leads)))
+            .collect()
+    }
+}
+
+/// Held leads a dry run's cursor keeps between two looks of the preview (it takes them
+/// after each lead of an opener or follow-up job, after each batch of an event job). Past
+/// it a held lead is counted in the note but not listed: memory stays bounded.
+const HELD_KEPT: usize = 20_000;
+
+/// A due lead a dry run passes over for a day off: which calendar holds it, and the day
+/// in the zone that decides. In `run --dry-run --json` it is an element of the array with
+/// `"held": "day_off"` (and no `action`): not a call.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldLead {
+    pub job: String,
+    pub target: String,
+    pub held: &'static str,
+    pub calendar: String,
+    pub date: NaiveDate,
+    pub zone: String,
+    /// In words, as the text dry run prints it.
+    pub reason: String,
+}
+
+/// Leads held by one calendar in a run, and the (local) days they were held on.
+#[derive(Debug, Clone, Default)]
+pub struct DayOffCount {
+    pub leads: u32,
+    pub dates: std::collections::BTreeSet<NaiveDate>,
 }
 
 /// `t` as a reason prints it (`2026-11-24 09:00 UTC`), formatted once per minute seen
@@ -441,8 +562,7 @@ pub async fn next_batch(
                 let n = due.len();
                 for d in due {
                     cursor.event = d.event.id;
-                    if !in_window(job, &d.lead, now) {
-                        cursor.outside_window += 1;
+                    if cursor.held(job, &d.lead, now) {
                         continue;
                     }
                     calls.push(PlannedCall {
@@ -482,8 +602,7 @@ pub async fn next_batch(
                 let mut stamps = Stamps::default();
                 for d in due {
                     cursor.lead = Some((d.since, d.lead.id));
-                    if !in_window(job, &d.lead, now) {
-                        cursor.outside_window += 1;
+                    if cursor.held(job, &d.lead, now) {
                         continue;
                     }
                     calls.push(planned_call(job, now, d, &mut stamps));

@@ -1,6 +1,7 @@
 //! The campaign's state at a glance, for `status` and `GET /v1/status`: leads per state,
 //! pauses in force, leads held by runners, what each running daemon holds back and why,
-//! each job's last run and next fire, and queued events no job sends.
+//! each job's last run and next fire, queued events no job sends, and the reply rates per
+//! job, step and sender (`crate::rates`).
 
 use crate::config::Config;
 use crate::lead::LeadState;
@@ -29,6 +30,8 @@ pub struct Report {
     pub outbox: OutboxCounts,
     /// Whether the database takes writes.
     pub storage: StorageState,
+    /// Sent, replied, sealed and ignored steps per job, step and sender (`crate::rates`).
+    pub rates: Vec<crate::rates::StepCount>,
     pub now: DateTime<Utc>,
 }
 
@@ -62,6 +65,17 @@ impl StorageState {
     }
 }
 
+/// The reply rates of `config`'s campaign: a lead with no sender counts under the
+/// campaign's `[fluidtalk] own_username` (the one its calls are sent with).
+pub async fn read_rates(
+    store: &dyn AdminStore,
+    config: &Config,
+) -> Result<Vec<crate::rates::StepCount>, StoreError> {
+    store
+        .reply_counts(config.fluidtalk.own_username.as_deref())
+        .await
+}
+
 impl Report {
     pub async fn read(
         store: &dyn AdminStore,
@@ -69,16 +83,18 @@ impl Report {
         now: DateTime<Utc>,
     ) -> Result<Report, StoreError> {
         let leads = store.count_by_state().await?;
-        Report::read_with(store, config, now, leads).await
+        let rates = read_rates(store, config).await?;
+        Report::read_with(store, config, now, leads, rates).await
     }
 
-    /// `read`, with the leads per state already counted (the dashboard keeps them for a
-    /// few seconds: counting reads every lead).
+    /// `read`, with the leads per state and the reply rates already counted (the
+    /// dashboard keeps them a while: counting reads every lead, and every kept attempt).
     pub async fn read_with(
         store: &dyn AdminStore,
         config: &Config,
         now: DateTime<Utc>,
         leads: BTreeMap<LeadState, u64>,
+        rates: Vec<crate::rates::StepCount>,
     ) -> Result<Report, StoreError> {
         let pauses = store
             .pauses()
@@ -115,6 +131,7 @@ impl Report {
             held,
             runs,
             unsent_events,
+            rates,
             now,
         })
     }
@@ -148,6 +165,7 @@ impl Report {
             "jobs": jobs,
             "events_no_job_sends": counts(&mut self.unsent_events.iter().cloned()),
             "outbox": {"pending": self.outbox.pending, "parked": self.outbox.parked},
+            "reply_rates": self.rates.iter().map(crate::rates::StepCount::to_json).collect::<Vec<_>>(),
             "storage": {
                 "available": self.storage.available(),
                 "problem": self.storage.problem,

@@ -4,7 +4,14 @@
 use crate::config::{Config, JobKind, SendWindow};
 use crate::exit::{ExitWith, Failure};
 use crate::store::redact_url;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Print the next fire times and days off from this instant (RFC 3339) instead of now.
+    #[arg(long, value_parser = super::common::parse_time)]
+    pub at: Option<DateTime<Utc>>,
+}
 
 fn window(w: Option<&SendWindow>) -> String {
     let Some(w) = w else {
@@ -25,7 +32,7 @@ fn window(w: Option<&SendWindow>) -> String {
     )
 }
 
-pub fn run(config: &Config) -> Result<(), Failure> {
+pub fn run(config: &Config, at: Option<DateTime<Utc>>) -> Result<(), Failure> {
     // Nothing to check is not "ok": say where a campaign file was looked for.
     if !config.path.exists() {
         return Err(Failure {
@@ -37,7 +44,14 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             ),
         });
     }
-    let now = Utc::now();
+    // The runner's clock (FLUIDTALK_CLOCK_OFFSET moves it), unless --at names an instant.
+    let now = match at {
+        Some(at) => at,
+        None => crate::clock::from_env()
+            .map_err(|e| anyhow::anyhow!(e))
+            .exit_with(crate::exit::Exit::Usage)?
+            .now(),
+    };
     let api = config
         .checked_base_url()
         .exit_with(crate::exit::Exit::Config)?;
@@ -112,6 +126,37 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         ),
         None => outln!("  delivery   none (the outbox waits for `outbox list` / `outbox ack`)"),
     }
+    // Days off from the day `now` falls in (UTC); a lead's own zone decides which of
+    // them are off for it.
+    let today = now.date_naive();
+    for cal in &config.calendars {
+        let from = cal
+            .ics
+            .as_deref()
+            .map_or_else(String::new, |f| format!(", with {f}"));
+        let timed = if cal.timed_ignored > 0 {
+            format!(
+                "; {} timed event(s) ignored (only all-day events are days off)",
+                cal.timed_ignored
+            )
+        } else {
+            String::new()
+        };
+        outln!(
+            "\ncalendar {:?}: {} day(s) off{from}{timed}",
+            cal.name,
+            cal.days()
+        );
+        let next = cal.next_days_off(today, 5, 366);
+        if next.is_empty() {
+            outln!("  no day off within a year of {today}");
+        } else {
+            outln!("  next days off (in each lead's zone, else the job's)");
+            for d in next {
+                outln!("    {}", d.format("%a %Y-%m-%d"));
+            }
+        }
+    }
     if config.jobs.is_empty() {
         outln!("  no [[job]] defined: `run` and `daemon` have nothing to do");
     }
@@ -145,6 +190,13 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         outln!("  window     {}", window(job.kind.send_window()));
         if !matches!(job.kind, JobKind::Event { .. }) {
             outln!("  segment    {}", job.segment);
+        }
+        if !job.calendars.is_empty() {
+            let names: Vec<&str> = job.calendars.iter().map(|c| c.name.as_str()).collect();
+            outln!(
+                "  calendars  {} (no call on their days off)",
+                names.join(", ")
+            );
         }
         let upcoming = job.schedule.upcoming(now, 5);
         if upcoming.is_empty() {

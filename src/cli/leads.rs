@@ -663,8 +663,14 @@ async fn import(
             }
             print_json(&report)
         } else {
+            // Targets on the suppression list, said when there are any: created or
+            // left blocked.
+            let suppressed = match loaded.counts.suppressed {
+                0 => String::new(),
+                n => format!(", suppressed {n} (blocked)"),
+            };
             outln!(
-                "imported {}, updated {}, rejected {}",
+                "imported {}, updated {}, rejected {}{suppressed}",
                 loaded.counts.imported,
                 loaded.counts.updated,
                 loaded.rejected

@@ -21,6 +21,7 @@ mod signals;
 mod sim;
 mod status;
 mod store_access;
+mod suppress;
 mod targets;
 
 use crate::config::{CONFIG_ENV, ConfigPath};
@@ -65,6 +66,11 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// The lead database: import, list, inspect, record replies, block.
     Leads(leads::LeadsArgs),
+    /// The suppression list (global do-not-contact): targets never called.
+    Suppress {
+        #[command(subcommand)]
+        command: suppress::SuppressCommand,
+    },
     /// Text the persona produced, waiting to be delivered on the platform.
     Outbox {
         #[command(subcommand)]
@@ -80,8 +86,9 @@ pub enum Command {
     /// Remove the rows [retention] no longer keeps (what a daemon does hourly), and say how
     /// many per table; --dry-run only counts.
     Prune(prune::PruneArgs),
-    /// Check the campaign file and print each job's next five fire times in its time zone.
-    Check,
+    /// Check the campaign file and print each job's next five fire times in its time zone,
+    /// and each calendar's next days off.
+    Check(check::CheckArgs),
     /// Run jobs once, now (all, or those named); --dry-run previews without acting.
     Run(run::RunArgs),
     /// The days ahead: each job's calls per day simulated over the leads (read only, no key).
@@ -104,6 +111,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Api(args) => api::run(args, &load(cli.config)?).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Leads(args) => leads::run(&load(cli.config)?, args.command).await,
+        Command::Suppress { command } => suppress::run(&load(cli.config)?, command).await,
         Command::Outbox { command } => outbox::run(&load(cli.config)?, command).await,
         Command::Pause { command } => pause::run(&load(cli.config)?, command).await,
         Command::Migrate => {
@@ -114,7 +122,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Prune(args) => prune::run(&load(cli.config)?, args).await,
-        Command::Check => check::run(&load(cli.config)?),
+        Command::Check(args) => check::run(&load(cli.config)?, args.at),
         Command::Run(args) => run::run(&load(cli.config)?, args).await,
         Command::Status(args) => status::run(&load(cli.config)?, args).await,
         Command::Forecast(args) => forecast::run(&load(cli.config)?, args).await,
@@ -153,11 +161,12 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         // The scheduler's own start-up chatter is not the operator's business.
         Command::Sim(_) | Command::Daemon(_) => "info,tokio_cron_scheduler=warn",
         Command::Leads(_)
+        | Command::Suppress { .. }
         | Command::Outbox { .. }
         | Command::Pause { .. }
         | Command::Migrate
         | Command::Prune(_)
-        | Command::Check
+        | Command::Check(_)
         | Command::Run(_)
         | Command::Status(_)
         | Command::Completions(_)

@@ -187,6 +187,8 @@ async fn dry_run(
     const CHUNK: usize = 64 * 1024;
     let mut out = Chunked::default();
     let mut written = 0u64;
+    // Held leads shown (they are not calls).
+    let mut held = 0u64;
     if json {
         out.push("[")?;
     }
@@ -205,7 +207,7 @@ async fn dry_run(
                     let item = serde_json::to_string_pretty(&c)
                         .unwrap_or_default()
                         .replace('\n', "\n  ");
-                    let sep = if written == 0 { "\n  " } else { ",\n  " };
+                    let sep = if written + held == 0 { "\n  " } else { ",\n  " };
                     out.buf.push_str(sep);
                     out.buf.push_str(&item);
                     written += 1;
@@ -223,8 +225,23 @@ async fn dry_run(
                     written += 1;
                 }
                 Preview::Note(n) => notes.push(n),
+                // Not a call: an element with `"held"` (and no `action`) says which
+                // calendar holds the lead.
+                Preview::Held(h) if json => {
+                    let item = serde_json::to_string_pretty(&h)
+                        .unwrap_or_default()
+                        .replace('\n', "\n  ");
+                    let sep = if written + held == 0 { "\n  " } else { ",\n  " };
+                    out.buf.push_str(sep);
+                    out.buf.push_str(&item);
+                    held += 1;
+                }
+                Preview::Held(h) => {
+                    let _ = writeln!(out.buf, "  {:<9} {:<24} {}", "held", h.target, h.reason);
+                    held += 1;
+                }
             }
-            out.flush_if(written == 1 || out.buf.len() >= CHUNK)
+            out.flush_if(written + held == 1 || out.buf.len() >= CHUNK)
         })
         .await
         .map_err(store_failure)?;
@@ -241,7 +258,7 @@ async fn dry_run(
         }
     }
     if json {
-        out.push(if written == 0 { "]\n" } else { "\n]\n" })?;
+        out.push(if written + held == 0 { "]\n" } else { "\n]\n" })?;
     }
     Ok(())
 }

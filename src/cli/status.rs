@@ -1,5 +1,6 @@
 //! `fluidtalk-runner status [--json]`: leads per state, active pauses, what each running
-//! daemon holds back and why, and each job's last run and next fire time.
+//! daemon holds back and why, each job's last run and next fire time, and the reply rates
+//! per job, step and sender.
 
 use super::store_access::{Open, open_as, store_failure};
 use crate::config::Config;
@@ -38,6 +39,7 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
         runs,
         unsent_events: unsent,
         outbox,
+        rates,
         ..
     } = report;
     if let Some(p) = pauses.iter().find(|p| p.scope == PauseScope::All) {
@@ -155,6 +157,14 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
             })
             .unwrap_or_else(|| "-".into());
         outln!("job {}: {last_text}; next {next}", j.name);
+    }
+    if !rates.is_empty() {
+        outln!(
+            "reply rates (a reply counts for the last step sent before it; interval: 95% Wilson):"
+        );
+    }
+    for r in &rates {
+        outln!("  {}", r.describe());
     }
     Ok(())
 }

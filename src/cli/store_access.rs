@@ -47,7 +47,8 @@ pub fn store_failure(e: StoreError) -> Failure {
         | StoreError::Refused(_)
         | StoreError::BadUrl { .. }
         | StoreError::InTheFuture { .. }
-        | StoreError::Busy(_) => Exit::Config,
+        | StoreError::Busy(_)
+        | StoreError::Full(_) => Exit::Config,
         ref e if e.is_moved() => Exit::DatabaseMoved,
         _ => Exit::Database,
     };

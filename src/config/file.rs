@@ -2,6 +2,7 @@
 //! several of them: the schedule's zone, what each kind of job needs and refuses, backoff
 //! ranges that must not cross, unique job names, the image folder on disk.
 
+use super::calendar::{self, Calendar};
 use super::fields::{
     BackoffDur, BaseUrl, Count, DatabaseUrl, Days, ForecastCalls, ForecastTimeDur, HhMm, JobName,
     Kind, PerSecond, QuietAfter, RetentionDur, TimeoutDur, Zone,
@@ -16,6 +17,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -39,8 +41,18 @@ struct File {
     forecast: RawForecast,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default, rename = "calendar")]
+    calendars: Vec<RawCalendar>,
     #[serde(default, rename = "job")]
     jobs: Vec<RawJob>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCalendar {
+    name: Spanned<String>,
+    dates: Option<Spanned<Vec<Spanned<String>>>>,
+    ics: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -108,6 +120,7 @@ struct RawJob {
     event_type: Option<Spanned<String>>,
     tags: Option<Spanned<Vec<String>>>,
     exclude_tags: Option<Spanned<Vec<String>>>,
+    calendars: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -269,9 +282,10 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         events: r.events.map_or(kept.events, |d| d.0),
         attempts: r.attempts.map_or(kept.attempts, |d| d.0),
     };
+    let calendars = check_calendars(&c, &raw.calendars)?;
     let mut jobs: Vec<Job> = Vec::with_capacity(raw.jobs.len());
     for rj in &raw.jobs {
-        let job = check_job(&c, rj)?;
+        let job = check_job(&c, rj, &calendars)?;
         if jobs.iter().any(|j| j.name == job.name) {
             return c.err(
                 rj.name.span(),
@@ -304,11 +318,121 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 .map_or(defaults::FORECAST_TIME, |d| d.0),
         },
         retention,
+        calendars,
         jobs,
     })
 }
 
-fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
+/// The `[[calendar]]` tables: unique names, dates that are dates, an `ics` file that can be
+/// read (relative to the campaign file), within the bounds of `calendar`.
+fn check_calendars(
+    c: &Checker<'_>,
+    raw: &[RawCalendar],
+) -> Result<Vec<Arc<Calendar>>, ConfigError> {
+    let mut out: Vec<Arc<Calendar>> = Vec::with_capacity(raw.len());
+    for (i, rc) in raw.iter().enumerate() {
+        let name = rc.name.get_ref().trim();
+        if i >= calendar::MAX_CALENDARS {
+            return c.err(
+                rc.name.span(),
+                "[[calendar]]",
+                format!("more than {} calendars", calendar::MAX_CALENDARS),
+            );
+        }
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if !ok {
+            return c.err(
+                rc.name.span(),
+                "[[calendar]] name",
+                format!(
+                    "{:?} is not a calendar name; use 1 to 64 letters, digits, - and _",
+                    rc.name.get_ref()
+                ),
+            );
+        }
+        if out.iter().any(|k| k.name == name) {
+            return c.err(
+                rc.name.span(),
+                format!("[[calendar]] {name:?} name"),
+                "is used by an earlier calendar; calendar names must be unique",
+            );
+        }
+        let key = |k: &str| format!("[[calendar]] {name:?} {k}");
+        if rc.dates.is_none() && rc.ics.is_none() {
+            return c.err(
+                rc.name.span(),
+                key("dates"),
+                "a calendar needs dates = [\"2026-12-25\", ...] or ics = \"holidays.ics\", or both",
+            );
+        }
+        let mut cal = Calendar::of_dates(name, []);
+        if let Some(dates) = &rc.dates {
+            let list = dates.get_ref();
+            if list.len() > calendar::MAX_DAYS {
+                return c.err(
+                    dates.span(),
+                    key("dates"),
+                    format!("lists {} dates; at most {}", list.len(), calendar::MAX_DAYS),
+                );
+            }
+            let mut days = Vec::with_capacity(list.len());
+            for (j, d) in list.iter().enumerate() {
+                let text = d.get_ref().trim();
+                match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                    Ok(day) if text.len() == 10 => days.push(day),
+                    _ => {
+                        return c.err(
+                            d.span(),
+                            key(&format!("dates[{j}]")),
+                            format!(
+                                "{:?} is not a date; expected YYYY-MM-DD, e.g. \"2026-12-25\"",
+                                d.get_ref()
+                            ),
+                        );
+                    }
+                }
+            }
+            cal = Calendar::of_dates(name, days);
+        }
+        if let Some(ics) = &rc.ics {
+            let text = ics.get_ref().trim();
+            if text.is_empty() {
+                return c.err(
+                    ics.span(),
+                    key("ics"),
+                    "is empty; expected a file, e.g. \"holidays/de.ics\"",
+                );
+            }
+            let path = c.path.parent().unwrap_or(Path::new(".")).join(text);
+            let body =
+                calendar::read_ics(&path).or_else(|why| c.err(ics.span(), key("ics"), why))?;
+            cal.add_ics(&path.display().to_string(), &body)
+                .or_else(|why| c.err(ics.span(), key("ics"), why))?;
+        }
+        if cal.days() > calendar::MAX_DAYS {
+            return c.err(
+                rc.name.span(),
+                key("dates"),
+                format!(
+                    "more than {} days off (dates and ics together)",
+                    calendar::MAX_DAYS
+                ),
+            );
+        }
+        out.push(Arc::new(cal));
+    }
+    Ok(out)
+}
+
+fn check_job(
+    c: &Checker<'_>,
+    rj: &RawJob,
+    calendars: &[Arc<Calendar>],
+) -> Result<Job, ConfigError> {
     let name = rj.name.get_ref().0.clone();
     let key = |k: &str| format!("[[job]] {name:?} {k}");
     let timezone = rj.timezone.map_or(Tz::UTC, |z| z.0);
@@ -319,6 +443,33 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
         .as_ref()
         .map(|w| window(c, w, &key("send_window")))
         .transpose()?;
+    let mut job_calendars: Vec<Arc<Calendar>> = Vec::new();
+    for (i, n) in rj
+        .calendars
+        .iter()
+        .flat_map(|l| l.get_ref().iter())
+        .enumerate()
+    {
+        let wanted = n.get_ref().trim();
+        let Some(cal) = calendars.iter().find(|k| k.name == wanted) else {
+            let known: Vec<&str> = calendars.iter().map(|k| k.name.as_str()).collect();
+            return c.err(
+                n.span(),
+                key(&format!("calendars[{i}]")),
+                if known.is_empty() {
+                    format!("no [[calendar]] is named {wanted:?}: the file defines none")
+                } else {
+                    format!(
+                        "no [[calendar]] is named {wanted:?} (calendars: {})",
+                        known.join(", ")
+                    )
+                },
+            );
+        };
+        if !job_calendars.iter().any(|k| k.name == cal.name) {
+            job_calendars.push(cal.clone());
+        }
+    }
     let kind = *rj.kind.get_ref();
     let kind = match kind {
         Kind::Opener => {
@@ -384,6 +535,7 @@ fn check_job(c: &Checker<'_>, rj: &RawJob) -> Result<Job, ConfigError> {
         schedule,
         timezone,
         on_unknown: rj.on_unknown.unwrap_or(OnUnknown::Review),
+        calendars: job_calendars,
         kind,
     })
 }

@@ -11,6 +11,7 @@
 //! `sqlite://fluidtalk-runner.db`; for the API: `FLUIDTALK_BASE_URL`, then
 //! `[fluidtalk] base_url`, then the production URL.
 
+mod calendar;
 pub mod defaults;
 mod delivery;
 mod fields;
@@ -21,6 +22,9 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
+pub use calendar::{
+    Calendar, MAX_CALENDARS, MAX_DAYS as MAX_CALENDAR_DAYS, MAX_EVENT_DAYS, MAX_ICS_BYTES,
+};
 pub use defaults::{
     DELIVERY_SECRET_ENV as DEFAULT_SECRET_ENV, FORECAST_CALLS as DEFAULT_FORECAST_CALLS,
     FORECAST_TIME as DEFAULT_FORECAST_TIME,
@@ -127,6 +131,8 @@ pub struct Config {
     pub forecast: ForecastSettings,
     /// `[retention]`: how long old rows are kept.
     pub retention: Retention,
+    /// `[[calendar]]`: days off, in file order.
+    pub calendars: Vec<std::sync::Arc<Calendar>>,
     pub jobs: Vec<Job>,
 }
 
@@ -248,6 +254,9 @@ pub struct Job {
     /// At most this many calls in one run.
     pub max_per_run: Option<u32>,
     pub on_unknown: OnUnknown,
+    /// `calendars`: no call on a day off of any of them, in the lead's zone (else the
+    /// job's), for every kind of job.
+    pub calendars: Vec<std::sync::Arc<Calendar>>,
     pub kind: JobKind,
     /// The leads an opener or follow-up job selects (`tags`, `exclude_tags`): all by
     /// default. An event job has none: it answers each queued event of its type.
@@ -308,6 +317,14 @@ impl SendWindow {
 }
 
 impl Job {
+    /// The first of the job's calendars that has `day` (a local date) off.
+    pub fn day_off(&self, day: chrono::NaiveDate) -> Option<&Calendar> {
+        self.calendars
+            .iter()
+            .map(|c| &**c)
+            .find(|c| c.is_day_off(day))
+    }
+
     /// The quiet time before follow-up `step` (1-based); the last value repeats.
     pub fn quiet_before(&self, step: u32) -> Option<Duration> {
         match &self.kind {

@@ -17,6 +17,15 @@ fn the_example_in_the_repository_parses_as_written() {
     assert_eq!(c.jobs[0].segment.exclude_tags, ["vip"]);
     assert_eq!(c.jobs[3].segment.tags, ["vip"]);
     assert!(c.jobs[1].segment.is_everyone());
+    assert_eq!(
+        c.jobs[0].calendars.len(),
+        1,
+        "the openers keep the example's days off"
+    );
+    let de = &c.jobs[0].calendars[0];
+    assert_eq!(de.name, "de");
+    assert!(de.is_day_off(chrono::NaiveDate::from_ymd_opt(2026, 12, 25).expect("date")));
+    assert!(c.jobs[1].calendars.is_empty());
     assert_eq!(c.limits.concurrency.get(), 8);
     assert_eq!(c.backoff.out_of_tokens, Duration::from_secs(900));
     let fu = &c.jobs[1];

@@ -44,7 +44,7 @@ pub struct Day {
     /// The end of the latest 402 pause set this day.
     pub paused_until: Option<DateTime<Utc>>,
     /// Why due leads were left waiting: a job's daily cap, its calls meeting 402 (or a
-    /// pause in force), or its send window.
+    /// pause in force), a day off of one of its calendars, or its send window.
     pub bottleneck: Option<String>,
 }
 
@@ -83,6 +83,8 @@ pub(super) struct Tally {
     exhausted: u64,
     /// Jobs that passed over due leads for their send window, per day.
     windowed: BTreeMap<usize, Vec<String>>,
+    /// Jobs that passed over due leads for a day off, and the calendars, per day.
+    days_off: BTreeMap<usize, Vec<(String, String)>>,
     /// Jobs whose calls met 402, per day.
     refused: BTreeMap<usize, Vec<String>>,
 }
@@ -110,6 +112,7 @@ impl Tally {
             last_run: 0,
             exhausted: 0,
             windowed: BTreeMap::new(),
+            days_off: BTreeMap::new(),
             refused: BTreeMap::new(),
         }
     }
@@ -225,6 +228,20 @@ impl Tally {
             if let Some(i) = self.day_of(run.started_at).filter(|_| outside > 0) {
                 self.windowed.entry(i).or_default().push(run.job.clone());
             }
+            let held = run
+                .summary
+                .as_ref()
+                .and_then(|s| s.get("day_off"))
+                .and_then(serde_json::Value::as_object);
+            if let (Some(i), Some(held)) = (self.day_of(run.started_at), held) {
+                for (calendar, n) in held {
+                    let pair = (run.job.clone(), calendar.clone());
+                    let list = self.days_off.entry(i).or_default();
+                    if n.as_u64().unwrap_or(0) > 0 && !list.contains(&pair) {
+                        list.push(pair);
+                    }
+                }
+            }
         }
         Ok(replies)
     }
@@ -276,6 +293,12 @@ impl Tally {
                 reasons.push(format!("the key is refused (401): paused until {until}"));
             } else if refused || paused.is_some() {
                 reasons.push(format!("out of tokens ({})", job.name));
+            } else if let Some((_, calendar)) = self
+                .days_off
+                .get(&i)
+                .and_then(|l| l.iter().find(|(j, _)| *j == job.name))
+            {
+                reasons.push(format!("day off ({calendar}) of {}", job.name));
             } else if self
                 .windowed
                 .get(&i)

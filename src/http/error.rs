@@ -109,6 +109,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::InTheFuture { .. } => ApiError::bad_request(e.to_string()),
             StoreError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
+            StoreError::Full(_) => ApiError::new(StatusCode::CONFLICT, "full", e.to_string()),
             _ if e.is_transient() => {
                 tracing::warn!(error = %e, "the database is unreachable; answering 503");
                 ApiError::new(

@@ -88,14 +88,30 @@ async fn readiness(state: &AppState) -> Result<(), String> {
 /// The metrics, in the Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
-        Some(render) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            render(),
-        )
-            .into_response(),
+        Some(render) => {
+            let mut text = render();
+            // The reply rates, kept a while (`ui::cache`): rendered here, not recorded in
+            // the process's recorder, so a series whose sender fell out of the bounded set
+            // is gone rather than frozen at its last value.
+            match state
+                .dashboard
+                .rates(&*state.store, &state.config, state.clock.now())
+                .await
+            {
+                Ok(rows) => text.push_str(&crate::rates::prometheus(&rows)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the reply rates for /metrics")
+                }
+            }
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+                .into_response()
+        }
         None => ApiError::not_found("metrics are not collected by this server").into_response(),
     }
 }

@@ -80,6 +80,9 @@ pub struct Rejected {
 pub struct ImportResult {
     pub imported: u64,
     pub updated: u64,
+    /// Of the leads imported or updated, those whose target is on the suppression list:
+    /// created or left `blocked`.
+    pub suppressed: u64,
     pub rejected: Vec<Rejected>,
 }
 
@@ -134,6 +137,7 @@ pub async fn import(
     Ok(Json(ImportResult {
         imported: counts.imported,
         updated: counts.updated,
+        suppressed: counts.suppressed,
         rejected,
     }))
 }

@@ -1,6 +1,6 @@
 //! The runner as an HTTP service: an authenticated JSON API over the lead database (leads,
-//! replies, events, the inbound relay, the outbox, status), health checks and metrics,
-//! served by the daemon next to its schedules (`[http] listen`, `daemon --http`).
+//! replies, events, the inbound relay, the outbox, status, the suppression list), health
+//! checks and metrics, served by the daemon next to its schedules (`[http] listen`, `daemon --http`).
 //!
 //! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>`; wrong
 //! tokens are throttled per client address (`throttle`). Bodies over 1 MiB are refused
@@ -21,6 +21,7 @@ mod leads;
 mod openapi;
 mod outbox;
 mod serve;
+mod suppressions;
 mod tally;
 pub mod throttle;
 pub mod tls;

@@ -2,7 +2,7 @@
 //! `/v1/openapi.json` and kept in `docs/openapi.json` (a test fails when they differ;
 //! `UPDATE_OPENAPI=1 cargo test --test it http_api::openapi` rewrites the file).
 
-use super::{AppState, inbound, leads, outbox};
+use super::{AppState, inbound, leads, outbox, suppressions};
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -22,6 +22,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(outbox::list))
         .routes(routes!(outbox::ack))
         .routes(routes!(outbox::status))
+        .routes(routes!(
+            suppressions::list,
+            suppressions::add,
+            suppressions::remove
+        ))
 }
 
 fn base() -> utoipa::openapi::OpenApi {

@@ -144,6 +144,7 @@ impl JobRun<'_> {
             Claim::NothingDue(cursor) => {
                 self.cursor = cursor;
                 self.summary.outside_window = u64::from(self.cursor.outside_window);
+                self.summary.day_off = self.cursor.day_off_counts();
                 // An event job's lead has its next event due once the one before is
                 // written: "nothing due" planned before a write is stale.
                 let stale = matches!(self.job.kind, JobKind::Event { .. })
@@ -159,6 +160,7 @@ impl JobRun<'_> {
             } => {
                 self.cursor = cursor;
                 self.summary.outside_window = u64::from(self.cursor.outside_window);
+                self.summary.day_off = self.cursor.day_off_counts();
                 self.queue.extend(fresh);
                 self.give_back(stale).await;
             }

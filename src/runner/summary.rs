@@ -30,6 +30,8 @@ pub struct Summary {
     pub dropped: u64,
     /// Due leads passed over for their send window.
     pub outside_window: u64,
+    /// Due leads passed over for a day off, per calendar (`"day off (de) 3"` in words).
+    pub day_off: std::collections::BTreeMap<String, u64>,
     /// Attempts found in flight from a runner that died.
     pub recovered: u64,
     /// Calls whose connection could not be made (refused, no route, no DNS answer): the
@@ -83,6 +85,9 @@ impl Summary {
             recovered,
             unreachable
         );
+        for (k, n) in &o.day_off {
+            *self.day_off.entry(k.clone()).or_default() += n;
+        }
         if self.held.is_none() {
             self.held = o.held.clone();
         }
@@ -141,6 +146,15 @@ impl Summary {
             .filter(|(_, n)| *n > 0)
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
+        // After "outside window": the same place in every summary.
+        let at = fields
+            .iter()
+            .take_while(|(k, _)| *k != "recovered")
+            .filter(|(_, n)| *n > 0)
+            .count();
+        for (i, (k, n)) in self.day_off.iter().filter(|(_, n)| **n > 0).enumerate() {
+            parts.insert(at + i, format!("day off ({k}) {n}"));
+        }
         if let Some(held) = &self.held {
             parts.push(held.clone());
         }
@@ -173,5 +187,27 @@ mod tests {
             s.describe(),
             "sent 2, to review 1, given back 3, stopped before the end"
         );
+    }
+
+    #[test]
+    fn days_off_are_named_by_calendar_after_the_window() {
+        let mut s = Summary {
+            outside_window: 2,
+            recovered: 1,
+            ..Summary::default()
+        };
+        s.day_off.insert("de".into(), 3);
+        s.day_off.insert("us".into(), 1);
+        assert_eq!(
+            s.describe(),
+            "outside window 2, day off (de) 3, day off (us) 1, recovered 1"
+        );
+        let mut t = Summary::default();
+        t.day_off.insert("de".into(), 3);
+        assert_eq!(t.describe(), "day off (de) 3");
+        t.add(&s);
+        assert_eq!(t.day_off.get("de"), Some(&6));
+        let json = serde_json::to_value(&t).expect("json");
+        assert_eq!(json["day_off"]["de"], 6);
     }
 }

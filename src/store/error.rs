@@ -56,6 +56,9 @@ pub enum StoreError {
     },
     #[error("lead {0:?} has a call in flight; try again once it is answered")]
     Busy(String),
+    /// A bounded list (the suppression list) would pass its limit; nothing was written.
+    #[error("{0}")]
+    Full(String),
     #[error("the database did not answer within {0:?}")]
     Unresponsive(std::time::Duration),
     #[error(

@@ -19,8 +19,8 @@
 //!   - `reads`: `impl Reads`; `runner`: `impl RunnerStore`; `admin`: `impl AdminStore`; `import`: `ImportSession`;
 //!     `delivery`: `impl DeliveryStore`; `service`: `impl ServiceStore` (the HTTP
 //!     service); `snapshot`: `impl SnapshotStore` (the forecast's copy of a campaign);
-//!     `retention`: `impl RetentionStore` (pruning); `schema`: the schema check and
-//!     migrations.
+//!     `retention`: `impl RetentionStore` (pruning); `suppress`: `impl SuppressionStore`
+//!     (the suppression list, `suppressions`); `schema`: the schema check and migrations.
 //!
 //! The other modules:
 //! - `types`: the data; `traits`: the roles, one per consumer (`Reads`, `RunnerStore`,
@@ -68,6 +68,7 @@ mod rules;
 mod snapshot;
 mod sqlite;
 mod storage;
+mod suppressions;
 mod traits;
 mod types;
 mod values;
@@ -84,6 +85,10 @@ pub use rules::FUTURE_SKEW;
 pub use snapshot::{AttemptOf, SnapshotStore};
 pub use sqlite::SqliteStore;
 pub use storage::{MIN_FREE_BYTES, Storage};
+pub use suppressions::{
+    SUPPRESS_BATCH_MAX, SUPPRESSIONS_MAX, SUPPRESSIONS_PAGE_MAX, Suppressed, Suppression,
+    SuppressionStore, Unsuppressed,
+};
 pub use traits::{
     AdminStore, DeliveryStore, ImportSession, Reads, RunnerStore, ServiceStore, Store,
 };

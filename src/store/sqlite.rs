@@ -158,6 +158,9 @@ mod inbound;
 #[path = "sql/reads.rs"]
 mod reads;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/replies.rs"]
+mod replies;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/retention.rs"]
 mod retention;
 #[allow(clippy::duplicate_mod)]
@@ -172,3 +175,6 @@ mod service;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/snapshot.rs"]
 mod snapshot;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/suppress.rs"]
+mod suppress;

@@ -4,8 +4,8 @@
 //! - `RunnerStore: Reads`: the runner's hot path (`runner`, `plan`), the inbound relay's
 //!   lease included, since the runner makes every call;
 //! - `AdminStore: Reads`: people's commands (`cli`, `status`, `import`, the metrics' gauges);
-//! - `ServiceStore: AdminStore + DeliveryStore`: the HTTP service (people's commands over
-//!   HTTP, redelivery, pages, sessions, idempotency keys);
+//! - `ServiceStore: AdminStore + DeliveryStore + SuppressionStore`: the HTTP service
+//!   (people's commands over HTTP, the suppression list, redelivery, pages, sessions, idempotency keys);
 //! - `DeliveryStore`: the outbox's webhook delivery (`delivery`);
 //! - `SnapshotStore: Reads` (`snapshot.rs`): the forecast's reads of the campaign it copies;
 //! - `RetentionStore` (`retention.rs`): pruning.
@@ -185,8 +185,8 @@ pub trait AdminStore: Reads {
     fn backend(&self) -> &'static str;
 
     /// The plans the database would use at `now` for the runner's hot statements (due
-    /// leads and events, claim, exhaust, daily cap, orphans) and the delivery claim, with
-    /// parameters like a run's.
+    /// leads and events, claim, exhaust, daily cap, orphans, the record in flight with its
+    /// suppression check) and the delivery claim, with parameters like a run's.
     async fn hot_query_plans(&self, now: DateTime<Utc>) -> Result<Vec<QueryPlan>, StoreError>;
 
     /// Starts an import. With `atomic`, every batch joins one transaction that `finish`
@@ -206,13 +206,23 @@ pub trait AdminStore: Reads {
     /// Leads per state; every state is present, with 0 where there are none.
     async fn count_by_state(&self) -> Result<BTreeMap<LeadState, u64>, StoreError>;
 
-    /// The lead wrote back at `at`: resets the quiet clock and the follow-up count.
+    /// The lead wrote back at `at`: resets the quiet clock and the follow-up count, and
+    /// credits the reply to the lead's last job step sent before `at`, once
+    /// (`crate::rates`).
     async fn record_reply(
         &self,
         target: &str,
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Lead, StoreError>;
+    /// Steps sent, replied to, sealed and ignored per job, step and sender (the lead's
+    /// `own_username`, else `default_sender`), over the attempts kept; sorted by
+    /// `rates::sorted`. Reads every kept attempt of those statuses: callers that repeat
+    /// it keep the result a while (`metrics::RATES_SECS`).
+    async fn reply_counts(
+        &self,
+        default_sender: Option<&str>,
+    ) -> Result<Vec<crate::rates::StepCount>, StoreError>;
     /// Block, unblock or retry a lead, as the lifecycle allows.
     async fn apply_user_action(
         &self,
@@ -244,7 +254,7 @@ pub trait AdminStore: Reads {
 
 /// What the HTTP service needs beyond people's commands.
 #[async_trait]
-pub trait ServiceStore: AdminStore + DeliveryStore {
+pub trait ServiceStore: AdminStore + DeliveryStore + super::SuppressionStore {
     /// A lead's oldest `limit` queued events, fewer once their text passes about
     /// `max_bytes` (at least one), and how many it has queued in all.
     async fn queued_events_of(
@@ -386,6 +396,7 @@ pub trait Store:
     + DeliveryStore
     + SnapshotStore
     + super::RetentionStore
+    + super::SuppressionStore
     + super::Storage
     + std::fmt::Debug
 {
@@ -398,6 +409,7 @@ impl<
         + DeliveryStore
         + SnapshotStore
         + super::RetentionStore
+        + super::SuppressionStore
         + super::Storage
         + std::fmt::Debug,
 > Store for T

@@ -610,12 +610,15 @@ pub enum UserAction {
 pub struct ImportCounts {
     pub imported: u64,
     pub updated: u64,
+    /// Of those, targets on the suppression list: created or left `blocked`.
+    pub suppressed: u64,
 }
 
 impl std::ops::AddAssign for ImportCounts {
     fn add_assign(&mut self, o: Self) {
         self.imported += o.imported;
         self.updated += o.updated;
+        self.suppressed += o.suppressed;
     }
 }
 

@@ -9,6 +9,7 @@
 mod common;
 
 mod browser;
+mod calendars;
 mod chaos;
 mod cli_api;
 mod cli_check;
@@ -40,6 +41,7 @@ mod planner_model;
 mod python_crosscheck;
 mod query_plans;
 mod reliability;
+mod reply_rates;
 mod retention;
 mod runner;
 mod runner_faults;
@@ -52,4 +54,5 @@ mod store_conformance;
 mod store_never_twice;
 mod store_upgrade;
 mod stuck_leads;
+mod suppressions;
 mod systemd_unit;

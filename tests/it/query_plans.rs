@@ -58,6 +58,10 @@ async fn fill(db: &TestDb) {
             "UPDATE leads SET tags = CASE WHEN id % 100 = 7 THEN '[\"vip\"]' ELSE '[\"competitor\"]' END
              WHERE id % 100 = 7 OR id % 10 = 3"
                 .to_string(),
+            // A suppression list of 10,000 targets, one lead in ten.
+            "INSERT INTO suppressions (target, created_at)
+             SELECT target, created_at FROM leads WHERE id % 10 = 0"
+                .to_string(),
         ],
         [
             format!(
@@ -89,9 +93,12 @@ async fn fill(db: &TestDb) {
             "UPDATE leads SET tags = CASE WHEN id % 100 = 7 THEN '[\"vip\"]'::jsonb ELSE '[\"competitor\"]'::jsonb END
              WHERE id % 100 = 7 OR id % 10 = 3"
                 .to_string(),
+            "INSERT INTO suppressions (target, created_at)
+             SELECT target, created_at FROM leads WHERE id % 10 = 0"
+                .to_string(),
             // Leads get theirs from the import below, as a user's would; lead_tags none
             // (its triggers fill it, and only autovacuum would count it).
-            "ANALYZE attempts, events, outbox".to_string(),
+            "ANALYZE attempts, events, outbox, suppressions".to_string(),
         ],
     );
     match &db.raw {
@@ -156,7 +163,14 @@ fn whole_table(backend: &str, line: &str) -> Option<&'static str> {
             }
         }
         _ => {
-            let tables = ["leads", "lead_tags", "attempts", "events", "outbox"];
+            let tables = [
+                "leads",
+                "lead_tags",
+                "attempts",
+                "events",
+                "outbox",
+                "suppressions",
+            ];
             if l.starts_with("Seq Scan on ")
                 && tables
                     .iter()
@@ -214,6 +228,7 @@ async fn every_hot_statement_reads_an_index(db: TestDb) {
         "daily cap",
         "orphans",
         "claim deliveries",
+        "record in flight",
     ] {
         assert!(
             names.contains(&expected),
@@ -259,6 +274,20 @@ async fn every_hot_statement_reads_an_index(db: TestDb) {
             p.lines
         );
     }
+    // The record statement refuses a suppressed target by the suppressions' primary key.
+    let record = plans
+        .iter()
+        .find(|p| p.name == "record in flight")
+        .expect("record in flight");
+    assert!(
+        record.lines.iter().any(|l| {
+            l.contains("SEARCH s USING PRIMARY KEY (target=?)")
+                || l.contains("Index Only Scan using suppressions_pkey")
+                || l.contains("Index Scan using suppressions_pkey")
+        }),
+        "{backend}: the suppression check does not read its primary key: {:#?}",
+        record.lines
+    );
     let mut bad = Vec::new();
     for p in &plans {
         assert!(

@@ -10,6 +10,9 @@
 //!   700,000 attempts took 2 s on SQLite. Kept for `CALLS_SECS`: a chart of days is not
 //!   worse for a minute's delay.
 //! - The forecast runs the campaign's next 14 days: kept for a quarter of an hour.
+//! - The reply rates read every kept attempt sent, sealed or ignored (with its lead):
+//!   kept for `metrics::RATES_SECS`, for the page and `/metrics` alike, read by one
+//!   request at a time (the others wait for its value).
 
 use super::calls::Calls;
 use super::funnel::Steps;
@@ -76,6 +79,30 @@ pub struct Cache {
     /// The forecast (see `forecast`), and whether one is being computed.
     pub forecast: Kept<super::forecast::Outcome>,
     pub forecasting: std::sync::atomic::AtomicBool,
+    /// The reply rates and when they were read (`rates`).
+    pub rates: tokio::sync::Mutex<Option<(DateTime<Utc>, Vec<crate::rates::StepCount>)>>,
+}
+
+impl Cache {
+    /// The reply rates, read again when older than `metrics::RATES_SECS` at `now` (or
+    /// from after it: a clock set back reads again).
+    pub async fn rates(
+        &self,
+        store: &dyn crate::store::AdminStore,
+        config: &crate::config::Config,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::rates::StepCount>, crate::store::StoreError> {
+        let mut kept = self.rates.lock().await;
+        if let Some((at, rows)) = kept.as_ref()
+            && *at <= now
+            && now - *at < chrono::Duration::seconds(crate::metrics::RATES_SECS)
+        {
+            return Ok(rows.clone());
+        }
+        let rows = crate::status::read_rates(store, config).await?;
+        *kept = Some((now, rows.clone()));
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]

@@ -214,8 +214,13 @@ async fn view(
             f
         }
     };
+    let rates = state
+        .dashboard
+        .rates(&*state.store, &state.config, now)
+        .await?;
     let report =
-        crate::status::Report::read_with(&*state.store, &state.config, now, funnel.states).await?;
+        crate::status::Report::read_with(&*state.store, &state.config, now, funnel.states, rates)
+            .await?;
     let mut jobs = Vec::new();
     for job in &state.config.jobs {
         let since = crate::plan::day_start(now, job.timezone);

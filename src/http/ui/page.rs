@@ -212,6 +212,7 @@ pub fn dashboard(v: &View) -> Markup {
                         }
                     } }
                 }
+                (rates(v))
                 section aria-labelledby="outbox" {
                     h2 #outbox { "Outbox" }
                     p { (r.outbox.pending) " message(s) waiting to be delivered, " (r.outbox.parked) " parked."
@@ -273,6 +274,54 @@ pub fn dashboard(v: &View) -> Markup {
             }
         },
     )
+}
+
+/// A share as a percentage with one decimal.
+fn percent(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// The reply rates per job, step and sender (senders past `rates::MAX_SENDERS` summed
+/// under `(other)`, as on `/metrics`).
+fn rates(v: &View) -> Markup {
+    let rows = crate::rates::fold_senders(&v.report.rates, crate::rates::MAX_SENDERS);
+    html! {
+        section aria-labelledby="rates" {
+            h2 #rates { "Reply rates" }
+            @if rows.is_empty() { p { "No step has been sent yet." } }
+            @else {
+                div.scroll { table {
+                    caption { "Steps sent, replied to, sealed and ignored, per job, step and sender" }
+                    thead { tr {
+                        th scope="col" { "Job" } th scope="col" { "Step" } th scope="col" { "Sender" }
+                        th scope="col" { "Sent" } th scope="col" { "Replied" } th scope="col" { "Sealed" }
+                        th scope="col" { "Ignored" } th scope="col" { "Reply rate" } th scope="col" { "95% interval" }
+                    } }
+                    tbody {
+                        @for r in &rows {
+                            tr data-rate=(format!("{}/{}/{}", r.job, r.step_name(), r.sender_name())) {
+                                th scope="row" { (r.job) }
+                                td { (r.step_name()) }
+                                td { (clip(r.sender_name())) }
+                                td.count.sent { (r.sent) }
+                                td.count.replied { (r.replied) }
+                                td.count.sealed { (r.sealed) }
+                                td.count.ignored { (r.ignored) }
+                                td.share.rate { (r.reply_rate().map_or_else(|| "-".to_string(), percent)) }
+                                td.interval { (r.interval().map_or_else(|| "-".to_string(), |(lo, hi)| format!("{} to {}", percent(lo), percent(hi)))) }
+                            }
+                        }
+                    }
+                } }
+            }
+            p.muted {
+                "Sent: answered sent or continued. A reply counts for the last step sent before it, "
+                "once. Sealed: refused, the conversation is sealed; ignored: the lead belongs to another "
+                "account. The interval is the reply rate's 95% Wilson score interval. Over the attempts "
+                "kept by retention; counted at most once a minute."
+            }
+        }
+    }
 }
 
 fn calls(v: &View) -> Markup {
@@ -378,7 +427,7 @@ fn daily_cap(job: &crate::config::Job) -> Option<u32> {
 }
 
 fn window(job: &crate::config::Job) -> String {
-    match job.kind.send_window() {
+    let hours = match job.kind.send_window() {
         None => "any time".into(),
         Some(w) => {
             const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -395,5 +444,10 @@ fn window(job: &crate::config::Job) -> String {
                 w.to.format("%H:%M")
             )
         }
+    };
+    if job.calendars.is_empty() {
+        return hours;
     }
+    let names: Vec<&str> = job.calendars.iter().map(|c| c.name.as_str()).collect();
+    format!("{hours}; not on days off of {}", names.join(", "))
 }

@@ -4,6 +4,7 @@
 use super::helpers::lead_in;
 use super::hot::hot_samples;
 use super::import::{Import, begin_import_tx};
+use super::replies::credit_reply;
 use super::{D, Store};
 use crate::store::Lead;
 use crate::store::dialect::Dialect;
@@ -278,9 +279,17 @@ impl AdminStore for Store {
             if done.rows_affected() != 1 {
                 return Err(StoreError::Conflict(target.to_string()));
             }
+            credit_reply(tx, lead.id, at).await?;
             lead_in(tx, target, false).await
         })
         .await
+    }
+
+    async fn reply_counts(
+        &self,
+        default_sender: Option<&str>,
+    ) -> Result<Vec<crate::rates::StepCount>, StoreError> {
+        self.read_reply_counts(default_sender).await
     }
 
     async fn apply_user_action(
@@ -300,9 +309,12 @@ impl AdminStore for Store {
             now,
         } = *event;
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            // A suppressed target is added `blocked`: its event is dropped, never sent.
             sqlx::query(
-                "INSERT INTO leads (target, created_at, updated_at, next_eligible_at)
-                 VALUES ($1, $2, $2, $2) ON CONFLICT (target) DO NOTHING",
+                "INSERT INTO leads (target, state, created_at, updated_at, next_eligible_at)
+                 VALUES ($1, CASE WHEN EXISTS (SELECT 1 FROM suppressions WHERE target = $1)
+                                  THEN 'blocked' ELSE 'new' END, $2, $2, $2)
+                 ON CONFLICT (target) DO NOTHING",
             )
             .bind(target)
             .bind(Ts(now))

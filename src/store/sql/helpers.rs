@@ -53,7 +53,8 @@ pub(super) async fn lead_in(conn: &mut Conn, target: &str, lock: bool) -> Result
 }
 
 /// Records `attempts` in flight (one statement), each only if its lead is still as
-/// claimed; their ids in the same order, `None` for one not recorded.
+/// claimed and its target is not suppressed; their ids in the same order, `None` for one
+/// not recorded.
 pub(super) async fn insert_attempts(
     conn: &mut Conn,
     attempts: &[NewAttempt],
@@ -61,15 +62,30 @@ pub(super) async fn insert_attempts(
     if attempts.is_empty() {
         return Ok(Vec::new());
     }
-    // One statement: a person's block or the HTTP relay's lease either comes first
-    // (no call) or finds the call in flight. On PostgreSQL the leads read are
-    // locked, so a change committed while this waits is seen, not a stale snapshot.
-    let found: Vec<(i64, i64, String, i64)> = sqlx::query_as(stmt!(
+    // One statement: a person's block, a suppression (`suppress add`) or the HTTP
+    // relay's lease either comes first (no call) or finds the call in flight. On
+    // PostgreSQL the leads read are locked, so a change committed while this waits is
+    // seen, not a stale snapshot (`suppress add` blocks the lead in its transaction for
+    // that). A suppressed target is refused here whatever its lead's state, by the
+    // suppressions' primary key.
+    let found: Vec<(i64, i64, String, i64)> = sqlx::query_as(record_in_flight())
+        .bind(attempts_json(attempts))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(ids_in_order(attempts, &found))
+}
+
+/// The record statement of `insert_attempts` (`$1`: the attempts as JSON, `attempts_json`):
+/// also planned by `hot_query_plans`, where the suppression check is seen to read the
+/// suppressions' primary key.
+pub(super) fn record_in_flight() -> &'static str {
+    stmt!(
         "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id)
          SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.lease_token
          FROM {attempts} JOIN leads l ON l.id = j.lead_id
-         WHERE j.claimed IS NULL
-            OR (l.state = j.claimed AND l.lease_owner = j.lease_token){lock}
+         WHERE (j.claimed IS NULL
+                OR (l.state = j.claimed AND l.lease_owner = j.lease_token))
+           AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.target = l.target){lock}
          RETURNING id, lead_id, action, step",
         attempts = D::records(
             1,
@@ -85,11 +101,7 @@ pub(super) async fn insert_attempts(
             ]
         ),
         lock = D::FOR_SHARE_LEADS
-    ))
-    .bind(attempts_json(attempts))
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(ids_in_order(attempts, &found))
+    )
 }
 
 /// The state and lease holder of the leads of `attempts` (locked where the backend
@@ -337,8 +349,53 @@ pub(super) async fn upsert_batch(
             )));
         }
     }
+    // A suppressed target is never worked: created or left `blocked` (the record
+    // statement refuses its calls in any case).
+    let targets = serde_json::Value::from(
+        rows.iter()
+            .map(|r| r.target.as_str())
+            .collect::<Vec<&str>>(),
+    )
+    .to_string();
+    let (suppressed, _) = block_suppressed(conn, &targets, now).await?;
     Ok(ImportCounts {
         imported,
         updated: all - imported + duplicates,
+        suppressed,
     })
+}
+
+/// Blocks the leads of `targets` (a JSON array of text) that are on the suppression list
+/// and may be blocked (as `leads block` does: not `done` or `ignored`, which are never
+/// contacted again anyway; what a lead needing review or failed was is kept pending for an
+/// unblock). Returns how many of `targets` are suppressed, and how many leads it blocked.
+pub(super) async fn block_suppressed(
+    conn: &mut Conn,
+    targets: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(u64, u64), StoreError> {
+    let suppressed: i64 = sqlx::query_scalar(stmt!(
+        "SELECT COUNT(*) FROM suppressions WHERE target IN {targets}",
+        targets = D::texts(1)
+    ))
+    .bind(targets)
+    .fetch_one(&mut *conn)
+    .await?;
+    if suppressed == 0 {
+        return Ok((0, 0));
+    }
+    let blocked = sqlx::query(stmt!(
+        "UPDATE leads SET state = 'blocked', updated_at = $2,
+            pending_event = COALESCE(pending_event, CASE state WHEN 'needs_review' THEN 'outcome_unknown'
+                                                          WHEN 'failed' THEN 'failed' END)
+         WHERE target IN {targets} AND state NOT IN ('blocked', 'done', 'ignored')
+           AND EXISTS (SELECT 1 FROM suppressions s WHERE s.target = leads.target)",
+        targets = D::texts(1)
+    ))
+    .bind(targets)
+    .bind(Ts(now))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((suppressed.max(0) as u64, blocked))
 }

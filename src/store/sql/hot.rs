@@ -565,5 +565,26 @@ pub(super) fn hot_samples(now: When) -> Vec<Hot> {
         hot_cap("openers", now - day),
         hot_orphans(now),
         hot_claim_deliveries(8, "host-1-0000000000000000/delivery", now, now + day),
+        hot_record_in_flight(now),
     ]
+}
+
+/// The record statement (`helpers::insert_attempts`) for one attempt of a claimed lead:
+/// its suppression check reads the suppressions' primary key.
+fn hot_record_in_flight(now: When) -> Hot {
+    use crate::store::types::{Action, NewAttempt};
+    let attempt = NewAttempt {
+        lead_id: 1,
+        job: "openers".into(),
+        action: Action::Opener,
+        step: 0,
+        lease_token: "host-1-0000000000000000/1".into(),
+        started_at: now,
+        claimed: Some(crate::lead::LeadState::New),
+    };
+    Hot {
+        name: "record in flight",
+        sql: super::helpers::record_in_flight(),
+        args: vec![Arg::Text(crate::store::rules::attempts_json(&[attempt]))],
+    }
 }

@@ -2,6 +2,8 @@
 //! (`sqlite.rs`, `postgres.rs`) over its own types.
 
 use super::helpers::{lead_in, upsert_batch};
+use super::replies::credit_reply;
+use super::suppress::suppressed_in;
 use super::{D, Store};
 use crate::store::dialect::Dialect;
 use crate::store::params::Lease;
@@ -24,6 +26,20 @@ impl Store {
             until: lease_until,
         } = lease;
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            // A suppressed target is never called (nor added): refused before anything
+            // is written. The record statement would refuse its call in any case.
+            if suppressed_in(tx, target).await? {
+                let from = match lead_in(tx, target, false).await {
+                    Ok(lead) => lead.state,
+                    Err(StoreError::NotFound(_)) => crate::lead::LeadState::Blocked,
+                    Err(e) => return Err(e),
+                };
+                return Err(StoreError::Refused(crate::lead::Refused {
+                    from,
+                    event: "an inbound message",
+                    why: "the target is on the suppression list (do-not-contact): no call is made",
+                }));
+            }
             let lead = match lead_in(tx, target, true).await {
                 Ok(lead) => lead,
                 Err(StoreError::NotFound(_)) => {
@@ -78,6 +94,7 @@ impl Store {
             if done.rows_affected() != 1 {
                 return Err(StoreError::Conflict(target.to_string()));
             }
+            credit_reply(tx, lead.id, now).await?;
             lead_in(tx, target, false).await
         })
         .await
