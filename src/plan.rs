@@ -189,6 +189,7 @@ async fn preview_due_leads(
             now,
             limit: page_size,
             after,
+            segment: job.segment.clone(),
         };
         async move { store.due_leads(&q).await }
     };
@@ -790,6 +791,7 @@ pub async fn next_batch(
                     now,
                     limit: page,
                     after: cursor.lead,
+                    segment: job.segment.clone(),
                 };
                 let due = store.due_leads(&q).await?;
                 let n = due.len();

@@ -272,6 +272,9 @@ pub async fn run(config: &Config, at: Option<DateTime<Utc>>) -> Result<(), Failu
             job.batch_size
         );
         outln!("  window     {}", window(job.kind.send_window()));
+        if !matches!(job.kind, JobKind::Event { .. }) {
+            outln!("  segment    {}", job.segment);
+        }
         if !job.calendars.is_empty() {
             let names: Vec<&str> = job.calendars.iter().map(|c| c.name.as_str()).collect();
             outln!(

@@ -6,8 +6,8 @@ use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::import;
 use crate::lead::LeadState;
-use crate::store::NewEvent;
 use crate::store::{AdminStore, ImportCounts, Lead, UserAction};
+use crate::store::{NewEvent, Retag};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
@@ -114,6 +114,23 @@ pub enum LeadsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Add and remove tags of leads (what a job's `tags` / `exclude_tags` select), in one
+    /// transaction: if any target is no lead, they are listed and nothing changes (exit 3).
+    #[command(group = clap::ArgGroup::new("change").required(true).multiple(true).args(["add", "remove"]))]
+    Tag {
+        /// The leads' targets (@username), at most 10,000; name them before --add/--remove.
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Tags to add (one or more; a lead keeps a tag it has once).
+        #[arg(long, num_args = 1.., value_name = "TAG")]
+        add: Vec<String>,
+        /// Tags to remove (one or more; a tag a lead lacks is no change).
+        #[arg(long, num_args = 1.., value_name = "TAG")]
+        remove: Vec<String>,
+        /// The leads as JSON (an array when several are named).
+        #[arg(long)]
+        json: bool,
+    },
     /// Work a failed or needs_review lead again.
     Retry {
         /// The lead's target, e.g. @jane.doe.
@@ -174,11 +191,22 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
         LeadsCommand::List { .. } | LeadsCommand::Show { .. } => Open::ReadOnly,
         LeadsCommand::Replied { .. }
         | LeadsCommand::Unblock { .. }
+        | LeadsCommand::Tag { .. }
         | LeadsCommand::Retry { .. } => Open::Existing,
         LeadsCommand::Import { .. }
         | LeadsCommand::Add { .. }
         | LeadsCommand::Block { .. }
         | LeadsCommand::Event { .. } => Open::Create,
+    };
+    // Checked before the database is opened: a refused change writes nothing.
+    let retag = match &command {
+        LeadsCommand::Tag {
+            targets,
+            add,
+            remove,
+            ..
+        } => Some(tag_change(targets, add, remove)?),
+        _ => None,
     };
     let store = open_as(config, how).await?;
     let now = Utc::now();
@@ -397,6 +425,12 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
                 })
             }
         }
+        LeadsCommand::Tag { json, .. } => {
+            let Some((targets, add, remove)) = retag else {
+                return Err(anyhow!("no tag change was checked")).exit_with(Exit::Failure);
+            };
+            retag_leads(&*store, &targets, &add, &remove, now, json).await
+        }
         LeadsCommand::Retry { target, json } => {
             user_action(&*store, &target, UserAction::Retry, now, json, "will retry").await
         }
@@ -436,6 +470,111 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             }
         }
     }
+}
+
+/// The most targets one `leads tag` takes (one transaction holds them all).
+pub const MAX_TAG_TARGETS: usize = 10_000;
+
+/// `leads tag`'s change, checked: targets, tags to add, tags to remove.
+type TagChange = (Vec<String>, Vec<String>, Vec<String>);
+
+/// `leads tag`'s targets (each checked, each once) and tags to add and to remove (each
+/// checked as a lead's tags are): the first bad one is an error naming it.
+fn tag_change(targets: &[String], add: &[String], remove: &[String]) -> Result<TagChange, Failure> {
+    if targets.len() > MAX_TAG_TARGETS {
+        return Err(anyhow!(
+            "{} targets; at most {MAX_TAG_TARGETS} at a time: split the list",
+            targets.len()
+        ))
+        .exit_with(Exit::Config);
+    }
+    let mut checked: Vec<String> = Vec::with_capacity(targets.len());
+    for (i, arg) in targets.iter().enumerate() {
+        let target = crate::lead::fields::target(arg)
+            .map_err(|e| anyhow!("target {} ({arg:?}): {e}", i + 1))
+            .exit_with(Exit::Config)?;
+        if !checked.contains(&target) {
+            checked.push(target);
+        }
+    }
+    let tags = |values: &[String], flag: &str| -> Result<Vec<String>, Failure> {
+        if values.iter().any(|t| t.trim().is_empty()) {
+            return Err(anyhow!("--{flag}: a tag is empty")).exit_with(Exit::Config);
+        }
+        let mut once = Vec::with_capacity(values.len());
+        for t in crate::lead::fields::tags(values.to_vec())
+            .map_err(|e| anyhow!("--{flag}: {e}"))
+            .exit_with(Exit::Config)?
+        {
+            if !once.contains(&t) {
+                once.push(t);
+            }
+        }
+        Ok(once)
+    };
+    let (add, remove) = (tags(add, "add")?, tags(remove, "remove")?);
+    if let Some(t) = add.iter().find(|t| remove.contains(t)) {
+        return Err(anyhow!("{t:?} is both in --add and in --remove")).exit_with(Exit::Config);
+    }
+    Ok((checked, add, remove))
+}
+
+/// Changes the tags of `targets` in one transaction, or none of them.
+async fn retag_leads(
+    store: &dyn AdminStore,
+    targets: &[String],
+    add: &[String],
+    remove: &[String],
+    now: DateTime<Utc>,
+    json: bool,
+) -> Result<(), Failure> {
+    let done = store
+        .retag_leads(&Retag {
+            targets,
+            add,
+            remove,
+            now,
+        })
+        .await
+        .map_err(store_failure)?;
+    if !done.unknown.is_empty() || !done.refused.is_empty() {
+        for t in &done.unknown {
+            eprintln!("{t}: no lead");
+        }
+        for (t, why) in &done.refused {
+            eprintln!("{t}: {why}");
+        }
+        let mut why = Vec::new();
+        if !done.unknown.is_empty() {
+            why.push(format!(
+                "{} of {} targets are no lead: {}",
+                done.unknown.len(),
+                targets.len(),
+                super::targets::shown_list(&done.unknown)
+            ));
+        }
+        if !done.refused.is_empty() {
+            let named: Vec<String> = done.refused.iter().map(|(t, _)| t.clone()).collect();
+            why.push(format!(
+                "{} would carry too many tags: {}",
+                named.len(),
+                super::targets::shown_list(&named)
+            ));
+        }
+        return Err(anyhow!("{}; no lead was changed", why.join("; "))).exit_with(Exit::Config);
+    }
+    if json {
+        return super::targets::several_done(&done.leads, true, targets.len() != 1);
+    }
+    for lead in &done.leads {
+        let tags = if lead.tags.is_empty() {
+            "no tags".to_string()
+        } else {
+            lead.tags.join(", ")
+        };
+        outln!("tagged {} ({tags})", lead.target);
+    }
+    Ok(())
 }
 
 fn done(lead: &Lead, json: bool, verb: &str) -> Result<(), Failure> {

@@ -9,10 +9,11 @@ use super::fields::{
 };
 use super::{
     ApiSettings, Backoff, Config, ConfigError, Job, JobKind, Limits, OnUnknown, Retention,
-    SendWindow, defaults, locate,
+    SEGMENT_TAGS, SendWindow, defaults, locate,
 };
 use crate::schedule::Schedule;
 use crate::senders::{JobSenders, MAX_SENDERS, SenderBook, SenderRule, Warmup};
+use crate::store::Segment;
 use chrono_tz::Tz;
 use serde::Deserialize;
 use std::ops::Range;
@@ -139,6 +140,8 @@ struct RawJob {
     max_follow_ups: Option<Spanned<Count<1, 100>>>,
     event_type: Option<Spanned<String>>,
     senders: Option<Spanned<Vec<Spanned<String>>>>,
+    tags: Option<Spanned<Vec<String>>>,
+    exclude_tags: Option<Spanned<Vec<String>>>,
     calendars: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -685,6 +688,10 @@ fn check_job(
         Kind::Event => {
             c.not_for(&rj.daily_cap, key("daily_cap"), kind)?;
             c.not_for(&rj.senders, key("senders"), kind)?;
+            // An event job answers each queued event of its type: one it passed over would
+            // stay queued and hold its lead's opener back for good.
+            c.not_for(&rj.tags, key("tags"), kind)?;
+            c.not_for(&rj.exclude_tags, key("exclude_tags"), kind)?;
             c.not_for(&rj.quiet_after, key("quiet_after"), kind)?;
             c.not_for(&rj.max_follow_ups, key("max_follow_ups"), kind)?;
             let Some(t) = rj
@@ -705,8 +712,10 @@ fn check_job(
         }
     };
     let senders = job_senders(c, &rj.senders, book, &key("senders"))?;
+    let segment = segment(c, rj, &key)?;
     Ok(Job {
         senders,
+        segment,
         batch_size: rj.batch_size.map_or(defaults::BATCH_SIZE, |n| n.get()),
         max_per_run: rj.max_per_run.map(|n| n.get()),
         name,
@@ -716,6 +725,57 @@ fn check_job(
         calendars: job_calendars,
         kind,
     })
+}
+
+/// A job's segment: `tags` and `exclude_tags`, each checked as a lead's tags are (trimmed,
+/// at most `TAG_CHARS` characters, no control characters), none empty, each once, at most
+/// `SEGMENT_TAGS` of each, and no tag in both.
+fn segment(
+    c: &Checker<'_>,
+    rj: &RawJob,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Segment, ConfigError> {
+    let list = |v: &Option<Spanned<Vec<String>>>, name: &str| -> Result<Vec<String>, ConfigError> {
+        let Some(v) = v else {
+            return Ok(Vec::new());
+        };
+        if v.get_ref().iter().any(|t| t.trim().is_empty()) {
+            return c.err(v.span(), key(name), "has an empty tag");
+        }
+        if v.get_ref().len() > SEGMENT_TAGS {
+            return c.err(
+                v.span(),
+                key(name),
+                format!(
+                    "has {} tags; the limit is {SEGMENT_TAGS}",
+                    v.get_ref().len()
+                ),
+            );
+        }
+        let tags = crate::lead::fields::tags(v.get_ref().clone())
+            .or_else(|e| c.err(v.span(), key(name), e.to_string()))?;
+        let mut once: Vec<String> = Vec::with_capacity(tags.len());
+        for t in tags {
+            if once.contains(&t) {
+                return c.err(v.span(), key(name), format!("has {t:?} twice"));
+            }
+            once.push(t);
+        }
+        Ok(once)
+    };
+    let tags = list(&rj.tags, "tags")?;
+    let exclude_tags = list(&rj.exclude_tags, "exclude_tags")?;
+    if let (Some(t), Some(v)) = (
+        exclude_tags.iter().find(|t| tags.contains(t)),
+        &rj.exclude_tags,
+    ) {
+        return c.err(
+            v.span(),
+            key("exclude_tags"),
+            format!("{t:?} is also in tags: no lead could be in this job's segment"),
+        );
+    }
+    Ok(Segment { tags, exclude_tags })
 }
 
 /// A send window: its hours must not cross midnight.

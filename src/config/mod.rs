@@ -262,6 +262,9 @@ pub struct Job {
     pub kind: JobKind,
     /// The `[[sender]]`s of the file, and those this job's openers assign leads to.
     pub senders: crate::senders::JobSenders,
+    /// The leads an opener or follow-up job selects (`tags`, `exclude_tags`): all by
+    /// default. An event job has none: it answers each queued event of its type.
+    pub segment: crate::store::Segment,
 }
 
 #[derive(Debug, Clone)]
@@ -349,6 +352,9 @@ pub const TIMEOUT_RANGE: (Duration, Duration) = (SECOND, Duration::from_secs(600
 /// `[backoff]` durations.
 pub const BACKOFF_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), DAY.saturating_mul(30));
+/// Tags in a job's `tags`, and in its `exclude_tags`: a lead carries at most
+/// `lead::fields::TAGS`, and a segment is a few of them.
+pub const SEGMENT_TAGS: usize = 20;
 /// A follow-up job's `quiet_after` steps.
 pub const QUIET_RANGE: (Duration, Duration) = (Duration::from_secs(60), YEAR);
 /// `[delivery] max_age`: long enough for a few tries, short enough to notice.

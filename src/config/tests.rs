@@ -12,7 +12,11 @@ fn check(text: &str) -> Result<Config, String> {
 fn the_example_in_the_repository_parses_as_written() {
     let text = include_str!("../../jobs.toml");
     let c = check(text).expect("the example parses");
-    assert_eq!(c.jobs.len(), 3);
+    assert_eq!(c.jobs.len(), 4);
+    // Two openers over disjoint segments.
+    assert_eq!(c.jobs[0].segment.exclude_tags, ["vip"]);
+    assert_eq!(c.jobs[3].segment.tags, ["vip"]);
+    assert!(c.jobs[1].segment.is_everyone());
     assert_eq!(
         c.jobs[0].calendars.len(),
         1,

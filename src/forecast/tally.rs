@@ -81,6 +81,7 @@ pub async fn due_now(store: &dyn Store, job: &Job, now: DateTime<Utc>) -> Result
                 // count_due counts them all, whatever the limit.
                 limit: u32::MAX,
                 after: None,
+                segment: job.segment.clone(),
             };
             store.count_due(&q).await
         }

@@ -96,7 +96,9 @@ pub(super) async fn claim(r: &Runner, job: &Job, cursor: Cursor) -> Result<Claim
         let Some(lead) = claimed.iter().find(|l| l.id == call.lead.id) else {
             continue;
         };
-        let unchanged = unchanged(&call.lead, lead);
+        // Its tags may have changed since the plan read it (`leads tag`, an import):
+        // a lead no longer in the job's segment is given back, not called.
+        let unchanged = unchanged(&call.lead, lead) && job.segment.admits(&lead.tags);
         call.lead = lead.clone();
         let c = Claimed {
             call,
@@ -179,6 +181,7 @@ fn unchanged(planned: &Lead, now_held: &Lead) -> bool {
         && planned.last_reply_at == now_held.last_reply_at
         && planned.updated_at == now_held.updated_at
         && planned.next_eligible_at == now_held.next_eligible_at
+        && planned.tags == now_held.tags
 }
 
 #[cfg(test)]
@@ -237,5 +240,32 @@ mod tests {
         let mut held = lead();
         held.reopens = 1;
         assert!(!unchanged(&call.lead, &held));
+        // Tags decide a job's segment: a lead retagged since the plan is given back.
+        let mut held = lead();
+        held.tags = vec!["vip".into()];
+        assert!(!unchanged(&call.lead, &held));
+    }
+
+    #[test]
+    fn a_segment_admits_leads_with_all_its_tags_and_none_it_excludes() {
+        use crate::store::Segment;
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let everyone = Segment::default();
+        assert!(everyone.is_everyone() && everyone.admits(&[]));
+        let vip = Segment {
+            tags: tags(&["vip", "warm"]),
+            exclude_tags: tags(&["competitor"]),
+        };
+        assert!(vip.admits(&tags(&["warm", "x", "vip"])));
+        assert!(!vip.admits(&tags(&["vip"])), "all of tags");
+        assert!(
+            !vip.admits(&tags(&["vip", "warm", "competitor"])),
+            "none excluded"
+        );
+        assert!(!vip.admits(&tags(&["VIP", "warm"])), "exact, case included");
+        assert_eq!(
+            vip.to_string(),
+            r#"tagged all of ["vip", "warm"], tagged none of ["competitor"]"#
+        );
     }
 }

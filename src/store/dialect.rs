@@ -69,6 +69,9 @@ pub trait Dialect {
     fn in_ids(n: u8) -> String;
     /// A JSON array of strings (parameter `$n`) as a one-column subquery.
     fn texts(n: u8) -> String;
+    /// `IN` the strings of the JSON array `$n`, to follow a column, as an index condition
+    /// (PostgreSQL: `= ANY` of an array built once, not a semi-join per row).
+    fn in_texts(n: u8) -> String;
     /// Element `index_expr` (0-based) of a JSON array of times (parameter `$n`).
     fn ts_at(n: u8, index_expr: &str) -> String;
     /// Tags from JSON text `expr`, as the `tags` column stores them.
@@ -126,6 +129,10 @@ impl Dialect for Lite {
 
     fn texts(n: u8) -> String {
         format!("(SELECT value FROM json_each(${n}))")
+    }
+
+    fn in_texts(n: u8) -> String {
+        format!("IN (SELECT value FROM json_each(${n}))")
     }
 
     fn ts_at(n: u8, index_expr: &str) -> String {
@@ -198,6 +205,10 @@ impl Dialect for Pg {
 
     fn texts(n: u8) -> String {
         format!("(SELECT value FROM jsonb_array_elements_text(CAST(${n} AS JSONB)))")
+    }
+
+    fn in_texts(n: u8) -> String {
+        format!("= ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(${n} AS JSONB))))")
     }
 
     fn ts_at(n: u8, index_expr: &str) -> String {

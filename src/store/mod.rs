@@ -77,7 +77,7 @@ pub use error::StoreError;
 pub use outbox::{DeliveryItem, LAST_ERROR_MAX, OutboxCounts, ParkedItem};
 pub use params::{
     EventsQuery, Exhaustion, Heartbeat, Held, KeyAnswer, KeyOf, Lease, NewEvent, NewPause,
-    NewSession, StepOf, Tick,
+    NewSession, Retag, StepOf, Tick,
 };
 pub use postgres::PgStore;
 pub use retention::{PRUNE_BATCH, PruneTable, RetentionStore};

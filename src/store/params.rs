@@ -111,3 +111,13 @@ pub struct KeyAnswer<'a> {
     pub status: u16,
     pub response: &'a str,
 }
+
+/// Tags to add to and remove from the leads `targets` (`AdminStore::retag_leads`), at
+/// `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct Retag<'a> {
+    pub targets: &'a [String],
+    pub add: &'a [String],
+    pub remove: &'a [String],
+    pub now: DateTime<Utc>,
+}

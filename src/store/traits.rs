@@ -209,6 +209,12 @@ pub trait AdminStore: Reads {
     async fn begin_import(&self, atomic: bool) -> Result<Box<dyn ImportSession>, StoreError>;
 
     async fn get_lead(&self, target: &str) -> Result<Option<Lead>, StoreError>;
+    /// Adds `add` to and removes `remove` from the tags of each lead of `targets`, in one
+    /// transaction: a tag added is put last unless the lead has it, removing one it lacks
+    /// is no change, and `updated_at` moves only for a lead whose tags changed. If a
+    /// target is no lead, or a lead would carry more than `lead::fields::TAGS`, nothing
+    /// is written and the answer names them.
+    async fn retag_leads(&self, change: &Retag<'_>) -> Result<Retagged, StoreError>;
     async fn list_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError>;
     /// The runners' heartbeat rows, newest heartbeat first (at most 100).
     async fn runners(&self) -> Result<Vec<RunnerSeen>, StoreError>;

@@ -211,6 +211,16 @@ impl LeadInput {
     }
 }
 
+/// What `retag_leads` did: the leads as they are now, in the order named; or, when a
+/// target is no lead or a lead would carry too many tags, those (and nothing written).
+#[derive(Debug, Clone, Default)]
+pub struct Retagged {
+    pub leads: Vec<Lead>,
+    pub unknown: Vec<String>,
+    /// A target and why its tags cannot change so.
+    pub refused: Vec<(String, String)>,
+}
+
 /// Which leads `list_leads` returns.
 #[derive(Debug, Clone, Default)]
 pub struct LeadFilter {
@@ -379,6 +389,48 @@ pub struct DueQuery {
     pub limit: u32,
     /// The sort key and id of the last lead of the previous page.
     pub after: Option<(DateTime<Utc>, i64)>,
+    /// Only leads in this segment (all of them when it has no tags).
+    pub segment: Segment,
+}
+
+/// A job's segment by tag (`[[job]] tags`, `exclude_tags`): a lead is in it when it
+/// carries every one of `tags` and none of `exclude_tags`. Tags compare exactly (case
+/// included), as a lead stores them. No tags at all: every lead.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub tags: Vec<String>,
+    pub exclude_tags: Vec<String>,
+}
+
+impl Segment {
+    /// Whether this segment is every lead (no tag asked for or refused).
+    pub fn is_everyone(&self) -> bool {
+        self.tags.is_empty() && self.exclude_tags.is_empty()
+    }
+
+    /// Whether a lead carrying `tags` is in the segment (what the due queries select,
+    /// checked again on a claimed lead).
+    pub fn admits(&self, tags: &[String]) -> bool {
+        self.tags.iter().all(|t| tags.contains(t))
+            && !self.exclude_tags.iter().any(|t| tags.contains(t))
+    }
+}
+
+impl std::fmt::Display for Segment {
+    /// `all leads`, or e.g. `tagged all of ["vip"], tagged none of ["competitor"]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_everyone() {
+            return f.write_str("all leads");
+        }
+        let mut parts = Vec::new();
+        if !self.tags.is_empty() {
+            parts.push(format!("tagged all of {:?}", self.tags));
+        }
+        if !self.exclude_tags.is_empty() {
+            parts.push(format!("tagged none of {:?}", self.exclude_tags));
+        }
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// A lead that is due, with the time it is ordered by (eligible, or quiet since).

@@ -32,6 +32,9 @@ fn check_prints_each_jobs_next_five_fire_times_in_its_zone() {
         "job \"openers\": opener, daily cap 200",
         "job \"follow-ups\": follow_up",
         "job \"story-reactions\": event \"story_reaction\"",
+        "job \"openers-vip\": opener, daily cap 50",
+        "segment    tagged none of [\"vip\"]",
+        "segment    tagged all of [\"vip\"]",
     ] {
         assert!(text.contains(job), "missing {job:?} in\n{text}");
     }
@@ -44,7 +47,7 @@ fn check_prints_each_jobs_next_five_fire_times_in_its_zone() {
         .lines()
         .filter(|l| l.starts_with("    ") && l.contains(':'))
         .collect();
-    assert_eq!(fires.len(), 15, "{text}");
+    assert_eq!(fires.len(), 20, "{text}");
     assert!(
         fires[..5]
             .iter()

@@ -47,6 +47,7 @@ mod runner;
 mod runner_faults;
 mod secret;
 mod senders;
+mod segments;
 mod service_end_to_end;
 mod sim;
 mod storage_faults;

@@ -1077,6 +1077,7 @@ async fn due_pages(db: &TestDb, due: &Due, now: DateTime<Utc>, limit: u32) -> Ve
                 now,
                 limit,
                 after,
+                segment: Default::default(),
             })
             .await
             .expect("a page of due leads");

@@ -164,3 +164,104 @@ async fn the_inbound_migration_survives_a_second_run_and_two_processes_at_once()
     assert_eq!(attempts.iter().map(|a| a.id).collect::<Vec<_>>(), [42, 41]);
     assert_eq!(store.outbox(true).await.expect("outbox").len(), 1);
 }
+
+/// Migration 0011 backfills `lead_tags` from the tags of the leads already there (each
+/// tag once per lead), and its triggers keep it exact from then on.
+#[tokio::test]
+async fn the_segments_migration_indexes_the_tags_leads_already_carry() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).expect("dir");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&src).expect("migrations") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        if name.as_str() < "0011" {
+            std::fs::copy(&path, old.join(&name)).expect("copy");
+        }
+    }
+    let url = format!("sqlite://{}", dir.path().join("leads.db").display());
+    let opts = SqliteConnectOptions::from_str(&url)
+        .expect("url")
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .expect("open");
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .expect("old migrator")
+        .run(&pool)
+        .await
+        .expect("old schema");
+    for (id, tags) in [(1, r#"["vip","x","vip"]"#), (2, "[]"), (3, r#"["x"]"#)] {
+        sqlx::query(
+            "INSERT INTO leads (id, target, tags, created_at, updated_at, next_eligible_at)
+             VALUES ($1, '@l' || $1, $2, '2026-11-01T00:00:00.000000Z',
+                     '2026-11-01T00:00:00.000000Z', '2026-11-01T00:00:00.000000Z')",
+        )
+        .bind(id)
+        .bind(tags)
+        .execute(&pool)
+        .await
+        .expect("old lead");
+    }
+    pool.close().await;
+    let store = fluidtalk_runner::store::open(&url).await.expect("migrates");
+    let pool = SqlitePoolOptions::new()
+        .connect(&url)
+        .await
+        .expect("reopen");
+    let index = || async {
+        sqlx::query_as::<_, (String, i64)>("SELECT tag, lead_id FROM lead_tags ORDER BY 1, 2")
+            .fetch_all(&pool)
+            .await
+            .expect("lead_tags")
+    };
+    let row = |t: &str, id: i64| (t.to_string(), id);
+    assert_eq!(
+        index().await,
+        [row("vip", 1), row("x", 1), row("x", 3)],
+        "the old leads' tags, each once"
+    );
+    // From now on the triggers keep it: a lead added, a lead retagged.
+    let mut import = store.begin_import(false).await.expect("import");
+    import
+        .upsert(
+            vec![
+                fluidtalk_runner::store::LeadInput {
+                    target: "@l2".into(),
+                    tags: Some(vec!["vip".into()]),
+                    ..Default::default()
+                },
+                fluidtalk_runner::store::LeadInput {
+                    target: "@new".into(),
+                    tags: Some(vec!["x".into()]),
+                    ..Default::default()
+                },
+            ],
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("upsert");
+    import.finish(true).await.expect("finish");
+    let new_id: i64 = sqlx::query_scalar("SELECT id FROM leads WHERE target = '@new'")
+        .fetch_one(&pool)
+        .await
+        .expect("id");
+    assert_eq!(
+        index().await,
+        [
+            row("vip", 1),
+            row("vip", 2),
+            row("x", 1),
+            row("x", 3),
+            row("x", new_id)
+        ]
+    );
+}

@@ -8,12 +8,12 @@ use super::replies::credit_reply;
 use super::{D, Store};
 use crate::store::Lead;
 use crate::store::dialect::Dialect;
-use crate::store::params::NewEvent;
+use crate::store::params::{NewEvent, Retag};
 use crate::store::rows::LEAD_COLUMNS;
 use crate::store::rules::{FUTURE_SKEW, check_reply_time, counts_by_state, in_tx, user_change};
 use crate::store::types::{
     JobRun, LeadFilter, LeaseSummary, OutboxItem, Pause, PauseScope, QueryPlan, QueuedEvent,
-    RunnerSeen, UserAction,
+    Retagged, RunnerSeen, UserAction,
 };
 use crate::store::values::{Ids, Ts};
 use crate::store::{AdminStore, ImportSession};
@@ -131,6 +131,72 @@ impl AdminStore for Store {
             Err(StoreError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    async fn retag_leads(&self, change: &Retag<'_>) -> Result<Retagged, StoreError> {
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            let mut out = Retagged::default();
+            let mut changed = Vec::new();
+            for target in change.targets {
+                let lead = match lead_in(tx, target, true).await {
+                    Ok(lead) => lead,
+                    Err(StoreError::NotFound(_)) => {
+                        out.unknown.push(target.clone());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let mut tags: Vec<String> = lead
+                    .tags
+                    .iter()
+                    .filter(|t| !change.remove.contains(t))
+                    .cloned()
+                    .collect();
+                for t in change.add {
+                    if !tags.contains(t) {
+                        tags.push(t.clone());
+                    }
+                }
+                if tags.len() > crate::lead::fields::TAGS {
+                    out.refused.push((
+                        lead.target.clone(),
+                        format!(
+                            "would carry {} tags; the limit is {}",
+                            tags.len(),
+                            crate::lead::fields::TAGS
+                        ),
+                    ));
+                    continue;
+                }
+                if tags != lead.tags {
+                    changed.push((lead.id, tags));
+                }
+                out.leads.push(lead);
+            }
+            // Nothing is written unless every target can change.
+            if !out.unknown.is_empty() || !out.refused.is_empty() {
+                out.leads.clear();
+                return Ok(out);
+            }
+            for (id, tags) in &changed {
+                sqlx::query(stmt!(
+                    "UPDATE leads SET tags = {tags}, updated_at = $2 WHERE id = $3",
+                    tags = D::tags_from("$1")
+                ))
+                .bind(serde_json::Value::from(tags.clone()).to_string())
+                .bind(Ts(change.now))
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let mut leads = Vec::with_capacity(out.leads.len());
+            for lead in &out.leads {
+                leads.push(lead_in(tx, &lead.target, false).await?);
+            }
+            out.leads = leads;
+            Ok(out)
+        })
+        .await
     }
 
     async fn list_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError> {

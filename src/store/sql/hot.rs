@@ -8,7 +8,7 @@ use super::{Conn, D, DB};
 use crate::store::StoreError;
 use crate::store::dialect::Dialect;
 use crate::store::rows::{ATTEMPT_COLUMNS, LEAD_COLUMNS};
-use crate::store::types::QueryPlan;
+use crate::store::types::{QueryPlan, Segment};
 use crate::store::values::{Ids, Ts, ts};
 
 use crate::store::values::Arg;
@@ -155,51 +155,131 @@ fn one_row_page(rows: &str) -> String {
     )
 }
 
+/// SQL: the lead (`leads.id`) is in the segment whose tags are the JSON array `$n` and
+/// whose excluded tags are `$n+1` (each tag once): it carries as many of the tags as
+/// there are, and none of the excluded. Each count is a point lookup per tag in
+/// `lead_tags`' primary key (tag, lead), per lead read in the due query's own index
+/// order (docs/ARCHITECTURE.md, "Segments"). Counted in a scalar subquery, not
+/// `[NOT] EXISTS`: PostgreSQL turns those into a join that hashes the whole of lead_tags
+/// and then sorts every due lead for each page. Compared with `>=` and `< 1`, the same
+/// as `=` and `= 0` here (a lead has each tag once), because PostgreSQL guesses a third
+/// of rows pass an inequality on a subquery but 1 in 200 an equality: with the lower
+/// guess a page's `LIMIT` seems never reached, and reading the whole table unordered
+/// and sorting it looks cheaper than the index in order.
+fn in_segment(n: u8) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM lead_tags
+          WHERE lead_tags.tag {in_want} AND lead_tags.lead_id = leads.id)
+           >= (SELECT COUNT(*) FROM {want} AS want)
+         AND (SELECT COUNT(*) FROM lead_tags
+              WHERE lead_tags.tag {in_unwanted} AND lead_tags.lead_id = leads.id) < 1",
+        in_want = D::in_texts(n),
+        want = D::texts(n),
+        in_unwanted = D::in_texts(n + 1)
+    )
+}
+
+/// The segment's parameters (`in_segment`): its tags and excluded tags as JSON arrays,
+/// each tag once.
+fn segment_args(segment: &Segment) -> [Arg; 2] {
+    let once = |tags: &[String]| {
+        let mut seen: Vec<&String> = Vec::with_capacity(tags.len());
+        for t in tags {
+            if !seen.contains(&t) {
+                seen.push(t);
+            }
+        }
+        serde_json::Value::from(seen.into_iter().cloned().collect::<Vec<_>>()).to_string()
+    };
+    [
+        Arg::Text(once(&segment.tags)),
+        Arg::Text(once(&segment.exclude_tags)),
+    ]
+}
+
 /// Which leads an opener selects at `now` (`$1`), after the cursor (`$2`, `$3`), up to
-/// `$4`, oldest eligible first.
-fn due_openers_rows() -> String {
+/// `$4`, oldest eligible first; with `segmented`, only those in the segment `$5`, `$6`.
+fn due_openers_rows(segmented: bool) -> String {
+    let segment = if segmented {
+        format!("AND {}", in_segment(5))
+    } else {
+        String::new()
+    };
     keyset_page(
         "next_eligible_at",
         "$1",
-        "state = 'new' AND next_eligible_at <= $1
-         AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
-         AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
-         AND (lease_owner IS NULL OR lease_expires_at <= $1)",
+        &format!(
+            "state = 'new' AND next_eligible_at <= $1
+             AND NOT EXISTS (SELECT 1 FROM events WHERE events.lead_id = leads.id AND events.state = 'queued')
+             AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
+             AND (lease_owner IS NULL OR lease_expires_at <= $1)
+             {segment}"
+        ),
         true,
     )
 }
 
-fn due_openers_args(now: When, after: (When, i64), limit: u32) -> Vec<Arg> {
-    vec![
+fn due_openers_args(now: When, after: (When, i64), limit: u32, segment: &Segment) -> Vec<Arg> {
+    let mut args = vec![
         Arg::Ts(Ts(now)),
         Arg::Ts(Ts(after.0)),
         Arg::Int(after.1),
         Arg::Int(i64::from(limit)),
-    ]
+    ];
+    if !segment.is_everyone() {
+        args.extend(segment_args(segment));
+    }
+    args
 }
 
-/// New leads due at `now`, after the cursor `after`, oldest eligible first, as a page
-/// (`one_row_page`). No cursor is the beginning of time.
-pub(super) fn hot_due_openers_page(now: When, after: (When, i64), limit: u32) -> Hot {
+/// New leads of `segment` due at `now`, after the cursor `after`, oldest eligible first,
+/// as a page (`one_row_page`). No cursor is the beginning of time. A job for every lead
+/// runs the statement without the segment's lookups.
+pub(super) fn hot_due_openers_page(
+    now: When,
+    after: (When, i64),
+    limit: u32,
+    segment: &Segment,
+) -> Hot {
+    if segment.is_everyone() {
+        return Hot {
+            name: "due openers",
+            sql: stmt!("{}", one_row_page(&due_openers_rows(false))),
+            args: due_openers_args(now, after, limit, segment),
+        };
+    }
     Hot {
-        name: "due openers",
-        sql: stmt!("{}", one_row_page(&due_openers_rows())),
-        args: due_openers_args(now, after, limit),
+        name: "due openers in a segment",
+        sql: stmt!("{}", one_row_page(&due_openers_rows(true))),
+        args: due_openers_args(now, after, limit, segment),
     }
 }
 
 /// `hot_due_openers_page` a row a lead (what `count_due` counts).
-pub(super) fn hot_due_openers(now: When, after: (When, i64), limit: u32) -> Hot {
+pub(super) fn hot_due_openers(now: When, after: (When, i64), limit: u32, segment: &Segment) -> Hot {
+    if segment.is_everyone() {
+        return Hot {
+            name: "due openers, a row each",
+            sql: stmt!("{}", due_openers_rows(false)),
+            args: due_openers_args(now, after, limit, segment),
+        };
+    }
     Hot {
-        name: "due openers, a row each",
-        sql: stmt!("{}", due_openers_rows()),
-        args: due_openers_args(now, after, limit),
+        name: "due openers in a segment, a row each",
+        sql: stmt!("{}", due_openers_rows(true)),
+        args: due_openers_args(now, after, limit, segment),
     }
 }
 
 /// Which contacted leads are due a follow-up at `now` (`$1`), after the cursor (`$2`,
-/// `$3`), up to `$4`; `$5` follow-ups at most, `$6` the cutoffs, `$7` the latest.
-fn due_follow_ups_rows() -> String {
+/// `$3`), up to `$4`; `$5` follow-ups at most, `$6` the cutoffs, `$7` the latest; with
+/// `segmented`, only those in the segment `$8`, `$9`.
+fn due_follow_ups_rows(segmented: bool) -> String {
+    let segment = if segmented {
+        format!("AND {}", in_segment(8))
+    } else {
+        String::new()
+    };
     keyset_page(
         D::QUIET_SINCE,
         "$7",
@@ -208,7 +288,8 @@ fn due_follow_ups_rows() -> String {
              AND COALESCE(last_contact_at, last_reply_at) IS NOT NULL
              AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.lead_id = leads.id AND attempts.status = 'in_flight')
              AND (lease_owner IS NULL OR lease_expires_at <= $1)
-             AND {quiet} <= {cutoff}",
+             AND {quiet} <= {cutoff}
+             {segment}",
             quiet = D::QUIET_SINCE,
             cutoff = D::ts_at(6, "follow_ups_sent")
         ),
@@ -216,41 +297,58 @@ fn due_follow_ups_rows() -> String {
     )
 }
 
+/// A follow-up job's due leads: how many follow-ups at most, and when each is due.
+pub(super) struct FollowUpDue<'a> {
+    pub(super) cutoffs: &'a [When],
+    pub(super) max: u32,
+    pub(super) segment: &'a Segment,
+}
+
 fn due_follow_ups_args(
     now: When,
     after: (When, i64),
     limit: u32,
-    cutoffs: &[When],
-    max: u32,
+    due: &FollowUpDue<'_>,
 ) -> Vec<Arg> {
-    let latest = cutoffs.iter().max().copied().unwrap_or(now);
-    let cutoffs: Vec<String> = cutoffs.iter().map(|t| ts(*t)).collect();
-    vec![
+    let latest = due.cutoffs.iter().max().copied().unwrap_or(now);
+    let cutoffs: Vec<String> = due.cutoffs.iter().map(|t| ts(*t)).collect();
+    let mut args = vec![
         Arg::Ts(Ts(now)),
         Arg::Ts(Ts(after.0)),
         Arg::Int(after.1),
         Arg::Int(i64::from(limit)),
-        Arg::Int(i64::from(max)),
+        Arg::Int(i64::from(due.max)),
         Arg::Text(serde_json::Value::from(cutoffs).to_string()),
         Arg::Ts(Ts(latest)),
-    ]
+    ];
+    if !due.segment.is_everyone() {
+        args.extend(segment_args(due.segment));
+    }
+    args
 }
 
-/// Contacted leads due a follow-up at `now` (`cutoffs[n]`: quiet since before it
-/// for follow-up n + 1), after the cursor, quiet longest first, as a page
+/// Contacted leads of the segment due a follow-up at `now` (`cutoffs[n]`: quiet since
+/// before it for follow-up n + 1), after the cursor, quiet longest first, as a page
 /// (`one_row_page`). The latest cutoff bounds the range read from `leads_quiet_due`:
 /// the read stops there.
 pub(super) fn hot_due_follow_ups_page(
     now: When,
     after: (When, i64),
     limit: u32,
-    cutoffs: &[When],
-    max: u32,
+    due: &FollowUpDue<'_>,
 ) -> Hot {
+    let args = due_follow_ups_args(now, after, limit, due);
+    if due.segment.is_everyone() {
+        return Hot {
+            name: "due follow-ups",
+            sql: stmt!("{}", one_row_page(&due_follow_ups_rows(false))),
+            args,
+        };
+    }
     Hot {
-        name: "due follow-ups",
-        sql: stmt!("{}", one_row_page(&due_follow_ups_rows())),
-        args: due_follow_ups_args(now, after, limit, cutoffs, max),
+        name: "due follow-ups in a segment",
+        sql: stmt!("{}", one_row_page(&due_follow_ups_rows(true))),
+        args,
     }
 }
 
@@ -259,13 +357,20 @@ pub(super) fn hot_due_follow_ups(
     now: When,
     after: (When, i64),
     limit: u32,
-    cutoffs: &[When],
-    max: u32,
+    due: &FollowUpDue<'_>,
 ) -> Hot {
+    let args = due_follow_ups_args(now, after, limit, due);
+    if due.segment.is_everyone() {
+        return Hot {
+            name: "due follow-ups, a row each",
+            sql: stmt!("{}", due_follow_ups_rows(false)),
+            args,
+        };
+    }
     Hot {
-        name: "due follow-ups, a row each",
-        sql: stmt!("{}", due_follow_ups_rows()),
-        args: due_follow_ups_args(now, after, limit, cutoffs, max),
+        name: "due follow-ups in a segment, a row each",
+        sql: stmt!("{}", due_follow_ups_rows(true)),
+        args,
     }
 }
 
@@ -433,11 +538,26 @@ pub(super) fn hot_samples(now: When) -> Vec<Hot> {
     let start = (chrono::DateTime::<chrono::Utc>::MIN_UTC, 0);
     let cutoffs = [now - day, now - day * 3, now - day * 7];
     let ids: Vec<i64> = (1..=500).collect();
+    let everyone = Segment::default();
+    // A segment as a campaign file writes one: a tag asked for, another refused.
+    let vip = Segment {
+        tags: vec!["vip".into()],
+        exclude_tags: vec!["competitor".into()],
+    };
+    let follow_ups = |segment| FollowUpDue {
+        cutoffs: &cutoffs,
+        max: 3,
+        segment,
+    };
     vec![
-        hot_due_openers_page(now, start, 500),
-        hot_due_follow_ups_page(now, start, 500, &cutoffs, 3),
-        hot_due_openers(now, start, 500),
-        hot_due_follow_ups(now, start, 500, &cutoffs, 3),
+        hot_due_openers_page(now, start, 500, &everyone),
+        hot_due_follow_ups_page(now, start, 500, &follow_ups(&everyone)),
+        hot_due_openers(now, start, 500, &everyone),
+        hot_due_follow_ups(now, start, 500, &follow_ups(&everyone)),
+        hot_due_openers_page(now, start, 500, &vip),
+        hot_due_follow_ups_page(now, start, 500, &follow_ups(&vip)),
+        hot_due_openers(now, start, 500, &vip),
+        hot_due_follow_ups(now, start, 500, &follow_ups(&vip)),
         hot_due_events("story_reaction", now, 500, 0),
         hot_claim(&ids, "host-1-0000000000000000/1", now, now + day),
         hot_exhaust(3, now - day * 7, now, true),

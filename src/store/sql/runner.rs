@@ -3,8 +3,8 @@
 
 use super::helpers::{claim_states, count_started_in, finish_in, insert_attempts};
 use super::hot::{
-    hot_claim, hot_due_events, hot_due_follow_ups_page, hot_due_openers_page, hot_exhaust,
-    hot_orphans, page_is_one_row,
+    FollowUpDue, hot_claim, hot_due_events, hot_due_follow_ups_page, hot_due_openers_page,
+    hot_exhaust, hot_orphans, page_is_one_row,
 };
 use super::{Conn, D, DB, Store};
 use crate::store::Lead;
@@ -72,10 +72,17 @@ impl RunnerStore for Store {
             .after
             .unwrap_or((chrono::DateTime::<chrono::Utc>::MIN_UTC, 0));
         let hot = match &q.due {
-            Due::Opener => hot_due_openers_page(q.now, after, q.limit),
-            Due::FollowUp { cutoffs, max } => {
-                hot_due_follow_ups_page(q.now, after, q.limit, cutoffs, *max)
-            }
+            Due::Opener => hot_due_openers_page(q.now, after, q.limit, &q.segment),
+            Due::FollowUp { cutoffs, max } => hot_due_follow_ups_page(
+                q.now,
+                after,
+                q.limit,
+                &FollowUpDue {
+                    cutoffs,
+                    max: *max,
+                    segment: &q.segment,
+                },
+            ),
         };
         if page_is_one_row() {
             // The page as one row of JSON (see `one_row_page`).

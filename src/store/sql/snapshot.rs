@@ -1,7 +1,7 @@
 //! `impl SnapshotStore`: copying a campaign's working set between databases, for the
 //! forecast. Mounted by each backend (`sqlite.rs`, `postgres.rs`) over its own types.
 
-use super::hot::{hot_due_events, hot_due_follow_ups, hot_due_openers};
+use super::hot::{FollowUpDue, hot_due_events, hot_due_follow_ups, hot_due_openers};
 use super::{D, Store};
 use crate::store::Lead;
 use crate::store::dialect::Col;
@@ -65,10 +65,17 @@ impl crate::store::SnapshotStore for Store {
             .after
             .unwrap_or((chrono::DateTime::<chrono::Utc>::MIN_UTC, 0));
         let hot = match &q.due {
-            Due::Opener => hot_due_openers(q.now, after, u32::MAX),
-            Due::FollowUp { cutoffs, max } => {
-                hot_due_follow_ups(q.now, after, u32::MAX, cutoffs, *max)
-            }
+            Due::Opener => hot_due_openers(q.now, after, u32::MAX, &q.segment),
+            Due::FollowUp { cutoffs, max } => hot_due_follow_ups(
+                q.now,
+                after,
+                u32::MAX,
+                &FollowUpDue {
+                    cutoffs,
+                    max: *max,
+                    segment: &q.segment,
+                },
+            ),
         };
         Ok(u64::try_from(hot.count_rows(&self.pool).await?).unwrap_or(0))
     }
