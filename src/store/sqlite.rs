@@ -55,7 +55,14 @@ impl SqliteStore {
         // opens: a migration that runs its own transaction and pragmas (0006) and fails
         // halfway cannot leave them on a connection the store then uses.
         let migrating = Self::connect(url, 1, !create, options).await?;
+        // One process migrates at a time: sqlx takes no lock on SQLite, and a second
+        // process running 0006 (no transaction) after the first had run later migrations
+        // would rebuild `attempts` without the columns they added. An exclusive `flock`
+        // on the database file itself (independent of SQLite's own POSIX locks), held
+        // until the migrations are done; the second process then finds nothing to do.
+        let lock = migration_lock(url, &migrating.file.path).await?;
         let migrated = migrating.migrate().await;
+        drop(lock);
         migrating.pool.close().await;
         migrated?;
         Self::connect(url, 4, !create, options).await
@@ -178,3 +185,23 @@ mod snapshot;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/suppress.rs"]
 mod suppress;
+
+/// Takes an exclusive `flock` on the database file at `path` (waiting for another process
+/// that holds it), released when the returned file is dropped.
+async fn migration_lock(url: &str, path: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let path = path.to_path_buf();
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().read(true).open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| StoreError::Connect {
+        url: redact_url(url),
+        cause: sqlx::Error::Io(std::io::Error::other(e.to_string())),
+    })?;
+    locked.map_err(|e| StoreError::Connect {
+        url: redact_url(url),
+        cause: sqlx::Error::Io(e),
+    })
+}
