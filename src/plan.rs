@@ -394,7 +394,10 @@ async fn read_rooms(
 /// The sender of `call` at `now`, counted in `cursor`'s room; or why its sender is held
 /// (counted in `cursor.sender_held`, and the lead is passed over).
 fn give_sender(job: &Job, call: &mut PlannedCall, now: DateTime<Utc>, cursor: &mut Cursor) -> bool {
-    let opener = call.action == Action::Opener;
+    // A call that opens a conversation counts against its sender's cap: an opener, or an
+    // event sent to a lead still `new`.
+    let opener = call.action == Action::Opener
+        || (call.action == Action::Event && call.lead.state == crate::lead::LeadState::New);
     let named = call
         .lead
         .own_username

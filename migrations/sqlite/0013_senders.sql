@@ -6,6 +6,11 @@
 
 ALTER TABLE attempts ADD COLUMN sender TEXT;
 
+-- Whether the call opened a conversation: an opener, or an event sent to a lead still
+-- `new` (the API opens a conversation for it, a token). A sender's daily cap counts them.
+ALTER TABLE attempts ADD COLUMN opens INTEGER NOT NULL DEFAULT 0;
+UPDATE attempts SET opens = 1 WHERE action = 'opener';
+
 -- Attempts made before this migration: the sender their lead names (a lead keeps its
 -- sender), so the reply rates per sender read attempts alone.
 UPDATE attempts SET sender = (SELECT own_username FROM leads WHERE leads.id = attempts.lead_id)
@@ -17,9 +22,9 @@ DROP INDEX attempts_rates;
 CREATE INDEX attempts_rates ON attempts (job, action, step, sender, status, replied_at)
     WHERE status IN ('sent', 'continued', 'sealed', 'ignored');
 
--- A sender's openers of today, counted against its cap under its lock.
+-- A sender's new conversations of today, counted against its cap under its lock.
 CREATE INDEX attempts_sender_openers ON attempts (sender, started_at)
-    WHERE action = 'opener' AND sender IS NOT NULL;
+    WHERE opens = 1 AND sender IS NOT NULL;
 
 CREATE TABLE senders (
     username        TEXT PRIMARY KEY,

@@ -64,7 +64,7 @@ struct RawSender {
 #[serde(deny_unknown_fields)]
 struct RawWarmup {
     start: Count<1, 1_000_000>,
-    step: Count<0, 1_000_000>,
+    step: Count<1, 1_000_000>,
     every: Spanned<String>,
 }
 
@@ -262,7 +262,13 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             .base_url
             .clone()
             .map_or_else(|| defaults::BASE_URL.to_string(), |u| u.0),
-        own_username: api.own_username.clone().filter(|u| !u.trim().is_empty()),
+        // Trimmed as a `[[sender]]`'s username is: "@main " must find the rules of "@main".
+        own_username: api
+            .own_username
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string),
         timeout: api.timeout.map_or(defaults::API_TIMEOUT, |d| d.0),
         image_dir: api.image_dir.as_ref().map(|v| c.image_dir(v)).transpose()?,
     };

@@ -356,6 +356,13 @@ async fn sender_mistakes_name_the_key_and_line() {
     );
     let e = bad("[[sender]]\nusername = \"@a\"\n[[sender]]\nusername = \"@a\"\n");
     assert!(e.contains("line 4") && e.contains("must be unique"), "{e}");
+    let e = bad(
+        "[[sender]]\nusername = \"@a\"\ndaily_cap = 9\nwarmup = { start = 1, step = 0, every = \"1d\" }\n",
+    );
+    assert!(
+        e.contains("line 4") && e.contains("from 1 to 1000000"),
+        "{e}"
+    );
     let e = bad("[[sender]]\nusername = \"@a\"\nmin_gap = \"2d\"\n");
     assert!(e.contains("min_gap") && e.contains("from 0s to 24h"), "{e}");
     let e = bad(
@@ -582,6 +589,94 @@ async fn a_sender_idle_past_retention_is_forgotten_and_a_recent_one_kept() {
         };
         assert_eq!(last("@old"), None, "forgotten");
         assert!(last("@recent").is_some(), "kept");
+    })
+    .await;
+}
+
+/// `[fluidtalk] own_username` is trimmed as a `[[sender]]` username is: a stray space
+/// must not turn the default sender's rules off (found in review).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_default_sender_written_with_a_stray_space_keeps_its_rules() {
+    on_both(|db| async move {
+        let w = world_with(
+            db,
+            SimConfig::default(),
+            4,
+            "own_username = \"@main \"",
+            r#"
+[[sender]]
+username = "@main"
+daily_cap = 2
+
+[[job]]
+name = "openers"
+kind = "opener"
+schedule = "0 * * * * *"
+batch_size = 4
+"#,
+        )
+        .await;
+        w.add((0..6).map(|i| lead(&format!("@t{i}"))).collect())
+            .await;
+        let s = w.run("openers").await.expect("run");
+        assert_eq!(
+            s.sent,
+            2,
+            "cap of 2 exceeded: {s:?} {:?}",
+            by_sender(&w, "OUTREACH")
+        );
+    })
+    .await;
+}
+
+/// An event sent to a `new` lead opens a conversation (a token): it counts against its
+/// sender's daily cap as an opener does (found in review).
+#[tokio::test(flavor = "multi_thread")]
+async fn events_on_new_leads_count_against_their_senders_cap() {
+    on_both(|db| async move {
+        let w = world_with(
+            db,
+            SimConfig::default(),
+            4,
+            "own_username = \"@anna\"",
+            r#"
+[[sender]]
+username = "@anna"
+daily_cap = 2
+
+[[job]]
+name = "openers"
+kind = "opener"
+schedule = "0 * * * * *"
+batch_size = 4
+
+[[job]]
+name = "reactions"
+kind = "event"
+event_type = "story_reaction"
+schedule = "0 * * * * *"
+"#,
+        )
+        .await;
+        w.add((0..10).map(|i| lead(&format!("@e{i}"))).collect()).await;
+        for i in 0..5 {
+            w.store
+                .queue_event(&fluidtalk_runner::store::NewEvent {
+                    target: &format!("@e{i}"),
+                    event_type: "story_reaction",
+                    context: None,
+                    now: w.clock.now(),
+                })
+                .await
+                .expect("queue");
+        }
+        let e = w.run("reactions").await.expect("run");
+        let o = w.run("openers").await.expect("run");
+        let contacted = w.contacted().await;
+        assert!(
+            contacted <= 2,
+            "@anna (daily_cap 2) opened {contacted} conversations today: events {e:?}, openers {o:?}"
+        );
     })
     .await;
 }

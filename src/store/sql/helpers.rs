@@ -80,9 +80,12 @@ pub(super) async fn insert_attempts(
 /// suppressions' primary key.
 pub(super) fn record_in_flight() -> &'static str {
     stmt!(
-        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id, sender)
+        "INSERT INTO attempts (lead_id, job, action, step, status, started_at, runner_id, sender,
+                               opens)
          SELECT j.lead_id, j.job, j.action, j.step, 'in_flight', j.started_at, j.lease_token,
-                j.sender
+                j.sender,
+                CASE WHEN j.action = 'opener' OR (j.action = 'event' AND l.state = 'new')
+                     THEN 1 ELSE 0 END
          FROM {attempts} JOIN leads l ON l.id = j.lead_id
          WHERE (j.claimed IS NULL
                 OR (l.state = j.claimed AND l.lease_owner = j.lease_token))

@@ -224,17 +224,22 @@ impl RunnerStore for Store {
         if senders.is_empty() {
             return Ok(());
         }
-        let names: Vec<String> = senders.iter().map(|s| clean(s)).collect();
-        sqlx::query(stmt!(
+        // Under each sender's lock, in name order, as every writer of `senders` takes them.
+        let names: std::collections::BTreeSet<String> = senders.iter().map(|s| clean(s)).collect();
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            take_sender_locks(tx, names.iter()).await?;
             // Only a sender that has called can hold a follow-up for its gap: its row is there.
-            "UPDATE senders SET follow_up_waiting_at = $2 WHERE username IN {names}",
-            names = D::texts(1)
-        ))
-        .bind(serde_json::Value::from(names).to_string())
-        .bind(Ts(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+            sqlx::query(stmt!(
+                "UPDATE senders SET follow_up_waiting_at = $2 WHERE username IN {names}",
+                names = D::texts(1)
+            ))
+            .bind(serde_json::Value::from(names.iter().cloned().collect::<Vec<_>>()).to_string())
+            .bind(Ts(now))
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     fn group_commit(&self) -> bool {
@@ -634,7 +639,7 @@ async fn start_within_in(
             verdicts.push(Some(Recorded::OverCap));
             continue;
         }
-        let opener = a.action == crate::store::Action::Opener;
+        let opener = opens(a);
         if let Some(room) = a.sender.as_ref().and_then(|s| rooms.get_mut(&s.username)) {
             if room.hold(opener, a.started_at).is_some() {
                 verdicts.push(Some(Recorded::SenderHeld));
@@ -660,6 +665,14 @@ async fn start_within_in(
         .collect();
     senders_called_in(tx, attempts, &recorded).await?;
     Ok(recorded)
+}
+
+/// Whether an attempt's call opens a conversation (counts against its sender's cap): an
+/// opener, or an event sent to a lead claimed `new` (as the record statement's `opens`).
+fn opens(a: &NewAttempt) -> bool {
+    use crate::store::Action;
+    a.action == Action::Opener
+        || (a.action == Action::Event && a.claimed == Some(crate::lead::LeadState::New))
 }
 
 /// Whether any of `attempts` is made by a configured sender or gives its lead a sender.
@@ -735,7 +748,7 @@ pub(in crate::store) async fn sender_uses_in(
     let found: Vec<UseRow> = sqlx::query_as(stmt!(
         "SELECT x.username,
                 (SELECT COUNT(*) FROM attempts a
-                 WHERE a.sender = x.username AND a.action = 'opener' AND a.sender IS NOT NULL
+                 WHERE a.sender = x.username AND a.opens = 1 AND a.sender IS NOT NULL
                    AND a.started_at >= x.since
                    AND a.status IN ('in_flight', 'sent', 'continued', 'unknown')),
                 s.first_opener_at, s.last_call_at, s.follow_up_waiting_at
@@ -777,7 +790,7 @@ async fn senders_called_in(
             let e = called
                 .entry(s.username.as_str())
                 .or_insert((None, a.started_at));
-            if a.action == crate::store::Action::Opener {
+            if opens(a) {
                 e.0 = Some(e.0.map_or(a.started_at, |t| t.min(a.started_at)));
             }
             e.1 = e.1.max(a.started_at);

@@ -267,10 +267,11 @@ impl crate::store::SnapshotStore for Store {
                 sqlx::query(stmt!(
                     "INSERT INTO attempts (id, lead_id, job, action, step, status, http_status,
                          error_kind, error_detail, session_id, started_at, finished_at,
-                         runner_id, released_at, released_by, sender)
+                         runner_id, released_at, released_by, sender, opens)
                      SELECT x.id, x.lead_id, x.job, x.action, x.step, x.status, x.http_status,
                          x.error_kind, x.error_detail, x.session_id, x.started_at,
-                         x.finished_at, x.runner_id, x.released_at, x.released_by, x.sender
+                         x.finished_at, x.runner_id, x.released_at, x.released_by, x.sender,
+                         CASE WHEN x.action = 'opener' THEN 1 ELSE 0 END
                      FROM {rows} WHERE true",
                     rows = D::records(
                         1,
