@@ -215,6 +215,17 @@ pub trait AdminStore: Reads {
     /// target is no lead, or a lead would carry more than `lead::fields::TAGS`, nothing
     /// is written and the answer names them.
     async fn retag_leads(&self, change: &Retag<'_>) -> Result<Retagged, StoreError>;
+    /// Blocks (`block`) or unblocks the leads of `targets` (checked, each once) in one
+    /// transaction, each as `apply_user_action` would: a lead already blocked (for an
+    /// unblock, one not blocked) is skipped and named. A block adds unknown targets,
+    /// blocked; an unblock with unknown targets writes nothing and names them. Any other
+    /// refusal or error writes nothing.
+    async fn set_blocked(
+        &self,
+        targets: &[String],
+        block: bool,
+        now: DateTime<Utc>,
+    ) -> Result<BlockedAll, StoreError>;
     async fn list_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError>;
     /// The runners' heartbeat rows, newest heartbeat first (at most 100).
     async fn runners(&self) -> Result<Vec<RunnerSeen>, StoreError>;

@@ -221,6 +221,16 @@ pub struct Retagged {
     pub refused: Vec<(String, String)>,
 }
 
+/// What `set_blocked` did: the leads changed, as they are now, in the order named; those
+/// skipped (already blocked, or not blocked for an unblock) with the state they are in;
+/// and, for an unblock, the targets that are no lead (then nothing was written).
+#[derive(Debug, Clone, Default)]
+pub struct BlockedAll {
+    pub leads: Vec<Lead>,
+    pub skipped: Vec<(String, LeadState)>,
+    pub unknown: Vec<String>,
+}
+
 /// Which leads `list_leads` returns.
 #[derive(Debug, Clone, Default)]
 pub struct LeadFilter {

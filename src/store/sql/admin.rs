@@ -12,8 +12,8 @@ use crate::store::params::{NewEvent, Retag};
 use crate::store::rows::LEAD_COLUMNS;
 use crate::store::rules::{FUTURE_SKEW, check_reply_time, counts_by_state, in_tx, user_change};
 use crate::store::types::{
-    JobRun, LeadFilter, LeaseSummary, OutboxItem, Pause, PauseScope, QueryPlan, QueuedEvent,
-    Retagged, RunnerSeen, UserAction,
+    BlockedAll, JobRun, LeadFilter, LeaseSummary, OutboxItem, Pause, PauseScope, QueryPlan,
+    QueuedEvent, Retagged, RunnerSeen, UserAction,
 };
 use crate::store::values::{Ids, Ts};
 use crate::store::{AdminStore, ImportSession};
@@ -51,29 +51,7 @@ impl Store {
                     return Err(StoreError::Busy(target.to_string()));
                 }
             }
-            let done = sqlx::query(
-                // Retry and unblock make the lead eligible at once, with a fresh retry
-                // budget; a retry starts afresh, while an unblocked lead's call may
-                // still be in flight under its lease.
-                "UPDATE leads SET state = $1, pending_event = $2, updated_at = $3,
-                    next_eligible_at = CASE WHEN $6 THEN $3 ELSE next_eligible_at END,
-                    transient_failures = CASE WHEN $6 THEN 0 ELSE transient_failures END,
-                    lease_owner = CASE WHEN $7 THEN NULL ELSE lease_owner END,
-                    lease_expires_at = CASE WHEN $7 THEN NULL ELSE lease_expires_at END
-                 WHERE id = $4 AND state = $5",
-            )
-            .bind(to.as_str())
-            .bind(pending.and_then(crate::lead::LeadEvent::pending_name))
-            .bind(Ts(now))
-            .bind(lead.id)
-            .bind(lead.state.as_str())
-            .bind(action != UserAction::Block)
-            .bind(action == UserAction::Retry)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::Conflict(target.to_string()));
-            }
+            set_state_in(tx, &lead, (to, pending), action, now).await?;
             if action == UserAction::Retry {
                 sqlx::query(
                     "UPDATE attempts SET status = CASE WHEN status = 'in_flight' THEN 'unknown' ELSE status END,
@@ -91,6 +69,42 @@ impl Store {
         })
         .await
     }
+}
+
+/// Writes a person's change of `lead` (to the state and pending event `change`), checking
+/// the lead did not change since it was read (else `Conflict`).
+async fn set_state_in(
+    tx: &mut super::Conn,
+    lead: &Lead,
+    change: (crate::lead::LeadState, Option<crate::lead::LeadEvent>),
+    action: UserAction,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    let (to, pending) = change;
+    let done = sqlx::query(
+        // Retry and unblock make the lead eligible at once, with a fresh retry
+        // budget; a retry starts afresh, while an unblocked lead's call may
+        // still be in flight under its lease.
+        "UPDATE leads SET state = $1, pending_event = $2, updated_at = $3,
+            next_eligible_at = CASE WHEN $6 THEN $3 ELSE next_eligible_at END,
+            transient_failures = CASE WHEN $6 THEN 0 ELSE transient_failures END,
+            lease_owner = CASE WHEN $7 THEN NULL ELSE lease_owner END,
+            lease_expires_at = CASE WHEN $7 THEN NULL ELSE lease_expires_at END
+         WHERE id = $4 AND state = $5",
+    )
+    .bind(to.as_str())
+    .bind(pending.and_then(crate::lead::LeadEvent::pending_name))
+    .bind(Ts(now))
+    .bind(lead.id)
+    .bind(lead.state.as_str())
+    .bind(action != UserAction::Block)
+    .bind(action == UserAction::Retry)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Conflict(lead.target.clone()));
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -194,6 +208,79 @@ impl AdminStore for Store {
                 leads.push(lead_in(tx, &lead.target, false).await?);
             }
             out.leads = leads;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_blocked(
+        &self,
+        targets: &[String],
+        block: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<BlockedAll, StoreError> {
+        let action = if block {
+            UserAction::Block
+        } else {
+            UserAction::Unblock
+        };
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            let mut out = BlockedAll::default();
+            let mut known = Vec::with_capacity(targets.len());
+            for target in targets {
+                let lead = match lead_in(tx, target, true).await {
+                    Ok(lead) => lead,
+                    Err(StoreError::NotFound(_)) => {
+                        out.unknown.push(target.clone());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match user_change(action, &lead) {
+                    Ok(change) => known.push((lead, change)),
+                    // A list may name a lead blocked before (for an unblock, one not
+                    // blocked): nothing to do for it.
+                    Err(r) if (r.from == crate::lead::LeadState::Blocked) == block => {
+                        out.skipped.push((lead.target.clone(), r.from));
+                    }
+                    Err(r) => return Err(r.into()),
+                }
+            }
+            if !block && !out.unknown.is_empty() {
+                // Nothing is written unless every target is a lead.
+                out.skipped.clear();
+                return Ok(out);
+            }
+            for (lead, change) in &known {
+                set_state_in(tx, lead, *change, action, now).await?;
+            }
+            // A do-not-contact list may name people not imported yet: added, blocked.
+            let added = std::mem::take(&mut out.unknown);
+            if !added.is_empty() {
+                let rows = added
+                    .iter()
+                    .map(|target| crate::store::LeadInput {
+                        target: target.clone(),
+                        state: Some(crate::lead::LeadState::Blocked),
+                        ..Default::default()
+                    })
+                    .collect();
+                super::helpers::upsert_batch(tx, rows, now).await?;
+            }
+            let skipped: std::collections::HashSet<&str> =
+                out.skipped.iter().map(|(t, _)| t.as_str()).collect();
+            for target in targets {
+                if skipped.contains(target.as_str()) {
+                    continue;
+                }
+                let lead = lead_in(tx, target, false).await?;
+                if lead.state != crate::lead::LeadState::Blocked && block {
+                    // Added by someone else meanwhile and worked since: not blocked by
+                    // the insert; nothing is written.
+                    return Err(StoreError::Conflict(target.clone()));
+                }
+                out.leads.push(lead);
+            }
             Ok(out)
         })
         .await
