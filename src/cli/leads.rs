@@ -88,26 +88,29 @@ pub enum LeadsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Mark leads do-not-contact (unknown targets are added, blocked). With several
-    /// targets, one already blocked is said on stderr and skipped.
+    /// Mark leads do-not-contact (unknown targets are added, blocked), all in one
+    /// transaction. With several targets, one already blocked is said on stderr and skipped.
     Block {
-        /// The leads' targets (@username).
+        /// The leads' targets (@username); at most 10,000 with the file's.
         #[arg(required_unless_present = "file")]
         targets: Vec<String>,
-        /// Also every target in this file, one per line (blank lines are skipped).
+        /// Also the targets of this file: one per line (blank lines skipped), or a CSV
+        /// whose header row has a `target` column.
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
         /// The lead as JSON; a JSON array of them when several are named.
         #[arg(long)]
         json: bool,
     },
-    /// Lift blocks. With several targets, one not blocked is said on stderr and skipped,
-    /// and unknown ones are listed at the end (exit 3; the others are unblocked).
+    /// Lift blocks, all in one transaction. With several targets, one not blocked is said
+    /// on stderr and skipped; if any target is no lead, they are named and nothing
+    /// changes (exit 3).
     Unblock {
-        /// The leads' targets (@username).
+        /// The leads' targets (@username); at most 10,000 with the file's.
         #[arg(required_unless_present = "file")]
         targets: Vec<String>,
-        /// Also every target in this file, one per line (blank lines are skipped).
+        /// Also the targets of this file: one per line (blank lines skipped), or a CSV
+        /// whose header row has a `target` column.
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
         /// The lead as JSON; a JSON array of them when several are named.
@@ -206,6 +209,23 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             remove,
             ..
         } => Some(tag_change(targets, add, remove)?),
+        _ => None,
+    };
+    // Checked before the database is opened: a bad target or line writes nothing.
+    let named = match &command {
+        LeadsCommand::Block { targets, file, .. } | LeadsCommand::Unblock { targets, file, .. } => {
+            let several = targets.len() != 1 || file.is_some();
+            let checked = super::targets::targets_named(
+                targets.clone(),
+                file.as_deref(),
+                super::targets::MAX_TARGETS,
+            )?;
+            Some((
+                checked,
+                several,
+                matches!(command, LeadsCommand::Block { .. }),
+            ))
+        }
         _ => None,
     };
     let store = open_as(config, how).await?;
@@ -331,98 +351,23 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             };
             done(&lead, json, "reply recorded for")
         }
-        LeadsCommand::Block {
-            targets,
-            file,
-            json,
-        } => {
-            let (targets, several) = super::targets::targets_named(targets, file.as_deref())?;
-            let mut leads = Vec::with_capacity(targets.len());
-            for target in &targets {
-                // A do-not-contact list may name people not imported yet: add them, blocked.
-                match crate::store::block_adding(&*store, target, now).await {
-                    Ok(lead) => {
-                        if !json {
-                            outln!("blocked {} (now {})", lead.target, lead.state);
-                        }
-                        leads.push(lead);
-                    }
-                    // A list may name a lead blocked before: it stays blocked.
-                    Err(crate::store::StoreError::Refused(r))
-                        if several && r.from == LeadState::Blocked =>
-                    {
-                        eprintln!("{target}: already blocked");
-                    }
-                    Err(e) => {
-                        if several {
-                            eprintln!(
-                                "blocked {} of {} before the error below",
-                                leads.len(),
-                                targets.len()
-                            );
-                        }
-                        return Err(store_failure(e));
-                    }
+        LeadsCommand::Block { json, .. } | LeadsCommand::Unblock { json, .. } => {
+            let Some((targets, several, block)) = named else {
+                return Err(anyhow!("no targets were checked")).exit_with(Exit::Failure);
+            };
+            match (several, targets.as_slice()) {
+                // One target, as always: a do-not-contact list may name people not
+                // imported yet, added blocked.
+                (false, [target]) if block => {
+                    let lead = crate::store::block_adding(&*store, target, now)
+                        .await
+                        .map_err(store_failure)?;
+                    done(&lead, json, "blocked")
                 }
-            }
-            super::targets::several_done(&leads, json, several)
-        }
-        LeadsCommand::Unblock {
-            targets,
-            file,
-            json,
-        } => {
-            let (targets, several) = super::targets::targets_named(targets, file.as_deref())?;
-            let mut leads = Vec::with_capacity(targets.len());
-            let mut unknown = Vec::new();
-            for target in &targets {
-                match store
-                    .apply_user_action(target, UserAction::Unblock, now)
-                    .await
-                {
-                    Ok(lead) => {
-                        if !json {
-                            outln!("unblocked {} (now {})", lead.target, lead.state);
-                        }
-                        leads.push(lead);
-                    }
-                    Err(crate::store::StoreError::NotFound(_)) if several => {
-                        unknown.push(target.clone())
-                    }
-                    // A list may name a lead that is not blocked: nothing to lift.
-                    Err(crate::store::StoreError::Refused(r))
-                        if several && r.from != LeadState::Blocked =>
-                    {
-                        eprintln!("{target}: not blocked (it is {})", r.from);
-                    }
-                    Err(crate::store::StoreError::NotFound(_)) => {
-                        return Err(not_found(&*store, target).await);
-                    }
-                    Err(e) => {
-                        if several {
-                            eprintln!(
-                                "unblocked {} of {} before the error below",
-                                leads.len(),
-                                targets.len()
-                            );
-                        }
-                        return Err(store_failure(e));
-                    }
+                (false, [target]) => {
+                    user_action(&*store, target, UserAction::Unblock, now, json, "unblocked").await
                 }
-            }
-            super::targets::several_done(&leads, json, several)?;
-            if unknown.is_empty() {
-                Ok(())
-            } else {
-                Err(Failure {
-                    exit: Exit::Config,
-                    error: anyhow!(
-                        "{} of {} targets are no lead (the others were unblocked): {}",
-                        unknown.len(),
-                        targets.len(),
-                        super::targets::shown_list(&unknown)
-                    ),
-                })
+                _ => set_blocked(&*store, &targets, block, now, json).await,
             }
         }
         LeadsCommand::Tag { json, .. } => {
@@ -573,6 +518,48 @@ async fn retag_leads(
             lead.tags.join(", ")
         };
         outln!("tagged {} ({tags})", lead.target);
+    }
+    Ok(())
+}
+
+/// Blocks or unblocks several leads in one transaction, or none of them: an unblock with
+/// unknown targets names them (exit 3); leads with nothing to do are said on stderr.
+async fn set_blocked(
+    store: &dyn AdminStore,
+    targets: &[String],
+    block: bool,
+    now: DateTime<Utc>,
+    json: bool,
+) -> Result<(), Failure> {
+    let done = store
+        .set_blocked(targets, block, now)
+        .await
+        .map_err(store_failure)?;
+    if !done.unknown.is_empty() {
+        for t in &done.unknown {
+            eprintln!("{t}: no lead");
+        }
+        return Err(anyhow!(
+            "{} of {} targets are no lead: {}; no lead was unblocked",
+            done.unknown.len(),
+            targets.len(),
+            super::targets::shown_list(&done.unknown)
+        ))
+        .exit_with(Exit::Config);
+    }
+    for (t, state) in &done.skipped {
+        if block {
+            eprintln!("{t}: already blocked");
+        } else {
+            eprintln!("{t}: not blocked (it is {state})");
+        }
+    }
+    if json {
+        return print_json(&done.leads);
+    }
+    let verb = if block { "blocked" } else { "unblocked" };
+    for lead in &done.leads {
+        outln!("{verb} {} (now {})", lead.target, lead.state);
     }
     Ok(())
 }

@@ -4,15 +4,14 @@
 
 use super::common::{print_json, show_time};
 use super::store_access::{Open, open_as, store_failure};
+use super::targets::targets_named;
 use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::store::{SUPPRESS_BATCH_MAX, SUPPRESSIONS_PAGE_MAX, Suppression};
 use anyhow::anyhow;
 use clap::Subcommand;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The largest target file read.
-const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// `suppress list`'s page when `--limit` is not given.
 const DEFAULT_LIST: u32 = 100;
 
@@ -77,7 +76,7 @@ pub async fn run(config: &Config, command: SuppressCommand) -> Result<(), Failur
             json,
         } => {
             // Every target checked before the database is opened: a bad line writes nothing.
-            let targets = targets_named(targets, file.as_deref())?;
+            let targets = targets_named(targets, file.as_deref(), SUPPRESS_BATCH_MAX)?;
             let store = open_as(config, Open::Create).await?;
             let done = store
                 .suppress(&targets, chrono::Utc::now())
@@ -100,7 +99,7 @@ pub async fn run(config: &Config, command: SuppressCommand) -> Result<(), Failur
             file,
             json,
         } => {
-            let targets = targets_named(targets, file.as_deref())?;
+            let targets = targets_named(targets, file.as_deref(), SUPPRESS_BATCH_MAX)?;
             let store = open_as(config, Open::Existing).await?;
             let done = store.unsuppress(&targets).await.map_err(store_failure)?;
             if json {
@@ -161,193 +160,5 @@ pub async fn run(config: &Config, command: SuppressCommand) -> Result<(), Failur
             }
             Ok(())
         }
-    }
-}
-
-/// A usage-free input error (exit 3).
-fn bad(message: String) -> Failure {
-    Failure {
-        exit: Exit::Config,
-        error: anyhow!(message),
-    }
-}
-
-/// The targets named on the command line and in `file`, each checked, in order, each
-/// once: the first bad one is an error naming its argument, or its file and line, and
-/// what was expected. At most `SUPPRESS_BATCH_MAX`.
-fn targets_named(args: Vec<String>, file: Option<&Path>) -> Result<Vec<String>, Failure> {
-    let mut seen = std::collections::HashSet::new();
-    let mut targets = Vec::new();
-    let mut take = |target: String| -> Result<(), String> {
-        if seen.insert(target.clone()) {
-            if targets.len() == SUPPRESS_BATCH_MAX {
-                return Err(format!(
-                    "more than {SUPPRESS_BATCH_MAX} targets (the most one command takes); split the list"
-                ));
-            }
-            targets.push(target);
-        }
-        Ok(())
-    };
-    for (i, arg) in args.iter().enumerate() {
-        let target = crate::lead::fields::target(arg)
-            .map_err(|e| bad(format!("target {} ({arg:?}): {e}", i + 1)))?;
-        take(target).map_err(bad)?;
-    }
-    if let Some(path) = file {
-        for (n, target) in read_file(path)? {
-            take(target).map_err(|e| bad(format!("{}:{n}: {e}", path.display())))?;
-        }
-    }
-    if targets.is_empty() {
-        return Err(bad("no targets: the file holds none".into()));
-    }
-    Ok(targets)
-}
-
-/// The targets of a file with their line numbers: one target per line, or, when the
-/// first line is a CSV header with a `target` column, that column of each row (one record
-/// per line, fields quoted with `"` where they hold a comma). Blank lines are skipped.
-fn read_file(path: &Path) -> Result<Vec<(u64, String)>, Failure> {
-    use std::io::{BufRead, Read};
-    let shown = path.display();
-    let opened =
-        std::fs::File::open(path).map_err(|e| bad(format!("{shown}: cannot read: {e}")))?;
-    // One byte past the bound is read, so a file that goes on is an error, never a list
-    // cut in the middle.
-    let mut reader = std::io::BufReader::new(opened.take(MAX_FILE_BYTES + 1));
-    let mut read: u64 = 0;
-    let mut line = String::new();
-    // The CSV's target column and its number of columns, once a header was read.
-    let mut csv: Option<(usize, usize)> = None;
-    let mut first = true;
-    let mut found = Vec::new();
-    for n in 1u64.. {
-        line.clear();
-        let got = reader.read_line(&mut line).map_err(|e| {
-            bad(format!(
-                "{shown}:{n}: cannot read: {e} (expected UTF-8 text)"
-            ))
-        })?;
-        read += got as u64;
-        if read > MAX_FILE_BYTES {
-            return Err(bad(format!(
-                "{shown}: more than {MAX_FILE_BYTES} bytes; split the list"
-            )));
-        }
-        if got == 0 {
-            break;
-        }
-        let text = line
-            .trim_end_matches(['\n', '\r'])
-            .trim_start_matches('\u{feff}');
-        if text.trim().is_empty() {
-            continue;
-        }
-        if std::mem::take(&mut first) {
-            let cells = split_csv(text).map_err(|e| bad(format!("{shown}:{n}: {e}")))?;
-            let column = cells
-                .iter()
-                .position(|c| c.trim().eq_ignore_ascii_case("target"));
-            match column {
-                Some(column) => {
-                    csv = Some((column, cells.len()));
-                    continue;
-                }
-                None if cells.len() > 1 => {
-                    return Err(bad(format!(
-                        "{shown}:{n}: a CSV header row needs a `target` column (found {})",
-                        cells
-                            .iter()
-                            .map(|c| format!("{:?}", c.trim()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
-                None => {}
-            }
-        }
-        let raw = match csv {
-            Some((column, columns)) => {
-                let cells = split_csv(text).map_err(|e| bad(format!("{shown}:{n}: {e}")))?;
-                if cells.len() != columns {
-                    return Err(bad(format!(
-                        "{shown}:{n}: expected {columns} fields as in the header row, found {}",
-                        cells.len()
-                    )));
-                }
-                cells[column].clone()
-            }
-            None => {
-                // One target per line: a CSV row without a header, a comment or a name
-                // with spaces would be taken for a target if not refused.
-                if text.trim().starts_with('#') || text.trim().contains([',', ';', '\t', ' ']) {
-                    return Err(bad(format!(
-                        "{shown}:{n}: {} is not one target: expected one target per line, or a CSV whose first line is a header row with a `target` column",
-                        crate::lead::fields::shown(text.trim())
-                    )));
-                }
-                text.to_string()
-            }
-        };
-        let target =
-            crate::lead::fields::target(&raw).map_err(|e| bad(format!("{shown}:{n}: {e}")))?;
-        found.push((n, target));
-    }
-    Ok(found)
-}
-
-/// The fields of one CSV record on one line: separated by commas, a field in double quotes
-/// may hold commas and `""` for a quote.
-fn split_csv(line: &str) -> Result<Vec<String>, String> {
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut at_start = true;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted => {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cell.push('"');
-                } else {
-                    quoted = false;
-                }
-            }
-            '"' if at_start => {
-                quoted = true;
-                at_start = false;
-            }
-            ',' if !quoted => {
-                cells.push(std::mem::take(&mut cell));
-                at_start = true;
-            }
-            c => {
-                cell.push(c);
-                at_start = false;
-            }
-        }
-    }
-    if quoted {
-        return Err("a quoted field is not closed (expected one record per line)".into());
-    }
-    cells.push(cell);
-    Ok(cells)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_csv;
-
-    #[test]
-    fn csv_fields_are_split_on_commas_outside_quotes() {
-        assert_eq!(split_csv("a,b").unwrap(), ["a", "b"]);
-        assert_eq!(
-            split_csv("\"x, y\",@ana,\"say \"\"hi\"\"\"").unwrap(),
-            ["x, y", "@ana", "say \"hi\""]
-        );
-        assert_eq!(split_csv("@ana").unwrap(), ["@ana"]);
-        assert!(split_csv("\"open,@ana").is_err());
     }
 }

@@ -29,6 +29,14 @@ impl Env {
         Env { dir, url }
     }
 
+    /// A temp dir for files, and the database at `url` (e.g. PostgreSQL's).
+    fn on(url: String) -> Env {
+        Env {
+            url,
+            ..Env::sqlite()
+        }
+    }
+
     fn file(&self, name: &str, bytes: &[u8]) -> String {
         let path = self.dir.path().join(name);
         std::fs::write(&path, bytes).expect("write file");
@@ -714,7 +722,10 @@ fn several_targets_are_blocked_and_unblocked_from_arguments_and_a_file() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(&format!("{bad}:2: ")), "{stderr}");
     assert!(stderr.contains("control character"), "{stderr}");
-    assert!(env.targets().is_empty(), "nothing was stored");
+    assert!(
+        !env.dir.path().join("leads.db").exists(),
+        "checked before the database is opened: nothing was stored"
+    );
 
     // A CSV row, a header with a comment, or an empty file: refused, never taken for targets.
     for (name, bytes, want) in [
@@ -739,7 +750,10 @@ fn several_targets_are_blocked_and_unblocked_from_arguments_and_a_file() {
             text(&out.stderr)
         );
     }
-    assert!(env.targets().is_empty(), "nothing was stored");
+    assert!(
+        !env.dir.path().join("leads.db").exists(),
+        "checked before the database is opened: nothing was stored"
+    );
 
     // Arguments, then the file's lines (blank ones skipped), each once; unknown targets
     // are added, blocked.
@@ -766,15 +780,19 @@ fn several_targets_are_blocked_and_unblocked_from_arguments_and_a_file() {
     assert!(text(&out.stderr).contains("@a: already blocked"));
     assert_eq!(text(&out.stdout).trim(), "blocked @z (now blocked)");
 
-    // Unblock: the known ones are unblocked, the unknown listed at the end (exit 3).
+    // Unblock: an unknown target is named and nothing is unblocked (exit 3).
     let out = env.run(&["leads", "unblock", "@a", "@b", "@nobody"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr)
-            .contains("1 of 3 targets are no lead (the others were unblocked): \"@nobody\""),
+            .contains("1 of 3 targets are no lead: \"@nobody\"; no lead was unblocked"),
         "{}",
         text(&out.stderr)
     );
+    assert_eq!(state("@a"), "blocked");
+    assert_eq!(state("@b"), "blocked");
+    let out = env.run(&["leads", "unblock", "@a", "@b"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(state("@a"), "new");
     assert_eq!(state("@b"), "new");
     let out = env.run(&["leads", "unblock", "@a", "@c"]);
@@ -786,6 +804,128 @@ fn several_targets_are_blocked_and_unblocked_from_arguments_and_a_file() {
     );
     assert_eq!(state("@c"), "new");
     assert_eq!(state("@z"), "blocked");
+}
+
+#[test]
+fn block_and_unblock_of_several_targets_are_all_or_nothing_on_sqlite() {
+    blocks_all_or_nothing(&Env::sqlite());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn block_and_unblock_of_several_targets_are_all_or_nothing_on_postgresql() {
+    let Some(db) = common::db::postgres().await else {
+        return;
+    };
+    blocks_all_or_nothing(&Env::on(db.url.clone()));
+}
+
+/// `leads block` / `unblock` of several targets, from arguments, a plain file and a CSV:
+/// one transaction each; an unknown target of an unblock is named and nothing is written.
+fn blocks_all_or_nothing(env: &Env) {
+    let state = |t: &str| env.json(&["leads", "show", t, "--json"])["lead"]["state"].clone();
+    let leads = env.file("leads.csv", b"target,tags\n@a,x\n@b,x\n@c,y\n");
+    assert!(env.run(&["leads", "import", &leads]).status.success());
+
+    // A CSV with a `target` column (other columns and quoting ignored), with arguments.
+    let csv = env.file("dnc.csv", b"name,target\n\"Smith, C\",@c\nD,@d\n");
+    let blocked = env.json(&["leads", "block", "@a", "@b", "--file", &csv, "--json"]);
+    let targets: Vec<(&str, &str)> = blocked
+        .as_array()
+        .expect("several: an array")
+        .iter()
+        .map(|l| {
+            (
+                l["target"].as_str().expect("target"),
+                l["state"].as_str().expect("state"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            ("@a", "blocked"),
+            ("@b", "blocked"),
+            ("@c", "blocked"),
+            ("@d", "blocked")
+        ],
+        "known ones blocked, the unknown @d added blocked"
+    );
+
+    // Unknown targets among several: all named, and not one lead is unblocked.
+    let out = env.run(&["leads", "unblock", "@a", "@nobody1", "@b", "@nobody2"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "2 of 4 targets are no lead: \"@nobody1\", \"@nobody2\"; no lead was unblocked"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(text(&out.stdout), "", "nothing said done");
+    for t in ["@a", "@b", "@c", "@d"] {
+        assert_eq!(state(t), "blocked", "{t} was left blocked");
+    }
+
+    // A bad line of a CSV is named FILE:LINE, and nothing is written.
+    let bad = env.file("bad.csv", b"target\n@e\n\n@bad\x07x\n");
+    let out = env.run(&["leads", "unblock", "@a", "--file", &bad]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("{bad}:4: ")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(state("@a"), "blocked");
+
+    // More than 10,000 targets: refused before anything is written.
+    let many: String = (0..10_001).map(|i| format!("@m{i}\n")).collect();
+    let many = env.file("many.txt", many.as_bytes());
+    let out = env.run(&["leads", "block", "--file", &many]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("{many}:10001: more than 10000 targets")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !env.targets().contains(&"@m0".to_string()),
+        "nothing was added"
+    );
+
+    // A plain file and an argument: all unblocked, one not blocked said and skipped.
+    let plain = env.file("ok.txt", b"@a\n\n@b\n@zz\n");
+    let out = env.run(&["leads", "unblock", "@c", "--file", &plain]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "@zz is no lead: {}",
+        text(&out.stderr)
+    );
+    let plain = env.file("ok.txt", b"@a\n\n@b\n");
+    assert!(
+        env.run(&["leads", "unblock", "@a"]).status.success(),
+        "one target, as always"
+    );
+    let out = env.run(&["leads", "unblock", "@c", "--file", &plain]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "unblocked @c (now new)\nunblocked @b (now new)\n"
+    );
+    assert!(
+        text(&out.stderr).contains("@a: not blocked (it is new)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(state("@d"), "blocked");
+    // One target, as always: an unknown one is an error (exit 3), a known one is done.
+    let out = env.run(&["leads", "unblock", "@nobody"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("no lead with target \"@nobody\""),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
