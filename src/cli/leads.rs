@@ -69,6 +69,24 @@ pub enum LeadsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write every lead a filter selects to stdout, oldest first, as a lead file that
+    /// `leads import` reads back: the same columns, names and formats (a state other than
+    /// new or contacted is written as it is, and refused by an import).
+    Export {
+        /// The file format: csv (a header row, tags `;`-separated) or jsonl (one object a
+        /// line).
+        #[arg(long, value_enum, default_value_t = super::leads_export::ExportFormat::Csv)]
+        format: super::leads_export::ExportFormat,
+        /// Only leads in this state.
+        #[arg(long)]
+        state: Option<LeadState>,
+        /// Only leads carrying this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only leads after this id (as `leads list --after`).
+        #[arg(long, value_name = "ID")]
+        after: Option<i64>,
+    },
     /// Show a lead and its attempts, newest first.
     Show {
         /// The lead's target, e.g. @jane.doe.
@@ -191,7 +209,9 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             .exit_with(Exit::Config)?;
     }
     let how = match command {
-        LeadsCommand::List { .. } | LeadsCommand::Show { .. } => Open::ReadOnly,
+        LeadsCommand::List { .. } | LeadsCommand::Export { .. } | LeadsCommand::Show { .. } => {
+            Open::ReadOnly
+        }
         LeadsCommand::Replied { .. }
         | LeadsCommand::Unblock { .. }
         | LeadsCommand::Tag { .. }
@@ -276,6 +296,12 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             after,
             json,
         } => super::leads_list::list(&*store, state, tag, limit, after, json).await,
+        LeadsCommand::Export {
+            format,
+            state,
+            tag,
+            after,
+        } => super::leads_export::export(&*store, state, tag, after, format).await,
         LeadsCommand::Show { target, json } => {
             let Some(lead) = store.get_lead(&target).await.map_err(store_failure)? else {
                 return Err(not_found(&*store, &target).await);

@@ -11,6 +11,7 @@ mod daemon;
 mod demo;
 mod forecast;
 mod leads;
+mod leads_export;
 mod leads_list;
 mod man;
 mod outbox;

@@ -977,3 +977,89 @@ fn a_cut_list_says_so_and_how_to_see_the_next_page() {
     let out = env.run(&["leads", "list", "--limit", "2500", "--json"]);
     assert_eq!(text(&out.stderr), "");
 }
+
+#[test]
+fn an_export_round_trips_through_import_on_sqlite() {
+    exports_round_trip(&Env::sqlite(), &Env::sqlite());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_round_trips_through_import_on_postgresql() {
+    let (Some(db), Some(fresh)) = (common::db::postgres().await, common::db::postgres().await)
+    else {
+        return;
+    };
+    exports_round_trip(&Env::on(db.url.clone()), &Env::on(fresh.url.clone()));
+}
+
+const HEADER: &str = "target,own_username,timezone,profile_image,tags,state,last_contact_at,last_reply_at,follow_ups_sent";
+
+/// `leads export` in both formats, with filters, past one page; and export -> import
+/// into `fresh` (an empty database) -> export gives the same file.
+fn exports_round_trip(env: &Env, fresh: &Env) {
+    let mut csv = format!(
+        "{HEADER}\n\
+         @a,@me,Europe/Berlin,\"https://cdn/a,1.jpg\",vip;spring,,,,\n\
+         @b,,,,vip,contacted,2020-01-02T03:04:05Z,2020-01-03T00:00:00.5+01:00,2\n\
+         @c,,,,,,,,\n"
+    );
+    for i in 0..1_205 {
+        csv.push_str(&format!("@bulk{i:04},,,,bulk,,,,\n"));
+    }
+    let file = env.file("leads.csv", csv.as_bytes());
+    let out = env.run(&["leads", "import", &file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "imported 1208, updated 0, rejected 0"
+    );
+    let export = |env: &Env, args: &[&str]| {
+        let out = env.run(&[&["leads", "export"][..], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    // CSV, the default: import's header, columns and formats.
+    assert_eq!(
+        export(env, &["--state", "contacted"]),
+        format!("{HEADER}\n@b,,,,vip,contacted,2020-01-02T03:04:05Z,2020-01-02T23:00:00.500Z,2\n")
+    );
+    assert_eq!(
+        export(env, &["--tag", "spring", "--format", "csv"]),
+        format!("{HEADER}\n@a,@me,Europe/Berlin,\"https://cdn/a,1.jpg\",vip;spring,new,,,0\n")
+    );
+    // JSONL: import's keys, tags an array.
+    let lines: Vec<Value> = export(env, &["--format", "jsonl", "--tag", "vip"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object a line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[1],
+        serde_json::json!({
+            "target": "@b", "own_username": null, "timezone": null, "profile_image": null,
+            "tags": ["vip"], "state": "contacted", "last_contact_at": "2020-01-02T03:04:05Z",
+            "last_reply_at": "2020-01-02T23:00:00.500Z", "follow_ups_sent": 2
+        })
+    );
+    assert_eq!(lines[0]["target"], "@a");
+    assert_eq!(lines[0]["tags"], serde_json::json!(["vip", "spring"]));
+    // Every match, not a page of them.
+    let bulk = export(env, &["--tag", "bulk"]);
+    assert_eq!(
+        bulk.lines().count(),
+        1 + 1_205,
+        "a header and every bulk lead"
+    );
+    assert!(bulk.ends_with("@bulk1204,,,,bulk,new,,,0\n"));
+
+    // Round trips: what comes out goes back in as it was, in both formats.
+    for format in ["csv", "jsonl"] {
+        let first = export(env, &["--format", format]);
+        assert_eq!(first.lines().count(), 1_208 + usize::from(format == "csv"));
+        let path = fresh.file(&format!("export.{format}"), first.as_bytes());
+        let out = fresh.run(&["leads", "import", "--strict", &path]);
+        assert!(out.status.success(), "{format}: {}", text(&out.stderr));
+        assert_eq!(export(fresh, &["--format", format]), first, "{format}");
+    }
+}
