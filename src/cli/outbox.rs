@@ -13,8 +13,9 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
-    /// Text waiting to be delivered on the platform. Text for a lead blocked since it was
-    /// written is held back (do-not-contact): --all shows it, and delivered text too.
+    /// Text waiting to be delivered on the platform, with the sender whose call produced it
+    /// (`-` when unknown). Text for a lead blocked since it was written is held back
+    /// (do-not-contact): --all shows it, and delivered text too.
     List {
         /// Also delivered text, and text held back because its lead is blocked.
         #[arg(long, conflicts_with = "parked")]
@@ -23,7 +24,7 @@ pub enum OutboxCommand {
         /// back the later messages of their lead until `outbox redeliver`).
         #[arg(long)]
         parked: bool,
-        /// One JSON array (each row with its lead's state).
+        /// One JSON array (each row with its lead's state and its sender, null when unknown).
         #[arg(long)]
         json: bool,
     },
@@ -187,10 +188,11 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
                     "pending"
                 };
                 outln!(
-                    "#{:<6} {:<9} {:<24} {:<9} {:?}",
+                    "#{:<6} {:<9} {:<24} {:<16} {:<9} {:?}",
                     item.id,
                     state,
                     item.target,
+                    item.sender.as_deref().unwrap_or("-"),
                     item.action,
                     item.message
                 );

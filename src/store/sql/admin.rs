@@ -402,8 +402,9 @@ impl AdminStore for Store {
     async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError> {
         let found: Vec<rows::OutboxRow> = sqlx::query_as(
             "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
-                    o.created_at, o.acked_at, l.state AS lead_state
+                    o.created_at, o.acked_at, l.state AS lead_state, a.sender
              FROM outbox o JOIN leads l ON l.id = o.lead_id
+             LEFT JOIN attempts a ON a.id = o.attempt_id
              WHERE $1 OR o.acked_at IS NULL ORDER BY o.id",
         )
         .bind(include_acked)
