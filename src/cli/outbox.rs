@@ -13,8 +13,9 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
-    /// Text waiting to be delivered on the platform. Text for a lead blocked since it was
-    /// written is held back (do-not-contact): --all shows it, and delivered text too.
+    /// Text waiting to be delivered on the platform, with the sender whose call produced it
+    /// (`-` when unknown). Text for a lead blocked since it was written is held back
+    /// (do-not-contact): --all shows it, and delivered text too.
     List {
         /// Also delivered text, and text held back because its lead is blocked.
         #[arg(long, conflicts_with = "parked")]
@@ -23,13 +24,15 @@ pub enum OutboxCommand {
         /// back the later messages of their lead until `outbox redeliver`).
         #[arg(long)]
         parked: bool,
-        /// One JSON array (each row with its lead's state).
+        /// One JSON array (each row with its lead's state and its sender, null when unknown).
         #[arg(long)]
         json: bool,
     },
     /// Mark messages as delivered.
     Ack {
-        /// Message ids as `outbox list` shows them: `17`, `#17`, or a range `17-25`.
+        /// Message ids as `outbox list` shows them: `17`, `#17`, or an inclusive range
+        /// `17-25` / `#17-#25` (at most 10,000 ids); several may be given, acked in one
+        /// transaction.
         #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_ids)]
         ids: Vec<Ids>,
         /// Every pending message: not those held back for a blocked lead, nor parked ones;
@@ -51,7 +54,7 @@ pub enum OutboxCommand {
 /// The most ids one range may name: a typo such as `1-10000000` is an error, not a
 /// million-row statement (`--all` takes every message).
 pub const MAX_RANGE: i64 = 10_000;
-/// Ids acked or redelivered per statement.
+/// Ids redelivered per statement (acks chunk in the store, in one transaction).
 const CHUNK: usize = 1_000;
 
 /// One id, or a range of them, as written on the command line.
@@ -185,10 +188,11 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
                     "pending"
                 };
                 outln!(
-                    "#{:<6} {:<9} {:<24} {:<9} {:?}",
+                    "#{:<6} {:<9} {:<24} {:<16} {:<9} {:?}",
                     item.id,
                     state,
                     item.target,
+                    item.sender.as_deref().unwrap_or("-"),
                     item.action,
                     item.message
                 );
@@ -205,7 +209,7 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
         }
         OutboxCommand::Ack { ids, all } => {
             let now = Utc::now();
-            let (asked, named) = if all {
+            if all {
                 // With webhook delivery the daemon delivers: acking everything would drop
                 // what it has not sent yet.
                 if config.delivery.is_some() {
@@ -216,35 +220,16 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
                         ),
                     });
                 }
-                let pending = store.outbox(false).await.map_err(store_failure)?;
-                let parked: std::collections::HashSet<i64> = store
-                    .parked()
-                    .await
-                    .map_err(store_failure)?
-                    .iter()
-                    .map(|p| p.id)
-                    .collect();
-                let ids = pending
-                    .iter()
-                    .filter(|i| {
-                        i.acked_at.is_none()
-                            && i.lead_state != LeadState::Blocked
-                            && !parked.contains(&i.id)
-                    })
-                    .map(|i| i.id)
-                    .collect();
-                (ids, false)
-            } else {
-                (expand(&ids)?, true)
-            };
-            let mut acked = Vec::with_capacity(asked.len());
-            for chunk in asked.chunks(CHUNK) {
-                acked.extend(store.ack_outbox(chunk, now).await.map_err(store_failure)?);
+                // One statement: the outbox is never read into memory.
+                let acked = store.ack_all_outbox(now).await.map_err(store_failure)?;
+                outln!("acked {acked}");
+                return Ok(());
             }
+            let asked = expand(&ids)?;
+            // One transaction: every id named is acked, or (on an error) none.
+            let acked = store.ack_outbox(&asked, now).await.map_err(store_failure)?;
             outln!("acked {}", acked.len());
-            if named {
-                not_done(&asked, &acked, "not pending (unknown or already acked)");
-            }
+            not_done(&asked, &acked, "not pending (unknown or already acked)");
             Ok(())
         }
         OutboxCommand::Redeliver { ids, all } => {

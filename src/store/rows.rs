@@ -283,6 +283,7 @@ pub(crate) struct OutboxRow {
     created_at: Ts,
     acked_at: Option<Ts>,
     lead_state: String,
+    sender: Option<String>,
 }
 
 impl TryFrom<OutboxRow> for OutboxItem {
@@ -299,6 +300,7 @@ impl TryFrom<OutboxRow> for OutboxItem {
             created_at: r.created_at.0,
             acked_at: r.acked_at.map(|t| t.0),
             lead_state: r.lead_state.parse().map_err(StoreError::Corrupt)?,
+            sender: r.sender,
         })
     }
 }

@@ -274,8 +274,12 @@ pub trait AdminStore: Reads {
 
     /// Outbox rows not yet acknowledged (or all with `include_acked`), oldest first.
     async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError>;
-    /// Acknowledges delivered rows; returns the ids that were pending and are now acked.
+    /// Acknowledges delivered rows, all in one transaction; returns the ids that were
+    /// pending and are now acked.
     async fn ack_outbox(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;
+    /// Acknowledges every pending row in one statement, but not parked ones nor those held
+    /// back because their lead is blocked; returns how many.
+    async fn ack_all_outbox(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// What the HTTP service needs beyond people's commands.

@@ -344,6 +344,10 @@ pub struct OutboxItem {
     pub acked_at: Option<DateTime<Utc>>,
     /// The lead's state now: text for a `blocked` lead is held, not delivered.
     pub lead_state: LeadState,
+    /// The sender (own_username) of the call that produced the text, as its attempt
+    /// recorded it; null when unknown (an attempt made before senders were recorded,
+    /// for a lead that named none).
+    pub sender: Option<String>,
 }
 
 /// Leads held by runners, for `status`: claimed (leased) now, and calls in flight.

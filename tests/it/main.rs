@@ -14,6 +14,7 @@ mod chaos;
 mod cli_api;
 mod cli_check;
 mod cli_leads;
+mod cli_outbox;
 mod cli_run;
 mod client_errors;
 mod client_wire;

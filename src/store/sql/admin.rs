@@ -19,6 +19,9 @@ use crate::store::values::{Ids, Ts};
 use crate::store::{AdminStore, ImportSession};
 use crate::store::{StoreError, rows};
 
+/// Ids acked per statement (SQLite binds them as one JSON text, PostgreSQL as one array).
+const ACK_CHUNK: usize = 1_000;
+
 impl Store {
     /// Applies a person's `action` to `target`, checking the lead did not change
     /// since it was read. A retry deliberately frees the steps of the lead's lost or
@@ -486,8 +489,9 @@ impl AdminStore for Store {
     async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError> {
         let found: Vec<rows::OutboxRow> = sqlx::query_as(
             "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
-                    o.created_at, o.acked_at, l.state AS lead_state
+                    o.created_at, o.acked_at, l.state AS lead_state, a.sender
              FROM outbox o JOIN leads l ON l.id = o.lead_id
+             LEFT JOIN attempts a ON a.id = o.attempt_id
              WHERE $1 OR o.acked_at IS NULL ORDER BY o.id",
         )
         .bind(include_acked)
@@ -501,18 +505,44 @@ impl AdminStore for Store {
         ids: &[i64],
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut acked: Vec<i64> = sqlx::query_scalar(stmt!(
-            "UPDATE outbox SET acked_at = $2, delivered_by = 'ack',
-                    lease_owner = NULL, lease_expires_at = NULL
-             WHERE acked_at IS NULL AND id {ids}
-             RETURNING id",
-            ids = D::in_ids(1)
-        ))
-        .bind(Ids(ids.to_vec()))
-        .bind(Ts(now))
-        .fetch_all(&self.pool)
+        // One transaction, in statements of `ACK_CHUNK` ids: a command naming 100,000 ids
+        // acks all of them or none.
+        let mut acked: Vec<i64> = in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            let mut acked = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(ACK_CHUNK) {
+                let done: Vec<i64> = sqlx::query_scalar(stmt!(
+                    "UPDATE outbox SET acked_at = $2, delivered_by = 'ack',
+                            lease_owner = NULL, lease_expires_at = NULL
+                     WHERE acked_at IS NULL AND id {ids}
+                     RETURNING id",
+                    ids = D::in_ids(1)
+                ))
+                .bind(Ids(chunk.to_vec()))
+                .bind(Ts(now))
+                .fetch_all(&mut *tx)
+                .await?;
+                acked.extend(done);
+            }
+            Ok(acked)
+        })
         .await?;
         acked.sort_unstable();
         Ok(acked)
+    }
+
+    async fn ack_all_outbox(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        // One statement, whatever the outbox holds: not the rows parked by webhook
+        // delivery, nor those held back because their lead is blocked.
+        let done = sqlx::query(
+            "UPDATE outbox SET acked_at = $1, delivered_by = 'ack',
+                    lease_owner = NULL, lease_expires_at = NULL
+             WHERE acked_at IS NULL AND parked_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM leads l
+                               WHERE l.id = outbox.lead_id AND l.state = 'blocked')",
+        )
+        .bind(Ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -64,8 +64,9 @@ impl ServiceStore for Store {
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let rows = sqlx::query_as::<_, rows::OutboxRow>(
             "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
-                    o.created_at, o.acked_at, l.state AS lead_state
+                    o.created_at, o.acked_at, l.state AS lead_state, a.sender
              FROM outbox o JOIN leads l ON l.id = o.lead_id
+             LEFT JOIN attempts a ON a.id = o.attempt_id
              WHERE o.acked_at IS NULL AND o.id > $1 AND l.state <> 'blocked'
              ORDER BY o.id LIMIT $2",
         )
@@ -199,8 +200,9 @@ impl ServiceStore for Store {
     async fn outbox_of_attempt(&self, attempt_id: i64) -> Result<Option<OutboxItem>, StoreError> {
         let found: Option<rows::OutboxRow> = sqlx::query_as(
             "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
-                    o.created_at, o.acked_at, l.state AS lead_state
+                    o.created_at, o.acked_at, l.state AS lead_state, a.sender
              FROM outbox o JOIN leads l ON l.id = o.lead_id
+             LEFT JOIN attempts a ON a.id = o.attempt_id
              WHERE o.attempt_id = $1",
         )
         .bind(attempt_id)
