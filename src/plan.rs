@@ -380,14 +380,9 @@ async fn read_rooms(
     }
     let rules: Vec<_> = job.senders.book.rules.values().cloned().collect();
     let uses = store.sender_uses(&rules, now).await?;
-    let rooms = rules
-        .into_iter()
-        .map(|r| {
-            let u = uses.iter().find(|u| u.username == r.username);
-            (r.username.clone(), crate::senders::Room::of(r, u, now))
-        })
-        .collect();
-    cursor.senders = Some(Tally { rooms });
+    cursor.senders = Some(Tally {
+        rooms: crate::senders::rooms(rules, &uses, now),
+    });
     Ok(())
 }
 

@@ -217,6 +217,8 @@ pub struct Room {
     /// Openers it may still start today (`None`: no cap).
     pub left: Option<u64>,
     pub cap: Option<u32>,
+    /// Openers (calls that opened a conversation) it started today.
+    pub used: u64,
     pub last_call_at: Option<DateTime<Utc>>,
     pub first_opener_at: Option<DateTime<Utc>>,
     pub follow_up_waiting_at: Option<DateTime<Utc>>,
@@ -231,6 +233,7 @@ impl Room {
         Room {
             left: cap.map(|c| u64::from(c).saturating_sub(used)),
             cap,
+            used,
             last_call_at: u.and_then(|u| u.last_call_at),
             first_opener_at: first,
             follow_up_waiting_at: u.and_then(|u| u.follow_up_waiting_at),
@@ -291,6 +294,21 @@ impl Room {
         }
         self.last_call_at = Some(self.last_call_at.map_or(now, |t| t.max(now)));
     }
+}
+
+/// Each of `rules`' room at `now` given what the store read of them (`uses`), by username.
+pub fn rooms(
+    rules: impl IntoIterator<Item = Arc<SenderRule>>,
+    uses: &[SenderUse],
+    now: DateTime<Utc>,
+) -> BTreeMap<String, Room> {
+    rules
+        .into_iter()
+        .map(|rule| {
+            let u = uses.iter().find(|u| u.username == rule.username);
+            (rule.username.clone(), Room::of(rule, u, now))
+        })
+        .collect()
 }
 
 /// When the sender's next day begins after `now`.
@@ -431,6 +449,7 @@ mod tests {
             }),
             left: Some(left),
             cap: Some(10),
+            used: 0,
             last_call_at: last,
             first_opener_at: None,
             follow_up_waiting_at: None,

@@ -170,8 +170,6 @@ pub struct View {
     pub csrf: String,
     /// Each `[[sender]]`: its room today (cap, openers used, last call).
     pub senders: Vec<crate::senders::Room>,
-    /// Openers each sender started today.
-    pub sender_used: Vec<u64>,
 }
 
 async fn dashboard(
@@ -238,13 +236,9 @@ async fn view(
     // today's openers by sender.
     let rules: Vec<_> = state.config.senders.rules.values().cloned().collect();
     let uses = state.store.sender_uses(&rules, now).await?;
-    let mut senders = Vec::with_capacity(rules.len());
-    let mut sender_used = Vec::with_capacity(rules.len());
-    for rule in rules {
-        let u = uses.iter().find(|u| u.username == rule.username);
-        sender_used.push(u.map_or(0, |u| u.openers_today));
-        senders.push(crate::senders::Room::of(rule, u, now));
-    }
+    let senders: Vec<_> = crate::senders::rooms(rules, &uses, now)
+        .into_values()
+        .collect();
     let mut leads = Vec::new();
     for st in [LeadState::NeedsReview, LeadState::Failed] {
         leads.extend(
@@ -291,7 +285,6 @@ async fn view(
         query,
         csrf: session::csrf(&state.token, session_id),
         senders,
-        sender_used,
     })
 }
 

@@ -292,10 +292,10 @@ fn senders(v: &View) -> Markup {
                         th scope="col" { "Min gap" } th scope="col" { "Last call" } th scope="col" { "Now" }
                     } }
                     tbody {
-                        @for (room, used) in v.senders.iter().zip(&v.sender_used) {
+                        @for room in &v.senders {
                             tr data-sender=(room.rule.username) {
                                 th scope="row" { (clip(&room.rule.username)) }
-                                td.count.used { (used) }
+                                td.count.used { (room.used) }
                                 td.count.cap { @match room.cap {
                                     Some(c) => { (c) @if room.rule.warmup.is_some() && Some(c) != room.rule.daily_cap {
                                         " " span.muted { "(warm-up day " (room.rule.ramp_day(room.first_opener_at, now)) ")" } } },

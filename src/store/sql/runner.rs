@@ -697,21 +697,13 @@ async fn sender_rooms_in(
             .filter_map(|a| a.sender.as_ref()?.rule.clone())
             .map(|r| (r.username.clone(), r))
             .collect();
-    let mut rooms = std::collections::BTreeMap::new();
     if rules.is_empty() {
-        return Ok(rooms);
+        return Ok(std::collections::BTreeMap::new());
     }
     take_sender_locks(tx, rules.keys()).await?;
     let rules: Vec<_> = rules.into_values().collect();
     let uses = sender_uses_in(tx, &rules, now).await?;
-    for rule in rules {
-        let u = uses.iter().find(|u| u.username == rule.username);
-        rooms.insert(
-            rule.username.clone(),
-            crate::senders::Room::of(rule, u, now),
-        );
-    }
-    Ok(rooms)
+    Ok(crate::senders::rooms(rules, &uses, now))
 }
 
 /// Takes the sender locks of `names` (PostgreSQL: advisory locks, taken again at no cost;
