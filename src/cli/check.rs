@@ -25,10 +25,9 @@ fn window(w: Option<&SendWindow>) -> String {
         .map(|(n, _)| *n)
         .collect();
     format!(
-        "{} {}-{} (the lead's zone if known)",
+        "{} {} (the lead's zone if known)",
         days.join(","),
-        w.from.format("%H:%M"),
-        w.to.format("%H:%M")
+        w.hours()
     )
 }
 

@@ -498,6 +498,25 @@ pub fn parse_days(text: &str) -> Result<[bool; 7], ValueError> {
     Ok(days)
 }
 
+/// A send window's end: a time of day, or `"24:00"` (`None`), the end of the day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowEnd(pub Option<NaiveTime>);
+
+impl<'de> Deserialize<'de> for WindowEnd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |t| {
+            if t.trim() == "24:00" {
+                return Ok(WindowEnd(None));
+            }
+            NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                .map(|t| WindowEnd(Some(t)))
+                .map_err(|_| {
+                    format!("{t:?} is not a time; expected HH:MM, e.g. \"18:00\", or \"24:00\"")
+                })
+        })
+    }
+}
+
 /// A time of day, `HH:MM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HhMm(pub NaiveTime);

@@ -5,7 +5,7 @@
 use super::calendar::{self, Calendar};
 use super::fields::{
     BackoffDur, BaseUrl, Count, DatabaseUrl, Days, ForecastCalls, ForecastTimeDur, HhMm, JobName,
-    Kind, PerSecond, QuietAfter, RetentionDur, TimeoutDur, Zone,
+    Kind, PerSecond, QuietAfter, RetentionDur, TimeoutDur, WindowEnd, Zone,
 };
 use super::{
     ApiSettings, Backoff, Config, ConfigError, Job, JobKind, Limits, OnUnknown, Retention,
@@ -150,7 +150,7 @@ struct RawJob {
 struct RawWindow {
     days: Option<Days>,
     from: HhMm,
-    to: HhMm,
+    to: WindowEnd,
 }
 
 /// Builds errors that name the file, the line and the key.
@@ -788,14 +788,15 @@ fn segment(
 fn window(c: &Checker<'_>, v: &Spanned<RawWindow>, key: &str) -> Result<SendWindow, ConfigError> {
     let w = v.get_ref();
     let (from, to) = (w.from.0, w.to.0);
-    if from >= to {
+    if to.is_some_and(|to| from >= to) {
         return c.err(
             v.span(),
             key,
             format!(
-                "from {} must be before to {} (a window does not cross midnight)",
+                "from {} must be before to {} (a window does not cross midnight; \"24:00\" \
+                 ends it at midnight)",
                 from.format("%H:%M"),
-                to.format("%H:%M")
+                to.map_or("24:00".into(), |t| t.format("%H:%M").to_string())
             ),
         );
     }

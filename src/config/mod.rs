@@ -310,13 +310,26 @@ pub struct SendWindow {
     /// Monday first.
     pub days: [bool; 7],
     pub from: NaiveTime,
-    pub to: NaiveTime,
+    /// The end, not included; `None` is `"24:00"`, the end of the day.
+    pub to: Option<NaiveTime>,
 }
 
 impl SendWindow {
     /// Whether a local day and time is inside the window (`from` included, `to` not).
     pub fn contains(&self, day: Weekday, time: NaiveTime) -> bool {
-        self.days[day.num_days_from_monday() as usize] && time >= self.from && time < self.to
+        self.days[day.num_days_from_monday() as usize]
+            && time >= self.from
+            && self.to.is_none_or(|to| time < to)
+    }
+
+    /// The hours as written, `09:00-18:00` or `00:00-24:00`.
+    pub fn hours(&self) -> String {
+        format!(
+            "{}-{}",
+            self.from.format("%H:%M"),
+            self.to
+                .map_or("24:00".to_string(), |t| t.format("%H:%M").to_string())
+        )
     }
 }
 

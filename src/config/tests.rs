@@ -249,3 +249,27 @@ fn a_syntax_error_does_not_quote_the_line_with_the_password() {
     assert!(err.starts_with("jobs.toml: line 2, column"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+#[test]
+fn a_window_may_end_at_24_00_the_end_of_the_day() {
+    let job = |extra: &str| {
+        format!("[[job]]\nname = \"j\"\nkind = \"opener\"\nschedule = \"0 0 * * * *\"\n{extra}")
+    };
+    let c = check(&job(
+        "send_window = { days = \"mon-sun\", from = \"00:00\", to = \"24:00\" }\n",
+    ))
+    .expect("24:00 is the end of the day");
+    let w = c.jobs[0].kind.send_window().expect("a window");
+    assert_eq!(w.to, None);
+    assert_eq!(w.hours(), "00:00-24:00");
+    let late = NaiveTime::from_hms_opt(23, 59, 59).expect("t");
+    assert!(w.contains(Weekday::Sun, late));
+    assert!(w.contains(Weekday::Mon, NaiveTime::MIN));
+    // 24:00 is only an end.
+    let e = check(&job("send_window = { from = \"24:00\", to = \"24:00\" }\n"))
+        .expect_err("24:00 is not a start");
+    assert!(
+        e.contains("send_window.from: \"24:00\" is not a time"),
+        "{e}"
+    );
+}

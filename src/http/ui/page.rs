@@ -478,10 +478,9 @@ fn window(job: &crate::config::Job) -> String {
                 .map(|(d, _)| *d)
                 .collect();
             format!(
-                "{} {}–{} (lead's zone)",
+                "{} {} (lead's zone)",
                 days.join(" "),
-                w.from.format("%H:%M"),
-                w.to.format("%H:%M")
+                w.hours().replace('-', "–")
             )
         }
     };
