@@ -10,6 +10,7 @@ mod completions;
 mod daemon;
 mod demo;
 mod forecast;
+mod init;
 mod leads;
 mod leads_export;
 mod leads_list;
@@ -59,6 +60,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a first campaign into a folder: a commented jobs.toml whose windows are open
+    /// now, a sample leads.csv and a .env.example (overwrites nothing).
+    Init(init::InitArgs),
     /// Walk through every operation and outcome against the built-in simulator (no key).
     Demo,
     /// Make one FluidTalk API call and print the result as JSON.
@@ -108,6 +112,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     out::set_quiet(cli.quiet);
     match cli.command {
+        Command::Init(args) => init::run(args),
         Command::Demo => demo::run().await,
         Command::Api(args) => api::run(args, &load(cli.config)?).await,
         Command::Sim(args) => sim::run(args).await,
@@ -161,7 +166,8 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         Command::Forecast(_) => "error",
         // The scheduler's own start-up chatter is not the operator's business.
         Command::Sim(_) | Command::Daemon(_) => "info,tokio_cron_scheduler=warn",
-        Command::Leads(_)
+        Command::Init(_)
+        | Command::Leads(_)
         | Command::Suppress { .. }
         | Command::Outbox { .. }
         | Command::Pause { .. }
@@ -205,6 +211,33 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "", &mut missing);
         assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    /// docs/cli.md is the `--help` of every command, generated from these definitions:
+    /// a changed argument without its reference fails here. `UPDATE_CLI_REFERENCE=1 cargo
+    /// test --lib cli_reference` writes it anew.
+    #[test]
+    fn the_cli_reference_in_docs_is_current() {
+        let options = clap_markdown::MarkdownOptions::new()
+            .title("The command-line reference".to_string())
+            .show_footer(false)
+            .show_table_of_contents(true);
+        let generated = format!(
+            "<!-- Generated from the clap definitions by the test \
+             cli::tests::the_cli_reference_in_docs_is_current: do not edit by hand; run \
+             `UPDATE_CLI_REFERENCE=1 cargo test --lib cli_reference`. -->\n\n{}",
+            clap_markdown::help_markdown_custom::<Cli>(&options)
+        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cli.md");
+        if std::env::var_os("UPDATE_CLI_REFERENCE").is_some() {
+            std::fs::write(path, &generated).expect("write docs/cli.md");
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == generated,
+            "docs/cli.md is not the reference these definitions make: run \
+             `UPDATE_CLI_REFERENCE=1 cargo test --lib cli_reference` and commit it"
+        );
     }
 
     /// `-q` and `-v` ask for a log filter that overrides FLUIDTALK_LOG; none leaves it be.
