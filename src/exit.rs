@@ -1,4 +1,4 @@
-//! The process exit codes, documented in the README, and the failure that carries one.
+//! The process exit codes, documented in docs/operations.md ("Exit codes"), and the failure that carries one.
 //!
 //! Flows in `cli` return `Result<(), Failure>`: the error is printed once, with its context
 //! chain, by `main`, and the code tells a calling script what kind of failure it was.

@@ -166,7 +166,7 @@ pub async fn run() -> Result<(), Failure> {
     outln!(
         "To watch a campaign in the dashboard: export FLUIDTALK_RUNNER_TOKEN=$(openssl rand -hex 32); \
          fluidtalk-runner daemon --http 127.0.0.1:8080; then open http://127.0.0.1:8080/ and log in \
-         with the token (README: \"The dashboard\")."
+         with the token (docs/http-api.md, \"The dashboard\")."
     );
     let _ = stop.send(());
     let _ = server.await;

@@ -88,7 +88,7 @@ pub struct ImportResult {
 
 /// Adds or updates leads, checked as `leads import` checks a file's rows; items that fail
 /// the check are listed in `rejected` and the rest are stored. An item with a field over
-/// its limit (README, "Limits") refuses the whole request with 422, naming the item's
+/// its limit (docs/guide.md, "Limits") refuses the whole request with 422, naming the item's
 /// `index` and the `field`: nothing is stored.
 #[utoipa::path(post, path = "/v1/leads", tag = "leads", request_body = ImportRequest,
     responses((status = 200, body = ImportResult), (status = 400, body = super::ErrorBody),

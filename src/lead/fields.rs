@@ -1,7 +1,7 @@
 //! Every lead field's limit and check, defined once. An import row (`import`), the HTTP
 //! API (`http::leads`, `http::inbound`), the dashboard (`http::ui`) and the command line
 //! (`cli::leads`) all check a value here, so what one door refuses no other door lets in.
-//! The README's "Limits" table lists the same numbers.
+//! The "Limits" table of docs/guide.md lists the same numbers.
 //!
 //! Limits are in characters (Unicode scalar values) for text, in bytes for the event
 //! context's JSON and for a lead file's row; times are instants from the first day of year

@@ -42,7 +42,7 @@ impl SqliteStore {
         // A new file is made with `auto_vacuum = INCREMENTAL` (it must be set before the
         // first table), so the pages a prune frees can be given back to the file system
         // (`RetentionStore::reclaim_space`). On a file made before, the pragma changes
-        // nothing without a VACUUM, which is left to the operator (README, "Retention"):
+        // nothing without a VACUUM, which is left to the operator (docs/operations.md, "Retention"):
         // its free pages are still reused by new rows.
         let options = move |o: SqliteConnectOptions| {
             o.create_if_missing(create)

@@ -1,6 +1,6 @@
 //! For webhook delivery tests: outbox messages written through the store, and a webhook
 //! receiver (axum on a free port) that checks each request's signature and timestamp as
-//! the README tells receivers to, answers as the test says, and records what it got.
+//! docs/http-api.md tells receivers to, answers as the test says, and records what it got.
 
 use super::db::TestDb;
 use axum::body::Bytes;
@@ -234,7 +234,7 @@ impl Drop for InFlight {
     }
 }
 
-/// What the README tells a receiver to do: check the signature over the raw body, and
+/// What docs/http-api.md tells a receiver to do: check the signature over the raw body, and
 /// refuse a timestamp more than 5 minutes away.
 async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let header = |name: &str| {

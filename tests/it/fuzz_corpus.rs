@@ -1,6 +1,6 @@
 //! The fuzz targets' seed corpus and every input a fuzzer once crashed on, replayed in
 //! `cargo test` through the same functions the targets run (`fluidtalk_runner::fuzzing`):
-//! a crash fixed once stays fixed. Fuzzing itself: see the README ("Fuzzing").
+//! a crash fixed once stays fixed. Fuzzing itself: see CONTRIBUTING.md ("Fuzzing").
 
 use fluidtalk_runner::fuzzing;
 use std::path::{Path, PathBuf};
