@@ -50,7 +50,8 @@ pub fn run(args: InitArgs) -> Result<(), Failure> {
         outln!("cd {shown}");
     }
     outln!(
-        "cp .env.example .env    # set FLUIDTALK_API_KEY; load it: set -a && . ./.env && set +a"
+        "cp .env.example .env && set -a && . ./.env && set +a   # as it is for the simulator \
+         (fluidtalk-runner sim); your key in .env for the real API"
     );
     outln!("next:");
     outln!("  fluidtalk-runner leads import leads.csv   # the leads into the database");

@@ -40,7 +40,9 @@ use std::path::PathBuf;
                   The API key is read from FLUIDTALK_API_KEY and never printed or stored.",
     after_help = "Exit codes: 0 ok, 1 unexpected failure, 2 usage, 3 bad setting or input, \
                   4 API error or unreachable, 5 API key refused (401/403), 6 database error, \
-                  7 stopped by SIGTERM/Ctrl-C (answers received were recorded)."
+                  7 stopped by SIGTERM/Ctrl-C (answers received were recorded), 8 the SQLite file was \
+                  moved or deleted while open. A run whose calls met 402 (out of tokens) \
+                  exits 0: it records the pause and says so."
 )]
 pub struct Cli {
     /// The campaign file (default ./jobs.toml, if it exists).

@@ -232,3 +232,134 @@ fn the_blocks_reader_sees_markers_and_nothing_else() {
         ]
     );
 }
+
+/// GitHub's anchor for a heading: lower case, punctuation but `-` and `_` dropped, spaces
+/// as `-`.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a markdown file's headings (outside code blocks).
+fn anchors(text: &str) -> std::collections::HashSet<String> {
+    let mut found = std::collections::HashSet::new();
+    let mut fence = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fence = !fence;
+            continue;
+        }
+        if !fence && line.starts_with('#') {
+            let heading = line.trim_start_matches('#');
+            let base = slug(heading);
+            let mut name = base.clone();
+            let mut n = 0;
+            while !found.insert(name.clone()) {
+                n += 1;
+                name = format!("{base}-{n}");
+            }
+        }
+    }
+    found
+}
+
+/// Every relative link of the README, CONTRIBUTING.md and docs/*.md reaches a file that
+/// exists, and a heading of it when it names one: moving a section cannot leave a link
+/// pointing at nothing.
+#[test]
+fn every_relative_link_of_the_docs_reaches_its_file_and_heading() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md"), root.join("CONTRIBUTING.md")];
+    for entry in std::fs::read_dir(root.join("docs")).expect("docs/") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    let link = regex_lite_links;
+    let mut dead = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        let mut fence = false;
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("```") {
+                fence = !fence;
+                continue;
+            }
+            if fence {
+                continue;
+            }
+            for target in link(line) {
+                if target.contains("://") || target.starts_with("mailto:") {
+                    continue;
+                }
+                checked += 1;
+                let (path, anchor) = target.split_once('#').unwrap_or((&target, ""));
+                let dest = if path.is_empty() {
+                    file.clone()
+                } else {
+                    file.parent().expect("a folder").join(path)
+                };
+                let ok = dest.exists()
+                    && (anchor.is_empty()
+                        || dest.extension().is_none_or(|e| e != "md")
+                        || anchors(&std::fs::read_to_string(&dest).expect("read"))
+                            .contains(anchor));
+                if !ok {
+                    dead.push(format!("{}:{}: {target}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 20,
+        "only {checked} links found: the reader is broken"
+    );
+    assert!(dead.is_empty(), "links to nothing:\n{}", dead.join("\n"));
+}
+
+/// The targets of `[text](target)` and `![alt](target)` in one line, outside `code`.
+fn regex_lite_links(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_code = false;
+    let bytes: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            '`' => in_code = !in_code,
+            ']' if !in_code && bytes.get(i + 1) == Some(&'(') => {
+                if let Some(end) = bytes[i + 2..].iter().position(|c| *c == ')') {
+                    let target: String = bytes[i + 2..i + 2 + end].iter().collect();
+                    if !target.is_empty() && !target.contains(' ') {
+                        out.push(target);
+                    }
+                    i += 2 + end;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn headings_become_the_anchors_github_makes() {
+    assert_eq!(
+        slug(" The HTTP API: `daemon --http` / `[http] listen`"),
+        "the-http-api-daemon---http--http-listen"
+    );
+    let a = anchors("# A\n## Tests\n```\n# not a heading\n```\n## Tests\n");
+    assert!(a.contains("a") && a.contains("tests") && a.contains("tests-1"));
+    assert!(!a.contains("not-a-heading"));
+    assert_eq!(
+        regex_lite_links("see [x](a.md#b) and `[y](c.md)` and ![i](d.png)"),
+        ["a.md#b", "d.png"]
+    );
+}
