@@ -6,7 +6,7 @@ use super::store_access::{Open, open_as, store_failure};
 use crate::config::Config;
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::store::PauseScope;
-use chrono::Utc;
+use chrono::{Offset, Utc};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -148,12 +148,15 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
             .schedule
             .next_after(now)
             .map(|t| {
-                // UTC like the last run, with the job's local time beside it.
-                format!(
-                    "{} ({})",
-                    t.format("%Y-%m-%d %H:%M:%S UTC"),
-                    t.with_timezone(&j.timezone).format("%H:%M %Z")
-                )
+                // UTC like the last run, with the job's local time beside it (unless the
+                // job's zone is UTC's offset: the same time twice says nothing).
+                let utc = t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+                let local = t.with_timezone(&j.timezone);
+                if local.offset().fix().local_minus_utc() == 0 {
+                    utc
+                } else {
+                    format!("{utc} ({})", local.format("%H:%M %Z"))
+                }
             })
             .unwrap_or_else(|| "-".into());
         outln!("job {}: {last_text}; next {next}", j.name);

@@ -194,6 +194,11 @@ fn the_quickstart_runs_as_written_and_ends_with_messages_in_the_outbox() {
     );
     assert!(stdout.contains("openers: sent 5"), "{stdout}");
     assert!(stdout.contains("contacted 5"), "{stdout}");
+    // The jobs are in UTC (TZ=UTC): `status` gives the next fire once, not twice.
+    assert!(stdout.contains("job openers: last run"), "{stdout}");
+    for line in stdout.lines().filter(|l| l.starts_with("job ") && l.contains("; next ")) {
+        assert!(!line.contains("UTC ("), "{line}");
+    }
     assert!(
         stdout.contains("#1: 5") && stdout.contains("#2: 5"),
         "the forecast shows both follow-ups:\n{stdout}"
