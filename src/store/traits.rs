@@ -231,6 +231,8 @@ pub trait AdminStore: Reads {
     async fn runners(&self) -> Result<Vec<RunnerSeen>, StoreError>;
     /// Leads per state; every state is present, with 0 where there are none.
     async fn count_by_state(&self) -> Result<BTreeMap<LeadState, u64>, StoreError>;
+    /// Leads created after `at` (a dry run at a past instant: they did not exist then).
+    async fn count_created_after(&self, at: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// The lead wrote back at `at`: resets the quiet clock and the follow-up count, and
     /// credits the reply to the lead's last job step sent before `at`, once

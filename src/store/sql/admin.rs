@@ -340,6 +340,18 @@ impl AdminStore for Store {
         counts_by_state(found)
     }
 
+    async fn count_created_after(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        // One number, whatever the number of leads.
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE created_at > $1")
+            .bind(Ts(at))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn record_reply(
         &self,
         target: &str,
