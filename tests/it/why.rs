@@ -315,6 +315,26 @@ async fn a_dry_run_at_a_past_instant_counts_the_leads_created_after_it() {
     .await;
 }
 
+#[tokio::test]
+async fn a_forecast_from_the_past_is_refused_naming_from_and_now() {
+    let c = Campaign::new(common::db::sqlite().await, &[], CAPPED, 1);
+    let yesterday = (Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let out = c.run(&["forecast", "--days", "1", "--from", &yesterday], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--from") && err.contains("is in the past (now is "),
+        "{err}"
+    );
+    // From a minute ahead it runs.
+    let soon = (Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
+    let out = c.run(
+        &["forecast", "--days", "1", "--from", &soon, "--json"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 /// Leads whose sender's room another runner used between the plan and the call are given
 /// back, and counted so: `given_back` in JSON (and its old name `cancelled`), "given back"
 /// in text.
