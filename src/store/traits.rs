@@ -276,6 +276,16 @@ pub trait AdminStore: Reads {
 
     /// Outbox rows not yet acknowledged (or all with `include_acked`), oldest first.
     async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Up to `limit` outbox rows with an id above `after`, oldest first: with `all` every
+    /// row, else those not yet acknowledged whose lead is not blocked (`outbox list`).
+    async fn outbox_list(
+        &self,
+        all: bool,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Rows not yet acknowledged held back because their lead is blocked.
+    async fn outbox_held_back(&self) -> Result<u64, StoreError>;
     /// Acknowledges delivered rows, all in one transaction; returns the ids that were
     /// pending and are now acked.
     async fn ack_outbox(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;

@@ -507,6 +507,13 @@ async fn the_outbox_lists_pending_text_and_acks_it_once() {
         .collect();
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0]["target"], "@d");
+    // The text list says how many it holds back, and where to see them.
+    let out = env.run(&["outbox", "list"]);
+    assert!(
+        text(&out.stderr).contains("1 message(s) held back: their lead is blocked"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
