@@ -57,3 +57,4 @@ pub mod sim;
 pub mod status;
 pub mod store;
 pub mod strength;
+pub mod why;

@@ -65,6 +65,18 @@ pub async fn preview_each(
     now: DateTime<Utc>,
     each: &mut (dyn FnMut(Preview) -> ControlFlow<()> + Send),
 ) -> Result<u64, StoreError> {
+    preview_with(store, job, now, &mut dry_cursor(), each).await
+}
+
+/// `preview_each` with the caller's (dry) cursor, left where the preview stopped: what it
+/// passed over, for `why::of_preview`.
+pub async fn preview_with(
+    store: &dyn RunnerStore,
+    job: &Job,
+    now: DateTime<Utc>,
+    cursor: &mut Cursor,
+    each: &mut (dyn FnMut(Preview) -> ControlFlow<()> + Send),
+) -> Result<u64, StoreError> {
     let lost = store.orphans(now).await?.len();
     if lost > 0 {
         let note = format!(
@@ -102,10 +114,9 @@ pub async fn preview_each(
             }
         }
     }
-    let mut cursor = dry_cursor();
     let mut planned = 0u64;
     if !matches!(job.kind, JobKind::Event { .. }) {
-        if preview_due_leads(store, job, now, &mut cursor, &mut planned, each)
+        if preview_due_leads(store, job, now, cursor, &mut planned, each)
             .await?
             .is_break()
         {
@@ -113,8 +124,8 @@ pub async fn preview_each(
         }
     } else {
         loop {
-            let left = remaining(store, job, now, &cursor).await?;
-            let batch = next_batch(store, job, now, left.min(job.batch_size), &mut cursor).await?;
+            let left = remaining(store, job, now, cursor).await?;
+            let batch = next_batch(store, job, now, left.min(job.batch_size), cursor).await?;
             for h in std::mem::take(&mut cursor.held) {
                 if each(Preview::Held(h)).is_break() {
                     return Ok(planned);
@@ -346,6 +357,8 @@ pub struct Cursor {
     pub planned: u32,
     /// Due leads passed over because they are outside their send window.
     pub outside_window: u32,
+    /// The zone of the first lead passed over for its window (when it opens is said in it).
+    window_zone: Option<Tz>,
     /// Senders' room as this run plans (`None`: not read yet, or no `[[sender]]`).
     senders: Option<Tally>,
     /// Due leads passed over because their sender is held, by why (the first hold of each
@@ -529,11 +542,7 @@ fn hold<'j>(job: &'j Job, lead: &Lead, now: DateTime<Utc>) -> Option<Hold<'j>> {
     if window.is_none() && job.calendars.is_empty() {
         return None;
     }
-    let tz = lead
-        .timezone
-        .as_deref()
-        .and_then(|z| z.parse::<Tz>().ok())
-        .unwrap_or(job.timezone);
+    let tz = zone_of(job, lead);
     let local = now.with_timezone(&tz);
     if let Some(c) = job.day_off(local.date_naive()) {
         return Some(Hold::DayOff {
@@ -546,6 +555,14 @@ fn hold<'j>(job: &'j Job, lead: &Lead, now: DateTime<Utc>) -> Option<Hold<'j>> {
         Some(w) if !w.contains(local.weekday(), local.time()) => Some(Hold::Window),
         _ => None,
     }
+}
+
+/// The zone a lead's window and days are judged in: its own, else the job's.
+fn zone_of(job: &Job, lead: &Lead) -> Tz {
+    lead.timezone
+        .as_deref()
+        .and_then(|z| z.parse::<Tz>().ok())
+        .unwrap_or(job.timezone)
 }
 
 /// Why a due lead waits.
@@ -565,6 +582,7 @@ impl Cursor {
             None => false,
             Some(Hold::Window) => {
                 self.outside_window += 1;
+                self.window_zone.get_or_insert(zone_of(job, lead));
                 true
             }
             Some(Hold::DayOff {
@@ -593,6 +611,16 @@ impl Cursor {
                 true
             }
         }
+    }
+
+    /// Whether this is a dry run's cursor (its planned calls count against the cap).
+    pub fn is_dry(&self) -> bool {
+        self.dry
+    }
+
+    /// The zone of the first lead passed over for its send window, if any.
+    pub fn window_zone(&self) -> Option<Tz> {
+        self.window_zone
     }
 
     /// Due leads passed over for a day off, per calendar.

@@ -18,7 +18,7 @@ pub struct ForecastArgs {
     /// Calendar days to forecast (1 to 366), the first being today's (or --from's).
     #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=366))]
     days: u32,
-    /// Start here instead of now (RFC 3339).
+    /// Start here instead of now (RFC 3339; now or later: a past start is refused).
     #[arg(long, value_parser = parse_time)]
     from: Option<DateTime<Utc>>,
     /// The time zone days are counted in (default: the first job's).
@@ -85,6 +85,24 @@ fn show_progress(progress: std::sync::Arc<Progress>) -> indicatif::ProgressBar {
     bar
 }
 
+/// How far before now `--from` may be (a time just written down, `$(date -Is)`).
+const FROM_SLACK: chrono::Duration = chrono::Duration::minutes(1);
+
+/// `--from` as given, unless it is in the past: the forecast works from the leads as they
+/// are now (those created since would be counted as if they had existed, those worked
+/// since as already worked), so a past start would report days that never were.
+fn refuse_the_past(from: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, Failure> {
+    if from < now - FROM_SLACK {
+        return Err(anyhow!(
+            "--from {} is in the past (now is {}): a forecast starts now or later, from the leads as they are now; for what a run would have done then, use `run --dry-run --at`",
+            from.to_rfc3339(),
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+        .exit_with(Exit::Usage);
+    }
+    Ok(from)
+}
+
 fn parse_zone(s: &str) -> Result<Tz, String> {
     s.parse::<Tz>()
         .map_err(|_| format!("{s:?} is not an IANA time zone (e.g. Europe/Berlin, UTC)"))
@@ -98,12 +116,13 @@ pub async fn run(config: &Config, args: ForecastArgs) -> Result<(), Failure> {
         ))
         .exit_with(Exit::Config);
     }
+    let now = crate::clock::from_env()
+        .map_err(|e| anyhow!(e))
+        .exit_with(Exit::Usage)?
+        .now();
     let from = match args.from {
-        Some(t) => t,
-        None => crate::clock::from_env()
-            .map_err(|e| anyhow!(e))
-            .exit_with(Exit::Usage)?
-            .now(),
+        Some(t) => refuse_the_past(t, now)?,
+        None => now,
     };
     let zone = args
         .zone

@@ -87,11 +87,16 @@ pub enum LeadsCommand {
         #[arg(long, value_name = "ID")]
         after: Option<i64>,
     },
-    /// Show a lead and its attempts, newest first.
+    /// Show a lead and its attempts, newest first (the newest --attempts of them; a cut
+    /// list says so).
     Show {
         /// The lead's target, e.g. @jane.doe.
         target: String,
-        /// The lead and its attempts as JSON.
+        /// Attempts shown, newest first (1 to 10,000).
+        #[arg(long, default_value_t = SHOW_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        attempts: u32,
+        /// The lead and its attempts as JSON (with `attempts_total` and
+        /// `queued_events_total`: how many it has in all).
         #[arg(long)]
         json: bool,
     },
@@ -302,22 +307,49 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             tag,
             after,
         } => super::leads_export::export(&*store, state, tag, after, format).await,
-        LeadsCommand::Show { target, json } => {
+        LeadsCommand::Show {
+            target,
+            attempts: shown,
+            json,
+        } => {
             let Some(lead) = store.get_lead(&target).await.map_err(store_failure)? else {
                 return Err(not_found(&*store, &target).await);
             };
-            let attempts = store.attempts_for(lead.id).await.map_err(store_failure)?;
-            let events: Vec<_> = store
-                .queued_events(None)
+            let (attempts, attempts_total) = store
+                .attempts_of(lead.id, shown)
                 .await
-                .map_err(store_failure)?
-                .into_iter()
-                .filter(|e| e.lead_id == lead.id)
-                .collect();
+                .map_err(store_failure)?;
+            let (events, events_total) = store
+                .queued_events_of(lead.id, SHOW_EVENTS, SHOW_EVENTS_BYTES)
+                .await
+                .map_err(store_failure)?;
+            let cut_attempts = attempts_total > attempts.len() as u64;
+            let cut_events = events_total > events.len() as u64;
+            // Said on stderr in both modes (the JSON also has the totals).
+            let say_cut = || {
+                if cut_attempts {
+                    eprintln!(
+                        "showing the newest {} of {attempts_total} attempts; `--attempts N` shows more (up to 10,000)",
+                        attempts.len()
+                    );
+                }
+                if cut_events {
+                    eprintln!(
+                        "showing the oldest {} of {events_total} queued events",
+                        events.len()
+                    );
+                }
+            };
             if json {
-                return print_json(
-                    &serde_json::json!({ "lead": lead, "attempts": attempts, "queued_events": events }),
-                );
+                print_json(&serde_json::json!({
+                    "lead": lead,
+                    "attempts": attempts,
+                    "attempts_total": attempts_total,
+                    "queued_events": events,
+                    "queued_events_total": events_total,
+                }))?;
+                say_cut();
+                return Ok(());
             }
             outln!("{LEAD_HEADER}");
             print_lead(&lead)?;
@@ -365,6 +397,7 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
             if attempts.is_empty() {
                 outln!("  no attempts yet");
             }
+            say_cut();
             Ok(())
         }
         LeadsCommand::Replied { target, at, json } => {
@@ -445,6 +478,12 @@ pub async fn run(config: &Config, command: LeadsCommand) -> Result<(), Failure> 
 
 /// The most targets one `leads tag` takes (one transaction holds them all).
 pub const MAX_TAG_TARGETS: usize = 10_000;
+
+/// Attempts `leads show` shows unless `--attempts` says otherwise.
+const SHOW_ATTEMPTS: u32 = 100;
+/// Queued events `leads show` shows, and about how much of their text.
+const SHOW_EVENTS: u32 = 100;
+const SHOW_EVENTS_BYTES: usize = 1 << 20;
 
 /// `leads tag`'s change, checked: targets, tags to add, tags to remove.
 type TagChange = (Vec<String>, Vec<String>, Vec<String>);

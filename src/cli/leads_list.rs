@@ -69,7 +69,7 @@ pub(super) async fn list(
     }
     if cut && let Some(last) = last {
         eprintln!(
-            "cut at {shown} leads (--limit {limit}); more match: `--after {last}` shows the next ones, `--limit 0` all"
+            "cut at {shown} leads (--limit {limit}); more match: `--after {last}` shows the next ones, `--limit 0` all, `leads export` writes them all to a file"
         );
     } else if shown == 0 && !json {
         eprintln!("no leads match");

@@ -27,6 +27,13 @@ pub enum OutboxCommand {
         /// One JSON array (each row with its lead's state and its sender, null when unknown).
         #[arg(long)]
         json: bool,
+        /// Messages shown at most (0: all, read a page at a time); a cut list says so on
+        /// stderr, with the `--after` that shows the next ones.
+        #[arg(long, default_value_t = 1_000)]
+        limit: u32,
+        /// Only messages with a greater id (the last one shown): the next page.
+        #[arg(long, value_name = "ID")]
+        after: Option<i64>,
     },
     /// Mark messages as delivered.
     Ack {
@@ -54,6 +61,8 @@ pub enum OutboxCommand {
 /// The most ids one range may name: a typo such as `1-10000000` is an error, not a
 /// million-row statement (`--all` takes every message).
 pub const MAX_RANGE: i64 = 10_000;
+/// Messages `outbox list` reads per statement.
+const LIST_PAGE: u32 = 1_000;
 /// Ids redelivered per statement (acks chunk in the store, in one transaction).
 const CHUNK: usize = 1_000;
 
@@ -158,17 +167,55 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
             }
             Ok(())
         }
-        OutboxCommand::List { all, json, .. } => {
-            let mut items = store.outbox(all).await.map_err(store_failure)?;
-            let held = items
-                .iter()
-                .filter(|i| i.acked_at.is_none() && i.lead_state == LeadState::Blocked)
-                .count();
-            if !all {
-                items.retain(|i| i.lead_state != LeadState::Blocked);
+        OutboxCommand::List {
+            all,
+            json,
+            limit,
+            after,
+            ..
+        } => {
+            let mut items = Vec::new();
+            let mut last = after.unwrap_or(0);
+            let mut cut = false;
+            // A page at a time; one more than wanted says whether the list goes on.
+            loop {
+                let left = if limit == 0 {
+                    LIST_PAGE
+                } else {
+                    (u64::from(limit) - items.len() as u64).min(u64::from(LIST_PAGE)) as u32
+                };
+                let page = store
+                    .outbox_list(all, last, left + 1)
+                    .await
+                    .map_err(store_failure)?;
+                let more = page.len() > left as usize;
+                items.extend(page.into_iter().take(left as usize));
+                last = items.last().map_or(last, |i| i.id);
+                if !more {
+                    break;
+                }
+                if limit != 0 && items.len() as u64 >= u64::from(limit) {
+                    cut = true;
+                    break;
+                }
             }
+            let held = if all {
+                0
+            } else {
+                store.outbox_held_back().await.map_err(store_failure)?
+            };
+            let say_cut = || {
+                if cut {
+                    eprintln!(
+                        "cut at {} messages (--limit {limit}); more follow: `--after {last}` shows the next ones, `--limit 0` all",
+                        items.len()
+                    );
+                }
+            };
             if json {
-                return print_json(&items);
+                print_json(&items)?;
+                say_cut();
+                return Ok(());
             }
             let parked: Vec<i64> = store
                 .parked()
@@ -200,6 +247,7 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<(), Failure>
             if items.is_empty() {
                 eprintln!("the outbox is empty");
             }
+            say_cut();
             if held > 0 && !all {
                 eprintln!(
                     "{held} message(s) held back: their lead is blocked (do-not-contact); `outbox list --all` shows them"

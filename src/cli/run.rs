@@ -70,7 +70,7 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
                 .exit_with(Exit::Usage)?
                 .now(),
         };
-        return dry_run(config, &jobs, at, args.json).await;
+        return dry_run(config, &jobs, at, args.at.is_some(), args.json).await;
     }
     // Signals first: a stop that comes while the store opens still ends the run cleanly.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -171,10 +171,13 @@ pub async fn run_jobs(
     Ok(per_job)
 }
 
+/// The plan of `jobs` at `at` (`at_named`: given by `--at`, so leads created after it
+/// are counted and said to be left out), with why calls are not made.
 async fn dry_run(
     config: &Config,
     jobs: &[&Job],
     at: DateTime<Utc>,
+    at_named: bool,
     json: bool,
 ) -> Result<(), Failure> {
     let store = store::open_read_only(&config.database_url())
@@ -192,6 +195,12 @@ async fn dry_run(
     if json {
         out.push("[")?;
     }
+    // Leads that did not exist at `--at` (the same for every job).
+    let unborn = if at_named {
+        store.count_created_after(at).await.map_err(store_failure)?
+    } else {
+        0
+    };
     for job in jobs {
         if !json {
             out.push(&format!(
@@ -201,7 +210,8 @@ async fn dry_run(
             ))?;
         }
         let mut notes = Vec::new();
-        let planned = plan::preview_each(&*store, job, clock.now(), &mut |p| {
+        let mut cursor = plan::dry_cursor();
+        let planned = plan::preview_with(&*store, job, clock.now(), &mut cursor, &mut |p| {
             match p {
                 Preview::Call(c) if json => {
                     let item = serde_json::to_string_pretty(&c)
@@ -249,9 +259,33 @@ async fn dry_run(
         .await
         .map_err(store_failure)?;
         out.done()?;
-        if !json {
+        let mut reasons = Vec::new();
+        if unborn > 0 {
+            reasons.push(crate::why::not_created_yet(unborn, at));
+        }
+        reasons.extend(
+            crate::why::of_preview(&*store, job, at, &cursor, planned)
+                .await
+                .map_err(store_failure)?,
+        );
+        if json {
+            // Not a call: an element with `"reasons"` (and no `action`) says why the job
+            // plans no more.
+            if !reasons.is_empty() {
+                let item = serde_json::json!({ "job": job.name, "reasons": reasons });
+                let item = serde_json::to_string_pretty(&item)
+                    .unwrap_or_default()
+                    .replace('\n', "\n  ");
+                let sep = if written + held == 0 { "\n  " } else { ",\n  " };
+                out.push(&format!("{sep}{item}"))?;
+                held += 1;
+            }
+        } else {
             for n in &notes {
                 out.push(&format!("  note: {n}\n"))?;
+            }
+            for r in &reasons {
+                out.push(&format!("  why: {}\n", r.text))?;
             }
             out.push(&format!(
                 "{}: {planned} call(s) at {}\n",

@@ -140,6 +140,9 @@ impl JobRun<'_> {
                     Halt::Paused
                 });
                 self.summary.held = Some(held_by(&p));
+                self.summary
+                    .reasons
+                    .push(crate::why::paused(p.scope.as_str(), p.until, &p.reason));
             }
             Claim::NothingDue(cursor) => {
                 self.cursor = cursor;

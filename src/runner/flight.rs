@@ -82,7 +82,7 @@ impl JobRun<'_> {
         if !late.is_empty() {
             // Queued too long behind other calls: never called late under a lease that
             // could run out mid-call.
-            self.summary.cancelled += late.len() as u64;
+            self.summary.give_back(late.len() as u64);
             self.give_back(late).await;
         }
         group
@@ -215,7 +215,8 @@ impl JobRun<'_> {
 
     /// Takes in what recording `group` in flight found: the calls that may start, in
     /// order, with the last moment each may start; the leads that changed since their
-    /// claim or are over the daily cap are given back (the cap halts the run).
+    /// claim, are over the daily cap (which halts the run) or whose sender's room another
+    /// runner used since the plan are given back, and counted in `given_back`.
     async fn took(
         &mut self,
         group: Vec<Claimed>,
@@ -259,7 +260,8 @@ impl JobRun<'_> {
                 "leads changed since they were claimed (blocked, replied to): not called"
             );
         }
-        self.summary.cancelled += (over.len() + changed.len()) as u64;
+        self.summary
+            .give_back((over.len() + changed.len() + held.len()) as u64);
         changed.append(&mut over);
         changed.append(&mut held);
         self.give_back(changed).await;

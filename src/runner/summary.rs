@@ -22,7 +22,10 @@ pub struct Summary {
     pub review: u64,
     pub rate_limited: u64,
     pub unauthorized: u64,
-    /// Leads claimed but given back without a call (the run stopped, a pause, the cap).
+    /// Leads claimed but given back without a call (the run stopped, a pause, the cap,
+    /// their sender's room used by another runner since the plan).
+    pub given_back: u64,
+    /// Deprecated: `given_back`, by its old name (always the same value).
     pub cancelled: u64,
     /// Leads that became `exhausted` (follow-up jobs).
     pub exhausted: u64,
@@ -47,6 +50,8 @@ pub struct Summary {
     /// The run was stopped (SIGTERM, Ctrl-C) before it had worked every due lead.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
+    /// Why calls were not made (or no more): each named as the text names it.
+    pub reasons: Vec<crate::why::Reason>,
 }
 
 /// One counter of a `Summary`, as judging an answer names it.
@@ -83,6 +88,7 @@ impl Summary {
             review,
             rate_limited,
             unauthorized,
+            given_back,
             cancelled,
             exhausted,
             dropped,
@@ -101,6 +107,18 @@ impl Summary {
             self.sender_hold = o.sender_hold.clone();
         }
         self.stopped |= o.stopped;
+        self.reasons.extend(o.reasons.iter().cloned());
+    }
+
+    /// Counts `n` leads given back without a call (`given_back`, and its old name).
+    pub fn give_back(&mut self, n: u64) {
+        self.given_back += n;
+        self.cancelled += n;
+    }
+
+    /// Whether a reason of this name was given.
+    pub fn has_reason(&self, name: &str) -> bool {
+        self.reasons.iter().any(|r| r.reason == name)
     }
 
     /// Takes in the sender holds a run's planner has counted so far.
@@ -149,7 +167,7 @@ impl Summary {
             ("to review", self.review),
             ("rate limited", self.rate_limited),
             ("unauthorized", self.unauthorized),
-            ("given back", self.cancelled),
+            ("given back", self.given_back),
             ("exhausted", self.exhausted),
             ("events dropped", self.dropped),
             ("outside window", self.outside_window),
@@ -171,19 +189,30 @@ impl Summary {
         for (i, (k, n)) in self.day_off.iter().filter(|(_, n)| **n > 0).enumerate() {
             parts.insert(at + i, format!("day off ({k}) {n}"));
         }
-        if let Some(held) = &self.held {
+        // A reason says it again, with when it ends.
+        if let Some(held) = self.held.as_ref().filter(|_| !self.has_reason("paused")) {
             parts.push(held.clone());
         }
-        if let Some(hold) = self.sender_hold.as_ref().filter(|_| self.sender_held > 0) {
+        if let Some(hold) = self
+            .sender_hold
+            .as_ref()
+            .filter(|_| self.sender_held > 0 && !self.has_reason("sender_held"))
+        {
             parts.push(hold.clone());
         }
         if self.stopped {
             parts.push("stopped before the end".into());
         }
-        if parts.is_empty() {
-            "nothing due".into()
-        } else {
-            parts.join(", ")
+        let why: Vec<&str> = self.reasons.iter().map(|r| r.text.as_str()).collect();
+        let why = why.join("; ");
+        match (parts.is_empty(), why.is_empty()) {
+            (true, true) => "nothing due".into(),
+            (true, false) => format!("nothing sent: {why}"),
+            (false, true) => parts.join(", "),
+            (false, false) if self.calls == 0 => {
+                format!("nothing sent: {why} ({})", parts.join(", "))
+            }
+            (false, false) => format!("{}; not sent: {why}", parts.join(", ")),
         }
     }
 }
@@ -199,7 +228,7 @@ mod tests {
         s.count(Tally::Sent, true);
         s.count(Tally::Sent, true);
         s.count(Tally::Review, true);
-        s.cancelled = 3;
+        s.give_back(3);
         s.stopped = true;
         assert_eq!(s.calls, 3);
         assert_eq!(

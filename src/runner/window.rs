@@ -149,6 +149,7 @@ impl<'a> JobRun<'a> {
         driven?;
         flushed?;
         self.lift_ended_pauses().await?;
+        self.say_why().await;
         if self.halt == Some(Halt::Unauthorized) {
             let until = self.runner.holds.until(PauseScope::All);
             tracing::error!(%until, "THE API REFUSED THE KEY (401/403): every call stops until it is fixed");
@@ -309,7 +310,7 @@ impl<'a> JobRun<'a> {
         let verdict = verdict::judge(rules, &started, outcome, self.runner.clock.now());
         match verdict.tally {
             Some(tally) => self.summary.count(tally, true),
-            None => self.summary.cancelled += 1,
+            None => self.summary.give_back(1),
         }
         self.summary.unreachable += u64::from(verdict.unreachable);
         if matches!(
@@ -381,11 +382,22 @@ impl<'a> JobRun<'a> {
     /// Stops starting calls because `scope` is paused, saying so in the summary.
     pub fn halt_for_pause(&mut self, scope: PauseScope) {
         if self.halt.is_none() {
+            let until = self.runner.holds.until(scope);
             self.summary.held = Some(format!(
                 "held: {} paused until {}",
                 scope.as_str().replace('_', " "),
-                self.runner.holds.until(scope).format("%Y-%m-%d %H:%M UTC")
+                until.format("%Y-%m-%d %H:%M UTC")
             ));
+            let why = self
+                .runner
+                .holds
+                .held_now(self.runner.clock.now())
+                .into_iter()
+                .find(|h| h.scope == scope)
+                .map_or_else(|| "held by this runner".to_string(), |h| h.reason);
+            self.summary
+                .reasons
+                .push(crate::why::paused(scope.as_str(), until, &why));
         }
         self.halt.get_or_insert(if scope == PauseScope::All {
             Halt::Unauthorized
@@ -458,10 +470,39 @@ impl<'a> JobRun<'a> {
         }
     }
 
+    /// Says why calls were not made, or no more (`Summary::reasons`): what the planner
+    /// passed over, the cap or `max_per_run` reached; else, with nothing called and no
+    /// other reason, that no lead was due. Not for a stopped run (it did not look at
+    /// everything); a read that fails leaves the reasons out, not the run.
+    async fn say_why(&mut self) {
+        if self.summary.stopped || self.summary.has_reason("paused") {
+            return;
+        }
+        let now = self.runner.clock.now();
+        let (store, job, cursor) = (&self.runner.store, self.job, &self.cursor);
+        match self
+            .runner
+            .db
+            .read("say why", || {
+                crate::why::after_plan(&**store, job, now, cursor)
+            })
+            .await
+        {
+            Ok(reasons) => self.summary.reasons.extend(reasons),
+            Err(e) => tracing::debug!(error = %e, "could not read why calls were not made"),
+        }
+        if self.summary.calls == 0
+            && self.summary.given_back == 0
+            && self.summary.reasons.is_empty()
+        {
+            self.summary.reasons.push(crate::why::nothing_due());
+        }
+    }
+
     /// Gives back the leases of leads claimed but never called.
     async fn give_back_queue(&mut self) {
         let leads: Vec<Claimed> = self.queue.drain(..).collect();
-        self.summary.cancelled += leads.len() as u64;
+        self.summary.give_back(leads.len() as u64);
         self.give_back(leads).await;
     }
 

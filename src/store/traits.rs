@@ -231,6 +231,8 @@ pub trait AdminStore: Reads {
     async fn runners(&self) -> Result<Vec<RunnerSeen>, StoreError>;
     /// Leads per state; every state is present, with 0 where there are none.
     async fn count_by_state(&self) -> Result<BTreeMap<LeadState, u64>, StoreError>;
+    /// Leads created after `at` (a dry run at a past instant: they did not exist then).
+    async fn count_created_after(&self, at: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// The lead wrote back at `at`: resets the quiet clock and the follow-up count, and
     /// credits the reply to the lead's last job step sent before `at`, once
@@ -274,6 +276,16 @@ pub trait AdminStore: Reads {
 
     /// Outbox rows not yet acknowledged (or all with `include_acked`), oldest first.
     async fn outbox(&self, include_acked: bool) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Up to `limit` outbox rows with an id above `after`, oldest first: with `all` every
+    /// row, else those not yet acknowledged whose lead is not blocked (`outbox list`).
+    async fn outbox_list(
+        &self,
+        all: bool,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Rows not yet acknowledged held back because their lead is blocked.
+    async fn outbox_held_back(&self) -> Result<u64, StoreError>;
     /// Acknowledges delivered rows, all in one transaction; returns the ids that were
     /// pending and are now acked.
     async fn ack_outbox(&self, ids: &[i64], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;

@@ -184,7 +184,16 @@ async fn a_day_off_sends_nothing_and_says_why(db: TestDb) {
     assert!(text.contains("reactions: 0 call(s)"), "{text}");
     let plan: Value = serde_json::from_str(&w.dry_run(xmas, true)).expect("plan JSON");
     let plan = plan.as_array().expect("an array");
+    // Each job also says why it calls no one: an element with `reasons`, not a call.
+    let (why, plan): (Vec<&Value>, Vec<&Value>) =
+        plan.iter().partition(|e| e.get("reasons").is_some());
     assert_eq!(plan.len(), 2, "{plan:#?}");
+    for (w, job) in why.iter().zip(["openers", "reactions"]) {
+        assert_eq!(w["job"], job, "{w}");
+        assert_eq!(w["reasons"][0]["reason"], "day_off", "{w}");
+        assert_eq!(w["reasons"][0]["calendar"], "de", "{w}");
+    }
+    assert_eq!(why.len(), 2, "{why:#?}");
     for (item, (job, target)) in plan
         .iter()
         .zip([("openers", "@berlin"), ("reactions", "@fan")])
@@ -205,7 +214,13 @@ async fn a_day_off_sends_nothing_and_says_why(db: TestDb) {
         let s = w.run(job, at).await;
         assert_eq!(s.calls, 0, "{s:?}");
         let (text, json) = shown(job, &s);
-        assert_eq!(text, format!("{job}: day off (de) 1"));
+        assert_eq!(
+            text,
+            format!(
+                "{job}: nothing sent: day_off (calendar \"de\") for 1 due lead(s): 2026-12-25 in their zone (day off (de) 1)"
+            )
+        );
+        assert_eq!(json["reasons"][0]["reason"], "day_off", "{json}");
         assert_eq!(json["day_off"]["de"], 1, "{json}");
         assert_eq!(json["calls"], 0);
     }
@@ -543,7 +558,12 @@ async fn run_says_which_calendar_held_its_leads(db: TestDb) {
     std::fs::write(c.dir.path().join("closed.ics"), EVERY_DAY).expect("write ics");
     c.import(["@lea".to_string()]).await;
     let out = c.ok(&["run"], &[]).await;
-    assert_eq!(out.trim(), "openers: day off (closed) 1");
+    // Why, by the reason's name, then the count as before (the day is today's).
+    assert!(
+        out.starts_with("openers: nothing sent: day_off (calendar \"closed\") for 1 due lead(s): ")
+            && out.trim().ends_with(" in their zone (day off (closed) 1)"),
+        "{out}"
+    );
     let json: Value = serde_json::from_str(&c.ok(&["run", "--json"], &[]).await).expect("JSON");
     assert_eq!(json["jobs"]["openers"]["day_off"]["closed"], 1, "{json}");
     assert_eq!(json["total"]["day_off"]["closed"], 1, "{json}");

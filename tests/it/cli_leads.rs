@@ -507,6 +507,13 @@ async fn the_outbox_lists_pending_text_and_acks_it_once() {
         .collect();
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0]["target"], "@d");
+    // The text list says how many it holds back, and where to see them.
+    let out = env.run(&["outbox", "list"]);
+    assert!(
+        text(&out.stderr).contains("1 message(s) held back: their lead is blocked"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -948,7 +955,7 @@ fn a_cut_list_says_so_and_how_to_see_the_next_page() {
     assert!(
         hint.contains(&format!(
             "cut at 1000 leads (--limit 1000); more match: `--after {last}`"
-        )),
+        )) && hint.contains("`leads export` writes them all"),
         "{hint}"
     );
     // The next page starts right after it.
@@ -1061,5 +1068,117 @@ fn exports_round_trip(env: &Env, fresh: &Env) {
         let out = fresh.run(&["leads", "import", "--strict", &path]);
         assert!(out.status.success(), "{format}: {}", text(&out.stderr));
         assert_eq!(export(fresh, &["--format", format]), first, "{format}");
+    }
+}
+
+/// `leads show` shows a lead's newest `--attempts` (100 by default) and its oldest 100
+/// queued events: a cut list says so on stderr, and the JSON has the totals.
+async fn leads_show_says_when_its_lists_were_cut(db: common::db::TestDb) {
+    use fluidtalk_runner::store::{LeadInput, NewEvent};
+    let now = Utc::now();
+    let mut import = db.store.begin_import(false).await.expect("import");
+    let lead = LeadInput {
+        target: "@busy".into(),
+        ..Default::default()
+    };
+    import.upsert(vec![lead], now).await.expect("upsert");
+    import.finish(true).await.expect("finish");
+    let lead = db
+        .store
+        .get_lead("@busy")
+        .await
+        .expect("get")
+        .expect("lead");
+    // Five attempts, steps 1 to 5, each finished.
+    for step in 1..=5 {
+        let id = db
+            .store
+            .start_attempts(&[NewAttempt {
+                lead_id: lead.id,
+                job: "follow-ups".into(),
+                action: Action::FollowUp,
+                step,
+                lease_token: "test".into(),
+                started_at: now,
+                claimed: None,
+                sender: None,
+            }])
+            .await
+            .expect("start")[0];
+        db.store
+            .finish_attempts(&[AttemptEnd {
+                attempt_id: id,
+                status: AttemptStatus::Sent,
+                http_status: Some(200),
+                error_kind: None,
+                error_detail: None,
+                session_id: None,
+                finished_at: now,
+                message: None,
+                release: None,
+            }])
+            .await
+            .expect("finish");
+    }
+    for _ in 0..101 {
+        db.store
+            .queue_event(&NewEvent {
+                target: "@busy",
+                event_type: "story_reaction",
+                context: None,
+                now,
+            })
+            .await
+            .expect("queue an event");
+    }
+    let env = Env::on(db.url.clone());
+    let out = env.run(&["leads", "show", "@busy", "--attempts", "3", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let steps: Vec<i64> = shown["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["step"].as_i64().expect("step"))
+        .collect();
+    assert_eq!(steps, [5, 4, 3], "the newest first");
+    assert_eq!(shown["attempts_total"], 5);
+    assert_eq!(shown["queued_events"].as_array().map(Vec::len), Some(100));
+    assert_eq!(shown["queued_events_total"], 101);
+    let hint = text(&out.stderr);
+    assert!(
+        hint.contains("showing the newest 3 of 5 attempts; `--attempts N` shows more")
+            && hint.contains("showing the oldest 100 of 101 queued events"),
+        "{hint}"
+    );
+    // In text too; and nothing said when nothing was cut.
+    let out = env.run(&["leads", "show", "@busy", "--attempts", "3"]);
+    assert!(text(&out.stderr).contains("showing the newest 3 of 5 attempts"));
+    assert_eq!(text(&out.stdout).matches("  attempt #").count(), 3);
+    let out = env.run(&["leads", "show", "@busy", "--attempts", "5"]);
+    assert!(
+        !text(&out.stderr).contains("attempts;"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A count out of range is refused, naming the argument.
+    let out = env.run(&["leads", "show", "@busy", "--attempts", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--attempts"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leads_show_says_when_its_lists_were_cut_on_sqlite() {
+    leads_show_says_when_its_lists_were_cut(common::db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leads_show_says_when_its_lists_were_cut_on_postgresql() {
+    if let Some(db) = common::db::postgres().await {
+        leads_show_says_when_its_lists_were_cut(db).await;
     }
 }

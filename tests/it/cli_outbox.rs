@@ -365,3 +365,55 @@ async fn outbox_ack_acks_all_it_names_or_nothing() {
     })
     .await;
 }
+
+/// `outbox list` shows 1,000 messages unless `--limit` says otherwise: a cut list says so
+/// on stderr with the `--after` of the next page, in text and JSON, and `--limit 0` shows
+/// all.
+#[tokio::test]
+async fn a_cut_outbox_list_says_so_and_how_to_see_the_next_page() {
+    on_both(async |db| {
+        let ids = ten(&db).await;
+        let out = run(&db, &["outbox", "list", "--limit", "4", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let page: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let page: Vec<i64> = page
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|m| m["id"].as_i64().expect("id"))
+            .collect();
+        assert_eq!(page, ids[..4]);
+        let hint = text(&out.stderr);
+        assert!(
+            hint.contains(&format!(
+                "cut at 4 messages (--limit 4); more follow: `--after {}` shows the next ones",
+                ids[3]
+            )),
+            "{hint}"
+        );
+        // The next page starts right after it, and its end is said in text too.
+        let after = ids[3].to_string();
+        let out = run(&db, &["outbox", "list", "--limit", "4", "--after", &after]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(
+            lines[0].starts_with(&format!("#{:<6}", ids[4])),
+            "{lines:?}"
+        );
+        assert!(
+            text(&out.stderr).contains(&format!("`--after {}`", ids[7])),
+            "{}",
+            text(&out.stderr)
+        );
+        // Nothing said when nothing was cut: exactly at the limit, or all.
+        for limit in ["10", "0"] {
+            let out = run(&db, &["outbox", "list", "--limit", limit, "--json"]);
+            let all: Value = serde_json::from_slice(&out.stdout).expect("json");
+            assert_eq!(all.as_array().map(Vec::len), Some(10), "--limit {limit}");
+            assert_eq!(text(&out.stderr), "", "--limit {limit}");
+        }
+        assert_eq!(pending(&db), ids, "the default shows all ten");
+    })
+    .await;
+}

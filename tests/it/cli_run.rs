@@ -146,16 +146,30 @@ fn a_dry_run_writes_nothing_and_the_live_run_makes_exactly_the_planned_calls() {
         made_sorted, planned_sorted,
         "the live run made exactly the planned calls"
     );
-    // And a dry run now plans nothing.
+    // And a dry run now plans nothing, and says why: no call, one reason per job.
     let out = bin()
         .args(["run", "--dry-run", "--json"])
         .current_dir(dir.path())
         .env_remove("DATABASE_URL")
         .output()
         .expect("dry");
+    let plan = serde_json::from_slice::<Value>(&out.stdout).expect("json");
+    let why: Vec<(&str, &str)> = plan
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|e| {
+            assert!(e.get("action").is_none(), "no call: {e}");
+            (
+                e["job"].as_str().unwrap_or(""),
+                e["reasons"][0]["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
     assert_eq!(
-        serde_json::from_slice::<Value>(&out.stdout).expect("json"),
-        serde_json::json!([])
+        why,
+        [("openers", "nothing_due"), ("reactions", "nothing_due")],
+        "{plan}"
     );
 }
 

@@ -340,6 +340,18 @@ impl AdminStore for Store {
         counts_by_state(found)
     }
 
+    async fn count_created_after(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        // One number, whatever the number of leads.
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE created_at > $1")
+            .bind(Ts(at))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn record_reply(
         &self,
         target: &str,
@@ -498,6 +510,38 @@ impl AdminStore for Store {
         .fetch_all(&self.pool)
         .await?;
         rows::all(found)
+    }
+
+    async fn outbox_list(
+        &self,
+        all: bool,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let found: Vec<rows::OutboxRow> = sqlx::query_as(
+            "SELECT o.id, o.lead_id, o.attempt_id, o.target, o.action, o.message, o.session_id,
+                    o.created_at, o.acked_at, l.state AS lead_state, a.sender
+             FROM outbox o JOIN leads l ON l.id = o.lead_id
+             LEFT JOIN attempts a ON a.id = o.attempt_id
+             WHERE ($1 OR (o.acked_at IS NULL AND l.state <> 'blocked')) AND o.id > $2
+             ORDER BY o.id LIMIT $3",
+        )
+        .bind(all)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows::all(found)
+    }
+
+    async fn outbox_held_back(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox o JOIN leads l ON l.id = o.lead_id
+             WHERE o.acked_at IS NULL AND l.state = 'blocked'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.max(0) as u64)
     }
 
     async fn ack_outbox(
