@@ -58,3 +58,4 @@ mod store_upgrade;
 mod stuck_leads;
 mod suppressions;
 mod systemd_unit;
+mod terminal;
