@@ -21,6 +21,20 @@ pub struct DaemonArgs {
     http: Option<SocketAddr>,
 }
 
+/// The API's base URL as logged: without a user, password or query, which could be
+/// credentials.
+fn shown_base_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.as_str().trim_end_matches('/').to_string()
+        }
+        Err(_) => "(not a URL)".to_string(),
+    }
+}
+
 /// The exit code of a service that could not start or failed.
 fn service_failure(e: ServiceError) -> Failure {
     let exit = match e {
@@ -63,7 +77,10 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
         .build(config, store, client, clock)
         .await
         .map_err(service_failure)?;
-    tracing::info!(runner = %service.runner_id(), jobs = config.jobs.len(), dry_run = args.dry_run, http = %service.listen().map_or_else(|| "off".to_string(), |a| a.to_string()), "daemon starting");
+    // Where to look: the dashboard (from the address bound, so port 0 shows the port
+    // picked) and the API the calls go to.
+    let dashboard = service.dashboard_url().unwrap_or_else(|| "off".to_string());
+    tracing::info!(runner = %service.runner_id(), jobs = config.jobs.len(), dry_run = args.dry_run, http = %service.listen().map_or_else(|| "off".to_string(), |a| a.to_string()), %dashboard, api = %shown_base_url(&config.base_url()), "daemon starting");
     match service.run(stop).await.map_err(service_failure)? {
         Ended::Clean => {}
         Ended::DatabaseGone(error) => return Err(anyhow!(error)).exit_with(Exit::DatabaseMoved),

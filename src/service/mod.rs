@@ -223,6 +223,11 @@ impl Service {
         self.listen
     }
 
+    /// The dashboard's URL (`http::Server::dashboard_url`), if the HTTP API is served.
+    pub fn dashboard_url(&self) -> Option<String> {
+        self.server.as_ref().and_then(Server::dashboard_url)
+    }
+
     /// Starts every part and runs until `stop` (or a fatal error, which stops it too);
     /// then waits for each part within its grace (`Graces`) and says how it ended.
     pub async fn run(self, stop: Stop) -> Result<Ended, ServiceError> {
