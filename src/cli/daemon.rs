@@ -3,7 +3,7 @@
 //! delivery (`[delivery]`) and the metrics' gauges beside them (`crate::service`).
 
 use super::store_access::{open_store, store_failure};
-use crate::config::Config;
+use crate::config::{Config, ConfigPath};
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::service::{Ended, Options, ServiceError, Setup, Stop};
 use anyhow::anyhow;
@@ -52,10 +52,12 @@ fn service_failure(e: ServiceError) -> Failure {
     }
 }
 
-pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
-    // The signal handler is installed now: a SIGTERM during start-up stops cleanly too.
+pub async fn run(config: &Config, path: ConfigPath, args: DaemonArgs) -> Result<(), Failure> {
+    // The signal handlers are installed now: a SIGTERM during start-up stops cleanly too,
+    // and a SIGHUP then is a reload once the daemon runs (never the default, which kills).
     let stop = Stop::new();
     super::signals::ask_on_signal(stop.clone());
+    let reloads = super::signals::reload_on_hangup(path);
     let opts = Options {
         dry_run: args.dry_run,
         http: args.http,
@@ -76,7 +78,8 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
     let service = setup
         .build(config, store, client, clock)
         .await
-        .map_err(service_failure)?;
+        .map_err(service_failure)?
+        .reloading(reloads);
     // Where to look: the dashboard (from the address bound, so port 0 shows the port
     // picked) and the API the calls go to.
     let dashboard = service.dashboard_url().unwrap_or_else(|| "off".to_string());
