@@ -65,6 +65,21 @@ struct Slot {
     running: Arc<AtomicBool>,
 }
 
+/// The jobs as they are now: replaced whole by `Daemon::reload`; a poll works on the
+/// jobs as they were when it began.
+type Slots = Arc<[Arc<Slot>]>;
+
+/// What a `Daemon::reload` changed, by job name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Jobs the new file adds.
+    pub added: Vec<String>,
+    /// Jobs the new file no longer has: they fire no more (a run going finishes).
+    pub removed: Vec<String>,
+    /// Jobs kept by name, with their new settings (a run going finishes under the old).
+    pub kept: Vec<String>,
+}
+
 /// An error that ends the daemon (the database file gone): the first one seen, and the
 /// tokens a fatal error cancels (the runner's stop, and the process's if given).
 #[derive(Default)]
@@ -90,7 +105,7 @@ pub struct Daemon {
     runner: Option<Runner>,
     clock: Arc<dyn Clock>,
     runner_id: String,
-    slots: Vec<Slot>,
+    slots: Mutex<Slots>,
     /// The job runs started, so a stop can wait for them.
     runs: TaskTracker,
     fatal: Arc<Fatal>,
@@ -119,10 +134,12 @@ impl Daemon {
         let slots = config
             .jobs
             .iter()
-            .map(|job| Slot {
-                next: Mutex::new(job.schedule.next_after(now)),
-                job: job.clone(),
-                running: Arc::new(AtomicBool::new(false)),
+            .map(|job| {
+                Arc::new(Slot {
+                    next: Mutex::new(job.schedule.next_after(now)),
+                    job: job.clone(),
+                    running: Arc::new(AtomicBool::new(false)),
+                })
             })
             .collect();
         let fatal = Arc::new(Fatal {
@@ -134,7 +151,7 @@ impl Daemon {
             runner,
             clock,
             runner_id,
-            slots,
+            slots: Mutex::new(slots),
             runs: TaskTracker::new(),
             fatal,
             started_at: now,
@@ -144,6 +161,53 @@ impl Daemon {
             pruning: Arc::new(AtomicBool::new(false)),
             grace: Duration::ZERO,
         }
+    }
+
+    /// The jobs now.
+    fn slots(&self) -> Slots {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the jobs with `config`'s (SIGHUP: the campaign file read again and checked).
+    /// A job kept by name keeps its overlap guard (a run going finishes, under the settings
+    /// it started with, before the job runs again) and its next fire time if its schedule
+    /// is unchanged; a new or rescheduled job fires next at its first time after now; a
+    /// removed job fires no more (a run going finishes). Everything else of `config` is
+    /// the caller's to judge (`service::reload`).
+    pub fn reload(&self, config: &Config) -> Reloaded {
+        let now = self.clock.now();
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Reloaded::default();
+        let new: Slots = config
+            .jobs
+            .iter()
+            .map(|job| {
+                let old = slots.iter().find(|s| s.job.name == job.name);
+                let next = match old {
+                    Some(old) if old.job.schedule == job.schedule => {
+                        *old.next.lock().unwrap_or_else(|p| p.into_inner())
+                    }
+                    _ => job.schedule.next_after(now),
+                };
+                match old {
+                    Some(_) => out.kept.push(job.name.clone()),
+                    None => out.added.push(job.name.clone()),
+                }
+                Arc::new(Slot {
+                    job: job.clone(),
+                    next: Mutex::new(next),
+                    running: old
+                        .map_or_else(|| Arc::new(AtomicBool::new(false)), |o| o.running.clone()),
+                })
+            })
+            .collect();
+        out.removed = slots
+            .iter()
+            .filter(|s| !config.jobs.iter().any(|j| j.name == s.job.name))
+            .map(|s| s.job.name.clone())
+            .collect();
+        *slots = new;
+        out
     }
 
     /// Starts the hourly prune if its time has come (the first heartbeat, then each new
@@ -240,7 +304,7 @@ impl Daemon {
 
     /// Each job's next fire time.
     pub fn next_fires(&self) -> Vec<(String, Option<DateTime<Utc>>)> {
-        self.slots
+        self.slots()
             .iter()
             .map(|s| {
                 (
@@ -254,7 +318,7 @@ impl Daemon {
     /// Stops firing `job` (the forecast retires an event job once no event of its type is
     /// queued: in a forecast none arrives, so it would never have work again).
     pub fn retire(&self, job: &str) {
-        for slot in self.slots.iter().filter(|s| s.job.name == job) {
+        for slot in self.slots().iter().filter(|s| s.job.name == job) {
             *slot.next.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
     }
@@ -262,7 +326,7 @@ impl Daemon {
     /// Fires `job` next at its first scheduled time at or after `at` (the forecast sends a
     /// job with nothing to do ahead to when it could have work), if that is later.
     pub fn defer(&self, job: &str, at: DateTime<Utc>) {
-        for slot in self.slots.iter().filter(|s| s.job.name == job) {
+        for slot in self.slots().iter().filter(|s| s.job.name == job) {
             let mut next = slot.next.lock().unwrap_or_else(|p| p.into_inner());
             let Some(current) = *next else { continue };
             // `next_after` is strictly after whole seconds: a second before is "at or after".
@@ -279,7 +343,7 @@ impl Daemon {
     /// Fires `job` next at its first scheduled time after `now`, undoing `defer` (a
     /// retired job stays retired).
     pub fn resume(&self, job: &str, now: DateTime<Utc>) {
-        for slot in self.slots.iter().filter(|s| s.job.name == job) {
+        for slot in self.slots().iter().filter(|s| s.job.name == job) {
             let mut next = slot.next.lock().unwrap_or_else(|p| p.into_inner());
             if next.is_some() {
                 *next = slot.job.schedule.next_after(now);
@@ -291,7 +355,7 @@ impl Daemon {
     /// awaited in virtual time), the next one after `now`: the live daemon skips a tick
     /// that comes during the job's own run.
     pub fn skip_missed(&self, jobs: &[String], now: DateTime<Utc>) {
-        for slot in self.slots.iter().filter(|s| jobs.contains(&s.job.name)) {
+        for slot in self.slots().iter().filter(|s| jobs.contains(&s.job.name)) {
             let mut next = slot.next.lock().unwrap_or_else(|p| p.into_inner());
             if next.is_some_and(|t| t < now) {
                 *next = slot.job.schedule.next_after(now);
@@ -301,7 +365,9 @@ impl Daemon {
 
     /// Whether any job is running.
     pub fn busy(&self) -> bool {
-        self.slots.iter().any(|s| s.running.load(Ordering::SeqCst))
+        self.slots()
+            .iter()
+            .any(|s| s.running.load(Ordering::SeqCst))
     }
 
     /// Fires every job whose time has come. Returns what happened to each tick and, for
@@ -316,7 +382,8 @@ impl Daemon {
             self.fatal.fail(&e);
             return out;
         }
-        for slot in &self.slots {
+        let slots = self.slots();
+        for slot in slots.iter() {
             let scheduled = {
                 let mut next = slot.next.lock().unwrap_or_else(|p| p.into_inner());
                 match *next {

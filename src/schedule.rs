@@ -35,6 +35,13 @@ pub struct Schedule {
     tz: Tz,
 }
 
+/// Two schedules are the same when they are the same expression read in the same zone.
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.tz == other.tz
+    }
+}
+
 impl Schedule {
     /// Parses `text` (6 or 7 fields, seconds first), read in `tz`.
     pub fn parse(text: &str, tz: Tz) -> Result<Schedule, ScheduleError> {

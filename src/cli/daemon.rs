@@ -3,7 +3,7 @@
 //! delivery (`[delivery]`) and the metrics' gauges beside them (`crate::service`).
 
 use super::store_access::{open_store, store_failure};
-use crate::config::Config;
+use crate::config::{Config, ConfigPath};
 use crate::exit::{Exit, ExitWith, Failure};
 use crate::service::{Ended, Options, ServiceError, Setup, Stop};
 use anyhow::anyhow;
@@ -19,6 +19,20 @@ pub struct DaemonArgs {
     /// port 0 picks a free port (logged). Needs FLUIDTALK_RUNNER_TOKEN.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+}
+
+/// The API's base URL as logged: without a user, password or query, which could be
+/// credentials.
+fn shown_base_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.as_str().trim_end_matches('/').to_string()
+        }
+        Err(_) => "(not a URL)".to_string(),
+    }
 }
 
 /// The exit code of a service that could not start or failed.
@@ -38,10 +52,12 @@ fn service_failure(e: ServiceError) -> Failure {
     }
 }
 
-pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
-    // The signal handler is installed now: a SIGTERM during start-up stops cleanly too.
+pub async fn run(config: &Config, path: ConfigPath, args: DaemonArgs) -> Result<(), Failure> {
+    // The signal handlers are installed now: a SIGTERM during start-up stops cleanly too,
+    // and a SIGHUP then is a reload once the daemon runs (never the default, which kills).
     let stop = Stop::new();
     super::signals::ask_on_signal(stop.clone());
+    let reloads = super::signals::reload_on_hangup(path);
     let opts = Options {
         dry_run: args.dry_run,
         http: args.http,
@@ -62,8 +78,12 @@ pub async fn run(config: &Config, args: DaemonArgs) -> Result<(), Failure> {
     let service = setup
         .build(config, store, client, clock)
         .await
-        .map_err(service_failure)?;
-    tracing::info!(runner = %service.runner_id(), jobs = config.jobs.len(), dry_run = args.dry_run, http = %service.listen().map_or_else(|| "off".to_string(), |a| a.to_string()), "daemon starting");
+        .map_err(service_failure)?
+        .reloading(reloads);
+    // Where to look: the dashboard (from the address bound, so port 0 shows the port
+    // picked) and the API the calls go to.
+    let dashboard = service.dashboard_url().unwrap_or_else(|| "off".to_string());
+    tracing::info!(runner = %service.runner_id(), jobs = config.jobs.len(), dry_run = args.dry_run, http = %service.listen().map_or_else(|| "off".to_string(), |a| a.to_string()), %dashboard, api = %shown_base_url(&config.base_url()), "daemon starting");
     match service.run(stop).await.map_err(service_failure)? {
         Ended::Clean => {}
         Ended::DatabaseGone(error) => return Err(anyhow!(error)).exit_with(Exit::DatabaseMoved),

@@ -49,12 +49,12 @@ pub struct ForecastArgs {
 /// How often the progress bar is redrawn.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// A progress bar on stderr (the days simulated, the calls so far) while the forecast
-/// runs, if stderr is a terminal; hidden otherwise, so a pipe or a log gets only the
-/// result.
-fn show_progress(progress: std::sync::Arc<Progress>) -> indicatif::ProgressBar {
+/// A progress bar on stderr (whole days simulated of `days`, their rate, the time left,
+/// the calls so far) while the forecast runs, if stderr is a terminal and not `-q`; hidden
+/// otherwise, so a pipe or a log gets only the result.
+fn show_progress(progress: std::sync::Arc<Progress>, days: u64) -> indicatif::ProgressBar {
     let bar = if super::out::progress_shown() {
-        indicatif::ProgressBar::new(0)
+        indicatif::ProgressBar::new(days)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -63,7 +63,7 @@ fn show_progress(progress: std::sync::Arc<Progress>) -> indicatif::ProgressBar {
     }
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} forecast [{bar:30}] {percent:>3}% of the days {msg} ({elapsed})",
+            "{spinner} forecast [{bar:20}] {pos}/{len} days, {per_sec}, ETA {eta}, {msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
@@ -74,8 +74,9 @@ fn show_progress(progress: std::sync::Arc<Progress>) -> indicatif::ProgressBar {
         while !shown.is_finished() {
             let (done, total) = progress.seconds();
             if total > 0 {
-                shown.set_length(total);
-                shown.set_position(done);
+                // Whole days done of the days asked (a day in the zone may be 23 or 25 h).
+                let whole = u128::from(done) * u128::from(days) / u128::from(total);
+                shown.set_position(u64::try_from(whole).unwrap_or(days).min(days));
                 shown.set_message(format!("{} simulated calls", progress.calls()));
             }
             shown.tick();
@@ -154,7 +155,7 @@ pub async fn run(config: &Config, args: ForecastArgs) -> Result<(), Failure> {
     )
     .map_err(|e| anyhow!("could not start the forecast's thread: {e}"))
     .exit_with(Exit::Failure)?;
-    let shown = show_progress(progress.clone());
+    let shown = show_progress(progress.clone(), u64::from(args.days));
     // SIGTERM or Ctrl-C cancels the forecast; its thread removes the scratch copy before
     // it answers (`ForecastError::Cancelled`, exit 7).
     let signal = super::signals::shutdown_signal();

@@ -654,10 +654,43 @@ async fn user_action(
     done(&lead, json, verb)
 }
 
-/// A progress bar over the file's bytes, and each rejection on stderr as it is found.
+/// A progress bar: rows read and their rate, its bar and time left from the file's bytes
+/// read; each rejection on stderr as it is found.
 struct Progress {
     bar: ProgressBar,
     shown: String,
+    /// Rows read in this pass (shared with the bar's `{rows}` and `{rows_per_sec}`).
+    rows: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The import bar's template: rows and rows/s are the import's own keys (`rows_style`).
+const IMPORT_TEMPLATE: &str =
+    "{spinner} {wide_bar} {rows} rows read, {rows_per_sec} rows/s, ETA {eta}, {msg}";
+
+/// `IMPORT_TEMPLATE` with its `{rows}` and `{rows_per_sec}` read from `rows`.
+fn rows_style(rows: &std::sync::Arc<std::sync::atomic::AtomicU64>) -> Option<ProgressStyle> {
+    use std::sync::atomic::Ordering;
+    let count = rows.clone();
+    let rate = rows.clone();
+    Some(
+        ProgressStyle::with_template(IMPORT_TEMPLATE)
+            .ok()?
+            .with_key(
+                "rows",
+                move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{}", count.load(Ordering::Relaxed));
+                },
+            )
+            .with_key(
+                "rows_per_sec",
+                move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let secs = s.elapsed().as_secs_f64();
+                    let n = rate.load(Ordering::Relaxed) as f64;
+                    let per_sec = if secs > 0.0 { n / secs } else { 0.0 };
+                    let _ = write!(w, "{per_sec:.0}");
+                },
+            ),
+    )
 }
 
 impl import::Load for Progress {
@@ -674,8 +707,14 @@ impl import::Load for Progress {
             so_far.imported, so_far.updated
         ));
     }
+    fn read(&self, rows: u64) {
+        self.rows
+            .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+        self.bar.tick();
+    }
     fn pass(&self, _writing: bool) {
-        self.bar.set_position(0);
+        self.rows.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.bar.reset();
     }
 }
 
@@ -686,14 +725,14 @@ async fn import(
     json: bool,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
+    let rows = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let bar = if super::out::progress_shown() {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let bar = ProgressBar::new(size);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} {wide_bar} {bytes}/{total_bytes} {per_sec} {msg}",
-        ) {
+        if let Some(style) = rows_style(&rows) {
             bar.set_style(style);
         }
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     } else {
         ProgressBar::hidden()
@@ -701,6 +740,7 @@ async fn import(
     let progress = Progress {
         bar,
         shown: path.display().to_string(),
+        rows,
     };
     let loaded = import::load_file(store, path, strict, now, &progress).await;
     progress.bar.finish_and_clear();

@@ -134,7 +134,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Run(args) => run::run(&load(cli.config)?, args).await,
         Command::Status(args) => status::run(&load(cli.config)?, args).await,
         Command::Forecast(args) => forecast::run(&load(cli.config)?, args).await,
-        Command::Daemon(args) => daemon::run(&load(cli.config)?, args).await,
+        Command::Daemon(args) => {
+            let path = ConfigPath::new(cli.config.clone());
+            daemon::run(&load(cli.config)?, path, args).await
+        }
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
     }

@@ -117,6 +117,26 @@ pub async fn run(config: &Config, args: RunArgs) -> Result<(), Failure> {
 
 pub use crate::runner::runner_id;
 
+/// A terminal's progress bar for one job's run: calls recorded of the calls the planner
+/// plans now (counted page by page, read only, memory flat), their rate and the time left.
+/// A run may make a few more or fewer (leads arriving or taken by another runner).
+async fn progress_bar(runner: &Runner, job: &Job) -> indicatif::ProgressBar {
+    let planned = plan::preview_each(&*runner.store, job, runner.clock.now(), &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .await
+    .unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(planned);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {prefix}: {pos}/{len} calls recorded, {per_sec}, ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(job.name.clone());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 /// Runs each job once, with a progress bar on a terminal; prints a summary per job, unless
 /// `json` (the caller prints them all as JSON, and no bar). A stop ends the loop after the
 /// job it came in.
@@ -131,10 +151,7 @@ pub async fn run_jobs(
             break;
         }
         let bar = if super::out::progress_shown() && !json {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message(format!("{}: calling", job.name));
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            Some(bar)
+            Some(progress_bar(runner, job).await)
         } else {
             None
         };

@@ -1,7 +1,11 @@
-//! SIGTERM and Ctrl-C: the first stops cleanly, a second quits at once.
+//! SIGTERM and Ctrl-C: the first stops cleanly, a second quits at once. SIGHUP (the
+//! daemon): the campaign file read again.
 
+use crate::config::{Config, ConfigPath};
 use crate::exit::Exit;
 use crate::service::Stop;
+use std::sync::Arc;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
@@ -53,6 +57,45 @@ pub fn stop_on_signals(stop: CancellationToken) {
         );
         std::process::exit(i32::from(Exit::Stopped.code()));
     });
+}
+
+/// On each SIGHUP, reads the campaign file at `path` again and checks it as `check` does;
+/// a file with an error is logged (naming the file, line and key) and goes no further,
+/// the daemon keeping its running configuration; a good one is handed to the service
+/// (`service::Service::reloading`), the newest only if several come before it is taken.
+/// The handler is installed now: a SIGHUP during start-up is a reload once the daemon
+/// runs, not the default action (which ends the process).
+pub fn reload_on_hangup(path: ConfigPath) -> watch::Receiver<Option<Arc<Config>>> {
+    let (tx, rx) = watch::channel(None);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        let file = path.path.display().to_string();
+                        tracing::info!(%file, "SIGHUP: reading the campaign file again");
+                        match crate::config::load(&path) {
+                            Ok(config) => {
+                                tx.send_replace(Some(Arc::new(config)));
+                            }
+                            Err(error) => tracing::error!(
+                                %file, %error,
+                                "the campaign file was not reloaded: it has an error (`fluidtalk-runner check` shows it); the daemon keeps its running configuration"
+                            ),
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP cannot be caught: reloading the campaign file needs a restart")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop((path, tx));
+    rx
 }
 
 /// On the first signal, asks `stop` (the daemon's: every part winds down within its grace).

@@ -83,6 +83,7 @@ pub enum ClientSetupError {
 
 /// Which configuration file to read: the one named (flag or environment), which must
 /// exist, or `./jobs.toml` if it exists.
+#[derive(Debug, Clone)]
 pub struct ConfigPath {
     pub path: PathBuf,
     pub explicit: bool,
@@ -141,7 +142,7 @@ pub struct Config {
 /// `[forecast]`: how far the daemon's dashboard may take its forecast (the `forecast`
 /// command has no budget). Past either bound the forecast stops and the dashboard says
 /// so, naming the command.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ForecastSettings {
     /// Simulated API calls (default `DEFAULT_FORECAST_CALLS`).
     pub max_calls: u64,
@@ -158,7 +159,7 @@ impl Default for ForecastSettings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiSettings {
     pub base_url: String,
     /// The sender for leads that name none.

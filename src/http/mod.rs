@@ -202,6 +202,14 @@ impl Server {
         }
     }
 
+    /// The dashboard's URL, from the address actually bound (port 0 shows the port
+    /// picked) and the scheme served (https with TLS), or `[http] public_url` when set.
+    pub fn dashboard_url(&self) -> Option<String> {
+        let addr = self.listener.local_addr().ok()?;
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Some(serve::dashboard_url(&self.state.http, scheme, addr))
+    }
+
     /// The relayed calls' tasks: a stop waits for them (`AppState::tasks`).
     pub fn relays(&self) -> TaskTracker {
         self.state.tasks.clone()

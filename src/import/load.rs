@@ -44,6 +44,8 @@ pub trait Load {
     fn rejected(&self, _line: u64, _reason: &str) {}
     /// A batch was written; the counts so far.
     fn written(&self, _so_far: ImportCounts) {}
+    /// More rows were read and checked (this many, good and rejected), in this pass.
+    fn read(&self, _rows: u64) {}
     /// A pass over the file begins (`writing`: false for `strict`'s checking pass).
     fn pass(&self, _writing: bool) {}
 }
@@ -101,6 +103,8 @@ struct Piece {
     rejections: Vec<Rejection>,
     /// The file stopped being readable after these rows.
     failed: Option<FileError>,
+    /// Rows read into this piece, good and rejected (also when good rows are not kept).
+    read: u64,
     /// The last piece: the file was read to its end or `failed`. A channel closed without
     /// it means the reader itself stopped (a panic), which is not the end of the file.
     last: bool,
@@ -149,7 +153,9 @@ async fn pass(
             rejections,
             failed,
             last,
+            read,
         } = piece;
+        seen.read(read);
         for rejection in rejections {
             result.rejected += 1;
             seen.rejected(rejection.line, &rejection.reason);
@@ -184,7 +190,11 @@ fn read(mut rows: Rows, keep: bool, tx: &tokio::sync::mpsc::Sender<Piece>) {
     let mut piece = Piece::default();
     let mut bytes = 0;
     loop {
-        match rows.next_row() {
+        let next = rows.next_row();
+        if matches!(next, Ok(Some(_))) {
+            piece.read += 1;
+        }
+        match next {
             Ok(Some((_, Ok(input)))) if keep => {
                 bytes += text_bytes(&input);
                 piece.rows.push(input);
@@ -200,7 +210,7 @@ fn read(mut rows: Rows, keep: bool, tx: &tokio::sync::mpsc::Sender<Piece>) {
                 break;
             }
         }
-        if piece.rows.len() + piece.rejections.len() >= BATCH || bytes >= BATCH_BYTES {
+        if piece.read >= BATCH as u64 || bytes >= BATCH_BYTES {
             if tx.blocking_send(std::mem::take(&mut piece)).is_err() {
                 return;
             }

@@ -16,6 +16,7 @@
 mod files;
 mod graces;
 mod part;
+pub mod reload;
 
 pub use graces::{Graces, Stop};
 pub use part::Part;
@@ -188,6 +189,8 @@ impl Setup {
             server = Some(Server::new(listener, state, self.tls));
         }
         Ok(Service {
+            config: Arc::new(config.clone()),
+            reloads: None,
             graces: Graces::of(config),
             listen: self.listen,
             gauges: Gauges::new(store.clone(), clock.clone()),
@@ -202,6 +205,10 @@ impl Setup {
 
 /// The daemon's parts, built and not yet running.
 pub struct Service {
+    /// The campaign file as the daemon started with it.
+    config: Arc<Config>,
+    /// Newer campaign files, checked (SIGHUP): the jobs are taken up (`reload`).
+    reloads: Option<tokio::sync::watch::Receiver<Option<Arc<Config>>>>,
     graces: Graces,
     runner_id: String,
     listen: Option<SocketAddr>,
@@ -223,10 +230,25 @@ impl Service {
         self.listen
     }
 
+    /// Takes up each campaign file `reloads` hands over (`cli::signals::reload_on_hangup`)
+    /// while running: its jobs replace the scheduler's; a change to a setting that needs a
+    /// restart is logged and ignored (`reload`).
+    pub fn reloading(mut self, reloads: tokio::sync::watch::Receiver<Option<Arc<Config>>>) -> Self {
+        self.reloads = Some(reloads);
+        self
+    }
+
+    /// The dashboard's URL (`http::Server::dashboard_url`), if the HTTP API is served.
+    pub fn dashboard_url(&self) -> Option<String> {
+        self.server.as_ref().and_then(Server::dashboard_url)
+    }
+
     /// Starts every part and runs until `stop` (or a fatal error, which stops it too);
     /// then waits for each part within its grace (`Graces`) and says how it ended.
     pub async fn run(self, stop: Stop) -> Result<Ended, ServiceError> {
         let Service {
+            config,
+            reloads,
             graces,
             scheduler,
             server,
@@ -254,6 +276,22 @@ impl Service {
                 .stop_on_fatal(token.clone())
                 .with_grace(graces.runs),
         );
+        if let Some(mut reloads) = reloads {
+            let (scheduler, token) = (scheduler.clone(), token.clone());
+            // Beside the schedules; it ends as the stop begins (a reload then is moot).
+            background.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        changed = reloads.changed() => if changed.is_err() { break },
+                    }
+                    let new = reloads.borrow_and_update().clone();
+                    if let Some(new) = new {
+                        reload::apply(&scheduler, &config, &new);
+                    }
+                }
+            });
+        }
         let ended = Part::run(scheduler.clone(), token)
             .await
             .map_err(|e| ServiceError::Scheduler(e.to_string()))?;

@@ -422,3 +422,309 @@ fn sigterm_right_after_start_is_a_clean_stop() {
     assert_eq!(status.code(), Some(0), "{status}: {log}");
     assert!(log.contains("daemon stopped"), "{log}");
 }
+
+/// `Daemon::reload` (what SIGHUP does with a checked file): a removed job fires no more, a
+/// new one fires on its schedule, and a kept job's run going finishes under the settings
+/// it started with, its overlap guard kept, before the new settings apply.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_replaces_the_jobs_and_a_run_going_finishes_as_it_started() {
+    let jobs = "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"* * * * * *\"\nmax_per_run = 3\n[[job]]\nname = \"quarterly\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\n";
+    let sim = SimConfig {
+        latency: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let start = utc(2026, 11, 23, 10, 0, 0);
+    let (d, clock, db, simulator) = daemon_at(start, jobs, sim, "r1", None).await;
+    let db = db.expect("own db");
+    import(
+        &db,
+        &(0..6).map(|i| format!("@r{i}")).collect::<Vec<_>>(),
+        start,
+    )
+    .await;
+    clock.set(start + chrono::Duration::seconds(1));
+    let first = d.poll().await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].1, Tick::Started);
+
+    // The file now: "openers" one call a run, "quarterly" gone, "hourly" new.
+    let new = config::parse(
+        std::path::Path::new("jobs.toml"),
+        "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"* * * * * *\"\nmax_per_run = 1\n[[job]]\nname = \"hourly\"\nkind = \"opener\"\nschedule = \"0 0 * * * *\"\n",
+    )
+    .expect("parses");
+    let r = d.reload(&new);
+    assert_eq!(r.added, ["hourly"]);
+    assert_eq!(r.removed, ["quarterly"]);
+    assert_eq!(r.kept, ["openers"]);
+    let names: Vec<String> = d.next_fires().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["openers", "hourly"]);
+
+    clock.set(start + chrono::Duration::seconds(2));
+    let second = d.poll().await;
+    assert_eq!(
+        second.iter().map(|t| t.1).collect::<Vec<_>>(),
+        [Tick::SkippedOverlap],
+        "the run going keeps its job's overlap guard"
+    );
+    for (_, _, h) in first {
+        h.expect("a task").await.expect("run");
+    }
+    assert_eq!(simulator.log().len(), 3, "the run finished as it started");
+    clock.set(start + chrono::Duration::seconds(3));
+    assert_eq!(ticks(&d).await, [Tick::Started]);
+    assert_eq!(
+        simulator.log().len(),
+        4,
+        "the next run takes the new max_per_run"
+    );
+
+    // 10:15: "quarterly" was removed; 11:00: "hourly" fires (and "openers").
+    clock.set(utc(2026, 11, 23, 10, 15, 0));
+    let at_quarter: Vec<String> = d.poll().await.into_iter().map(|t| t.0).collect();
+    assert_eq!(at_quarter, ["openers"], "the removed job does not fire");
+    clock.set(utc(2026, 11, 23, 11, 0, 0));
+    let at_hour: Vec<String> = d.poll().await.into_iter().map(|t| t.0).collect();
+    assert_eq!(at_hour, ["openers", "hourly"]);
+}
+
+/// A daemon process with its stderr read line by line.
+#[cfg(unix)]
+struct Running {
+    child: common::KillOnDrop,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: String,
+}
+
+#[cfg(unix)]
+impl Running {
+    fn start(dir: &std::path::Path) -> Running {
+        use std::io::BufRead;
+        let mut child = common::KillOnDrop(
+            common::bin()
+                .arg("daemon")
+                .current_dir(dir)
+                .env_remove("DATABASE_URL")
+                .env_remove("FLUIDTALK_RUNNER_CONFIG")
+                .env_remove("FLUIDTALK_LOG_FORMAT")
+                .env("FLUIDTALK_LOG", "info")
+                .env("FLUIDTALK_API_KEY", TEST_KEY)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start the daemon"),
+        );
+        let stderr = child.0.stderr.take().expect("piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            log: String::new(),
+        }
+    }
+
+    /// Reads the log until a line `matches` (within 30 s); returns that line.
+    fn wait_for(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push_str(&line);
+                    self.log.push('\n');
+                    if matches(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line {what} within 30 s: {}", self.log),
+            }
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(self.child.0.id() as i32, signal) }, 0);
+    }
+
+    /// SIGTERM, and the exit status with the rest of the log.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.signal(libc::SIGTERM);
+        let status = self.child.0.wait().expect("wait");
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(10)) {
+            self.log.push_str(&line);
+            self.log.push('\n');
+        }
+        (status, self.log)
+    }
+}
+
+/// A campaign folder against a simulator process: `jobs` after its `[fluidtalk]` table,
+/// `leads` new leads imported.
+#[cfg(unix)]
+fn daemon_folder(
+    url: &str,
+    jobs: &str,
+    leads: usize,
+) -> (tempfile::TempDir, impl Fn(&str) -> std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("jobs.toml");
+    let head = format!("[fluidtalk]\nbase_url = \"{url}\"\n");
+    let write = {
+        let path = path.clone();
+        move |jobs: &str| {
+            std::fs::write(&path, format!("{head}{jobs}")).expect("write jobs.toml");
+            path.clone()
+        }
+    };
+    write(jobs);
+    let rows: String = (0..leads).map(|i| format!("@h{i}\n")).collect();
+    std::fs::write(dir.path().join("l.csv"), format!("target\n{rows}")).expect("write");
+    let out = common::bin()
+        .args(["leads", "import", "l.csv"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("FLUIDTALK_RUNNER_CONFIG")
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir, write)
+}
+
+/// SIGHUP with a changed, valid file: a job that could not fire (February 30) now fires
+/// every second and calls; a changed `[limits]` is logged as needing a restart.
+#[cfg(unix)]
+#[test]
+fn sighup_with_a_changed_file_makes_the_daemon_run_the_new_jobs() {
+    let (_sim, url) = common::spawn_sim_process(&[]);
+    let (dir, write) = daemon_folder(
+        &url,
+        "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 9 30 2 *\"\n",
+        3,
+    );
+    let mut d = Running::start(dir.path());
+    d.wait_for("scheduled", |l| l.contains("never fires"));
+    write(
+        "[limits]\nconcurrency = 2\n[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"* * * * * *\"\n[[job]]\nname = \"later\"\nkind = \"follow_up\"\nschedule = \"0 0 9 30 2 *\"\nquiet_after = [\"3d\"]\n",
+    );
+    d.signal(libc::SIGHUP);
+    let reloaded = d.wait_for("reloaded", |l| l.contains("campaign file reloaded"));
+    assert!(
+        reloaded.contains("added=later") && reloaded.contains("kept=openers"),
+        "{reloaded}"
+    );
+    assert!(
+        d.log.contains("setting=\"[limits]\"") || d.log.contains("setting=[limits]"),
+        "the ignored setting is named: {}",
+        d.log
+    );
+    assert!(
+        d.log.contains("ignored until the daemon restarts"),
+        "{}",
+        d.log
+    );
+    let run = d.wait_for("a run", |l| l.contains("run finished"));
+    assert!(run.contains("openers") && run.contains("sent 3"), "{run}");
+    let (status, log) = d.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+}
+
+/// SIGHUP with a broken file: the error names the file and its line, and the old jobs keep
+/// running (a run finishes after it); the daemon keeps going and stops cleanly.
+#[cfg(unix)]
+#[test]
+fn sighup_with_a_broken_file_logs_its_line_and_the_old_jobs_keep_working() {
+    let (_sim, url) = common::spawn_sim_process(&[]);
+    // One call a second, 40 leads: the job has work all through the test.
+    let job = "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"* * * * * *\"\nmax_per_run = 1\n";
+    let (dir, write) = daemon_folder(&url, job, 40);
+    let mut d = Running::start(dir.path());
+    d.wait_for("a first run", |l| l.contains("run finished"));
+    // Line 8: two of [fluidtalk], five of the job, then the mistake.
+    write(&format!("{job}batch_size = \"ten\"\n"));
+    d.signal(libc::SIGHUP);
+    let error = d.wait_for("the error", |l| l.contains("was not reloaded"));
+    assert!(
+        error.contains("jobs.toml: line 8"),
+        "names the file and the line: {error}"
+    );
+    assert!(error.contains("batch_size"), "{error}");
+    let run = d.wait_for("a run after the error", |l| l.contains("run finished"));
+    assert!(run.contains("openers"), "{run}");
+    let (status, log) = d.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(!log.contains("campaign file reloaded"), "{log}");
+}
+
+/// Two SIGHUPs at once, then more: the daemon reloads, keeps running and stops cleanly.
+#[cfg(unix)]
+#[test]
+fn sighup_twice_quickly_is_safe() {
+    let (_sim, url) = common::spawn_sim_process(&[]);
+    let (dir, write) = daemon_folder(
+        &url,
+        "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 9 30 2 *\"\n",
+        2,
+    );
+    let mut d = Running::start(dir.path());
+    d.wait_for("scheduled", |l| l.contains("never fires"));
+    write("[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"* * * * * *\"\n");
+    d.signal(libc::SIGHUP);
+    d.signal(libc::SIGHUP);
+    d.wait_for("reloaded", |l| l.contains("campaign file reloaded"));
+    let run = d.wait_for("a run", |l| l.contains("run finished"));
+    assert!(run.contains("sent 2"), "{run}");
+    d.signal(libc::SIGHUP);
+    d.wait_for("reloaded again", |l| l.contains("campaign file reloaded"));
+    let (status, log) = d.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("daemon stopped"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// What a reload cannot change is named, table by table; a file whose only changes are
+/// its jobs, senders and calendars needs no restart.
+#[test]
+fn a_reload_names_each_setting_that_needs_a_restart() {
+    let parse =
+        |text: &str| config::parse(std::path::Path::new("jobs.toml"), text).expect("parses");
+    let job = "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 9 * * *\"\n";
+    let running = parse(job);
+    let jobs_only = parse(
+        "[[job]]\nname = \"nudges\"\nkind = \"follow_up\"\nschedule = \"0 0 10 * * *\"\nquiet_after = [\"2d\"]\n",
+    );
+    assert_eq!(
+        fluidtalk_runner::service::reload::needs_restart(&running, &jobs_only),
+        []
+    );
+    for (table, text) in [
+        (
+            "[database] url",
+            "[database]\nurl = \"sqlite://other.db\"\n",
+        ),
+        ("[fluidtalk]", "[fluidtalk]\ntimeout = \"20s\"\n"),
+        ("[limits]", "[limits]\nconcurrency = 3\n"),
+        ("[backoff]", "[backoff]\nretry_base = \"10s\"\n"),
+        ("[http]", "[http]\nlisten = \"127.0.0.1:9\"\n"),
+        ("[forecast]", "[forecast]\nmax_calls = 10\n"),
+        ("[retention]", "[retention]\nevents = \"60d\"\n"),
+    ] {
+        let new = parse(&format!("{text}{job}"));
+        let named: Vec<&str> = fluidtalk_runner::service::reload::needs_restart(&running, &new)
+            .into_iter()
+            .map(|(setting, _)| setting)
+            .collect();
+        assert_eq!(named, [table], "{text}");
+    }
+}

@@ -163,3 +163,55 @@ async fn a_dry_run_previews_a_campaign_that_also_sets_http() {
     let out = finish(child, Duration::from_secs(30)).await;
     assert!(out.status.success(), "{log}");
 }
+
+/// The start-up line says where the dashboard is, from the address bound (port 0 shows the
+/// port picked), and which API the calls go to; the URL it names answers.
+#[tokio::test]
+async fn the_start_up_line_names_the_dashboard_url_it_serves_and_the_api_base_url() {
+    let c = Campaign::on_sqlite(&[], "", "").await;
+    let mut cmd = c.command(&["daemon", "--http", "127.0.0.1:0"]);
+    cmd.env("FLUIDTALK_RUNNER_TOKEN", TOKEN)
+        .env("FLUIDTALK_LOG", "info");
+    let mut child = cmd.spawn().expect("daemon starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut log = String::new();
+    let start = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("daemon starting") {
+                return line;
+            }
+        }
+        panic!("the daemon ended before it started: {log}");
+    })
+    .await
+    .expect("the daemon starts within a minute");
+    let field = |name: &str| {
+        start
+            .split(&format!(" {name}="))
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {name}= in {start:?}"))
+            .to_string()
+    };
+    let dashboard = field("dashboard");
+    assert!(
+        dashboard.starts_with("http://127.0.0.1:") && dashboard.ends_with('/'),
+        "{start}"
+    );
+    assert!(!dashboard.contains(":0/"), "the port bound, not 0: {start}");
+    assert_eq!(field("api"), c.sim_url, "{start}");
+    // The dashboard's URL answers: its page (a log-in form without a session).
+    fluidtalk_runner::fluidtalk::install_crypto_provider();
+    let page = reqwest::get(&dashboard)
+        .await
+        .expect("the dashboard answers");
+    assert_eq!(page.status(), 200, "{dashboard}");
+    let body = page.text().await.expect("body");
+    assert!(body.contains("<form"), "{body}");
+    signal(&child, libc::SIGTERM);
+    child.stderr = None;
+    let out = finish(child, Duration::from_secs(30)).await;
+    assert!(out.status.success());
+}

@@ -60,4 +60,5 @@ mod store_upgrade;
 mod stuck_leads;
 mod suppressions;
 mod systemd_unit;
+mod terminal;
 mod why;

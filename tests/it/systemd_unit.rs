@@ -186,3 +186,17 @@ fn the_env_example_names_each_secret_and_holds_no_real_one() {
         ]
     );
 }
+
+/// `systemctl reload` sends SIGHUP to the daemon's process, which reads the campaign file
+/// again (`tests/it/daemon.rs::sighup_*`), rather than running a second daemon or having
+/// systemd refuse the reload.
+#[test]
+fn reload_sends_sighup_to_the_main_process() {
+    let s = service();
+    let reload = one(&s, "ExecReload");
+    let words: Vec<&str> = reload.split_whitespace().collect();
+    assert_eq!(words, ["/bin/kill", "-HUP", "$MAINPID"], "{reload}");
+    // SIGHUP is caught, not the default action that would end the daemon (and be a
+    // failure, restarted): the daemon's type is one systemd tracks the main PID of.
+    assert_eq!(one(&s, "Type"), "exec");
+}
