@@ -11,8 +11,9 @@
 //! forecast of the next 14 days (`forecast`: the `forecast` command's, on a thread of its
 //! own, kept for a quarter of an hour), each job (schedule, next fire, last run, today's sends against its cap, send window),
 //! the outbox backlog, the `needs_review` and `failed` leads with their last attempt and
-//! Retry / Block buttons, the recent attempts, filtered by job, outcome and target, and
-//! parked webhook deliveries with Redeliver.
+//! Retry / Block buttons, every lead paged, searched and filtered with Retry / Block on all
+//! a filter matches (`leads`), the attempts paged, filtered by job, outcome and target
+//! prefix, and parked webhook deliveries with Redeliver.
 //!
 //! Live updates (`live`): a small inline script re-fetches `/` itself (the same address,
 //! so the same session check; no other endpoint) every `live::REFRESH_SECS` and swaps the
