@@ -83,6 +83,10 @@ pub trait Dialect {
     fn cap_lock() -> Option<&'static str>;
     /// The UTC hour of timestamp column `col` as text, `YYYY-MM-DDTHH`.
     fn utc_hour(col: &str) -> String;
+    /// Text column `col` compared and ordered byte by byte (code point order), whatever
+    /// the database's collation: a prefix is then exactly a range (`leads_target_bytes`,
+    /// migration 0015, indexes `leads.target` so on PostgreSQL).
+    fn bytes(col: &str) -> String;
 }
 
 /// SQLite.
@@ -154,6 +158,11 @@ impl Dialect for Lite {
     /// The stored text is UTC in one fixed width: its first 13 characters are the hour.
     fn utc_hour(col: &str) -> String {
         format!("substr({col}, 1, 13)")
+    }
+
+    /// SQLite's default collation (BINARY) is already byte order.
+    fn bytes(col: &str) -> String {
+        col.to_string()
     }
 }
 
@@ -231,5 +240,9 @@ impl Dialect for Pg {
 
     fn utc_hour(col: &str) -> String {
         format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')")
+    }
+
+    fn bytes(col: &str) -> String {
+        format!("{col} COLLATE \"C\"")
     }
 }

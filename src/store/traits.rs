@@ -363,12 +363,29 @@ pub trait ServiceStore: AdminStore + DeliveryStore + super::SuppressionStore {
         &self,
         lead_ids: &[i64],
     ) -> Result<std::collections::HashMap<i64, Attempt>, StoreError>;
-    /// The newest attempts (at most `filter.limit`), newest first, each with its lead's
-    /// target, for the dashboard.
+    /// The newest attempts (at most `filter.limit`) below `filter.before`, newest first,
+    /// each with its lead's target, for the dashboard.
     async fn recent_attempts(
         &self,
         filter: &AttemptFilter,
     ) -> Result<Vec<(Attempt, String)>, StoreError>;
+    /// A page of the dashboard's leads table: up to `limit` leads `search` matches whose
+    /// target sorts after `after` (byte order), in that order, each with its last
+    /// attempt. Reads along the target index (keyset paging, never an offset).
+    async fn leads_page(
+        &self,
+        search: &LeadSearch,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Lead, Option<Attempt>)>, StoreError>;
+    /// How many leads `search` matches, counting no further than `cap` (the answer is at
+    /// most `cap`).
+    async fn count_leads(&self, search: &LeadSearch, cap: u64) -> Result<u64, StoreError>;
+    /// Applies `bulk.action` to every lead `search` matches, in one transaction, each
+    /// as `apply_user_action` would (those the action does not apply to, or busy, are
+    /// counted and left). Writes nothing if more than `bulk.confirmed` leads match now
+    /// (`Changed`) or more than `bulk.max` (`TooMany`): never more than confirmed.
+    async fn bulk_leads(&self, search: &LeadSearch, bulk: Bulk) -> Result<BulkDone, StoreError>;
     /// Forgets a key whose request had no lasting effect (the API surely did not act), so
     /// a retry with it is a new request.
     async fn forget_key(&self, scope: &str, key: &str) -> Result<(), StoreError>;

@@ -614,8 +614,71 @@ pub struct Orphan {
 pub struct AttemptFilter {
     pub job: Option<String>,
     pub status: Option<AttemptStatus>,
+    /// Attempts of leads whose target starts with this (case as stored).
     pub target: Option<String>,
     pub limit: u32,
+    /// Only attempts with a smaller id (the previous page's last), for paging.
+    pub before: Option<i64>,
+}
+
+/// Which leads the dashboard's leads table and its bulk actions mean
+/// (`ServiceStore::leads_page`, `count_leads`, `bulk_leads`); `None` is any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeadSearch {
+    /// Targets starting with this, case as stored (a range of the target index: `%` and
+    /// `_` are plain characters).
+    pub prefix: Option<String>,
+    pub state: Option<LeadState>,
+    /// Leads carrying this tag.
+    pub tag: Option<String>,
+    /// Leads whose last attempt was made by this job (as the table's "Last attempt"
+    /// column shows).
+    pub job: Option<String>,
+}
+
+impl LeadSearch {
+    /// The upper end of the prefix's range: every text starting with `prefix` sorts
+    /// (byte by byte) at or after it and before this.
+    pub fn prefix_end(prefix: &str) -> String {
+        format!("{prefix}\u{10FFFF}")
+    }
+}
+
+/// A bulk action's bounds (`ServiceStore::bulk_leads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bulk {
+    pub action: UserAction,
+    /// The count the person confirmed: more matching leads now is `BulkDone::Changed`.
+    pub confirmed: u64,
+    /// The most leads one bulk action may touch.
+    pub max: u64,
+    pub now: DateTime<Utc>,
+}
+
+/// What a bulk action did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkDone {
+    /// Nothing written: more leads match now than were confirmed (`now` of them, counted
+    /// up to `max + 1`).
+    Changed { now: u64 },
+    /// Nothing written: more than `max` leads match.
+    TooMany { max: u64 },
+    /// Written, in one transaction.
+    Done(BulkCounts),
+}
+
+/// The leads a bulk action changed and those it left as they were.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkCounts {
+    /// Leads changed.
+    pub changed: u64,
+    /// Leads whose state does not allow the action (a retry of a `new` lead, a block of
+    /// a `blocked` one): left as they were.
+    pub skipped: u64,
+    /// Leads with a call in flight (a retry waits for its answer): left as they were.
+    pub busy: u64,
+    /// Leads that matched the filter's state when counted but no longer did when locked.
+    pub moved: u64,
 }
 
 /// What became of an idempotency key asked for (`ServiceStore::claim_key`).

@@ -107,6 +107,8 @@ pub enum Arg {
     Ts(Ts),
     Int(i64),
     Text(String),
+    /// Text or NULL.
+    MaybeText(Option<String>),
     Ids(Ids),
 }
 

@@ -420,3 +420,149 @@ async fn a_lead_holding_markup_runs_nothing_and_the_policy_holds() {
     );
     c.close().await.expect("close the browser");
 }
+
+/// The leads table in the browser: 50 a page and the next page by its link, a target
+/// prefix and a state searched with the form, then Block on everything the filter matches:
+/// the confirmation states the count, Confirm blocks exactly those leads.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_leads_table_pages_searches_and_blocks_in_a_real_browser() {
+    let Some((_driver, webdriver)) = chromedriver().await else {
+        return;
+    };
+    let (sim, _) = spawn_sim(SimConfig::default()).await;
+    let api = serve(
+        common::db::sqlite().await,
+        &sim,
+        "[[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 0 9 * * *\"\n",
+    )
+    .await;
+    let mut leads: Vec<serde_json::Value> = (0..60)
+        .map(|i| json!({"target": format!("@r{i:02}")}))
+        .collect();
+    leads.push(json!({"target": "@keep"}));
+    let (status, body) = api.post("/v1/leads", json!({ "leads": leads })).await;
+    assert_eq!(status, 200, "{body}");
+    api.db
+        .exec("UPDATE leads SET state = 'failed' WHERE target LIKE '@r%'")
+        .await;
+    let c = browser(&webdriver).await;
+    log_in(&c, &api, TOKEN).await;
+    assert_eq!(text(&c, "#leads-count span.count").await, "61");
+    let rows = |c: Client| async move {
+        c.find_all(Locator::Css("tr[data-lead]"))
+            .await
+            .expect("rows")
+            .len()
+    };
+    assert_eq!(rows(c.clone()).await, 50, "a page of 50");
+    c.execute(
+        "document.getElementById('leads').scrollIntoView(); return 0;",
+        vec![],
+    )
+    .await
+    .expect("scroll to the leads");
+    shot(&c, "7-leads-first-page").await;
+
+    c.find(Locator::Css("a#leads-next"))
+        .await
+        .expect("a next page link")
+        .click()
+        .await
+        .expect("next page");
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("a#leads-first"))
+        .await
+        .expect("the second page, with a link to the first");
+    assert_eq!(rows(c.clone()).await, 11, "the other 11");
+    assert_eq!(
+        text(&c, "tr[data-lead] th").await,
+        "@r49",
+        "after @keep and @r00 to @r48"
+    );
+    shot(&c, "8-leads-second-page").await;
+
+    // Search: a prefix and a state, with the form.
+    let q = c
+        .find(Locator::Css("input#l-q"))
+        .await
+        .expect("the prefix field");
+    q.clear().await.expect("clear");
+    q.send_keys("@r1").await.expect("type");
+    c.find(Locator::Css("select#l-state option[value=failed]"))
+        .await
+        .expect("the failed option")
+        .click()
+        .await
+        .expect("choose failed");
+    c.find(Locator::Css(
+        "section[aria-labelledby=leads] form[method=get] button[type=submit]",
+    ))
+    .await
+    .expect("the Search button")
+    .click()
+    .await
+    .expect("search");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while text(&c, "#leads-count span.count").await != "10" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the search did not show 10 leads"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows(c.clone()).await, 10);
+    assert_eq!(text(&c, "tr[data-lead] th").await, "@r10");
+    shot(&c, "9-leads-searched").await;
+
+    // Block everything the filter matches: asked with the count, then done.
+    c.find(Locator::Css("button[name=action][value=block]"))
+        .await
+        .expect("Block all matching")
+        .click()
+        .await
+        .expect("press Block");
+    assert_eq!(
+        text(&c, "h1#bulk-question").await,
+        "Block 10 lead(s) matching target starts with \"@r1\", state=failed?"
+    );
+    shot(&c, "10-bulk-confirmation").await;
+    c.find(Locator::Css("button#bulk-confirm"))
+        .await
+        .expect("Confirm")
+        .click()
+        .await
+        .expect("confirm");
+    assert_eq!(text(&c, "h1#bulk-done").await, "Blocked 10 lead(s)");
+    shot(&c, "11-bulk-done").await;
+    let counts = api.db.store.count_by_state().await.expect("count");
+    assert_eq!(
+        (
+            counts[&fluidtalk_runner::lead::LeadState::Blocked],
+            counts[&fluidtalk_runner::lead::LeadState::Failed]
+        ),
+        (10, 50),
+        "exactly the ten matching leads"
+    );
+    for t in ["@r10", "@r19"] {
+        let (_, shown) = api.get(&format!("/v1/leads/{t}")).await;
+        assert_eq!(shown["lead"]["state"], "blocked", "{t}");
+    }
+    // Back to the leads with the filter: the blocked leads no longer match it.
+    c.find(Locator::Css("a#bulk-back"))
+        .await
+        .expect("back")
+        .click()
+        .await
+        .expect("go back");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while text(&c, "#leads-count span.count").await != "0" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the filter still matches leads"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shot(&c, "12-leads-after-block").await;
+    c.close().await.expect("close the browser");
+}

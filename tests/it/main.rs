@@ -24,6 +24,7 @@ mod config_defaults;
 mod daemon;
 mod dashboard;
 mod dashboard_forecast;
+mod dashboard_leads;
 mod delivery;
 mod delivery_daemon;
 mod delivery_store;

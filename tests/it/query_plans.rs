@@ -229,6 +229,8 @@ async fn every_hot_statement_reads_an_index(db: TestDb) {
         "orphans",
         "claim deliveries",
         "record in flight",
+        "dashboard leads page",
+        "dashboard leads page by tag and job",
     ] {
         assert!(
             names.contains(&expected),
@@ -288,6 +290,58 @@ async fn every_hot_statement_reads_an_index(db: TestDb) {
         "{backend}: the suppression check does not read its primary key: {:#?}",
         record.lines
     );
+    // The dashboard's leads table walks the targets in byte order from the prefix (a range
+    // of an index on target, SQLite's unique one, PostgreSQL's `leads_target_bytes`): no
+    // sort, and the tag and the last attempt's job asked per lead by key.
+    let page = plans
+        .iter()
+        .find(|p| p.name == "dashboard leads page")
+        .expect("dashboard leads page");
+    assert!(
+        page.lines.iter().any(|l| {
+            l.contains("SEARCH leads USING INDEX sqlite_autoindex_leads_1 (target>? AND target<?)")
+                || (l.contains("Index Scan using leads_target_bytes on leads"))
+        }),
+        "{backend}: the leads page does not read a range of the target index: {:#?}",
+        page.lines
+    );
+    // Both ends of the range bound the walk (the page's cursor, the prefix's end).
+    assert!(
+        page.lines
+            .iter()
+            .any(|l| l.contains("(target>? AND target<?)")
+                || (l.contains(
+                    "Index Cond: (((target)::text > '@lead10'::text) AND ((target)::text < "
+                ))),
+        "{backend}: the leads page is not bounded by its range: {:#?}",
+        page.lines
+    );
+    let by_tag = plans
+        .iter()
+        .find(|p| p.name == "dashboard leads page by tag and job")
+        .expect("by tag and job");
+    for (what, found) in [
+        (
+            "lead_tags' key",
+            by_tag.lines.iter().any(|l| {
+                l.contains("lead_tags USING PRIMARY KEY (tag=? AND lead_id=?)")
+                    || l.contains("Index Cond: ((tag = 'vip'::text) AND (lead_id = leads.id))")
+            }),
+        ),
+        (
+            "the lead's newest attempt",
+            by_tag.lines.iter().any(|l| {
+                l.contains("USING INDEX attempts_by_lead (lead_id=?)")
+                    || l.contains("Index Scan Backward using attempts_by_lead")
+            }),
+        ),
+    ] {
+        assert!(
+            found,
+            "{backend}: the tag and job filter does not read {what}: {:#?}",
+            by_tag.lines
+        );
+    }
     let mut bad = Vec::new();
     for p in &plans {
         assert!(

@@ -11,8 +11,9 @@
 //! forecast of the next 14 days (`forecast`: the `forecast` command's, on a thread of its
 //! own, kept for a quarter of an hour), each job (schedule, next fire, last run, today's sends against its cap, send window),
 //! the outbox backlog, the `needs_review` and `failed` leads with their last attempt and
-//! Retry / Block buttons, the recent attempts, filtered by job, outcome and target, and
-//! parked webhook deliveries with Redeliver.
+//! Retry / Block buttons, every lead paged, searched and filtered with Retry / Block on all
+//! a filter matches (`leads`), the attempts paged, filtered by job, outcome and target
+//! prefix, and parked webhook deliveries with Redeliver.
 //!
 //! Live updates (`live`): a small inline script re-fetches `/` itself (the same address,
 //! so the same session check; no other endpoint) every `live::REFRESH_SECS` and swaps the
@@ -24,6 +25,7 @@ mod calls;
 pub mod chart;
 mod forecast;
 mod funnel;
+mod leads;
 mod live;
 mod page;
 pub mod session;
@@ -45,15 +47,25 @@ const REVIEW_LIST: u32 = 50;
 /// The most recent attempts listed.
 const RECENT: u32 = 50;
 
-/// The recent-attempts table's filters, from the page's own GET form ("" is any).
+/// The page's query: the recent-attempts table's filters and cursor, and the leads
+/// table's, from the page's own GET forms and links ("" is any).
 #[derive(Debug, Default, Deserialize)]
 pub struct RecentQuery {
     #[serde(default)]
     pub job: String,
     #[serde(default)]
     pub status: String,
+    /// A target prefix.
     #[serde(default)]
     pub target: String,
+    /// Attempts older than this id (the attempts table's next page).
+    #[serde(default)]
+    pub before: String,
+    #[serde(flatten)]
+    pub leads: leads::Filter,
+    /// Leads after this target (the leads table's next page).
+    #[serde(default)]
+    pub lafter: String,
 }
 
 impl RecentQuery {
@@ -64,9 +76,25 @@ impl RecentQuery {
             status: crate::store::AttemptStatus::ALL
                 .into_iter()
                 .find(|s| s.as_str() == self.status.trim()),
-            target: given(&self.target),
-            limit: RECENT,
+            target: Some(self.target.trim_start().to_string())
+                .filter(|t| !t.is_empty() && !t.contains('\0'))
+                .map(|t| page::clip(&t).into_owned()),
+            // One more than shown: whether there is a next page.
+            limit: RECENT + 1,
+            before: self.before.trim().parse().ok(),
         }
+    }
+
+    /// The attempts table's filters as query pairs (kept by the leads table's links).
+    fn attempt_pairs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("job", self.job.as_str()),
+            ("status", self.status.as_str()),
+            ("target", self.target.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
     }
 }
 
@@ -76,6 +104,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/ui/leads/{target}/{action}", post(lead_action))
+        .route("/ui/leads/bulk", post(leads::bulk))
         .route("/ui/outbox/{id}/redeliver", post(redeliver))
 }
 
@@ -158,6 +187,10 @@ pub struct View {
     pub parked: Vec<crate::store::ParkedItem>,
     /// The newest attempts, filtered as asked, with their lead's target.
     pub recent: Vec<(Attempt, String)>,
+    /// The id the attempts table's next page starts below, if there is one.
+    pub recent_next: Option<i64>,
+    /// The leads table.
+    pub leads: leads::Table,
     /// Contacted and exhausted leads per follow-ups sent.
     pub steps: funnel::Steps,
     /// The calls of the last 14 days.
@@ -262,7 +295,14 @@ async fn view(
             (l, a)
         })
         .collect();
-    let recent = state.store.recent_attempts(&query.filter()).await?;
+    let mut recent = state.store.recent_attempts(&query.filter()).await?;
+    let recent_next = if recent.len() > RECENT as usize {
+        recent.truncate(RECENT as usize);
+        recent.last().map(|(a, _)| a.id)
+    } else {
+        None
+    };
+    let leads = leads::Table::read(state, query.leads.clone(), &query.lafter).await?;
     let (parked, parked_total) = state.store.parked_page(REVIEW_LIST).await?;
     let calls = match state.dashboard.calls.fresh(now, cache::CALLS_SECS) {
         Some(c) => c,
@@ -277,6 +317,8 @@ async fn view(
         jobs,
         review,
         recent,
+        recent_next,
+        leads,
         parked,
         parked_total,
         steps: funnel.steps,
@@ -447,6 +489,17 @@ async fn refusal(
     jar: &CookieJar,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Result<String, Response> {
+    let csrf = form.as_ref().map(|Form(f)| f.csrf.as_str());
+    checked(state, headers, jar, csrf).await
+}
+
+/// `refusal` for any form: `csrf` is its CSRF field, or why it could not be read.
+async fn checked(
+    state: &AppState,
+    headers: &HeaderMap,
+    jar: &CookieJar,
+    csrf: Result<&str, &FormRejection>,
+) -> Result<String, Response> {
     if !same_origin(state, headers) {
         return Err(cross_origin());
     }
@@ -461,11 +514,11 @@ async fn refusal(
         }
         Err(e) => return Err(unavailable(&e)),
     };
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(e) => return Err(bad_form(&e)),
+    let csrf = match csrf {
+        Ok(c) => c,
+        Err(e) => return Err(bad_form(e)),
     };
-    if !session::csrf_ok(&state.token, &id, &form.csrf) {
+    if !session::csrf_ok(&state.token, &id, csrf) {
         return Err((
             StatusCode::FORBIDDEN,
             page::message(

@@ -124,7 +124,12 @@ pub fn message(heading: &str, text: &str) -> Markup {
     )
 }
 
-fn when(t: Option<DateTime<Utc>>) -> String {
+/// A page of its own (no live updates) with `title` and `body`.
+pub fn page(title: &str, body: Markup) -> Markup {
+    frame(title, false, body)
+}
+
+pub fn when(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
         || "-".into(),
         |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -271,6 +276,7 @@ pub fn dashboard(v: &View) -> Markup {
                         } }
                     }
                 }
+                (super::leads::section(&v.leads, &jobs(v), &v.query.attempt_pairs(), &v.csrf))
                 (recent(v))
             }
         },
@@ -386,18 +392,37 @@ fn calls(v: &View) -> Markup {
     }
 }
 
-fn recent(v: &View) -> Markup {
-    let q = &v.query;
-    let jobs: Vec<&str> = v
-        .jobs
+/// The configured jobs' names and the relay's.
+fn jobs(v: &View) -> Vec<&str> {
+    v.jobs
         .iter()
         .map(|j| j.job.name.as_str())
         .chain([crate::http::inbound::INBOUND_JOB])
-        .collect();
+        .collect()
+}
+
+fn recent(v: &View) -> Markup {
+    let q = &v.query;
+    let jobs = jobs(v);
+    // The leads table's filters and page are kept by this table's form and links.
+    let mut keep: Vec<(&str, &str)> = q.leads.pairs();
+    if !q.lafter.is_empty() {
+        keep.push(("lafter", q.lafter.as_str()));
+    }
+    let link = |before: Option<String>| {
+        let mut pairs: Vec<(&str, &str)> = keep.clone();
+        pairs.extend(q.attempt_pairs());
+        let before = before.unwrap_or_default();
+        if !before.is_empty() {
+            pairs.push(("before", before.as_str()));
+        }
+        format!("/?{}#recent", super::leads::query_string(pairs))
+    };
     html! {
         section aria-labelledby="recent" {
             h2 #recent { "Recent attempts" }
             form method="get" action="/#recent" {
+                @for (k, val) in &keep { input type="hidden" name=(k) value=(val); }
                 label for="f-job" { "Job " }
                 select #f-job name="job" {
                     option value="" { "any" }
@@ -412,13 +437,13 @@ fn recent(v: &View) -> Markup {
                     }
                 }
                 " "
-                label for="f-target" { "Target " }
+                label for="f-target" { "Target starts with " }
                 input #f-target type="text" name="target" value=(q.target) size="14";
                 " "
                 button type="submit" { "Filter" }
             }
             div.scroll { table {
-                caption { "The newest attempts (50 at most), newest first" }
+                caption { "Attempts, newest first, 50 a page" }
                 thead { tr {
                     th scope="col" { "Started" } th scope="col" { "Lead" } th scope="col" { "Job" }
                     th scope="col" { "Call" } th scope="col" { "Outcome" } th scope="col" { "Detail" }
@@ -437,6 +462,10 @@ fn recent(v: &View) -> Markup {
                 }
             } }
             @if v.recent.is_empty() { p { "No attempt matches." } }
+            nav aria-label="Pages of attempts" {
+                @if !q.before.is_empty() { a #recent-first href=(link(None)) { "Newest" } " " }
+                @if let Some(n) = v.recent_next { a #recent-next href=(link(Some(n.to_string()))) { "Older 50 →" } }
+            }
         }
     }
 }

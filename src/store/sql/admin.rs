@@ -34,44 +34,59 @@ impl Store {
     ) -> Result<Lead, StoreError> {
         in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
             let lead = lead_in(tx, target, true).await?;
-            let (to, pending) = user_change(action, &lead)?;
-            if action == UserAction::Retry {
-                // A call under a live lease (a runner's, or the inbound relay's for
-                // a lead under review) will be answered: retrying now would throw
-                // that answer away and send the step again. Refused until it is
-                // answered; a call whose lease ran out (its runner died) is not
-                // waited for.
-                let flying: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM attempts a JOIN leads l ON l.id = a.lead_id
-                     WHERE a.lead_id = $1 AND a.status = 'in_flight'
-                       AND l.lease_owner = a.runner_id AND l.lease_expires_at > $2",
-                )
-                .bind(lead.id)
-                .bind(Ts(now))
-                .fetch_one(&mut *tx)
-                .await?;
-                if flying > 0 {
-                    return Err(StoreError::Busy(target.to_string()));
-                }
-            }
-            set_state_in(tx, &lead, (to, pending), action, now).await?;
-            if action == UserAction::Retry {
-                sqlx::query(
-                    "UPDATE attempts SET status = CASE WHEN status = 'in_flight' THEN 'unknown' ELSE status END,
-                        finished_at = COALESCE(finished_at, $1), released_at = $1,
-                        released_by = 'leads retry'
-                     WHERE lead_id = $2 AND released_at IS NULL
-                       AND status IN ('in_flight', 'unknown', 'failed')",
-                )
-                .bind(Ts(now))
-                .bind(lead.id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            act_in(tx, &lead, action, now).await?;
             lead_in(tx, target, false).await
         })
         .await
     }
+}
+
+/// Applies a person's `action` to `lead` (read locked in this transaction by the caller),
+/// as the lifecycle allows: `Refused` for a state the action does not apply to, `Busy` for
+/// a retry while a call is in flight, `Conflict` if the lead changed since it was read.
+/// A retry deliberately frees the steps of the lead's lost or failed attempts, recorded
+/// as such. One rule for a lead at a time and for the dashboard's bulk actions.
+pub(super) async fn act_in(
+    tx: &mut super::Conn,
+    lead: &Lead,
+    action: UserAction,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    let (to, pending) = user_change(action, lead)?;
+    if action == UserAction::Retry {
+        // A call under a live lease (a runner's, or the inbound relay's for
+        // a lead under review) will be answered: retrying now would throw
+        // that answer away and send the step again. Refused until it is
+        // answered; a call whose lease ran out (its runner died) is not
+        // waited for.
+        let flying: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM attempts a JOIN leads l ON l.id = a.lead_id
+                 WHERE a.lead_id = $1 AND a.status = 'in_flight'
+                   AND l.lease_owner = a.runner_id AND l.lease_expires_at > $2",
+        )
+        .bind(lead.id)
+        .bind(Ts(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        if flying > 0 {
+            return Err(StoreError::Busy(lead.target.clone()));
+        }
+    }
+    set_state_in(tx, lead, (to, pending), action, now).await?;
+    if action == UserAction::Retry {
+        sqlx::query(
+                "UPDATE attempts SET status = CASE WHEN status = 'in_flight' THEN 'unknown' ELSE status END,
+                    finished_at = COALESCE(finished_at, $1), released_at = $1,
+                    released_by = 'leads retry'
+                 WHERE lead_id = $2 AND released_at IS NULL
+                   AND status IN ('in_flight', 'unknown', 'failed')",
+            )
+            .bind(Ts(now))
+            .bind(lead.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Writes a person's change of `lead` (to the state and pending event `change`), checking

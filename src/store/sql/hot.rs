@@ -85,6 +85,7 @@ pub(super) fn bind_all<'q>(mut q: HotQuery<'q>, args: Vec<Arg>) -> HotQuery<'q> 
             Arg::Ts(t) => q.bind(t),
             Arg::Int(n) => q.bind(n),
             Arg::Text(s) => q.bind(s),
+            Arg::MaybeText(s) => q.bind(s),
             Arg::Ids(ids) => q.bind(ids),
         };
     }
@@ -566,7 +567,98 @@ pub(super) fn hot_samples(now: When) -> Vec<Hot> {
         hot_orphans(now),
         hot_claim_deliveries(8, "host-1-0000000000000000/delivery", now, now + day),
         hot_record_in_flight(now),
+        hot_lead_page(
+            "dashboard leads page",
+            &crate::store::LeadSearch {
+                prefix: Some("@lead1".into()),
+                state: Some(crate::lead::LeadState::Contacted),
+                ..Default::default()
+            },
+            Some("@lead10"),
+            51,
+        ),
+        hot_lead_page(
+            "dashboard leads page by tag and job",
+            &crate::store::LeadSearch {
+                tag: Some("vip".into()),
+                job: Some("openers".into()),
+                ..Default::default()
+            },
+            None,
+            51,
+        ),
     ]
+}
+
+/// SQL: the leads `LeadSearch` means, with parameters `$1` (where the walk starts: the
+/// prefix, "" for any, or the page's cursor), `$2` (where it ends: the prefix's range end,
+/// `LeadSearch::prefix_end("")` for none), `$3` state, `$4` tag, `$5` job (NULL for
+/// any). With `after`, the walk starts after `$1` (a page's cursor), else at it. Read along
+/// the target in byte order (`leads_target_bytes` on PostgreSQL, the unique index on
+/// SQLite), bounded by the range; the tag asks `lead_tags`' key and the job the lead's
+/// newest attempt (`attempts_by_lead`), a lead at a time, as the segments do (`>= 1`, not
+/// `EXISTS`: see "Segments" in docs/ARCHITECTURE.md).
+pub(super) fn lead_search(after: bool) -> String {
+    let t = D::bytes("leads.target");
+    let from = if after { ">" } else { ">=" };
+    format!(
+        "{t} {from} $1 AND {t} < $2
+         AND (CAST($3 AS TEXT) IS NULL OR leads.state = $3)
+         AND (CAST($4 AS TEXT) IS NULL
+              OR (SELECT COUNT(*) FROM lead_tags WHERE lead_tags.tag = $4 AND lead_tags.lead_id = leads.id) >= 1)
+         AND (CAST($5 AS TEXT) IS NULL
+              OR (SELECT a.job FROM attempts a WHERE a.lead_id = leads.id ORDER BY a.id DESC LIMIT 1) = $5)"
+    )
+}
+
+/// The parameters of `lead_search` (`lead_search(after.is_some())`) and `limit` as `$6`.
+/// A cursor before the prefix (not a page of this search) starts from the prefix.
+pub(super) fn lead_search_args(
+    search: &crate::store::LeadSearch,
+    after: Option<&str>,
+    limit: i64,
+) -> (bool, Vec<Arg>) {
+    let prefix = search.prefix.clone().unwrap_or_default();
+    let (after, from) = match after {
+        Some(a) if a.as_bytes() >= prefix.as_bytes() => (true, a.to_string()),
+        _ => (false, prefix.clone()),
+    };
+    (
+        after,
+        vec![
+            Arg::Text(from),
+            Arg::Text(crate::store::LeadSearch::prefix_end(&prefix)),
+            Arg::MaybeText(search.state.map(|s| s.as_str().to_string())),
+            Arg::MaybeText(search.tag.clone()),
+            Arg::MaybeText(search.job.clone()),
+            Arg::Int(limit),
+        ],
+    )
+}
+
+/// A page of the dashboard's leads table: up to `limit` leads of `search` after the
+/// target `after`, in target (byte) order.
+pub(super) fn hot_lead_page(
+    name: &'static str,
+    search: &crate::store::LeadSearch,
+    after: Option<&str>,
+    limit: u32,
+) -> Hot {
+    let (after, args) = lead_search_args(search, after, i64::from(limit));
+    let sql = if after {
+        stmt!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE {search} ORDER BY {t} LIMIT $6",
+            search = lead_search(true),
+            t = D::bytes("leads.target")
+        )
+    } else {
+        stmt!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE {search} ORDER BY {t} LIMIT $6",
+            search = lead_search(false),
+            t = D::bytes("leads.target")
+        )
+    };
+    Hot { name, sql, args }
 }
 
 /// The record statement (`helpers::insert_attempts`) for one attempt of a claimed lead:

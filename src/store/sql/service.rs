@@ -10,7 +10,8 @@ use crate::store::params::{KeyAnswer, KeyOf, NewSession};
 use crate::store::rows::{ATTEMPT_COLUMNS, LEAD_COLUMNS};
 use crate::store::rules::in_tx;
 use crate::store::types::{
-    Attempt, AttemptFilter, AttemptStatus, KeyClaim, LeadFilter, OutboxItem, QueuedEvent,
+    Attempt, AttemptFilter, AttemptStatus, Bulk, BulkCounts, BulkDone, KeyClaim, LeadFilter,
+    LeadSearch, OutboxItem, QueuedEvent,
 };
 use crate::store::values::{Ids, Ts};
 use crate::store::{StoreError, rows};
@@ -299,20 +300,26 @@ impl ServiceStore for Store {
         &self,
         filter: &AttemptFilter,
     ) -> Result<Vec<(Attempt, String)>, StoreError> {
-        // Newest first by id (the primary key), filtered as it goes; a target is
-        // looked up once, and the targets of the page in one query after.
+        // Newest first by id (the primary key) below the cursor, filtered as it goes;
+        // a target prefix asks each attempt's lead by its primary key, and the targets of
+        // the page are read in one query after.
         let found: Vec<rows::AttemptRow> = sqlx::query_as(stmt!(
             "SELECT {ATTEMPT_COLUMNS} FROM attempts
              WHERE (CAST($1 AS TEXT) IS NULL OR job = $1)
                AND (CAST($2 AS TEXT) IS NULL OR status = $2)
                AND (CAST($3 AS TEXT) IS NULL
-                    OR lead_id = (SELECT id FROM leads WHERE target = $3))
-             ORDER BY id DESC LIMIT $4"
+                    OR (SELECT COUNT(*) FROM leads l WHERE l.id = attempts.lead_id
+                          AND {t} >= $3 AND {t} < $4) >= 1)
+               AND id < $6
+             ORDER BY id DESC LIMIT $5",
+            t = D::bytes("l.target")
         ))
         .bind(filter.job.as_deref())
         .bind(filter.status.map(AttemptStatus::as_str))
         .bind(filter.target.as_deref())
+        .bind(filter.target.as_deref().map(LeadSearch::prefix_end))
         .bind(i64::from(filter.limit))
+        .bind(filter.before.unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         let attempts: Vec<Attempt> = rows::all(found)?;
@@ -386,5 +393,96 @@ impl ServiceStore for Store {
                 Ok((state, u32::try_from(step).unwrap_or(0), n.max(0) as u64))
             })
             .collect()
+    }
+
+    async fn leads_page(
+        &self,
+        search: &LeadSearch,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Lead, Option<Attempt>)>, StoreError> {
+        let leads: Vec<Lead> =
+            super::hot::hot_lead_page("dashboard leads page", search, after, limit)
+                .fetch::<rows::LeadRow>(&self.pool)
+                .await?
+                .into_iter()
+                .map(Lead::try_from)
+                .collect::<Result<_, _>>()?;
+        let ids: Vec<i64> = leads.iter().map(|l| l.id).collect();
+        let mut last = self.last_attempts(&ids).await?;
+        Ok(leads
+            .into_iter()
+            .map(|l| {
+                let a = last.remove(&l.id);
+                (l, a)
+            })
+            .collect())
+    }
+
+    async fn count_leads(&self, search: &LeadSearch, cap: u64) -> Result<u64, StoreError> {
+        // The same walk as a page, stopped after `cap` rows.
+        use sqlx::Row;
+        let (_, args) =
+            super::hot::lead_search_args(search, None, i64::try_from(cap).unwrap_or(i64::MAX));
+        let n: i64 = super::hot::bind_all(
+            sqlx::query(stmt!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM leads WHERE {search} LIMIT $6) AS m",
+                search = super::hot::lead_search(false)
+            )),
+            args,
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn bulk_leads(&self, search: &LeadSearch, bulk: Bulk) -> Result<BulkDone, StoreError> {
+        in_tx(&self.pool, D::BEGIN_WRITE, async |tx| {
+            // The filter again, in the transaction that acts: at most `max + 1` targets
+            // (a bounded list), so "more than confirmed" and "more than allowed" are both
+            // seen without reading further.
+            let cap = bulk.max.saturating_add(1);
+            let (_, args) =
+                super::hot::lead_search_args(search, None, i64::try_from(cap).unwrap_or(i64::MAX));
+            let found: Vec<(i64, String)> = super::hot::bind_all(
+                sqlx::query(stmt!(
+                    "SELECT id, target FROM leads WHERE {search} ORDER BY {t} LIMIT $6",
+                    search = super::hot::lead_search(false),
+                    t = D::bytes("leads.target")
+                )),
+                args,
+            )
+            .try_map(|r| {
+                use sqlx::Row;
+                Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?))
+            })
+            .fetch_all(&mut *tx)
+            .await?;
+            let matching = found.len() as u64;
+            if matching > bulk.max {
+                return Ok(BulkDone::TooMany { max: bulk.max });
+            }
+            if matching > bulk.confirmed {
+                return Ok(BulkDone::Changed { now: matching });
+            }
+            let mut counts = BulkCounts::default();
+            for (_, target) in &found {
+                let lead = super::helpers::lead_in(tx, target, true).await?;
+                if search.state.is_some_and(|s| s != lead.state) {
+                    // Changed by someone else between the read and the lock.
+                    counts.moved += 1;
+                    continue;
+                }
+                match super::admin::act_in(tx, &lead, bulk.action, bulk.now).await {
+                    Ok(()) => counts.changed += 1,
+                    Err(StoreError::Refused(_)) => counts.skipped += 1,
+                    Err(StoreError::Busy(_)) => counts.busy += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(BulkDone::Done(counts))
+        })
+        .await
     }
 }
