@@ -30,9 +30,23 @@ pub enum AskError {
     /// The campaign file has no job of that name.
     #[error("no job named {name:?} in the campaign file (jobs: {known})")]
     UnknownJob { name: String, known: String },
-    /// The ask itself is wrong (both ends, an end in the past, a reason too long).
-    #[error("{0}")]
-    Bad(String),
+    /// The ask itself is wrong (both ends, an end in the past, a reason too long): `field`
+    /// names the key (`for`, `until`, `reason`).
+    #[error("{message}")]
+    Bad {
+        field: &'static str,
+        message: String,
+        /// A value over its limit (a reason too long), rather than a wrong one.
+        over_limit: bool,
+    },
+}
+
+fn bad(field: &'static str, message: impl Into<String>) -> AskError {
+    AskError::Bad {
+        field,
+        message: message.into(),
+        over_limit: false,
+    }
 }
 
 /// The job named `name` in `config`, or an error naming it and the jobs there are.
@@ -66,38 +80,49 @@ pub fn pause_of(
     let job = find_job(config, name)?;
     let until = match (ask.for_, ask.until) {
         (Some(_), Some(_)) => {
-            return Err(AskError::Bad(
-                "give `for` (a while) or `until` (an instant), not both".into(),
+            return Err(bad(
+                "until",
+                "give `for` (a while) or `until` (an instant), not both",
             ));
         }
         (Some(d), None) => {
             if d.is_zero() {
-                return Err(AskError::Bad(
-                    "`for` is zero: a pause must last a while (e.g. 2h)".into(),
+                return Err(bad(
+                    "for",
+                    "`for` is zero: a pause must last a while (e.g. 2h)",
                 ));
             }
             if d > LONGEST_PAUSE {
-                return Err(AskError::Bad(format!(
-                    "`for` is longer than {} days; leave it out to pause until resumed",
-                    LONGEST_PAUSE.as_secs() / 86_400
-                )));
+                return Err(bad(
+                    "for",
+                    format!(
+                        "`for` is longer than {} days; leave it out to pause until resumed",
+                        LONGEST_PAUSE.as_secs() / 86_400
+                    ),
+                ));
             }
             Some(crate::clock::later(now, d))
         }
         (None, Some(t)) => {
             if t <= now {
-                return Err(AskError::Bad(format!(
-                    "`until` ({}) is not after now ({}): a pause must end in the future",
-                    t.to_rfc3339(),
-                    now.to_rfc3339()
-                )));
+                return Err(bad(
+                    "until",
+                    format!(
+                        "`until` ({}) is not after now ({}): a pause must end in the future",
+                        t.to_rfc3339(),
+                        now.to_rfc3339()
+                    ),
+                ));
             }
             if t > crate::clock::later(now, LONGEST_PAUSE) {
-                return Err(AskError::Bad(format!(
-                    "`until` ({}) is more than {} days ahead; leave it out to pause until resumed",
-                    t.to_rfc3339(),
-                    LONGEST_PAUSE.as_secs() / 86_400
-                )));
+                return Err(bad(
+                    "until",
+                    format!(
+                        "`until` ({}) is more than {} days ahead; leave it out to pause until resumed",
+                        t.to_rfc3339(),
+                        LONGEST_PAUSE.as_secs() / 86_400
+                    ),
+                ));
             }
             Some(t)
         }
@@ -109,7 +134,11 @@ pub fn pause_of(
         .map(str::trim)
         .filter(|r| !r.is_empty());
     if let Some(r) = reason {
-        check_job_pause_reason(r).map_err(|e| AskError::Bad(format!("`reason`: {e}")))?;
+        check_job_pause_reason(r).map_err(|e| AskError::Bad {
+            field: "reason",
+            over_limit: r.chars().count() > crate::store::JOB_PAUSE_REASON_MAX,
+            message: format!("`reason`: {e}"),
+        })?;
     }
     Ok(JobPause {
         job: job.name.clone(),
