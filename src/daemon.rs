@@ -405,6 +405,9 @@ impl Daemon {
                         for c in &calls {
                             tracing::info!(job = %job.name, target = %c.target, action = c.action.as_str(), step = c.step, sender = c.sender.as_deref().unwrap_or(""), reason = %c.reason, "would call");
                         }
+                        for n in &plan.notes {
+                            tracing::info!(job = %job.name, note = %n, "would note");
+                        }
                         for h in &plan.held {
                             tracing::info!(job = %job.name, target = %h.target, held = h.held, reason = %h.reason, "would hold");
                         }

@@ -42,6 +42,7 @@ pub mod forecast;
 pub mod fuzzing;
 pub mod http;
 pub mod import;
+pub mod job_pause;
 pub mod lead;
 pub mod logs;
 pub mod metrics;

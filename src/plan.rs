@@ -96,6 +96,11 @@ pub async fn preview_with(
         )));
         return Ok(0);
     }
+    // A job a person paused does nothing: the words its live run's summary holds.
+    if let Some(p) = store.job_pause(&job.name, now).await? {
+        let _ = each(Preview::Note(p.describe()));
+        return Ok(0);
+    }
     if let JobKind::FollowUp { max_follow_ups, .. } = &job.kind {
         let quiet = job.quiet_before(*max_follow_ups).unwrap_or_default();
         let cutoff = crate::clock::earlier(now, quiet);

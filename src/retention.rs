@@ -66,6 +66,8 @@ impl Pruned {
 /// The oldest time a row of `table` may have and be kept, at `now`.
 pub fn cutoff(table: PruneTable, r: &Retention, now: DateTime<Utc>) -> DateTime<Utc> {
     let kept = match table {
+        // A job pause is kept until its end, not for a setting's while after it.
+        PruneTable::JobPauses => return now,
         PruneTable::Outbox => r.outbox,
         PruneTable::Events => r.events,
         PruneTable::Ticks | PruneTable::JobRuns | PruneTable::Prunes => r.runs,

@@ -32,6 +32,8 @@ pub struct Report {
     pub storage: StorageState,
     /// Sent, replied, sealed and ignored steps per job, step and sender (`crate::rates`).
     pub rates: Vec<crate::rates::StepCount>,
+    /// Jobs a person paused (`job pause`), pauses in force only.
+    pub job_pauses: Vec<crate::store::JobPause>,
     pub now: DateTime<Utc>,
 }
 
@@ -103,6 +105,12 @@ impl Report {
             .filter(|p| p.until > now)
             .collect();
         let runs = store.last_runs().await?;
+        let job_pauses = store
+            .job_pauses()
+            .await?
+            .into_iter()
+            .filter(|p| p.in_force(now))
+            .collect();
         let held = store.lease_summary(now).await?;
         let sent_by_jobs = config.event_types();
         let unsent_events = store
@@ -128,6 +136,7 @@ impl Report {
             storage,
             leads,
             pauses,
+            job_pauses,
             held,
             runs,
             unsent_events,
@@ -143,6 +152,7 @@ impl Report {
             .iter()
             .map(|j| {
                 let last = self.runs.iter().find(|r| r.job == j.name);
+                let paused = self.job_pauses.iter().find(|p| p.job == j.name);
                 serde_json::json!({
                     "name": j.name,
                     "kind": j.kind.name(),
@@ -150,6 +160,8 @@ impl Report {
                     "timezone": j.timezone.name(),
                     "next_fire": j.schedule.next_after(self.now),
                     "last_run": last,
+                    "paused": paused.is_some(),
+                    "pause": paused,
                 })
             })
             .collect();

@@ -11,6 +11,7 @@ mod daemon;
 mod demo;
 mod forecast;
 mod init;
+mod job;
 mod leads;
 mod leads_export;
 mod leads_list;
@@ -88,6 +89,11 @@ pub enum Command {
         #[command(subcommand)]
         command: pause::PauseCommand,
     },
+    /// Job pauses by hand: pause one job (every runner honours it), resume it, list the jobs.
+    Job {
+        #[command(subcommand)]
+        command: job::JobCommand,
+    },
     /// Create or upgrade the lead database's schema (also done by every command that uses it).
     Migrate,
     /// Remove the rows [retention] no longer keeps (what a daemon does hourly), and say how
@@ -122,6 +128,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Suppress { command } => suppress::run(&load(cli.config)?, command).await,
         Command::Outbox { command } => outbox::run(&load(cli.config)?, command).await,
         Command::Pause { command } => pause::run(&load(cli.config)?, command).await,
+        Command::Job { command } => job::run(&load(cli.config)?, command).await,
         Command::Migrate => {
             let config = load(cli.config)?;
             let store = store_access::open_store(&config).await?;
@@ -176,6 +183,7 @@ pub fn default_log_level(cli: &Cli) -> &'static str {
         | Command::Suppress { .. }
         | Command::Outbox { .. }
         | Command::Pause { .. }
+        | Command::Job { .. }
         | Command::Migrate
         | Command::Prune(_)
         | Command::Check(_)

@@ -37,6 +37,7 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
         held,
         runners,
         runs,
+        job_pauses,
         unsent_events: unsent,
         outbox,
         rates,
@@ -159,7 +160,15 @@ pub async fn run(config: &Config, args: StatusArgs) -> Result<(), Failure> {
                 }
             })
             .unwrap_or_else(|| "-".into());
-        outln!("job {}: {last_text}; next {next}", j.name);
+        match job_pauses.iter().find(|p| p.job == j.name) {
+            Some(p) => outln!(
+                "job {}: PAUSED: {} (`job resume {}` starts it again); {last_text}; next {next}",
+                j.name,
+                p.describe(),
+                j.name
+            ),
+            None => outln!("job {}: {last_text}; next {next}", j.name),
+        }
     }
     if !rates.is_empty() {
         outln!(

@@ -2,7 +2,7 @@
 //! lead table, by the live run's own code.
 //!
 //! `forecast` copies the working set (leads, queued events, pauses, the attempts that
-//! count against today's caps) from the campaign's database, opened read-only, into a
+//! count against today's caps, the job pauses) from the campaign's database, opened read-only, into a
 //! scratch SQLite file (`scratch`), starts the built-in simulator in place of the API
 //! (holding a conversation for every lead that has one), and drives the real `Daemon` and
 //! `Runner` on a `ManualClock` from `--from` to the end of the last day: every job fires
@@ -355,6 +355,10 @@ async fn idle_until(
     end: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, StoreError> {
     use chrono::Timelike;
+    // A job a person paused does nothing until its pause ends (or at all, with no end).
+    if let Some(p) = store.job_pause(&job.name, now).await? {
+        return Ok(p.until.map_or(end, |u| u.min(end)));
+    }
     if due_now(store, job, now).await? > 0 {
         let minute = now.with_nanosecond(0).unwrap_or(now)
             + chrono::Duration::seconds(60 - i64::from(now.second()));

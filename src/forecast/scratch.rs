@@ -88,6 +88,12 @@ impl Scratch {
         store
             .restore_rest(&events, &attempts, &pauses, &senders)
             .await?;
+        // Jobs a person paused stay paused in the copy, until their pause's end.
+        for p in source.job_pauses().await? {
+            if p.in_force(opts.from) {
+                store.pause_job(&p).await?;
+            }
+        }
         let last_attempt = attempts.last().map_or(0, |a| a.id);
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -296,6 +296,10 @@ impl Tally {
             if due == 0 {
                 continue;
             }
+            if store.job_pause(&job.name, before).await?.is_some() {
+                reasons.push(format!("job {} paused", job.name));
+                continue;
+            }
             if let JobKind::Opener {
                 daily_cap: Some(cap),
                 ..

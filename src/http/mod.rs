@@ -1,5 +1,6 @@
 //! The runner as an HTTP service: an authenticated JSON API over the lead database (leads,
-//! replies, events, the inbound relay, the outbox, status, the suppression list), health
+//! replies, events, the inbound relay, the outbox, status, the suppression list, job
+//! pauses), health
 //! checks and metrics, served by the daemon next to its schedules (`[http] listen`, `daemon --http`).
 //!
 //! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>`; wrong
@@ -17,6 +18,7 @@ pub mod headers;
 mod health;
 mod idempotency;
 pub(crate) mod inbound;
+mod jobs;
 mod leads;
 mod openapi;
 mod outbox;

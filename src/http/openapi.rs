@@ -2,7 +2,7 @@
 //! `/v1/openapi.json` and kept in `docs/openapi.json` (a test fails when they differ;
 //! `UPDATE_OPENAPI=1 cargo test --test it http_api::openapi` rewrites the file).
 
-use super::{AppState, inbound, leads, outbox, suppressions};
+use super::{AppState, inbound, jobs, leads, outbox, suppressions};
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -27,6 +27,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
             suppressions::add,
             suppressions::remove
         ))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::pause))
+        .routes(routes!(jobs::resume))
 }
 
 fn base() -> utoipa::openapi::OpenApi {

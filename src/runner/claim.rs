@@ -11,13 +11,15 @@ use crate::config::{Job, JobKind};
 use crate::plan::{self, Cursor};
 use crate::policy::blocking_pause;
 use crate::store::Lease;
-use crate::store::{Lead, Pause, PauseScope};
+use crate::store::{JobPause, Lead, Pause, PauseScope};
 use std::sync::atomic::Ordering;
 
 /// What planning and claiming a batch found.
 pub(super) enum Claim {
     /// A stored pause holds the job: no batch.
     Held(Pause),
+    /// A person paused the job (`job pause`): no batch.
+    JobPaused(JobPause),
     /// Nothing more is due (or the cap or `max_per_run` is reached).
     NothingDue(Cursor),
     /// The planner's cursor after the batch, the leads this runner now holds exactly as
@@ -39,6 +41,13 @@ pub(super) async fn claim(r: &Runner, job: &Job, cursor: Cursor) -> Result<Claim
     r.holds.absorb(&pauses);
     if let Some(p) = blocking_pause(&pauses, job, now) {
         return Ok(Claim::Held(p.clone()));
+    }
+    // Read from the store at every batch: a pause written by any process holds the job.
+    if let Some(p) =
+        r.db.read("read the job's pause", || r.store.job_pause(&job.name, now))
+            .await?
+    {
+        return Ok(Claim::JobPaused(p));
     }
     let left =
         r.db.read("count today's calls", || {
@@ -144,6 +153,7 @@ impl JobRun<'_> {
                     .reasons
                     .push(crate::why::paused(p.scope.as_str(), p.until, &p.reason));
             }
+            Claim::JobPaused(p) => self.halt_for_job_pause(&p),
             Claim::NothingDue(cursor) => {
                 self.cursor = cursor;
                 self.summary.outside_window = u64::from(self.cursor.outside_window);

@@ -20,6 +20,9 @@ use crate::store::{
 use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
 
+/// How often a run re-reads its job's pause while calls go out (and at each claim).
+const JOB_PAUSE_REFRESH: chrono::Duration = chrono::Duration::seconds(1);
+
 impl JobRun<'_> {
     /// Starts calls for as many queued leads as `permits` allow, unless a pause now holds
     /// the job. Leads whose lease could no longer cover a call are given back.
@@ -33,6 +36,9 @@ impl JobRun<'_> {
         r.store.check_file()?;
         let now = r.clock.now();
         r.holds.refresh(&*r.store, now).await;
+        if self.job_paused(now).await {
+            return Ok(());
+        }
         let action = self.action();
         if r.holds.blocks(action, now) {
             let scope = [
@@ -54,6 +60,44 @@ impl JobRun<'_> {
             self.spawn(s, start_by, permit);
         }
         Ok(())
+    }
+
+    /// Whether a person paused this job (`job pause`, read from the store at most once a
+    /// second while calls go out, so a pause written by any process stops the run's new
+    /// calls within about a second): if so the run halts, saying why. A read that fails
+    /// changes nothing (the next claim reads the pause again, riding out an outage).
+    pub(super) async fn job_paused(&mut self, now: DateTime<Utc>) -> bool {
+        if self.halt.is_some() {
+            return false;
+        }
+        if self
+            .job_pause_read
+            .is_some_and(|t| now.signed_duration_since(t) < JOB_PAUSE_REFRESH)
+        {
+            return false;
+        }
+        self.job_pause_read = Some(now);
+        let r = self.runner;
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            r.store.job_pause(&self.job.name, now),
+        )
+        .await;
+        match read {
+            Ok(Ok(Some(p))) => {
+                self.halt_for_job_pause(&p);
+                true
+            }
+            Ok(Ok(None)) => false,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not re-read the job's pause");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("re-reading the job's pause timed out");
+                false
+            }
+        }
     }
 
     /// Up to `n` queued leads whose call may still start at `now`, each only if `may` (the
@@ -112,7 +156,7 @@ impl JobRun<'_> {
             return Ok(false);
         }
         r.holds.refresh(&*r.store, now).await;
-        if r.holds.blocks(self.action(), now) {
+        if r.holds.blocks(self.action(), now) || self.job_paused(now).await {
             return Ok(false);
         }
         let group = self

@@ -247,13 +247,28 @@ impl Runner {
                     self.store.start_run(&tick)
                 })
                 .await?;
-            let result = match self.prepare(job, &mut summary).await {
+            // A job a person paused does nothing, not even its preparation, and says why.
+            let paused =
+                self.db
+                    .read("read the job's pause", || {
+                        self.store.job_pause(&job.name, started)
+                    })
+                    .await;
+            let result = match paused {
+                Ok(Some(p)) => {
+                    tracing::info!(until = ?p.until, reason = ?p.reason, "the job is paused: nothing done");
+                    summary.held = Some(p.describe());
+                    Ok(summary.clone())
+                }
+                Err(e) => Err(e.into()),
+                Ok(None) => match self.prepare(job, &mut summary).await {
                 Ok(()) => {
                     window::JobRun::new(self, job, progress, summary.clone())
                         .run()
                         .await
                 }
-                Err(e) => Err(e.into()),
+                    Err(e) => Err(e.into()),
+                },
             };
             let summary = match &result {
                 Ok(s) => s.clone(),

@@ -93,6 +93,8 @@ pub(super) struct JobRun<'a> {
     /// Calls answered with success, per kind (new conversation, follow-up).
     succeeded: [bool; 2],
     started_at: DateTime<Utc>,
+    /// When the job's pause (`job pause`) was last read while starting calls.
+    pub(super) job_pause_read: Option<DateTime<Utc>>,
 }
 
 impl<'a> JobRun<'a> {
@@ -123,6 +125,7 @@ impl<'a> JobRun<'a> {
             wait_until: None,
             succeeded: [false; 2],
             started_at: runner.clock.now(),
+            job_pause_read: None,
         }
     }
 
@@ -404,6 +407,16 @@ impl<'a> JobRun<'a> {
         } else {
             Halt::Paused
         });
+    }
+
+    /// Stops starting calls because a person paused the job, saying so in the summary
+    /// (the calls in flight finish and are recorded; leads not called are given back).
+    pub fn halt_for_job_pause(&mut self, p: &crate::store::JobPause) {
+        if self.halt.is_none() {
+            tracing::info!(until = ?p.until, reason = ?p.reason, "the job is paused: no new call");
+            self.summary.held = Some(p.describe());
+        }
+        self.halt.get_or_insert(Halt::Paused);
     }
 
     /// Queues a judged result for the next write.

@@ -20,7 +20,8 @@
 //!     `delivery`: `impl DeliveryStore`; `service`: `impl ServiceStore` (the HTTP
 //!     service); `snapshot`: `impl SnapshotStore` (the forecast's copy of a campaign);
 //!     `retention`: `impl RetentionStore` (pruning); `suppress`: `impl SuppressionStore`
-//!     (the suppression list, `suppressions`); `schema`: the schema check and migrations.
+//!     (the suppression list, `suppressions`); `job_pauses`: `impl JobPauseStore` (job
+//!     pauses, `job_pauses`); `schema`: the schema check and migrations.
 //!
 //! The other modules:
 //! - `types`: the data; `traits`: the roles, one per consumer (`Reads`, `RunnerStore`,
@@ -58,6 +59,7 @@ macro_rules! stmt {
 
 mod dialect;
 mod error;
+mod job_pauses;
 mod nodelay;
 mod outbox;
 mod params;
@@ -74,6 +76,10 @@ mod types;
 mod values;
 
 pub use error::StoreError;
+pub use job_pauses::{
+    JOB_PAUSE_REASON_MAX, JOB_PAUSES_MAX, JobPause, JobPauseStore,
+    check_reason as check_job_pause_reason,
+};
 pub use outbox::{DeliveryItem, LAST_ERROR_MAX, OutboxCounts, ParkedItem};
 pub use params::{
     EventsQuery, Exhaustion, Heartbeat, Held, KeyAnswer, KeyOf, Lease, NewEvent, NewPause,

@@ -29,12 +29,15 @@ pub enum PruneTable {
     /// Sender accounts idle that long (`[retention] attempts`, by their last call): the
     /// first opener their warm-up counts from, and their last call.
     Senders,
+    /// Job pauses whose end has passed (by `until`, whatever the settings: the cutoff is
+    /// now). A pause with no end stays until the job is resumed.
+    JobPauses,
 }
 
 impl PruneTable {
     /// In the order a prune goes: an outbox row points at its attempt, so outbox rows go
     /// before attempts.
-    pub const ALL: [PruneTable; 7] = [
+    pub const ALL: [PruneTable; 8] = [
         PruneTable::Outbox,
         PruneTable::Events,
         PruneTable::Ticks,
@@ -42,6 +45,7 @@ impl PruneTable {
         PruneTable::Prunes,
         PruneTable::Attempts,
         PruneTable::Senders,
+        PruneTable::JobPauses,
     ];
 
     /// The table's name (also the metric's `table` label).
@@ -54,6 +58,7 @@ impl PruneTable {
             PruneTable::Prunes => "prunes",
             PruneTable::Attempts => "attempts",
             PruneTable::Senders => "senders",
+            PruneTable::JobPauses => "job_pauses",
         }
     }
 }

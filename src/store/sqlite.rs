@@ -162,6 +162,9 @@ mod import;
 #[path = "sql/inbound.rs"]
 mod inbound;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/job_pauses.rs"]
+mod job_pauses;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/reads.rs"]
 mod reads;
 #[allow(clippy::duplicate_mod)]

@@ -25,9 +25,10 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// Reads several roles share: the pauses in force, a job's calls today, a lead's
-/// attempts, the outbox's counts; and the storage's own health (`Storage`).
+/// attempts, the outbox's counts; the storage's own health (`Storage`) and the job
+/// pauses (`JobPauseStore`), which every runner, the planner and people's commands read.
 #[async_trait]
-pub trait Reads: super::Storage {
+pub trait Reads: super::Storage + super::JobPauseStore {
     /// What each of `rules`' senders has used at `now`: its openers counted against
     /// today's cap (its own day), its first opener and last call. Read only.
     async fn sender_uses(

@@ -38,6 +38,7 @@ mod http_api;
 mod http_attack;
 mod http_daemon;
 mod http_inbound;
+mod job_pause;
 mod log_format;
 mod multi_runner;
 mod planner_model;

@@ -106,6 +106,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/leads/{target}/{action}", post(lead_action))
         .route("/ui/leads/bulk", post(leads::bulk))
         .route("/ui/outbox/{id}/redeliver", post(redeliver))
+        .route("/ui/jobs/{name}/{action}", post(job_action))
 }
 
 /// The page's Content-Security-Policy: only its own inline script and style, by hash.
@@ -586,6 +587,58 @@ async fn lead_action(
         }
     };
     done(result, "review")
+}
+
+/// The jobs table's Pause (until resumed) and Resume buttons: a job pause as `job pause`
+/// and `job resume` set it, read by every runner at its next batch.
+async fn job_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Path((name, action)): Path<(String, String)>,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Response {
+    if let Err(refused) = refusal(&state, &headers, &jar, form).await {
+        return refused;
+    }
+    let name = match crate::job_pause::find_job(&state.config, &name) {
+        Ok(job) => job.name.clone(),
+        Err(e) => {
+            return (
+                StatusCode::NOT_FOUND,
+                page::message("No such job", &e.to_string()),
+            )
+                .into_response();
+        }
+    };
+    let now = state.clock.now();
+    let result = match action.as_str() {
+        "pause" => {
+            let ask = crate::job_pause::PauseAsk {
+                reason: Some("paused from the dashboard".into()),
+                ..Default::default()
+            };
+            match crate::job_pause::pause_of(&state.config, &name, &ask, now) {
+                Ok(p) => state.store.pause_job(&p).await.map(|_| ()),
+                Err(e) => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        page::message("Not done", &e.to_string()),
+                    )
+                        .into_response();
+                }
+            }
+        }
+        "resume" => state.store.resume_job(&name, now).await.map(|_| ()),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                page::message("No such action", "Jobs can be paused or resumed here."),
+            )
+                .into_response();
+        }
+    };
+    done(result, "jobs")
 }
 
 async fn redeliver(

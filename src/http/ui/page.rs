@@ -149,6 +149,27 @@ fn action_form(target: &str, action: &str, label: &str, csrf: &str) -> Markup {
     }
 }
 
+/// A job's pause state and the button that changes it: Pause (until resumed) while it is
+/// active, Resume while a person's pause holds it.
+fn job_state(name: &str, paused: Option<&crate::store::JobPause>, csrf: &str) -> Markup {
+    let name_in_path =
+        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let (path, label) = match paused {
+        Some(_) => (format!("/ui/jobs/{name_in_path}/resume"), "Resume"),
+        None => (format!("/ui/jobs/{name_in_path}/pause"), "Pause"),
+    };
+    html! {
+        @match paused {
+            Some(p) => { strong { "Paused" } " " span.muted { (clip(&p.describe())) } " " }
+            None => { "Active " }
+        }
+        form.inline method="post" action=(path) {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" aria-label=(format!("{label} job {}", clip(name))) { (label) }
+        }
+    }
+}
+
 /// The dashboard.
 pub fn dashboard(v: &View) -> Markup {
     let r = &v.report;
@@ -202,16 +223,19 @@ pub fn dashboard(v: &View) -> Markup {
                         thead { tr {
                             th scope="col" { "Job" } th scope="col" { "Schedule" } th scope="col" { "Next fire" }
                             th scope="col" { "Last run" } th scope="col" { "Sent today" } th scope="col" { "Window" }
+                            th scope="col" { "State" }
                         } }
                         tbody {
                             @for j in &v.jobs {
-                                tr data-job=(j.job.name) {
+                                @let paused = r.job_pauses.iter().find(|p| p.job == j.job.name);
+                                tr data-job=(j.job.name) data-paused=(paused.is_some()) {
                                     th scope="row" { (j.job.name) " " span.muted { "(" (j.job.kind.name()) ")" } }
                                     td { code { (j.job.schedule.text()) } " " span.muted { (j.job.timezone.name()) } }
                                     td { (when(j.job.schedule.next_after(r.now))) }
                                     td { (last_run(j)) }
                                     td.count { (j.sent_today) @if let Some(cap) = daily_cap(&j.job) { " / " (cap) } }
                                     td { (window(&j.job)) }
+                                    td { (job_state(&j.job.name, paused, &v.csrf)) }
                                 }
                             }
                         }

@@ -26,6 +26,7 @@ mod prunable {
     pub(super) const JOB_RUNS: &str = "started_at < $1 AND id < (SELECT MAX(id) FROM job_runs)";
     pub(super) const PRUNES: &str = "hour < $1";
     pub(super) const SENDERS: &str = "last_call_at < $1";
+    pub(super) const JOB_PAUSES: &str = "until IS NOT NULL AND until <= $1";
     // Attempts that no rule needs any more (docs/ARCHITECTURE.md, "Retention"): never one
     // in flight, one an outbox row points at, or one of a lead an import may still treat
     // as untouched (`UNTOUCHED`); of the rest, those whose step the lead can never be
@@ -193,6 +194,10 @@ impl crate::store::RetentionStore for Store {
             T::Senders => {
                 const_format::concatcp!("SELECT COUNT(*) FROM senders WHERE ", prunable::SENDERS)
             }
+            T::JobPauses => const_format::concatcp!(
+                "SELECT COUNT(*) FROM job_pauses WHERE ",
+                prunable::JOB_PAUSES
+            ),
             T::Attempts => const_format::concatcp!(
                 "SELECT (SELECT COUNT(*) FROM attempts WHERE ",
                 prunable::ATTEMPTS_NOT_OPENERS,
@@ -260,6 +265,11 @@ pub(super) fn prune_statements(table: crate::store::PruneTable) -> Vec<&'static 
             "DELETE FROM senders WHERE username IN (SELECT username FROM senders WHERE ",
             prunable::SENDERS,
             " ORDER BY last_call_at LIMIT $2)"
+        )],
+        T::JobPauses => vec![const_format::concatcp!(
+            "DELETE FROM job_pauses WHERE job IN (SELECT job FROM job_pauses WHERE ",
+            prunable::JOB_PAUSES,
+            " ORDER BY until LIMIT $2)"
         )],
         T::Attempts => vec![
             const_format::concatcp!(
