@@ -237,7 +237,7 @@ mod tests {
         let w = SendWindow {
             days: [true, true, true, true, true, false, false],
             from: NaiveTime::from_hms_opt(9, 0, 0).expect("t"),
-            to: NaiveTime::from_hms_opt(17, 0, 0).expect("t"),
+            to: Some(NaiveTime::from_hms_opt(17, 0, 0).expect("t")),
         };
         let berlin = chrono_tz::Europe::Berlin;
         // Friday 2026-12-04 18:00 in Berlin: next Monday 09:00.

@@ -196,7 +196,10 @@ fn the_quickstart_runs_as_written_and_ends_with_messages_in_the_outbox() {
     assert!(stdout.contains("contacted 5"), "{stdout}");
     // The jobs are in UTC (TZ=UTC): `status` gives the next fire once, not twice.
     assert!(stdout.contains("job openers: last run"), "{stdout}");
-    for line in stdout.lines().filter(|l| l.starts_with("job ") && l.contains("; next ")) {
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("job ") && l.contains("; next "))
+    {
         assert!(!line.contains("UTC ("), "{line}");
     }
     assert!(
