@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Reason {
     /// Its name: `daily_cap`, `max_per_run`, `send_window`, `day_off`, `sender_held`,
-    /// `paused`, `not_created_yet` or `nothing_due`; the text starts with it.
+    /// `paused`, `job_paused`, `not_created_yet` or `nothing_due`; the text starts with it.
     pub reason: String,
     /// How many: calls counted against the cap, leads passed over, leads not yet created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +62,16 @@ pub fn paused(scope: &str, until: DateTime<Utc>, why: &str) -> Reason {
     let mut r = Reason::new("paused", format!("paused: {scope} until {until_s} ({why})"));
     r.until = Some(until_s);
     r.zone = Some("UTC".into());
+    r
+}
+
+/// A person paused the job (`job pause`): no call until `until`, or until resumed.
+pub fn job_paused(p: &crate::store::JobPause) -> Reason {
+    let mut r = Reason::new("job_paused", format!("job_paused: {}", p.describe()));
+    if let Some(u) = p.until {
+        r.until = Some(stamp(u, Tz::UTC));
+        r.zone = Some("UTC".into());
+    }
     r
 }
 
@@ -212,6 +222,9 @@ pub async fn of_preview(
     let pauses = store.pauses().await?;
     if let Some(p) = crate::policy::blocking_pause(&pauses, job, now) {
         return Ok(vec![paused(p.scope.as_str(), p.until, &p.reason)]);
+    }
+    if let Some(p) = store.job_pause(&job.name, now).await? {
+        return Ok(vec![job_paused(&p)]);
     }
     let mut out = after_plan(store, job, now, cursor).await?;
     if planned == 0 && out.is_empty() {

@@ -258,6 +258,7 @@ impl Runner {
                 Ok(Some(p)) => {
                     tracing::info!(until = ?p.until, reason = ?p.reason, "the job is paused: nothing done");
                     summary.held = Some(p.describe());
+                    summary.reasons.push(crate::why::job_paused(&p));
                     Ok(summary.clone())
                 }
                 Err(e) => Err(e.into()),

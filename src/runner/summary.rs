@@ -190,7 +190,11 @@ impl Summary {
             parts.insert(at + i, format!("day off ({k}) {n}"));
         }
         // A reason says it again, with when it ends.
-        if let Some(held) = self.held.as_ref().filter(|_| !self.has_reason("paused")) {
+        if let Some(held) = self
+            .held
+            .as_ref()
+            .filter(|_| !self.has_reason("paused") && !self.has_reason("job_paused"))
+        {
             parts.push(held.clone());
         }
         if let Some(hold) = self

@@ -415,6 +415,7 @@ impl<'a> JobRun<'a> {
         if self.halt.is_none() {
             tracing::info!(until = ?p.until, reason = ?p.reason, "the job is paused: no new call");
             self.summary.held = Some(p.describe());
+            self.summary.reasons.push(crate::why::job_paused(p));
         }
         self.halt.get_or_insert(Halt::Paused);
     }
@@ -488,7 +489,10 @@ impl<'a> JobRun<'a> {
     /// other reason, that no lead was due. Not for a stopped run (it did not look at
     /// everything); a read that fails leaves the reasons out, not the run.
     async fn say_why(&mut self) {
-        if self.summary.stopped || self.summary.has_reason("paused") {
+        if self.summary.stopped
+            || self.summary.has_reason("paused")
+            || self.summary.has_reason("job_paused")
+        {
             return;
         }
         let now = self.runner.clock.now();

@@ -353,6 +353,6 @@ async fn on_a_terminal_the_forecast_command_shows_progress() {
         .expect("script runs");
     let shown = text(&out.stdout);
     assert!(out.status.success(), "{shown}");
-    assert!(shown.contains("of the days"), "no progress drawn: {shown}");
+    assert!(shown.contains("/1 days"), "no progress drawn: {shown}");
     assert!(shown.contains("Simulated "), "no table: {shown}");
 }

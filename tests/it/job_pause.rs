@@ -63,16 +63,36 @@ async fn a_paused_job_makes_no_call_and_says_why_until_resumed(db: TestDb) {
     let why = format!("job paused until {until} (list review)");
     assert!(out.contains(&format!("openers: {why}")), "{out}");
 
+    // Why, by one name in the text and the JSON of a run and a dry run (not "no lead due").
     let out = c.ok(&["run", "openers"], &[]).await;
-    assert_eq!(out.trim(), format!("openers: {why}"));
+    assert_eq!(
+        out.trim(),
+        format!("openers: nothing sent: job_paused: {why}")
+    );
     let json: Value = serde_json::from_str(&c.ok(&["run", "--json"], &[]).await).expect("JSON");
     assert_eq!(json["jobs"]["openers"]["held"], why, "{json}");
+    let reasons = &json["jobs"]["openers"]["reasons"];
+    assert_eq!(reasons[0]["reason"], "job_paused", "{json}");
+    let said = reasons[0]["until"].as_str().expect("until");
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(said).expect("RFC 3339"),
+        chrono::DateTime::parse_from_rfc3339(&until).expect("RFC 3339"),
+        "{json}"
+    );
+    assert_eq!(reasons.as_array().map(Vec::len), Some(1), "{json}");
     assert_eq!(json["total"]["calls"], 0, "{json}");
     let dry = c.ok(&["run", "--dry-run", "openers"], &[]).await;
     assert!(
-        dry.contains(&format!("note: {why}")) && dry.contains("openers: 0 call(s)"),
+        dry.contains(&format!("note: {why}"))
+            && dry.contains(&format!("why: job_paused: {why}"))
+            && !dry.contains("nothing_due")
+            && dry.contains("openers: 0 call(s)"),
         "{dry}"
     );
+    let dry: Value =
+        serde_json::from_str(&c.ok(&["run", "--dry-run", "--json", "openers"], &[]).await)
+            .expect("JSON");
+    assert_eq!(dry[0]["reasons"][0]["reason"], "job_paused", "{dry}");
     assert!(c.sim_log().await.is_empty(), "a paused job called the API");
     assert_eq!(c.count("SELECT COUNT(*) FROM attempts").await, 0);
 
@@ -136,7 +156,10 @@ async fn a_pause_for_a_while_ends_by_itself_and_is_pruned(db: TestDb) {
     c.ok(&["job", "pause", "openers", "--for", "2h"], &[]).await;
     c.ok(&["job", "pause", "follow-ups"], &[]).await;
     let out = c.ok(&["run", "openers"], &[]).await;
-    assert!(out.starts_with("openers: job paused until "), "{out}");
+    assert!(
+        out.starts_with("openers: nothing sent: job_paused: job paused until "),
+        "{out}"
+    );
     assert!(c.sim_log().await.is_empty());
     let at = (Utc::now() + chrono::Duration::hours(3)).to_rfc3339();
     let dry = c
