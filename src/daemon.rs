@@ -106,6 +106,10 @@ pub struct Daemon {
     clock: Arc<dyn Clock>,
     runner_id: String,
     slots: Mutex<Slots>,
+    /// The overlap guards of jobs a reload removed while their run was going: a job the
+    /// next reload puts back takes its guard again, so it does not start beside that run.
+    /// Only guards still set are kept (at most one per removed job).
+    retired: Mutex<Vec<(String, Arc<AtomicBool>)>>,
     /// The job runs started, so a stop can wait for them.
     runs: TaskTracker,
     fatal: Arc<Fatal>,
@@ -152,6 +156,7 @@ impl Daemon {
             clock,
             runner_id,
             slots: Mutex::new(slots),
+            retired: Mutex::new(Vec::new()),
             runs: TaskTracker::new(),
             fatal,
             started_at: now,
@@ -177,6 +182,8 @@ impl Daemon {
     pub fn reload(&self, config: &Config) -> Reloaded {
         let now = self.clock.now();
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.retain(|(_, running)| running.load(Ordering::SeqCst));
         let mut out = Reloaded::default();
         let new: Slots = config
             .jobs
@@ -196,8 +203,12 @@ impl Daemon {
                 Arc::new(Slot {
                     job: job.clone(),
                     next: Mutex::new(next),
-                    running: old
-                        .map_or_else(|| Arc::new(AtomicBool::new(false)), |o| o.running.clone()),
+                    running: old.map(|o| o.running.clone()).unwrap_or_else(|| {
+                        retired
+                            .iter()
+                            .find(|(name, _)| *name == job.name)
+                            .map_or_else(|| Arc::new(AtomicBool::new(false)), |(_, r)| r.clone())
+                    }),
                 })
             })
             .collect();
@@ -206,6 +217,15 @@ impl Daemon {
             .filter(|s| !config.jobs.iter().any(|j| j.name == s.job.name))
             .map(|s| s.job.name.clone())
             .collect();
+        for gone in slots
+            .iter()
+            .filter(|s| out.removed.contains(&s.job.name) && s.running.load(Ordering::SeqCst))
+        {
+            retired.retain(|(name, _)| *name != gone.job.name);
+            retired.push((gone.job.name.clone(), gone.running.clone()));
+        }
+        // A job put back took its guard again: it is no longer retired.
+        retired.retain(|(name, _)| !config.jobs.iter().any(|j| j.name == *name));
         *slots = new;
         out
     }
@@ -368,6 +388,12 @@ impl Daemon {
         self.slots()
             .iter()
             .any(|s| s.running.load(Ordering::SeqCst))
+            || self
+                .retired
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|(_, r)| r.load(Ordering::SeqCst))
     }
 
     /// Fires every job whose time has come. Returns what happened to each tick and, for

@@ -100,11 +100,19 @@ pub fn next_opening(window: &SendWindow, tz: Tz, now: DateTime<Utc>) -> Option<D
         if !window.contains(day.weekday(), window.from) {
             return None;
         }
-        let t = tz
-            .from_local_datetime(&day.and_time(window.from))
-            .earliest()?
-            .with_timezone(&Utc);
+        let t = first_instant_at_or_after(tz, day.and_time(window.from))?;
         (t > now).then_some(t)
+    })
+}
+
+/// The first instant whose local time in `tz` is `local` or, when the clocks skip over it
+/// (spring forward), the first after the gap: a window from 02:30 opens at 03:00 that night.
+fn first_instant_at_or_after(tz: Tz, local: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
+    // Gaps are at most a few hours; step a minute at a time through them.
+    (0..=24 * 60).find_map(|m| {
+        let t = local.checked_add_signed(chrono::Duration::minutes(m))?;
+        let t = tz.from_local_datetime(&t).earliest()?;
+        Some(t.with_timezone(&Utc))
     })
 }
 

@@ -76,7 +76,17 @@ pub fn reload_on_hangup(path: ConfigPath) -> watch::Receiver<Option<Arc<Config>>
                     while hangups.recv().await.is_some() {
                         let file = path.path.display().to_string();
                         tracing::info!(%file, "SIGHUP: reading the campaign file again");
-                        match crate::config::load(&path) {
+                        // Read and checked off the runtime's threads: a slow disk (or a
+                        // file that is not one) never holds the daemon's tasks.
+                        let reading = path.clone();
+                        let loaded =
+                            tokio::task::spawn_blocking(move || crate::config::load(&reading))
+                                .await;
+                        let Ok(loaded) = loaded else {
+                            tracing::error!(%file, "the campaign file was not reloaded: its reading failed");
+                            continue;
+                        };
+                        match loaded {
                             Ok(config) => {
                                 tx.send_replace(Some(Arc::new(config)));
                             }

@@ -103,9 +103,11 @@ impl ConfigPath {
         }
     }
 
-    /// The file's text, or `None` when the default file does not exist.
+    /// The file's text, or `None` when the default file does not exist. Only a regular
+    /// file of at most `MAX_CONFIG_BYTES` is read: a FIFO or a device (`/dev/zero`) named
+    /// as the campaign file is refused at once, never waited on or read without end.
     fn read(&self) -> Result<Option<String>, ConfigError> {
-        match std::fs::read_to_string(&self.path) {
+        match read_bounded(&self.path) {
             Ok(text) => Ok(Some(text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.explicit => Ok(None),
             Err(cause) => Err(ConfigError::Io {
@@ -114,6 +116,40 @@ impl ConfigPath {
             }),
         }
     }
+}
+
+/// The largest campaign file read (4 MiB: a thousand jobs with comments is under 1 MiB).
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A regular file's text, at most `MAX_CONFIG_BYTES`. Opened without blocking, so that a
+/// FIFO with no writer does not hold the caller; its type is checked on the opened file.
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = open.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a campaign file is read whole, from a file)",
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "larger than {MAX_CONFIG_BYTES} bytes (4 MiB), the most a campaign file may be"
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 /// The whole campaign file, checked.

@@ -45,6 +45,7 @@ mod planner_model;
 mod python_crosscheck;
 mod query_plans;
 mod readme;
+mod regressions24;
 mod reliability;
 mod reply_rates;
 mod retention;

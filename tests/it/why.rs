@@ -108,10 +108,32 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The tests' instants are written in January 2027 and December 2027, but the leads are
+/// imported at the machine's now: once those instants pass, each moves on by whole
+/// 364-day steps (the weekday and the winter offset stay) to a year after now. `t` and
+/// `shown` (the same instant as the output writes it) move alike.
+fn years_on() -> chrono::Duration {
+    let first = DateTime::parse_from_rfc3339("2027-01-06T00:00:00Z").expect("time");
+    let mut shift = chrono::Duration::zero();
+    while first + shift < Utc::now() + chrono::Duration::days(2) {
+        shift += chrono::Duration::days(364);
+    }
+    shift
+}
+
 fn t(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .expect("time")
-        .with_timezone(&Utc)
+    (DateTime::parse_from_rfc3339(s).expect("time") + years_on()).with_timezone(&Utc)
+}
+
+/// `s` moved as `t` moves it, written as the output writes it (RFC 3339, its offset).
+fn shown(s: &str) -> String {
+    (DateTime::parse_from_rfc3339(s).expect("time") + years_on())
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, s.ends_with('Z'))
+}
+
+/// A date `YYYY-MM-DD` moved as `t` moves it.
+fn day(s: &str) -> String {
+    shown(&format!("{s}T12:00:00+01:00"))[..10].to_string()
 }
 
 /// The reasons' names.
@@ -134,19 +156,25 @@ async fn the_daily_cap_reached_is_said_with_its_count_and_when_it_resets() {
         let out = c.ok(&["run", "openers"], Some(noon));
         assert_eq!(
             out.trim(),
-            "openers: sent 3; not sent: daily_cap 3/3 reached, resets 2027-01-07T00:00:00+01:00",
+            format!(
+                "openers: sent 3; not sent: daily_cap 3/3 reached, resets {}",
+                shown("2027-01-07T00:00:00+01:00")
+            ),
         );
         let out = c.ok(&["run", "openers"], Some(noon));
         assert_eq!(
             out.trim(),
-            "openers: nothing sent: daily_cap 3/3 reached, resets 2027-01-07T00:00:00+01:00",
+            format!(
+                "openers: nothing sent: daily_cap 3/3 reached, resets {}",
+                shown("2027-01-07T00:00:00+01:00")
+            ),
         );
         let s = c.run_json("openers", noon);
         assert_eq!(s["calls"], 0);
         assert_eq!(names(&s["reasons"]), ["daily_cap"], "{s}");
         let r = &s["reasons"][0];
         assert_eq!((r["count"].as_u64(), r["cap"].as_u64()), (Some(3), Some(3)));
-        assert_eq!(r["until"], "2027-01-07T00:00:00+01:00");
+        assert_eq!(r["until"], shown("2027-01-07T00:00:00+01:00"));
         assert_eq!(r["zone"], "Europe/Berlin");
         assert!(
             r["text"]
@@ -157,7 +185,7 @@ async fn the_daily_cap_reached_is_said_with_its_count_and_when_it_resets() {
         // The dry run says the same, under the same name.
         let dry = c.dry_reasons("openers", noon);
         assert_eq!(names(&dry), ["daily_cap"], "{dry}");
-        assert_eq!(dry[0]["until"], "2027-01-07T00:00:00+01:00");
+        assert_eq!(dry[0]["until"], shown("2027-01-07T00:00:00+01:00"));
         // The next day, the cap has reset: the last two leads go out.
         let out = c.ok(&["run", "openers"], Some(t("2027-01-07T09:00:00+01:00")));
         assert!(out.starts_with("openers: sent 2"), "{out}");
@@ -176,17 +204,20 @@ async fn a_closed_send_window_says_when_it_next_opens_in_the_zone_that_decides()
         let out = c.ok(&["run", "openers"], Some(saturday));
         assert_eq!(
             out.trim(),
-            "openers: nothing sent: send_window closed for 4 due lead(s), opens \
-             2027-01-11T09:00:00+01:00 (Europe/Berlin) (outside window 4)",
+            format!(
+                "openers: nothing sent: send_window closed for 4 due lead(s), opens \
+                 {} (Europe/Berlin) (outside window 4)",
+                shown("2027-01-11T09:00:00+01:00")
+            ),
         );
         let s = c.run_json("openers", saturday);
         assert_eq!(names(&s["reasons"]), ["send_window"], "{s}");
         assert_eq!(s["reasons"][0]["count"], 4);
-        assert_eq!(s["reasons"][0]["until"], "2027-01-11T09:00:00+01:00");
+        assert_eq!(s["reasons"][0]["until"], shown("2027-01-11T09:00:00+01:00"));
         assert_eq!(s["outside_window"], 4, "the old field stays");
         let dry = c.dry_reasons("openers", saturday);
         assert_eq!(names(&dry), ["send_window"], "{dry}");
-        assert_eq!(dry[0]["until"], "2027-01-11T09:00:00+01:00");
+        assert_eq!(dry[0]["until"], shown("2027-01-11T09:00:00+01:00"));
         // Monday at ten it is open.
         let out = c.ok(&["run", "openers"], Some(t("2027-01-11T10:00:00+01:00")));
         assert_eq!(out.trim(), "openers: sent 4");
@@ -258,10 +289,13 @@ async fn max_per_run_reached_is_said_with_its_count() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_day_off_names_its_calendar_and_nothing_due_is_said_as_such() {
     on_both(async |db| {
-        let jobs = "[[calendar]]\nname = \"xmas\"\ndates = [\"2027-12-25\"]\n\n\
+        let jobs = format!(
+            "[[calendar]]\nname = \"xmas\"\ndates = [\"{}\"]\n\n\
              [[job]]\nname = \"openers\"\nkind = \"opener\"\nschedule = \"0 */15 * * * *\"\n\
-             timezone = \"Europe/Berlin\"\ncalendars = [\"xmas\"]\n";
-        let c = Campaign::new(db, &[], jobs, 2);
+             timezone = \"Europe/Berlin\"\ncalendars = [\"xmas\"]\n",
+            day("2027-12-25")
+        );
+        let c = Campaign::new(db, &[], &jobs, 2);
         let xmas = t("2027-12-25T12:00:00+01:00");
         let s = c.run_json("openers", xmas);
         assert_eq!(names(&s["reasons"]), ["day_off"], "{s}");
