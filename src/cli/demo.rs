@@ -160,7 +160,8 @@ pub async fn run() -> Result<(), Failure> {
         );
     }
     outln!(
-        "\n{} API calls. Next: fluidtalk-runner sim, jobs.toml, `leads import`, `run --dry-run`, `forecast`, `run`, `daemon`.",
+        "\n{} API calls. Next, a campaign of your own: `fluidtalk-runner init my-campaign` writes one \
+         (the README's quickstart runs it against `fluidtalk-runner sim`).",
         sim.snapshot().requests
     );
     outln!(

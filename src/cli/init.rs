@@ -47,7 +47,7 @@ pub fn run(args: InitArgs) -> Result<(), Failure> {
     );
     outln!();
     if args.dir != Path::new(".") {
-        outln!("cd {shown}");
+        outln!("cd {}", shell_word(&shown));
     }
     outln!(
         "cp .env.example .env && set -a && . ./.env && set +a   # as it is for the simulator \
@@ -101,6 +101,16 @@ pub fn write(dir: &Path, zone: chrono_tz::Tz) -> Result<Vec<PathBuf>, Failure> {
     Ok(written)
 }
 
+/// `word` as one shell word: as it is when plain, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// This machine's time zone: `TZ` if it names one, else the system's, else UTC.
 fn local_zone() -> chrono_tz::Tz {
     let named = |name: &str| {
@@ -140,6 +150,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_folder_is_printed_as_one_shell_word() {
+        assert_eq!(shell_word("my-campaign/2026"), "my-campaign/2026");
+        assert_eq!(shell_word("my campaign"), "'my campaign'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("$(rm -rf x)"), "'$(rm -rf x)'");
     }
 
     #[test]

@@ -177,6 +177,8 @@ fn the_demo_runs_a_whole_campaign_without_a_key() {
         "leads: new 1, done 5, ignored 1",
         "outbox: 10 message(s)",
         "daemon --http 127.0.0.1:8080; then open http://127.0.0.1:8080/",
+        // The way to a campaign of one's own, from the binary alone.
+        "fluidtalk-runner init my-campaign",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
