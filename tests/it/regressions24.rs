@@ -311,7 +311,10 @@ fn sighup_on_a_fifo_campaign_file_still_stops_on_sigterm() {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     kill(&child, libc::SIGHUP);
     wait_line(&lines, &mut log, "SIGHUP seen", |l| l.contains("SIGHUP"));
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The FIFO is refused at once (not a regular file), not waited on.
+    wait_line(&lines, &mut log, "the reload refused", |l| {
+        l.contains("not reloaded") && l.contains("not a regular file")
+    });
     kill(&child, libc::SIGTERM);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let status = loop {
